@@ -1,0 +1,46 @@
+# xenlab: `make lab` opens the lab, `make test` runs every test. Both set everything up first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+export PYTHONHASHSEED := 0
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: lab test e2e fuzz bench notebooks lint clean setup
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[lab,test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+lab: $(VENV)/.installed
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check xenlab tests bench tools
+
+test: $(VENV)/.installed
+	@tools/ensure-debs libxen-dev xenstore-utils chromium
+	$(BIN)/ruff check xenlab tests bench tools
+	$(BIN)/python tools/run_notebooks.py --check
+	$(BIN)/python -m pytest tests notebooks --nbval --nbval-sanitize-with notebooks/sanitize.cfg -q
+
+e2e: $(VENV)/.installed
+	@tools/ensure-debs chromium
+	$(BIN)/python -m pytest tests -m e2e -q
+
+fuzz: $(VENV)/.installed
+	XENLAB_FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest tests -m slow -q
+
+bench: $(VENV)/.installed
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+notebooks: $(VENV)/.installed
+	$(BIN)/python tools/run_notebooks.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

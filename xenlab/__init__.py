@@ -1,0 +1,13 @@
+"""xenlab: a teaching lab for the Xen split-driver model.
+
+Everything a notebook needs is reachable from here; see README.md.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from xenlab.base.sched import Deadlock, Scheduler, WaitQueue
+from xenlab.base.trace import Change, Step, Trace
+
+__all__ = ["Change", "Deadlock", "Scheduler", "Step", "Trace", "WaitQueue", "__version__"]

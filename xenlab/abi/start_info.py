@@ -1,0 +1,55 @@
+"""start_info (xen/include/public/xen.h) and HVM parameters (hvm/params.h) used by xenbus."""
+
+from __future__ import annotations
+
+import ctypes
+
+MAX_GUEST_CMDLINE = 1024
+SIF_PRIVILEGED = 1 << 0
+SIF_INITDOMAIN = 1 << 1
+SIF_MULTIBOOT_MOD = 1 << 2
+SIF_MOD_START_PFN = 1 << 3
+SIF_VIRT_P2M_4TOOLS = 1 << 4
+
+HVM_PARAM_CALLBACK_IRQ = 0
+HVM_PARAM_STORE_PFN = 1
+HVM_PARAM_STORE_EVTCHN = 2
+HVM_PARAM_CONSOLE_PFN = 17
+HVM_PARAM_CONSOLE_EVTCHN = 18
+
+GNTTAB_RESERVED_CONSOLE = 0
+GNTTAB_RESERVED_XENSTORE = 1
+
+
+class _console_domU(ctypes.Structure):
+    _fields_ = [("mfn", ctypes.c_uint64), ("evtchn", ctypes.c_uint32)]
+
+
+class _console_dom0(ctypes.Structure):
+    _fields_ = [("info_off", ctypes.c_uint32), ("info_size", ctypes.c_uint32)]
+
+
+class _console(ctypes.Union):
+    _fields_ = [("domU", _console_domU), ("dom0", _console_dom0)]
+
+
+class start_info(ctypes.Structure):
+    """struct start_info for an x86_64 PV guest (xen_pfn_t and unsigned long are 64-bit)."""
+
+    _fields_ = [
+        ("magic", ctypes.c_char * 32),
+        ("nr_pages", ctypes.c_uint64),
+        ("shared_info", ctypes.c_uint64),
+        ("flags", ctypes.c_uint32),
+        ("store_mfn", ctypes.c_uint64),
+        ("store_evtchn", ctypes.c_uint32),
+        ("console", _console),
+        ("pt_base", ctypes.c_uint64),
+        ("nr_pt_frames", ctypes.c_uint64),
+        ("mfn_list", ctypes.c_uint64),
+        ("mod_start", ctypes.c_uint64),
+        ("mod_len", ctypes.c_uint64),
+        ("cmd_line", ctypes.c_int8 * MAX_GUEST_CMDLINE),
+        ("first_p2m_pfn", ctypes.c_uint64),
+        ("nr_p2m_frames", ctypes.c_uint64),
+    ]

@@ -1,0 +1,31 @@
+"""XenbusState (xen/include/public/io/xenbus.h) and how each kernel prints it."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class XenbusState(IntEnum):
+    """enum xenbus_state: the state a frontend or backend publishes in its `state` node."""
+
+    XenbusStateUnknown = 0
+    XenbusStateInitialising = 1
+    XenbusStateInitWait = 2
+    XenbusStateInitialised = 3
+    XenbusStateConnected = 4
+    XenbusStateClosing = 5
+    XenbusStateClosed = 6
+    XenbusStateReconfiguring = 7
+    XenbusStateReconfigured = 8
+
+
+globals().update({s.name: s for s in XenbusState})
+
+_NAMES = ("Unknown", "Initialising", "InitWait", "Initialised", "Connected",
+          "Closing", "Closed", "Reconfiguring", "Reconfigured")
+
+
+def xenbus_strstate(state: int, flavour: str = "modern") -> str:
+    """xenbus_strstate: the name a kernel prints for a state (2.6.18 says INVALID past Closed)."""
+    limit = 7 if flavour == "2.6.18" else len(_NAMES)
+    return _NAMES[state] if 0 <= state < limit else "INVALID"
