@@ -2,20 +2,86 @@
 
 OWNER: the wire/transport engineer. The Message dataclass, encode() and ProtocolError
 are the contract other modules use; keep their shape.
+
+Theory of operation
+-------------------
+Every message is a 16-byte little-endian ``xsd_sockmsg`` header (type, req_id, tx_id,
+len) followed by ``len`` payload bytes, ``len <= XENSTORE_PAYLOAD_MAX``. A transport
+(ring or Unix socket) receives bytes in whatever pieces the other side chose; it feeds
+them to a ``Decoder`` and gets whole ``Message``\\ s back. The decoder never does IO and
+never raises anything but a ``ProtocolError`` subclass naming what was wrong.
+
+Only framing errors are fatal to a connection (the daemon cannot find the next header):
+``PayloadTooLong`` (len > 4096; C xenstored drops the connection, on a ring it sets
+``error = XENSTORE_ERROR_PROTO``) and ``Truncated`` (the peer closed mid-message).
+Payload format errors (``MissingNul``, ``BadField``) are answered with an error reply
+(C xenstored: EINVAL from ``onearg``/``get_strings``) and the connection lives on;
+``UnknownType`` is answered ENOSYS. The payload helpers below raise them so the
+dispatcher can map each to its errno.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from xenlab.abi.xs_wire import XENSTORE_PAYLOAD_MAX, XSD_SOCKMSG_SIZE
+from xenlab.abi.xs_wire import (
+    XENSTORE_PAYLOAD_MAX,
+    XS_DIRECTORY_PART,
+    XS_ERROR,
+    XS_WATCH_EVENT,
+    XSD_ERROR_BY_ERRNO,
+    XSD_ERROR_BY_NAME,
+    XSD_SOCKMSG_SIZE,
+    xsd_sockmsg_type,
+)
 
 _HEADER = struct.Struct("<IIII")
 
 
 class ProtocolError(ValueError):
     """A malformed message on the wire; the text says what was wrong."""
+
+    #: the errno name a daemon answers with when the error is not fatal to the connection
+    errname = "EINVAL"
+
+
+class PayloadTooLong(ProtocolError):
+    """A header announcing more than XENSTORE_PAYLOAD_MAX payload bytes (fatal: the stream is lost)."""
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+        super().__init__(f"header len {length} exceeds XENSTORE_PAYLOAD_MAX ({XENSTORE_PAYLOAD_MAX})")
+
+
+class UnknownType(ProtocolError):
+    """A message type the protocol does not define (C xenstored answers ENOSYS)."""
+
+    errname = "ENOSYS"
+
+    def __init__(self, msg_type: int) -> None:
+        self.msg_type = msg_type
+        super().__init__(f"unknown message type {msg_type}")
+
+
+class Truncated(ProtocolError):
+    """The stream ended inside a message (fatal)."""
+
+    def __init__(self, have: int, need: int, where: str) -> None:
+        self.have, self.need = have, need
+        super().__init__(f"stream closed inside the {where}: {have} of {need} bytes")
+
+
+class MissingNul(ProtocolError):
+    """A payload field that must be NUL-terminated is not (C xenstored answers EINVAL)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what}: missing NUL terminator")
+
+
+class BadField(ProtocolError):
+    """A payload with the wrong number of fields or a field that does not parse (EINVAL)."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +98,29 @@ class Message:
         """The header's len field."""
         return len(self.payload)
 
+    @property
+    def type_name(self) -> str:
+        """XS_READ, XS_WATCH_EVENT, ... or the number for an undefined type."""
+        return type_name(self.type)
+
+
+def type_name(msg_type: int) -> str:
+    """The enum xsd_sockmsg_type name of *msg_type* (its number in decimal if undefined)."""
+    try:
+        return xsd_sockmsg_type(msg_type).name
+    except ValueError:
+        return str(msg_type)
+
+
+def check_type(msg_type: int) -> xsd_sockmsg_type:
+    """The type as an enum member; UnknownType for 20 (old XS_RESTRICT), INVALID and undefined ones."""
+    if msg_type == 20 or msg_type == xsd_sockmsg_type.XS_INVALID:
+        raise UnknownType(msg_type)
+    try:
+        return xsd_sockmsg_type(msg_type)
+    except ValueError:
+        raise UnknownType(msg_type) from None
+
 
 def encode(msg: Message) -> bytes:
     """The header (16 bytes, little-endian) followed by the payload."""
@@ -39,6 +128,355 @@ def encode(msg: Message) -> bytes:
         raise ProtocolError(f"payload of {len(msg.payload)} bytes exceeds XENSTORE_PAYLOAD_MAX "
                             f"({XENSTORE_PAYLOAD_MAX})")
     return _HEADER.pack(msg.type, msg.req_id, msg.tx_id, len(msg.payload)) + msg.payload
+
+
+def encode_all(msgs: Iterable[Message]) -> bytes:
+    """Several messages back to back, as they travel on a ring or a socket."""
+    return b"".join(encode(m) for m in msgs)
+
+
+def decode_header(data: bytes) -> tuple[int, int, int, int]:
+    """(type, req_id, tx_id, len) of the first 16 bytes of *data*."""
+    if len(data) < XSD_SOCKMSG_SIZE:
+        raise Truncated(len(data), XSD_SOCKMSG_SIZE, "header")
+    return _HEADER.unpack_from(data)
+
+
+class Decoder:
+    """Bytes in arbitrary pieces -> Messages (the read_message() loop of xenstored_core.c, sans IO).
+
+    ``feed(data)`` returns the messages completed by *data*. After a fatal error the
+    decoder is dead (``error`` set) and every later call raises it again, as the daemon
+    stops reading a connection it has marked in error. ``strict_types=True`` also
+    rejects undefined types (a client checking replies; a daemon answers them ENOSYS).
+    """
+
+    def __init__(self, *, max_len: int = XENSTORE_PAYLOAD_MAX, strict_types: bool = False) -> None:
+        self.max_len = max_len
+        self.strict_types = strict_types
+        self.error: ProtocolError | None = None
+        self._buf = bytearray()
+        self._header: tuple[int, int, int, int] | None = None
+
+    @property
+    def pending(self) -> int:
+        """Bytes received that do not yet form a whole message (header bytes included)."""
+        return len(self._buf) + (XSD_SOCKMSG_SIZE if self._header else 0)
+
+    @property
+    def header(self) -> tuple[int, int, int, int] | None:
+        """The header of the message being received, once its 16 bytes are in."""
+        return self._header
+
+    def reset(self) -> None:
+        """Forget any partial message (the reconnect handshake drops partial packets)."""
+        self._buf.clear()
+        self._header = None
+        self.error = None
+
+    def feed(self, data: bytes) -> list[Message]:
+        """Take more bytes; return the messages they complete (maybe none)."""
+        return list(self.iter_feed(data))
+
+    def iter_feed(self, data: bytes) -> Iterator[Message]:
+        """As feed(), yielding each message as soon as it is complete."""
+        if self.error is not None:
+            raise self.error
+        self._buf += data
+        while True:
+            if self._header is None:
+                if len(self._buf) < XSD_SOCKMSG_SIZE:
+                    return
+                hdr = _HEADER.unpack_from(self._buf)
+                if hdr[3] > self.max_len:
+                    self.error = PayloadTooLong(hdr[3])
+                    raise self.error
+                if self.strict_types:
+                    try:
+                        check_type(hdr[0])
+                    except UnknownType as exc:
+                        self.error = exc
+                        raise
+                del self._buf[:XSD_SOCKMSG_SIZE]
+                self._header = hdr
+            length = self._header[3]
+            if len(self._buf) < length:
+                return
+            payload = bytes(self._buf[:length])
+            del self._buf[:length]
+            msg_type, req_id, tx_id, _ = self._header
+            self._header = None
+            yield Message(msg_type, req_id, tx_id, payload)
+
+    def close(self) -> None:
+        """The peer closed the stream: Truncated if it stopped inside a message."""
+        if self.error is not None:
+            raise self.error
+        if self._header is not None:
+            self.error = Truncated(len(self._buf), self._header[3], "payload")
+        elif self._buf:
+            self.error = Truncated(len(self._buf), XSD_SOCKMSG_SIZE, "header")
+        if self.error is not None:
+            raise self.error
+
+
+def decode_all(data: bytes) -> list[Message]:
+    """Every message in *data*, which must end on a message boundary."""
+    dec = Decoder()
+    msgs = dec.feed(data)
+    dec.close()
+    return msgs
+
+
+# ---------------------------------------------------------------------------
+# Payload helpers: strings joined by NULs, as xs.c builds them and xenstored_core.c parses them.
+
+
+def _b(s: str | bytes) -> bytes:
+    return s.encode() if isinstance(s, str) else bytes(s)
+
+
+def join_strings(*fields: str | bytes) -> bytes:
+    """Each field followed by a NUL (path\\0, path\\0token\\0, perm lists...)."""
+    return b"".join(_b(f) + b"\0" for f in fields)
+
+
+def split_strings(payload: bytes, what: str = "payload") -> list[bytes]:
+    """The NUL-terminated strings of *payload* (get_strings, xenstored_core.c); MissingNul if unterminated."""
+    if not payload:
+        return []
+    if payload[-1:] != b"\0":
+        raise MissingNul(what)
+    return payload[:-1].split(b"\0")
+
+
+def one_arg(payload: bytes, what: str = "argument") -> bytes:
+    """The single NUL-terminated string of a payload (onearg() in xenstored_core.c)."""
+    if b"\0" not in payload:
+        raise MissingNul(what)
+    if payload.index(b"\0") + 1 != len(payload):
+        count = payload.count(b"\0")
+        raise BadField(f"{what}: expected one NUL-terminated string, got {count} NULs")
+    return payload[:-1]
+
+
+def n_args(payload: bytes, counts: Sequence[int], what: str) -> list[bytes]:
+    """Exactly one of *counts* NUL-terminated strings (INTRODUCE 3, WATCH 2 or 3...)."""
+    fields = split_strings(payload, what)
+    if len(fields) not in counts:
+        want = " or ".join(str(c) for c in counts)
+        raise BadField(f"{what}: expected {want} NUL-terminated strings, got {len(fields)}")
+    return fields
+
+
+def parse_int(field: bytes, what: str, *, signed: bool = False) -> int:
+    """A decimal field (domid, port, gfn, offset); BadField naming *what* if it is not one."""
+    text = field.decode("ascii", "replace")
+    ok = text.isdigit() or (signed and text[:1] == "-" and text[1:].isdigit())
+    if not ok:
+        raise BadField(f"{what}: {text!r} is not a decimal number")
+    return int(text)
+
+
+# Requests -----------------------------------------------------------------------------
+
+
+def request(msg_type: int, payload: bytes, req_id: int = 0, tx_id: int = 0) -> Message:
+    """A request message."""
+    return Message(int(msg_type), req_id, tx_id, payload)
+
+
+def path_payload(path: str | bytes) -> bytes:
+    """path\\0: DIRECTORY, READ, GET_PERMS, MKDIR, RM (and domid\\0 for the domain ops)."""
+    return join_strings(path)
+
+
+def parse_path(payload: bytes) -> bytes:
+    """The path of a path\\0 request."""
+    return one_arg(payload, "path")
+
+
+def write_payload(path: str | bytes, value: str | bytes) -> bytes:
+    """path\\0value: WRITE (the value is not NUL-terminated and may hold any byte)."""
+    return _b(path) + b"\0" + _b(value)
+
+
+def parse_write(payload: bytes) -> tuple[bytes, bytes]:
+    """(path, value) of a WRITE payload."""
+    if b"\0" not in payload:
+        raise MissingNul("WRITE path")
+    path, _, value = payload.partition(b"\0")
+    return path, value
+
+
+def watch_payload(path: str | bytes, token: str | bytes, depth: int | None = None) -> bytes:
+    """path\\0token\\0[depth\\0]: WATCH and UNWATCH (depth only with the WATCHDEPTH feature)."""
+    return join_strings(path, token) + (join_strings(str(depth)) if depth is not None else b"")
+
+
+def parse_watch(payload: bytes, *, allow_depth: bool = False) -> tuple[bytes, bytes, int | None]:
+    """(path, token, depth or None) of a WATCH/UNWATCH payload."""
+    fields = n_args(payload, (2, 3) if allow_depth else (2,), "WATCH")
+    depth = parse_int(fields[2], "WATCH depth") if len(fields) == 3 else None
+    return fields[0], fields[1], depth
+
+
+def perms_payload(path: str | bytes, perms: Iterable[str | bytes]) -> bytes:
+    """path\\0perm\\0perm\\0...: SET_PERMS."""
+    return join_strings(path, *perms)
+
+
+def parse_perm(field: bytes) -> tuple[str, int]:
+    """('r'|'w'|'b'|'n', domid) of one permission string such as b'r1'."""
+    letter = field[:1].decode("ascii", "replace")
+    if letter not in ("r", "w", "b", "n"):
+        raise BadField(f"permission {field!r}: first letter must be one of w, r, b, n")
+    return letter, parse_int(field[1:], f"permission {field!r} domid")
+
+
+def format_perm(letter: str, domid: int) -> str:
+    """'r1', 'n0': one permission string."""
+    return f"{letter}{domid}"
+
+
+def parse_set_perms(payload: bytes) -> tuple[bytes, list[tuple[str, int]]]:
+    """(path, [(letter, domid), ...]) of a SET_PERMS payload; BadField without a permission."""
+    fields = split_strings(payload, "SET_PERMS")
+    if len(fields) < 2:
+        raise BadField(f"SET_PERMS: expected a path and at least one permission, got {len(fields)} strings")
+    return fields[0], [parse_perm(f) for f in fields[1:]]
+
+
+def parse_perms_reply(payload: bytes) -> list[tuple[str, int]]:
+    """The permissions of a GET_PERMS reply."""
+    return [parse_perm(f) for f in split_strings(payload, "GET_PERMS reply")]
+
+
+def introduce_payload(domid: int, gfn: int, evtchn: int) -> bytes:
+    """domid\\0gfn\\0evtchn\\0: INTRODUCE (libxl sends the gfn as signed decimal)."""
+    return join_strings(str(domid), str(gfn), str(evtchn))
+
+
+def parse_introduce(payload: bytes) -> tuple[int, int, int]:
+    """(domid, gfn, evtchn) of an INTRODUCE payload."""
+    d, g, e = n_args(payload, (3,), "INTRODUCE")
+    return parse_int(d, "INTRODUCE domid"), parse_int(g, "INTRODUCE gfn", signed=True), \
+        parse_int(e, "INTRODUCE evtchn")
+
+
+def parse_domid(payload: bytes, what: str = "domid") -> int:
+    """The domid of RELEASE, GET_DOMAIN_PATH, IS_DOMAIN_INTRODUCED, RESUME."""
+    return parse_int(one_arg(payload, what), what)
+
+
+def set_target_payload(domid: int, target: int) -> bytes:
+    """domid\\0tdomid\\0: SET_TARGET."""
+    return join_strings(str(domid), str(target))
+
+
+def parse_set_target(payload: bytes) -> tuple[int, int]:
+    """(domid, target domid) of a SET_TARGET payload."""
+    d, t = n_args(payload, (2,), "SET_TARGET")
+    return parse_int(d, "SET_TARGET domid"), parse_int(t, "SET_TARGET target")
+
+
+def directory_part_payload(path: str | bytes, offset: int) -> bytes:
+    """path\\0offset\\0: DIRECTORY_PART."""
+    return join_strings(path, str(offset))
+
+
+def parse_directory_part(payload: bytes) -> tuple[bytes, int]:
+    """(path, offset) of a DIRECTORY_PART request."""
+    p, off = n_args(payload, (2,), "DIRECTORY_PART")
+    return p, parse_int(off, "DIRECTORY_PART offset")
+
+
+def transaction_end_payload(commit: bool) -> bytes:
+    """T\\0 to commit, F\\0 to abort: TRANSACTION_END."""
+    return b"T\0" if commit else b"F\0"
+
+
+def parse_transaction_end(payload: bytes) -> bool:
+    """True for commit (T), False for abort (F); BadField otherwise."""
+    arg = one_arg(payload, "TRANSACTION_END")
+    if arg not in (b"T", b"F"):
+        raise BadField(f"TRANSACTION_END: {arg!r} is neither T nor F")
+    return arg == b"T"
+
+
+# Replies ------------------------------------------------------------------------------
+
+
+def reply(req: Message, payload: bytes) -> Message:
+    """A reply: the request's type, req_id and tx_id with *payload*."""
+    return Message(req.type, req.req_id, req.tx_id, payload)
+
+
+def reply_ok(req: Message) -> Message:
+    """OK\\0, the success reply of WRITE, MKDIR, RM, WATCH, INTRODUCE..."""
+    return reply(req, b"OK\0")
+
+
+def error_name(err: int | str) -> str:
+    """The wire name of an errno (negative accepted); untranslatable ones go out as EINVAL (send_error)."""
+    if isinstance(err, str):
+        return err if err in XSD_ERROR_BY_NAME else "EINVAL"
+    return XSD_ERROR_BY_ERRNO.get(abs(err), "EINVAL")
+
+
+def reply_error(req: Message, err: int | str) -> Message:
+    """An XS_ERROR reply carrying the error's name and the request's req_id/tx_id."""
+    return Message(XS_ERROR, req.req_id, req.tx_id, join_strings(error_name(err)))
+
+
+def parse_error(payload: bytes) -> str:
+    """The name in an XS_ERROR payload (e.g. 'ENOENT')."""
+    return one_arg(payload, "ERROR").decode("ascii", "replace")
+
+
+def directory_reply(req: Message, names: Iterable[str | bytes]) -> Message:
+    """The children names, each NUL-terminated (an empty directory is an empty payload)."""
+    return reply(req, join_strings(*names))
+
+
+def directory_part_reply(req: Message, generation: int, children: bytes, offset: int) -> Message:
+    """gen\\0, the children from *offset* that fit, a final \\0 (send_directory_part, xenstored_core.c)."""
+    gen = join_strings(str(generation))
+    if offset >= len(children):
+        return Message(XS_DIRECTORY_PART, req.req_id, req.tx_id, gen + b"\0")
+    maxlen = XENSTORE_PAYLOAD_MAX - len(gen) - 1
+    length = 0
+    while True:
+        name_len = children.index(b"\0", offset + length) - (offset + length)
+        if length + name_len >= maxlen:
+            break
+        length += name_len + 1
+        if offset + length == len(children):
+            break
+    return Message(XS_DIRECTORY_PART, req.req_id, req.tx_id,
+                   gen + children[offset:offset + length] + b"\0")
+
+
+def parse_directory_part_reply(payload: bytes) -> tuple[int, list[bytes]]:
+    """(generation, names) of a DIRECTORY_PART reply; no names means the end of the list."""
+    if b"\0" not in payload:
+        raise MissingNul("DIRECTORY_PART generation")
+    gen, _, rest = payload.partition(b"\0")
+    if rest[-1:] != b"\0":
+        raise MissingNul("DIRECTORY_PART list terminator")
+    names = split_strings(rest[:-1], "DIRECTORY_PART reply")
+    return parse_int(gen, "DIRECTORY_PART generation"), names
+
+
+def watch_event(path: str | bytes, token: str | bytes) -> Message:
+    """An XS_WATCH_EVENT (req_id = tx_id = 0): path\\0token\\0."""
+    return Message(XS_WATCH_EVENT, 0, 0, join_strings(path, token))
+
+
+def parse_watch_event(payload: bytes) -> tuple[bytes, bytes]:
+    """(path, token) of a watch event (XS_WATCH_PATH, XS_WATCH_TOKEN)."""
+    path, token = n_args(payload, (2,), "WATCH_EVENT")
+    return path, token
 
 
 assert _HEADER.size == XSD_SOCKMSG_SIZE
