@@ -35,6 +35,9 @@ def test_header_then_payload_reports_pending_bytes() -> None:
     assert dec.feed(wire.encode(Message(xsw.XS_READ, 0, 0, b"/local\0"))[:20]) == []
     assert dec.header == (xsw.XS_READ, 0, 0, 7)
     assert dec.pending == 20
+    # C xenstored reads the header, then exactly the payload: 3 more bytes are wanted.
+    assert dec.wanted == 3
+    assert Decoder().wanted == 16
 
 
 def test_len_over_4096_is_fatal_and_names_the_length() -> None:

@@ -168,6 +168,13 @@ class Decoder:
         """The header of the message being received, once its 16 bytes are in."""
         return self._header
 
+    @property
+    def wanted(self) -> int:
+        """Bytes still missing from the header, or from the payload once the header is in."""
+        if self._header is None:
+            return XSD_SOCKMSG_SIZE - len(self._buf)
+        return self._header[3] - len(self._buf)
+
     def reset(self) -> None:
         """Forget any partial message (the reconnect handshake drops partial packets)."""
         self._buf.clear()

@@ -1,0 +1,98 @@
+"""`xenlab serve --socket PATH`: the lab xenstored in the foreground, for real tools.
+
+Point any libxenstore tool at it with ``XENSTORED_PATH=PATH``::
+
+    xenlab serve --socket /tmp/xs.sock --trace &
+    XENSTORED_PATH=/tmp/xs.sock xenstore-write /vm/name "my guest"
+    XENSTORED_PATH=/tmp/xs.sock xenstore-ls -f
+
+Clients are dom0 (as on the real daemon's socket). No TCP. SIGTERM or SIGINT ends it
+cleanly and removes the socket file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import sys
+from types import FrameType
+from typing import Any
+
+from xenlab.abi.xs_wire import XENSTORE_SERVER_FEATURE_RECONNECTION
+from xenlab.xenstored.unix import DEFAULT_MAX_OUTPUT, UnixServer
+
+#: personality -> the server_features it advertises on a ring (C xenstored 4.17 leaves 0;
+#: oxenstored sets RECONNECTION in xb.ml) and the name the daemon goes by.
+PERSONALITIES: dict[str, tuple[int, str]] = {
+    "cxenstored": (0, "xenstored"),
+    "oxenstored": (XENSTORE_SERVER_FEATURE_RECONNECTION, "oxenstored"),
+}
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register `xenlab serve` with the top-level parser."""
+    p = subparsers.add_parser("serve", help="run the lab xenstored on a Unix socket (for real tools)",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("--socket", required=True, metavar="PATH", help="Unix socket path (created mode 0600)")
+    p.add_argument("--trace", action="store_true", help="log one line per request to stderr")
+    p.add_argument("--personality", choices=sorted(PERSONALITIES), default="cxenstored",
+                   help="which real daemon to behave like (default: cxenstored)")
+    p.add_argument("--max-output", type=int, default=DEFAULT_MAX_OUTPUT, metavar="BYTES",
+                   help="unread reply bytes after which a client is dropped")
+    return p
+
+
+def make_daemon(personality: str) -> Any:
+    """A fresh lab Daemon with the personality's features and name."""
+    from xenlab.xenstored.daemon import Daemon
+
+    features, name = PERSONALITIES[personality]
+    return Daemon(features=features, name=name)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until SIGTERM/SIGINT; 0 on a clean stop, 1 if the socket could not be made."""
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    daemon = make_daemon(args.personality)
+    try:
+        server = UnixServer(daemon, args.socket, log=log if args.trace else None,
+                            max_output=args.max_output)
+    except OSError as exc:
+        print(f"xenlab serve: cannot listen on {args.socket}: {exc}", file=sys.stderr)
+        return 1
+
+    stop: list[int] = []
+    wake_r, wake_w = socket.socketpair()
+    wake_r.setblocking(False)
+    wake_w.setblocking(False)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.append(signum)
+
+    def drain() -> None:
+        try:
+            wake_r.recv(4096)
+        except BlockingIOError:
+            pass
+
+    old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    old_wakeup = signal.set_wakeup_fd(wake_w.fileno())
+    server.register_fd(wake_r.fileno(), drain)
+    print(f"xenlab serve: {args.personality} listening on {args.socket} (pid {os.getpid()})",
+          file=sys.stderr, flush=True)
+    try:
+        while not stop:
+            server.service(None)
+    finally:
+        signal.set_wakeup_fd(old_wakeup)
+        for s, h in old_handlers.items():
+            signal.signal(s, h)
+        server.close()
+        wake_r.close()
+        wake_w.close()
+    print(f"xenlab serve: stopped by {signal.Signals(stop[0]).name}", file=sys.stderr, flush=True)
+    return 0
