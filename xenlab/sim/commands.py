@@ -1,0 +1,287 @@
+"""The commands a learner runs inside a simulated domain, printing what the real ones print.
+
+``run_command(machine, domid, "cat /proc/interrupts")`` returns a ``CommandResult``
+(the text and the exit status). Each command reads the model, never a capture:
+/proc and /sys come from the domain's kernel (its ``proc`` entries and driver model),
+the xenstore tools go through a real xenstored connection (the Unix socket in dom0, the
+guest kernel's xenbus in a domU), ``lsevtchn`` and ``xl list`` ask the hypervisor.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from xenlab.linux.sysfs import sysfs
+from xenlab.sim.xstools import ToolError, xenstore_tool
+
+if TYPE_CHECKING:
+    from xenlab.sim.machine import Machine
+
+LS_DATE = "Jan  1 00:00"  # the lab's clock starts at the epoch; timestamps are not part of the lesson
+
+
+@dataclass
+class CommandResult:
+    """What a command printed (stdout and stderr, in order) and its exit status."""
+
+    text: str
+    rc: int = 0
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class CommandError(Exception):
+    """A command failed the way the real one fails: *text* is its message, *rc* its status."""
+
+    def __init__(self, text: str, rc: int = 1) -> None:
+        super().__init__(text)
+        self.text = text
+        self.rc = rc
+
+
+@dataclass
+class Shell:
+    """What a command sees: the machine and the domain it runs in."""
+
+    machine: Machine
+    domid: int
+
+    @property
+    def kernel(self) -> Any:
+        """The kernel of this domain."""
+        return self.machine.kernel(self.domid)
+
+
+# -- file system views ---------------------------------------------------------------
+def _proc_entry(sh: Shell, path: str) -> Any:
+    rel = path.removeprefix("/proc/")
+    proc = sh.kernel.proc
+    return proc.get(rel) or proc.get(path) or proc.get("/" + rel)
+
+
+def _mode_string(mode: int, kind: str = "-") -> str:
+    bits = "rwxrwxrwx"
+    return kind + "".join(b if mode & (1 << (8 - i)) else "-" for i, b in enumerate(bits))
+
+
+def ls_columns(names: list[str], width: int = 80) -> str:
+    """GNU ls -C: as many columns as fit in *width*, filled top to bottom, two spaces apart."""
+    if not names:
+        return ""
+    best = [names]
+    for cols in range(2, len(names) + 1):
+        rows = -(-len(names) // cols)
+        grid = [names[c * rows:(c + 1) * rows] for c in range(cols)]
+        grid = [g for g in grid if g]
+        widths = [max(len(n) for n in col) + 2 for col in grid]
+        if sum(widths) - 2 > width:
+            break
+        best = grid
+    rows = len(best[0])
+    widths = [max(len(n) for n in col) + 2 for col in best]
+    out = []
+    for r in range(rows):
+        cells = [col[r] for col in best if r < len(col)]
+        line = "".join(c.ljust(widths[i]) for i, c in enumerate(cells[:-1])) + cells[-1]
+        out.append(line)
+    return "\n".join(out)
+
+
+def _list_dir(sh: Shell, path: str) -> list[tuple[str, int, str, str]] | None:
+    """(name, mode, kind, link target) of each entry of a directory the lab models, or None."""
+    path = path.rstrip("/") or "/"
+    if path == "/proc/xen":
+        entries = []
+        for key, entry in sh.kernel.proc.items():
+            rel = key.removeprefix("/proc/").removeprefix("/")
+            if rel.startswith("xen/") and "/" not in rel[4:]:
+                entries.append((rel[4:], entry.mode & 0o777, "-", ""))
+        return sorted(entries)
+    if path.startswith("/sys/"):
+        names = sysfs_listdir(sh.kernel, path)
+        if names is None:
+            return None
+        view = sysfs(sh.kernel)
+        out = []
+        for n in sorted(names):
+            kind = view.kind(f"{path}/{n}")
+            if kind == "link":
+                out.append((n, 0o777, "l", view.readlink(f"{path}/{n}")))
+            elif kind == "file":
+                out.append((n, 0o644, "-", ""))
+            else:
+                out.append((n, 0o755, "d", ""))
+        return out
+    return None
+
+
+def sysfs_listdir(kernel: Any, path: str) -> list[str] | None:
+    """The names in a sysfs directory of *kernel*'s driver model (None if it does not exist)."""
+    try:
+        return sysfs(kernel).listdir(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def sysfs_read(kernel: Any, path: str) -> str | None:
+    """The text of a sysfs attribute (None if it does not exist)."""
+    try:
+        return sysfs(kernel).read(path)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
+
+
+# -- the commands ------------------------------------------------------------------
+def cmd_cat(sh: Shell, argv: list[str]) -> str:
+    """cat FILE...: /proc entries and sysfs attributes."""
+    if len(argv) < 2:
+        raise CommandError("cat: missing operand (the lab's cat needs a file)")
+    out: list[str] = []
+    for path in argv[1:]:
+        if path.startswith("/proc/"):
+            entry = _proc_entry(sh, path)
+            if entry is None:
+                raise CommandError("\n".join(out + [f"cat: {path}: No such file or directory"]))
+            text = entry.read()
+            out.append(text[:-1] if text.endswith("\n") else text)
+        elif path.startswith("/sys/"):
+            text = sysfs_read(sh.kernel, path)
+            if text is None:
+                raise CommandError("\n".join(out + [f"cat: {path}: No such file or directory"]))
+            out.append(text.rstrip("\n"))
+        else:
+            raise CommandError(f"cat: {path}: No such file or directory (the lab has /proc and /sys)")
+    return "\n".join(out)
+
+
+def cmd_ls(sh: Shell, argv: list[str]) -> str:
+    """ls [-l] [-a] DIR...: /proc/xen and /sys directories."""
+    flags = "".join(a[1:] for a in argv[1:] if a.startswith("-"))
+    paths = [a for a in argv[1:] if not a.startswith("-")] or ["."]
+    out: list[str] = []
+    for i, path in enumerate(paths):
+        entries = _list_dir(sh, path)
+        if entries is None:
+            raise CommandError(f"ls: cannot access '{path}': No such file or directory", rc=2)
+        if len(paths) > 1:
+            out.append(("\n" if i else "") + f"{path}:")
+        if "l" in flags:
+            out.append("total 0")
+            for name, mode, kind, target in entries:
+                links = 2 if kind == "d" else 1
+                arrow = f" -> {target}" if target else ""
+                out.append(f"{_mode_string(mode, kind)} {links} root root 0 {LS_DATE} {name}{arrow}")
+        elif entries:
+            out.append(ls_columns([e[0] for e in entries]))
+    return "\n".join(out)
+
+
+def cmd_dmesg(sh: Shell, argv: list[str]) -> str:
+    """dmesg: the kernel log."""
+    return sh.kernel.dmesg()
+
+
+def cmd_xenstore(sh: Shell, argv: list[str]) -> str:
+    """xenstore-ls/-read/-write/-list/-rm/-exists over this domain's xenstore connection."""
+    xs = sh.machine.xs_client(sh.domid)
+    try:
+        return xenstore_tool(xs, argv)
+    except ToolError as e:
+        raise CommandError(e.text, e.rc) from e
+
+
+def cmd_lsevtchn(sh: Shell, argv: list[str]) -> str:
+    """lsevtchn [DOMID]: the domain's event channels as Xen reports them (tools/xcutils/lsevtchn.c)."""
+    if sh.domid != 0:
+        raise CommandError("lsevtchn: xc_interface_open failed: only dom0 has /dev/xen/privcmd here")
+    from xenlab.sim.lsevtchn import lsevtchn
+
+    dom = int(argv[1]) if len(argv) > 1 else 0
+    if dom not in sh.machine.hv.domains:
+        return ""
+    return lsevtchn(sh.machine.hv, dom).rstrip("\n")
+
+
+def cmd_xl(sh: Shell, argv: list[str]) -> str:
+    """xl list: the domains (tools/xl/xl_list.c list_domains)."""
+    if sh.domid != 0:
+        raise CommandError("xl: command not found (xl runs in dom0)", rc=127)
+    if argv[1:] != ["list"]:
+        raise CommandError("xl: the lab knows only 'xl list'")
+    return xl_list(sh.machine)
+
+
+def xl_list(m: Machine) -> str:
+    """The table `xl list` prints."""
+    lines = ["Name                                        ID   Mem VCPUs\tState\tTime(s)"]
+    for domid in sorted(m.hv.domains):
+        name = m.domain_name(domid)
+        state = "r-----" if domid == 0 else "-b----"
+        secs = m.cpu_time_ns(domid) / 1e9
+        lines.append(f"{name:<40} {domid:5d} {m.memory_mb(domid):5d} {m.vcpus(domid):5d}"
+                     f"     {state} {secs:8.1f}")
+    return "\n".join(lines)
+
+
+def xsring_line(label: str, intf: Any) -> str:
+    """The lab's `xsring` line for a store page (the fields of struct xenstore_domain_interface)."""
+    return (f"RING {label}: req_cons={intf.req_cons} req_prod={intf.req_prod} rsp_cons={intf.rsp_cons} "
+            f"rsp_prod={intf.rsp_prod} server_features={intf.server_features:#x} "
+            f"connection={intf.connection} error={intf.error}")
+
+
+def cmd_xsring(sh: Shell, argv: list[str]) -> str:
+    """xsring [LABEL]: the indices of this domain's store ring, read from the page itself."""
+    intf = sh.machine.store_interface(sh.domid)
+    if intf is None:
+        raise CommandError("xsring: this domain has no store page mapped yet")
+    label = argv[1] if len(argv) > 1 else ("dom0" if sh.domid == 0 else f"domU{sh.domid}")
+    return xsring_line(label, intf)
+
+
+COMMANDS: dict[str, Callable[[Shell, list[str]], str]] = {
+    "cat": cmd_cat,
+    "dmesg": cmd_dmesg,
+    "ls": cmd_ls,
+    "lsevtchn": cmd_lsevtchn,
+    "xenstore-exists": cmd_xenstore,
+    "xenstore-list": cmd_xenstore,
+    "xenstore-ls": cmd_xenstore,
+    "xenstore-read": cmd_xenstore,
+    "xenstore-rm": cmd_xenstore,
+    "xenstore-write": cmd_xenstore,
+    "xl": cmd_xl,
+    "xsring": cmd_xsring,
+}
+
+#: What `xenlab exec --list` shows as examples.
+EXAMPLES = ("cat /proc/interrupts", "cat /proc/xen/xsd_port", "ls -l /proc/xen", "ls /sys/bus/xen/devices",
+            "ls /sys/bus/xen-backend/devices", "cat /sys/bus/xen/devices/vif-0/state", "xenstore-ls -f",
+            "xenstore-ls -f -p", "xenstore-read name", "xenstore-write /a 1", "lsevtchn 0", "xl list",
+            "dmesg", "xsring")
+
+
+def unknown_command_message(name: str) -> str:
+    """The one-line error for a command the lab does not have."""
+    return f"xenlab: unknown command '{name}'; valid commands: {', '.join(sorted(COMMANDS))}"
+
+
+def run_command(machine: Machine, domid: int, cmdline: str) -> CommandResult:
+    """Run one command line in domain *domid*: its output and exit status."""
+    try:
+        argv = shlex.split(cmdline)
+    except ValueError as e:
+        return CommandResult(f"sh: syntax error: {e}", 2)
+    if not argv:
+        return CommandResult("", 0)
+    fn = COMMANDS.get(argv[0])
+    if fn is None:
+        return CommandResult(unknown_command_message(argv[0]), 127)
+    try:
+        return CommandResult(fn(Shell(machine, domid), argv), 0)
+    except CommandError as e:
+        return CommandResult(e.text, e.rc)

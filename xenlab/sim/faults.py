@@ -1,0 +1,74 @@
+"""Fault injection: the names a learner can pass to `--fault`, and where each one bites.
+
+Kernel faults are names the guest kernel checks with ``kernel.fault(name)`` at the
+point of failure (the driver model, xenbus probe, the IRQ layer define and check
+them; ``xenlab.linux.xenbus.probe.FAULTS`` lists the probe's). The machine adds a
+kernel fault to the kernel of the domain it targets before that kernel boots.
+Machine faults are done by the machine itself (e.g. the toolstack leaving stale bytes
+in a guest's store page, so that guest's ``xb_init_comms`` finds a non-quiescent ring).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One injectable fault: its name, which kernel it hits ('dom0'/'domU'/'machine'), what it does."""
+
+    name: str
+    target: str
+    what: str
+
+
+#: Faults the machine itself injects (not a kernel switch).
+MACHINE_FAULTS: tuple[Fault, ...] = (
+    Fault("ring-not-quiescent", "domU",
+          "the toolstack leaves stale request and response bytes in the guest's store page, "
+          "so xb_init_comms reports and fixes up a non-quiescent ring"),
+    Fault("exhaust-irqs", "dom0",
+          "every dynamic IRQ is taken before xenbus binds its event channel (find_unbound_irq fails)"),
+)
+
+#: Kernel faults, with what they do, when the probe module does not describe them itself.
+KNOWN_KERNEL_FAULTS: dict[str, str] = {
+    "bus_register": "bus_register of the frontend bus fails (-ENOMEM)",
+    "bus_register_backend": "bus_register of the backend bus fails (-ENOMEM)",
+    "get_zeroed_page": "get_zeroed_page returns NULL for the dom0 store page",
+    "alloc_unbound": "EVTCHNOP_alloc_unbound returns -ENOSYS for the store port",
+    "xs_init": "xs_init fails (-ENOMEM)",
+    "device_register": "device_register of the xenbus root device fails (-ENOMEM)",
+}
+
+
+def kernel_fault_names() -> tuple[str, ...]:
+    """The probe's FAULTS tuple (xenlab.linux.xenbus.probe), or the known names if it is absent."""
+    for modname in ("xenlab.linux.xenbus.probe", "xenlab.linux.xenbus.probe_2618"):
+        try:
+            mod = importlib.import_module(modname)
+        except ImportError:
+            continue
+        names = getattr(mod, "FAULTS", None)
+        if names:
+            return tuple(n if isinstance(n, str) else n[0] for n in names)
+    return tuple(KNOWN_KERNEL_FAULTS)
+
+
+def all_faults() -> dict[str, Fault]:
+    """Every fault name -> Fault, kernel faults first (default target: dom0)."""
+    out: dict[str, Fault] = {}
+    for name in kernel_fault_names():
+        out[name] = Fault(name, "dom0", KNOWN_KERNEL_FAULTS.get(name, "kernel fault (see xenlab.linux)"))
+    for f in MACHINE_FAULTS:
+        out[f.name] = f
+    return out
+
+
+def check_fault(name: str) -> Fault:
+    """The Fault called *name*, or ValueError naming the valid ones."""
+    faults = all_faults()
+    if name in faults:
+        return faults[name]
+    raise ValueError(f"unknown fault {name!r}; valid faults: {', '.join(sorted(faults))}")

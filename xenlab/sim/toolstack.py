@@ -1,0 +1,322 @@
+"""The toolstack: `xl create` of a PV domU the way libxl does it (tools/libs/light/).
+
+Theory of operation
+-------------------
+libxl builds a PV guest in this order (libxl_create.c, libxl_dom.c, libxl_device.c):
+
+1. ``xc_domain_create`` (the hypervisor makes the domain), then ``libxl__domain_make``
+   writes the domain's skeleton in one transaction: ``/local/domain/<D>`` and
+   ``/vm/<uuid>`` read-only for the guest (``roperm`` = n0,r<D>), ``/libxl/<D>`` private
+   to dom0 (``noperm`` = n0), and the guest-writable nodes (``rwperm`` = n<D>):
+   control/shutdown, control/feature-*, control/sysrq, device/suspend/event-channel,
+   data, drivers, feature, attr, error.
+2. The domain builder allocates the store and console event channels
+   (``xc_evtchn_alloc_unbound(D, remote 0)``: ports 1 and 2 in a fresh domain), the
+   start_info, xenstore and console pages (xc_dom_alloc_page) and fills start_info.
+3. ``libxl__build_post`` writes memory/*, domid, store/port, store/ring-ref and
+   cpu/N/availability, the /vm image keys and start_time, then ``xs_introduce_domain``.
+4. Devices, each through ``libxl__device_generic_add``: the frontend directory owned by
+   the guest (n<D>,r0; the console's read-only for it), the backend directory owned by
+   dom0 (n0,r<D>), and a copy of the backend keys under /libxl/<D>/device.
+5. When a backend reaches InitWait, libxl runs its hotplug script (block, vif-bridge),
+   which writes ``physical-device`` / ``hotplug-status``; then the guest runs.
+
+Everything is written through an XsClient (a real xenstored connection from dom0), so
+the permissions a learner sees with ``xenstore-ls -p`` are what xenstored stored.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from xenlab.sim.xsclient import XsClient, XsError, perms
+
+if TYPE_CHECKING:
+    from xenlab.sim.machine import Machine
+
+LIBXL_XENCONSOLE_LIMIT = 1048576
+LIBXL_XENCONSOLE_PROTOCOL = "vt100"
+LOOP_MAJOR = 7
+XVD_MAJOR = 202
+XVD_EXT = 1 << 28
+
+
+def libxl__device_disk_dev_number(vdev: str) -> int:
+    """libxl__device_disk_dev_number: 'xvda' -> 51712 (202<<8 | disk<<4 | partition)."""
+    if not vdev.startswith("xvd") or not vdev[3:4].isalpha():
+        raise ValueError(f"unsupported disk name {vdev!r}: use xvda, xvdb, ... (xvdaa after xvdz)")
+    letters = "".join(ch for ch in vdev[3:] if ch.isalpha())
+    part_s = vdev[3 + len(letters):]
+    disk = -1
+    for ch in letters:
+        disk = (disk + 1) * 26 + (ord(ch) - ord("a"))
+    part = int(part_s) if part_s else 0
+    if disk <= 15 and part <= 15:
+        return (XVD_MAJOR << 8) | (disk << 4) | part
+    return XVD_EXT | (disk << 8) | part
+
+
+def xvd_name(index: int) -> str:
+    """encode_disk_name: disk index 0 -> 'xvda', 25 -> 'xvdz', 26 -> 'xvdaa'."""
+    name = ""
+    n = index
+    while True:
+        name = chr(ord("a") + n % 26) + name
+        if n < 26:
+            break
+        n = n // 26 - 1
+    return "xvd" + name
+
+
+@dataclass
+class DiskConfig:
+    """One `disk = [...]` entry: format=raw,vdev=...,access=rw,target=..."""
+
+    vdev: str
+    target: str = ""
+    sectors: int = 32768  # the image size in 512-byte sectors (16 MiB)
+
+    def __post_init__(self) -> None:
+        if not self.target:
+            self.target = "/xenlab/disk.img" if self.vdev == "xvda" else f"/xenlab/disk-{self.vdev}.img"
+
+    @property
+    def devid(self) -> int:
+        """The vbd device id (the virtual-device number)."""
+        return libxl__device_disk_dev_number(self.vdev)
+
+
+@dataclass
+class NicConfig:
+    """One `vif = [...]` entry: bridge=...,mac=..."""
+
+    devid: int
+    mac: str
+    bridge: str = "xenbr0"
+
+
+@dataclass
+class DomainConfig:
+    """The parts of an xl config file the lab models."""
+
+    name: str = "xenlab-domu"
+    vcpus: int = 1
+    memory_mb: int = 256
+    kernel: str = "/xenlab/vmlinuz"
+    ramdisk: str = "/xenlab/domu-initrd.cpio"
+    cmdline: str = 'console=hvc0 rdinit=/init loglevel=8 dyndbg="file drivers/xen/xenbus/* +p"'
+    disks: list[DiskConfig] = field(default_factory=list)
+    nics: list[NicConfig] = field(default_factory=list)
+    uuid: str = ""
+
+
+def libxl_uuid_generate(rng: random.Random) -> str:
+    """libxl_uuid_generate: a random (version 4) UUID, here drawn from the machine's seed."""
+    b = bytearray(rng.getrandbits(8) for _ in range(16))
+    b[6] = (b[6] & 0x0F) | 0x40
+    b[8] = (b[8] & 0x3F) | 0x80
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def libxl_random_mac(rng: random.Random) -> str:
+    """libxl__device_nic_setdefault: 00:16:3e (Xen's OUI) + three random bytes, the first < 0x80."""
+    r = [rng.getrandbits(8) for _ in range(3)]
+    return f"00:16:3e:{r[0] & 0x7F:02x}:{r[1]:02x}:{r[2]:02x}"
+
+
+@dataclass
+class BuiltDomain:
+    """What libxl knows about a domain it created."""
+
+    domid: int
+    config: DomainConfig
+    store_port: int = 0
+    console_port: int = 0
+    store_mfn: int = 0
+    console_mfn: int = 0
+    store_page: Any = None
+    console_page: Any = None
+    start_time: str = ""
+
+
+class Toolstack:
+    """libxl in dom0: builds domains through the hypervisor and a xenstored connection."""
+
+    def __init__(self, machine: Machine, xs: XsClient) -> None:
+        self.m = machine
+        self.xs = xs
+        self.built: dict[int, BuiltDomain] = {}
+
+    def record(self, function: str, summary: str, source: str, changes: Any = ()) -> None:
+        """Record one toolstack step in the machine's trace."""
+        self.m.trace.record(function, summary, actor="toolstack", source=source, changes=changes)
+
+    # -- 1. the domain's skeleton ---------------------------------------------
+    def libxl__domain_make(self, domid: int, cfg: DomainConfig) -> None:
+        """libxl__domain_make: the /local/domain, /vm and /libxl skeleton in one transaction."""
+        xs = self.xs
+        dom_path, vm_path, libxl_path = f"/local/domain/{domid}", f"/vm/{cfg.uuid}", f"/libxl/{domid}"
+        noperm, roperm, rwperm = perms("n0"), perms("n0", f"r{domid}"), perms(f"n{domid}")
+        t = xs.transaction_start()
+        for path, p in ((dom_path, roperm), (vm_path, roperm), (libxl_path, noperm)):
+            _rm_quiet(xs, path, t)
+            xs.mknod(path, p, t)
+        xs.mknod(f"{libxl_path}/device", noperm, t)
+        xs.write(f"{dom_path}/vm", vm_path, t)
+        xs.write(f"{dom_path}/name", cfg.name, t)  # libxl__domain_rename
+        for sub in ("cpu", "memory", "device", "control"):
+            xs.mknod(f"{dom_path}/{sub}", roperm, t)
+        for sub in ("control/shutdown", "control/feature-poweroff", "control/feature-reboot",
+                    "control/feature-suspend", "control/sysrq", "device/suspend/event-channel",
+                    "data", "drivers", "feature", "attr", "error"):
+            xs.mknod(f"{dom_path}/{sub}", rwperm, t)
+        xs.write(f"{vm_path}/uuid", cfg.uuid, t)
+        xs.write(f"{vm_path}/name", cfg.name, t)
+        xs.write(f"{dom_path}/control/platform-feature-multiprocessor-suspend", "1", t)
+        xs.write(f"{dom_path}/control/platform-feature-xs_reset_watches", "1", t)
+        xs.write(f"{libxl_path}/type", "pv", t)
+        xs.transaction_end(t)
+        xs.write(f"{libxl_path}/dm-version", "qemu_xen")  # store_libxl_entry
+        self.record("libxl__domain_make", f"wrote {dom_path}, {vm_path} and {libxl_path} with their "
+                    "permissions in one transaction", "tools/libs/light/libxl_create.c")
+
+    # -- 2. the domain builder --------------------------------------------------
+    def xc_dom_build(self, domid: int, b: BuiltDomain) -> None:
+        """xc_dom_boot_mem_init/xc_dom_alloc_page + alloc_unbound: store and console pages and ports."""
+        hv = self.m.hv
+        for attr in ("store_port", "console_port"):
+            port = hv.evtchn_alloc_unbound(0, domid, 0)
+            if port < 0:
+                raise RuntimeError(f"xc_evtchn_alloc_unbound(dom={domid}, remote=0) failed: {port}")
+            setattr(b, attr, port)
+        b.store_page = hv.memory.alloc_page(domid)
+        b.console_page = hv.memory.alloc_page(domid)
+        b.store_mfn, b.console_mfn = b.store_page.mfn, b.console_page.mfn
+        si = hv.domains[domid].start_info
+        si.store_mfn, si.store_evtchn = b.store_mfn, b.store_port
+        si.console.domU.mfn, si.console.domU.evtchn = b.console_mfn, b.console_port
+        si.nr_pages = b.config.memory_mb * 256
+        self.record("xc_dom_build_image",
+                    f"d{domid}: store page mfn {b.store_mfn:#x} port {b.store_port}, console page mfn "
+                    f"{b.console_mfn:#x} port {b.console_port} in start_info",
+                    "tools/libs/guest/xg_dom_core.c",
+                    changes=[(f"xen/d{domid}/start_info", "store_evtchn", None, b.store_port),
+                             (f"xen/d{domid}/start_info", "console.domU.evtchn", None, b.console_port)])
+
+    def libxl__build_post(self, domid: int, b: BuiltDomain) -> None:
+        """libxl__build_post: memory, domid, store, cpu and /vm keys, then xs_introduce_domain."""
+        cfg, xs = b.config, self.xs
+        dom_path, vm_path = f"/local/domain/{domid}", f"/vm/{cfg.uuid}"
+        memkb = cfg.memory_mb * 1024
+        ents = {"memory/static-max": str(memkb), "memory/target": str(memkb), "memory/videoram": "0",
+                "domid": str(domid), "store/port": str(b.store_port), "store/ring-ref": str(b.store_mfn)}
+        for v in range(cfg.vcpus):
+            ents[f"cpu/{v}/availability"] = "online"
+        secs, ns = divmod(self.m.sched.now_ns, 1_000_000_000)
+        b.start_time = f"{secs}.{ns // 10_000_000:02d}"
+        vm_ents = {"image/ostype": "linux", "image/kernel": cfg.kernel, "image/ramdisk": cfg.ramdisk,
+                   "image/cmdline": cfg.cmdline, "start_time": b.start_time}
+        t = xs.transaction_start()
+        for k, v in ents.items():
+            xs.write(f"{dom_path}/{k}", v, t)
+        for k, v in vm_ents.items():
+            xs.write(f"{vm_path}/{k}", v, t)
+        xs.transaction_end(t)
+        xs.introduce_domain(domid, b.store_mfn, b.store_port)
+        self.record("xs_introduce_domain", f"INTRODUCE d{domid} mfn {b.store_mfn:#x} port {b.store_port}: "
+                    "xenstored maps the page and binds the port", "tools/libs/light/libxl_dom.c")
+
+    # -- 4. devices ----------------------------------------------------------------
+    def libxl__device_generic_add(self, domid: int, kind: str, devid: int, bents: dict[str, str],
+                                  fents: dict[str, str], ro_fents: dict[str, str],
+                                  frontend_path: str | None = None) -> None:
+        """libxl__device_generic_add: frontend, backend and /libxl copy in one transaction."""
+        xs = self.xs
+        fe = frontend_path or f"/local/domain/{domid}/device/{kind}/{devid}"
+        be = f"/local/domain/0/backend/{kind}/{domid}/{devid}"
+        lx = f"/libxl/{domid}/device/{kind}/{devid}"
+        frontend_perms = perms(f"n{domid}", "r0")
+        ro_frontend_perms = backend_perms = perms("n0", f"r{domid}")
+        t = xs.transaction_start()
+        _rm_quiet(xs, lx, t)
+        xs.write(f"{lx}/frontend", fe, t)
+        xs.write(f"{lx}/backend", be, t)
+        _rm_quiet(xs, fe, t)
+        xs.mkdir(fe, t)
+        xs.set_perms(fe, ro_frontend_perms if kind == "console" else frontend_perms, t)
+        xs.write(f"{fe}/backend", be, t)
+        for k, v in fents.items():
+            xs.write(f"{fe}/{k}", v, t)
+            xs.set_perms(f"{fe}/{k}", frontend_perms, t)
+        for k, v in ro_fents.items():
+            xs.write(f"{fe}/{k}", v, t)
+            xs.set_perms(f"{fe}/{k}", ro_frontend_perms, t)
+        _rm_quiet(xs, be, t)
+        xs.mkdir(be, t)
+        xs.set_perms(be, backend_perms, t)
+        xs.write(f"{be}/frontend", fe, t)
+        for k, v in bents.items():
+            xs.write(f"{be}/{k}", v, t)
+        for k, v in bents.items():
+            xs.write(f"{lx}/{k}", v, t)
+        xs.transaction_end(t)
+        self.record("libxl__device_generic_add", f"{kind} {devid}: frontend {fe}, backend {be} (state 1)",
+                    "tools/libs/light/libxl_device.c")
+
+    def libxl__device_console_add(self, domid: int, b: BuiltDomain) -> None:
+        """libxl__device_console_add: console 0 lives at /local/domain/<D>/console."""
+        bents = {"frontend-id": str(domid), "online": "1", "state": "1",
+                 "protocol": LIBXL_XENCONSOLE_PROTOCOL}
+        ro = {"limit": str(LIBXL_XENCONSOLE_LIMIT), "type": "xenconsoled", "output": "pty", "tty": "",
+              "port": str(b.console_port), "ring-ref": str(b.console_mfn)}
+        self.libxl__device_generic_add(domid, "console", 0, bents, {"backend-id": "0"}, ro,
+                                       frontend_path=f"/local/domain/{domid}/console")
+
+    def libxl__device_disk_add(self, domid: int, disk: DiskConfig) -> None:
+        """libxl__device_disk_add: a phy vbd for a raw image (the block script sets up a loop device)."""
+        bents = {"frontend-id": str(domid), "online": "1", "removable": "0", "bootable": "1", "state": "1",
+                 "dev": disk.vdev, "type": "phy", "mode": "w", "device-type": "disk", "discard-enable": "1",
+                 "specification": "xen", "params": disk.target, "script": "/etc/xen/scripts/block"}
+        fents = {"backend-id": "0", "virtual-device": str(disk.devid), "device-type": "disk",
+                 "trusted": "1", "state": "1"}
+        self.libxl__device_generic_add(domid, "vbd", disk.devid, bents, fents, {})
+
+    def libxl__device_nic_add(self, domid: int, nic: NicConfig) -> None:
+        """libxl__device_nic_add (libxl_nic.c): a vif on a bridge, hotplug by vif-bridge."""
+        bents = {"frontend-id": str(domid), "online": "1", "state": "1",
+                 "script": "/etc/xen/scripts/vif-bridge",
+                 "mac": nic.mac, "bridge": nic.bridge, "handle": str(nic.devid), "type": "vif",
+                 "hotplug-status": ""}
+        fents = {"backend-id": "0", "handle": str(nic.devid), "mac": nic.mac, "trusted": "1", "state": "1"}
+        self.libxl__device_generic_add(domid, "vif", nic.devid, bents, fents, {"mtu": "1500"})
+
+    # -- 5. hotplug scripts ------------------------------------------------------------
+    def hotplug_block(self, domid: int, disk: DiskConfig, loop_index: int) -> None:
+        """/etc/xen/scripts/block add: losetup the image, write physical-device and hotplug-status."""
+        be = f"/local/domain/0/backend/vbd/{domid}/{disk.devid}"
+        dev = f"/dev/loop{loop_index}"
+        self.xs.write(f"{be}/node", dev)
+        self.xs.write(f"{be}/physical-device", f"{LOOP_MAJOR:x}:{loop_index:x}")
+        self.xs.write(f"{be}/physical-device-path", dev)
+        self.xs.write(f"{be}/hotplug-status", "connected")
+        self.record("hotplug block add", f"{disk.target} on {dev}: physical-device "
+                    f"{LOOP_MAJOR:x}:{loop_index:x}, hotplug-status connected",
+                    "tools/hotplug/Linux/block")
+
+    def hotplug_vif_bridge(self, domid: int, nic: NicConfig) -> None:
+        """/etc/xen/scripts/vif-bridge online: add vif<D>.<N> to the bridge, hotplug-status connected."""
+        self.xs.write(f"/local/domain/0/backend/vif/{domid}/{nic.devid}/hotplug-status", "connected")
+        self.record("hotplug vif-bridge online", f"vif{domid}.{nic.devid} added to {nic.bridge}",
+                    "tools/hotplug/Linux/vif-bridge")
+
+
+def _rm_quiet(xs: XsClient, path: str, t: int) -> None:
+    """xs_rm whose ENOENT libxl ignores."""
+    try:
+        xs.rm(path, t)
+    except XsError as e:
+        if e.name != "ENOENT":
+            raise
