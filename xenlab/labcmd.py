@@ -1,0 +1,82 @@
+"""`xenlab lab`: copy the lesson notebooks to a working folder and start JupyterLab there.
+
+The notebooks ship in the wheel as data files (``<prefix>/share/xenlab/notebooks``);
+in a source checkout they are found in ``notebooks/`` next to the package. The copy
+never overwrites a notebook already in the working folder, so a learner's edits
+survive a second ``xenlab lab``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+DEFAULT_WORKDIR = "xenlab-notebooks"
+
+
+def find_notebooks() -> Path:
+    """The folder holding the shipped notebooks (installed data files or the source checkout)."""
+    candidates = [Path(__file__).resolve().parent.parent / "notebooks"]
+    for scheme_path in {sysconfig.get_path("data"), sys.prefix, sys.base_prefix}:
+        candidates.append(Path(scheme_path) / "share" / "xenlab" / "notebooks")
+    candidates.append(Path(sysconfig.get_path("data", f"{os.name}_user")) / "share" / "xenlab" / "notebooks")
+    for folder in candidates:
+        if folder.is_dir() and any(folder.glob("*.ipynb")):
+            return folder
+    raise FileNotFoundError(
+        "xenlab's notebooks were not found (looked in: " + ", ".join(str(c) for c in candidates) + ")"
+    )
+
+
+def copy_notebooks(source: Path, workdir: Path) -> tuple[list[str], list[str]]:
+    """Copy every notebook into *workdir*; return (copied, kept) file names."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    copied: list[str] = []
+    kept: list[str] = []
+    for src in sorted(source.glob("*.ipynb")):
+        dst = workdir / src.name
+        if dst.exists():
+            kept.append(src.name)
+            continue
+        shutil.copyfile(src, dst)
+        copied.append(src.name)
+    return copied, kept
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register `xenlab lab`."""
+    p = subparsers.add_parser("lab", help="copy the lessons to a working folder and open JupyterLab there")
+    p.add_argument("workdir", nargs="?", default=DEFAULT_WORKDIR,
+                   help=f"working folder (default: ./{DEFAULT_WORKDIR}); existing notebooks are kept")
+    p.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    p.add_argument("--copy-only", action="store_true", help="copy the notebooks and exit")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Copy the notebooks, then exec JupyterLab in the working folder."""
+    try:
+        source = find_notebooks()
+    except FileNotFoundError as exc:
+        print(f"xenlab lab: {exc}", file=sys.stderr)
+        return 1
+    workdir = Path(args.workdir)
+    copied, kept = copy_notebooks(source, workdir)
+    for name in copied:
+        print(f"copied {name} -> {workdir / name}")
+    for name in kept:
+        print(f"kept your {workdir / name} (not overwritten)")
+    if args.copy_only:
+        return 0
+    cmd = [sys.executable, "-m", "jupyterlab", f"--notebook-dir={workdir}"]
+    if args.no_browser:
+        cmd.append("--no-browser")
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return 0
