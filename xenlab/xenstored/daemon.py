@@ -1,0 +1,362 @@
+"""The lab xenstored: connections, dispatch, replies and watch events, no IO (xenstored_core.c).
+
+Theory of operation
+-------------------
+A transport (ring, Unix socket, a test) makes a ``Connection`` with ``new_connection``,
+decodes requests into ``wire.Message`` and calls ``handle(conn, msg)``. The daemon
+answers exactly as C xenstored 4.17 does: unknown types ENOSYS, privileged types from
+a guest EACCES, an unknown transaction id ENOENT, then the operation (ops.py,
+domain.py). Replies copy type, req_id and tx_id; errors are type ERROR carrying the
+errno's *name* and a NUL. Replies and watch events are appended to each affected
+connection's ``out`` deque and ``conn.on_output(conn)`` is called once the request is
+done. Each request is one trace step (actor = the daemon's name) whose changes rows
+show what the tree, the watches and the transactions looked like before and after.
+
+Socket connections (label ``socket...``) are dom0 like the real daemon's socket. Any
+other label is a domain's connection (its ring) and belongs to ``daemon.domains``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from xenlab.abi.errno import EACCES, EIO, ENOENT, ENOSYS
+from xenlab.abi.xs_wire import XENSTORE_PAYLOAD_MAX, XSD_ERROR_BY_ERRNO, xsd_sockmsg_type
+from xenlab.base.trace import Trace
+from xenlab.xenstored import domain as domain_ops
+from xenlab.xenstored import ops
+from xenlab.xenstored.paths import SPECIAL_PATHS, get_parent, is_child
+from xenlab.xenstored.perms import XS_PERM_NONE, XS_PERM_READ, Perms, perm_for_conn
+from xenlab.xenstored.quota import Quotas
+from xenlab.xenstored.store import Node, Store, XenstoreError, initial_store
+from xenlab.xenstored.transaction import Transaction
+from xenlab.xenstored.watch import Watch, get_watch_path
+from xenlab.xenstored.wire import Message
+
+T = xsd_sockmsg_type
+WATCHES = "xenstored/watches"
+TRANSACTIONS = "xenstored/transactions"
+DOMAINS = "xenstored/domains"
+CORE = "tools/xenstore/xenstored_core.c"
+
+Handler = Callable[["Daemon", "Connection", Message, "Transaction | None"], None]
+
+#: wire_funcs[]: type -> (handler, function name, source file, flags) as xenstored_core.c lists them.
+XS_FLAG_NOTID = 1  # ignore the transaction id
+XS_FLAG_PRIV = 2  # privileged domains only
+WIRE_FUNCS: dict[int, tuple[Handler, str, str, int]] = {
+    T.XS_CONTROL: (domain_ops.do_control, "do_control", "tools/xenstore/xenstored_control.c", XS_FLAG_PRIV),
+    T.XS_DIRECTORY: (ops.send_directory, "send_directory", CORE, 0),
+    T.XS_READ: (ops.do_read, "do_read", CORE, 0),
+    T.XS_GET_PERMS: (ops.do_get_perms, "do_get_perms", CORE, 0),
+    T.XS_WATCH: (ops.do_watch, "do_watch", "tools/xenstore/xenstored_watch.c", XS_FLAG_NOTID),
+    T.XS_UNWATCH: (ops.do_unwatch, "do_unwatch", "tools/xenstore/xenstored_watch.c", XS_FLAG_NOTID),
+    T.XS_TRANSACTION_START: (ops.do_transaction_start, "do_transaction_start",
+                             "tools/xenstore/xenstored_transaction.c", 0),
+    T.XS_TRANSACTION_END: (ops.do_transaction_end, "do_transaction_end",
+                           "tools/xenstore/xenstored_transaction.c", 0),
+    T.XS_INTRODUCE: (domain_ops.do_introduce, "do_introduce", domain_ops.SOURCE, XS_FLAG_PRIV),
+    T.XS_RELEASE: (domain_ops.do_release, "do_release", domain_ops.SOURCE, XS_FLAG_PRIV),
+    T.XS_GET_DOMAIN_PATH: (domain_ops.do_get_domain_path, "do_get_domain_path", domain_ops.SOURCE, 0),
+    T.XS_WRITE: (ops.do_write, "do_write", CORE, 0),
+    T.XS_MKDIR: (ops.do_mkdir, "do_mkdir", CORE, 0),
+    T.XS_RM: (ops.do_rm, "do_rm", CORE, 0),
+    T.XS_SET_PERMS: (ops.do_set_perms, "do_set_perms", CORE, 0),
+    T.XS_IS_DOMAIN_INTRODUCED: (domain_ops.do_is_domain_introduced, "do_is_domain_introduced",
+                                domain_ops.SOURCE, XS_FLAG_PRIV),
+    T.XS_RESUME: (domain_ops.do_resume, "do_resume", domain_ops.SOURCE, XS_FLAG_PRIV),
+    T.XS_SET_TARGET: (domain_ops.do_set_target, "do_set_target", domain_ops.SOURCE, XS_FLAG_PRIV),
+    T.XS_RESET_WATCHES: (ops.do_reset_watches, "do_reset_watches", domain_ops.SOURCE, 0),
+    T.XS_DIRECTORY_PART: (ops.send_directory_part, "send_directory_part", CORE, 0),
+}
+# 4.17 knows types up to DIRECTORY_PART (XS_TYPE_COUNT 23): GET/SET_FEATURE and
+# GET/SET_QUOTA (23-26, Xen 4.21), WATCH_EVENT, ERROR, 20 and the rest answer ENOSYS.
+
+
+@dataclass(eq=False)
+class Connection:
+    """struct connection: one client (a socket or a domain's ring) and what it owns in the daemon."""
+
+    number: int
+    domid: int
+    label: str
+    is_domain: bool
+    out: deque[Message] = field(default_factory=deque)
+    on_output: Callable[[Connection], None] | None = None
+    on_close: Callable[[Connection], None] | None = None
+    watches: list[Watch] = field(default_factory=list)
+    transactions: dict[int, Transaction] = field(default_factory=dict)
+    next_transaction_id: int = 0
+    transaction_started: int = 0
+    target: int | None = None
+    can_write: bool = True
+    outstanding: int = 0
+    closed: bool = False
+
+    @property
+    def name(self) -> str:
+        """A stable name for traces: the label and the domid."""
+        return f"{self.label}(d{self.domid})"
+
+    @property
+    def privileged(self) -> bool:
+        """!domain_is_unprivileged(): sockets and dom0 bypass permissions and quotas."""
+        return not self.is_domain or self.domid == 0
+
+    def take_output(self) -> list[Message]:
+        """Every queued reply and event, oldest first; the queue is left empty."""
+        msgs = list(self.out)
+        self.out.clear()
+        self.outstanding = 0
+        return msgs
+
+    def perm(self, perms: Perms) -> int:
+        """perm_for_conn() for this connection."""
+        return perm_for_conn(self.domid, self.privileged, perms, self.target, self.can_write)
+
+
+@dataclass(eq=False)
+class Domain:
+    """struct domain: a guest the toolstack introduced (its ring connection, port, state)."""
+
+    domid: int
+    conn: Connection | None = None
+    introduced: bool = False
+    mfn: int = 0
+    port: int = 0
+    shutdown: bool = False
+
+
+class Daemon:
+    """The xenstored core: a tree, connections, watches, transactions, quotas."""
+
+    def __init__(self, trace: Trace | None = None, quotas: Quotas | None = None, features: int = 0,
+                 name: str = "xenstored", on_introduce: Callable[[int, int, int], int] | None = None
+                 ) -> None:
+        self.trace = trace if trace is not None else Trace()
+        self.quotas = quotas or Quotas()
+        self.features = features
+        self.name = name
+        self.on_introduce = on_introduce
+        #: called with the domid when a domain's connection goes (RELEASE or its death)
+        self.on_release: Callable[[int], None] | None = None
+        self.store: Store = initial_store()
+        self.connections: list[Connection] = []
+        self.domains: dict[int, Domain] = {0: Domain(0, introduced=True)}
+        self.special_perms: dict[str, Perms] = {p: ((XS_PERM_NONE, 0),) for p in SPECIAL_PATHS}
+        self.bugs: list[str] = []
+        self.log: list[str] = []
+        self._numbers = 0
+        self._rows: list[tuple[str, str, object, object]] = []
+        self._touched: list[Connection] = []
+        self.record("setup_structure", "initial tree: / /tool /tool/xenstored")
+
+    # -- connections -------------------------------------------------------------------
+    def new_connection(self, domid: int = 0, label: str = "socket") -> Connection:
+        """new_connection(): a client; ``socket...`` labels are dom0 sockets, others a domain's ring."""
+        self._numbers += 1
+        is_domain = not label.startswith("socket")
+        conn = Connection(self._numbers, domid, label, is_domain)
+        self.connections.append(conn)
+        if is_domain:
+            dom = self.domains.setdefault(domid, Domain(domid))
+            dom.conn = conn
+        return conn
+
+    def close_connection(self, conn: Connection) -> None:
+        """ignore_connection()/destroy_conn(): drop its watches and transactions; the tree keeps its nodes."""
+        if conn.closed:
+            return
+        conn.closed = True
+        self.conn_delete_all_watches(conn)
+        self.conn_delete_all_transactions(conn)
+        if conn in self.connections:
+            self.connections.remove(conn)
+        dom = self.domains.get(conn.domid)
+        if conn.is_domain and dom is not None and dom.conn is conn:
+            dom.conn = None
+        self.record("ignore_connection", f"{conn.name}: connection closed")
+        if conn.on_close is not None:
+            conn.on_close(conn)
+
+    def conn_delete_all_watches(self, conn: Connection) -> None:
+        """conn_delete_all_watches() (xenstored_watch.c)."""
+        for w in conn.watches:
+            self.row(WATCHES, self.watch_key(conn, w), "watch", None)
+        conn.watches.clear()
+
+    def conn_delete_all_transactions(self, conn: Connection) -> None:
+        """conn_delete_all_transactions() (xenstored_transaction.c)."""
+        for tid in sorted(conn.transactions):
+            self.row(TRANSACTIONS, f"{conn.name} {tid}", "open", None)
+        conn.transactions.clear()
+        conn.transaction_started = 0
+
+    def can_read(self, conn: Connection) -> bool:
+        """domain_can_read(): False while a guest has quota-many replies it has not taken yet."""
+        return conn.privileged or conn.outstanding < self.quotas.outstanding
+
+    # -- trace ---------------------------------------------------------------------------
+    def row(self, table: str, key: str, before: object, after: object) -> None:
+        """Queue one changes row for the step being built."""
+        self._rows.append((table, key, before, after))
+
+    @staticmethod
+    def watch_key(conn: Connection, w: Watch) -> str:
+        """The xenstored/watches key of a watch."""
+        return f"{conn.name} {w.node} {w.token}"
+
+    def record(self, function: str, summary: str, source: str = CORE) -> None:
+        """One trace step with every row queued since the last one."""
+        rows = self.store.take_changes() + self._rows
+        self._rows = []
+        self.trace.record(function, summary, actor=self.name, source=source, changes=rows)
+
+    # -- output ----------------------------------------------------------------------------
+    def _queue(self, conn: Connection, msg: Message) -> None:
+        conn.out.append(msg)
+        if conn not in self._touched:
+            self._touched.append(conn)
+
+    def send_reply(self, conn: Connection, req: Message, payload: bytes, type: int | None = None) -> None:
+        """send_reply(): the answer with the request's header fields; E2BIG if over 4096 bytes."""
+        if len(payload) > XENSTORE_PAYLOAD_MAX:
+            self.send_error(conn, req, 7)  # E2BIG
+            return
+        conn.outstanding += 1
+        self._queue(conn, Message(req.type if type is None else type, req.req_id, req.tx_id, payload))
+
+    def send_ack(self, conn: Connection, req: Message) -> None:
+        """send_ack(): ``OK\\0``."""
+        self.send_reply(conn, req, b"OK\0")
+
+    def send_error(self, conn: Connection, req: Message, err: int) -> None:
+        """send_error(): type ERROR with the errno's name; untranslatable values go out as EINVAL."""
+        name = XSD_ERROR_BY_ERRNO.get(err, "EINVAL")
+        conn.outstanding += 1
+        self._queue(conn, Message(T.XS_ERROR, req.req_id, req.tx_id, name.encode() + b"\0"))
+
+    def send_event(self, conn: Connection, path: str, token: str) -> None:
+        """send_event(): a WATCH_EVENT (req_id 0); over-long ones and queued duplicates dropped."""
+        payload = path.encode("latin-1") + b"\0" + token.encode("latin-1") + b"\0"
+        if len(payload) > XENSTORE_PAYLOAD_MAX:
+            return
+        msg = Message(T.XS_WATCH_EVENT, 0, 0, payload)
+        if not path.startswith("@") and msg in conn.out:
+            return
+        self._queue(conn, msg)
+
+    def _flush(self) -> None:
+        touched, self._touched = self._touched, []
+        for conn in touched:
+            if conn.on_output is not None and not conn.closed:
+                conn.on_output(conn)
+
+    # -- permissions and watches ---------------------------------------------------------------
+    def watch_permitted(self, conn: Connection, name: str, node: Node | None, perms: Perms | None) -> bool:
+        """watch_permitted(): the watcher may read the node, its parent, or the node's old permissions."""
+        if perms is not None and conn.perm(perms) & XS_PERM_READ:
+            return True
+        if node is None:
+            node = self.store.read_node(name)
+            if node is None:
+                return False
+        if conn.perm(node.perms) & XS_PERM_READ:
+            return True
+        parent = self.store.read_node(get_parent(name))
+        return parent is not None and bool(conn.perm(parent.perms) & XS_PERM_READ)
+
+    def fire_watches(self, tx: Transaction | None, name: str, node: Node | None, exact: bool,
+                     perms: Perms | None = None) -> None:
+        """fire_watches(): an event for every watch on *name* or above it (only exact ones if *exact*)."""
+        if tx is not None:
+            tx.queue_watches(name, exact, perms if perms is not None else (node.perms if node else None))
+            return
+        special = name in self.special_perms
+        for conn in list(self.connections):
+            if special:
+                if not conn.perm(self.special_perms[name]) & XS_PERM_READ:
+                    continue
+            elif not self.watch_permitted(conn, name, node, perms):
+                continue
+            for w in conn.watches:
+                if (name == w.node) if exact else is_child(name, w.node):
+                    self.send_event(conn, get_watch_path(w, name), w.token)
+
+    # -- dispatch -----------------------------------------------------------------------------
+    def handle(self, conn: Connection, msg: Message) -> None:
+        """process_message(): answer one request; replies and events land in the connections' queues."""
+        try:
+            self.process_message(conn, msg)
+        finally:
+            self._flush()
+
+    def process_message(self, conn: Connection, msg: Message) -> None:
+        """process_message() proper: type, privilege and transaction checks, then the op."""
+        entry = WIRE_FUNCS.get(msg.type)
+        if entry is None:
+            self.send_error(conn, msg, ENOSYS)
+            self.record("process_message", f"{conn.name}: unknown operation {msg.type} -> ENOSYS")
+            return
+        func, fname, source, flags = entry
+        if flags & XS_FLAG_PRIV and not conn.privileged:
+            self.send_error(conn, msg, EACCES)
+            self.record("process_message", f"{conn.name}: {T(msg.type).name[3:]} needs privilege -> EACCES")
+            return
+        tx = None
+        if not flags & XS_FLAG_NOTID and msg.tx_id:
+            tx = conn.transactions.get(msg.tx_id)
+            if tx is None:
+                self.send_error(conn, msg, ENOENT)
+                self.record("process_message", f"{conn.name}: no transaction {msg.tx_id} -> ENOENT")
+                return
+        before = len(conn.out)
+        try:
+            func(self, conn, msg, tx)
+        except XenstoreError as e:
+            self.send_error(conn, msg, e.errno)
+        except Exception as e:  # a daemon bug must cost one request, never the tree or other clients
+            self.bugs.append(f"{fname}: {type(e).__name__}: {e}")
+            self.send_error(conn, msg, EIO)
+        self.record(fname, f"{conn.name}: {describe(msg)} -> {outcome(conn, msg, before)}", source)
+
+
+def describe(msg: Message) -> str:
+    """A request as one stable line: type, transaction and the payload's strings."""
+    try:
+        kind = T(msg.type).name[3:]
+    except ValueError:
+        kind = str(msg.type)
+    text = msg.payload[:64].decode("latin-1").replace("\0", " ").rstrip()
+    if len(msg.payload) > 64:
+        text += "..."
+    tx = f" tx{msg.tx_id}" if msg.tx_id else ""
+    return f"{kind}{tx} {text!r}"
+
+
+def outcome(conn: Connection, msg: Message, before: int) -> str:
+    """The reply to *msg* as one stable word or short text."""
+    for reply in list(conn.out)[before:]:
+        if reply.type == T.XS_WATCH_EVENT or reply.req_id != msg.req_id:
+            continue
+        if reply.type == T.XS_ERROR:
+            return reply.payload.rstrip(b"\0").decode()
+        if reply.payload == b"OK\0":
+            return "OK"
+        text = reply.payload[:48].decode("latin-1").replace("\0", " ").rstrip()
+        return repr(text) + ("..." if len(reply.payload) > 48 else "")
+    return "no reply"
+
+
+def _fire_release_domain(self: Daemon, domid: int) -> None:
+    """The domain died: destroy_domain() (connection, owned nodes) and @releaseDomain."""
+    try:
+        domain_ops.destroy_domain(self, domid)
+        self.record("destroy_domain", f"domain {domid} gone: @releaseDomain", domain_ops.SOURCE)
+    finally:
+        self._flush()
+
+
+Daemon.fire_release_domain = _fire_release_domain  # type: ignore[attr-defined]

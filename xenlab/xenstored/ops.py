@@ -1,0 +1,410 @@
+"""The node operations of C xenstored 4.17 (xenstored_core.c, xenstored_watch.c, xenstored_transaction.c).
+
+Each ``do_*`` takes (daemon, conn, request, transaction or None), queues its reply with
+``daemon.send_reply`` / ``send_ack`` and raises ``XenstoreError(errno)`` for the error
+reply; the checks come in the order C xenstored makes them, so the same bad request gets
+the same errno name.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from xenlab.abi.errno import E2BIG, EACCES, EBUSY, EEXIST, EINVAL, ENOENT, ENOMEM, ENOSPC, EPERM
+from xenlab.abi.xs_wire import XENSTORE_PAYLOAD_MAX
+from xenlab.xenstored.paths import (
+    atoi,
+    basename,
+    canonicalize,
+    child_name,
+    get_parent,
+    is_valid_nodename,
+)
+from xenlab.xenstored.perms import (
+    XS_PERM_IGNORE,
+    XS_PERM_NONE,
+    XS_PERM_OWNER,
+    XS_PERM_READ,
+    XS_PERM_WRITE,
+    perms_to_strings,
+    xs_strings_to_perms,
+)
+from xenlab.xenstored.store import Node, Store, XenstoreError
+from xenlab.xenstored.transaction import Transaction
+from xenlab.xenstored.watch import add_watch, check_watch_path, get_watch_path
+
+if TYPE_CHECKING:
+    from xenlab.xenstored.daemon import Connection, Daemon
+    from xenlab.xenstored.wire import Message
+
+View = Store | Transaction
+
+
+# -- payload parsing -----------------------------------------------------------------------
+def get_strings(payload: bytes) -> list[str]:
+    """get_strings(): every NUL-terminated string of the payload (bytes after the last NUL ignored)."""
+    parts = payload.split(b"\0")[:-1]
+    return [p.decode("latin-1") for p in parts]
+
+
+def onearg(payload: bytes) -> str | None:
+    """onearg(): the payload's only string; None unless it holds exactly one NUL, at the end."""
+    if not payload or payload.find(b"\0") != len(payload) - 1:
+        return None
+    return payload[:-1].decode("latin-1")
+
+
+def view(daemon: Daemon, tx: Transaction | None) -> View:
+    """The tree a request sees: its transaction's or the committed one."""
+    return tx if tx is not None else daemon.store
+
+
+# -- node access as xenstored_core.c does it ---------------------------------------------------
+def ask_parents(conn: Connection, v: View, name: str) -> int:
+    """ask_parents(): the connection's permission on the nearest existing ancestor."""
+    while True:
+        name = get_parent(name)
+        node = v.read_node(name)
+        if node is not None:
+            return conn.perm(node.perms)
+        if name == "/":
+            return XS_PERM_NONE
+
+
+def errno_from_parents(conn: Connection, v: View, name: str, err: int, perm: int) -> int:
+    """errno_from_parents(): hide ENOENT/EACCES as EACCES unless the ancestor grants *perm*."""
+    if ask_parents(conn, v, name) & perm:
+        return err
+    return EACCES
+
+
+def get_node(daemon: Daemon, conn: Connection, v: View, name: str | None, perm: int) -> Node:
+    """get_node(): the node if *name* is valid, exists and *perm* is granted; XenstoreError otherwise."""
+    if name is None or not is_valid_nodename(name, daemon.quotas.path_max):
+        raise XenstoreError(EINVAL, f"invalid node name {name!r}")
+    node = v.read_node(name)
+    if node is not None:
+        if conn.perm(node.perms) & perm == perm:
+            return node
+        err = EACCES
+    else:
+        err = ENOENT
+    raise XenstoreError(errno_from_parents(conn, v, name, err, perm), name)
+
+
+def get_node_canonicalized(daemon: Daemon, conn: Connection, v: View, name: str | None,
+                           perm: int) -> tuple[Node, str]:
+    """get_node_canonicalized(): get_node() of the name made absolute; returns (node, name)."""
+    if name is not None:
+        name = canonicalize(name, conn.domid)
+    return get_node(daemon, conn, v, name, perm), name or ""
+
+
+def write_node(daemon: Daemon, conn: Connection, v: View, name: str, node: Node,
+               no_quota_check: bool = False) -> Node:
+    """write_node(): store the record; ENOSPC for a guest's record of quota size (fails a transaction)."""
+    if not no_quota_check and not conn.privileged and node.record_size() >= daemon.quotas.node_size:
+        if isinstance(v, Transaction):
+            v.fail = True
+        raise XenstoreError(ENOSPC, f"{name}: node record of {node.record_size()} bytes")
+    return v.write_node(name, node)
+
+
+def create_node(daemon: Daemon, conn: Connection, v: View, name: str, value: bytes) -> Node:
+    """create_node(): make *name* and its missing parents, inheriting permissions, within the node quota."""
+    names = [name]
+    parent_name = get_parent(name)
+    parent = v.read_node(parent_name)
+    while parent is None:
+        if parent_name == "/":
+            raise XenstoreError(ENOENT, "no root node")
+        names.append(parent_name)
+        parent_name = get_parent(parent_name)
+        parent = v.read_node(parent_name)
+    # construct_node(): each new node copies its parent's permissions; a guest owns what it makes.
+    perms = parent.perms
+    if not conn.privileged:
+        perms = ((perms[0][0], conn.domid),) + perms[1:]
+    new: list[tuple[str, Node]] = []
+    for i, n in enumerate(names):  # names[0] is the leaf
+        children = (basename(names[i - 1]),) if i else ()
+        new.append((n, Node(value if i == 0 else b"", perms, children)))
+    # Written bottom up: the quota is checked before each new node.
+    tx = v if isinstance(v, Transaction) else None
+    for i, (n, node) in enumerate(new):
+        if not conn.privileged and v.entries_of(conn.domid) + i >= daemon.quotas.nodes:
+            if tx is not None and i:
+                tx.fail = True
+            raise XenstoreError(ENOSPC, f"domain {conn.domid} owns {daemon.quotas.nodes} nodes")
+        if not conn.privileged and node.record_size() >= daemon.quotas.node_size:
+            if tx is not None:
+                tx.fail = True
+            raise XenstoreError(ENOSPC, f"{n}: node record of {node.record_size()} bytes")
+    top = Node(parent.value, parent.perms, parent.children + (basename(names[-1]),), parent.generation)
+    if not conn.privileged and top.record_size() >= daemon.quotas.node_size:
+        if tx is not None:
+            tx.fail = True
+        raise XenstoreError(ENOSPC, f"{parent_name}: node record of {top.record_size()} bytes")
+    written = [v.write_node(n, node) for n, node in new]
+    v.write_node(parent_name, top)
+    return written[0]
+
+
+def rm_node(daemon: Daemon, conn: Connection | None, v: View, name: str) -> None:
+    """rm_node(): delete *name* and everything below it, children first, firing watches as it goes."""
+    parent_name = get_parent(name)
+    if v.read_node(parent_name) is None:
+        raise XenstoreError(EINVAL, f"{name}: no parent")
+    tx = v if isinstance(v, Transaction) else None
+    # walk_node_tree() with delnode_sub() as exit function: post-order.
+    stack: list[tuple[str, int]] = [(name, 0)]
+    while stack:
+        path, idx = stack[-1]
+        node = v.read_node(path)
+        if node is not None and idx < len(node.children):
+            stack[-1] = (path, idx + 1)
+            stack.append((child_name(path, node.children[idx]), 0))
+            continue
+        stack.pop()
+        if node is None:
+            continue
+        v.delete_node(path)
+        daemon.fire_watches(tx, path, node, path != name)
+        if stack:  # rm_from_parent(): the parent inside the subtree is rewritten without it
+            up = stack[-1][0]
+            pnode = v.read_node(up)
+            if pnode is not None:
+                kids = list(pnode.children)
+                kids.remove(basename(path))
+                stack[-1] = (up, stack[-1][1] - 1)
+                v.write_node(up, Node(pnode.value, pnode.perms, tuple(kids)))
+    parent = v.read_node(parent_name)
+    if parent is not None and basename(name) in parent.children:
+        kids = list(parent.children)
+        kids.remove(basename(name))
+        v.write_node(parent_name, Node(parent.value, parent.perms, tuple(kids)))
+
+
+# -- the operations ----------------------------------------------------------------------------
+def do_read(daemon: Daemon, conn: Connection, req: Message, tx: Transaction | None) -> None:
+    """do_read(): the value, without a trailing NUL."""
+    node, _ = get_node_canonicalized(daemon, conn, view(daemon, tx), onearg(req.payload), XS_PERM_READ)
+    daemon.send_reply(conn, req, node.value)
+
+
+def send_directory(daemon: Daemon, conn: Connection, req: Message, tx: Transaction | None) -> None:
+    """send_directory(): the children field (each name NUL-terminated); E2BIG over 4096 bytes."""
+    node, _ = get_node_canonicalized(daemon, conn, view(daemon, tx), onearg(req.payload), XS_PERM_READ)
+    daemon.send_reply(conn, req, node.children_bytes())
+
+
+def send_directory_part(daemon: Daemon, conn: Connection, req: Message, tx: Transaction | None) -> None:
+    """send_directory_part(): generation, then children from a byte offset; an extra NUL ends the list."""
+    if req.payload.count(b"\0") != 2:
+        raise XenstoreError(EINVAL, "DIRECTORY_PART wants path and offset")
+    path, offset = get_strings(req.payload)[:2]
+    node, _ = get_node_canonicalized(daemon, conn, view(daemon, tx), path, XS_PERM_READ)
+    off = atoi(offset) & 0xFFFFFFFF
+    gen = str(node.generation).encode() + b"\0"
+    children = node.children_bytes()
+    if off >= len(children):
+        daemon.send_reply(conn, req, gen + b"\0")
+        return
+    maxlen = XENSTORE_PAYLOAD_MAX - len(gen) - 1
+    length = 0
+    while True:
+        end = children.index(b"\0", off + length)
+        child = end - (off + length)
+        if length + child >= maxlen:
+            break
+        length += child + 1
+        if off + length == len(children):
+            break
+    data = gen + children[off:off + length]
+    if off + length == len(children):
+        data += b"\0"
+    daemon.send_reply(conn, req, data)
+
+
+def do_get_perms(daemon: Daemon, conn: Connection, req: Message, tx: Transaction | None) -> None:
+    """do_get_perms(): the permission strings, each NUL-terminated."""
+    node, _ = get_node_canonicalized(daemon, conn, view(daemon, tx), onearg(req.payload), XS_PERM_READ)
+    daemon.send_reply(conn, req, b"".join(s.encode() + b"\0" for s in perms_to_strings(node.perms)))
+
+
+def do_write(daemon: Daemon, conn: Connection, req: Message, tx: Transaction | None) -> None:
+    """do_write(): set the value (the bytes after the path's NUL), creating the node and its parents."""
+    if b"\0" not in req.payload:
+        raise XenstoreError(EINVAL, "WRITE without a path")
+    raw, value = req.payload.split(b"\0", 1)
+    v = view(daemon, tx)
+    name = canonicalize(raw.decode("latin-1"), conn.domid)
+    try:
+        node = get_node(daemon, conn, v, name, XS_PERM_WRITE)
+    except XenstoreError as e:
+        if e.errno != ENOENT:
+            raise
+        node = create_node(daemon, conn, v, name, value)
+    else:
+        node = write_node(daemon, conn, v, name, Node(value, node.perms, node.children))
+    daemon.fire_watches(tx, name, node, False)
+    daemon.send_ack(conn, req)
+
+
+def do_mkdir(daemon: Daemon, conn: Connection, req: Message, tx: Transaction | None) -> None:
+    """do_mkdir(): create an empty node (and parents); an existing node is left alone."""
+    v = view(daemon, tx)
+    arg = onearg(req.payload)
+    name = canonicalize(arg, conn.domid) if arg is not None else None
+    try:
+        get_node(daemon, conn, v, name, XS_PERM_WRITE)
+    except XenstoreError as e:
+        if e.errno != ENOENT or name is None:
+            raise
+        node = create_node(daemon, conn, v, name, b"")
+        daemon.fire_watches(tx, name, node, False)
+    daemon.send_ack(conn, req)
+
+
+def do_rm(daemon: Daemon, conn: Connection, req: Message, tx: Transaction | None) -> None:
+    """do_rm(): delete a subtree; a missing node is fine if its parent exists; ``/`` is EINVAL."""
+    v = view(daemon, tx)
+    arg = onearg(req.payload)
+    name = canonicalize(arg, conn.domid) if arg is not None else None
+    try:
+        get_node(daemon, conn, v, name, XS_PERM_WRITE)
+    except XenstoreError as e:
+        if e.errno == ENOENT and name is not None:
+            if v.read_node(get_parent(name)) is not None:
+                daemon.send_ack(conn, req)
+                return
+        raise
+    if name == "/":
+        raise XenstoreError(EINVAL, "cannot remove /")
+    rm_node(daemon, conn, v, name)
+    daemon.send_ack(conn, req)
+
+
+def do_set_perms(daemon: Daemon, conn: Connection, req: Message, tx: Transaction | None) -> None:
+    """do_set_perms(): replace the list; owner or dom0 only; only dom0 may give the node away (EPERM)."""
+    strings = get_strings(req.payload)
+    if len(strings) < 2:
+        raise XenstoreError(EINVAL, "SET_PERMS wants a path and at least one permission")
+    if not conn.privileged and len(strings) - 1 > daemon.quotas.perms:
+        raise XenstoreError(ENOSPC, f"{len(strings) - 1} permissions")
+    perms = xs_strings_to_perms(strings[1:])
+    if perms is None:
+        raise XenstoreError(EINVAL, f"bad permissions {strings[1:]}")
+    if perms[0][0] & XS_PERM_IGNORE:
+        raise XenstoreError(ENOENT, "owner ignored")
+    if strings[0].startswith("@"):
+        set_perms_special(daemon, conn, strings[0], perms)
+        daemon.send_ack(conn, req)
+        return
+    v = view(daemon, tx)
+    node, name = get_node_canonicalized(daemon, conn, v, strings[0], XS_PERM_WRITE | XS_PERM_OWNER)
+    if not conn.privileged and perms[0][1] != node.owner:
+        raise XenstoreError(EPERM, f"domain {conn.domid} may not give {name} away")
+    old = node.perms
+    node = write_node(daemon, conn, v, name, Node(node.value, perms, node.children))
+    daemon.fire_watches(tx, name, node, False, old)
+    daemon.send_ack(conn, req)
+
+
+def set_perms_special(daemon: Daemon, conn: Connection, name: str, perms: tuple) -> None:
+    """set_perms_special(): who may watch @introduceDomain / @releaseDomain (xenstored_domain.c)."""
+    if name not in daemon.special_perms:
+        raise XenstoreError(ENOENT, name)
+    need = XS_PERM_WRITE | XS_PERM_OWNER
+    if conn.perm(daemon.special_perms[name]) & need != need:
+        raise XenstoreError(EACCES, name)
+    daemon.row("xenstored/perms", name, ",".join(perms_to_strings(daemon.special_perms[name])),
+               ",".join(perms_to_strings(perms)))
+    daemon.special_perms[name] = perms
+
+
+def do_watch(daemon: Daemon, conn: Connection, req: Message, tx: Transaction | None) -> None:
+    """do_watch(): register (path, token), ack, then one event for the path at once."""
+    strings = get_strings(req.payload)
+    if len(strings) != 2:
+        raise XenstoreError(EINVAL, "WATCH wants path and token")
+    checked = check_watch_path(strings[0], conn.domid, daemon.quotas.path_max)
+    if checked is None:
+        raise XenstoreError(EINVAL, f"invalid watch path {strings[0]!r}")
+    path, relative = checked
+    token = strings[1]
+    if any(w.node == path and w.token == token for w in conn.watches):
+        raise XenstoreError(EEXIST, f"watch {path} {token}")
+    if not conn.privileged and len(conn.watches) > daemon.quotas.watches:
+        raise XenstoreError(E2BIG, f"domain {conn.domid} has {len(conn.watches)} watches")
+    watch = add_watch(path, token, relative, conn.domid)
+    conn.watches.append(watch)
+    daemon.row("xenstored/watches", daemon.watch_key(conn, watch), None, "watch")
+    daemon.send_ack(conn, req)
+    daemon.send_event(conn, get_watch_path(watch, watch.node), token)
+
+
+def do_unwatch(daemon: Daemon, conn: Connection, req: Message, tx: Transaction | None) -> None:
+    """do_unwatch(): drop the watch with that path and token; ENOENT if there is none."""
+    strings = get_strings(req.payload)
+    if len(strings) != 2:
+        raise XenstoreError(EINVAL, "UNWATCH wants path and token")
+    node = canonicalize(strings[0], conn.domid)
+    for w in conn.watches:
+        if w.node == node and w.token == strings[1]:
+            conn.watches.remove(w)
+            daemon.row("xenstored/watches", daemon.watch_key(conn, w), "watch", None)
+            daemon.send_ack(conn, req)
+            return
+    raise XenstoreError(ENOENT, f"no watch {node} {strings[1]}")
+
+
+def do_transaction_start(daemon: Daemon, conn: Connection, req: Message, tx: Transaction | None) -> None:
+    """do_transaction_start(): a new transaction id (decimal + NUL); no nesting (EBUSY)."""
+    if tx is not None:
+        raise XenstoreError(EBUSY, "a transaction is already running on this request")
+    if not conn.privileged and conn.transaction_started > daemon.quotas.transactions:
+        raise XenstoreError(ENOSPC, f"domain {conn.domid} has {conn.transaction_started} transactions")
+    store = daemon.store
+    store.generation += 1
+    # Pick an unused id; 0 means "no transaction", so the first one is 1.
+    tid = conn.next_transaction_id
+    conn.next_transaction_id = (tid + 1) & 0xFFFFFFFF
+    while tid == 0 or tid in conn.transactions:
+        tid = conn.next_transaction_id
+        conn.next_transaction_id = (tid + 1) & 0xFFFFFFFF
+    limit = None if conn.privileged else daemon.quotas.transaction_nodes
+    conn.transactions[tid] = Transaction(tid, store, store.generation, limit)
+    conn.transaction_started += 1
+    daemon.row("xenstored/transactions", f"{conn.name} {tid}", None, "open")
+    daemon.send_reply(conn, req, str(tid).encode() + b"\0")
+
+
+def do_transaction_end(daemon: Daemon, conn: Connection, req: Message, tx: Transaction | None) -> None:
+    """do_transaction_end(): "T" commits (EAGAIN on conflict, then the queued watches fire), "F" aborts."""
+    arg = onearg(req.payload)
+    if arg not in ("T", "F"):
+        raise XenstoreError(EINVAL, "TRANSACTION_END wants T or F")
+    if tx is None:
+        raise XenstoreError(ENOENT, "no transaction")
+    del conn.transactions[tx.id]
+    conn.transaction_started -= 1
+    daemon.row("xenstored/transactions", f"{conn.name} {tx.id}", "open", None)
+    if arg == "T":
+        if tx.fail:
+            raise XenstoreError(ENOMEM, f"transaction {tx.id} failed earlier")
+        tx.finalize()
+        for path, exact, perms in tx.changed:
+            daemon.fire_watches(None, path, None, exact, perms)
+        daemon.store.generation += 1
+    daemon.send_ack(conn, req)
+
+
+def do_reset_watches(daemon: Daemon, conn: Connection, req: Message, tx: Transaction | None) -> None:
+    """do_reset_watches(): drop all of the connection's watches and transactions (xenstored_domain.c)."""
+    daemon.conn_delete_all_watches(conn)
+    daemon.conn_delete_all_transactions(conn)
+    daemon.send_ack(conn, req)
+
+
+__all__ = ["get_strings", "onearg", "get_node", "create_node", "rm_node", "XS_PERM_READ"]

@@ -1,0 +1,207 @@
+"""The tree of nodes C xenstored keeps in its TDB (tools/xenstore/xenstored_core.c).
+
+Theory of operation
+-------------------
+Every node has a value (bytes, possibly empty), a permission list, the names of its
+children in creation order, and a generation count (a global counter stamped on each
+write, used by transactions and DIRECTORY_PART). The tree is stored flat, keyed by the
+full name, like the TDB: ``/local/domain/0`` is one record whose children field lists
+``control``, ``domid``... A node exists only if its parent exists and lists it.
+
+``Store`` is the committed tree. A ``Transaction`` (transaction.py) offers the same
+``read_node`` / ``write_node`` / ``delete_node`` methods over a private copy, so the
+request handlers work on either. Every committed change is queued as trace rows
+(``xenstored/tree``: path -> value text; ``xenstored/perms``: path -> ``n0,r1``) that the
+daemon attaches to the step recording the request.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from xenlab.abi.errno import ENOENT, errno_name
+from xenlab.xenstored.paths import child_name, get_parent
+from xenlab.xenstored.perms import XS_PERM_NONE, Perms, parse_perms, perms_text, perms_to_strings
+from xenlab.xenstored.quota import node_record_size
+
+TREE = "xenstored/tree"
+PERMS = "xenstored/perms"
+
+
+class XenstoreError(Exception):
+    """A Python-facing store operation failed; ``errno`` holds the value, the text names it and the path."""
+
+    def __init__(self, errno: int, what: str) -> None:
+        super().__init__(f"{errno_name(errno)}: {what}")
+        self.errno = errno
+        self.name = errno_name(errno)
+
+
+@dataclass(frozen=True)
+class Node:
+    """One TDB record: value, permissions (owner first), child names, generation."""
+
+    value: bytes = b""
+    perms: Perms = ((XS_PERM_NONE, 0),)
+    children: tuple[str, ...] = ()
+    generation: int = 0
+
+    @property
+    def owner(self) -> int:
+        """The domid in the first permission entry."""
+        return self.perms[0][1]
+
+    @property
+    def childlen(self) -> int:
+        """Bytes of the NUL-separated children field."""
+        return sum(len(c) + 1 for c in self.children)
+
+    def children_bytes(self) -> bytes:
+        """The children field as stored: each name followed by NUL."""
+        return b"".join(c.encode("latin-1") + b"\0" for c in self.children)
+
+    def record_size(self) -> int:
+        """Bytes of the record write_node_raw() stores (what the node-size quota limits)."""
+        return node_record_size(len(self.perms), len(self.value), self.childlen)
+
+
+def value_text(value: bytes | None) -> str | None:
+    """A value as a trace/table string (None stays None)."""
+    return None if value is None else value.decode("utf-8", "backslashreplace")
+
+
+@dataclass
+class Store:
+    """The committed tree, its global generation counter and per-domain node counts."""
+
+    nodes: dict[str, Node] = field(default_factory=dict)
+    generation: int = 0
+    entries: Counter[int] = field(default_factory=Counter)
+    pending: list[tuple[str, str, object, object]] = field(default_factory=list)
+
+    # -- the interface shared with Transaction ------------------------------------------
+    def read_node(self, path: str) -> Node | None:
+        """read_node(): the record of *path*, or None (xenstored_core.c)."""
+        return self.nodes.get(path)
+
+    def write_node(self, path: str, node: Node) -> Node:
+        """write_node_raw(): store *node* under *path* with the next generation count (xenstored_core.c)."""
+        old = self.nodes.get(path)
+        node = Node(node.value, node.perms, node.children, self.generation)
+        self.generation += 1
+        self.nodes[path] = node
+        if old is None:
+            self.entries[node.owner] += 1
+        elif old.owner != node.owner:
+            self.entries[old.owner] -= 1
+            self.entries[node.owner] += 1
+        if old is None or old.value != node.value:
+            self.pending.append((TREE, path, value_text(old.value) if old else None, value_text(node.value)))
+        if old is None or old.perms != node.perms:
+            self.pending.append((PERMS, path, perms_text(old.perms) if old else None, perms_text(node.perms)))
+        return node
+
+    def delete_node(self, path: str) -> None:
+        """do_tdb_delete(): drop the record of *path* (its parent's children field is the caller's job)."""
+        old = self.nodes.pop(path, None)
+        if old is not None:
+            self.entries[old.owner] -= 1
+            self.pending.append((TREE, path, value_text(old.value), None))
+            self.pending.append((PERMS, path, perms_text(old.perms), None))
+
+    def entries_of(self, domid: int) -> int:
+        """domain_entry(): how many nodes *domid* owns."""
+        return self.entries[domid]
+
+    def take_changes(self) -> list[tuple[str, str, object, object]]:
+        """The trace rows queued since the last call."""
+        rows, self.pending = self.pending, []
+        return rows
+
+    # -- Python-facing reading (dom0's view, no permission checks) ----------------------
+    def _get(self, path: str) -> Node:
+        node = self.nodes.get(path)
+        if node is None:
+            raise XenstoreError(ENOENT, f"no node {path!r} in the store")
+        return node
+
+    def exists(self, path: str) -> bool:
+        """True if *path* is a node."""
+        return path in self.nodes
+
+    def read(self, path: str) -> bytes:
+        """The value of *path* (XenstoreError ENOENT if absent)."""
+        return self._get(path).value
+
+    def directory(self, path: str) -> list[str]:
+        """The child names of *path* in creation order."""
+        return list(self._get(path).children)
+
+    def get_perms(self, path: str) -> list[str]:
+        """The permission strings of *path*, owner first (``["n0", "r1"]``)."""
+        return perms_to_strings(self._get(path).perms)
+
+    def generation_of(self, path: str) -> int:
+        """The generation count of *path*."""
+        return self._get(path).generation
+
+    def walk(self, path: str = "/") -> Iterator[tuple[str, bytes, Perms]]:
+        """(path, value, perms) below *path*, depth first in child order (``xenstore-ls -f``)."""
+        stack = [child_name(path, c) for c in reversed(self._get(path).children)]
+        while stack:
+            name = stack.pop()
+            node = self.nodes.get(name)
+            if node is None:
+                continue
+            yield name, node.value, node.perms
+            stack.extend(child_name(name, c) for c in reversed(node.children))
+
+    def ls(self, path: str = "/", *, perms: bool = False) -> str:
+        """Text like ``xenstore-ls -f`` (``-p`` with *perms*) prints for *path*."""
+        lines = []
+        for name, value, p in self.walk(path):
+            text = value.decode("latin-1")
+            line = f'{name} = "{text}"'
+            if perms:
+                line += f"   ({perms_text(p)})"
+            lines.append(line)
+        return "\n".join(lines) + ("\n" if lines else "")
+
+    def check(self) -> list[str]:
+        """check_store(): every problem found (missing or unlisted parent, dangling child, ...)."""
+        problems = []
+        if "/" not in self.nodes:
+            problems.append("no root node")
+        for name, node in self.nodes.items():
+            if not node.perms:
+                problems.append(f"{name}: empty permission list")
+            if len(set(node.children)) != len(node.children):
+                problems.append(f"{name}: duplicate child names")
+            for c in node.children:
+                if child_name(name, c) not in self.nodes:
+                    problems.append(f"{name}: child {c!r} not found")
+            if name == "/":
+                continue
+            parent = self.nodes.get(get_parent(name))
+            if parent is None:
+                problems.append(f"{name}: parent missing")
+            elif name.rsplit("/", 1)[1] not in parent.children:
+                problems.append(f"{name}: not listed by its parent")
+        counted = Counter(n.owner for n in self.nodes.values())
+        if +counted != +self.entries:
+            problems.append(f"node counts {dict(+self.entries)} differ from owners {dict(counted)}")
+        return sorted(problems)
+
+
+def initial_store() -> Store:
+    """setup_structure(): the tree a fresh C xenstored starts with: ``/``, ``/tool``, ``/tool/xenstored``."""
+    store = Store()
+    store.write_node("/", Node(children=("tool",)))
+    store.write_node("/tool", Node(children=("xenstored",)))
+    store.write_node("/tool/xenstored", Node())
+    return store
+
+
+__all__ = ["Node", "Store", "XenstoreError", "initial_store", "parse_perms", "TREE", "PERMS"]
