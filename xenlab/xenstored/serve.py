@@ -96,3 +96,15 @@ def run(args: argparse.Namespace) -> int:
         wake_w.close()
     print(f"xenlab serve: stopped by {signal.Signals(stop[0]).name}", file=sys.stderr, flush=True)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m xenlab.xenstored.serve ...`: the same command without the rest of the CLI."""
+    parser = argparse.ArgumentParser(prog="xenlab serve")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_parser(sub)
+    return run(parser.parse_args(["serve", *(sys.argv[1:] if argv is None else argv)]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

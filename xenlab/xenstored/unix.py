@@ -52,7 +52,7 @@ class SocketClient:
 
 def describe(msg: wire.Message, limit: int = 60) -> str:
     """One stable line for a message: type, ids and the payload with NULs shown as spaces."""
-    text = msg.payload[:limit].decode("utf-8", "backslashreplace").replace("\0", " ")
+    text = "".join(" " if b == 0 else chr(b) if 32 <= b < 127 else f"\\x{b:02x}" for b in msg.payload[:limit])
     more = "..." if msg.len > limit else ""
     return f"{msg.type_name.removeprefix('XS_')} req_id={msg.req_id} tx_id={msg.tx_id} ({text}{more})"
 

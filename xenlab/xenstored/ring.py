@@ -1,0 +1,335 @@
+"""The ring transport: serving a domain through its store page and event channel.
+
+Theory of operation
+-------------------
+Each domain's store page holds ``struct xenstore_domain_interface``: a 1024-byte request
+ring the guest produces into (``req_prod``) and the daemon consumes from (``req_cons``),
+and a response ring the other way round (``rsp_prod`` / ``rsp_cons``). Indices are
+free-running ``uint32`` byte counts; byte *x* lives at ``ring[x & 1023]``; a side may
+trust the other's index only if ``prod - cons <= 1024`` (``check_indexes``).
+
+``RingConnection`` does what C xenstored 4.17's ``readchn``/``writechn``
+(tools/xenstore/xenstored_domain.c) do: read the indices once, check them, copy the
+bytes, then store the new index, then kick the event channel. It reads the 16-byte
+header and then exactly the payload (``handle_input``), so a request costs at least two
+reads, each followed by a notify. C xenstored writes a reply's header and payload with
+two ``writechn`` calls (two notifies); oxenstored writes a whole packet at once
+(``ml_interface_write``, tools/ocaml/libs/xb/xs_ring_stubs.c), which is why a real dom0
+counts fewer xenbus interrupts under oxenstored (the per-personality split is inferred
+from those sources). Output that does not fit stays queued until the guest frees space
+and kicks.
+
+A guest that breaks the rules loses its connection and nothing else: bad indices set
+``error = XENSTORE_ERROR_RINGIDX``, a header with len > 4096 sets
+``error = XENSTORE_ERROR_PROTO``, and the connection is ignored from then on
+(``ignore_connection``). With ``XENSTORE_SERVER_FEATURE_RECONNECTION`` advertised
+(oxenstored), a guest that sets ``connection = 1`` gets the reconnect handshake: partial
+packets dropped, both rings emptied (indices 0, contents 0xff), its watches and
+transactions discarded, ``connection = 0``, a kick.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from xenlab.abi.xs_wire import (
+    MASK_XENSTORE_IDX,
+    XENSTORE_CONNECTED,
+    XENSTORE_ERROR_PROTO,
+    XENSTORE_ERROR_RINGIDX,
+    XENSTORE_RECONNECT,
+    XENSTORE_RING_SIZE,
+    XENSTORE_SERVER_FEATURE_RECONNECTION,
+    XS_WATCH_EVENT,
+    XSD_SOCKMSG_SIZE,
+    xenstore_domain_interface,
+)
+from xenlab.base.trace import Trace
+from xenlab.xenstored import wire
+
+_U32 = 0xFFFFFFFF
+_REQ = xenstore_domain_interface.req.offset
+_RSP = xenstore_domain_interface.rsp.offset
+ERROR_NAMES = {0: "NONE", 1: "COMM", 2: "RINGIDX", 3: "PROTO"}
+
+#: personality -> (source file of the ring code, read function, write function, split header/payload writes)
+RING_CODE = {
+    "cxenstored": ("tools/xenstore/xenstored_domain.c", "readchn", "writechn", True),
+    "oxenstored": ("tools/ocaml/libs/xb/xs_ring_stubs.c", "ml_interface_read", "ml_interface_write", False),
+}
+
+
+def check_indexes(cons: int, prod: int) -> bool:
+    """check_indexes(): at most XENSTORE_RING_SIZE bytes between cons and prod (xenstored_domain.c)."""
+    return ((prod - cons) & _U32) <= XENSTORE_RING_SIZE
+
+
+class RingConnection:
+    """One domain's store page, its local event-channel port and its daemon connection."""
+
+    def __init__(self, server: RingServer, domid: int, port: int, buf: Any, conn: Any) -> None:
+        self.server = server
+        self.domid = domid
+        self.port = port
+        self.mem = memoryview(buf).cast("B")
+        self.intf = xenstore_domain_interface.from_buffer(buf)
+        self.conn = conn
+        self.decoder = wire.Decoder()
+        self.out: deque[list[Any]] = deque()  # [segment, ends a reply] waiting for room in rsp
+        self.replies_queued = 0
+        self.ignored = False
+        self.table = f"xenstored/ring/d{domid}"
+        conn.on_output = self._take_output
+
+    # Daemon output --------------------------------------------------------------------
+
+    def _take_output(self, conn: Any) -> None:
+        """conn.on_output: queue the daemon's replies and events as ring segments."""
+        msgs = list(conn.take_output())
+        if self.ignored:
+            return
+        split = RING_CODE[self.server.personality][3]
+        for msg in msgs:
+            data = wire.encode(msg)
+            counted = msg.type != XS_WATCH_EVENT
+            self.replies_queued += counted
+            if split and msg.len:
+                self.out.append([bytearray(data[:XSD_SOCKMSG_SIZE]), False])
+                self.out.append([bytearray(data[XSD_SOCKMSG_SIZE:]), counted])
+            else:
+                self.out.append([bytearray(data), counted])
+
+    @property
+    def queued(self) -> int:
+        """Reply bytes waiting for room in the response ring."""
+        return sum(len(seg) for seg, _ in self.out)
+
+    def can_read(self) -> bool:
+        """domain_can_read(): not while a guest has quota-many replies it has not taken off the ring."""
+        if self.conn.privileged:
+            return True
+        quotas = getattr(self.server.daemon, "quotas", None)
+        return quotas is None or self.replies_queued < quotas.outstanding
+
+    # The ring ---------------------------------------------------------------------------
+
+    def _record(self, function: str, summary: str, changes: list[tuple[str, str, Any, Any]]) -> None:
+        trace = self.server.trace
+        if trace is not None:
+            trace.record(function, summary, actor=self.server.actor,
+                         source=RING_CODE[self.server.personality][0], changes=changes)
+
+    def _set(self, field: str, value: int, changes: list[tuple[str, str, Any, Any]]) -> None:
+        before = getattr(self.intf, field)
+        setattr(self.intf, field, value & _U32)
+        changes.append((self.table, field, before, value & _U32))
+
+    def readchn(self, want: int) -> int:
+        """Copy up to *want* request bytes out of the ring, advance req_cons, notify; -1 on bad indices."""
+        fn = RING_CODE[self.server.personality][1]
+        cons, prod = self.intf.req_cons, self.intf.req_prod
+        if not check_indexes(cons, prod):
+            self.ignore(XENSTORE_ERROR_RINGIDX, f"{fn}: req_cons={cons:#x} req_prod={prod:#x}: "
+                        f"{(prod - cons) & _U32} bytes in flight > {XENSTORE_RING_SIZE}")
+            return -1
+        avail = (prod - cons) & _U32
+        if self.server.personality == "cxenstored":  # get_input_chunk: contiguous part only
+            avail = min(avail, XENSTORE_RING_SIZE - MASK_XENSTORE_IDX(cons))
+        n = min(avail, want)
+        if n == 0:
+            return 0
+        data = self._copy_out(cons, n)
+        changes: list[tuple[str, str, Any, Any]] = []
+        self._set("req_cons", cons + n, changes)
+        self.server.host.evtchn_notify(self.port)
+        self._record(fn, f"d{self.domid}: {n} bytes from req[{MASK_XENSTORE_IDX(cons)}], "
+                     f"req_cons {cons:#x} -> {(cons + n) & _U32:#x}; notify port {self.port}", changes)
+        self._feed(data)
+        return n
+
+    def _copy_out(self, cons: int, n: int) -> bytes:
+        start = MASK_XENSTORE_IDX(cons)
+        first = min(n, XENSTORE_RING_SIZE - start)
+        data = bytes(self.mem[_REQ + start:_REQ + start + first])
+        if first < n:
+            data += bytes(self.mem[_REQ:_REQ + n - first])
+        return data
+
+    def writechn(self) -> int:
+        """Copy queued output into the response ring, advance rsp_prod, notify; -1 on bad indices."""
+        fn = RING_CODE[self.server.personality][2]
+        if not self.out:
+            return 0
+        cons, prod = self.intf.rsp_cons, self.intf.rsp_prod
+        if not check_indexes(cons, prod):
+            self.ignore(XENSTORE_ERROR_RINGIDX, f"{fn}: rsp_cons={cons:#x} rsp_prod={prod:#x}: "
+                        f"{(prod - cons) & _U32} bytes in flight > {XENSTORE_RING_SIZE}")
+            return -1
+        room = XENSTORE_RING_SIZE - ((prod - cons) & _U32)
+        if self.server.personality == "cxenstored":  # get_output_chunk: contiguous part only
+            room = min(room, XENSTORE_RING_SIZE - MASK_XENSTORE_IDX(prod))
+        seg, ends_reply = self.out[0]
+        n = min(room, len(seg))
+        if n == 0:
+            return 0
+        start = MASK_XENSTORE_IDX(prod)
+        first = min(n, XENSTORE_RING_SIZE - start)
+        self.mem[_RSP + start:_RSP + start + first] = seg[:first]
+        if first < n:
+            self.mem[_RSP:_RSP + n - first] = seg[first:n]
+        del seg[:n]
+        if not seg:
+            self.out.popleft()
+            self.replies_queued -= ends_reply
+        changes: list[tuple[str, str, Any, Any]] = []
+        self._set("rsp_prod", prod + n, changes)
+        self.server.host.evtchn_notify(self.port)
+        self._record(fn, f"d{self.domid}: {n} bytes to rsp[{start}], "
+                     f"rsp_prod {prod:#x} -> {(prod + n) & _U32:#x}; notify port {self.port}", changes)
+        return n
+
+    def _feed(self, data: bytes) -> None:
+        try:
+            for msg in self.decoder.iter_feed(data):
+                self.server.daemon.handle(self.conn, msg)
+                if self.ignored:
+                    return
+        except wire.PayloadTooLong as exc:
+            self.ignore(XENSTORE_ERROR_PROTO, f"Client tried to feed us {exc.length}")
+
+    def ignore(self, err: int, why: str) -> None:
+        """ignore_connection(): set the page's error field, drop watches/transactions/output, stop serving."""
+        if self.ignored:
+            return
+        self.ignored = True
+        self.why = why
+        changes: list[tuple[str, str, Any, Any]] = []
+        self._set("error", err, changes)
+        self.out.clear()
+        self.replies_queued = 0
+        self.decoder.reset()
+        self._record("ignore_connection", f"d{self.domid} ignored, error={ERROR_NAMES[err]}: {why}",
+                     changes)
+        self.server.daemon.close_connection(self.conn)
+
+    def reconnect(self) -> None:
+        """The guest set connection=1: empty both rings, forget the session, connection=0, kick (xb.ml)."""
+        changes: list[tuple[str, str, Any, Any]] = []
+        for field in ("req_cons", "req_prod", "rsp_cons", "rsp_prod"):
+            self._set(field, 0, changes)
+        self.mem[_REQ:_RSP + XENSTORE_RING_SIZE] = b"\xff" * (2 * XENSTORE_RING_SIZE)
+        self.decoder.reset()
+        self.out.clear()
+        self.replies_queued = 0
+        daemon = self.server.daemon
+        daemon.close_connection(self.conn)
+        self.conn = daemon.new_connection(domid=self.domid, label=f"domain{self.domid}")
+        self.conn.on_output = self._take_output
+        self._set("connection", XENSTORE_CONNECTED, changes)
+        self.server.host.evtchn_notify(self.port)
+        self._record("ml_interface_close", f"d{self.domid} reconnected: rings emptied, watches and "
+                     f"transactions dropped; notify port {self.port}", changes)
+
+    def poll(self) -> int:
+        """Move whatever can move now: reconnect, requests in, replies out. Returns bytes moved."""
+        if self.ignored:
+            return 0
+        if (self.server.features & XENSTORE_SERVER_FEATURE_RECONNECTION
+                and self.intf.connection == XENSTORE_RECONNECT):
+            self.reconnect()
+        moved = 0
+        while not self.ignored:
+            n_in = self.readchn(self.decoder.wanted) if self.can_read() else 0
+            n_out = self.writechn() if not self.ignored else 0
+            if n_in <= 0 and n_out <= 0:
+                break
+            moved += max(n_in, 0) + max(n_out, 0)
+        return moved
+
+
+class RingServer:
+    """The daemon's ring side: dom0's local ring, INTRODUCE'd domains, the event loop step."""
+
+    def __init__(self, daemon: Any, host: Any, *, trace: Trace | None = None,
+                 personality: str = "cxenstored", features: int | None = None,
+                 actor: str = "xenstored") -> None:
+        if personality not in RING_CODE:
+            raise ValueError(f"unknown personality {personality!r}; choose one of {sorted(RING_CODE)}")
+        self.daemon = daemon
+        self.host = host
+        self.trace = trace
+        self.personality = personality
+        self.features = getattr(daemon, "features", 0) if features is None else features
+        self.actor = actor
+        self.rings: dict[int, RingConnection] = {}
+        self.by_port: dict[int, RingConnection] = {}
+        if hasattr(daemon, "on_introduce"):
+            daemon.on_introduce = self.introduce
+        if hasattr(daemon, "on_release"):
+            daemon.on_release = self.release
+
+    def _add(self, domid: int, port: int, buf: Any, function: str, summary: str) -> RingConnection:
+        conn = self.daemon.new_connection(domid=domid, label=f"domain{domid}")
+        rc = RingConnection(self, domid, port, buf, conn)
+        changes: list[tuple[str, str, Any, Any]] = []
+        if self.features:
+            rc._set("server_features", rc.intf.server_features | self.features, changes)
+        self.rings[domid] = rc
+        self.by_port[port] = rc
+        if self.trace is not None:
+            self.trace.record(function, summary, actor=self.actor, source=RING_CODE[self.personality][0],
+                              changes=[(rc.table, "port", None, port), *changes])
+        return rc
+
+    def attach_local(self, remote_port: int, buf: Any) -> RingConnection:
+        """dom0_init(): serve dom0's own ring (xsd_kva page, xsd_port), then kick it once."""
+        port = self.host.evtchn_bind_interdomain(0, remote_port)
+        rc = self._add(0, port, buf, "dom0_init",
+                       f"d0 ring: bound xsd_port {remote_port} as local port {port}; notify")
+        self.host.evtchn_notify(port)  # without this kick dom0's xenbus probe never runs
+        return rc
+
+    def introduce(self, domid: int, mfn: int, remote_port: int) -> int:
+        """do_introduce()'s transport half: map the page, bind the port, new connection; 0 or -errno."""
+        if domid in self.rings:
+            return 0
+        try:
+            buf = self.host.map_store_page(domid, mfn)
+        except OSError as exc:
+            return -(exc.errno or 22)
+        try:
+            port = self.host.evtchn_bind_interdomain(domid, remote_port)
+        except OSError as exc:
+            self.host.unmap_store_page(domid)
+            return -(exc.errno or 22)
+        self._add(domid, port, buf, "introduce_domain",
+                  f"d{domid}: mapped mfn {mfn:#x}, bound port {remote_port} as local port {port}")
+        self.host.evtchn_notify(port)
+        return 0
+
+    def release(self, domid: int) -> None:
+        """Stop serving *domid*: unbind, unmap, close its connection (domain_cleanup/RELEASE)."""
+        rc = self.rings.pop(domid, None)
+        if rc is None:
+            return
+        self.by_port.pop(rc.port, None)
+        if not rc.ignored:
+            self.daemon.close_connection(rc.conn)
+        self.host.evtchn_unbind(rc.port)
+        self.host.unmap_store_page(domid)
+        if self.trace is not None:
+            self.trace.record("domain_cleanup", f"d{domid}: unbound port {rc.port}, page unmapped",
+                              actor=self.actor, source=RING_CODE[self.personality][0],
+                              changes=[(rc.table, "port", rc.port, None)])
+
+    def service(self) -> int:
+        """One turn of the main loop: take fired ports (writing them back), then move every ring."""
+        for port in self.host.evtchn_pending():
+            self.host.evtchn_unmask(port)
+        moved = 0
+        for domid in sorted(self.rings):
+            rc = self.rings.get(domid)
+            if rc is not None:
+                moved += rc.poll()
+        return moved
