@@ -21,6 +21,7 @@ from types import FrameType
 from typing import Any
 
 from xenlab.abi.xs_wire import XENSTORE_SERVER_FEATURE_RECONNECTION
+from xenlab.base.trace import Trace
 from xenlab.xenstored.unix import DEFAULT_MAX_OUTPUT, UnixServer
 
 #: personality -> the server_features it advertises on a ring (C xenstored 4.17 leaves 0;
@@ -49,7 +50,11 @@ def make_daemon(personality: str) -> Any:
     from xenlab.xenstored.daemon import Daemon
 
     features, name = PERSONALITIES[personality]
-    return Daemon(features=features, name=name)
+    # A long-running daemon must not keep every step it ever took: the trace is for the
+    # simulated machine's views; here --trace logs lines instead.
+    trace = Trace()
+    trace.enabled = False
+    return Daemon(trace=trace, features=features, name=name)
 
 
 def run(args: argparse.Namespace) -> int:
