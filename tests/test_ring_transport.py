@@ -304,3 +304,20 @@ def test_cxenstored_ignores_a_reconnect_request(setup: Any) -> None:
     server.service()
     assert g.intf.connection == xsw.XENSTORE_RECONNECT
     assert g.take()[0].type == xsw.XS_READ
+
+
+def test_introduce_through_the_daemon_binds_without_a_kick(setup: Any) -> None:
+    daemon, host, server, trace = setup
+    host.pages[0x1000] = bytearray(PAGE_SIZE)
+    sock = daemon.new_connection(0, "socket1")
+    daemon.handle(sock, Message(xsw.XS_INTRODUCE, 1, 0, wire.introduce_payload(1, 0x1000, 5)))
+    assert sock.take_output() == [Message(xsw.XS_INTRODUCE, 1, 0, b"OK\0")]
+    port = server.rings[1].port
+    assert host.bound[port] == (1, 5)
+    # Only dom0_init kicks: binding already marks the new local port pending in Xen.
+    assert host.notified == []
+    assert daemon.domains[1].conn is server.rings[1].conn
+    # RELEASE unbinds the port again.
+    daemon.handle(sock, Message(xsw.XS_RELEASE, 2, 0, b"1\0"))
+    assert sock.take_output()[-1].payload == b"OK\0"
+    assert 1 not in server.rings and port not in host.bound

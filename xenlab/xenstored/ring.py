@@ -303,9 +303,10 @@ class RingServer:
         except OSError as exc:
             self.host.unmap_store_page(domid)
             return -(exc.errno or 22)
+        # No kick here (only dom0_init sends one): Xen marks the newly bound local port
+        # pending itself, so requests the guest queued before INTRODUCE get served.
         self._add(domid, port, buf, "introduce_domain",
                   f"d{domid}: mapped mfn {mfn:#x}, bound port {remote_port} as local port {port}")
-        self.host.evtchn_notify(port)
         return 0
 
     def release(self, domid: int) -> None:
