@@ -321,3 +321,22 @@ def test_introduce_through_the_daemon_binds_without_a_kick(setup: Any) -> None:
     daemon.handle(sock, Message(xsw.XS_RELEASE, 2, 0, b"1\0"))
     assert sock.take_output()[-1].payload == b"OK\0"
     assert 1 not in server.rings and port not in host.bound
+
+
+def test_dom_exc_virq_releases_dead_guests(setup: Any) -> None:
+    daemon, host, server, trace = setup
+    host.pages[0x1000] = bytearray(PAGE_SIZE)
+    dead: set[int] = set()
+    virq = server.bind_dom_exc(lambda domid: domid in dead)
+    watcher = daemon.new_connection(0, "socket1")
+    daemon.handle(watcher, Message(xsw.XS_INTRODUCE, 1, 0, wire.introduce_payload(1, 0x1000, 5)))
+    daemon.handle(watcher, Message(xsw.XS_WATCH, 2, 0, b"@releaseDomain\0domlist\0"))
+    watcher.take_output()
+    host.fired.append(virq)  # some domain changed state, but guest 1 still lives
+    server.service()
+    assert 1 in server.rings and watcher.take_output() == []
+    dead.add(1)
+    host.fired.append(virq)
+    server.service()
+    assert 1 not in server.rings
+    assert watcher.take_output() == [wire.watch_event("@releaseDomain", "domlist")]

@@ -31,8 +31,10 @@ transactions discarded, ``connection = 0``, a kick.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
+from xenlab.abi.event_channel import VIRQ_DOM_EXC
 from xenlab.abi.xs_wire import (
     MASK_XENSTORE_IDX,
     XENSTORE_CONNECTED,
@@ -264,6 +266,8 @@ class RingServer:
         self.actor = actor
         self.rings: dict[int, RingConnection] = {}
         self.by_port: dict[int, RingConnection] = {}
+        self.virq_port: int | None = None
+        self.domain_gone: Callable[[int], bool] | None = None
         if hasattr(daemon, "on_introduce"):
             daemon.on_introduce = self.introduce
         if hasattr(daemon, "on_release"):
@@ -324,10 +328,32 @@ class RingServer:
                               actor=self.actor, source=RING_CODE[self.personality][0],
                               changes=[(rc.table, "port", rc.port, None)])
 
+    def bind_dom_exc(self, domain_gone: Callable[[int], bool]) -> int:
+        """domain_init(): bind VIRQ_DOM_EXC; on it, ask *domain_gone* (getdomaininfo: dying or shut down)."""
+        self.virq_port = self.host.evtchn_bind_virq(VIRQ_DOM_EXC)
+        self.domain_gone = domain_gone
+        if self.trace is not None:
+            self.trace.record("domain_init", f"bound VIRQ_DOM_EXC as local port {self.virq_port}",
+                              actor=self.actor, source=RING_CODE[self.personality][0],
+                              changes=[("xenstored/virq", "VIRQ_DOM_EXC", None, self.virq_port)])
+        return self.virq_port
+
+    def domain_cleanup(self) -> list[int]:
+        """domain_cleanup(): every introduced guest that is gone gets @releaseDomain and is unmapped."""
+        gone = [d for d in sorted(self.rings) if d != 0 and self.domain_gone is not None
+                and self.domain_gone(d)]
+        for domid in gone:
+            self.daemon.fire_release_domain(domid)
+            self.release(domid)  # in case the daemon has no on_release hook wired to us
+        return gone
+
     def service(self) -> int:
         """One turn of the main loop: take fired ports (writing them back), then move every ring."""
-        for port in self.host.evtchn_pending():
+        fired = self.host.evtchn_pending()
+        for port in fired:
             self.host.evtchn_unmask(port)
+        if self.virq_port is not None and self.virq_port in fired:
+            self.domain_cleanup()
         moved = 0
         for domid in sorted(self.rings):
             rc = self.rings.get(domid)
