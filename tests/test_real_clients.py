@@ -57,6 +57,15 @@ def test_ls_f_lists_full_paths_in_creation_order(xs: Path) -> None:
     )
 
 
+def test_ls_tree_indents_children_under_parents(xs: Path) -> None:
+    tool(xs, "xenstore-write", "/tree/vm/name", "hello world", "/tree/other", "")
+    assert text(tool(xs, "xenstore-ls", "/tree")) == (
+        'vm = ""\n'
+        ' name = "hello world"\n'
+        'other = ""\n'
+    )
+
+
 def test_ls_p_shows_permissions_set_with_chmod(xs: Path) -> None:
     tool(xs, "xenstore-write", "/perm/node", "v")
     tool(xs, "xenstore-chmod", "/perm/node", "n0", "r1")
