@@ -1,0 +1,243 @@
+"""The lesson widgets, driven from Python the way a learner drives them in JupyterLab.
+
+Each test builds a small trace the way the machine records one, builds the widget, moves
+it (slider, buttons, the stage menu, the "go to" box) and asserts on what it shows.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from multiprocessing import shared_memory
+
+import pytest
+
+from xenlab.abi.xs_wire import (
+    XENSTORE_RING_SIZE,
+    XS_READ,
+    XS_WRITE,
+    xenstore_domain_interface,
+    xsd_sockmsg,
+)
+from xenlab.base.trace import Trace
+from xenlab.views import BusView, IrqView, RingView, Stepper, StoreView
+
+SRC = "drivers/xen/core/evtchn.c"
+
+
+def bind_trace(n_irqs: int = 3, dynirqs: int = 3) -> Trace:
+    """xs_init then n_irqs evtchn bindings in dom0, each one a step with its changes rows."""
+    t = Trace()
+    t.begin_stage("xenstored starts")
+    t.record("setup_structure", "initial tree: / /tool /tool/xenstored", actor="xenstored",
+             source="tools/xenstore/xenstored_core.c",
+             changes=[("xenstored/tree", p, None, "") for p in ("/", "/tool", "/tool/xenstored")]
+             + [("xenstored/perms", "/", None, "n0")])
+    t.begin_stage("bind ports")
+    for i in range(n_irqs):
+        port, irq = i + 1, 256 + i if i < dynirqs else None
+        if irq is None:
+            msg = "No available IRQ to bind to: increase NR_IRQS!"
+            t.record("find_unbound_irq", msg, actor="dom0", source=SRC, printk=msg)
+            continue
+        t.record("bind_evtchn_to_irq", f"port {port} -> IRQ {irq}", actor="dom0", source=SRC,
+                 changes=[("dom0/evtchn_to_irq", port, None, irq),
+                          ("dom0/irq_info", irq, None, f"evtchn {port}"),
+                          ("dom0/irq_bindcount", irq, None, 1), ("xen/d0/port_state", port, None, "unbound")])
+    return t
+
+
+IRQ_RANGES = {"PIRQ": (0, 256), "DYNIRQ": (256, 3)}
+
+
+def test_slider_moves_the_step_and_the_state_with_it():
+    s = Stepper(bind_trace(), [IrqView("dom0", ranges=IRQ_RANGES)])
+    s["slider"].value = 2
+    assert "bind_evtchn_to_irq" in s.text() and "port 2 -> IRQ 257" in s.text()
+    assert "DYNIRQ 256..258: 2 of 3 in use" in s.text()
+    assert "port 2 -&gt; IRQ 257" in s["body"].value  # what the browser shows
+    s["slider"].value = 0  # backwards: IRQs bound later are gone again
+    assert "no IRQ bound yet" in s.text() and "setup_structure" in s.text()
+
+
+def test_buttons_step_and_stop_at_the_ends_with_a_message():
+    s = Stepper(bind_trace(), [])
+    s["prev"].click()
+    assert s.index == 0 and "already at the first step" in s["message"].value
+    s["next"].click()
+    s["next"].click()
+    assert s.index == 2 and s["slider"].value == 2 and s["message"].value == ""
+    s.go(s.last)
+    s["next"].click()
+    assert "already at the last step (3)" in s.message
+
+
+def test_stage_menu_and_goto_box_jump_to_a_stage_or_a_step():
+    t = bind_trace()
+    s = Stepper(t, [])
+    s["stages"].value = t.stage_start("bind ports")
+    assert s.index == 1 and s.stage() == "bind ports"
+    s["goto"].value = "xenstored starts"
+    assert s.index == 0
+    s["goto"].value = "3"
+    assert s.index == 3
+
+
+def test_bad_input_shows_a_message_never_a_traceback():
+    s = Stepper(bind_trace(), [])
+    s["goto"].value = "99"
+    assert "step 99 is out of range: this trace has steps 0..3" in s["message"].value
+    assert s.index == 0
+    s["goto"].value = "no such stage"
+    assert s.message == "no stage named 'no such stage'; stages: xenstored starts, bind ports"
+    assert "no such stage" in s["message"].value
+    assert s.go("x") is False and "'x' is not a step number" in s.text()
+    empty = Stepper(Trace(), [StoreView()])
+    assert "the trace is empty" in empty.text() and empty.next() is False
+
+
+def test_exhausted_dynirq_range_is_visible_with_the_printk():
+    s = Stepper(bind_trace(n_irqs=4, dynirqs=3), [IrqView("dom0", ranges=IRQ_RANGES)])
+    s.go(3)
+    assert "DYNIRQ 256..258: 3 of 3 in use, EXHAUSTED" in s.text()
+    s.go(4)
+    assert "printk: No available IRQ to bind to: increase NR_IRQS!" in s.text()
+    assert "xl-err" in s["body"].value  # the exhausted range is drawn in red
+
+
+def test_irq_view_says_when_each_irq_was_allocated_and_flags_this_steps_rows():
+    t = bind_trace()
+    text = IrqView("dom0", ranges=IRQ_RANGES).text_at(t, 2)
+    lines = {line[2:5]: line for line in text.splitlines() if line[2:5].startswith("25")}
+    assert lines["256"].split()[-1] == "1" and lines["257"].split()[-1] == "2"
+    assert lines["257"].startswith("*") and not lines["256"].startswith("*")
+    assert "domain 0 ports:" in text
+
+
+def test_modern_numbering_has_no_ranges():
+    assert "allocated dynamically" in IrqView("dom0").text_at(bind_trace())
+
+
+def test_store_view_tree_perms_watches_and_removed_nodes():
+    t = bind_trace(n_irqs=0)
+    t.record("do_write", "dom0: WRITE /tool/xenstored/x", actor="xenstored", source="xenstored_core.c",
+             changes=[("xenstored/tree", "/tool/xenstored/x", None, "1"),
+                      ("xenstored/perms", "/tool/xenstored/x", None, "n0,r1"),
+                      ("xenstored/watches", "dom0 /tool tok1", None, "watch")])
+    t.record("do_rm", "dom0: RM /tool/xenstored/x", actor="xenstored", source="xenstored_core.c",
+             changes=[("xenstored/tree", "/tool/xenstored/x", "1", None)])
+    view = StoreView("/tool")
+    after_write = view.text_at(t, 1)
+    assert '*       x        "1"    n0,r1' in after_write
+    assert "dom0        /tool  tok1" in after_write
+    assert '*       x        (removed)' in view.text_at(t, 2)
+    assert '"/"' not in after_write  # only the subtree
+
+
+def test_store_view_rejects_an_invalid_path_in_the_widget():
+    view = StoreView()
+    s = Stepper(bind_trace(), [view])
+    box = view.controls()[0]
+    box.value = "/local/domain/bad path!"
+    assert "is not a valid absolute xenstore path" in s["body"].value
+    assert view.path == "/"
+    box.value = "/tool"
+    assert "is not a valid" not in s["body"].value and view.path == "/tool"
+
+
+def test_bus_view_frontend_and_backend_side_by_side():
+    t = Trace()
+    t.record("bus_register", "registered bus 'xen'", actor="domU1", source="drivers/base/bus.c",
+             changes=[("domU1/bus", "xen", None, "registered"),
+                      ("domU1/driver", "xen/vbd", None, "registered")])
+    t.record("device_add", "added device 'vbd-51712'", actor="domU1", source="drivers/base/core.c",
+             changes=[("domU1/device", "xen/vbd-51712", None, "registered"),
+                      ("domU1/device_driver", "xen/vbd-51712", None, "vbd"),
+                      ("domU1/xenbus_state", "device/vbd/51712", None, 1)])
+    t.record("xenbus_switch_state", "backend/vbd/1/51712: Initialising -> InitWait", actor="dom0",
+             source="drivers/xen/xenbus/xenbus_client.c",
+             changes=[("dom0/xenbus_state", "backend/vbd/1/51712", None, 2)])
+    text = BusView().text_at(t, 2)
+    assert text.index("[dom0]") < text.index("[domU1]")
+    assert "device vbd-51712 -> driver vbd" in text
+    assert "*   backend/vbd/1/51712: 2 (InitWait)" in text
+    assert "xl-cols" in BusView().show(t).html()
+
+
+def _put(page: bytearray, ring: str, start: int, data: bytes) -> None:
+    intf = xenstore_domain_interface.from_buffer(page)
+    base = getattr(xenstore_domain_interface, ring).offset
+    for i, b in enumerate(data):
+        page[base + ((start + i) & (XENSTORE_RING_SIZE - 1))] = b
+    setattr(intf, f"{ring}_prod", start + len(data))
+    setattr(intf, f"{ring}_cons", start)
+
+
+def test_ring_view_frames_a_message_across_the_wrap():
+    page = bytearray(4096)
+    msg = bytes(xsd_sockmsg(XS_WRITE, 7, 0, 12)) + b"/a/b\0hello!!"
+    _put(page, "req", 0x1000 + 1016, msg)  # free-running index past several wraps
+    text = RingView(page).text()
+    assert "req_cons=0x13f8 (slot 1016)  req_prod=0x1414 (slot 20)  28 bytes in flight, 996 free" in text
+    assert "[1016..1023+0..7] idx 0x13f8 header XS_WRITE req_id=7 tx_id=0 len=12" in text
+    assert '[8..19] idx 0x1408 payload "/a/b\\0hello!!"' in text
+    assert "1023 &#8617; 0 (wrap)" in RingView(page)._repr_html_()
+
+
+def test_ring_view_steps_back_through_snapshots_and_keeps_framing_mid_message():
+    page = bytearray(4096)
+    t = Trace()
+    view = RingView(page)
+    req = bytes(xsd_sockmsg(XS_READ, 1, 0, 9)) + b"/tool/xx\0"
+    _put(page, "req", 0, req)
+    t.record("xb_write", "25 bytes", actor="domU1", source="drivers/xen/xenbus/xenbus_comms.c")
+    view.snap(t)
+    intf = xenstore_domain_interface.from_buffer(page)
+    intf.req_cons = 16  # the daemon took the header only
+    t.record("read", "header", actor="xenstored", source="xenstored_domain.c")
+    view.snap(t)
+    s = Stepper(t, [view])
+    assert "header XS_READ req_id=1 tx_id=0 len=9\n" in s.text()
+    s.go(1)
+    assert "header XS_READ req_id=1 tx_id=0 len=9 (already read)" in s.text()
+    assert "9 bytes in flight" in s.text()
+    s.go(0)
+    assert "25 bytes in flight" in s.text()
+
+
+def test_ring_view_reports_impossible_indices():
+    page = bytearray(4096)
+    intf = xenstore_domain_interface.from_buffer(page)
+    intf.rsp_prod = 5000
+    assert "INVALID: prod - cons = 5000 > 1024" in RingView(page).text()
+
+
+def test_ring_view_reads_a_shared_page_and_a_read_only_copy():
+    shm = shared_memory.SharedMemory(create=True, size=4096)
+    try:
+        page = shm.buf
+        msg = bytes(xsd_sockmsg(XS_READ, 3, 0, 2)) + b"/\0"
+        _put(page, "rsp", 0, msg)  # type: ignore[arg-type]
+        assert "header XS_READ req_id=3" in RingView(shm.buf).text()
+        assert "header XS_READ req_id=3" in RingView(bytes(shm.buf), layout="2.6.18").text()
+        assert "server_features" not in RingView(bytes(shm.buf), layout="2.6.18").text()
+    finally:
+        shm.close()
+        shm.unlink()
+    with pytest.raises(ValueError, match="at least"):
+        RingView(bytearray(100)).text()
+
+
+def test_mimebundle_carries_the_stable_text_for_nbval():
+    s = Stepper(bind_trace(), [IrqView("dom0")])
+    bundle = s._repr_mimebundle_()
+    assert bundle["text/plain"] == s.text()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+
+
+def test_core_and_views_import_without_ipywidgets_until_a_widget_is_built():
+    code = ("import sys, xenlab.views as v; from xenlab.views import Stepper, IrqView;"
+            "from xenlab.base.trace import Trace; s = Stepper(Trace(), [IrqView()]); s.text();"
+            "assert 'ipywidgets' not in sys.modules and 'matplotlib' not in sys.modules; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "ok", out.stderr

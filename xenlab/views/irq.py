@@ -1,0 +1,157 @@
+"""IrqView: a guest's IRQ space and event channels, and each domain's port table, per step.
+
+Reads what the IRQ layer and the hypervisor record: every ``<kernel>/irq*`` table keyed
+by IRQ number (binding, bindcount, handlers...), ``<kernel>/evtchn_to_irq`` (port ->
+IRQ) and every ``xen/d<N>/*`` table keyed by port (state, remote end, pending, mask...).
+Columns come from the tables actually recorded, so the view follows the model. Each IRQ
+shows the step at which it was last allocated; the DYNIRQ range of 2.6.18 shows how
+full it is and says so when it is exhausted.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from xenlab.views._html import esc, table, text_table
+from xenlab.views.stepper import Context, TablePanel
+
+
+def _num(key: str) -> int | None:
+    try:
+        return int(key)
+    except ValueError:
+        return None
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        return " ".join(_fmt(v) for v in value)
+    return str(value)
+
+
+class IrqView(TablePanel):
+    """``IrqView("dom0", ranges={"PIRQ": (0, 256), "DYNIRQ": (256, 256)}, domains=[0, 1]).show(trace)``."""
+
+    def __init__(self, kernel: str = "dom0", *, ranges: dict[str, tuple[int, int]] | None = None,
+                 domains: list[int] | None = None, ports: bool = True) -> None:
+        self.kernel = kernel
+        self.ranges = dict(ranges or {})
+        self.domains = domains
+        self.ports = ports
+        self.title = f"IRQs and event channels ({kernel})"
+
+    # -- data -----------------------------------------------------------------------------------
+    def irq_tables(self, ctx: Context) -> list[str]:
+        """The kernel's IRQ-keyed tables (``<kernel>/irq...``)."""
+        return [t for t in ctx.tables(f"{self.kernel}/irq") if t != f"{self.kernel}/irq"]
+
+    def range_of(self, irq: int) -> str:
+        """Which named range (PIRQ, DYNIRQ) *irq* falls in, '' when numbering is dynamic."""
+        for name, (base, count) in self.ranges.items():
+            if base <= irq < base + count:
+                return name
+        return ""
+
+    def allocated_at(self, ctx: Context, tables: list[str]) -> dict[int, int]:
+        """IRQ -> the last step (<= now) where one of its rows (or a port mapping to it) appeared."""
+        e2i = f"{self.kernel}/evtchn_to_irq"
+        wanted = set(tables)
+        at: dict[int, int] = {}
+        for step in ctx.trace.steps[: ctx.index + 1]:
+            for c in step.changes:
+                if c.before is not None or c.after is None:
+                    continue
+                if c.table in wanted and (n := _num(c.key)) is not None:
+                    at[n] = step.index
+                elif c.table == e2i and isinstance(c.after, int) and c.after >= 0:
+                    at.setdefault(c.after, step.index)
+        return at
+
+    def irq_rows(self, ctx: Context) -> tuple[list[str], list[list[str]], list[str]]:
+        """(headers, rows, marks) of every IRQ in use."""
+        tables = self.irq_tables(ctx)
+        e2i = ctx.table(f"{self.kernel}/evtchn_to_irq")
+        ports: dict[int, list[str]] = {}
+        for port, irq in e2i.items():
+            if isinstance(irq, int) and irq >= 0:
+                ports.setdefault(irq, []).append(port)
+        irqs = sorted({n for t in tables for k in ctx.table(t) if (n := _num(k)) is not None} | set(ports))
+        at = self.allocated_at(ctx, tables)
+        short = [t.split("/", 1)[1] for t in tables]
+        headers = ["irq"] + (["range"] if self.ranges else []) + ["port"] + short + ["since step"]
+        rows, marks = [], []
+        for irq in irqs:
+            row = [str(irq)] + ([self.range_of(irq)] if self.ranges else [])
+            row.append(",".join(sorted(ports.get(irq, []), key=lambda p: _num(p) or 0)) or "-")
+            row += [_fmt(ctx.table(t).get(str(irq), "-")) for t in tables]
+            row.append(str(at.get(irq, "-")))
+            rows.append(row)
+            hit = any(ctx.is_changed(t, str(irq)) for t in tables) or any(
+                ctx.is_changed(f"{self.kernel}/evtchn_to_irq", p) for p in ports.get(irq, []))
+            marks.append("xl-new" if hit else "")
+        return headers, rows, marks
+
+    def range_lines(self, ctx: Context) -> list[str]:
+        """One line per named range: used of total, 'EXHAUSTED' when full."""
+        tables = self.irq_tables(ctx)
+        used = {n for t in tables for k in ctx.table(t) if (n := _num(k)) is not None}
+        e2i = ctx.table(f"{self.kernel}/evtchn_to_irq").values()
+        used |= {v for v in e2i if isinstance(v, int) and v >= 0}
+        out = []
+        for name, (base, count) in self.ranges.items():
+            n = sum(1 for i in used if base <= i < base + count)
+            state = "EXHAUSTED" if n >= count else f"{count - n} free"
+            out.append(f"{name} {base}..{base + count - 1}: {n} of {count} in use, {state}")
+        if not self.ranges:
+            out.append("IRQ numbers are allocated dynamically (no fixed PIRQ/DYNIRQ ranges)")
+        return out
+
+    def port_tables(self, ctx: Context) -> dict[int, list[str]]:
+        """domid -> its ``xen/d<N>/*`` tables keyed by port."""
+        doms: dict[int, list[str]] = {}
+        for t in ctx.tables("xen/d"):
+            m = re.match(r"xen/d(\d+)/", t)
+            if m and (self.domains is None or int(m.group(1)) in self.domains):
+                if any(_num(k) is not None for k in ctx.table(t)):
+                    doms.setdefault(int(m.group(1)), []).append(t)
+        return dict(sorted(doms.items()))
+
+    def port_rows(self, ctx: Context, tables: list[str]) -> tuple[list[str], list[list[str]], list[str]]:
+        """(headers, rows, marks) of one domain's ports."""
+        ports = sorted({n for t in tables for k in ctx.table(t) if (n := _num(k)) is not None})
+        headers = ["port"] + [t.rsplit("/", 1)[1] for t in tables]
+        rows, marks = [], []
+        for p in ports:
+            rows.append([str(p)] + [_fmt(ctx.table(t).get(str(p), "-")) for t in tables])
+            marks.append("xl-new" if any(ctx.is_changed(t, str(p)) for t in tables) else "")
+        return headers, rows, marks
+
+    # -- rendering -------------------------------------------------------------------------------
+    def text(self, ctx: Context) -> str:
+        """IRQ space, IRQ table and port tables as stable text."""
+        out = self.range_lines(ctx)
+        headers, rows, marks = self.irq_rows(ctx)
+        out.append(text_table(headers, rows, marks) if rows else "no IRQ bound yet")
+        if self.ports:
+            for domid, tables in self.port_tables(ctx).items():
+                h, r, m = self.port_rows(ctx, tables)
+                out.append(f"domain {domid} ports:" if r else f"domain {domid}: no ports")
+                if r:
+                    out.append(text_table(h, r, m))
+        return "\n".join(out)
+
+    def html(self, ctx: Context) -> str:
+        """The same as HTML: ranges, IRQ table, and the port tables side by side."""
+        lines = self.range_lines(ctx)
+        spans = [f"<span class='{'xl-err' if 'EXHAUSTED' in s else ''}'>{esc(s)}</span>" for s in lines]
+        out = ["<div>" + "<br>".join(spans) + "</div>"]
+        headers, rows, marks = self.irq_rows(ctx)
+        out.append(table(headers, rows, marks) if rows else "<i>no IRQ bound yet</i>")
+        if self.ports:
+            cols = []
+            for domid, tables in self.port_tables(ctx).items():
+                h, r, m = self.port_rows(ctx, tables)
+                cols.append(f"<div><b>domain {domid} ports</b>{table(h, r, m) if r else ' none'}</div>")
+            out.append(f"<div class='xl-cols'>{''.join(cols)}</div>")
+        return "".join(out)

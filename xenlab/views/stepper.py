@@ -1,0 +1,310 @@
+"""The Stepper: walk a machine's Trace step by step, forwards and backwards.
+
+A Stepper shows one step at a time: the function that ran (kernel/Xen name), its
+one-line summary, the source file it mirrors, the printk it produced and the table
+rows it changed, followed by any number of *panels* (IrqView, StoreView, ...) drawn
+from ``trace.state_at(i)``. The trace replays from checkpoints, so going back is as
+cheap as going forward: nothing is re-run.
+
+Widgets (Play, slider, previous/next, a stage menu and a "go to" box) are built
+lazily on first display; ``text()`` is the same content as stable text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from xenlab.base.trace import Change, Step, Trace
+from xenlab.views._html import box, esc
+
+
+@dataclass
+class Context:
+    """What a panel draws from: the trace, the step index, the replayed tables and the step's changes."""
+
+    trace: Trace
+    index: int
+    state: dict[str, dict[str, Any]]
+    step: Step | None
+    changed: dict[tuple[str, str], Change] = field(default_factory=dict)
+
+    @classmethod
+    def at(cls, trace: Trace, index: int) -> Context:
+        """The context after step *index* (-1: before the first step)."""
+        state = trace.state_at(index)
+        step = trace[index] if index >= 0 else None
+        changed = {(c.table, c.key): c for c in step.changes} if step else {}
+        return cls(trace, index, state, step, changed)
+
+    def table(self, name: str) -> dict[str, Any]:
+        """One replayed table (empty if nothing was recorded into it yet)."""
+        return self.state.get(name, {})
+
+    def tables(self, prefix: str = "", suffix: str = "") -> list[str]:
+        """Names of the tables known at this step with the given prefix and suffix, sorted."""
+        return sorted(t for t in self.state if t.startswith(prefix) and t.endswith(suffix))
+
+    def is_changed(self, table: str, key: str) -> bool:
+        """True if this step changed table[key]."""
+        return (table, key) in self.changed
+
+
+class Panel(Protocol):
+    """A view drawn under the step: title, text and HTML from a Context."""
+
+    title: str
+
+    def text(self, ctx: Context) -> str: ...
+
+    def html(self, ctx: Context) -> str: ...
+
+
+class TablePanel:
+    """Base for the views: renders from a Context; usable alone through ``text_at``/``show``."""
+
+    title = "tables"
+
+    def text(self, ctx: Context) -> str:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def html(self, ctx: Context) -> str:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def controls(self) -> list[Any]:
+        """Extra widgets the panel adds to its stepper (e.g. a path filter)."""
+        return []
+
+    def text_at(self, trace: Trace, index: int = -1) -> str:
+        """The panel's text after step *index* of *trace* (default: the last step)."""
+        index = len(trace) - 1 if index == -1 else index
+        return self.text(Context.at(trace, index))
+
+    def show(self, trace: Trace, **kw: Any) -> Stepper:
+        """A Stepper over *trace* showing this panel."""
+        return Stepper(trace, [self], **kw)
+
+
+def _stage_menu(trace: Trace) -> list[tuple[str, int]]:
+    """(label, first step) per stage, empty stages merged into the next one."""
+    starts: dict[int, list[str]] = {}
+    for name, start in trace.stages:
+        if start < len(trace):
+            starts.setdefault(start, []).append(name)
+    return [(f"#{start} {' / '.join(names)}", start) for start, names in sorted(starts.items())]
+
+
+class Stepper:
+    """Step through *trace* with *panels*; ``go``/``next``/``prev``/``jump`` or the widgets."""
+
+    def __init__(self, trace: Trace, panels: list[Any] | tuple[Any, ...] = (), *, start: int | str = 0,
+                 title: str = "", changes: bool = True, interval_ms: int = 600) -> None:
+        self.trace = trace
+        self.panels = list(panels)
+        self.title = title
+        self.show_changes = changes
+        self.interval_ms = interval_ms
+        self.index = 0 if len(trace) else -1
+        self.message = "" if len(trace) else "the trace is empty: run something first"
+        self._stages = _stage_menu(trace)
+        self._w: dict[str, Any] | None = None
+        self._syncing = False
+        if isinstance(start, str):
+            self.jump(start)
+        elif start:
+            self.go(start)
+
+    # -- navigation (never raises on bad input: the message says what was wrong) -----------
+    @property
+    def last(self) -> int:
+        """Index of the last step."""
+        return len(self.trace) - 1
+
+    def go(self, index: Any) -> bool:
+        """Show step *index*; False (and a message) if it is not a step of this trace."""
+        try:
+            i = int(index)
+        except (TypeError, ValueError):
+            return self._fail(f"{index!r} is not a step number")
+        if isinstance(index, float) and index != i:
+            return self._fail(f"{index!r} is not a step number")
+        if not 0 <= i <= self.last:
+            if self.last < 0:
+                return self._fail("the trace is empty: run something first")
+            return self._fail(f"step {i} is out of range: this trace has steps 0..{self.last}")
+        self.index, self.message = i, ""
+        self._refresh()
+        return True
+
+    def next(self) -> bool:
+        """One step forward (a message at the last step)."""
+        if self.index >= self.last:
+            return self._fail(f"already at the last step ({self.last})")
+        return self.go(self.index + 1)
+
+    def prev(self) -> bool:
+        """One step back (a message at the first step)."""
+        if self.index <= 0:
+            return self._fail("already at the first step (0)")
+        return self.go(self.index - 1)
+
+    def jump(self, stage: str) -> bool:
+        """Go to the first step of the stage called *stage* (a message listing stages if none)."""
+        for name, start in self.trace.stages:
+            if name == stage and start <= self.last:
+                return self.go(start)
+        names = ", ".join(self.trace.stage_names()) or "none recorded"
+        return self._fail(f"no stage named {stage!r}; stages: {names}")
+
+    def goto(self, text: str) -> bool:
+        """What the "go to" box does: a step number, or a stage name."""
+        text = str(text).strip()
+        if not text:
+            return False
+        if text.lstrip("-").isdigit():
+            return self.go(int(text))
+        return self.jump(text)
+
+    def _fail(self, message: str) -> bool:
+        self.message = message
+        self._refresh()
+        return False
+
+    # -- content -------------------------------------------------------------------------------
+    def context(self) -> Context:
+        """The Context of the current step."""
+        return Context.at(self.trace, self.index)
+
+    def stage(self) -> str:
+        """Name of the stage the current step belongs to."""
+        return self.trace[self.index].stage if self.index >= 0 else ""
+
+    def step_text(self) -> str:
+        """The current step alone: position, stage, function, summary, source, printk, changes."""
+        if self.index < 0:
+            return "(no steps)"
+        s = self.trace[self.index]
+        lines = [f"step {s.index} of 0..{self.last}" + (f" - stage {s.stage!r}" if s.stage else ""),
+                 f"{s.function}  [{s.actor}]  ({s.source})", f"  {s.summary}"]
+        if s.printk:
+            lines.append(f"  printk: {s.printk}")
+        if self.show_changes:
+            lines.extend(f"  {c}" for c in s.changes)
+        return "\n".join(lines)
+
+    def text(self) -> str:
+        """Everything the stepper shows, as stable text."""
+        parts = [self.title] if self.title else []
+        if self.message:
+            parts.append(f"! {self.message}")
+        parts.append(self.step_text())
+        if self.index >= 0:
+            ctx = self.context()
+            for p in self.panels:
+                parts.append(f"== {p.title} ==\n{p.text(ctx)}")
+        return "\n".join(parts)
+
+    def step_html(self) -> str:
+        """The current step as HTML."""
+        if self.index < 0:
+            return "<i>(no steps)</i>"
+        s = self.trace[self.index]
+        stage = f" &middot; stage <b>{esc(s.stage)}</b>" if s.stage else ""
+        out = [f'<div class="xl-muted">step {s.index} of 0..{self.last}{stage} &middot; {esc(s.actor)}</div>',
+               f"<div><b style='font-size:14px'>{esc(s.function)}()</b> "
+               f"<span class='xl-muted'>{esc(s.source)}</span></div>", f"<div>{esc(s.summary)}</div>"]
+        if s.printk:
+            out.append(f"<div>printk: <code>{esc(s.printk)}</code></div>")
+        if self.show_changes and s.changes:
+            out.append("<div>" + "<br>".join(f"<span class='xl-new'>{esc(c)}</span>" for c in s.changes)
+                       + "</div>")
+        return "".join(out)
+
+    def html(self) -> str:
+        """Everything the stepper shows, as HTML (what the body widget holds)."""
+        parts = [f"<h4>{esc(self.title)}</h4>"] if self.title else []
+        parts.append(self.step_html())
+        if self.index >= 0:
+            ctx = self.context()
+            for p in self.panels:
+                parts.append(f"<h4>{esc(p.title)}</h4>{p.html(ctx)}")
+        return box("".join(parts))
+
+    def __repr__(self) -> str:
+        return self.text()
+
+    def _repr_html_(self) -> str:
+        return self.html()
+
+    # -- widgets ---------------------------------------------------------------------------
+    @property
+    def widget(self) -> Any:
+        """The ipywidgets VBox (built on first use)."""
+        return self._build()["root"]
+
+    def _build(self) -> dict[str, Any]:
+        if self._w is not None:
+            return self._w
+        import ipywidgets as W
+
+        n = max(self.last, 0)
+        play = W.Play(value=max(self.index, 0), min=0, max=n, interval=self.interval_ms, description="play")
+        slider = W.IntSlider(value=max(self.index, 0), min=0, max=n, description="step",
+                             continuous_update=False, layout=W.Layout(width="420px"))
+        W.jslink((play, "value"), (slider, "value"))
+        prev = W.Button(description="◀ prev", layout=W.Layout(width="80px"))
+        nxt = W.Button(description="next ▶", layout=W.Layout(width="80px"))
+        stages = W.Dropdown(options=[("(jump to a stage)", -1)] + self._stages, value=-1,
+                            layout=W.Layout(width="300px"))
+        goto = W.Text(placeholder="step number or stage name", continuous_update=False,
+                      layout=W.Layout(width="200px"))
+        msg = W.HTML("")
+        body = W.HTML("")
+        slider.observe(lambda ch: self._from_widget(self.go, ch["new"]), names="value")
+        prev.on_click(lambda _b: self.prev())
+        nxt.on_click(lambda _b: self.next())
+        stages.observe(lambda ch: ch["new"] >= 0 and self._from_widget(self.go, ch["new"]), names="value")
+        goto.observe(lambda ch: self._from_widget(self.goto, ch["new"]), names="value")
+        extra = [c for p in self.panels for c in getattr(p, "controls", lambda: [])()]
+        for p in self.panels:
+            if hasattr(p, "on_change"):
+                p.on_change = self._refresh
+        rows = [W.HBox([play, slider, prev, nxt]), W.HBox([stages, goto] + extra), msg, body]
+        root = W.VBox(rows)
+        root.add_class("xenlab-stepper")
+        self._w = dict(root=root, play=play, slider=slider, prev=prev, next=nxt, stages=stages,
+                       goto=goto, message=msg, body=body)
+        self._refresh()
+        return self._w
+
+    def _from_widget(self, action: Any, value: Any) -> None:
+        if not self._syncing:
+            action(value)
+
+    def _refresh(self) -> None:
+        w = self._w
+        if w is None:
+            return
+        self._syncing = True
+        try:
+            if self.index >= 0:
+                w["slider"].value = self.index
+                starts = [s for _, s in self._stages if s <= self.index]
+                w["stages"].value = starts[-1] if starts else -1
+            w["message"].value = (f"<span style='color:#b00;font-weight:bold'>{esc(self.message)}</span>"
+                                  if self.message else "")
+            w["body"].value = self.html()
+        finally:
+            self._syncing = False
+
+    def __getitem__(self, name: str) -> Any:
+        """A named widget: play, slider, prev, next, stages, goto, message, body."""
+        return self._build()[name]
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        try:
+            bundle = dict(self.widget._repr_mimebundle_() or {})
+        except ImportError:
+            bundle = {"text/html": self.html()}
+        bundle["text/plain"] = self.text()
+        return bundle
