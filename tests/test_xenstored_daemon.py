@@ -361,3 +361,38 @@ def test_close_connection_drops_watches_and_keeps_serving_others(dom0: Client) -
     assert other.take_events() == [("/c", "t")]  # only the first event, from before the close
     with pytest.raises(XsError):
         dom0.call(T.XS_READ, "/nothing")
+
+
+def test_introducing_a_known_domain_again_resets_its_connection(dom0: Client) -> None:
+    # XS_INTRODUCE of a live domain (kexec, soft reset): its watches and transactions go
+    guest = introduce(dom0, 1)
+    guest.watch("/w", "t")
+    tx = guest.start()
+    guest.take_events()
+    dom0.call(T.XS_INTRODUCE, "1", "4660", "9")
+    dom0.write("/w", "")
+    assert guest.take_events() == []
+    assert guest.error(T.XS_READ, "/tool", tx=tx) == "ENOENT"
+    assert dom0.daemon.domains[1].port == 9
+
+
+def test_introduce_fires_for_watchers_of_slash_too_but_not_for_dom0_itself(dom0: Client) -> None:
+    # 4.17 fires @introduceDomain non-exact, and "/" is everybody's ancestor
+    dom0.watch("/", "root")
+    dom0.take_events()
+    introduce(dom0, 4)
+    assert dom0.take_events() == [("@introduceDomain", "root")]
+    dom0.call(T.XS_INTRODUCE, "0", "1", "1")  # the master domain: no event
+    assert dom0.take_events() == []
+
+
+def test_shutdown_fires_release_domain_once_until_resume(dom0: Client) -> None:
+    introduce(dom0, 3)
+    dom0.watch("@releaseDomain", "r")
+    dom0.take_events()
+    assert dom0.daemon.fire_domain_shutdown(3)
+    assert not dom0.daemon.fire_domain_shutdown(3)
+    assert dom0.take_events() == [("@releaseDomain", "r")]
+    dom0.call(T.XS_RESUME, "3")
+    assert dom0.daemon.fire_domain_shutdown(3)
+    assert dom0.take_events() == [("@releaseDomain", "r")]

@@ -27,6 +27,7 @@ from xenlab.abi.xs_wire import XENSTORE_PAYLOAD_MAX, XSD_ERROR_BY_ERRNO, xsd_soc
 from xenlab.base.trace import Trace
 from xenlab.xenstored import domain as domain_ops
 from xenlab.xenstored import ops
+from xenlab.xenstored import watch as watch_ops
 from xenlab.xenstored.paths import SPECIAL_PATHS, get_parent, is_child
 from xenlab.xenstored.perms import XS_PERM_NONE, XS_PERM_READ, Perms, perm_for_conn
 from xenlab.xenstored.quota import Quotas
@@ -51,8 +52,8 @@ WIRE_FUNCS: dict[int, tuple[Handler, str, str, int]] = {
     T.XS_DIRECTORY: (ops.send_directory, "send_directory", CORE, 0),
     T.XS_READ: (ops.do_read, "do_read", CORE, 0),
     T.XS_GET_PERMS: (ops.do_get_perms, "do_get_perms", CORE, 0),
-    T.XS_WATCH: (ops.do_watch, "do_watch", "tools/xenstore/xenstored_watch.c", XS_FLAG_NOTID),
-    T.XS_UNWATCH: (ops.do_unwatch, "do_unwatch", "tools/xenstore/xenstored_watch.c", XS_FLAG_NOTID),
+    T.XS_WATCH: (watch_ops.do_watch, "do_watch", "tools/xenstore/xenstored_watch.c", XS_FLAG_NOTID),
+    T.XS_UNWATCH: (watch_ops.do_unwatch, "do_unwatch", "tools/xenstore/xenstored_watch.c", XS_FLAG_NOTID),
     T.XS_TRANSACTION_START: (ops.do_transaction_start, "do_transaction_start",
                              "tools/xenstore/xenstored_transaction.c", 0),
     T.XS_TRANSACTION_END: (ops.do_transaction_end, "do_transaction_end",
@@ -68,7 +69,7 @@ WIRE_FUNCS: dict[int, tuple[Handler, str, str, int]] = {
                                 domain_ops.SOURCE, XS_FLAG_PRIV),
     T.XS_RESUME: (domain_ops.do_resume, "do_resume", domain_ops.SOURCE, XS_FLAG_PRIV),
     T.XS_SET_TARGET: (domain_ops.do_set_target, "do_set_target", domain_ops.SOURCE, XS_FLAG_PRIV),
-    T.XS_RESET_WATCHES: (ops.do_reset_watches, "do_reset_watches", domain_ops.SOURCE, 0),
+    T.XS_RESET_WATCHES: (watch_ops.do_reset_watches, "do_reset_watches", domain_ops.SOURCE, 0),
     T.XS_DIRECTORY_PART: (ops.send_directory_part, "send_directory_part", CORE, 0),
 }
 # 4.17 knows types up to DIRECTORY_PART (XS_TYPE_COUNT 23): GET/SET_FEATURE and
@@ -285,6 +286,25 @@ class Daemon:
                 if (name == w.node) if exact else is_child(name, w.node):
                     self.send_event(conn, get_watch_path(w, name), w.token)
 
+    # -- domains seen dying by the transport -----------------------------------------------------
+    def fire_release_domain(self, domid: int) -> None:
+        """The domain died: destroy_domain() (connection, owned nodes) and @releaseDomain."""
+        try:
+            domain_ops.destroy_domain(self, domid)
+            self.record("destroy_domain", f"domain {domid} gone: @releaseDomain", domain_ops.SOURCE)
+        finally:
+            self._flush()
+
+    def fire_domain_shutdown(self, domid: int) -> bool:
+        """VIRQ_DOM_EXC saw *domid* shut down (not yet dead): @releaseDomain once; True if it fired."""
+        try:
+            fired = domain_ops.domain_shutdown(self, domid)
+            if fired:
+                self.record("check_domains", f"domain {domid} shut down: @releaseDomain", domain_ops.SOURCE)
+            return fired
+        finally:
+            self._flush()
+
     # -- dispatch -----------------------------------------------------------------------------
     def handle(self, conn: Connection, msg: Message) -> None:
         """process_message(): answer one request; replies and events land in the connections' queues."""
@@ -349,14 +369,3 @@ def outcome(conn: Connection, msg: Message, before: int) -> str:
         return repr(text) + ("..." if len(reply.payload) > 48 else "")
     return "no reply"
 
-
-def _fire_release_domain(self: Daemon, domid: int) -> None:
-    """The domain died: destroy_domain() (connection, owned nodes) and @releaseDomain."""
-    try:
-        domain_ops.destroy_domain(self, domid)
-        self.record("destroy_domain", f"domain {domid} gone: @releaseDomain", domain_ops.SOURCE)
-    finally:
-        self._flush()
-
-
-Daemon.fire_release_domain = _fire_release_domain  # type: ignore[attr-defined]

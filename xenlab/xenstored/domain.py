@@ -14,7 +14,15 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from xenlab.abi.errno import EINVAL, ENOENT
-from xenlab.xenstored.paths import INTRODUCE_DOMAIN, RELEASE_DOMAIN, atoi, child_name, get_implicit_path
+from xenlab.xenstored.paths import (
+    INTRODUCE_DOMAIN,
+    RELEASE_DOMAIN,
+    atoi,
+    child_name,
+    get_implicit_path,
+    get_strings,
+    onearg,
+)
 from xenlab.xenstored.store import XenstoreError
 
 if TYPE_CHECKING:
@@ -28,19 +36,9 @@ DOMID_SELF = 0x7FF0
 QUOTA_MEMORY_HARD = 2 * 1024 * 1024 + 512 * 1024
 
 
-def _strings(payload: bytes) -> list[str]:
-    return [p.decode("latin-1") for p in payload.split(b"\0")[:-1]]
-
-
-def _onearg(payload: bytes) -> str | None:
-    if not payload or payload.find(b"\0") != len(payload) - 1:
-        return None
-    return payload[:-1].decode("latin-1")
-
-
 def onearg_domain(daemon: Daemon, payload: bytes) -> Domain:
     """onearg_domain(): the connected domain named by the only argument (EINVAL for 0, ENOENT unknown)."""
-    arg = _onearg(payload)
+    arg = onearg(payload)
     if arg is None:
         raise XenstoreError(EINVAL, "wants one domid")
     domid = atoi(arg) & 0xFFFFFFFF
@@ -61,7 +59,7 @@ def find_connected_domain(daemon: Daemon, domid: int) -> Domain:
 
 def do_introduce(daemon: Daemon, conn: Connection, req: Message, tx: Transaction | None) -> None:
     """do_introduce(): domid, frame, port; map + bind through the transport, then fire @introduceDomain."""
-    vec = _strings(req.payload)
+    vec = get_strings(req.payload)
     if len(vec) < 3:
         raise XenstoreError(EINVAL, "INTRODUCE wants domid, mfn and port")
     domid = atoi(vec[0]) & 0xFFFF
@@ -71,7 +69,12 @@ def do_introduce(daemon: Daemon, conn: Connection, req: Message, tx: Transaction
         raise XenstoreError(EINVAL, f"port {port}")
     dom = daemon.domains.get(domid)
     if dom is not None and dom.introduced:
-        daemon.send_ack(conn, req)  # introduce_domain(): already known, nothing to do
+        # introduce_domain() re-binds the port of a known domain (kexec, soft reset);
+        # do_introduce() then resets its connection: watches, transactions, queued output.
+        if dom.conn is not None:
+            domain_conn_reset(daemon, dom.conn)
+        dom.mfn, dom.port = mfn, port
+        daemon.send_ack(conn, req)
         return
     if daemon.on_introduce is not None:
         rc = daemon.on_introduce(domid, mfn, port)
@@ -84,7 +87,26 @@ def do_introduce(daemon: Daemon, conn: Connection, req: Message, tx: Transaction
     dom.introduced, dom.mfn, dom.port = True, mfn, port
     daemon.row("xenstored/domains", str(domid), None, f"mfn={mfn} port={port}")
     daemon.send_ack(conn, req)
-    daemon.fire_watches(None, INTRODUCE_DOMAIN, None, True)
+    if domid != 0:  # not for the master domain; exact=false as in 4.17
+        daemon.fire_watches(None, INTRODUCE_DOMAIN, None, False)
+
+
+def domain_conn_reset(daemon: Daemon, conn: Connection) -> None:
+    """domain_conn_reset(): forget the connection's watches, transactions and unsent output."""
+    daemon.conn_delete_all_watches(conn)
+    daemon.conn_delete_all_transactions(conn)
+    conn.out.clear()
+    conn.outstanding = 0
+
+
+def domain_shutdown(daemon: Daemon, domid: int) -> bool:
+    """check_domains(): a domain newly seen shut down fires @releaseDomain once (until RESUME)."""
+    dom = daemon.domains.get(domid)
+    if dom is None or dom.shutdown or not dom.introduced:
+        return False
+    dom.shutdown = True
+    daemon.fire_watches(None, RELEASE_DOMAIN, None, True)
+    return True
 
 
 def domain_tree_remove(daemon: Daemon, domid: int) -> None:
@@ -133,7 +155,7 @@ def do_release(daemon: Daemon, conn: Connection, req: Message, tx: Transaction |
 
 def do_get_domain_path(daemon: Daemon, conn: Connection, req: Message, tx: Transaction | None) -> None:
     """do_get_domain_path(): ``/local/domain/<domid>`` for any number."""
-    arg = _onearg(req.payload)
+    arg = onearg(req.payload)
     if arg is None:
         raise XenstoreError(EINVAL, "wants one domid")
     path = get_implicit_path(atoi(arg) & 0xFFFFFFFF)
@@ -142,7 +164,7 @@ def do_get_domain_path(daemon: Daemon, conn: Connection, req: Message, tx: Trans
 
 def do_is_domain_introduced(daemon: Daemon, conn: Connection, req: Message, tx: Transaction | None) -> None:
     """do_is_domain_introduced(): ``T`` or ``F``."""
-    arg = _onearg(req.payload)
+    arg = onearg(req.payload)
     if arg is None:
         raise XenstoreError(EINVAL, "wants one domid")
     domid = atoi(arg) & 0xFFFFFFFF
@@ -160,7 +182,7 @@ def do_resume(daemon: Daemon, conn: Connection, req: Message, tx: Transaction | 
 
 def do_set_target(daemon: Daemon, conn: Connection, req: Message, tx: Transaction | None) -> None:
     """do_set_target(): let a device-model domain act with its target's permissions."""
-    vec = _strings(req.payload)
+    vec = get_strings(req.payload)
     if len(vec) < 2:
         raise XenstoreError(EINVAL, "SET_TARGET wants domid and target")
     dom = find_connected_domain(daemon, atoi(vec[0]) & 0xFFFFFFFF)
@@ -188,7 +210,7 @@ CONTROL_CMDS = (("check", ""), ("help", ""), ("log", "on|off"), ("print", "<stri
 
 def do_control(daemon: Daemon, conn: Connection, req: Message, tx: Transaction | None) -> None:
     """do_control(): the lab's subset of ``xenstore-control`` commands; unknown ones EINVAL."""
-    vec = _strings(req.payload)
+    vec = get_strings(req.payload)
     if not vec:
         raise XenstoreError(EINVAL, "CONTROL wants a command")
     cmd, args = vec[0], vec[1:]

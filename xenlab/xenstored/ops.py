@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from xenlab.abi.errno import E2BIG, EACCES, EBUSY, EEXIST, EINVAL, ENOENT, ENOMEM, ENOSPC, EPERM
+from xenlab.abi.errno import EACCES, EBUSY, EINVAL, ENOENT, ENOMEM, ENOSPC, EPERM
 from xenlab.abi.xs_wire import XENSTORE_PAYLOAD_MAX
 from xenlab.xenstored.paths import (
     atoi,
@@ -18,7 +18,9 @@ from xenlab.xenstored.paths import (
     canonicalize,
     child_name,
     get_parent,
+    get_strings,
     is_valid_nodename,
+    onearg,
 )
 from xenlab.xenstored.perms import (
     XS_PERM_IGNORE,
@@ -31,27 +33,12 @@ from xenlab.xenstored.perms import (
 )
 from xenlab.xenstored.store import Node, Store, XenstoreError
 from xenlab.xenstored.transaction import Transaction
-from xenlab.xenstored.watch import add_watch, check_watch_path, get_watch_path
 
 if TYPE_CHECKING:
     from xenlab.xenstored.daemon import Connection, Daemon
     from xenlab.xenstored.wire import Message
 
 View = Store | Transaction
-
-
-# -- payload parsing -----------------------------------------------------------------------
-def get_strings(payload: bytes) -> list[str]:
-    """get_strings(): every NUL-terminated string of the payload (bytes after the last NUL ignored)."""
-    parts = payload.split(b"\0")[:-1]
-    return [p.decode("latin-1") for p in parts]
-
-
-def onearg(payload: bytes) -> str | None:
-    """onearg(): the payload's only string; None unless it holds exactly one NUL, at the end."""
-    if not payload or payload.find(b"\0") != len(payload) - 1:
-        return None
-    return payload[:-1].decode("latin-1")
 
 
 def view(daemon: Daemon, tx: Transaction | None) -> View:
@@ -323,42 +310,6 @@ def set_perms_special(daemon: Daemon, conn: Connection, name: str, perms: tuple)
     daemon.special_perms[name] = perms
 
 
-def do_watch(daemon: Daemon, conn: Connection, req: Message, tx: Transaction | None) -> None:
-    """do_watch(): register (path, token), ack, then one event for the path at once."""
-    strings = get_strings(req.payload)
-    if len(strings) != 2:
-        raise XenstoreError(EINVAL, "WATCH wants path and token")
-    checked = check_watch_path(strings[0], conn.domid, daemon.quotas.path_max)
-    if checked is None:
-        raise XenstoreError(EINVAL, f"invalid watch path {strings[0]!r}")
-    path, relative = checked
-    token = strings[1]
-    if any(w.node == path and w.token == token for w in conn.watches):
-        raise XenstoreError(EEXIST, f"watch {path} {token}")
-    if not conn.privileged and len(conn.watches) > daemon.quotas.watches:
-        raise XenstoreError(E2BIG, f"domain {conn.domid} has {len(conn.watches)} watches")
-    watch = add_watch(path, token, relative, conn.domid)
-    conn.watches.append(watch)
-    daemon.row("xenstored/watches", daemon.watch_key(conn, watch), None, "watch")
-    daemon.send_ack(conn, req)
-    daemon.send_event(conn, get_watch_path(watch, watch.node), token)
-
-
-def do_unwatch(daemon: Daemon, conn: Connection, req: Message, tx: Transaction | None) -> None:
-    """do_unwatch(): drop the watch with that path and token; ENOENT if there is none."""
-    strings = get_strings(req.payload)
-    if len(strings) != 2:
-        raise XenstoreError(EINVAL, "UNWATCH wants path and token")
-    node = canonicalize(strings[0], conn.domid)
-    for w in conn.watches:
-        if w.node == node and w.token == strings[1]:
-            conn.watches.remove(w)
-            daemon.row("xenstored/watches", daemon.watch_key(conn, w), "watch", None)
-            daemon.send_ack(conn, req)
-            return
-    raise XenstoreError(ENOENT, f"no watch {node} {strings[1]}")
-
-
 def do_transaction_start(daemon: Daemon, conn: Connection, req: Message, tx: Transaction | None) -> None:
     """do_transaction_start(): a new transaction id (decimal + NUL); no nesting (EBUSY)."""
     if tx is not None:
@@ -400,11 +351,4 @@ def do_transaction_end(daemon: Daemon, conn: Connection, req: Message, tx: Trans
     daemon.send_ack(conn, req)
 
 
-def do_reset_watches(daemon: Daemon, conn: Connection, req: Message, tx: Transaction | None) -> None:
-    """do_reset_watches(): drop all of the connection's watches and transactions (xenstored_domain.c)."""
-    daemon.conn_delete_all_watches(conn)
-    daemon.conn_delete_all_transactions(conn)
-    daemon.send_ack(conn, req)
-
-
-__all__ = ["get_strings", "onearg", "get_node", "create_node", "rm_node", "XS_PERM_READ"]
+__all__ = ["get_node", "create_node", "rm_node", "XS_PERM_READ"]

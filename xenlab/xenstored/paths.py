@@ -89,3 +89,15 @@ def atoi(text: str) -> int:
     # atoi returns an int: wrap as the 32-bit C value would.
     value &= 0xFFFFFFFF
     return value - (1 << 32) if value >= 1 << 31 else value
+
+
+def get_strings(payload: bytes) -> list[str]:
+    """get_strings(): every NUL-terminated string of a payload; bytes after the last NUL are ignored."""
+    return [p.decode("latin-1") for p in payload.split(b"\0")[:-1]]
+
+
+def onearg(payload: bytes) -> str | None:
+    """onearg(): the payload's only string; None unless it holds exactly one NUL, at the end."""
+    if not payload or payload.find(b"\0") != len(payload) - 1:
+        return None
+    return payload[:-1].decode("latin-1")

@@ -12,9 +12,17 @@ SET_PERMS on the special path get them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from xenlab.abi.errno import E2BIG, EEXIST, EINVAL, ENOENT
 from xenlab.abi.xs_wire import XENSTORE_REL_PATH_MAX
-from xenlab.xenstored.paths import canonicalize, get_implicit_path, is_valid_nodename
+from xenlab.xenstored.paths import canonicalize, get_implicit_path, get_strings, is_valid_nodename
+from xenlab.xenstored.store import XenstoreError
+
+if TYPE_CHECKING:
+    from xenlab.xenstored.daemon import Connection, Daemon
+    from xenlab.xenstored.transaction import Transaction
+    from xenlab.xenstored.wire import Message
 
 
 @dataclass(frozen=True)
@@ -51,3 +59,46 @@ def check_watch_path(path: str, domid: int, path_max: int) -> tuple[str, bool] |
 def add_watch(path: str, token: str, relative: bool, domid: int) -> Watch:
     """add_watch(): a new watch; relative ones remember the connection's home path."""
     return Watch(path, token, get_implicit_path(domid) if relative else None)
+
+
+def do_watch(daemon: Daemon, conn: Connection, req: Message, tx: Transaction | None) -> None:
+    """do_watch(): register (path, token), ack, then one event for the path at once."""
+    strings = get_strings(req.payload)
+    if len(strings) != 2:
+        raise XenstoreError(EINVAL, "WATCH wants path and token")
+    checked = check_watch_path(strings[0], conn.domid, daemon.quotas.path_max)
+    if checked is None:
+        raise XenstoreError(EINVAL, f"invalid watch path {strings[0]!r}")
+    path, relative = checked
+    token = strings[1]
+    if any(w.node == path and w.token == token for w in conn.watches):
+        raise XenstoreError(EEXIST, f"watch {path} {token}")
+    if not conn.privileged and len(conn.watches) > daemon.quotas.watches:
+        raise XenstoreError(E2BIG, f"domain {conn.domid} has {len(conn.watches)} watches")
+    watch = add_watch(path, token, relative, conn.domid)
+    conn.watches.append(watch)
+    daemon.row("xenstored/watches", daemon.watch_key(conn, watch), None, "watch")
+    daemon.send_ack(conn, req)
+    daemon.send_event(conn, get_watch_path(watch, watch.node), token)
+
+
+def do_unwatch(daemon: Daemon, conn: Connection, req: Message, tx: Transaction | None) -> None:
+    """do_unwatch(): drop the watch with that path and token; ENOENT if there is none."""
+    strings = get_strings(req.payload)
+    if len(strings) != 2:
+        raise XenstoreError(EINVAL, "UNWATCH wants path and token")
+    node = canonicalize(strings[0], conn.domid)
+    for w in conn.watches:
+        if w.node == node and w.token == strings[1]:
+            conn.watches.remove(w)
+            daemon.row("xenstored/watches", daemon.watch_key(conn, w), "watch", None)
+            daemon.send_ack(conn, req)
+            return
+    raise XenstoreError(ENOENT, f"no watch {node} {strings[1]}")
+
+
+def do_reset_watches(daemon: Daemon, conn: Connection, req: Message, tx: Transaction | None) -> None:
+    """do_reset_watches(): drop all of the connection's watches and transactions (xenstored_domain.c)."""
+    daemon.conn_delete_all_watches(conn)
+    daemon.conn_delete_all_transactions(conn)
+    daemon.send_ack(conn, req)
