@@ -301,3 +301,16 @@ def test_store_api_raises_naming_the_errno_and_path(dom0: Client) -> None:
         dom0.daemon.store.read("/missing")
     dom0.write("/a/b", "1")
     assert [p for p, _, _ in dom0.daemon.store.walk()] == ["/tool", "/tool/xenstored", "/a", "/a/b"]
+
+
+def test_generation_counts_come_from_one_global_counter(dom0: Client) -> None:
+    store = dom0.daemon.store
+    # setup_structure() wrote /, /tool, /tool/xenstored: generations 0, 1, 2
+    assert [store.generation_of(p) for p in ("/", "/tool", "/tool/xenstored")] == [0, 1, 2]
+    dom0.write("/a", "1")  # written bottom up: the new node, then its parent with the new child
+    assert store.generation_of("/a") == 3 and store.generation_of("/") == 4
+    assert dom0.call(T.XS_DIRECTORY_PART, "/", "0") == b"4\0tool\0a\0\0"
+    tx = dom0.start()  # a transaction start takes a number too
+    dom0.write("/a", "2", tx=tx)
+    dom0.end(tx)  # the committed copy is stamped with a fresh number
+    assert store.generation_of("/a") == 8

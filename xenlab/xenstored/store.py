@@ -87,10 +87,15 @@ class Store:
         return self.nodes.get(path)
 
     def write_node(self, path: str, node: Node) -> Node:
-        """write_node_raw(): store *node* under *path* with the next generation count (xenstored_core.c)."""
-        old = self.nodes.get(path)
-        node = Node(node.value, node.perms, node.children, self.generation)
+        """write_node(): access_node() stamps ``generation++``, then stores the record (xenstored_core.c)."""
+        stamped = self.store_node(path, node, self.generation)
         self.generation += 1
+        return stamped
+
+    def store_node(self, path: str, node: Node, generation: int) -> Node:
+        """do_tdb_write(): store the record with the given generation count."""
+        old = self.nodes.get(path)
+        node = Node(node.value, node.perms, node.children, generation)
         self.nodes[path] = node
         if old is None:
             self.entries[node.owner] += 1
@@ -104,6 +109,11 @@ class Store:
         return node
 
     def delete_node(self, path: str) -> None:
+        """delnode_sub(): access_node() for a delete also takes a generation number, then the record goes."""
+        self.generation += 1
+        self.remove_node(path)
+
+    def remove_node(self, path: str) -> None:
         """do_tdb_delete(): drop the record of *path* (its parent's children field is the caller's job)."""
         old = self.nodes.pop(path, None)
         if old is not None:

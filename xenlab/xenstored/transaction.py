@@ -60,7 +60,8 @@ class Transaction:
         elif old.owner != node.owner:
             self.delta[old.owner] -= 1
             self.delta[node.owner] += 1
-        node = Node(node.value, node.perms, node.children, self.generation)
+        node = Node(node.value, node.perms, node.children, self.store.generation)
+        self.store.generation += 1  # access_node(): generation++ for every write, also in a transaction
         self.overlay[path] = node
         return node
 
@@ -69,6 +70,7 @@ class Transaction:
         old = self.access_node(path)
         if old is not None:
             self.delta[old.owner] -= 1
+        self.store.generation += 1
         self.overlay[path] = None
 
     def entries_of(self, domid: int) -> int:
@@ -95,6 +97,7 @@ class Transaction:
             raise XenstoreError(EAGAIN, f"transaction {self.id}: {bad[0]} changed meanwhile")
         for path, node in self.overlay.items():
             if node is None:
-                self.store.delete_node(path)
+                self.store.remove_node(path)
             else:
-                self.store.write_node(path, node)
+                self.store.generation += 1  # hdr->generation = ++generation
+                self.store.store_node(path, node, self.store.generation)
