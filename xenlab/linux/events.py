@@ -1,0 +1,674 @@
+"""Modern Linux (6.1) event channels bound to IRQs (drivers/xen/events/events_base.c + events_2l.c).
+
+Theory of operation
+-------------------
+A modern kernel has no fixed DYNIRQ window: every event channel gets an IRQ descriptor
+from the generic allocator (``xen_allocate_irqs_dynamic`` -> ``irq_alloc_descs_from(0)``),
+which hands out the lowest free number at or above the first non-legacy IRQ. On x86
+that bound is ``gsi_top`` once the IO-APICs are known (``arch_dynirq_lower_bound``): a
+PV dom0 sees the host's IO-APIC pins (GSIs 0..23 on a one-IO-APIC PC), so its first
+event-channel IRQ is 24; a PV domU has no IO-APIC and no legacy PIC, so it starts at 0.
+Legacy PIRQs in dom0 keep their GSI numbers (``xen_allocate_irq_gsi``).
+
+Per IRQ a ``struct irq_info`` holds the binding type (IRQT_UNBOUND 0, PIRQ 1, VIRQ 2,
+IPI 3, EVTCHN 4), a refcount, the port, the vcpu and the VIRQ/IPI/PIRQ number.
+``evtchn_to_irq`` is two-level: rows of one page (1024 ints) allocated on first use and
+filled with -1. The chips: "xen-dyn" (edge, ordinary ports and global VIRQs),
+"xen-percpu" (timer VIRQ and IPIs), "xen-pirq" (physical IRQs, named
+"ioapic-edge"/"ioapic-level"), "xen-dyn-lateeoi" (ports whose EOI the driver or user
+space signals late: /dev/xen/evtchn, hvc, blkback/netback).
+
+The kernel on the captured machine used the FIFO ABI (Xen 4.17 offers it); that is why
+``xen_smp_intr_init`` bound no "debug%d" VIRQ. ``ModernIrq.fifo_events`` keeps that
+choice (default True) for what the kernel binds; delivery in the model always goes
+through the hypervisor's 2-level bits (events_2l.c), which the upcall scans.
+
+Trace tables: ``<kernel>/evtchn_to_irq`` (port -> IRQ, rows recorded when allocated),
+``/irq_info`` (IRQ -> (type, port, cpu, refcnt, index)), ``/virq_to_irq``, ``/ipi_to_irq``,
+``/evtchn_mask``, ``/irq_action``, ``/kstat_irqs``.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from typing import Any
+
+from xenlab.abi.errno import EINVAL, ENOMEM
+from xenlab.abi.event_channel import BIND_PIRQ__WILL_SHARE, NR_VIRQS
+from xenlab.linux import irq as irqcore
+from xenlab.linux.irq import IRQF_SHARED, IrqChip, IrqCore, SharedBits
+
+SRC = "drivers/xen/events/events_base.c"
+SRC_2L = "drivers/xen/events/events_2l.c"
+
+IRQT_UNBOUND, IRQT_PIRQ, IRQT_VIRQ, IRQT_IPI, IRQT_EVTCHN = range(5)
+IRQT_NAMES = ("IRQT_UNBOUND", "IRQT_PIRQ", "IRQT_VIRQ", "IRQT_IPI", "IRQT_EVTCHN")
+
+# arch/x86/include/asm/xen/events.h enum ipi_vector
+(
+    XEN_RESCHEDULE_VECTOR,
+    XEN_CALL_FUNCTION_VECTOR,
+    XEN_CALL_FUNCTION_SINGLE_VECTOR,
+    XEN_SPIN_UNLOCK_VECTOR,
+    XEN_IRQ_WORK_VECTOR,
+    XEN_NMI_VECTOR,
+) = range(6)
+XEN_NR_IPIS = 6
+
+EVTCHN_PER_ROW = 4096 // 4  # PAGE_SIZE / sizeof(*evtchn_to_irq[0])
+IOAPIC_PINS = 24  # one IO-APIC with 24 pins (what a PC, and qemu's pc/q35, has)
+NR_IRQS_LEGACY = 16
+
+
+@dataclass
+class IrqInfo:
+    """struct irq_info: binding type, refcnt, port, vcpu, VIRQ/IPI/PIRQ number, lateeoi state."""
+
+    type: int = IRQT_UNBOUND
+    refcnt: int = -1
+    evtchn: int = 0
+    cpu: int = 0
+    index: int = 0  # virq, ipi, or pirq
+    gsi: int = -1
+    is_static: bool = False
+    eoi_pending: bool = False
+
+    def row(self) -> tuple[str, int, int, int, int]:
+        return (IRQT_NAMES[self.type], self.evtchn, self.cpu, self.refcnt, self.index)
+
+
+@dataclass
+class ModernIrq:
+    """The IRQ state of a modern kernel (``kernel.irq``)."""
+
+    kernel: Any
+    nr_cpus: int
+    gsi_top: int
+    core: IrqCore
+    shared: SharedBits
+    fifo_events: bool = True
+    info: dict[int, IrqInfo] = field(default_factory=dict)
+    evtchn_rows: dict[int, list[int]] = field(default_factory=dict)
+    virq_to_irq: list[list[int]] = field(default_factory=list)
+    ipi_to_irq: list[list[int]] = field(default_factory=list)
+    evtchn_cpu: dict[int, int] = field(default_factory=dict)
+    free_irqs: list[int] = field(default_factory=list)  # heap of freed numbers below next_irq
+    next_irq: int = 0
+    this_cpu: int = 0
+    in_upcall: bool = False
+    scan_state: list[dict[str, int]] = field(default_factory=list)
+    chips: dict[str, IrqChip] = field(default_factory=dict)
+    device_ports: dict[int, Any] = field(default_factory=dict)
+
+    @property
+    def flavour(self) -> str:
+        return "modern"
+
+    @property
+    def nr_irqs(self) -> int:
+        """nr_irqs as x86 arch_probe_nr_irqs sizes it, grown when descriptors go past it."""
+        legacy = NR_IRQS_LEGACY if self.gsi_top else 0
+        nr = self.gsi_top + legacy + 8 * self.nr_cpus
+        nr += 8 * self.nr_cpus if self.gsi_top <= NR_IRQS_LEGACY else self.gsi_top * 16
+        return max(nr, max(self.core.descs, default=-1) + 1)
+
+
+def _t(kernel: Any, table: str) -> str:
+    return f"{kernel.name}/{table}"
+
+
+def _rec(kernel: Any, fn: str, summary: str, changes: Any = (), source: str = SRC) -> None:
+    kernel.record(fn, summary, source, changes=changes)
+
+
+def _st(kernel: Any) -> ModernIrq:
+    return kernel.irq
+
+
+def get_evtchn_to_irq(kernel: Any, port: int) -> int:
+    """get_evtchn_to_irq: the IRQ of a port, -1 if its row was never allocated or it is unbound."""
+    row = _st(kernel).evtchn_rows.get(port // EVTCHN_PER_ROW)
+    return -1 if row is None else row[port % EVTCHN_PER_ROW]
+
+
+def set_evtchn_to_irq(kernel: Any, port: int, irq: int) -> None:
+    """set_evtchn_to_irq: store the mapping, allocating (and -1 filling) the row's page on first use."""
+    st = _st(kernel)
+    r, c = divmod(port, EVTCHN_PER_ROW)
+    row = st.evtchn_rows.get(r)
+    if row is None:
+        if irq == -1:
+            return
+        row = st.evtchn_rows[r] = [-1] * EVTCHN_PER_ROW
+        _rec(
+            kernel,
+            "set_evtchn_to_irq",
+            f"row {r} (ports {r * EVTCHN_PER_ROW}..{(r + 1) * EVTCHN_PER_ROW - 1}) "
+            "allocated: one page, filled with -1",
+        )
+    old = row[c]
+    row[c] = irq
+    _rec(
+        kernel,
+        "set_evtchn_to_irq",
+        f"evtchn_to_irq[{port}] = {irq}",
+        [(_t(kernel, "evtchn_to_irq"), port, old, irq)],
+    )
+
+
+def _set_info(kernel: Any, irq: int, info: IrqInfo | None) -> None:
+    st = _st(kernel)
+    old = st.info.get(irq)
+    before = old.row() if old else None
+    if info is None:
+        st.info.pop(irq, None)
+    else:
+        st.info[irq] = info
+    after = info.row() if info else None
+    if before != after:
+        _rec(kernel, "irq_info", f"irq_info[{irq}] = {after}", [(_t(kernel, "irq_info"), irq, before, after)])
+
+
+# -- allocation -------------------------------------------------------------------------
+def xen_allocate_irq_dynamic(kernel: Any) -> int:
+    """xen_allocate_irqs_dynamic(1): the lowest free IRQ >= the first non-legacy IRQ, a fresh irq_info."""
+    st = _st(kernel)
+    if st.free_irqs:
+        irq = heapq.heappop(st.free_irqs)
+        how = "lowest freed number"
+    else:
+        irq = st.next_irq
+        st.next_irq += 1
+        how = "next never-used number" if irq > st.gsi_top else f"first non-legacy IRQ (gsi_top {st.gsi_top})"
+    st.core.alloc_desc(irq)
+    _rec(kernel, "xen_allocate_irqs_dynamic", f"irq_alloc_descs_from(0) -> IRQ {irq} ({how})")
+    _set_info(kernel, irq, IrqInfo())
+    return irq
+
+
+def xen_allocate_irq_gsi(kernel: Any, gsi: int) -> int:
+    """xen_allocate_irq_gsi: a legacy GSI keeps its number as IRQ (dom0 with an IO-APIC)."""
+    st = _st(kernel)
+    if gsi >= st.gsi_top:
+        return xen_allocate_irq_dynamic(kernel)
+    if gsi not in st.core.descs:
+        st.core.alloc_desc(gsi)
+    _set_info(kernel, gsi, IrqInfo())
+    return gsi
+
+
+def xen_free_irq(kernel: Any, irq: int) -> None:
+    """xen_free_irq: drop irq_info and give the descriptor (and its number) back."""
+    st = _st(kernel)
+    _set_info(kernel, irq, None)
+    st.core.free_desc(irq)
+    if irq >= st.gsi_top:
+        heapq.heappush(st.free_irqs, irq)
+    _rec(kernel, "xen_free_irq", f"IRQ {irq} freed")
+
+
+# -- mask / unmask (events_2l.c) --------------------------------------------------------
+def mask_evtchn(kernel: Any, port: int) -> None:
+    """evtchn_2l_mask: sync_set_bit(port, evtchn_mask)."""
+    if not _st(kernel).shared.set_mask(port):
+        _rec(
+            kernel, "evtchn_2l_mask", f"port {port} masked", [(_t(kernel, "evtchn_mask"), port, 0, 1)], SRC_2L
+        )
+
+
+def unmask_evtchn(kernel: Any, port: int) -> None:
+    """evtchn_2l_unmask: clear the mask; re-raise a pending edge; hypercall if another vcpu's port."""
+    st = _st(kernel)
+    sb = st.shared
+    cpu = st.this_cpu
+    if st.evtchn_cpu.get(port, 0) != cpu:
+        kernel.hv.evtchn_unmask(kernel.domid, port)
+        _rec(
+            kernel,
+            "evtchn_2l_unmask",
+            f"port {port} is vcpu {st.evtchn_cpu.get(port, 0)}'s: EVTCHNOP_unmask",
+            [(_t(kernel, "evtchn_mask"), port, 1, 0)],
+            SRC_2L,
+        )
+        return
+    was = sb.test_mask(port)
+    sb.clear_mask(port)
+    refire = sb.test_pending(port) and not sb.test_and_set_sel(cpu, port // sb.bits)
+    _rec(
+        kernel,
+        "evtchn_2l_unmask",
+        f"port {port} unmasked" + (" and pending: upcall re-raised" if refire else ""),
+        [(_t(kernel, "evtchn_mask"), port, 1, 0)] if was else (),
+        SRC_2L,
+    )
+    if refire:
+        sb.vcpu(cpu).evtchn_upcall_pending = 1
+        if not st.in_upcall:
+            xen_evtchn_do_upcall(kernel, cpu)
+
+
+def notify_remote_via_evtchn(kernel: Any, port: int) -> int:
+    """notify_remote_via_evtchn: EVTCHNOP_send (include/xen/events.h)."""
+    rc = kernel.hv.evtchn_send(kernel.domid, port)
+    _rec(kernel, "notify_remote_via_evtchn", f"EVTCHNOP_send port {port} -> {rc}")
+    return rc
+
+
+def notify_remote_via_irq(kernel: Any, irq: int) -> None:
+    """notify_remote_via_irq: send on the IRQ's port if it has one."""
+    info = _st(kernel).info.get(irq)
+    if info and info.evtchn:
+        notify_remote_via_evtchn(kernel, info.evtchn)
+
+
+def evtchn_from_irq(kernel: Any, irq: int) -> int:
+    """evtchn_from_irq: the IRQ's port (0 if none)."""
+    info = _st(kernel).info.get(irq)
+    return info.evtchn if info else 0
+
+
+# -- chips --------------------------------------------------------------------------------
+def _chips(kernel: Any) -> dict[str, IrqChip]:
+    st = _st(kernel)
+
+    def port(irq: int) -> int:
+        return evtchn_from_irq(kernel, irq)
+
+    def enable(irq: int) -> None:
+        info = st.info.get(irq)
+        if port(irq) and not (info and info.eoi_pending):
+            unmask_evtchn(kernel, port(irq))
+
+    def disable(irq: int) -> None:
+        if port(irq):
+            mask_evtchn(kernel, port(irq))
+
+    def ack(irq: int) -> None:  # ack_dynirq: event_handler_exit -> clear_evtchn
+        if port(irq):
+            st.shared.clear_pending(port(irq))
+
+    def lateeoi_ack(irq: int) -> None:  # lateeoi_ack_dynirq: mask for EOI_PENDING, clear
+        if port(irq):
+            st.info[irq].eoi_pending = True
+            st.shared.set_mask(port(irq))
+            st.shared.clear_pending(port(irq))
+
+    def startup_pirq(irq: int) -> None:
+        info = st.info[irq]
+        if not info.evtchn:
+            flags = (
+                BIND_PIRQ__WILL_SHARE
+                if len(st.core.descs[irq].actions) and st.core.descs[irq].actions[0].flags & IRQF_SHARED
+                else 0
+            )
+            p = kernel.hv.evtchn_bind_pirq(kernel.domid, info.index, flags)
+            _rec(kernel, "startup_pirq", f"EVTCHNOP_bind_pirq(PIRQ {info.index}) -> {p}")
+            if p < 0:
+                return
+            new = IrqInfo(IRQT_PIRQ, info.refcnt, p, 0, info.index, info.gsi)
+            _set_info(kernel, irq, new)
+            set_evtchn_to_irq(kernel, p, irq)
+        enable(irq)
+
+    def shutdown_pirq(irq: int) -> None:
+        info = st.info[irq]
+        if info.evtchn:
+            mask_evtchn(kernel, info.evtchn)
+            kernel.hv.evtchn_close(kernel.domid, info.evtchn)
+            set_evtchn_to_irq(kernel, info.evtchn, -1)
+            _set_info(kernel, irq, IrqInfo(IRQT_PIRQ, info.refcnt, 0, 0, info.index, info.gsi))
+
+    return {
+        "xen-dyn": IrqChip("xen-dyn", startup=enable, shutdown=disable, ack=ack, mask=disable, unmask=enable),
+        "xen-dyn-lateeoi": IrqChip(
+            "xen-dyn-lateeoi", startup=enable, shutdown=disable, ack=lateeoi_ack, mask=disable, unmask=enable
+        ),
+        "xen-percpu": IrqChip(
+            "xen-percpu", startup=enable, shutdown=disable, ack=ack, mask=disable, unmask=enable
+        ),
+        "xen-pirq": IrqChip(
+            "xen-pirq",
+            startup=startup_pirq,
+            shutdown=shutdown_pirq,
+            ack=ack,
+            end=enable,
+            mask=disable,
+            unmask=enable,
+        ),
+    }
+
+
+def _set_chip(kernel: Any, irq: int, chip: str, flow: str, name: str) -> None:
+    """irq_set_chip_and_handler_name."""
+    desc = _st(kernel).core.descs[irq]
+    desc.chip, desc.flow, desc.name = kernel.irq.chips[chip], flow, name
+
+
+# -- init ---------------------------------------------------------------------------------
+def xen_init_IRQ(kernel: Any, *, fifo_events: bool = True) -> ModernIrq:
+    """xen_init_IRQ: pick the event ABI, mask every port, set the upcall; IRQs below gsi_top stay legacy."""
+    from xenlab.linux.evtchn import nr_vcpus
+
+    d = kernel.hv.domains[kernel.domid]
+    pv_dom0 = bool(getattr(d, "initdomain", kernel.domid == 0)) and not getattr(d, "hvm", False)
+    gsi_top = getattr(kernel.hv, "ioapic_pins", IOAPIC_PINS) if pv_dom0 else 0
+    n = nr_vcpus(kernel)
+    st = ModernIrq(kernel, n, gsi_top, IrqCore(kernel, n), SharedBits(kernel), fifo_events)
+    st.next_irq = gsi_top
+    st.virq_to_irq = [[-1] * NR_VIRQS for _ in range(n)]
+    st.ipi_to_irq = [[-1] * XEN_NR_IPIS for _ in range(n)]
+    st.scan_state = [{} for _ in range(n)]
+    kernel.irq = st
+    st.chips = _chips(kernel)
+    nports = st.shared.bits * st.shared.bits
+    for p in range(nports):
+        st.shared.set_mask(p)
+    d.upcall = lambda vcpu: xen_evtchn_do_upcall(kernel, vcpu)
+    _rec(
+        kernel,
+        "xen_init_IRQ",
+        f"{'FIFO' if fifo_events else '2-level'} event ABI chosen (delivery modelled "
+        f"2-level); all {nports} ports masked; dynamic IRQs from {gsi_top} "
+        + (f"(GSIs 0..{gsi_top - 1} are the IO-APIC's)" if gsi_top else "(no legacy IRQs in a PV domU)"),
+    )
+    return st
+
+
+# -- binding ------------------------------------------------------------------------------
+def bind_evtchn_to_cpu(kernel: Any, port: int, cpu: int) -> None:
+    """bind_evtchn_to_cpu: which vcpu's upcall scans the port."""
+    st = _st(kernel)
+    if cpu:
+        st.evtchn_cpu[port] = cpu
+    else:
+        st.evtchn_cpu.pop(port, None)
+    irq = get_evtchn_to_irq(kernel, port)
+    if irq != -1 and irq in st.info:
+        st.info[irq].cpu = cpu
+
+
+def bind_evtchn_to_irq_chip(kernel: Any, evtchn: int, chip: str, shared: bool) -> int:
+    """bind_evtchn_to_irq_chip: reuse the port's IRQ (refcnt++ only if shared) or allocate one."""
+    st = _st(kernel)
+    if evtchn <= 0 or evtchn >= st.shared.bits * st.shared.bits:
+        return -EINVAL
+    irq = get_evtchn_to_irq(kernel, evtchn)
+    if irq == -1:
+        if kernel.fault("xen_allocate_irq"):
+            return -ENOMEM
+        irq = xen_allocate_irq_dynamic(kernel)
+        _set_chip(kernel, irq, chip, "edge", "event")
+        _set_info(kernel, irq, IrqInfo(IRQT_EVTCHN, 1, evtchn, 0))
+        set_evtchn_to_irq(kernel, evtchn, irq)
+        bind_evtchn_to_cpu(kernel, evtchn, 0)
+    else:
+        info = st.info[irq]
+        if shared and info.refcnt >= 0:
+            info.refcnt += 1
+            _rec(
+                kernel,
+                "bind_evtchn_to_irq_chip",
+                f"port {evtchn} already IRQ {irq}: shared, refcnt {info.refcnt - 1} -> {info.refcnt}",
+                [(_t(kernel, "irq_info"), irq, None, info.row())],
+            )
+        else:
+            _rec(kernel, "bind_evtchn_to_irq_chip", f"port {evtchn} already IRQ {irq} (not shared)")
+    return irq
+
+
+def bind_virq_to_irq(kernel: Any, virq: int, cpu: int, percpu: bool) -> int:
+    """bind_virq_to_irq: reuse the per-cpu mapping or allocate + EVTCHNOP_bind_virq."""
+    st = _st(kernel)
+    irq = st.virq_to_irq[cpu][virq]
+    if irq != -1:
+        return irq
+    port = kernel.hv.evtchn_bind_virq(kernel.domid, virq, cpu)
+    _rec(kernel, "bind_virq_to_irq", f"EVTCHNOP_bind_virq(VIRQ {virq}, vcpu {cpu}) -> {port}")
+    if port < 0:
+        return port
+    irq = xen_allocate_irq_dynamic(kernel)
+    if percpu:
+        _set_chip(kernel, irq, "xen-percpu", "percpu", "virq")
+    else:
+        _set_chip(kernel, irq, "xen-dyn", "edge", "virq")
+    _set_info(kernel, irq, IrqInfo(IRQT_VIRQ, -1, port, cpu, virq))
+    set_evtchn_to_irq(kernel, port, irq)
+    st.virq_to_irq[cpu][virq] = irq
+    _rec(
+        kernel,
+        "bind_virq_to_irq",
+        f"virq_to_irq[cpu{cpu}][{virq}] = {irq}",
+        [(_t(kernel, "virq_to_irq"), f"{cpu}/{virq}", -1, irq)],
+    )
+    bind_evtchn_to_cpu(kernel, port, cpu)
+    return irq
+
+
+def bind_ipi_to_irq(kernel: Any, ipi: int, cpu: int) -> int:
+    """bind_ipi_to_irq: reuse the per-cpu mapping or allocate (xen-percpu, "ipi") + EVTCHNOP_bind_ipi."""
+    st = _st(kernel)
+    irq = st.ipi_to_irq[cpu][ipi]
+    if irq != -1:
+        return irq
+    port = kernel.hv.evtchn_bind_ipi(kernel.domid, cpu)
+    _rec(kernel, "bind_ipi_to_irq", f"EVTCHNOP_bind_ipi(vcpu {cpu}) -> {port}")
+    if port < 0:
+        return port
+    irq = xen_allocate_irq_dynamic(kernel)
+    _set_chip(kernel, irq, "xen-percpu", "percpu", "ipi")
+    _set_info(kernel, irq, IrqInfo(IRQT_IPI, -1, port, cpu, ipi))
+    set_evtchn_to_irq(kernel, port, irq)
+    st.ipi_to_irq[cpu][ipi] = irq
+    _rec(
+        kernel,
+        "bind_ipi_to_irq",
+        f"ipi_to_irq[cpu{cpu}][{ipi}] = {irq}",
+        [(_t(kernel, "ipi_to_irq"), f"{cpu}/{ipi}", -1, irq)],
+    )
+    bind_evtchn_to_cpu(kernel, port, cpu)
+    return irq
+
+
+def xen_bind_pirq_gsi_to_irq(kernel: Any, gsi: int, pirq: int, shareable: bool, name: str) -> int:
+    """xen_bind_pirq_gsi_to_irq: IRQ = GSI for legacy pins, chip "xen-pirq" named ioapic-edge/-level."""
+    irq = xen_allocate_irq_gsi(kernel, gsi)
+    _set_chip(kernel, irq, "xen-pirq", "fasteoi", name)
+    _set_info(kernel, irq, IrqInfo(IRQT_PIRQ, -1, 0, 0, pirq, gsi))
+    return irq
+
+
+def unbind_from_irq(kernel: Any, irq: int) -> None:
+    """unbind_from_irq: refcnt--; at the end close the port (unless static), clear maps, free the IRQ."""
+    st = _st(kernel)
+    info = st.info.get(irq)
+    if info is None:
+        return
+    if info.refcnt > 0:
+        info.refcnt -= 1
+        _rec(
+            kernel,
+            "unbind_from_irq",
+            f"IRQ {irq}: refcnt -> {info.refcnt}",
+            [(_t(kernel, "irq_info"), irq, None, info.row())],
+        )
+        if info.refcnt != 0:
+            return
+    port = info.evtchn
+    if port:
+        cpu = st.evtchn_cpu.get(port, 0)
+        if not info.is_static:
+            rc = kernel.hv.evtchn_close(kernel.domid, port)
+            _rec(kernel, "xen_evtchn_close", f"EVTCHNOP_close port {port} -> {rc}")
+        if info.type == IRQT_VIRQ:
+            st.virq_to_irq[cpu][info.index] = -1
+            _rec(
+                kernel,
+                "unbind_from_irq",
+                f"virq_to_irq[cpu{cpu}][{info.index}] = -1",
+                [(_t(kernel, "virq_to_irq"), f"{cpu}/{info.index}", irq, -1)],
+            )
+        elif info.type == IRQT_IPI:
+            st.ipi_to_irq[cpu][info.index] = -1
+            _rec(
+                kernel,
+                "unbind_from_irq",
+                f"ipi_to_irq[cpu{cpu}][{info.index}] = -1",
+                [(_t(kernel, "ipi_to_irq"), f"{cpu}/{info.index}", irq, -1)],
+            )
+        bind_evtchn_to_cpu(kernel, port, 0)
+        set_evtchn_to_irq(kernel, port, -1)
+    xen_free_irq(kernel, irq)
+
+
+def _with_handler(kernel: Any, irq: int, handler: Any, irqflags: int, devname: str, dev_id: Any) -> int:
+    if irq < 0:
+        return irq
+    rc = irqcore.request_irq(kernel, irq, handler, irqflags, devname, dev_id)
+    if rc != 0:
+        unbind_from_irq(kernel, irq)
+        return rc
+    return irq
+
+
+def bind_evtchn_to_irqhandler(
+    kernel: Any, evtchn: int, handler: Any, irqflags: int, devname: str, dev_id: Any
+) -> int:
+    """bind_evtchn_to_irqhandler: a "xen-dyn" IRQ for a port we hold (xenbus: "xenbus"); IRQ or -errno."""
+    return _with_handler(
+        kernel,
+        bind_evtchn_to_irq_chip(kernel, evtchn, "xen-dyn", bool(irqflags & IRQF_SHARED)),
+        handler,
+        irqflags,
+        devname,
+        dev_id,
+    )
+
+
+def bind_evtchn_to_irqhandler_lateeoi(
+    kernel: Any, evtchn: int, handler: Any, irqflags: int, devname: str, dev_id: Any
+) -> int:
+    """bind_evtchn_to_irqhandler_lateeoi: the same on the "xen-dyn-lateeoi" chip (EOI via xen_irq_lateeoi)."""
+    irq = bind_evtchn_to_irq_chip(kernel, evtchn, "xen-dyn-lateeoi", bool(irqflags & IRQF_SHARED))
+    return _with_handler(kernel, irq, handler, irqflags, devname, dev_id)
+
+
+def _interdomain(kernel: Any, remote: Any, remote_port: int, chip: str, irqflags: int) -> int:
+    remote_dom = getattr(remote, "otherend_id", remote)
+    port = kernel.hv.evtchn_bind_interdomain(kernel.domid, remote_dom, remote_port)
+    _rec(
+        kernel,
+        "bind_interdomain_evtchn_to_irq_chip",
+        f"EVTCHNOP_bind_interdomain(dom {remote_dom}, port {remote_port}) -> {port}",
+    )
+    if port < 0:
+        return port
+    return bind_evtchn_to_irq_chip(kernel, port, chip, bool(irqflags & IRQF_SHARED))
+
+
+def bind_interdomain_evtchn_to_irqhandler(
+    kernel: Any, remote_dom: Any, remote_port: int, handler: Any, irqflags: int, devname: str, dev_id: Any
+) -> int:
+    """bind_interdomain_evtchn_to_irqhandler: bind_interdomain + a "xen-dyn" IRQ + request_irq."""
+    return _with_handler(
+        kernel,
+        _interdomain(kernel, remote_dom, remote_port, "xen-dyn", irqflags),
+        handler,
+        irqflags,
+        devname,
+        dev_id,
+    )
+
+
+def bind_interdomain_evtchn_to_irqhandler_lateeoi(
+    kernel: Any, remote_dom: Any, remote_port: int, handler: Any, irqflags: int, devname: str, dev_id: Any
+) -> int:
+    """bind_interdomain_evtchn_to_irqhandler_lateeoi: the backends' form (blkback, netback)."""
+    return _with_handler(
+        kernel,
+        _interdomain(kernel, remote_dom, remote_port, "xen-dyn-lateeoi", irqflags),
+        handler,
+        irqflags,
+        devname,
+        dev_id,
+    )
+
+
+def bind_virq_to_irqhandler(
+    kernel: Any, virq: int, cpu: int, handler: Any, irqflags: int, devname: str, dev_id: Any
+) -> int:
+    """bind_virq_to_irqhandler: per-cpu chip if IRQF_PERCPU, else "xen-dyn"; request_irq."""
+    irq = bind_virq_to_irq(kernel, virq, cpu, bool(irqflags & irqcore.IRQF_PERCPU))
+    return _with_handler(kernel, irq, handler, irqflags, devname, dev_id)
+
+
+def bind_ipi_to_irqhandler(
+    kernel: Any, ipi: int, cpu: int, handler: Any, irqflags: int, devname: str, dev_id: Any
+) -> int:
+    """bind_ipi_to_irqhandler: bind_ipi_to_irq + request_irq."""
+    return _with_handler(kernel, bind_ipi_to_irq(kernel, ipi, cpu), handler, irqflags, devname, dev_id)
+
+
+def unbind_from_irqhandler(kernel: Any, irq: int, dev_id: Any) -> None:
+    """unbind_from_irqhandler: free_irq + unbind_from_irq."""
+    irqcore.free_irq(kernel, irq, dev_id)
+    unbind_from_irq(kernel, irq)
+
+
+def xen_irq_lateeoi(kernel: Any, irq: int, eoi_flags: int = 0) -> None:
+    """xen_irq_lateeoi: the late EOI -- clear the EOI_PENDING mask reason and unmask the port."""
+    info = _st(kernel).info.get(irq)
+    if info is None or not info.evtchn:
+        return
+    info.eoi_pending = False
+    _rec(kernel, "xen_irq_lateeoi", f"IRQ {irq}: late EOI, port {info.evtchn} unmasked")
+    unmask_evtchn(kernel, info.evtchn)
+
+
+# -- the upcall ---------------------------------------------------------------------------
+def xen_evtchn_do_upcall(kernel: Any, cpu: int = 0) -> int:
+    """xen_evtchn_do_upcall: timer VIRQ first, then the 2-level scan; repeat while upcall_pending."""
+    st = _st(kernel)
+    sb = st.shared
+    vcpu = sb.vcpu(cpu)
+    if st.in_upcall:
+        return 0
+    st.in_upcall, old_cpu, st.this_cpu = True, st.this_cpu, cpu
+    old_umask = int(vcpu.evtchn_upcall_mask)
+    vcpu.evtchn_upcall_mask = 1
+    handled = 0
+
+    def mine(p: int) -> bool:
+        return st.evtchn_cpu.get(p, 0) == cpu
+
+    def handle(p: int) -> None:
+        irq = get_evtchn_to_irq(kernel, p)
+        _rec(kernel, "handle_irq_for_port", f"port {p} pending -> generic_handle_irq({irq})", source=SRC)
+        if irq != -1:
+            irqcore.do_IRQ(kernel, irq, cpu)
+        else:
+            sb.set_mask(p)
+            sb.clear_pending(p)
+
+    try:
+        while True:
+            vcpu.evtchn_upcall_pending = 0
+            _rec(
+                kernel,
+                "xen_evtchn_do_upcall",
+                f"vcpu {cpu}: upcall_pending cleared, pending_sel {int(vcpu.evtchn_pending_sel):#x}",
+                source=SRC,
+            )
+            timer = st.virq_to_irq[cpu][0]
+            if timer != -1:
+                tp = st.info[timer].evtchn
+                if sb.test_pending(tp) and not sb.test_mask(tp):
+                    handle(tp)
+                    handled += 1
+            handled += irqcore.evtchn_2l_scan(kernel, cpu, st.scan_state[cpu], mine, handle)
+            if not vcpu.evtchn_upcall_pending:
+                break
+    finally:
+        vcpu.evtchn_upcall_mask = old_umask
+        st.in_upcall, st.this_cpu = False, old_cpu
+    return handled
