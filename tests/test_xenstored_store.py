@@ -314,3 +314,14 @@ def test_generation_counts_come_from_one_global_counter(dom0: Client) -> None:
     dom0.write("/a", "2", tx=tx)
     dom0.end(tx)  # the committed copy is stamped with a fresh number
     assert store.generation_of("/a") == 8
+
+
+def test_oxenstored_personality_lists_children_sorted_with_its_special_nodes() -> None:
+    dom0 = Client(Daemon(name="oxenstored"))
+    dom0.write("/tool/xenstored", "")
+    dom0.write("/local/domain/0/name", "Domain-0")
+    # oxenstored keeps the special watch paths as nodes below / and children in a sorted map
+    assert dom0.ls("/") == ["@introduceDomain", "@releaseDomain", "local", "tool"]
+    dom0.set_perms("@releaseDomain", "n0", "r5")
+    assert dom0.get_perms("/@releaseDomain") == ["n0", "r5"]
+    assert dom0.daemon.quotas == Quotas.oxenstored()

@@ -137,13 +137,17 @@ class Daemon:
                  name: str = "xenstored", on_introduce: Callable[[int, int, int], int] | None = None
                  ) -> None:
         self.trace = trace if trace is not None else Trace()
-        self.quotas = quotas or Quotas()
+        #: which real daemon's visible behaviour to follow: "cxenstored" (default) or "oxenstored"
+        self.personality = "oxenstored" if name == "oxenstored" else "cxenstored"
+        if quotas is None:
+            quotas = Quotas.oxenstored() if self.personality == "oxenstored" else Quotas()
+        self.quotas = quotas
         self.features = features
         self.name = name
         self.on_introduce = on_introduce
         #: called with the domid when a domain's connection goes (RELEASE or its death)
         self.on_release: Callable[[int], None] | None = None
-        self.store: Store = initial_store()
+        self.store: Store = initial_store(self.personality)
         self.connections: list[Connection] = []
         self.domains: dict[int, Domain] = {0: Domain(0, introduced=True)}
         self.special_perms: dict[str, Perms] = {p: ((XS_PERM_NONE, 0),) for p in SPECIAL_PATHS}
@@ -152,7 +156,7 @@ class Daemon:
         self._numbers = 0
         self._rows: list[tuple[str, str, object, object]] = []
         self._touched: list[Connection] = []
-        self.record("setup_structure", "initial tree: / /tool /tool/xenstored")
+        self.record("setup_structure", "initial tree: " + " ".join(self.store.nodes))
 
     # -- connections -------------------------------------------------------------------
     def new_connection(self, domid: int = 0, label: str = "socket") -> Connection:

@@ -127,7 +127,8 @@ def create_node(daemon: Daemon, conn: Connection, v: View, name: str, value: byt
             if tx is not None:
                 tx.fail = True
             raise XenstoreError(ENOSPC, f"{n}: node record of {node.record_size()} bytes")
-    top = Node(parent.value, parent.perms, parent.children + (basename(names[-1]),), parent.generation)
+    top = Node(parent.value, parent.perms, daemon.store.add_child(parent.children, basename(names[-1])),
+               parent.generation)
     if not conn.privileged and top.record_size() >= daemon.quotas.node_size:
         if tx is not None:
             tx.fail = True
@@ -308,6 +309,9 @@ def set_perms_special(daemon: Daemon, conn: Connection, name: str, perms: tuple)
     daemon.row("xenstored/perms", name, ",".join(perms_to_strings(daemon.special_perms[name])),
                ",".join(perms_to_strings(perms)))
     daemon.special_perms[name] = perms
+    node = daemon.store.read_node("/" + name)
+    if daemon.personality == "oxenstored" and node is not None:  # its special nodes hold them
+        daemon.store.write_node("/" + name, Node(node.value, perms, node.children))
 
 
 def do_transaction_start(daemon: Daemon, conn: Connection, req: Message, tx: Transaction | None) -> None:

@@ -80,6 +80,13 @@ class Store:
     generation: int = 0
     entries: Counter[int] = field(default_factory=Counter)
     pending: list[tuple[str, str, object, object]] = field(default_factory=list)
+    #: oxenstored keeps children in a sorted map; C xenstored in creation order
+    sorted_children: bool = False
+
+    def add_child(self, children: tuple[str, ...], name: str) -> tuple[str, ...]:
+        """add_child(): *children* with *name* appended (or inserted in order for oxenstored)."""
+        kids = children + (name,)
+        return tuple(sorted(kids)) if self.sorted_children else kids
 
     # -- the interface shared with Transaction ------------------------------------------
     def read_node(self, path: str) -> Node | None:
@@ -205,8 +212,19 @@ class Store:
         return sorted(problems)
 
 
-def initial_store() -> Store:
-    """setup_structure(): the tree a fresh C xenstored starts with: ``/``, ``/tool``, ``/tool/xenstored``."""
+def initial_store(personality: str = "cxenstored") -> Store:
+    """setup_structure(): the tree a fresh daemon starts with.
+
+    C xenstored 4.17: ``/``, ``/tool``, ``/tool/xenstored`` (its special watch paths are not
+    nodes). oxenstored: ``/`` with the special nodes ``/@introduceDomain`` and
+    ``/@releaseDomain`` (whose permissions say who may watch them), children sorted.
+    """
+    if personality == "oxenstored":
+        store = Store(sorted_children=True)
+        store.write_node("/@introduceDomain", Node())
+        store.write_node("/@releaseDomain", Node())
+        store.write_node("/", Node(children=("@introduceDomain", "@releaseDomain")))
+        return store
     store = Store()
     store.write_node("/", Node(children=("tool",)))
     store.write_node("/tool", Node(children=("xenstored",)))
