@@ -344,7 +344,11 @@ class Daemon:
         except Exception as e:  # a daemon bug must cost one request, never the tree or other clients
             self.bugs.append(f"{fname}: {type(e).__name__}: {e}")
             self.send_error(conn, msg, EIO)
-        self.record(fname, f"{conn.name}: {describe(msg)} -> {outcome(conn, msg, before)}", source)
+        if self.trace.enabled:
+            self.record(fname, f"{conn.name}: {describe(msg)} -> {outcome(conn, msg, before)}", source)
+        else:
+            self.store.pending.clear()
+            self._rows.clear()
 
 
 def describe(msg: Message) -> str:

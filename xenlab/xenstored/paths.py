@@ -23,9 +23,12 @@ RELEASE_DOMAIN = "@releaseDomain"
 SPECIAL_PATHS = (INTRODUCE_DOMAIN, RELEASE_DOMAIN)
 
 
+_VALID = re.compile(r"[A-Za-z0-9\-/_@]*")
+
+
 def valid_chars(node: str) -> bool:
     """valid_chars(): every character is a letter, digit or one of ``-/_@`` (xenstored_core.c)."""
-    return all(c in VALID_CHARS for c in node)
+    return _VALID.fullmatch(node) is not None
 
 
 def is_valid_nodename(node: str, path_max: int = XENSTORE_REL_PATH_MAX) -> bool:
