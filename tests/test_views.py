@@ -111,7 +111,7 @@ def test_irq_view_says_when_each_irq_was_allocated_and_flags_this_steps_rows():
     lines = {line[2:5]: line for line in text.splitlines() if line[2:5].startswith("25")}
     assert lines["256"].split()[-1] == "1" and lines["257"].split()[-1] == "2"
     assert lines["257"].startswith("*") and not lines["256"].startswith("*")
-    assert "domain 0 ports:" in text
+    assert "Xen: domain 0 ports:" in text and "dom0 kernel: ports:" in text
 
 
 def test_modern_numbering_has_no_ranges():

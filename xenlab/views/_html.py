@@ -24,6 +24,13 @@ def esc(value: object) -> str:
     return html.escape(str(value))
 
 
+def _cell(value: object) -> str:
+    """A table cell: escaped, leading spaces kept (tree indentation)."""
+    text = str(value)
+    stripped = text.lstrip(" ")
+    return "&nbsp;" * (len(text) - len(stripped)) + esc(stripped)
+
+
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]], marks: Iterable[str] = ()) -> str:
     """An HTML table; *marks* gives a CSS class per row ('' for none)."""
     marks = list(marks)
@@ -31,7 +38,7 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]], marks: Itera
     for i, row in enumerate(rows):
         cls = marks[i] if i < len(marks) and marks[i] else ""
         attr = f' class="{cls}"' if cls else ""
-        out.append(f"<tr{attr}>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>")
+        out.append(f"<tr{attr}>" + "".join(f"<td>{_cell(c)}</td>" for c in row) + "</tr>")
     out.append("</table>")
     return "".join(out)
 

@@ -24,7 +24,22 @@ def _num(key: str) -> int | None:
         return None
 
 
-def _fmt(value: Any) -> str:
+FREE = (None, -1, 0, "", ())
+
+
+def _live(value: Any) -> bool:
+    """True if a row value means "in use" (the kernel's arrays use -1/0 for free slots)."""
+    return not any(value is f or (type(value) is type(f) and value == f) for f in FREE)
+
+
+def _fmt(value: Any, table: str = "") -> str:
+    if table.endswith("/irq_info") and isinstance(value, int):
+        from xenlab.linux import evtchn  # 2.6.18 packs type<<24 | index<<16 | port
+
+        t = evtchn.type_from_irq_info(value)
+        name = evtchn.IRQT_NAMES_L18[t] if t < len(evtchn.IRQT_NAMES_L18) else str(t)
+        return (f"{name} idx {evtchn.index_from_irq_info(value)} port {evtchn.evtchn_from_irq_info(value)}"
+                if value else "IRQT_UNBOUND")
     if isinstance(value, (tuple, list)):
         return " ".join(_fmt(v) for v in value)
     return str(value)
@@ -54,19 +69,40 @@ class IrqView(TablePanel):
         return ""
 
     def allocated_at(self, ctx: Context, tables: list[str]) -> dict[int, int]:
-        """IRQ -> the last step (<= now) where one of its rows (or a port mapping to it) appeared."""
+        """IRQ -> the last step (<= now) where it went from free to in use (a row or a port mapping)."""
         e2i = f"{self.kernel}/evtchn_to_irq"
         wanted = set(tables)
         at: dict[int, int] = {}
+        live: dict[int, int] = {}  # irq -> rows currently live
+        rows: dict[tuple[str, str], bool] = {}
         for step in ctx.trace.steps[: ctx.index + 1]:
             for c in step.changes:
-                if c.before is not None or c.after is None:
-                    continue
                 if c.table in wanted and (n := _num(c.key)) is not None:
-                    at[n] = step.index
-                elif c.table == e2i and isinstance(c.after, int) and c.after >= 0:
-                    at.setdefault(c.after, step.index)
+                    irq, key = n, (c.table, c.key)
+                elif c.table == e2i:
+                    irq = c.after if _live(c.after) and isinstance(c.after, int) else c.before
+                    if not isinstance(irq, int) or irq < 0:
+                        continue
+                    key = (c.table, c.key)
+                else:
+                    continue
+                was, now = rows.get(key, False), _live(c.after)
+                rows[key] = now
+                if now and not was:
+                    if live.get(irq, 0) == 0:
+                        at[irq] = step.index
+                    live[irq] = live.get(irq, 0) + 1
+                elif was and not now:
+                    live[irq] = live.get(irq, 0) - 1
         return at
+
+    def live_irqs(self, ctx: Context) -> set[int]:
+        """IRQs in use at this step: a port maps to them or one of their rows is not the free value."""
+        used = {n for t in self.irq_tables(ctx) for k, v in ctx.table(t).items()
+                if (n := _num(k)) is not None and _live(v)}
+        e2i = ctx.table(f"{self.kernel}/evtchn_to_irq")
+        used |= {v for v in e2i.values() if isinstance(v, int) and v >= 0}
+        return used
 
     def irq_rows(self, ctx: Context) -> tuple[list[str], list[list[str]], list[str]]:
         """(headers, rows, marks) of every IRQ in use."""
@@ -76,7 +112,7 @@ class IrqView(TablePanel):
         for port, irq in e2i.items():
             if isinstance(irq, int) and irq >= 0:
                 ports.setdefault(irq, []).append(port)
-        irqs = sorted({n for t in tables for k in ctx.table(t) if (n := _num(k)) is not None} | set(ports))
+        irqs = sorted(self.live_irqs(ctx))
         at = self.allocated_at(ctx, tables)
         short = [t.split("/", 1)[1] for t in tables]
         headers = ["irq"] + (["range"] if self.ranges else []) + ["port"] + short + ["since step"]
@@ -84,7 +120,7 @@ class IrqView(TablePanel):
         for irq in irqs:
             row = [str(irq)] + ([self.range_of(irq)] if self.ranges else [])
             row.append(",".join(sorted(ports.get(irq, []), key=lambda p: _num(p) or 0)) or "-")
-            row += [_fmt(ctx.table(t).get(str(irq), "-")) for t in tables]
+            row += [_fmt(ctx.table(t).get(str(irq), "-"), t) for t in tables]
             row.append(str(at.get(irq, "-")))
             rows.append(row)
             hit = any(ctx.is_changed(t, str(irq)) for t in tables) or any(
@@ -94,10 +130,7 @@ class IrqView(TablePanel):
 
     def range_lines(self, ctx: Context) -> list[str]:
         """One line per named range: used of total, 'EXHAUSTED' when full."""
-        tables = self.irq_tables(ctx)
-        used = {n for t in tables for k in ctx.table(t) if (n := _num(k)) is not None}
-        e2i = ctx.table(f"{self.kernel}/evtchn_to_irq").values()
-        used |= {v for v in e2i if isinstance(v, int) and v >= 0}
+        used = self.live_irqs(ctx)
         out = []
         for name, (base, count) in self.ranges.items():
             n = sum(1 for i in used if base <= i < base + count)
@@ -107,15 +140,21 @@ class IrqView(TablePanel):
             out.append("IRQ numbers are allocated dynamically (no fixed PIRQ/DYNIRQ ranges)")
         return out
 
-    def port_tables(self, ctx: Context) -> dict[int, list[str]]:
-        """domid -> its ``xen/d<N>/*`` tables keyed by port."""
+    def port_tables(self, ctx: Context) -> dict[str, list[str]]:
+        """Label -> port-keyed tables: the kernel's ``evtchn_*`` arrays, then each domain's ``xen/d<N>/*``."""
         doms: dict[int, list[str]] = {}
         for t in ctx.tables("xen/d"):
             m = re.match(r"xen/d(\d+)/", t)
             if m and (self.domains is None or int(m.group(1)) in self.domains):
                 if any(_num(k) is not None for k in ctx.table(t)):
                     doms.setdefault(int(m.group(1)), []).append(t)
-        return dict(sorted(doms.items()))
+        out = {}
+        mine = [t for t in ctx.tables(f"{self.kernel}/evtchn_")
+                if any(_num(k) is not None for k in ctx.table(t))]
+        if mine:
+            out[f"{self.kernel} kernel: ports"] = mine
+        out.update({f"Xen: domain {d} ports": ts for d, ts in sorted(doms.items())})
+        return out
 
     def port_rows(self, ctx: Context, tables: list[str]) -> tuple[list[str], list[list[str]], list[str]]:
         """(headers, rows, marks) of one domain's ports."""
@@ -134,9 +173,9 @@ class IrqView(TablePanel):
         headers, rows, marks = self.irq_rows(ctx)
         out.append(text_table(headers, rows, marks) if rows else "no IRQ bound yet")
         if self.ports:
-            for domid, tables in self.port_tables(ctx).items():
+            for label, tables in self.port_tables(ctx).items():
                 h, r, m = self.port_rows(ctx, tables)
-                out.append(f"domain {domid} ports:" if r else f"domain {domid}: no ports")
+                out.append(f"{label}:" if r else f"{label}: none")
                 if r:
                     out.append(text_table(h, r, m))
         return "\n".join(out)
@@ -150,8 +189,8 @@ class IrqView(TablePanel):
         out.append(table(headers, rows, marks) if rows else "<i>no IRQ bound yet</i>")
         if self.ports:
             cols = []
-            for domid, tables in self.port_tables(ctx).items():
+            for label, tables in self.port_tables(ctx).items():
                 h, r, m = self.port_rows(ctx, tables)
-                cols.append(f"<div><b>domain {domid} ports</b>{table(h, r, m) if r else ' none'}</div>")
+                cols.append(f"<div><b>{esc(label)}</b>{table(h, r, m) if r else ' none'}</div>")
             out.append(f"<div class='xl-cols'>{''.join(cols)}</div>")
         return "".join(out)
