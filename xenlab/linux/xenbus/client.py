@@ -28,34 +28,38 @@ XBT_NIL = 0
 
 
 # -- the xs layer (xenbus_xs.c) --------------------------------------------------------
-def _xs() -> Any:
+def _xs(kernel: Any) -> Any:
+    """The xs layer: ``kernel.xs_ops`` if set (a test talking to a daemon directly), else xs.py."""
+    ops = getattr(kernel, "xs_ops", None)
+    if ops is not None:
+        return ops
     from xenlab.linux.xenbus import xs  # imported late: xs.py is written alongside
     return xs
 
 
 def xenbus_read(kernel: Any, xbt: int, dir: str, node: str) -> str | int:
     """xenbus_read: the node's value, or -errno (xenbus_xs.c)."""
-    return _xs().xenbus_read(kernel, xbt, dir, node)
+    return _xs(kernel).xenbus_read(kernel, xbt, dir, node)
 
 
 def xenbus_write(kernel: Any, xbt: int, dir: str, node: str, value: str) -> int:
     """xenbus_write: write a node; 0 or -errno (xenbus_xs.c)."""
-    return _xs().xenbus_write(kernel, xbt, dir, node, value)
+    return _xs(kernel).xenbus_write(kernel, xbt, dir, node, value)
 
 
 def xenbus_exists(kernel: Any, xbt: int, dir: str, node: str) -> bool:
     """xenbus_exists: True if the node can be listed (xenbus_xs.c)."""
-    return bool(_xs().xenbus_exists(kernel, xbt, dir, node))
+    return bool(_xs(kernel).xenbus_exists(kernel, xbt, dir, node))
 
 
 def xenbus_directory(kernel: Any, xbt: int, dir: str, node: str) -> list[str] | int:
     """xenbus_directory: the node's children, or -errno (xenbus_xs.c)."""
-    return _xs().xenbus_directory(kernel, xbt, dir, node)
+    return _xs(kernel).xenbus_directory(kernel, xbt, dir, node)
 
 
 def xenbus_transaction_start(kernel: Any) -> tuple[int, int]:
     """xenbus_transaction_start: (0, xbt) or (-errno, 0) (xenbus_xs.c)."""
-    ret = _xs().xenbus_transaction_start(kernel)
+    ret = _xs(kernel).xenbus_transaction_start(kernel)
     if isinstance(ret, tuple):
         return ret
     return (ret, 0) if ret < 0 else (0, ret)
@@ -63,22 +67,22 @@ def xenbus_transaction_start(kernel: Any) -> tuple[int, int]:
 
 def xenbus_transaction_end(kernel: Any, xbt: int, abort: bool) -> int:
     """xenbus_transaction_end: commit (or abort) the transaction; 0 or -errno, -EAGAIN to retry."""
-    return _xs().xenbus_transaction_end(kernel, xbt, abort)
+    return _xs(kernel).xenbus_transaction_end(kernel, xbt, abort)
 
 
 def register_xenbus_watch(kernel: Any, watch: Any) -> int:
     """register_xenbus_watch: watch watch.node; its callback runs on the xenwatch thread (xenbus_xs.c)."""
-    return _xs().register_xenbus_watch(kernel, watch)
+    return _xs(kernel).register_xenbus_watch(kernel, watch)
 
 
 def unregister_xenbus_watch(kernel: Any, watch: Any) -> None:
     """unregister_xenbus_watch: stop watching and drop queued events (xenbus_xs.c)."""
-    _xs().unregister_xenbus_watch(kernel, watch)
+    _xs(kernel).unregister_xenbus_watch(kernel, watch)
 
 
 def xenbus_watch(node: str, callback: Callable[..., Any]) -> Any:
-    """A struct xenbus_watch for *node*: xs.py's type when it has one."""
-    cls = getattr(_xs(), "xenbus_watch", None) or XenbusWatch
+    """A struct xenbus_watch for *node* whose callback(watch, path, token) runs on xenwatch."""
+    cls = XenbusWatch
     return cls(node=node, callback=callback)
 
 

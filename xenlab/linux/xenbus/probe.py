@@ -95,9 +95,9 @@ def xenbus_probe_state(kernel: Any) -> XenbusProbeState:
     return st
 
 
-def _xs() -> Any:
-    from xenlab.linux.xenbus import xs  # written alongside (engineer "comms")
-    return xs
+def _xs(kernel: Any) -> Any:
+    from xenlab.linux.xenbus.client import _xs as xs_layer
+    return xs_layer(kernel)
 
 
 def xb_waitq(kernel: Any) -> WaitQueue:
@@ -148,7 +148,7 @@ def xenbus_probe(kernel: Any) -> None:
     kernel.record("xenbus_probe", "xenstored_ready = 1; run the xenstore notifier chain", SRC,
                   changes=[(f"{kernel.name}/xenbus", "xenstored_ready", old, 1)])
     if xb.xen_store_domain_type == XS_HVM:
-        _xs().xs_init(kernel)
+        _xs(kernel).xs_init(kernel)
     _call_chain(kernel)
 
 
@@ -253,7 +253,7 @@ def xenbus_probe_init(kernel: Any) -> int:
         _set_store(kernel, kernel.hv.memory.page(d.start_info.store_mfn), d.start_info.store_evtchn)
     xenbus_dev_init(kernel)
     xb.probe_work = lambda: _schedule_probe_work(kernel)
-    err = -ENOMEM if kernel.fault("xs_init") else _xs().xs_init(kernel)
+    err = -ENOMEM if kernel.fault("xs_init") else _xs(kernel).xs_init(kernel)
     if err:
         kernel.printk(KERN_WARNING, f"XENBUS: Error initializing xenstore comms: {err}")
         if xb.xen_store_page is not None and d.start_info.flags & SIF_INITDOMAIN:
@@ -308,7 +308,7 @@ def xenbus_init(kernel: Any) -> int:
         else:
             _set_store(kernel, kernel.hv.memory.page(d.pfn_to_mfn(pfn)), evtchn)
     if not err and kind != XS_HVM:
-        err = -ENOMEM if kernel.fault("xs_init") else _xs().xs_init(kernel)
+        err = -ENOMEM if kernel.fault("xs_init") else _xs(kernel).xs_init(kernel)
         if err:
             kernel.printk(KERN_WARNING, f"xenbus: Error initializing xenstore comms: {err}")
     if err:

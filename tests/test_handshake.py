@@ -1,0 +1,252 @@
+"""The split-driver handshake: a dom0 backend and a domU frontend meet through xenstore.
+
+The frontend and backend kernels talk to the lab xenstored directly (tests/xenbus_harness.py);
+event channels and grants go through a stand-in hypervisor, so what is checked here is the
+xenbus side: the probe, the otherend watches, the keys each driver writes and the states.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from xenbus_harness import DirectXs, FakeHV, FakeIrqLayer
+
+from xenlab.abi.xenbus import XenbusStateClosed, XenbusStateConnected
+from xenlab.base.sched import Scheduler
+from xenlab.base.trace import Trace
+from xenlab.linux.drivers.blkback import BlockDevice, add_block_device, blkback_init, block_hotplug_writes
+from xenlab.linux.drivers.blkfront import blkfront_init
+from xenlab.linux.drivers.console import console_init
+from xenlab.linux.drivers.netback import netback_init, vif_hotplug_writes
+from xenlab.linux.drivers.netfront import netfront_init
+from xenlab.linux.kernel import Kernel
+from xenlab.linux.sysfs import sysfs
+from xenlab.linux.xenbus.probe import (
+    xb_waitq,
+    xenbus_init,
+    xenbus_probe_backend_init,
+    xenbus_probe_frontend_init,
+    xenbus_probe_init,
+    xenbus_probe_initcall,
+)
+from xenlab.linux.xenbus.probe_frontend import boot_wait_for_devices
+
+FE = "/local/domain/1/device"
+BE = "/local/domain/0/backend"
+
+
+@dataclass
+class Pair:
+    """dom0 with backends and a domU with frontends, one store, one scheduler."""
+
+    hv: FakeHV
+    xs: DirectXs
+    dom0: Kernel
+    domU: Kernel
+    sched: Scheduler
+
+    def settle(self) -> None:
+        self.sched.run(timers=True)
+
+    def read(self, path: str) -> str | None:
+        return self.xs.tool_read(path)
+
+
+def boot_kernel(k: Kernel) -> None:
+    """The initcalls in the order each flavour runs them."""
+    if k.flavour == "2.6.18":
+        assert xenbus_probe_init(k) == 0
+        return
+    assert xenbus_init(k) == 0
+    assert xenbus_probe_backend_init(k) == 0
+    assert xenbus_probe_frontend_init(k) == 0
+    console_init(k)
+    assert xenbus_probe_initcall(k) == 0
+
+
+def libxl_add_devices(xs: DirectXs) -> None:
+    """What `xl create` writes for disk xvda (51712) and vif 0 (libxl_device.c), with its permissions."""
+    def node(path: str, value: str = "") -> None:
+        xs.tool_write(path, value)
+
+    for path in ("/local/domain/1", f"{FE}", f"{FE}/vbd", f"{FE}/vif"):
+        node(path)
+        xs.tool_set_perms(path, "n0", "r1")
+    vbd_be, vbd_fe = f"{BE}/vbd/1/51712", f"{FE}/vbd/51712"
+    vif_be, vif_fe = f"{BE}/vif/1/0", f"{FE}/vif/0"
+    for be, fe in ((vbd_be, vbd_fe), (vif_be, vif_fe)):
+        node(be)
+        xs.tool_set_perms(be, "n0", "r1")
+        node(fe)
+        xs.tool_set_perms(fe, "n1", "r0")
+    for k, v in {"frontend": vbd_fe, "frontend-id": "1", "online": "1", "params": "/xenlab/disk.img",
+                 "type": "phy", "mode": "w", "device-type": "disk", "discard-enable": "1",
+                 "script": "/etc/xen/scripts/block", "state": "1"}.items():
+        node(f"{vbd_be}/{k}", v)
+    for k, v in {"backend": vbd_be, "backend-id": "0", "virtual-device": "51712", "device-type": "disk",
+                 "trusted": "1", "state": "1"}.items():
+        node(f"{vbd_fe}/{k}", v)
+    for k, v in {"frontend": vif_fe, "frontend-id": "1", "online": "1", "mac": "00:16:3e:00:00:01",
+                 "bridge": "xenbr0", "handle": "0", "type": "vif", "script": "/etc/xen/scripts/vif-bridge",
+                 "state": "1"}.items():
+        node(f"{vif_be}/{k}", v)
+    for k, v in {"backend": vif_be, "backend-id": "0", "handle": "0", "mac": "00:16:3e:00:00:01",
+                 "mtu": "1500", "trusted": "1", "state": "1"}.items():
+        node(f"{vif_fe}/{k}", v)
+
+
+def make_pair(flavour: str = "modern") -> Pair:
+    """Boot dom0 (xenstored up, backends loaded) and a domU (frontends not yet loaded), add vbd + vif."""
+    hv, sched, trace = FakeHV(), Scheduler(), Trace()
+    hv.domain_create(0, initdomain=True)
+    d1 = hv.domain_create(1)
+    store = hv.memory.alloc_page(1)
+    d1.start_info.store_mfn, d1.start_info.store_evtchn = store.mfn, hv.evtchn_alloc_unbound(1, 1, 0)
+    xs = DirectXs()
+    dom0 = Kernel(hv, 0, flavour=flavour, sched=sched, trace=trace, name="dom0")  # type: ignore[arg-type]
+    domU = Kernel(hv, 1, flavour=flavour, sched=sched, trace=trace, name="domU1")  # type: ignore[arg-type]
+    for k in (dom0, domU):
+        xs.attach(k)
+        k.irq_ops = FakeIrqLayer()
+    boot_kernel(dom0)
+    sched.run()  # dom0's boot threads start and go to sleep
+    if flavour == "2.6.18":
+        dom0.xb.xenstored_ready = 1  # the first store interrupt: wake_waiting sets it and
+        dom0.xb.probe_work()  # schedules probe_work
+    else:
+        sched.wake_up(xb_waitq(dom0))  # xenstored's first notify wakes the "xenbus_probe" thread
+    sched.run()
+    add_block_device(dom0, 7, 0, BlockDevice("loop0", sectors=32768, discard_granularity=4096))
+    assert blkback_init(dom0) == 0 and netback_init(dom0) == 0
+    pair = Pair(hv, xs, dom0, domU, sched)
+    libxl_add_devices(xs)
+    pair.settle()
+    for k, v in block_hotplug_writes(7, 0, "/dev/loop0"):  # libxl runs the scripts once InitWait
+        xs.tool_write(f"{BE}/vbd/1/51712/{k}", v)
+    for k, v in vif_hotplug_writes():
+        xs.tool_write(f"{BE}/vif/1/0/{k}", v)
+    pair.settle()
+    boot_kernel(domU)
+    pair.settle()
+    return pair
+
+
+def load_frontends(pair: Pair) -> None:
+    """insmod xen-blkfront.ko; insmod xen-netfront.ko (each waits for its devices to connect)."""
+    if pair.domU.flavour != "2.6.18":
+        boot_wait_for_devices(pair.domU)
+    assert blkfront_init(pair.domU) == 0
+    assert netfront_init(pair.domU) == 0
+    pair.settle()
+
+
+@pytest.fixture(scope="module")
+def connected() -> Pair:
+    pair = make_pair("modern")
+    load_frontends(pair)
+    return pair
+
+
+def test_backends_wait_in_initwait_until_a_frontend_driver_comes(connected: Pair) -> None:
+    pair = make_pair("modern")
+    assert pair.read(f"{BE}/vbd/1/51712/state") == "2"
+    assert pair.read(f"{BE}/vif/1/0/state") == "2"
+    assert pair.read(f"{FE}/vbd/51712/state") == "1"  # no frontend driver yet
+    names = sysfs(pair.domU).listdir("/sys/bus/xen/devices")
+    assert names == ["vbd-51712", "vif-0"]
+    assert sysfs(pair.domU).read("/sys/bus/xen/devices/vbd-51712/state") == "Initialising\n"
+
+
+def test_vbd_and_vif_reach_connected_on_both_ends(connected: Pair) -> None:
+    for path in (f"{FE}/vbd/51712", f"{BE}/vbd/1/51712", f"{FE}/vif/0", f"{BE}/vif/1/0"):
+        assert connected.read(f"{path}/state") == str(int(XenbusStateConnected)), path
+    s = sysfs(connected.domU)
+    assert s.read("/sys/bus/xen/devices/vbd-51712/state") == "Connected\n"
+    assert s.readlink("/sys/bus/xen/devices/vif-0/driver") == "../../bus/xen/drivers/vif"
+    assert s.listdir("/sys/bus/xen/drivers") == ["vbd", "vfb", "vif", "vkbd", "xenconsole"]
+    b = sysfs(connected.dom0)
+    assert b.listdir("/sys/bus/xen-backend/devices") == ["vbd-1-51712", "vif-1-0"]
+    assert b.read("/sys/bus/xen-backend/devices/vbd-1-51712/nodename") == "backend/vbd/1/51712\n"
+
+
+def test_the_keys_each_side_writes_are_the_real_drivers_keys(connected: Pair) -> None:
+    r = connected.read
+    be = {k: r(f"{BE}/vbd/1/51712/{k}") for k in (
+        "feature-max-indirect-segments", "multi-queue-max-queues", "max-ring-page-order",
+        "feature-flush-cache",
+        "discard-granularity", "discard-alignment", "discard-secure", "feature-discard", "feature-barrier",
+        "feature-persistent", "sectors", "info", "sector-size", "physical-sector-size")}
+    assert be == {"feature-max-indirect-segments": "256", "multi-queue-max-queues": "1",
+                  "max-ring-page-order": "4", "feature-flush-cache": "1", "discard-granularity": "4096",
+                  "discard-alignment": "0", "discard-secure": "0", "feature-discard": "1",
+                  "feature-barrier": "1", "feature-persistent": "1", "sectors": "32768", "info": "0",
+                  "sector-size": "512", "physical-sector-size": "512"}
+    assert r(f"{FE}/vbd/51712/protocol") == "x86_64-abi"
+    assert r(f"{FE}/vbd/51712/feature-persistent") == "1"
+    assert r(f"{FE}/vbd/51712/ring-ref") == "8"  # the first free grant reference
+    # netfront reserved 256 + 256 refs for its queue, after the disk's ring (8) and its first read (9)
+    assert (r(f"{FE}/vif/0/tx-ring-ref"), r(f"{FE}/vif/0/rx-ring-ref")) == ("522", "523")
+    for k in ("feature-sg", "feature-gso-tcpv4", "feature-gso-tcpv6", "feature-ipv6-csum-offload",
+              "feature-rx-copy", "feature-xdp-headroom", "feature-multicast-control",
+              "feature-dynamic-multicast-control", "feature-split-event-channels", "multi-queue-max-queues",
+              "feature-ctrl-ring"):
+        assert r(f"{BE}/vif/1/0/{k}") == "1", k
+    assert r(f"{BE}/vif/1/0/feature-rx-flip") == "0"
+    fe = {k: r(f"{FE}/vif/0/{k}") for k in ("request-rx-copy", "feature-rx-notify", "feature-sg",
+                                            "multi-queue-num-queues", "xdp-headroom")}
+    assert fe == {"request-rx-copy": "1", "feature-rx-notify": "1", "feature-sg": "1",
+                  "multi-queue-num-queues": "1", "xdp-headroom": "0"}
+    assert r(f"{FE}/vif/0/event-channel") is None  # split channels: -tx and -rx instead
+
+
+def test_event_channels_are_bound_pairs_with_the_kernels_irq_names(connected: Pair) -> None:
+    r = connected.read
+    fe_ports = [int(r(f"{FE}/vbd/51712/event-channel") or 0), int(r(f"{FE}/vif/0/event-channel-tx") or 0),
+                int(r(f"{FE}/vif/0/event-channel-rx") or 0)]
+    assert fe_ports == sorted(fe_ports) and len(set(fe_ports)) == 3  # blkif first, then vif tx, rx
+    d1, d0 = connected.hv.domains[1], connected.hv.domains[0]
+    back = [d1.ports[p] for p in fe_ports]
+    assert all(state == "interdomain" and dom == 0 for state, dom, _ in back)
+    names = {d0_port: name for d0_port, name in connected.dom0.irq_ops.irqs.values()}
+    assert [names[b[2]] for b in back] == ["blkif-backend", "vif1.0-q0-tx", "vif1.0-q0-rx"]
+    assert [n for _, n in connected.domU.irq_ops.irqs.values()] == ["blkif", "vif0-q0-tx", "vif0-q0-rx"]
+    assert all(d0.ports[b[2]][2] == p for b, p in zip(back, fe_ports, strict=True))
+
+
+def test_dmesg_shows_what_the_real_kernels_print(connected: Pair) -> None:
+    text = connected.domU.dmesg()
+    assert "Device with no driver: device/vbd/51712" in text
+    assert "vbd vbd-51712: xenbus: state is 2, (InitWait), /local/domain/0/backend/vbd/1/51712/state" in text
+    assert ("blkfront: xvda: flush diskcache: enabled; persistent grants: enabled; indirect descriptors: "
+            "enabled; bounce buffer: enabled") in text
+    assert "xen_netfront: backend supports XDP headroom" in text
+    assert "xen-blkback: backend/vbd/1/51712: using 1 queues, protocol 1 (x86_64-abi) persistent grants" \
+        in connected.dom0.dmesg()
+
+
+def test_teardown_goes_through_closing_to_closed() -> None:
+    pair = make_pair("modern")
+    load_frontends(pair)
+    pair.xs.tool_write(f"{BE}/vbd/1/51712/online", "0")
+    pair.xs.tool_write(f"{BE}/vbd/1/51712/state", "5")  # xl block-detach: the toolstack asks for Closing
+    pair.settle()
+    assert pair.read(f"{FE}/vbd/51712/state") == str(int(XenbusStateClosed))
+    assert pair.read(f"{BE}/vbd/1/51712/state") == str(int(XenbusStateClosed))
+    assert "vbd-51712" in sysfs(pair.domU).listdir("/sys/bus/xen/devices")
+
+
+def test_the_2618_handshake_uses_its_own_keys() -> None:
+    pair = make_pair("2.6.18")
+    load_frontends(pair)
+    r = pair.read
+    for path in (f"{FE}/vbd/51712", f"{BE}/vbd/1/51712", f"{FE}/vif/0", f"{BE}/vif/1/0"):
+        assert r(f"{path}/state") == "4", path
+    assert r(f"{FE}/vbd/51712/feature-persistent") is None
+    assert r(f"{BE}/vbd/1/51712/feature-barrier") == "1"
+    assert r(f"{BE}/vbd/1/51712/feature-flush-cache") is None
+    assert r(f"{FE}/vif/0/event-channel") is not None and r(f"{FE}/vif/0/event-channel-tx") is None
+    assert r(f"{FE}/vif/0/feature-no-csum-offload") == "0"
+    assert "state" not in sysfs(pair.domU).listdir("/sys/devices/xen/vbd-51712")
+
+

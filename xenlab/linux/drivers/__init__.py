@@ -1,0 +1,1 @@
+"""Xen split drivers: blkfront/blkback, netfront/netback, and the console-side frontends."""

@@ -1,0 +1,333 @@
+"""The block backend "vbd" in dom0: advertise features, wait for the disk and the frontend, connect.
+
+Modern (drivers/block/xen-blkback/xenbus.c, Linux 6.1): probe writes
+feature-max-indirect-segments, multi-queue-max-queues, max-ring-page-order, watches
+its own physical-device and goes InitWait. The hotplug script (run by libxl) writes
+physical-device "major:minor" (hex): the watch opens that block device. When the
+frontend is Initialised, ``connect_ring`` maps its ring and binds its port
+("blkif-backend"); once both are there ``connect`` writes, in one transaction, the
+flush/discard/barrier/persistent features and sectors / info / sector-size /
+physical-sector-size, and switches to Connected. 2.6.18 (drivers/xen/blkback/xenbus.c)
+does the same with feature-barrier, sectors, info, sector-size.
+
+The block devices dom0 can open are ``BlockDevice`` rows in ``kernel.block_devices``
+(the machine adds the loop device the hotplug script sets up).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from xenlab.abi.errno import EINVAL, ENOENT
+from xenlab.abi.xenbus import (
+    XenbusStateClosed,
+    XenbusStateClosing,
+    XenbusStateConnected,
+    XenbusStateInitialised,
+    XenbusStateInitialising,
+    XenbusStateInitWait,
+    XenbusStateUnknown,
+)
+from xenlab.linux.driver_model import device_unregister
+from xenlab.linux.drivers.common import IRQ_HANDLED, backend_bind_irq, nr_cpus, unbind_irq
+from xenlab.linux.kernel import KERN_INFO, KERN_WARNING
+from xenlab.linux.xenbus.bus import xenbus_driver
+from xenlab.linux.xenbus.client import (
+    XBT_NIL,
+    xenbus_dev_fatal,
+    xenbus_dev_is_online,
+    xenbus_gather,
+    xenbus_map_ring_valloc,
+    xenbus_printf,
+    xenbus_read,
+    xenbus_read_unsigned,
+    xenbus_switch_state,
+    xenbus_transaction_end,
+    xenbus_transaction_start,
+    xenbus_watch_pathfmt,
+)
+from xenlab.linux.xenbus.probe_backend import xenbus_register_backend
+
+SRC = "drivers/block/xen-blkback/xenbus.c"
+SRC_2618 = "drivers/xen/blkback/xenbus.c"
+MAX_INDIRECT_SEGMENTS = 256
+XEN_BLKIF_MAX_RING_ORDER = 4  # XENBUS_MAX_RING_GRANT_ORDER, the max_ring_page_order default
+BLKIF_PROTOCOLS = {"x86_64-abi": 1, "x86_32-abi": 2}  # NATIVE is x86_64 on an x86_64 dom0
+VDISK_CDROM, VDISK_REMOVABLE, VDISK_READONLY = 1, 2, 4
+
+
+@dataclass
+class BlockDevice:
+    """A block device dom0 can open (what bdev_* report for it)."""
+
+    name: str
+    sectors: int
+    logical_block_size: int = 512
+    physical_block_size: int = 512
+    flush: bool = True
+    discard_granularity: int = 0  # 0: no discard support
+    discard_alignment: int = 0
+    secure_erase: bool = False
+
+
+def add_block_device(kernel: Any, major: int, minor: int, bdev: BlockDevice) -> None:
+    """Make block device major:minor openable in this kernel (e.g. /dev/loop0 = 7:0)."""
+    devs = getattr(kernel, "block_devices", None)
+    if devs is None:
+        devs = {}
+        kernel.block_devices = devs
+    devs[(major, minor)] = bdev
+    kernel.record("add_disk", f"block device {bdev.name} ({major}:{minor}), {bdev.sectors} sectors",
+                  "block/genhd.c", changes=[(f"{kernel.name}/block", bdev.name, None, bdev.sectors)])
+
+
+@dataclass(eq=False)
+class backend_info:
+    """struct backend_info + xen_blkif: the device, its vbd, ring and IRQ."""
+
+    dev: Any
+    major: int = 0
+    minor: int = 0
+    bdev: BlockDevice | None = None
+    readonly: bool = False
+    cdrom: bool = False
+    ring_ref: int = 0
+    evtchn: int = 0
+    irq: int = 0
+    protocol: int = 1
+    persistent: bool = False
+    backend_watch: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def xen_blkif_be_int(irq: int, dev_id: Any) -> int:
+    """xen_blkif_be_int: the frontend queued requests (none in the lab)."""
+    return IRQ_HANDLED
+
+
+def _src(kernel: Any) -> str:
+    return SRC_2618 if kernel.flavour == "2.6.18" else SRC
+
+
+def xen_blkbk_probe(kernel: Any, dev: Any) -> int:
+    """xen_blkbk_probe / blkback_probe: advertise, watch physical-device, InitWait."""
+    be = backend_info(dev=dev)
+    dev.drvdata = be
+    if kernel.flavour != "2.6.18":
+        key = "feature-max-indirect-segments"
+        if xenbus_printf(kernel, XBT_NIL, dev.nodename, key, MAX_INDIRECT_SEGMENTS):
+            kernel.printk(KERN_WARNING, f"vbd {dev.name}: writing {dev.nodename}/{key}")
+        if xenbus_printf(kernel, XBT_NIL, dev.nodename, "multi-queue-max-queues", nr_cpus(kernel)):
+            kernel.printk(KERN_WARNING, "xen-blkback: Error writing multi-queue-max-queues")
+    watch = xenbus_watch_pathfmt(kernel, dev, lambda w, path, token="": backend_changed(kernel, dev),
+                                 dev.nodename, "physical-device")
+    if isinstance(watch, int):
+        dev.drvdata = None
+        return watch
+    be.backend_watch = watch
+    if kernel.flavour != "2.6.18":
+        xenbus_printf(kernel, XBT_NIL, dev.nodename, "max-ring-page-order", XEN_BLKIF_MAX_RING_ORDER)
+    kernel.record("xen_blkbk_probe", f"{dev.nodename}: backend for domain {dev.otherend_id}", _src(kernel))
+    return xenbus_switch_state(kernel, dev, XenbusStateInitWait)
+
+
+def backend_changed(kernel: Any, dev: Any) -> None:
+    """backend_changed: physical-device was written (by the hotplug script): open that device."""
+    be: backend_info | None = dev.drvdata
+    if be is None:
+        return
+    val = xenbus_read(kernel, XBT_NIL, dev.nodename, "physical-device")
+    if isinstance(val, int):
+        if val != -ENOENT:
+            xenbus_dev_fatal(kernel, dev, val, "reading physical-device")
+        return  # not written yet: the hotplug script has not run
+    try:
+        major, minor = (int(x, 16) for x in val.split(":"))
+    except ValueError:
+        xenbus_dev_fatal(kernel, dev, -EINVAL, "reading physical-device")
+        return
+    if be.bdev is not None:
+        if (be.major, be.minor) != (major, minor):
+            kernel.printk(KERN_WARNING, "xen-blkback: changing physical device (from "
+                          f"{be.major:x}:{be.minor:x} to {major:x}:{minor:x}) not supported.")
+        return
+    mode = xenbus_read(kernel, XBT_NIL, dev.nodename, "mode")
+    if isinstance(mode, int):
+        xenbus_dev_fatal(kernel, dev, mode, "reading mode")
+        return
+    dtype = xenbus_read(kernel, XBT_NIL, dev.otherend, "device-type")
+    be.cdrom = dtype == "cdrom"
+    be.readonly = "w" not in mode
+    bdev = getattr(kernel, "block_devices", {}).get((major, minor))
+    if bdev is None:
+        kernel.printk(KERN_WARNING, f"xen-blkback: xen_vbd_create: device {(major << 20) | minor:08x} "
+                      "could not be opened")
+        xenbus_dev_fatal(kernel, dev, -ENOENT, "creating vbd structure")
+        return
+    be.major, be.minor, be.bdev = major, minor, bdev
+    kernel.record("xen_vbd_create", f"{dev.nodename}: vbd on {bdev.name} ({major}:{minor}), "
+                  f"{'ro' if be.readonly else 'rw'}", _src(kernel))
+    xen_update_blkif_status(kernel, be)
+
+
+def connect_ring(kernel: Any, be: backend_info) -> int:
+    """connect_ring: read the frontend's ring-ref / event-channel / protocol, map and bind them."""
+    dev = be.dev
+    fe = dev.otherend
+    proto = xenbus_read(kernel, XBT_NIL, fe, "protocol")
+    protocol = "x86_64-abi" if isinstance(proto, int) or not proto else proto
+    if protocol not in BLKIF_PROTOCOLS:
+        xenbus_dev_fatal(kernel, dev, -EINVAL, f"unknown fe protocol {protocol}")
+        return -EINVAL
+    be.protocol = BLKIF_PROTOCOLS[protocol]
+    if kernel.flavour != "2.6.18":
+        be.persistent = bool(xenbus_read_unsigned(kernel, fe, "feature-persistent", 0))
+        kernel.printk(KERN_INFO, f"xen-blkback: {dev.nodename}: using 1 queues, protocol {be.protocol} "
+                      f"({protocol}) {'persistent grants' if be.persistent else ''}")
+    vals = xenbus_gather(kernel, XBT_NIL, fe, "ring-ref", "event-channel")
+    if isinstance(vals, int):
+        xenbus_dev_fatal(kernel, dev, vals, f"reading {fe}/ring-ref and event-channel")
+        return vals
+    ring_ref, evtchn = int(vals[0]), int(vals[1])
+    err = xenbus_map_ring_valloc(kernel, dev, [ring_ref])
+    if err:
+        return err
+    irq = backend_bind_irq(kernel, dev, evtchn, "blkif-backend", xen_blkif_be_int, be)
+    if irq < 0:
+        xenbus_dev_fatal(kernel, dev, irq, f"mapping ring-ref {ring_ref} port {evtchn}")
+        return irq
+    be.ring_ref, be.evtchn, be.irq = ring_ref, evtchn, irq
+    kernel.record("xen_blkif_map", f"{dev.nodename}: ring-ref {ring_ref} mapped, remote port {evtchn} bound "
+                  f"(IRQ {irq})", _src(kernel))
+    return 0
+
+
+def xen_update_blkif_status(kernel: Any, be: backend_info) -> None:
+    """xen_update_blkif_status: connect once both the ring and the vbd are there."""
+    if not be.irq or be.bdev is None or be.dev.state == XenbusStateConnected:
+        return
+    connect(kernel, be)
+
+
+def connect(kernel: Any, be: backend_info) -> None:
+    """connect: write the disk's features and geometry in one transaction, then Connected."""
+    dev, bdev = be.dev, be.bdev
+    assert bdev is not None
+    info = (VDISK_CDROM if be.cdrom else 0) | (VDISK_READONLY if be.readonly else 0)
+    while True:
+        err, xbt = xenbus_transaction_start(kernel)
+        if err:
+            xenbus_dev_fatal(kernel, dev, err, "starting transaction")
+            return
+        keys: list[tuple[str, object]] = []
+        if kernel.flavour != "2.6.18":
+            keys.append(("feature-flush-cache", int(bdev.flush)))
+            if xenbus_read_unsigned(kernel, dev.nodename, "discard-enable", 1):
+                if bdev.discard_granularity:
+                    keys += [("discard-granularity", bdev.discard_granularity),
+                             ("discard-alignment", bdev.discard_alignment),
+                             ("discard-secure", int(bdev.secure_erase))]
+                keys.append(("feature-discard", int(bool(bdev.discard_granularity))))
+        keys.append(("feature-barrier", int(bdev.flush)))
+        if kernel.flavour != "2.6.18":
+            keys.append(("feature-persistent", 1))
+        keys += [("sectors", bdev.sectors), ("info", info), ("sector-size", bdev.logical_block_size)]
+        if kernel.flavour != "2.6.18":
+            keys.append(("physical-sector-size", bdev.physical_block_size))
+        for key, value in keys:
+            err = xenbus_printf(kernel, xbt, dev.nodename, key, value)
+            if err:
+                xenbus_dev_fatal(kernel, dev, err, f"writing {dev.nodename}/{key}")
+                xenbus_transaction_end(kernel, xbt, True)
+                return
+        err = xenbus_transaction_end(kernel, xbt, False)
+        if err == -11:  # -EAGAIN: someone else changed what we read: again
+            continue
+        if err:
+            xenbus_dev_fatal(kernel, dev, err, "ending transaction")
+            return
+        break
+    kernel.record("connect", f"{dev.nodename}: {bdev.sectors} sectors advertised", _src(kernel))
+    err = xenbus_switch_state(kernel, dev, XenbusStateConnected)
+    if err:
+        xenbus_dev_fatal(kernel, dev, err, f"{dev.nodename}: switching to Connected state")
+
+
+def xen_blkif_disconnect(kernel: Any, be: backend_info) -> int:
+    """xen_blkif_disconnect: unbind the IRQ and unmap the ring (idempotent)."""
+    if be.irq:
+        unbind_irq(kernel, be.irq, be)
+        kernel.record("xen_blkif_disconnect", f"{be.dev.nodename}: ring unmapped, IRQ {be.irq} freed",
+                      _src(kernel))
+        be.irq = be.evtchn = be.ring_ref = 0
+    return 0
+
+
+def frontend_changed(kernel: Any, dev: Any, frontend_state: int) -> None:
+    """frontend_changed: follow the frontend's state (connect, close, reconnect)."""
+    be: backend_info | None = dev.drvdata
+    if be is None:
+        return
+    if frontend_state == XenbusStateInitialising:
+        if dev.state == XenbusStateClosed:
+            kernel.printk(KERN_INFO, f"xen-blkback: {dev.nodename}: prepare for reconnect")
+            xenbus_switch_state(kernel, dev, XenbusStateInitWait)
+    elif frontend_state in (XenbusStateInitialised, XenbusStateConnected):
+        if dev.state == XenbusStateConnected:
+            return
+        xen_blkif_disconnect(kernel, be)
+        if connect_ring(kernel, be):
+            xen_blkif_disconnect(kernel, be)
+            return
+        xen_update_blkif_status(kernel, be)
+    elif frontend_state == XenbusStateClosing:
+        xenbus_switch_state(kernel, dev, XenbusStateClosing)
+    elif frontend_state in (XenbusStateClosed, XenbusStateUnknown):
+        if frontend_state == XenbusStateClosed:
+            xen_blkif_disconnect(kernel, be)
+            xenbus_switch_state(kernel, dev, XenbusStateClosed)
+            if xenbus_dev_is_online(kernel, dev):
+                return
+        device_unregister(kernel, dev)
+    elif frontend_state not in (XenbusStateInitWait,):
+        xenbus_dev_fatal(kernel, dev, -EINVAL, f"saw state {frontend_state} at frontend")
+
+
+def xen_blkbk_remove(kernel: Any, dev: Any) -> None:
+    """xen_blkbk_remove: drop the physical-device watch, disconnect, forget the vbd."""
+    be: backend_info | None = dev.drvdata
+    if be is None:
+        return
+    if be.backend_watch is not None:
+        from xenlab.linux.xenbus.client import unregister_xenbus_watch
+
+        unregister_xenbus_watch(kernel, be.backend_watch)
+        be.backend_watch = None
+    xen_blkif_disconnect(kernel, be)
+    dev.drvdata = None
+
+
+def blkback_driver() -> xenbus_driver:
+    """The "vbd" backend xenbus_driver."""
+    return xenbus_driver(name="vbd", ids=["vbd"], probe=xen_blkbk_probe, otherend_changed=frontend_changed,
+                         remove=xen_blkbk_remove)
+
+
+def blkback_init(kernel: Any) -> int:
+    """xen_blkif_init (module_init of xen-blkback): register the "vbd" backend driver."""
+    drv = blkback_driver()
+    kernel.blkback_driver = drv
+    return xenbus_register_backend(kernel, drv)
+
+
+def block_hotplug_writes(major: int, minor: int, node: str) -> list[tuple[str, str]]:
+    """What /etc/xen/scripts/block writes under the backend for a file it attached to *node*.
+
+    write_dev: physical-device ("%x:%x"), physical-device-path, the loop "node"; then
+    success: hotplug-status = connected. The toolstack (libxl runs the script once the
+    backend is in InitWait) performs these writes through its xenstore client.
+    """
+    return [("physical-device", f"{major:x}:{minor:x}"), ("physical-device-path", node), ("node", node),
+            ("hotplug-status", "connected")]
+
