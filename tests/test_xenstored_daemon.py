@@ -396,3 +396,19 @@ def test_shutdown_fires_release_domain_once_until_resume(dom0: Client) -> None:
     dom0.call(T.XS_RESUME, "3")
     assert dom0.daemon.fire_domain_shutdown(3)
     assert dom0.take_events() == [("@releaseDomain", "r")]
+
+
+def test_node_quota_inside_a_transaction_is_checked_at_commit() -> None:
+    # 4.17 counts a transaction's new nodes only at TRANSACTION_END, with ">= quota"
+    dom0 = Client(Daemon(quotas=Quotas(nodes=4)))
+    guest = introduce(dom0, 1)
+    dom0.mkdir("/local/domain/1")
+    dom0.set_perms("/local/domain/1", "n1")
+    guest.write("a", "")  # owns 2 nodes now
+    tx = guest.start()
+    guest.write("b", "", tx=tx)
+    guest.write("c", "", tx=tx)  # 4 inside the transaction: each single write was allowed
+    assert guest.error(T.XS_TRANSACTION_END, "T", tx=tx) == "ENOSPC"
+    assert dom0.ls("/local/domain/1") == ["a"]
+    guest.write("b", "")
+    guest.write("c", "")  # outside a transaction 4 is fine

@@ -119,7 +119,8 @@ def create_node(daemon: Daemon, conn: Connection, v: View, name: str, value: byt
     # Written bottom up: the quota is checked before each new node.
     tx = v if isinstance(v, Transaction) else None
     for i, (n, node) in enumerate(new):
-        if not conn.privileged and v.entries_of(conn.domid) + i >= daemon.quotas.nodes:
+        # (inside a transaction the count only moves at commit: transaction_entry_inc())
+        if not conn.privileged and v.entries_of(conn.domid) + (0 if tx else i) >= daemon.quotas.nodes:
             if tx is not None and i:
                 tx.fail = True
             raise XenstoreError(ENOSPC, f"domain {conn.domid} owns {daemon.quotas.nodes} nodes")
@@ -348,6 +349,7 @@ def do_transaction_end(daemon: Daemon, conn: Connection, req: Message, tx: Trans
     if arg == "T":
         if tx.fail:
             raise XenstoreError(ENOMEM, f"transaction {tx.id} failed earlier")
+        tx.fix_domains(daemon.quotas.nodes)
         tx.finalize()
         for path, exact, perms in tx.changed:
             daemon.fire_watches(None, path, None, exact, perms)

@@ -74,8 +74,15 @@ class Transaction:
         self.overlay[path] = None
 
     def entries_of(self, domid: int) -> int:
-        """domain_entry() as the transaction sees it."""
-        return self.store.entries_of(domid) + self.delta[domid]
+        """domain_entry(): the committed count; a transaction's own creations are checked at commit."""
+        return self.store.entries_of(domid)
+
+    def fix_domains(self, quota: int) -> None:
+        """transaction_fix_domains(): ENOSPC if a guest touched here would own >= *quota* nodes."""
+        for domid, delta in sorted(self.delta.items()):
+            count = self.store.entries_of(domid) + delta
+            if domid != 0 and count >= quota:
+                raise XenstoreError(ENOSPC, f"domain {domid} would own {count} nodes")
 
     def queue_watches(self, path: str, exact: bool, perms: Perms | None) -> None:
         """queue_watches(): remember a change whose watches fire at commit (xenstored_transaction.c)."""
