@@ -156,6 +156,7 @@ class Daemon:
         self._numbers = 0
         self._rows: list[tuple[str, str, object, object]] = []
         self._touched: list[Connection] = []
+        self._events = 0
         self.record("setup_structure", "initial tree: " + " ".join(self.store.nodes))
 
     # -- connections -------------------------------------------------------------------
@@ -251,6 +252,7 @@ class Daemon:
         msg = Message(T.XS_WATCH_EVENT, 0, 0, payload)
         if not path.startswith("@") and msg in conn.out:
             return
+        self._events += 1
         self._queue(conn, msg)
 
     def _flush(self) -> None:
@@ -312,6 +314,8 @@ class Daemon:
     # -- dispatch -----------------------------------------------------------------------------
     def handle(self, conn: Connection, msg: Message) -> None:
         """process_message(): answer one request; replies and events land in the connections' queues."""
+        if conn.closed:  # an ignored connection's requests are dropped unanswered
+            return
         try:
             self.process_message(conn, msg)
         finally:
@@ -337,6 +341,7 @@ class Daemon:
                 self.record("process_message", f"{conn.name}: no transaction {msg.tx_id} -> ENOENT")
                 return
         before = len(conn.out)
+        self._events = 0
         try:
             func(self, conn, msg, tx)
         except XenstoreError as e:
@@ -345,7 +350,9 @@ class Daemon:
             self.bugs.append(f"{fname}: {type(e).__name__}: {e}")
             self.send_error(conn, msg, EIO)
         if self.trace.enabled:
-            self.record(fname, f"{conn.name}: {describe(msg)} -> {outcome(conn, msg, before)}", source)
+            events = f"; {self._events} watch event{'s' * (self._events != 1)}" if self._events else ""
+            reply = outcome(conn, msg, before)
+            self.record(fname, f"{conn.name}: {describe(msg)} -> {reply}{events}", source)
         else:
             self.store.pending.clear()
             self._rows.clear()
