@@ -179,8 +179,8 @@ def test_ring_view_frames_a_message_across_the_wrap():
     _put(page, "req", 0x1000 + 1016, msg)  # free-running index past several wraps
     text = RingView(page).text()
     assert "req_cons=0x13f8 (slot 1016)  req_prod=0x1414 (slot 20)  28 bytes in flight, 996 free" in text
-    assert "[1016..1023+0..7] idx 0x13f8 header XS_WRITE req_id=7 tx_id=0 len=12" in text
-    assert '[8..19] idx 0x1408 payload "/a/b\\0hello!!"' in text
+    assert ("@0x13f8 header [1016..1023+0..7] XS_WRITE req_id=7 tx_id=0 len=12"
+            ' | payload [8..19] "/a/b\\0hello!!"') in text
     assert "1023 &#8617; 0 (wrap)" in RingView(page)._repr_html_()
 
 
@@ -197,9 +197,9 @@ def test_ring_view_steps_back_through_snapshots_and_keeps_framing_mid_message():
     t.record("read", "header", actor="xenstored", source="xenstored_domain.c")
     view.snap(t)
     s = Stepper(t, [view])
-    assert "header XS_READ req_id=1 tx_id=0 len=9\n" in s.text()
+    assert "header [0..15] XS_READ req_id=1 tx_id=0 len=9 | payload [16..24]" in s.text()
     s.go(1)
-    assert "header XS_READ req_id=1 tx_id=0 len=9 (already read)" in s.text()
+    assert "header [0..15] (read) XS_READ req_id=1 tx_id=0 len=9 | payload [16..24]" in s.text()
     assert "9 bytes in flight" in s.text()
     s.go(0)
     assert "25 bytes in flight" in s.text()
@@ -218,8 +218,8 @@ def test_ring_view_reads_a_shared_page_and_a_read_only_copy():
         page = shm.buf
         msg = bytes(xsd_sockmsg(XS_READ, 3, 0, 2)) + b"/\0"
         _put(page, "rsp", 0, msg)  # type: ignore[arg-type]
-        assert "header XS_READ req_id=3" in RingView(shm.buf).text()
-        assert "header XS_READ req_id=3" in RingView(bytes(shm.buf), layout="2.6.18").text()
+        assert "header [0..15] XS_READ req_id=3" in RingView(shm.buf).text()
+        assert "header [0..15] XS_READ req_id=3" in RingView(bytes(shm.buf), layout="2.6.18").text()
         assert "server_features" not in RingView(bytes(shm.buf), layout="2.6.18").text()
     finally:
         shm.close()
@@ -241,3 +241,29 @@ def test_core_and_views_import_without_ipywidgets_until_a_widget_is_built():
             "assert 'ipywidgets' not in sys.modules and 'matplotlib' not in sys.modules; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+# The store page of a real dom0 (Linux 6.1, oxenstored, Xen 4.17) after xenstored started,
+# as realxen captured it (captures/oxenstored/15-ring-after-xenstored.txt, zlib+base64).
+REAL_DOM0_PAGE = (
+    "eNrtVE1PwkAQXbDiBwJFY6JeTLybtkQMV4hwMYGLf6DAoo3A4nZbwg/wf9tpR5xCm6AXjdmXTNJs37yZ2Xaewb5wHcWMz4RcWcqVz1yxHqLV6"
+    "HScZsNmRkQpIP0mipGYKymmlv8SqLFYzlMZdvPOZsWIVcSM6lYB0Nsj5dd6K1++bYi1bFaKKAbS4zbKUezjwRXJn3BXBZLfLsSSSzGZMAd6KG"
+    "FaPatzkDpAqYsMKcmHQijmAOcQhUC0F2ceYeZlRqYf+As+HzMH6h/T9gs4AkPNoTt6BSbonqB+deta4AYqpN5nVuq6Ovd2PE4VZZJWoWANU+H"
+    "tmIfeiMeKJpkdj1OCD+3k89eRdw59LYI0yWknX/wUSWcJybItN3S9qTv0pp5aMY2/AoM8wyIOHtf/xw8sIUNhN5cwiUvAf9ntD7r9p5Q95HT3"
+    "DceAAk7KMlDTJN5AqlNHQCZdfjyi249HdM+haCOuUN6ezyR7vjF2JX/snXeejFfLvlwzv8quPpCRmmsNJrEG0onGryEsJvGOUdBXoqGhoaGh8e"
+    "/xAXi9sj8="
+)
+
+
+def test_ring_view_reads_a_real_dom0_store_page():
+    import base64
+    import zlib
+
+    page = zlib.decompress(base64.b64decode(REAL_DOM0_PAGE))
+    view = RingView(page, history=True, limit=100)
+    text = view.text()
+    assert "req: req_cons=0x276 (slot 630)  req_prod=0x276 (slot 630)  0 bytes in flight" in text
+    assert ('@0x0 header [0..15] (read) XS_WATCH req_id=0 tx_id=0 len=31'
+            ' | payload [16..46] "memory/target') in text
+    assert text.count("XS_WATCH_EVENT") == 6 and "server_features=0x1" in text
+    assert "... 2 earlier messages" in RingView(page, history=True, limit=17).text()

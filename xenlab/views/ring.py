@@ -116,14 +116,19 @@ class RingView(TablePanel):
 
     title = "xenstore ring page"
 
-    def __init__(self, page: Any = None, *, layout: str = "4.17", name: str = "") -> None:
+    def __init__(self, page: Any = None, *, layout: str = "4.17", name: str = "", history: bool = False,
+                 limit: int = 12) -> None:
         self.page = page
+        self.history = history
+        self.limit = limit
         self.layout = layout
         self.name = name
         if name:
             self.title = f"xenstore ring page ({name})"
         self.snapshots: list[tuple[int, bytes]] = []
-        self._starts: dict[str, set[int]] = {"req": set(), "rsp": set()}
+        # Free-running indices known to start a message; with history=True, index 0 (a fresh
+        # page) is one, and framing starts from the earliest one still in the ring.
+        self._starts: dict[str, set[int]] = {r: {0} if history else set() for r in ("req", "rsp")}
 
     # -- the page ----------------------------------------------------------------------------
     def _raw(self, data: Any = None) -> bytes | None:
@@ -165,7 +170,8 @@ class RingView(TablePanel):
             inflight = (prod - cons) & _U32
             known = [s for s in self._starts[ring]
                      if ((cons - s) & _U32) <= ((prod - s) & _U32) <= XENSTORE_RING_SIZE]
-            start = min(known, key=lambda s: (cons - s) & _U32) if known else cons
+            pick = max if self.history else min
+            start = pick(known, key=lambda s: (cons - s) & _U32) if known else cons
             segs = frame(data, start, cons, prod) if inflight <= XENSTORE_RING_SIZE else []
             if learn:
                 self._starts[ring].update(s.start for s in segs if s.kind == "header")
@@ -180,11 +186,20 @@ class RingView(TablePanel):
                  f"{ring}_prod={prod:#x} (slot {MASK_XENSTORE_IDX(prod)})  "
                  + (f"{n} bytes in flight, {XENSTORE_RING_SIZE - n} free" if n <= XENSTORE_RING_SIZE
                     else f"INVALID: prod - cons = {n} > {XENSTORE_RING_SIZE}")]
+        msgs: list[str] = []
         for s in d["segs"]:
             taken = _taken(s, cons, prod)
-            tag = " (already read)" if taken == s.length else (f" ({taken} read)" if taken else "")
-            lines.append(f"  [{s.slots()}] idx {s.start:#x} {s.kind} {s.label}{tag}")
-        return lines
+            tag = " (read)" if taken == s.length else (f" ({taken} of {s.length} read)" if taken else "")
+            if s.kind == "payload" and msgs:
+                msgs[-1] += f" | payload [{s.slots()}] {s.label}{tag}"
+            elif s.kind == "header":
+                msgs.append(f"  @{s.start:#x} header [{s.slots()}]{tag} {s.label}")
+            else:
+                msgs.append(f"  @{s.start:#x} [{s.slots()}] {s.label}{tag}")
+        if len(msgs) > self.limit:
+            lines.append(f"  ... {len(msgs) - self.limit} earlier messages")
+            msgs = msgs[-self.limit:]
+        return lines + msgs
 
     def text(self, ctx: Context | None = None) -> str:
         """Both rings as stable text (at the stepper's step when used as a panel)."""
