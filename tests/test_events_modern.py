@@ -1,0 +1,203 @@
+"""Modern Linux (6.1): the real machine's IRQ and port numbers follow from the boot order.
+
+The captures in ../shared/realxen/captures come from a Xen 4.17 host with a Linux 6.1 PV
+dom0 and PV domU (1 vcpu each). Nothing here writes a captured number into the model:
+the tests boot simulated kernels in the kernel's order and compare what they print.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from xenlab.abi.event_channel import DOMID_SELF, VIRQ_DOM_EXC
+from xenlab.base.sched import WaitQueue
+from xenlab.base.trace import Trace
+from xenlab.linux import boot_irqs
+from xenlab.linux import events as ev
+from xenlab.linux.evtchn_dev import evtchn_open
+from xenlab.linux.interrupts import show_interrupts
+from xenlab.linux.irq import IRQ_HANDLED
+from xenlab.linux.kernel import Kernel
+from xenlab.sim.lsevtchn import lsevtchn
+from xenlab.xen.hypervisor import Hypervisor
+
+CAPTURES = Path(__file__).resolve().parents[1].parent / "shared" / "realxen" / "captures"
+
+
+def capture(kind: str, name: str) -> str:
+    """A capture's output lines (the '$ command' line and '[rc=...]' dropped)."""
+    if not CAPTURES.is_dir():
+        pytest.skip(f"real captures not found at {CAPTURES}")
+    (path,) = (CAPTURES / kind).glob(f"{name}*.txt")
+    lines = path.read_text().splitlines()
+    return "\n".join(ln for ln in lines if not ln.startswith("$ ") and not ln.startswith("[rc=")
+                     and not ln.startswith("== ")) + "\n"
+
+
+def zero_counts(text: str) -> str:
+    """/proc/interrupts with every count replaced by 0 in the same width (counts depend on uptime)."""
+    def zero(m: re.Match) -> str:
+        return m.group(1) + re.sub(r"\d+", lambda d: "0".rjust(len(d.group())), m.group(2))
+
+    return "\n".join(re.sub(r"^(\s*\w+:)((?: +\d+)+)", zero, ln) for ln in text.splitlines()) + "\n"
+
+
+class Machine:
+    """The smallest stand-in for the machine: a hypervisor, kernels booted in order, a store port."""
+
+    def __init__(self, dom0_vcpus: int = 1) -> None:
+        self.trace = Trace()
+        self.hv = Hypervisor(trace=self.trace, bits=64)
+        self.hv.domain_create(0, "Domain-0", vcpus=dom0_vcpus, privileged=True, initdomain=True)
+        self.dom0 = Kernel(self.hv, 0, flavour="modern", trace=self.trace)
+        self.xb_waitq = WaitQueue("xb_waitq")
+        self.dom0_store_port, self.dom0_xenbus_irq = self.boot(self.dom0)
+
+    def xenbus_init(self, k: Kernel) -> tuple[int, int]:
+        """The part of xenbus_init/xs_init that touches event channels (the real code is linux/xenbus's)."""
+        if k.domid == 0:
+            port = self.hv.evtchn_alloc_unbound(0, DOMID_SELF, 0)  # xenstored_local_init
+        else:
+            port = int(self.hv.domains[k.domid].start_info.store_evtchn)
+        irq = ev.bind_evtchn_to_irqhandler(k, port, lambda i, d: IRQ_HANDLED, 0, "xenbus", self.xb_waitq)
+        return port, irq
+
+    def boot(self, k: Kernel) -> tuple[int, int]:
+        boot_irqs.boot_early_irqs(k)
+        port_irq = self.xenbus_init(k)
+        boot_irqs.boot_late_irqs(k)
+        return port_irq
+
+    def domU(self, domid: int = 1, vcpus: int = 1) -> tuple[Kernel, int, int]:
+        """xl create: the toolstack allocates the store and console ports in the new domain, then it boots."""
+        d = self.hv.domain_create(domid, "guest", vcpus=vcpus)
+        store = self.hv.evtchn_alloc_unbound(0, domid, 0)
+        console = self.hv.evtchn_alloc_unbound(0, domid, 0)
+        d.start_info.store_evtchn = store
+        d.start_info.console.domU.evtchn = console
+        k = Kernel(self.hv, domid, flavour="modern", trace=self.trace)
+        port, irq = self.boot(k)
+        assert port == store
+        return k, store, console
+
+
+# -- numbering --------------------------------------------------------------------------------
+def test_dom0_xenbus_is_irq_29_on_port_6_because_of_what_came_before() -> None:
+    m = Machine()
+    assert (m.dom0_store_port, m.dom0_xenbus_irq) == (6, 29)
+    st = m.dom0.irq
+    assert st.gsi_top == 24  # the IO-APIC's pins: event-channel IRQs start above them
+    assert ev.get_evtchn_to_irq(m.dom0, 6) == 29
+    assert st.info[29].row() == ("IRQT_EVTCHN", 6, 0, 1, 0)
+
+
+def test_domU_timer_on_port_3_and_xenbus_irq_5_on_store_port_1() -> None:
+    m = Machine()
+    k, store, console = m.domU()
+    assert (store, console) == (1, 2)
+    assert k.irq.gsi_top == 0
+    assert k.irq.virq_to_irq[0][0] == 0 and k.irq.info[0].evtchn == 3
+    assert ev.get_evtchn_to_irq(k, store) == 5
+    assert ev.get_evtchn_to_irq(k, console) == 6
+    assert k.irq.core.descs[6].chip.name == "xen-dyn-lateeoi"
+
+
+def test_more_vcpus_shift_xenbus() -> None:
+    m = Machine(dom0_vcpus=2)
+    # cpu0: timer0, spinlock0, 4 IPIs; cpu1: timer1, 4 IPIs, spinlock1 -> 12 IRQs from 24
+    assert m.dom0_xenbus_irq == 24 + 12 and m.dom0_store_port == 13
+    names = {i: d.actions[0].name for i, d in m.dom0.irq.core.descs.items() if d.actions}
+    assert [names[i] for i in range(24, 36)] == [
+        "timer0", "spinlock0", "resched0", "callfunc0", "callfuncsingle0", "irqwork0",
+        "timer1", "resched1", "callfunc1", "callfuncsingle1", "irqwork1", "spinlock1"]
+    assert show_interrupts(m.dom0).splitlines()[0] == " " * 11 + "CPU0       CPU1       "
+
+
+def test_two_level_events_add_the_debug_virq() -> None:
+    trace = Trace()
+    hv = Hypervisor(trace=trace, bits=64)
+    hv.domain_create(0, "Domain-0", vcpus=1, privileged=True, initdomain=True)
+    k = Kernel(hv, 0, flavour="modern", trace=trace)
+    boot_irqs.boot_early_irqs(k, fifo_events=False)
+    names = [d.actions[0].name for _, d in sorted(k.irq.core.descs.items()) if d.actions]
+    assert names == ["timer0", "resched0", "callfunc0", "debug0", "callfuncsingle0", "irqwork0"]
+
+
+# -- against the captures -----------------------------------------------------------------------
+def start_xenstored(m: Machine) -> object:
+    """What oxenstored does with /dev/xen/evtchn at start: VIRQ_DOM_EXC, then dom0's store port."""
+    u = evtchn_open(m.dom0, "oxenstored")
+    assert u.bind_virq(VIRQ_DOM_EXC) == 14
+    assert u.bind_interdomain(0, m.dom0_store_port) == 15
+    return u
+
+
+def test_proc_interrupts_dom0_matches_capture_modulo_counts() -> None:
+    m = Machine()
+    assert zero_counts(show_interrupts(m.dom0)) == zero_counts(capture("oxenstored", "02-proc-interrupts"))
+    start_xenstored(m)
+    assert zero_counts(show_interrupts(m.dom0)) == zero_counts(capture("oxenstored", "14-proc-interrupts"))
+
+
+def test_lsevtchn_dom0_matches_capture() -> None:
+    m = Machine()
+    assert lsevtchn(m.hv, 0) == capture("oxenstored", "11-lsevtchn")
+    start_xenstored(m)
+    assert lsevtchn(m.hv, 0) == capture("oxenstored", "16-lsevtchn")
+
+
+def test_domU_proc_interrupts_and_lsevtchn_match_capture() -> None:
+    m = Machine()
+    xenstored = start_xenstored(m)
+    k, store, console = m.domU()
+    assert zero_counts(show_interrupts(k)) == zero_counts(capture("domU", "domU-02-proc-interrupts"))
+    assert lsevtchn(m.hv, 1).splitlines()[:2] == [
+        "   1: VCPU 0: Interdomain (Waiting connection) - Remote Domain 0",
+        "   2: VCPU 0: Interdomain (Waiting connection) - Remote Domain 0"]
+    # xenstored and xenconsoled connect to the guest's store and console ports
+    assert xenstored.bind_interdomain(1, store) == 16
+    assert evtchn_open(m.dom0, "xenconsoled").bind_interdomain(1, console) == 17
+    real = capture("domU", "D07-lsevtchn").split("   1: VCPU 0: Interdomain (Connected) - Remote Domain 0, Port 16")
+    real_dom0, real_domU = real[0].splitlines(), ("   1: VCPU 0: Interdomain (Connected) - Remote Domain 0, Port 16"
+                                                   + real[1]).splitlines()
+    assert lsevtchn(m.hv, 1).splitlines() == real_domU[:7]  # the frontends' ports 8..10 come later
+    assert lsevtchn(m.hv, 0).splitlines() == real_dom0[:17]
+    real_irqs = zero_counts(capture("domU", "D06-dom0-proc-interrupts")).splitlines()
+    ours = zero_counts(show_interrupts(m.dom0)).splitlines()
+    assert ours[:18] == real_irqs[:18]  # up to IRQ 36 evtchn:xenconsoled; the backends' IRQs come later
+    assert ours[17] == " 36:          0  xen-dyn-lateeoi    -event     evtchn:xenconsoled"
+
+
+# -- mechanics ---------------------------------------------------------------------------------
+def test_evtchn_to_irq_rows_are_allocated_on_demand_and_every_port_binds() -> None:
+    m = Machine()
+    k = m.dom0
+    assert sorted(k.irq.evtchn_rows) == [0]
+    with m.trace.muted():
+        ports = []
+        while (p := m.hv.evtchn_alloc_unbound(0, DOMID_SELF, 0)) > 0:
+            ports.append(p)
+        irqs = [ev.bind_evtchn_to_irqhandler(k, p, lambda i, d: 1, 0, f"p{p}", p) for p in ports]
+    assert ports[-1] == 4095 and all(i > 0 for i in irqs)
+    assert sorted(k.irq.evtchn_rows) == [0, 1, 2, 3]
+    assert ev.get_evtchn_to_irq(k, 4095) == irqs[-1]
+    # freeing an IRQ makes its number the lowest free one again
+    ev.unbind_from_irqhandler(k, irqs[0], ports[0])
+    p = m.hv.evtchn_alloc_unbound(0, DOMID_SELF, 0)
+    assert ev.bind_evtchn_to_irqhandler(k, p, lambda i, d: 1, 0, "again", "x") == irqs[0]
+
+
+def test_lateeoi_port_stays_masked_until_the_eoi() -> None:
+    m = Machine()
+    u = start_xenstored(m)
+    sh = m.hv.domains[0].shared_info
+    assert u.read_pending() == [15]  # bind_interdomain left the new port pending: it fired at once
+    assert sh.evtchn_mask[15]  # lateeoi: masked until user space writes it back
+    ev.notify_remote_via_evtchn(m.dom0, 6)  # the kernel's xenbus kicks xenstored
+    assert u.read_pending() == []  # still masked: the event waits
+    u.write_ports([15])  # the late EOI unmasks and the pending event is delivered now
+    assert u.read_pending() == [15]
+    assert m.dom0.irq.core.descs[34].kstat == [2]
