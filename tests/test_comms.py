@@ -1,0 +1,290 @@
+"""The guest's side of the store ring, with the exact index values a learner sees.
+
+A stand-in hypervisor records every EVTCHNOP_send, so each test can say how many times
+the guest kicked xenstored; the store page is a plain 4096-byte buffer with the real
+xenstore_domain_interface laid over it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from xenlab.abi.errno import EIO, ENOSPC
+from xenlab.abi.xs_wire import PAGE_SIZE
+from xenlab.base.sched import Scheduler
+from xenlab.base.trace import Trace
+from xenlab.linux.kernel import Kernel
+from xenlab.linux.xenbus import comms
+from xenlab.linux.xenbus.globals import xb_globals
+
+STORE_PORT = 5
+
+
+class SendRecorder:
+    """Stand-in for the hypervisor: EVTCHNOP_send is all the ring code calls."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, int]] = []
+
+    def evtchn_send(self, caller: int, port: int) -> int:
+        self.sent.append((caller, port))
+        return 0
+
+
+class Page(bytearray):
+    """The store page's bytes: req at 0..1023, rsp at 1024..2047."""
+
+    @property
+    def req(self) -> memoryview:
+        return memoryview(self)[0:1024]
+
+    @property
+    def rsp(self) -> memoryview:
+        return memoryview(self)[1024:2048]
+
+
+def make_guest(flavour: str) -> tuple[Kernel, Any, SendRecorder, Page]:
+    hv = SendRecorder()
+    k = Kernel(hv=hv, domid=1, flavour=flavour, sched=Scheduler(), trace=Trace())  # type: ignore[arg-type]
+    page = Page(PAGE_SIZE)
+    xb = xb_globals(k)
+    xb.xen_store_interface = comms.store_interface(page)
+    xb.xen_store_evtchn = STORE_PORT
+    return k, xb.xen_store_interface, hv, page
+
+
+def set_indices(intf: Any, **kw: int) -> None:
+    for name, value in kw.items():
+        setattr(intf, name, value)
+
+
+# -- chunk arithmetic -------------------------------------------------------------------------
+def test_output_chunk_with_a_wrapped_consumer() -> None:
+    # cons 0xFFFFFFF0, prod 0x10: 32 bytes queued across the 2^32 wrap, 992 free from offset 16.
+    assert comms.check_indexes(0xFFFFFFF0, 0x10)
+    assert comms.get_output_chunk(0xFFFFFFF0, 0x10) == (16, 992)
+
+
+def test_output_chunk_stops_at_the_end_of_the_buffer() -> None:
+    assert comms.get_output_chunk(1000, 1016) == (1016, 8)  # 1008 free, but only 8 before the end
+    assert comms.get_output_chunk(0, 1024) == (0, 0)  # full
+
+
+def test_input_chunk_splits_at_the_end_of_the_buffer() -> None:
+    assert comms.get_input_chunk(1016, 1032) == (1016, 8)
+    assert comms.get_input_chunk(1024, 1032) == (0, 8)
+
+
+def test_check_indexes_is_uint32_arithmetic() -> None:
+    assert comms.check_indexes(0, 1024)
+    assert not comms.check_indexes(0, 1025)
+    assert not comms.check_indexes(0x10, 0xFFFFFFF0)  # consumer ahead of producer
+
+
+# -- writing --------------------------------------------------------------------------------
+@pytest.mark.parametrize("flavour", ["2.6.18", "modern"])
+def test_write_into_a_wrapped_ring_lands_at_offset_16(flavour: str) -> None:
+    k, intf, hv, page = make_guest(flavour)
+    set_indices(intf, req_cons=0xFFFFFFF0, req_prod=0x10)
+    data = bytes(range(40))
+    rc = comms.xb_write(k, data)
+    assert rc == (0 if flavour == "2.6.18" else 40)
+    assert intf.req_prod == 0x38
+    assert bytes(page.req[16:56]) == data
+    step = [s for s in k.trace if s.function == "xb_write"][-1]
+    rows = [(c.table, c.key, c.before, c.after) for c in step.changes]
+    assert rows == [("domU1/ring", "req_prod", 0x10, 0x38)]
+
+
+@pytest.mark.parametrize("flavour,kicks", [("2.6.18", 2), ("modern", 2)])
+def test_write_across_2_to_the_32_is_two_chunks(flavour: str, kicks: int) -> None:
+    k, intf, hv, page = make_guest(flavour)
+    set_indices(intf, req_cons=0xFFFFFFF8, req_prod=0xFFFFFFF8)
+    data = b"ABCDEFGHijklmnopqrst"  # 20 bytes: 8 at offset 1016, then 12 at offset 0
+    comms.xb_write(k, data)
+    assert intf.req_prod == 0x0C
+    assert bytes(page.req[1016:1024]) == b"ABCDEFGH"
+    assert bytes(page.req[0:12]) == b"ijklmnopqrst"
+    assert len(hv.sent) == kicks == len([s for s in k.trace if s.function == "xb_write"])
+
+
+def test_2618_kicks_after_every_chunk_modern_only_when_xenstored_caught_up() -> None:
+    old, old_intf, old_hv, _ = make_guest("2.6.18")
+    new, new_intf, new_hv, _ = make_guest("modern")
+    for intf in (old_intf, new_intf):
+        set_indices(intf, req_cons=0, req_prod=10)  # xenstored has not consumed 10 bytes yet
+    comms.xb_write(old, b"hello")
+    comms.xb_write(new, b"hello")
+    assert old_hv.sent == [(1, STORE_PORT)]
+    assert new_hv.sent == []  # it will see the new bytes when it reads the first ten
+    set_indices(new_intf, req_cons=15)
+    comms.xb_write(new, b"again")
+    assert new_hv.sent == [(1, STORE_PORT)]
+
+
+def test_modern_prod_le_cons_test_is_not_wrap_safe() -> None:
+    # 8 unread bytes before the wrap: the second chunk's "prod <= req_cons" compares 0 with
+    # 0xFFFFFFF0 and kicks although xenstored had not caught up (a harmless extra kick).
+    k, intf, hv, page = make_guest("modern")
+    set_indices(intf, req_cons=0xFFFFFFF0, req_prod=0xFFFFFFF8)
+    comms.xb_write(k, bytes(16))
+    assert intf.req_prod == 0x8
+    assert len(hv.sent) == 1
+
+
+def test_modern_write_into_a_full_ring_returns_short() -> None:
+    k, intf, hv, page = make_guest("modern")
+    set_indices(intf, req_cons=0, req_prod=1020)
+    assert comms.xb_write(k, b"0123456789") == 4  # 4 bytes fit; the xenbus thread retries later
+    assert intf.req_prod == 1024
+    assert comms.xb_write(k, b"456789") == 0
+
+
+def test_2618_writer_sleeps_on_xb_waitq_while_the_ring_is_full() -> None:
+    k, intf, hv, page = make_guest("2.6.18")
+    set_indices(intf, req_cons=0, req_prod=1024)
+    done: list[int] = []
+    task = k.sched.kthread_run(lambda: done.append(comms.xb_write(k, b"0123456789")), "writer")
+    k.sched.run()
+    assert (task.state, task.wchan) == ("sleeping", "domU1:xb_waitq")
+    intf.req_cons = 6  # xenstored consumed 6 bytes and kicks the port
+    comms.wake_waiting(k, 7, comms.xb_waitq(k))
+    k.sched.run()
+    # 6 bytes of room: the writer copies 6, then sleeps again for the last 4.
+    assert intf.req_prod == 1030 and task.state == "sleeping" and done == []
+    intf.req_cons = 1030
+    comms.wake_waiting(k, 7, comms.xb_waitq(k))
+    k.sched.run()
+    assert done == [0] and intf.req_prod == 1034
+    assert bytes(page.req[0:6]) == b"012345" and bytes(page.req[6:10]) == b"6789"
+
+
+@pytest.mark.parametrize("flavour", ["2.6.18", "modern"])
+def test_bad_request_indices_reset_that_ring_and_fail_with_eio(flavour: str) -> None:
+    k, intf, hv, page = make_guest(flavour)
+    set_indices(intf, req_cons=0, req_prod=1025, rsp_cons=3, rsp_prod=9)
+    assert comms.xb_write(k, b"x") == -EIO
+    assert (intf.req_cons, intf.req_prod) == (0, 0)
+    assert (intf.rsp_cons, intf.rsp_prod) == (3, 9)  # the other ring is untouched
+    assert hv.sent == []
+
+
+# -- reading ------------------------------------------------------------------------------
+@pytest.mark.parametrize("flavour,kicks", [("2.6.18", 2), ("modern", 0)])
+def test_read_from_1016_to_1032_is_8_bytes_then_8_bytes(flavour: str, kicks: int) -> None:
+    k, intf, hv, page = make_guest(flavour)
+    set_indices(intf, rsp_cons=1016, rsp_prod=1032)
+    page.rsp[1016:1024] = b"first-8."
+    page.rsp[0:8] = b"second-8"
+    assert comms.xb_read(k, 16) == b"first-8.second-8"
+    assert intf.rsp_cons == 1032
+    reads = [s for s in k.trace if s.function == "xb_read"]
+    assert [c.after for s in reads for c in s.changes] == [1024, 1032]
+    assert len(hv.sent) == kicks
+
+
+def test_modern_read_kicks_only_when_the_ring_had_been_full() -> None:
+    k, intf, hv, page = make_guest("modern")
+    set_indices(intf, rsp_cons=0, rsp_prod=1024)
+    comms.xb_read(k, 16)
+    assert len(hv.sent) == 1  # xenstored may be waiting for room
+    comms.xb_read(k, 16)
+    assert len(hv.sent) == 1
+
+
+def test_modern_read_returns_what_is_there() -> None:
+    k, intf, hv, page = make_guest("modern")
+    set_indices(intf, rsp_cons=0, rsp_prod=5)
+    page.rsp[0:5] = b"abcde"
+    assert comms.xb_read(k, 16) == b"abcde"
+    assert comms.xb_read(k, 16) == b""
+
+
+@pytest.mark.parametrize("flavour", ["2.6.18", "modern"])
+def test_bad_response_indices_reset_that_ring(flavour: str) -> None:
+    k, intf, hv, page = make_guest(flavour)
+    set_indices(intf, rsp_cons=0x10, rsp_prod=0xFFFFFFF0, req_cons=4, req_prod=4)
+    assert comms.xb_read(k, 16) == -EIO
+    assert (intf.rsp_cons, intf.rsp_prod) == (0, 0)
+    assert (intf.req_cons, intf.req_prod) == (4, 4)
+
+
+# -- xb_init_comms ---------------------------------------------------------------------------
+def stand_in_irq(monkeypatch: pytest.MonkeyPatch, result: int) -> list[Any]:
+    """Replace the IRQ-layer seam; returns the list of (handler, dev_id) it was given."""
+    bound: list[Any] = []
+
+    def bind(kernel: Any, handler: Any, dev_id: Any) -> int:
+        bound.append((handler, dev_id))
+        return result
+
+    monkeypatch.setattr(comms, "_bind_store_irq", bind)
+    monkeypatch.setattr("xenlab.linux.xenbus.xs.start_xenbus_thread", lambda kernel: None)
+    return bound
+
+
+def test_2618_init_reports_the_request_ring_and_fixes_the_response_ring(monkeypatch: Any) -> None:
+    k, intf, hv, page = make_guest("2.6.18")
+    set_indices(intf, req_cons=24, req_prod=40, rsp_cons=16, rsp_prod=32)
+    bound = stand_in_irq(monkeypatch, 260)
+    assert comms.xb_init_comms(k) == 0
+    assert [(line.level, line.text) for line in k.log] == [
+        ("<3>", "XENBUS request ring is not quiescent (00000018:00000028)!"),
+        ("<4>", "XENBUS response ring is not quiescent (00000010:00000020): fixing up"),
+    ]
+    assert (intf.req_cons, intf.req_prod) == (24, 40)  # lopsided: requests are left alone
+    assert (intf.rsp_cons, intf.rsp_prod) == (32, 32)
+    assert xb_globals(k).xenbus_irq == 260
+    handler, dev_id = bound[0]
+    assert handler.__name__ == "wake_waiting" and dev_id is comms.xb_waitq(k)
+
+
+def test_modern_init_messages_carry_the_xenbus_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    k, intf, hv, page = make_guest("modern")
+    set_indices(intf, req_cons=24, req_prod=40, rsp_cons=16, rsp_prod=32)
+    stand_in_irq(monkeypatch, 27)
+    assert comms.xb_init_comms(k) == 0
+    assert [line.text for line in k.log] == [
+        "xenbus: request ring is not quiescent (00000018:00000028)!",
+        "xenbus: response ring is not quiescent (00000010:00000020): fixing up",
+    ]
+    assert intf.rsp_cons == 32
+
+
+def test_quiet_rings_print_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    k, intf, hv, page = make_guest("2.6.18")
+    set_indices(intf, req_cons=0xFFFFFFF0, req_prod=0xFFFFFFF0, rsp_cons=7, rsp_prod=7)
+    stand_in_irq(monkeypatch, 256)
+    assert comms.xb_init_comms(k) == 0
+    assert k.log == []
+
+
+@pytest.mark.parametrize("flavour,text", [("2.6.18", "XENBUS request irq failed -28"),
+                                          ("modern", "xenbus: request irq failed -28")])
+def test_irq_binding_failure_is_reported(monkeypatch: pytest.MonkeyPatch, flavour: str, text: str) -> None:
+    k, intf, hv, page = make_guest(flavour)
+    stand_in_irq(monkeypatch, -ENOSPC)
+    assert comms.xb_init_comms(k) == -ENOSPC
+    assert [line.text for line in k.log] == [text]
+    assert xb_globals(k).xenbus_irq == 0
+
+
+def test_2618_wake_waiting_marks_xenstored_ready_once_and_queues_the_probe() -> None:
+    k, intf, hv, page = make_guest("2.6.18")
+    probes: list[str] = []
+    xb = xb_globals(k)
+    xb.probe_work = lambda: probes.append("probe_work")
+    comms.wake_waiting(k, 260, comms.xb_waitq(k))
+    comms.wake_waiting(k, 260, comms.xb_waitq(k))
+    assert xb.xenstored_ready == 1 and probes == ["probe_work"]
+
+
+def test_modern_wake_waiting_only_wakes() -> None:
+    k, intf, hv, page = make_guest("modern")
+    probes: list[str] = []
+    xb = xb_globals(k)
+    xb.probe_work = lambda: probes.append("probe_work")
+    assert comms.wake_waiting(k, 27, comms.xb_waitq(k)) == comms.IRQ_HANDLED
+    assert xb.xenstored_ready == 0 and probes == []
