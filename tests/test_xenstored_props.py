@@ -21,6 +21,8 @@ from xenlab.xenstored.daemon import Daemon
 from xenlab.xenstored.wire import Message
 
 EXAMPLES = int(os.environ.get("XENLAB_FUZZ_EXAMPLES", "100"))
+# Not requests: what the transport reports (VIRQ_DOM_EXC) for the domid in the payload.
+DOMAIN_DIES, DOMAIN_SHUTS_DOWN = -1, -2
 
 NAMES = ["a", "b", "c", "dev", "x-y", "_"]
 paths = st.one_of(
@@ -41,7 +43,8 @@ def requests(draw: st.DrawFn) -> tuple[int, int, int, bytes]:
         [T.XS_READ, T.XS_WRITE, T.XS_WRITE, T.XS_MKDIR, T.XS_RM, T.XS_DIRECTORY, T.XS_DIRECTORY_PART,
          T.XS_GET_PERMS, T.XS_SET_PERMS, T.XS_WATCH, T.XS_UNWATCH, T.XS_TRANSACTION_START,
          T.XS_TRANSACTION_END, T.XS_RESET_WATCHES, T.XS_GET_DOMAIN_PATH, T.XS_IS_DOMAIN_INTRODUCED,
-         T.XS_INTRODUCE, T.XS_RELEASE, T.XS_SET_TARGET, T.XS_RESUME, T.XS_CONTROL, 20, 23, 99]))
+         T.XS_INTRODUCE, T.XS_RELEASE, T.XS_SET_TARGET, T.XS_RESUME, T.XS_CONTROL, 20, 23, 99,
+         DOMAIN_DIES, DOMAIN_SHUTS_DOWN]))
     tx = draw(st.sampled_from([0, 0, 0, 0, 0, 1, 2, 7]))
     path = draw(paths).encode()
     if kind == T.XS_WRITE:
@@ -54,6 +57,8 @@ def requests(draw: st.DrawFn) -> tuple[int, int, int, bytes]:
         payload = path + b"\0" + draw(st.sampled_from([b"0", b"2", b"-1", b"99999"])) + b"\0"
     elif kind == T.XS_TRANSACTION_END:
         payload = draw(st.sampled_from([b"T\0", b"F\0", b"X\0", b""]))
+    elif kind in (DOMAIN_DIES, DOMAIN_SHUTS_DOWN):
+        payload = draw(st.sampled_from([b"1", b"2", b"3"]))
     elif kind in (T.XS_INTRODUCE, T.XS_RELEASE, T.XS_SET_TARGET, T.XS_RESUME, T.XS_GET_DOMAIN_PATH,
                   T.XS_IS_DOMAIN_INTRODUCED):
         payload = b"".join(draw(st.sampled_from([b"1", b"2", b"3", b"0", b"x"])) + b"\0" for _ in range(3))
@@ -92,6 +97,12 @@ def run_stream(stream: list[tuple[int, int, int, bytes]]) -> None:
                  daemon.domains[2].conn if 2 in daemon.domains else None]
         conn = conns[who] or dom0
         conn.take_output()
+        if kind == DOMAIN_DIES:
+            daemon.fire_release_domain(int(payload))
+            continue
+        if kind == DOMAIN_SHUTS_DOWN:
+            daemon.fire_domain_shutdown(int(payload))
+            continue
         req = Message(kind, n, tx, payload)
         daemon.handle(conn, req)
         replies = [m for m in conn.take_output() if m.type != T.XS_WATCH_EVENT]
@@ -112,6 +123,7 @@ def run_stream(stream: list[tuple[int, int, int, bytes]]) -> None:
         assert daemon.store.check() == []
         for key, value in committed.items():
             assert daemon.store.read(key) == value
+    assert daemon.bugs == [] and daemon.store.check() == []
     for conn in list(daemon.connections):
         for m in conn.take_output():
             if m.type == T.XS_WATCH_EVENT:
