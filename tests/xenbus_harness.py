@@ -168,6 +168,15 @@ class DirectXs:
         t, p = replies[-1]
         return None if t == T.XS_ERROR else p.decode()
 
+    def tool_directory(self, path: str) -> list[str]:
+        """The children of a node, read from dom0's socket ([] if absent)."""
+        sock = getattr(self, "_sock", None) or self.daemon.new_connection(0, "socket-tools")
+        self._sock = sock
+        self._req += 1
+        self.daemon.handle(sock, Message(int(T.XS_DIRECTORY), self._req, 0, join_strings(path)))
+        t, p = self._route(sock)[-1]
+        return [] if t == T.XS_ERROR or not p else [x.decode() for x in split_strings(p)]
+
     def _route(self, sock: Any) -> list[tuple[int, bytes]]:
         own = [(m.type, m.payload) for m in sock.take_output()]
         for other in list(self.kernels.values()):

@@ -1,0 +1,203 @@
+"""Modern (Linux 6.1) xenbus bring-up: store kinds, the deferred probe, xenfs, held against real captures.
+
+The captures in ../shared/realxen/captures come from a real Xen 4.17 + Linux 6.1 machine; the
+values compared here are computed by the lab and only checked against those files.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from test_handshake import BE, FE, load_frontends, make_pair
+from xenbus_harness import DirectXs, FakeHV, FakeIrqLayer
+
+from xenlab.abi.errno import ENOENT, ENOMEM
+from xenlab.abi.start_info import HVM_PARAM_STORE_EVTCHN
+from xenlab.base.sched import Scheduler
+from xenlab.base.trace import Trace
+from xenlab.linux.drivers.console import console_init
+from xenlab.linux.kernel import Kernel
+from xenlab.linux.procfs_xen import proc_xen_entries, xenfs_mount
+from xenlab.linux.sysfs import sysfs
+from xenlab.linux.xenbus.globals import XS_HVM, XS_LOCAL, XS_PV, XS_UNKNOWN
+from xenlab.linux.xenbus.probe import (
+    xb_waitq,
+    xenbus_init,
+    xenbus_probe_backend_init,
+    xenbus_probe_frontend_init,
+    xenbus_probe_initcall,
+    xenbus_probe_ran,
+)
+
+CAPTURES = Path(__file__).resolve().parents[2] / "shared" / "realxen" / "captures"
+
+
+def capture(name: str) -> str:
+    path = CAPTURES / name
+    if not path.exists():
+        pytest.skip(f"reference capture {path} not available")
+    return path.read_text()
+
+
+def dom0(faults: tuple[str, ...] = ()) -> tuple[Kernel, FakeHV]:
+    hv = FakeHV()
+    hv.domain_create(0, initdomain=True)
+    k = Kernel(hv, 0, flavour="modern", sched=Scheduler(), trace=Trace(), name="dom0")  # type: ignore[arg-type]
+    k.faults |= set(faults)
+    DirectXs().attach(k)
+    k.irq_ops = FakeIrqLayer()
+    return k, hv
+
+
+def boot(k: Kernel) -> None:
+    assert xenbus_init(k) == 0
+    assert xenbus_probe_backend_init(k) == 0
+    assert xenbus_probe_frontend_init(k) == 0
+    console_init(k)
+    assert xenbus_probe_initcall(k) == 0
+    k.sched.run()
+
+
+def xenbus_dmesg_lines(text: str) -> list[str]:
+    """The xenbus lines of a dmesg, timestamps dropped."""
+    out = []
+    for line in text.splitlines():
+        m = re.match(r"\[\s*[\d.]+\] (.*)$", line)
+        if m and m.group(1).startswith(("xenbus", "XENBUS")):
+            out.append(m.group(1))
+    return out
+
+
+def test_dom0_is_xs_local_and_waits_in_the_xenbus_probe_thread() -> None:
+    k, hv = dom0()
+    boot(k)
+    assert k.xb.xen_store_domain_type == XS_LOCAL
+    port = k.xb.xen_store_evtchn
+    assert hv.domains[0].ports[port] == ["unbound", 0, 0]  # alloc_unbound(SELF, remote DOMID_SELF)
+    assert k.xb.xenstored_ready == 0 and not xenbus_probe_ran(k)
+    probe = [t for t in k.sched.tasks if t.name == "xenbus_probe"][0]
+    assert probe.state == "sleeping" and probe.wchan == "dom0:xb_waitq"
+    # before xenstored: the dmesg shows the two subsys_initcalls only, as capture 01 does
+    real_before = xenbus_dmesg_lines(capture("oxenstored/01-dmesg-xen-grep-before-xenstored.txt"))
+    assert xenbus_dmesg_lines(k.dmesg()) == real_before
+    k.sched.wake_up(xb_waitq(k))  # xenstored's first notify on the store port
+    k.sched.run()
+    assert xenbus_probe_ran(k) and k.xb.xenstored_ready == 1
+    real_after = xenbus_dmesg_lines(capture("oxenstored/13-dmesg-after-xenstored.txt"))
+    assert xenbus_dmesg_lines(k.dmesg()) == real_after
+
+
+def test_proc_xen_is_empty_until_xenfs_is_mounted_then_has_the_real_modes() -> None:
+    k, _ = dom0()
+    boot(k)
+    assert "xen" in k.proc_dirs and proc_xen_entries(k) == []
+    xenfs_mount(k)
+    real = {}
+    for line in capture("oxenstored/08-proc-xen-listing.txt").splitlines():
+        m = re.match(r"/proc/xen/(\S+) (\S+) 0$", line)
+        if m:
+            real[m.group(1)] = m.group(2)
+    assert {name: _mode_text(mode) for name, mode in proc_xen_entries(k)} == real
+    assert k.proc["xen/xsd_port"].read() == str(k.xb.xen_store_evtchn)
+    assert k.proc["xen/capabilities"].read() == "control_d\n"
+
+
+def _mode_text(mode: int) -> str:
+    bits = "rwxrwxrwx"
+    return "-" + "".join(b if mode & (1 << (8 - i)) else "-" for i, b in enumerate(bits))
+
+
+def test_a_pv_domU_is_xs_pv_ready_at_once_and_its_devices_wait_for_drivers() -> None:
+    pair = make_pair("modern")
+    k = pair.domU
+    assert k.xb.xen_store_domain_type == XS_PV and k.xb.xenstored_ready == 1
+    lines = []
+    for name in sysfs(k).listdir("/sys/bus/xen/devices"):
+        d = f"/sys/bus/xen/devices/{name}"
+        attr = {a: sysfs(k).read(f"{d}/{a}").strip() for a in ("nodename", "devtype", "state")}
+        lines.append(f"{d}: nodename={attr['nodename']} devtype={attr['devtype']} state={attr['state']}")
+    lines.append("drivers: " + " ".join(sysfs(k).listdir("/sys/bus/xen/drivers")))
+    real = capture("domU/domU-03-sys-bus-xen-before-frontends.txt").splitlines()[1:-1]
+    assert lines == real
+
+
+def test_after_insmod_the_domU_and_dom0_sysfs_match_the_real_machine() -> None:
+    pair = make_pair("modern")
+    pair.xs.tool_write(f"{BE}/console/1/0/frontend", "/local/domain/1/console")  # xl's console backend
+    pair.xs.tool_write(f"{BE}/console/1/0/frontend-id", "1")
+    pair.xs.tool_write("/local/domain/1/console/type", "xenconsoled")
+    pair.xs.tool_write(f"{BE}/console/1/0/state", "1")
+    load_frontends(pair)
+    pair.settle()
+
+    def show(k: Kernel, bus: str) -> list[str]:
+        out = []
+        for name in sysfs(k).listdir(f"/sys/bus/{bus}/devices"):
+            d = f"/sys/bus/{bus}/devices/{name}"
+            drv = sysfs(k).readlink(d + "/driver").rsplit("/", 1)[1] if sysfs(k).kind(d + "/driver") else ""
+            out.append(f"{d}: nodename={sysfs(k).read(d + '/nodename').strip()} devtype="
+                       f"{sysfs(k).read(d + '/devtype').strip()} state={sysfs(k).read(d + '/state').strip()} "
+                       f"driver={drv}")
+        return out
+
+    real_domU = capture("domU/domU-05-sys-bus-xen-after-frontends.txt").splitlines()
+    drivers = "drivers: " + " ".join(sysfs(pair.domU).listdir("/sys/bus/xen/drivers"))
+    assert show(pair.domU, "xen") + [drivers] == real_domU[1:4]
+    real_dom0 = capture("domU/D05-dom0-backend-devices.txt").splitlines()
+    assert show(pair.dom0, "xen-backend") == real_dom0[1:4]
+    backend_drivers = sysfs(pair.dom0).listdir("/sys/bus/xen-backend/drivers")
+    assert backend_drivers == real_dom0[4].split()
+
+
+def test_the_frontend_and_backend_keys_match_the_real_tree() -> None:
+    pair = make_pair("modern")
+    load_frontends(pair)
+    real = {}
+    for line in capture("domU/D03-xenstore-ls-f-with-domU.txt").splitlines():
+        m = re.match(r'(/\S+) = "(.*)"$', line)
+        if m:
+            real[m.group(1)] = m.group(2)
+    written_by_drivers = [
+        f"{FE}/vbd/51712/{k}" for k in ("state", "protocol", "feature-persistent", "ring-ref")] + [
+        f"{BE}/vbd/1/51712/{k}" for k in (
+            "state", "feature-max-indirect-segments", "multi-queue-max-queues", "max-ring-page-order",
+            "feature-flush-cache", "discard-granularity", "discard-alignment", "discard-secure",
+            "feature-discard", "feature-barrier", "feature-persistent", "sectors", "info", "sector-size",
+            "physical-sector-size")] + [
+        f"{FE}/vif/0/{k}" for k in (
+            "state", "tx-ring-ref", "rx-ring-ref", "request-rx-copy", "feature-rx-notify", "feature-sg",
+            "feature-gso-tcpv4", "feature-gso-tcpv6", "feature-ipv6-csum-offload", "multi-queue-num-queues",
+            "xdp-headroom")] + [
+        f"{BE}/vif/1/0/{k}" for k in (
+            "state", "feature-sg", "feature-gso-tcpv4", "feature-gso-tcpv6", "feature-ipv6-csum-offload",
+            "feature-rx-copy", "feature-rx-flip", "feature-xdp-headroom", "feature-multicast-control",
+            "feature-dynamic-multicast-control", "feature-split-event-channels", "multi-queue-max-queues",
+            "feature-ctrl-ring")]
+    ours = {p: pair.read(p) for p in written_by_drivers}
+    assert ours == {p: real[p] for p in written_by_drivers}
+    # keys under the device directories that the real drivers wrote and ours did not (or vice versa)
+    for base in (f"{FE}/vbd/51712", f"{FE}/vif/0"):
+        real_keys = {p.rsplit("/", 1)[1] for p in real if p.startswith(base + "/")}
+        ours_keys = set(pair.xs.tool_directory(base))
+        assert ours_keys == real_keys, base
+
+
+def test_xs_init_failure_is_reported_with_the_modern_prefix() -> None:
+    k, _ = dom0(("xs_init",))
+    assert xenbus_init(k) == -ENOMEM
+    assert [line.text for line in k.log] == ["xenbus: Error initializing xenstore comms: -12"]
+    assert k.xb.xen_store_domain_type == XS_UNKNOWN
+
+
+def test_an_hvm_guest_without_a_store_pfn_gets_enoent() -> None:
+    hv = FakeHV()
+    d = hv.domain_create(3)
+    d.hvm = True
+    d.hvm_params[HVM_PARAM_STORE_EVTCHN] = 1
+    k = Kernel(hv, 3, flavour="modern")  # type: ignore[arg-type]
+    DirectXs().attach(k)
+    assert xenbus_init(k) == -ENOENT
+    assert k.xb.xen_store_domain_type == XS_UNKNOWN
+    assert XS_HVM != XS_UNKNOWN
