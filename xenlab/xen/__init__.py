@@ -1,1 +1,13 @@
-"""See ../shared/DESIGN.md for what lives in this layer."""
+"""The simulated hypervisor: machine memory, domains, event channels (2-level ABI).
+
+See ../shared/DESIGN.md and DEVELOPERS.md ("Hypervisor") for the contract.
+"""
+
+from xenlab.xen.domain import Channel, Domain
+from xenlab.xen.errors import XenError, xen_check
+from xenlab.xen.hypervisor import Hypervisor
+from xenlab.xen.memory import MachineMemory, Page, map_real_page
+from xenlab.xen.shared_info import BitArray, SharedInfo
+
+__all__ = ["BitArray", "Channel", "Domain", "Hypervisor", "MachineMemory", "Page", "SharedInfo", "XenError",
+           "map_real_page", "xen_check"]

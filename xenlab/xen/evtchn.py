@@ -1,0 +1,434 @@
+"""Event channels as the hypervisor implements them (xen/common/event_channel.c, event_2l.c).
+
+Theory of operation
+-------------------
+Each domain has a table of ports (``Domain.chns``), grown a bucket at a time. Port 0
+is ECS_RESERVED from birth, so a guest can use 0 as "no port". ``get_free_port``
+hands out the lowest ECS_FREE port, failing with -ENOSPC past the ABI's limit (4096
+ports for a 64-bit guest, 1024 for a 32-bit one) or the domain's ``max_evtchn_port``.
+
+Every operation checks all its arguments before it changes anything and returns
+-errno exactly where Xen 4.17 does, so a failed hypercall leaves the tables as they
+were. Delivery is the 2-level ABI (``evtchn_2l_set_pending``): set the port's
+PENDING bit; if it was already set, or the port is MASKED, stop (while masked the
+"edge" is lost: only ``evtchn_unmask`` re-checks); else set the selector bit
+``port / BITS_PER_EVTCHN_WORD`` and ``evtchn_upcall_pending`` of the port's vcpu,
+and if that flag went 0 -> 1 with upcalls unmasked, call ``domain.upcall(vcpu)``
+synchronously: this is the guest being interrupted.
+
+Each hypercall records one step (actor "xen") with rows for the tables it changed:
+``xen/d<N>/evtchn`` (port -> state tuple), ``xen/d<N>/evtchn_pending`` and
+``xen/d<N>/evtchn_mask`` (port -> 1), ``xen/d<N>/vcpu<V>`` (upcall_pending,
+pending_sel).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xenlab.abi.errno import EEXIST, EINVAL, ENOENT, ENOSPC, EPERM, ESRCH
+from xenlab.abi.event_channel import (
+    BIND_PIRQ__WILL_SHARE,
+    DOMID_SELF,
+    ECS,
+    NR_VIRQS,
+    PER_VCPU_VIRQS,
+    EVTCHNSTAT_closed,
+    EVTCHNSTAT_interdomain,
+    EVTCHNSTAT_ipi,
+    EVTCHNSTAT_pirq,
+    EVTCHNSTAT_unbound,
+    EVTCHNSTAT_virq,
+    evtchn_status,
+)
+from xenlab.base.trace import Trace
+from xenlab.xen.domain import EVTCHNS_PER_BUCKET, Channel, Domain
+
+SRC = "xen/common/event_channel.c"
+SRC_2L = "xen/common/event_2l.c"
+
+Row = tuple[str, Any, Any, Any]
+
+
+def virq_is_global(virq: int) -> bool:
+    """virq_is_global: all VIRQs but TIMER, DEBUG, XENOPROF and XENPMU are global (x86: arch ones too)."""
+    return virq not in PER_VCPU_VIRQS
+
+
+def _t(d: Domain, table: str) -> str:
+    return f"xen/d{d.domid}/{table}"
+
+
+class EventChannels:
+    """The EVTCHNOP_* operations; mixed into Hypervisor (needs ``domains`` and ``trace``)."""
+
+    domains: dict[int, Domain]
+    trace: Trace
+
+    # -- helpers --------------------------------------------------------------------
+    def _rec(self, function: str, summary: str, changes: list[Row] | tuple[Row, ...] = (),
+             source: str = SRC) -> None:
+        self.trace.record(function, summary, actor="xen", source=source, changes=changes)
+
+    def _fail(self, function: str, summary: str, rc: int) -> int:
+        from xenlab.abi.errno import errno_name
+
+        self._rec(function, f"{summary} -> -{errno_name(rc)}")
+        return rc
+
+    def _current(self, caller: int) -> Domain:
+        try:
+            return self.domains[caller]
+        except KeyError:
+            raise ValueError(f"caller d{caller} is not a domain of this hypervisor; domains: "
+                             f"{', '.join(str(d) for d in sorted(self.domains))}") from None
+
+    def _by_any_id(self, caller: int, dom: int) -> Domain | None:
+        """rcu_lock_domain_by_any_id: DOMID_SELF is the caller, else the domain or None."""
+        if dom == DOMID_SELF:
+            return self.domains[caller]
+        return self.domains.get(dom)
+
+    @staticmethod
+    def _xsm_target(src: Domain, target: Domain) -> int:
+        """xsm_default_action(XSM_TARGET): the domain itself or a privileged one, else -EPERM."""
+        return 0 if src is target or src.privileged else -EPERM
+
+    @staticmethod
+    def get_free_port(d: Domain) -> int:
+        """get_free_port: the lowest ECS_FREE port, growing the table a bucket at a time; or -errno."""
+        if d.is_dying:
+            return -EINVAL
+        port = 0
+        for port in range(len(d.chns)):
+            if port > d.max_evtchn_port:
+                return -ENOSPC
+            if d.chns[port].state == ECS.ECS_FREE:
+                return port
+        port = len(d.chns)
+        if port >= d.max_evtchns or port > d.max_evtchn_port:
+            return -ENOSPC
+        d.chns.extend(Channel(p) for p in range(port, port + EVTCHNS_PER_BUCKET))
+        return port
+
+    def _set_state(self, d: Domain, chn: Channel, **fields: Any) -> Row:
+        before = chn.summary()
+        for name, value in fields.items():
+            setattr(chn, name, value)
+        return (_t(d, "evtchn"), chn.port, before, chn.summary())
+
+    # -- 2-level delivery -----------------------------------------------------------
+    def evtchn_set_pending(self, d: Domain, vcpu: int, port: int) -> None:
+        """evtchn_2l_set_pending (event_2l.c): PENDING bit, then selector and upcall if unmasked."""
+        sh = d.shared_info
+        if sh.evtchn_pending.test_and_set(port):
+            self._rec("evtchn_2l_set_pending", f"d{d.domid} port {port}: already pending, nothing more",
+                      source=SRC_2L)
+            return
+        rows: list[Row] = [(_t(d, "evtchn_pending"), port, None, 1)]
+        if sh.evtchn_mask[port]:
+            self._rec("evtchn_2l_set_pending", f"d{d.domid} port {port}: pending, but masked: no upcall "
+                      "(the edge is lost until unmask)", rows, SRC_2L)
+            return
+        kick = self._mark_sel(d, vcpu, port, rows)
+        self._rec("evtchn_2l_set_pending", f"d{d.domid} port {port}: pending; vcpu {vcpu} "
+                  + ("selector and upcall_pending set" if kick else "already has an upcall pending"),
+                  rows, SRC_2L)
+        if kick:
+            self._kick(d, vcpu)
+
+    def _mark_sel(self, d: Domain, vcpu: int, port: int, rows: list[Row]) -> bool:
+        """Set selector bit port/BITS; if it was clear, vcpu_mark_events_pending. True if 0 -> 1."""
+        vi = d.shared_info.vcpu_info[vcpu]
+        idx = port // d.bits
+        sel = int(vi.evtchn_pending_sel)
+        if sel >> idx & 1:
+            return False
+        vi.evtchn_pending_sel = sel | 1 << idx
+        rows.append((_t(d, f"vcpu{vcpu}"), "evtchn_pending_sel", sel or None, sel | 1 << idx))
+        if vi.evtchn_upcall_pending:
+            return False
+        vi.evtchn_upcall_pending = 1
+        rows.append((_t(d, f"vcpu{vcpu}"), "evtchn_upcall_pending", None, 1))
+        return True
+
+    def _kick(self, d: Domain, vcpu: int) -> None:
+        """vcpu_kick: the vcpu takes the upcall now if its upcall mask allows (HVM: the callback)."""
+        vi = d.shared_info.vcpu_info[vcpu]
+        if d.upcall is not None and (d.hvm or not vi.evtchn_upcall_mask):
+            d.upcall(vcpu)
+
+    # -- the operations -------------------------------------------------------------
+    def evtchn_alloc_unbound(self, caller: int, dom: int, remote_dom: int) -> int:
+        """evtchn_alloc_unbound: a new UNBOUND port in *dom* that only *remote_dom* may bind."""
+        cur = self._current(caller)
+        fn = "evtchn_alloc_unbound"
+        what = f"d{caller}: alloc_unbound(dom={_dom(dom)}, remote_dom={_dom(remote_dom)})"
+        d = self._by_any_id(caller, dom)
+        if d is None:
+            return self._fail(fn, f"{what}: no domain {dom}", -ESRCH)
+        port = self.get_free_port(d)
+        if port < 0:
+            return self._fail(fn, f"{what}: no free port in d{d.domid}", port)
+        rc = self._xsm_target(cur, d)
+        if rc:
+            return self._fail(fn, f"{what}: d{caller} is not privileged over d{d.domid}", rc)
+        rdom = cur.domid if remote_dom == DOMID_SELF else remote_dom
+        row = self._set_state(d, d.chns[port], state=ECS.ECS_UNBOUND, remote_dom=rdom, notify_vcpu_id=0)
+        self._rec(fn, f"{what}: d{d.domid} port {port} UNBOUND, reserved for d{rdom}", [row])
+        return port
+
+    def evtchn_bind_interdomain(self, caller: int, remote_dom: int, remote_port: int) -> int:
+        """evtchn_bind_interdomain: connect a new local port to an UNBOUND port reserved for us."""
+        ld = self._current(caller)
+        fn = "evtchn_bind_interdomain"
+        what = f"d{caller}: bind_interdomain(remote_dom={_dom(remote_dom)}, remote_port={remote_port})"
+        rd = self._by_any_id(caller, remote_dom)
+        if rd is None:
+            return self._fail(fn, f"{what}: no domain {remote_dom}", -ESRCH)
+        lport = self.get_free_port(ld)
+        if lport < 0:
+            return self._fail(fn, f"{what}: no free port in d{caller}", lport)
+        if not rd.port_is_valid(remote_port):
+            return self._fail(fn, f"{what}: d{rd.domid} has no port {remote_port}", -EINVAL)
+        rchn = rd.chns[remote_port]
+        if rchn.state != ECS.ECS_UNBOUND or rchn.remote_dom != ld.domid:
+            return self._fail(fn, f"{what}: d{rd.domid} port {remote_port} is not UNBOUND for d{caller}",
+                              -EINVAL)
+        lchn = ld.chns[lport]
+        rows = [self._set_state(ld, lchn, state=ECS.ECS_INTERDOMAIN, remote_dom=rd.domid,
+                                remote_port=remote_port),
+                self._set_state(rd, rchn, state=ECS.ECS_INTERDOMAIN, remote_dom=ld.domid, remote_port=lport)]
+        self._rec(fn, f"{what}: d{caller} port {lport} <-> d{rd.domid} port {remote_port}, local port "
+                  "set pending (covers an early notify)", rows)
+        self.evtchn_set_pending(ld, lchn.notify_vcpu_id, lport)
+        return lport
+
+    def evtchn_bind_virq(self, caller: int, virq: int, vcpu: int) -> int:
+        """evtchn_bind_virq: a port for VIRQ *virq* on *vcpu* (global VIRQs only on vcpu 0)."""
+        d = self._current(caller)
+        fn = "evtchn_bind_virq"
+        what = f"d{caller}: bind_virq(virq={virq}, vcpu={vcpu})"
+        if not 0 <= virq < NR_VIRQS:
+            return self._fail(fn, f"{what}: no such VIRQ", -EINVAL)
+        if virq_is_global(virq) and vcpu != 0:
+            return self._fail(fn, f"{what}: a global VIRQ binds on vcpu 0 only", -EINVAL)
+        if not 0 <= vcpu < d.max_vcpus:
+            return self._fail(fn, f"{what}: no vcpu {vcpu}", -ENOENT)
+        if d.virq_to_evtchn[vcpu].get(virq):
+            return self._fail(fn, f"{what}: already bound to port {d.virq_to_evtchn[vcpu][virq]}", -EEXIST)
+        port = self.get_free_port(d)
+        if port < 0:
+            return self._fail(fn, f"{what}: no free port", port)
+        row = self._set_state(d, d.chns[port], state=ECS.ECS_VIRQ, virq=virq, notify_vcpu_id=vcpu)
+        d.virq_to_evtchn[vcpu][virq] = port
+        self._rec(fn, f"{what}: port {port}", [row, (_t(d, f"vcpu{vcpu}_virq"), virq, None, port)])
+        return port
+
+    def evtchn_bind_ipi(self, caller: int, vcpu: int) -> int:
+        """evtchn_bind_ipi: a port the domain can send to itself, delivered on *vcpu*."""
+        d = self._current(caller)
+        fn, what = "evtchn_bind_ipi", f"d{caller}: bind_ipi(vcpu={vcpu})"
+        if not 0 <= vcpu < d.max_vcpus:
+            return self._fail(fn, f"{what}: no vcpu {vcpu}", -ENOENT)
+        port = self.get_free_port(d)
+        if port < 0:
+            return self._fail(fn, f"{what}: no free port", port)
+        row = self._set_state(d, d.chns[port], state=ECS.ECS_IPI, notify_vcpu_id=vcpu)
+        self._rec(fn, f"{what}: port {port}", [row])
+        return port
+
+    def evtchn_bind_pirq(self, caller: int, pirq: int, flags: int = 0) -> int:
+        """evtchn_bind_pirq: a port for physical IRQ *pirq* (needs access to it; once per pirq)."""
+        d = self._current(caller)
+        fn = "evtchn_bind_pirq"
+        share = " WILL_SHARE" if flags & BIND_PIRQ__WILL_SHARE else ""
+        what = f"d{caller}: bind_pirq(pirq={pirq}{share})"
+        if not 0 <= pirq < d.nr_pirqs:
+            return self._fail(fn, f"{what}: d{caller} has {d.nr_pirqs} pirqs", -EINVAL)
+        if not d.hvm and not (d.privileged or pirq in d.irq_caps):
+            return self._fail(fn, f"{what}: no access to pirq {pirq}", -EPERM)
+        if d.pirq_to_evtchn.get(pirq):
+            return self._fail(fn, f"{what}: already bound to port {d.pirq_to_evtchn[pirq]}", -EEXIST)
+        port = self.get_free_port(d)
+        if port < 0:
+            return self._fail(fn, f"{what}: no free port", port)
+        row = self._set_state(d, d.chns[port], state=ECS.ECS_PIRQ, pirq=pirq, notify_vcpu_id=0)
+        d.pirq_to_evtchn[pirq] = port
+        self._rec(fn, f"{what}: port {port}", [row, (_t(d, "pirq"), pirq, None, port)])
+        return port
+
+    def _close(self, d: Domain, port: int, rows: list[Row]) -> int:
+        """evtchn_close(d, port, guest=1) without recording: 0 or -EINVAL."""
+        if not d.port_is_valid(port):
+            return -EINVAL
+        chn = d.chns[port]
+        if chn.state in (ECS.ECS_FREE, ECS.ECS_RESERVED):
+            return -EINVAL
+        if chn.state == ECS.ECS_PIRQ:
+            rows.append((_t(d, "pirq"), chn.pirq, port, None))
+            del d.pirq_to_evtchn[chn.pirq]
+        elif chn.state == ECS.ECS_VIRQ:
+            for v, table in enumerate(d.virq_to_evtchn):
+                if table.get(chn.virq) == port:
+                    rows.append((_t(d, f"vcpu{v}_virq"), chn.virq, port, None))
+                    del table[chn.virq]
+        elif chn.state == ECS.ECS_INTERDOMAIN:
+            d2 = self.domains[chn.remote_dom]
+            rows.append(self._set_state(d2, d2.chns[chn.remote_port], state=ECS.ECS_UNBOUND,
+                                        remote_dom=d.domid, remote_port=0))
+        # evtchn_free: clear pending (no surprise on re-bind), back to vcpu 0, FREE.
+        if d.shared_info.evtchn_pending.test_and_clear(port):
+            rows.append((_t(d, "evtchn_pending"), port, 1, None))
+        if chn.notify_vcpu_id:
+            rows.append((_t(d, "evtchn_vcpu"), port, chn.notify_vcpu_id, None))
+        rows.append(self._set_state(d, chn, state=ECS.ECS_FREE, notify_vcpu_id=0, remote_dom=0,
+                                    remote_port=0, virq=0, pirq=0))
+        return 0
+
+    def evtchn_close(self, caller: int, port: int) -> int:
+        """evtchn_close: free a port; an interdomain peer goes back to UNBOUND, reserved for us."""
+        d = self._current(caller)
+        before = d.chns[port].summary() if d.port_is_valid(port) else None
+        rows: list[Row] = []
+        rc = self._close(d, port, rows)
+        if rc:
+            return self._fail("evtchn_close", f"d{caller}: close port {port}: not in use", rc)
+        extra = ""
+        if before and before[0] == "interdomain":
+            extra = f"; peer d{before[1]} port {before[2]} back to UNBOUND for d{caller}"
+        kind = before[0] if before else "?"
+        self._rec("evtchn_close", f"d{caller}: port {port} ({kind}) closed{extra}", rows)
+        return 0
+
+    def evtchn_send(self, caller: int, port: int) -> int:
+        """evtchn_send: notify the other end (interdomain), ourselves (IPI); dropped if UNBOUND."""
+        ld = self._current(caller)
+        fn = "evtchn_send"
+        if not ld.port_is_valid(port):
+            return self._fail(fn, f"d{caller}: send on port {port}: no such port", -EINVAL)
+        chn = ld.chns[port]
+        if chn.state == ECS.ECS_INTERDOMAIN:
+            rd = self.domains[chn.remote_dom]
+            rchn = rd.chns[chn.remote_port]
+            self._rec(fn, f"d{caller} port {port} -> d{rd.domid} port {rchn.port}")
+            self.evtchn_set_pending(rd, rchn.notify_vcpu_id, rchn.port)
+        elif chn.state == ECS.ECS_IPI:
+            self._rec(fn, f"d{caller} port {port}: IPI to own vcpu {chn.notify_vcpu_id}")
+            self.evtchn_set_pending(ld, chn.notify_vcpu_id, port)
+        elif chn.state == ECS.ECS_UNBOUND:
+            self._rec(fn, f"d{caller} port {port} is UNBOUND: notification silently dropped")
+        else:
+            return self._fail(fn, f"d{caller}: send on port {port} ({chn.state.name})", -EINVAL)
+        return 0
+
+    def evtchn_status(self, caller: int, dom: int, port: int) -> evtchn_status | int:
+        """evtchn_status: the port's state as the guest sees it (EVTCHNSTAT_*), its vcpu and peer."""
+        cur = self._current(caller)
+        fn, what = "evtchn_status", f"d{caller}: status(dom={_dom(dom)}, port={port})"
+        d = self._by_any_id(caller, dom)
+        if d is None:
+            return self._fail(fn, f"{what}: no domain {dom}", -ESRCH)
+        if not d.port_is_valid(port):
+            return self._fail(fn, f"{what}: beyond d{d.domid}'s {d.valid_evtchns} allocated ports", -EINVAL)
+        rc = self._xsm_target(cur, d)
+        if rc:
+            return self._fail(fn, f"{what}: d{caller} is not privileged over d{d.domid}", rc)
+        chn = d.chns[port]
+        st = evtchn_status(dom=dom, port=port, vcpu=chn.notify_vcpu_id)
+        s = chn.state
+        if s in (ECS.ECS_FREE, ECS.ECS_RESERVED):
+            st.status = EVTCHNSTAT_closed
+        elif s == ECS.ECS_UNBOUND:
+            st.status, st.u.unbound.dom = EVTCHNSTAT_unbound, chn.remote_dom
+        elif s == ECS.ECS_INTERDOMAIN:
+            st.status = EVTCHNSTAT_interdomain
+            st.u.interdomain.dom, st.u.interdomain.port = chn.remote_dom, chn.remote_port
+        elif s == ECS.ECS_PIRQ:
+            st.status, st.u.pirq = EVTCHNSTAT_pirq, chn.pirq
+        elif s == ECS.ECS_VIRQ:
+            st.status, st.u.virq = EVTCHNSTAT_virq, chn.virq
+        else:
+            st.status = EVTCHNSTAT_ipi
+        self._rec(fn, f"{what}: {s.name}")
+        return st
+
+    def evtchn_unmask(self, caller: int, port: int) -> int:
+        """evtchn_unmask / evtchn_2l_unmask: clear MASK; if still PENDING, re-raise selector and upcall."""
+        d = self._current(caller)
+        if not d.port_is_valid(port):
+            return self._fail("evtchn_unmask", f"d{caller}: unmask port {port}: no such port", -EINVAL)
+        vcpu = d.chns[port].notify_vcpu_id
+        sh = d.shared_info
+        rows: list[Row] = []
+        kick = False
+        if sh.evtchn_mask.test_and_clear(port):
+            rows.append((_t(d, "evtchn_mask"), port, 1, None))
+            if sh.evtchn_pending[port]:
+                kick = self._mark_sel(d, vcpu, port, rows)
+        note = "was not masked"
+        if rows:
+            note = "unmasked" + (": still pending, the lost edge is re-raised" if sh.evtchn_pending[port]
+                                 else "")
+        self._rec("evtchn_unmask", f"d{caller} port {port} {note}", rows, SRC_2L)
+        if kick:
+            self._kick(d, vcpu)
+        return 0
+
+    def evtchn_bind_vcpu(self, caller: int, port: int, vcpu: int) -> int:
+        """evtchn_bind_vcpu: deliver the port on another vcpu (not IPIs or per-vcpu VIRQs)."""
+        d = self._current(caller)
+        fn, what = "evtchn_bind_vcpu", f"d{caller}: bind_vcpu(port={port}, vcpu={vcpu})"
+        if not 0 <= vcpu < d.max_vcpus:
+            return self._fail(fn, f"{what}: no vcpu {vcpu}", -ENOENT)
+        if not d.port_is_valid(port):
+            return self._fail(fn, f"{what}: no such port", -EINVAL)
+        chn = d.chns[port]
+        movable = (ECS.ECS_UNBOUND, ECS.ECS_INTERDOMAIN, ECS.ECS_PIRQ)
+        if not (chn.state in movable or (chn.state == ECS.ECS_VIRQ and virq_is_global(chn.virq))):
+            return self._fail(fn, f"{what}: a {chn.state.name} port keeps its vcpu", -EINVAL)
+        old = chn.notify_vcpu_id
+        rows: list[Row] = []
+        if old != vcpu:
+            chn.notify_vcpu_id = vcpu
+            rows.append((_t(d, "evtchn_vcpu"), port, old or None, vcpu or None))
+        self._rec(fn, f"{what}: notify vcpu {old} -> {vcpu}", rows)
+        return 0
+
+    def evtchn_reset(self, caller: int, dom: int) -> int:
+        """evtchn_reset: close every port of *dom* (itself, or a paused domain by a privileged caller)."""
+        cur = self._current(caller)
+        fn, what = "evtchn_reset", f"d{caller}: reset(dom={_dom(dom)})"
+        d = self._by_any_id(caller, dom)
+        if d is None:
+            return self._fail(fn, f"{what}: no domain {dom}", -ESRCH)
+        rc = self._xsm_target(cur, d)
+        if rc:
+            return self._fail(fn, f"{what}: d{caller} is not privileged over d{d.domid}", rc)
+        if d is not cur and not d.controller_pause_count:
+            return self._fail(fn, f"{what}: d{d.domid} is not paused", -EINVAL)
+        rows: list[Row] = []
+        closed = [p for p in range(1, d.valid_evtchns) if self._close(d, p, rows) == 0]
+        self._rec(fn, f"{what}: closed ports {_ports(closed)}", rows)
+        return 0
+
+    def send_guest_virq(self, domid: int, virq: int, vcpu: int = 0) -> bool:
+        """send_guest_vcpu_virq / send_guest_global_virq: raise a VIRQ; False if no port is bound."""
+        d = self.domains[domid]
+        v = vcpu if not virq_is_global(virq) else 0
+        port = d.virq_to_evtchn[v].get(virq, 0) if v < d.max_vcpus else 0
+        if not port:
+            self._rec("send_guest_virq", f"d{domid}: VIRQ {virq} has no port bound: nothing sent")
+            return False
+        chn = d.chns[port]
+        self._rec("send_guest_virq", f"d{domid}: VIRQ {virq} -> port {port}")
+        self.evtchn_set_pending(d, chn.notify_vcpu_id, port)
+        return True
+
+
+def _dom(dom: int) -> str:
+    return "DOMID_SELF" if dom == DOMID_SELF else str(dom)
+
+
+def _ports(ports: list[int]) -> str:
+    return ", ".join(map(str, ports)) if ports else "none"

@@ -1,0 +1,165 @@
+"""The simulated hypervisor: machine memory, domains and their event channels.
+
+``Hypervisor`` is what the guests and xenstored meet through: pages (``memory``),
+domains (``domains``, ``domain_create``) and the EVTCHNOP_* operations (methods from
+``EventChannels``, and ``event_channel_op``, the ctypes-level hypercall entry that
+fills the OUT fields of the argument struct as HYPERVISOR_event_channel_op does).
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+from xenlab.abi import event_channel as ev
+from xenlab.abi.errno import EEXIST, ENOSYS
+from xenlab.abi.event_channel import DOMID_FIRST_RESERVED, ECS
+from xenlab.base.trace import Trace
+from xenlab.xen.domain import Channel, Domain
+from xenlab.xen.errors import XenError
+from xenlab.xen.evtchn import SRC, EventChannels
+from xenlab.xen.memory import DEFAULT_MFN_BASE, MachineMemory, Page
+
+SRC_DOMAIN = "xen/common/domain.c"
+
+
+class Hypervisor(EventChannels):
+    """Xen: machine memory, the domain list and the event-channel hypercalls (2-level ABI)."""
+
+    def __init__(self, trace: Trace | None = None, bits: int = 64, *, real: bool = False,
+                 mfn_base: int = DEFAULT_MFN_BASE, directory: str | None = None) -> None:
+        if bits not in (32, 64):
+            raise ValueError(f"bits must be 64 (x86_64 guests) or 32 (32-bit PV guests), not {bits}")
+        self.trace = trace if trace is not None else Trace()
+        self.bits = bits
+        self.memory = MachineMemory(self.trace, mfn_base=mfn_base, real=real, directory=directory)
+        self.domains: dict[int, Domain] = {}
+
+    # -- domains ----------------------------------------------------------------------
+    def domain_create(self, domid: int, name: str, vcpus: int = 1, privileged: bool = False,
+                      initdomain: bool = False, hvm: bool = False, *,
+                      max_evtchn_port: int | None = None, upcalls_masked: bool = False) -> Domain:
+        """domain_create + evtchn_init (xen/common/domain.c): a domain with port 0 reserved.
+
+        *max_evtchn_port* limits the ports (libxl passes event_channels - 1, 1023 by
+        default, for a guest; dom0 has the ABI's whole range). *upcalls_masked*: domain
+        builders set evtchn_upcall_mask = 1 on every vcpu and the guest clears it when it
+        enables interrupts; left False, upcalls arrive from the start.
+        """
+        if domid in self.domains:
+            raise XenError(-EEXIST, f"domain_create({domid}, {name!r}): domain {domid} exists")
+        if not 0 <= domid < DOMID_FIRST_RESERVED:
+            raise ValueError(f"domid {domid} is not a real domain id (0..{DOMID_FIRST_RESERVED - 1})")
+        if not 1 <= vcpus <= 32:
+            raise ValueError(f"vcpus must be 1..32 (the legacy vcpu_info slots), not {vcpus}")
+        shinfo = self.memory.alloc_page(domid)
+        sinfo = self.memory.alloc_page(domid)
+        nports = self.bits * self.bits
+        d = Domain(domid, name, vcpus, privileged, initdomain, hvm, self.bits, shinfo, sinfo,
+                   max_evtchn_port if max_evtchn_port is not None else nports - 1)
+        self._map(d, sinfo, 0)
+        if upcalls_masked:
+            for v in range(32):
+                d.shared_info.vcpu_info[v].evtchn_upcall_mask = 1
+        # evtchn_init: first bucket, port 0 reserved so that 0 never names a real port.
+        port0 = self.get_free_port(d)
+        assert port0 == 0
+        d.chns[0] = Channel(0, ECS.ECS_RESERVED)
+        self.domains[domid] = d
+        flags = [f for f, on in (("privileged", privileged), ("initdomain", initdomain), ("hvm", hvm)) if on]
+        flagtext = f", {', '.join(flags)}" if flags else ""
+        self.trace.record("domain_create", f"d{domid} '{name}': {vcpus} vcpu(s){flagtext}; shared_info mfn "
+                          f"{shinfo.mfn:#x}, start_info mfn {sinfo.mfn:#x}; port 0 reserved",
+                          actor="xen", source=SRC_DOMAIN,
+                          changes=[("xen/domains", domid, None, name),
+                                   (f"xen/d{domid}/evtchn", 0, None, ("reserved",))])
+        return d
+
+    def _map(self, d: Domain, page: Page, pfn: int) -> None:
+        d.p2m[pfn] = page.mfn
+        d.m2p[page.mfn] = pfn
+
+    def populate_physmap(self, domid: int, pfn: int | None = None) -> Page:
+        """XENMEM_populate_physmap for one frame: a zeroed page at *pfn* (next free if None) of *domid*."""
+        d = self.domains[domid]
+        if pfn is None:
+            pfn = max(d.p2m, default=-1) + 1
+        if pfn in d.p2m:
+            raise ValueError(f"d{domid} pfn {pfn:#x} is already backed by mfn {d.p2m[pfn]:#x}")
+        page = self.memory.alloc_page(domid)
+        self._map(d, page, pfn)
+        self.trace.record("populate_physmap", f"d{domid} pfn {pfn:#x} -> mfn {page.mfn:#x}", actor="xen",
+                          source="xen/common/memory.c",
+                          changes=[(f"xen/d{domid}/p2m", f"{pfn:#x}", None, page.mfn)])
+        return page
+
+    def domain_pause(self, domid: int) -> None:
+        """domain_pause_by_systemcontroller: the toolstack pauses a domain (needed for a foreign reset)."""
+        self.domains[domid].controller_pause_count += 1
+
+    def domain_unpause(self, domid: int) -> None:
+        """domain_unpause_by_systemcontroller."""
+        d = self.domains[domid]
+        d.controller_pause_count = max(0, d.controller_pause_count - 1)
+
+    def domain_destroy(self, domid: int) -> None:
+        """domain_kill + evtchn_destroy: close every port (peers go UNBOUND), drop it, raise VIRQ_DOM_EXC."""
+        d = self.domains[domid]
+        d.is_dying = True
+        rows: list = []
+        for port in range(1, d.valid_evtchns):
+            self._close(d, port, rows)
+        del self.domains[domid]
+        rows.append(("xen/domains", domid, d.name, None))
+        self.trace.record("domain_kill", f"d{domid} '{d.name}' destroyed: its event channels closed",
+                          actor="xen", source=SRC_DOMAIN, changes=rows)
+        for dom0 in sorted(x for x, dd in self.domains.items() if dd.initdomain):
+            self.send_guest_virq(dom0, ev.VIRQ_DOM_EXC)
+
+    # -- HYPERVISOR_event_channel_op ------------------------------------------------
+    def event_channel_op(self, caller: int, cmd: int, arg: ctypes.Structure) -> int:
+        """do_event_channel_op (xen/common/event_channel.c): run *cmd*, fill the OUT fields; 0 or -errno."""
+        want = ev.EVTCHNOP_ARGS.get(cmd)
+        fifo = (ev.EVTCHNOP_init_control, ev.EVTCHNOP_expand_array, ev.EVTCHNOP_set_priority)
+        if want is None or cmd in fifo:
+            self.trace.record("do_event_channel_op", f"d{caller}: cmd {cmd} "
+                              f"({ev.EVTCHNOP_NAMES.get(cmd, 'unknown')}) -> -ENOSYS (only the 2-level ABI "
+                              "is modelled)", actor="xen", source=SRC)
+            return -ENOSYS
+        if not isinstance(arg, want):
+            raise TypeError(f"EVTCHNOP_{ev.EVTCHNOP_NAMES[cmd]} takes struct {want.__name__}, "
+                            f"not {type(arg).__name__}")
+        a = arg
+        if cmd == ev.EVTCHNOP_alloc_unbound:
+            return self._out(a, "port", self.evtchn_alloc_unbound(caller, a.dom, a.remote_dom))
+        if cmd == ev.EVTCHNOP_bind_interdomain:
+            rc = self.evtchn_bind_interdomain(caller, a.remote_dom, a.remote_port)
+            return self._out(a, "local_port", rc)
+        if cmd == ev.EVTCHNOP_bind_virq:
+            return self._out(a, "port", self.evtchn_bind_virq(caller, a.virq, a.vcpu))
+        if cmd == ev.EVTCHNOP_bind_ipi:
+            return self._out(a, "port", self.evtchn_bind_ipi(caller, a.vcpu))
+        if cmd == ev.EVTCHNOP_bind_pirq:
+            return self._out(a, "port", self.evtchn_bind_pirq(caller, a.pirq, a.flags))
+        if cmd == ev.EVTCHNOP_close:
+            return self.evtchn_close(caller, a.port)
+        if cmd == ev.EVTCHNOP_send:
+            return self.evtchn_send(caller, a.port)
+        if cmd == ev.EVTCHNOP_unmask:
+            return self.evtchn_unmask(caller, a.port)
+        if cmd == ev.EVTCHNOP_bind_vcpu:
+            return self.evtchn_bind_vcpu(caller, a.port, a.vcpu)
+        if cmd == ev.EVTCHNOP_reset:
+            return self.evtchn_reset(caller, a.dom)
+        st = self.evtchn_status(caller, a.dom, a.port)
+        if isinstance(st, int):
+            return st
+        a.status, a.vcpu = st.status, st.vcpu
+        ctypes.memmove(ctypes.addressof(a.u), ctypes.addressof(st.u), ctypes.sizeof(st.u))
+        return 0
+
+    @staticmethod
+    def _out(arg: ctypes.Structure, field: str, rc: int) -> int:
+        if rc < 0:
+            return rc
+        setattr(arg, field, rc)
+        return 0
