@@ -160,9 +160,9 @@ def test_domU_proc_interrupts_and_lsevtchn_match_capture() -> None:
     # xenstored and xenconsoled connect to the guest's store and console ports
     assert xenstored.bind_interdomain(1, store) == 16
     assert evtchn_open(m.dom0, "xenconsoled").bind_interdomain(1, console) == 17
-    real = capture("domU", "D07-lsevtchn").split("   1: VCPU 0: Interdomain (Connected) - Remote Domain 0, Port 16")
-    real_dom0, real_domU = real[0].splitlines(), ("   1: VCPU 0: Interdomain (Connected) - Remote Domain 0, Port 16"
-                                                   + real[1]).splitlines()
+    dom0_part, domU_part = capture("domU", "D07-lsevtchn").split("   1: VCPU 0: Interdomain (Connected)", 1)
+    real_dom0 = dom0_part.splitlines()
+    real_domU = ("   1: VCPU 0: Interdomain (Connected)" + domU_part).splitlines()
     assert lsevtchn(m.hv, 1).splitlines() == real_domU[:7]  # the frontends' ports 8..10 come later
     assert lsevtchn(m.hv, 0).splitlines() == real_dom0[:17]
     real_irqs = zero_counts(capture("domU", "D06-dom0-proc-interrupts")).splitlines()

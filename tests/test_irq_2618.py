@@ -11,10 +11,10 @@ import pytest
 from xenlab.abi.errno import EBUSY, ENOSPC
 from xenlab.abi.event_channel import (
     DOMID_SELF,
+    VIRQ_TIMER,
     EVTCHNSTAT_closed,
     EVTCHNSTAT_interdomain,
     EVTCHNSTAT_unbound,
-    VIRQ_TIMER,
 )
 from xenlab.base.trace import Trace
 from xenlab.linux import boot_irqs
