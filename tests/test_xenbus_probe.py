@@ -123,7 +123,7 @@ def test_alloc_unbound_enosys_frees_the_page_and_keeps_the_buses() -> None:
     k, hv, _ = kernel(0, ("alloc_unbound_enosys",))
     assert xenbus_probe_init(k) == -ENOSYS
     assert messages(k) == []
-    assert len(hv.memory.freed) == 1  # the zeroed page went back
+    assert len(k.free_pages) == 1  # the zeroed page went back
     assert sysfs(k).listdir("/sys/bus") == ["xen", "xen-backend"]  # "Do not unregister the buses"
     assert k.proc == {} and k.xb.xen_store_evtchn == 0
     assert [t.name for t in k.sched.tasks] == []  # xs_init never ran
@@ -133,7 +133,7 @@ def test_xs_init_fails() -> None:
     k, hv, _ = kernel(0, ("xs_init",))
     assert xenbus_probe_init(k) == -ENOMEM
     assert messages(k) == ["XENBUS: Error initializing xenstore comms: -12"]
-    assert len(hv.memory.freed) == 1
+    assert len(k.free_pages) == 1
     assert sysfs(k).listdir("/sys/devices") == []  # root devices never registered
     assert sysfs(k).listdir("/sys/bus") == ["xen", "xen-backend"]
 

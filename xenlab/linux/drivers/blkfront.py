@@ -29,6 +29,7 @@ from xenlab.abi.xenbus import (
 )
 from xenlab.linux.drivers.common import IRQ_HANDLED, frontend_bind_irq, nr_cpus, unbind_irq
 from xenlab.linux.gnttab import (
+    get_zeroed_page,
     gnttab_alloc_grant_references,
     gnttab_claim_grant_reference,
     gnttab_free_grant_references,
@@ -210,7 +211,7 @@ def read_partition_table(kernel: Any, dev: Any, info: blkfront_info) -> None:
     if isinstance(chain, int):
         return
     ref = gnttab_claim_grant_reference(chain)
-    page = kernel.hv.memory.alloc_page(kernel.domid)
+    page = get_zeroed_page(kernel)
     gnttab_grant_foreign_access_ref(kernel, ref, dev.otherend_id, page.mfn, False)
     gnttab_free_grant_references(kernel, chain)
     if kernel.flavour == "2.6.18" or not info.feature_persistent:

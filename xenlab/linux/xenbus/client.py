@@ -20,7 +20,7 @@ from xenlab.abi.event_channel import DOMID_SELF
 from xenlab.abi.xenbus import XenbusStateClosed, XenbusStateClosing
 from xenlab.abi.xenbus import xenbus_strstate as _strstate
 from xenlab.linux.driver_model import dev_printk
-from xenlab.linux.gnttab import gnttab_end_foreign_access, gnttab_grant_foreign_access
+from xenlab.linux.gnttab import get_zeroed_page, gnttab_end_foreign_access, gnttab_grant_foreign_access
 from xenlab.linux.kernel import KERN_ERR
 
 SRC = "drivers/xen/xenbus/xenbus_client.c"
@@ -250,7 +250,7 @@ def xenbus_grant_ring(kernel: Any, dev: Any, frame: int) -> int:
 
 def xenbus_setup_ring(kernel: Any, dev: Any) -> tuple[int, Any]:
     """xenbus_setup_ring: a zeroed ring page, granted: (ref or -errno, page) (xenbus_client.c)."""
-    page = kernel.hv.memory.alloc_page(kernel.domid)
+    page = get_zeroed_page(kernel)
     kernel.record("xenbus_setup_ring", f"{dev.nodename}: ring page mfn {page.mfn:#x}", SRC)
     return xenbus_grant_ring(kernel, dev, page.mfn), page
 

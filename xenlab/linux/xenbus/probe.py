@@ -41,6 +41,7 @@ from xenlab.abi.event_channel import DOMID_SELF
 from xenlab.abi.start_info import HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN, SIF_INITDOMAIN
 from xenlab.base.sched import WaitQueue
 from xenlab.linux.driver_model import bus_register, bus_unregister, device, device_register
+from xenlab.linux.gnttab import free_page, get_zeroed_page
 from xenlab.linux.kernel import KERN_WARNING
 from xenlab.linux.procfs_xen import create_xen_proc_entries_2618, proc_create_mount_point, xenbus_dev_init
 from xenlab.linux.xenbus.bus import xenbus_dbg, xenbus_probe_devices
@@ -170,10 +171,7 @@ def _map_interface(kernel: Any, page: Any) -> Any:
 
 
 def _free_page(kernel: Any, page: Any) -> None:
-    free = getattr(kernel.hv.memory, "free_page", None)
-    if free is not None:
-        free(page)
-    kernel.record("free_page", f"store page mfn {page.mfn:#x} freed", "mm/page_alloc.c")
+    free_page(kernel, page)
 
 
 def _set_store(kernel: Any, page: Any, evtchn: int) -> None:
@@ -193,7 +191,7 @@ def _alloc_store_locally(kernel: Any, remote_dom: int) -> int:
     if kernel.fault("get_zeroed_page"):
         kernel.record("get_zeroed_page", "returns NULL (fault 'get_zeroed_page' injected)", "mm/page_alloc.c")
         return -ENOMEM
-    page = kernel.hv.memory.alloc_page(kernel.domid)
+    page = get_zeroed_page(kernel)
     kernel.record("get_zeroed_page", f"store page: mfn {page.mfn:#x}", "mm/page_alloc.c")
     if kernel.fault("alloc_unbound_enosys"):
         err = -ENOSYS
