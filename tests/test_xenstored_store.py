@@ -325,3 +325,21 @@ def test_oxenstored_personality_lists_children_sorted_with_its_special_nodes() -
     dom0.set_perms("@releaseDomain", "n0", "r5")
     assert dom0.get_perms("/@releaseDomain") == ["n0", "r5"]
     assert dom0.daemon.quotas == Quotas.oxenstored()
+
+
+def test_python_facing_writes() -> None:
+    daemon = Daemon()
+    watcher = Client(daemon)
+    watcher.watch("/vm", "w")
+    watcher.take_events()
+    # through the daemon: a dom0 request, so watches fire and the step is traced
+    daemon.write("/vm/1/name", "guest")
+    daemon.set_perms("/vm/1", "n0", "r1")
+    assert watcher.take_events() == [("/vm/1/name", "w"), ("/vm/1", "w")]
+    with pytest.raises(XenstoreError, match="EINVAL"):
+        daemon.rm("/")
+    # straight into the tree: set-up without requests
+    daemon.store.write("/setup/a", "1", perms="n0,r2")
+    assert daemon.store.get_perms("/setup/a") == ["n0", "r2"]
+    assert daemon.store.directory("/setup") == ["a"]
+    assert daemon.store.check() == []

@@ -18,18 +18,17 @@ other label is a domain's connection (its ring) and belongs to ``daemon.domains`
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
-from xenlab.abi.errno import EACCES, EIO, ENOENT, ENOSYS
-from xenlab.abi.xs_wire import XENSTORE_PAYLOAD_MAX, XSD_ERROR_BY_ERRNO, xsd_sockmsg_type
+from xenlab.abi.errno import EACCES, EINVAL, EIO, ENOENT, ENOSYS
+from xenlab.abi.xs_wire import XENSTORE_PAYLOAD_MAX, XSD_ERROR_BY_ERRNO, XSD_ERROR_BY_NAME, xsd_sockmsg_type
 from xenlab.base.trace import Trace
 from xenlab.xenstored import domain as domain_ops
 from xenlab.xenstored import ops
 from xenlab.xenstored import watch as watch_ops
+from xenlab.xenstored.connection import Connection, Domain
 from xenlab.xenstored.paths import SPECIAL_PATHS, get_parent, is_child
-from xenlab.xenstored.perms import XS_PERM_NONE, XS_PERM_READ, Perms, perm_for_conn
+from xenlab.xenstored.perms import XS_PERM_NONE, XS_PERM_READ, Perms
 from xenlab.xenstored.quota import Quotas
 from xenlab.xenstored.store import Node, Store, XenstoreError, initial_store
 from xenlab.xenstored.transaction import Transaction
@@ -76,60 +75,6 @@ WIRE_FUNCS: dict[int, tuple[Handler, str, str, int]] = {
 # GET/SET_QUOTA (23-26, Xen 4.21), WATCH_EVENT, ERROR, 20 and the rest answer ENOSYS.
 
 
-@dataclass(eq=False)
-class Connection:
-    """struct connection: one client (a socket or a domain's ring) and what it owns in the daemon."""
-
-    number: int
-    domid: int
-    label: str
-    is_domain: bool
-    out: deque[Message] = field(default_factory=deque)
-    on_output: Callable[[Connection], None] | None = None
-    on_close: Callable[[Connection], None] | None = None
-    watches: list[Watch] = field(default_factory=list)
-    transactions: dict[int, Transaction] = field(default_factory=dict)
-    next_transaction_id: int = 0
-    transaction_started: int = 0
-    target: int | None = None
-    can_write: bool = True
-    outstanding: int = 0
-    closed: bool = False
-
-    @property
-    def name(self) -> str:
-        """A stable name for traces: the label and the domid."""
-        return f"{self.label}(d{self.domid})"
-
-    @property
-    def privileged(self) -> bool:
-        """!domain_is_unprivileged(): sockets and dom0 bypass permissions and quotas."""
-        return not self.is_domain or self.domid == 0
-
-    def take_output(self) -> list[Message]:
-        """Every queued reply and event, oldest first; the queue is left empty."""
-        msgs = list(self.out)
-        self.out.clear()
-        self.outstanding = 0
-        return msgs
-
-    def perm(self, perms: Perms) -> int:
-        """perm_for_conn() for this connection."""
-        return perm_for_conn(self.domid, self.privileged, perms, self.target, self.can_write)
-
-
-@dataclass(eq=False)
-class Domain:
-    """struct domain: a guest the toolstack introduced (its ring connection, port, state)."""
-
-    domid: int
-    conn: Connection | None = None
-    introduced: bool = False
-    mfn: int = 0
-    port: int = 0
-    shutdown: bool = False
-
-
 class Daemon:
     """The xenstored core: a tree, connections, watches, transactions, quotas."""
 
@@ -157,6 +102,7 @@ class Daemon:
         self._rows: list[tuple[str, str, object, object]] = []
         self._touched: list[Connection] = []
         self._events = 0
+        self._lab: Connection | None = None
         self.record("setup_structure", "initial tree: " + " ".join(self.store.nodes))
 
     # -- connections -------------------------------------------------------------------
@@ -292,6 +238,36 @@ class Daemon:
                 if (name == w.node) if exact else is_child(name, w.node):
                     self.send_event(conn, get_watch_path(w, name), w.token)
 
+    # -- Python-facing requests as dom0 (traced, watches fire) ---------------------------------------
+    def request(self, type: int, *args: str, value: bytes | None = None) -> bytes:
+        """Send one request on the daemon's own dom0 connection; the reply payload or XenstoreError."""
+        if self._lab is None or self._lab.closed:
+            self._lab = self.new_connection(0, "socket-lab")
+        payload = b"".join(a.encode("latin-1") + b"\0" for a in args) + (value or b"")
+        self.handle(self._lab, Message(type, 0, 0, payload))
+        replies = [m for m in self._lab.take_output() if m.type != T.XS_WATCH_EVENT]
+        reply = replies[-1]
+        if reply.type == T.XS_ERROR:
+            name = reply.payload.rstrip(b"\0").decode()
+            raise XenstoreError(XSD_ERROR_BY_NAME.get(name, EINVAL), f"{T(type).name[3:]} {' '.join(args)}")
+        return reply.payload
+
+    def write(self, path: str, value: bytes | str) -> None:
+        """dom0 writes *path* (XenstoreError naming the errno on failure)."""
+        self.request(T.XS_WRITE, path, value=value.encode() if isinstance(value, str) else value)
+
+    def mkdir(self, path: str) -> None:
+        """dom0 makes *path*."""
+        self.request(T.XS_MKDIR, path)
+
+    def rm(self, path: str) -> None:
+        """dom0 removes *path* and everything below it."""
+        self.request(T.XS_RM, path)
+
+    def set_perms(self, path: str, *perms: str) -> None:
+        """dom0 sets the permission list of *path* (``"n1", "r0"``)."""
+        self.request(T.XS_SET_PERMS, path, *perms)
+
     # -- domains seen dying by the transport -----------------------------------------------------
     def fire_release_domain(self, domid: int) -> None:
         """The domain died: destroy_domain() (connection, owned nodes) and @releaseDomain."""
@@ -384,3 +360,5 @@ def outcome(conn: Connection, msg: Message, before: int) -> str:
         return repr(text) + ("..." if len(reply.payload) > 48 else "")
     return "no reply"
 
+
+__all__ = ["Connection", "Daemon", "Domain", "WIRE_FUNCS"]

@@ -21,8 +21,8 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from xenlab.abi.errno import ENOENT, errno_name
-from xenlab.xenstored.paths import child_name, get_parent
+from xenlab.abi.errno import EINVAL, ENOENT, errno_name
+from xenlab.xenstored.paths import basename, child_name, get_parent
 from xenlab.xenstored.perms import XS_PERM_NONE, Perms, parse_perms, perms_text, perms_to_strings
 from xenlab.xenstored.quota import node_record_size
 
@@ -163,6 +163,31 @@ class Store:
     def generation_of(self, path: str) -> int:
         """The generation count of *path*."""
         return self._get(path).generation
+
+    def write(self, path: str, value: bytes | str, perms: Perms | str | None = None) -> None:
+        """Write as dom0 would, straight into the tree: parents made, no watches, no quotas.
+
+        For set-up and tests; the trace rows join the daemon's next step. ``Daemon.write``
+        goes through a dom0 connection instead (watches fire, the step is recorded).
+        """
+        if not path.startswith("/") or path.endswith("/") and path != "/" or "//" in path:
+            raise XenstoreError(EINVAL, f"invalid node name {path!r}")
+        data = value.encode() if isinstance(value, str) else bytes(value)
+        if path not in self.nodes:
+            parent_name = get_parent(path)
+            if parent_name not in self.nodes:
+                self.write(parent_name, b"")
+            parent = self.nodes[parent_name]
+            self.write_node(path, Node(data, parent.perms))
+            self.write_node(parent_name, Node(parent.value, parent.perms,
+                                              self.add_child(parent.children, basename(path))))
+        else:
+            cur = self.nodes[path]
+            self.write_node(path, Node(data, cur.perms, cur.children))
+        if perms is not None:
+            cur = self.nodes[path]
+            new = parse_perms(perms) if isinstance(perms, str) else perms
+            self.write_node(path, Node(cur.value, new, cur.children))
 
     def walk(self, path: str = "/") -> Iterator[tuple[str, bytes, Perms]]:
         """(path, value, perms) below *path*, depth first in child order (``xenstore-ls -f``)."""
