@@ -59,14 +59,19 @@ VDISK_CDROM, VDISK_REMOVABLE, VDISK_READONLY = 1, 2, 4
 
 @dataclass
 class BlockDevice:
-    """A block device dom0 can open (what bdev_* report for it)."""
+    """A block device dom0 can open (what bdev_* report for it).
+
+    The defaults are a loop device over an image file on a 4 KiB-block filesystem, which
+    is what the block hotplug script sets up: 512-byte sectors, flush supported, discard
+    (hole punching) in 4096-byte units, no secure erase.
+    """
 
     name: str
     sectors: int
     logical_block_size: int = 512
     physical_block_size: int = 512
     flush: bool = True
-    discard_granularity: int = 0  # 0: no discard support
+    discard_granularity: int = 4096  # 0: no discard support
     discard_alignment: int = 0
     secure_erase: bool = False
 
