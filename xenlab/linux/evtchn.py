@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xenlab.abi.errno import ENOSPC
-from xenlab.abi.event_channel import BIND_PIRQ__WILL_SHARE, DOMID_SELF, NR_VIRQS
+from xenlab.abi.event_channel import DOMID_SELF, NR_VIRQS
 from xenlab.linux import irq as irqcore
-from xenlab.linux.irq import IrqChip, IrqCore, SharedBits
+from xenlab.linux.irq import IrqCore, SharedBits
 from xenlab.linux.kernel import KERN_WARNING
 
 SRC = "drivers/xen/core/evtchn.c"
@@ -176,172 +176,6 @@ def _rec(kernel: Any, fn: str, summary: str, changes: Any = (), printk: str | No
 
 def _t(kernel: Any, table: str) -> str:
     return f"{kernel.name}/{table}"
-
-
-# -- mask / unmask / notify ------------------------------------------------------------
-def mask_evtchn(kernel: Any, port: int) -> None:
-    """mask_evtchn: sync_set_bit(port, shared_info->evtchn_mask) -- the guest does it itself."""
-    sb = _state(kernel).shared
-    was = sb.set_mask(port)
-    if not was:
-        _rec(kernel, "mask_evtchn", f"port {port} masked", [(_t(kernel, "evtchn_mask"), port, 0, 1)])
-
-
-def unmask_evtchn(kernel: Any, port: int) -> None:
-    """unmask_evtchn: clear the mask bit; re-raise a missed edge; hypercall if another vcpu's port."""
-    st = _state(kernel)
-    sb = st.shared
-    cpu = st.this_cpu
-    if st.cpu_evtchn.get(port, 0) != cpu:
-        kernel.hv.evtchn_unmask(kernel.domid, port)
-        _rec(
-            kernel,
-            "unmask_evtchn",
-            f"port {port} belongs to vcpu {st.cpu_evtchn.get(port, 0)}: EVTCHNOP_unmask hypercall",
-            [(_t(kernel, "evtchn_mask"), port, 1, 0)],
-        )
-        return
-    was = sb.test_mask(port)
-    sb.clear_mask(port)
-    refire = sb.test_pending(port) and not sb.test_and_set_sel(cpu, port // sb.bits)
-    _rec(
-        kernel,
-        "unmask_evtchn",
-        f"port {port} unmasked"
-        + (" and still pending: missed edge re-raised (upcall_pending = 1)" if refire else ""),
-        [(_t(kernel, "evtchn_mask"), port, int(was), 0)] if was else (),
-    )
-    if refire:
-        sb.vcpu(cpu).evtchn_upcall_pending = 1
-        if not st.in_upcall:
-            evtchn_do_upcall(kernel, cpu)
-
-
-def clear_evtchn(kernel: Any, port: int) -> None:
-    """clear_evtchn: sync_clear_bit(port, shared_info->evtchn_pending)."""
-    _state(kernel).shared.clear_pending(port)
-
-
-def notify_remote_via_evtchn(kernel: Any, port: int) -> int:
-    """notify_remote_via_evtchn: EVTCHNOP_send on the port (include/xen/evtchn.h)."""
-    rc = kernel.hv.evtchn_send(kernel.domid, port)
-    _rec(kernel, "notify_remote_via_evtchn", f"EVTCHNOP_send port {port} -> {rc}")
-    return rc
-
-
-def notify_remote_via_irq(kernel: Any, irq: int) -> None:
-    """notify_remote_via_irq: send on the port behind the IRQ, if it has one."""
-    port = evtchn_from_irq_info(_state(kernel).irq_info[irq])
-    if port:
-        notify_remote_via_evtchn(kernel, port)
-
-
-def irq_to_evtchn_port(kernel: Any, irq: int) -> int:
-    """irq_to_evtchn_port: the port in irq_info[irq]."""
-    return evtchn_from_irq_info(_state(kernel).irq_info[irq])
-
-
-def bind_evtchn_to_cpu(kernel: Any, port: int, cpu: int) -> None:
-    """bind_evtchn_to_cpu: remember which vcpu's upcall scans the port (cpu_evtchn[])."""
-    st = _state(kernel)
-    if cpu:
-        st.cpu_evtchn[port] = cpu
-    else:
-        st.cpu_evtchn.pop(port, None)
-
-
-# -- the chips --------------------------------------------------------------------------
-def _dynirq_chip(kernel: Any) -> IrqChip:
-    """dynirq_type "Dynamic-irq": startup/enable unmask, ack masks+clears, end unmasks."""
-    st = _state(kernel)
-
-    def port_of(irq: int) -> int:
-        return evtchn_from_irq_info(st.irq_info[irq])
-
-    def startup(irq: int) -> None:
-        if port_of(irq):
-            unmask_evtchn(kernel, port_of(irq))
-
-    def shutdown(irq: int) -> None:
-        if port_of(irq):
-            mask_evtchn(kernel, port_of(irq))
-
-    def ack(irq: int) -> None:
-        if port_of(irq):
-            st.shared.set_mask(port_of(irq))
-            clear_evtchn(kernel, port_of(irq))
-
-    def end(irq: int) -> None:
-        if port_of(irq) and not st.core.descs[irq].disabled:
-            st.shared.clear_mask(port_of(irq))
-            sb = st.shared
-            if sb.test_pending(port_of(irq)) and not sb.test_and_set_sel(
-                st.this_cpu, port_of(irq) // sb.bits
-            ):
-                sb.vcpu(st.this_cpu).evtchn_upcall_pending = 1
-
-    return IrqChip(
-        "Dynamic-irq", startup=startup, shutdown=shutdown, ack=ack, end=end, mask=shutdown, unmask=startup
-    )
-
-
-def _pirq_chip(kernel: Any) -> IrqChip:
-    """pirq_type "Phys-irq": startup binds the PIRQ to a fresh port (EVTCHNOP_bind_pirq)."""
-    st = _state(kernel)
-
-    def startup(irq: int) -> None:
-        port = evtchn_from_irq_info(st.irq_info[irq])
-        if not port:
-            pirq = irq - st.space.PIRQ_BASE
-            flags = BIND_PIRQ__WILL_SHARE if st.core.descs[irq].actions else 0
-            port = kernel.hv.evtchn_bind_pirq(kernel.domid, pirq, flags)
-            if port < 0:
-                from xenlab.linux.kernel import KERN_INFO
-
-                msg = f"Failed to obtain physical IRQ {irq}"
-                kernel.printk(KERN_INFO, msg)
-                _rec(kernel, "startup_pirq", f"EVTCHNOP_bind_pirq {pirq} -> {port}", printk=msg)
-                return
-            old_i, old_e = st.irq_info[irq], st.evtchn_to_irq[port]
-            st.evtchn_to_irq[port] = irq
-            st.irq_info[irq] = mk_irq_info(IRQT_PIRQ, irq & 0xFF, port)
-            _rec(
-                kernel,
-                "startup_pirq",
-                f"PIRQ {pirq} bound to port {port} (IRQ {irq})",
-                [
-                    (_t(kernel, "evtchn_to_irq"), port, old_e, irq),
-                    (_t(kernel, "irq_info"), irq, old_i, st.irq_info[irq]),
-                ],
-            )
-        unmask_evtchn(kernel, port)
-
-    def shutdown(irq: int) -> None:
-        port = evtchn_from_irq_info(st.irq_info[irq])
-        if not port:
-            return
-        mask_evtchn(kernel, port)
-        kernel.hv.evtchn_close(kernel.domid, port)
-        old_i = st.irq_info[irq]
-        st.evtchn_to_irq[port] = -1
-        st.irq_info[irq] = IRQ_UNBOUND
-        _rec(
-            kernel,
-            "shutdown_pirq",
-            f"IRQ {irq}: port {port} closed",
-            [(_t(kernel, "evtchn_to_irq"), port, irq, -1), (_t(kernel, "irq_info"), irq, old_i, IRQ_UNBOUND)],
-        )
-
-    dyn = _dynirq_chip(kernel)
-    return IrqChip(
-        "Phys-irq",
-        startup=startup,
-        shutdown=shutdown,
-        ack=dyn.ack,
-        end=dyn.end,
-        mask=lambda irq: None,
-        unmask=startup,
-    )
 
 
 # -- init -------------------------------------------------------------------------------
@@ -683,44 +517,16 @@ def unbind_from_irqhandler(kernel: Any, irq: int, dev_id: Any) -> None:
     unbind_from_irq(kernel, irq)
 
 
-# -- the upcall -------------------------------------------------------------------------
-def evtchn_do_upcall(kernel: Any, cpu: int = 0) -> int:
-    """evtchn_do_upcall: clear upcall_pending, xchg the selector, scan pending&~mask, do_IRQ each port."""
-    st = _state(kernel)
-    sb = st.shared
-    vcpu = sb.vcpu(cpu)
-    if st.in_upcall:
-        st.upcall_count[cpu] += 1  # "Nested invocations bail immediately."
-        return 0
-    st.in_upcall, old_cpu, st.this_cpu = True, st.this_cpu, cpu
-    old_umask = int(vcpu.evtchn_upcall_mask)
-    vcpu.evtchn_upcall_mask = 1
-    handled = 0
-    try:
-        while True:
-            vcpu.evtchn_upcall_pending = 0
-            sel = int(vcpu.evtchn_pending_sel)
-            _rec(
-                kernel, "evtchn_do_upcall", f"vcpu {cpu}: upcall_pending cleared, pending_sel {sel:#x} taken"
-            )
-
-            def handle(port: int) -> None:
-                irq = st.evtchn_to_irq[port]
-                if irq != -1:
-                    _rec(kernel, "evtchn_do_upcall", f"port {port} pending and unmasked -> do_IRQ({irq})")
-                    irqcore.do_IRQ(kernel, irq, cpu)
-                else:
-                    from xenlab.linux.evtchn_dev import evtchn_device_upcall
-
-                    evtchn_device_upcall(kernel, port)
-                    _rec(kernel, "evtchn_do_upcall", f"port {port} has no IRQ: evtchn_device_upcall")
-
-            handled += irqcore.evtchn_2l_scan(
-                kernel, cpu, st.scan_state[cpu], lambda p: st.cpu_evtchn.get(p, 0) == cpu, handle
-            )
-            if not vcpu.evtchn_upcall_pending:
-                break
-    finally:
-        vcpu.evtchn_upcall_mask = old_umask
-        st.in_upcall, st.this_cpu = False, old_cpu
-    return handled
+# The delivery half of evtchn.c lives in evtchn_delivery.py; its names are part of this API.
+from xenlab.linux.evtchn_delivery import (  # noqa: E402, F401
+    _dynirq_chip,
+    _pirq_chip,
+    bind_evtchn_to_cpu,
+    clear_evtchn,
+    evtchn_do_upcall,
+    irq_to_evtchn_port,
+    mask_evtchn,
+    notify_remote_via_evtchn,
+    notify_remote_via_irq,
+    unmask_evtchn,
+)
