@@ -234,6 +234,11 @@ def test_teardown_goes_through_closing_to_closed() -> None:
     assert pair.read(f"{FE}/vbd/51712/state") == str(int(XenbusStateClosed))
     assert pair.read(f"{BE}/vbd/1/51712/state") == str(int(XenbusStateClosed))
     assert "vbd-51712" in sysfs(pair.domU).listdir("/sys/bus/xen/devices")
+    # the backend saw the frontend Closed with online = 0: it unregistered its device
+    assert sysfs(pair.dom0).listdir("/sys/bus/xen-backend/devices") == ["vif-1-0"]
+    # both ends gave their IRQs and ports back; the vif still has its own
+    assert [n for _, n in pair.domU.irq_ops.irqs.values()] == ["vif0-q0-tx", "vif0-q0-rx"]
+    assert [n for _, n in pair.dom0.irq_ops.irqs.values()] == ["vif1.0-q0-tx", "vif1.0-q0-rx"]
 
 
 def test_the_2618_handshake_uses_its_own_keys() -> None:

@@ -62,3 +62,17 @@ def console_init(kernel: Any) -> int:
     xenkbd_init(kernel)
     xenfb_init(kernel)
     return err
+
+
+def xen_subsys_init(kernel: Any) -> int:
+    """The other Xen buses a Debian 6.1 kernel registers: "xen_memory" (xen-balloon's sysfs)
+    everywhere and "xen_cpu" (drivers/xen/pcpu.c) in dom0 only; /sys/bus lists them next to
+    "xen" and "xen-backend". 2.6.18 has neither."""
+    from xenlab.linux.driver_model import bus_register, bus_type
+
+    if kernel.flavour == "2.6.18":
+        return 0
+    err = 0
+    if _initial_domain(kernel):
+        err = bus_register(kernel, bus_type("xen_cpu"))
+    return err or bus_register(kernel, bus_type("xen_memory"))
