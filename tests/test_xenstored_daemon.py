@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+import re
+from pathlib import Path
+
 import pytest
 from xs_client import Client, XsError, introduce
 
@@ -412,3 +416,51 @@ def test_node_quota_inside_a_transaction_is_checked_at_commit() -> None:
     assert dom0.ls("/local/domain/1") == ["a"]
     guest.write("b", "")
     guest.write("c", "")  # outside a transaction 4 is fine
+
+
+# -- against the real daemons ------------------------------------------------------------------------
+CAPTURES = Path(__file__).resolve().parents[1].parent / "shared" / "realxen" / "captures"
+LINE = re.compile(r"^\s+(\w+)\s+req_id=(\d+)\s+tx_id=(\d+)\s+len=(\d+)\s+payload=(b'.*')$")
+
+
+def ring_sections(kind: str) -> dict[str, dict[str, list[Message]]]:
+    """ring-decoded.txt: snapshot name -> {"req": [...], "rsp": [...]} messages."""
+    sections: dict[str, dict[str, list[Message]]] = {}
+    current: dict[str, list[Message]] = {}
+    side = "req"
+    for line in (CAPTURES / kind / "ring-decoded.txt").read_text().splitlines():
+        if line.startswith("== "):
+            current = sections.setdefault(line[3:].split(":")[0], {"req": [], "rsp": []})
+        elif "req ring bytes" in line:
+            side = "req"
+        elif "rsp ring bytes" in line:
+            side = "rsp"
+        elif m := LINE.match(line):
+            payload = ast.literal_eval(m.group(5))
+            assert len(payload) == int(m.group(4))
+            current[side].append(Message(T[f"XS_{m.group(1)}"], int(m.group(2)), int(m.group(3)), payload))
+    return sections
+
+
+@pytest.mark.parametrize("kind", ["cxenstored", "oxenstored"])
+def test_the_real_dom0_ring_conversation_replays_byte_for_byte(kind: str) -> None:
+    if not CAPTURES.is_dir():
+        pytest.skip(f"real captures not found at {CAPTURES}")
+    sections = ring_sections(kind)
+    daemon = Daemon(name="oxenstored" if kind == "oxenstored" else "xenstored")
+    ring = daemon.new_connection(0, "domain0")  # the dom0 kernel's xenbus, through its ring
+    tools = Client(daemon)  # xen-init-dom0 and the capture script, through the socket
+
+    def replay(name: str) -> None:
+        got: list[Message] = []
+        for req in sections[name]["req"]:
+            daemon.handle(ring, req)
+            got += ring.take_output()
+        assert got == sections[name]["rsp"], name
+
+    replay("after-xenstored")  # the kernel's boot-time probe, before anything else wrote
+    for key, value in [("/local/domain/0/domid", "0"), ("/local/domain/0/name", "Domain-0"),
+                       ("/local/pool/0/name", "Pool-0"), ("/xenlab/sock-a", "hello")]:
+        tools.write(key, value)
+    for name in ["k1-after-write-a", "k2-after-write-b", "k3-after-read-b", "k4-after-rm-a", "k5-after-ls"]:
+        replay(name)
