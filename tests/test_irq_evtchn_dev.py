@@ -1,0 +1,108 @@
+"""/dev/xen/evtchn: how a user-space daemon (xenstored) gets events, in both kernel flavours."""
+
+from __future__ import annotations
+
+import pytest
+
+from xenlab.abi.errno import EINVAL, ENOTCONN
+from xenlab.abi.event_channel import DOMID_SELF, VIRQ_DOM_EXC, EVTCHNSTAT_closed, EVTCHNSTAT_unbound
+from xenlab.base.sched import Scheduler
+from xenlab.base.trace import Trace
+from xenlab.linux import boot_irqs
+from xenlab.linux import events as ev
+from xenlab.linux import evtchn as l18
+from xenlab.linux.evtchn_dev import evtchn_open
+from xenlab.linux.kernel import Kernel
+from xenlab.xen.hypervisor import Hypervisor
+
+
+def dom0(flavour: str) -> Kernel:
+    trace = Trace()
+    hv = Hypervisor(trace=trace, bits=64)
+    hv.domain_create(0, "Domain-0", vcpus=1, privileged=True, initdomain=True)
+    k = Kernel(hv, 0, flavour=flavour, sched=Scheduler(), trace=trace)
+    boot_irqs.boot_early_irqs(k)
+    return k
+
+
+def test_modern_each_port_gets_a_lateeoi_irq_named_after_the_process() -> None:
+    k = dom0("modern")
+    u = evtchn_open(k, "oxenstored")
+    port = u.bind_virq(VIRQ_DOM_EXC)
+    irq = ev.get_evtchn_to_irq(k, port)
+    desc = k.irq.core.descs[irq]
+    assert (desc.chip.name, desc.name, [a.name for a in desc.actions]) == (
+        "xen-dyn-lateeoi", "event", ["evtchn:oxenstored"])
+    assert k.irq.info[irq].type == ev.IRQT_EVTCHN  # a VIRQ, but bound as a plain port by the device
+
+
+def test_modern_fire_read_write_back_and_wakeup() -> None:
+    k = dom0("modern")
+    u = evtchn_open(k, "xenstored")
+    port = u.bind_virq(VIRQ_DOM_EXC)
+    woken: list[str] = []
+
+    def daemon() -> None:
+        k.sched.wait_event(u.waitq, u.has_pending)
+        woken.append("xenstored")
+
+    k.sched.kthread_run(daemon, "xenstored")
+    k.sched.run()
+    assert woken == [] and u.waitq.sleepers
+    k.hv.send_guest_virq(0, VIRQ_DOM_EXC)  # a domain died
+    k.sched.run()
+    assert woken == ["xenstored"]
+    assert u.read_pending() == [port]
+    sh = k.hv.domains[0].shared_info
+    assert sh.evtchn_mask[port]  # lateeoi: masked until written back
+    k.hv.send_guest_virq(0, VIRQ_DOM_EXC)
+    assert u.read_pending() == []  # the second event waits, pending behind the mask
+    assert u.write_ports([port]) == 4
+    assert u.read_pending() == [port]  # the unmask found it pending and delivered it at once ...
+    assert sh.evtchn_mask[port]  # ... so the port is masked again, waiting for the next write
+    u.write_ports([port])
+    assert not sh.evtchn_mask[port] and u.read_pending() == []
+    assert u.write_ports([port + 1]) == -EINVAL
+
+
+def test_modern_unbind_frees_the_irq_and_closes_the_port() -> None:
+    k = dom0("modern")
+    u = evtchn_open(k, "xenstored")
+    port = u.bind_unbound_port(0)
+    irq = ev.get_evtchn_to_irq(k, port)
+    assert k.hv.evtchn_status(0, 0, port).status == EVTCHNSTAT_unbound
+    assert u.unbind(port) == 0
+    assert irq not in k.irq.core.descs and ev.get_evtchn_to_irq(k, port) == -1
+    assert k.hv.evtchn_status(0, 0, port).status == EVTCHNSTAT_closed
+    assert u.unbind(port) == -ENOTCONN and u.notify(port) == -ENOTCONN
+
+
+def test_2618_device_ports_have_no_irq_and_go_through_evtchn_device_upcall() -> None:
+    k = dom0("2.6.18")
+    u = evtchn_open(k, "xenstored")
+    before = dict(k.irq.core.descs[256].__dict__)
+    port = u.bind_virq(VIRQ_DOM_EXC)
+    assert k.irq.evtchn_to_irq[port] == -1  # no IRQ: the old device works below the IRQ layer
+    assert k.irq.core.descs[256].actions == before["actions"]
+    k.hv.send_guest_virq(0, VIRQ_DOM_EXC)
+    assert u.read_pending() == [port]
+    assert k.hv.domains[0].shared_info.evtchn_mask[port]
+    u.write_ports([port])
+    assert not k.hv.domains[0].shared_info.evtchn_mask[port]
+    assert u.unbind(port) == 0 and k.hv.evtchn_status(0, 0, port).status == EVTCHNSTAT_closed
+
+
+@pytest.mark.parametrize("flavour", ["2.6.18", "modern"])
+def test_notify_reaches_the_other_end(flavour: str) -> None:
+    k = dom0(flavour)
+    u = evtchn_open(k, "xenstored")
+    local = k.hv.evtchn_alloc_unbound(0, DOMID_SELF, 0)  # the kernel's own store port
+    got: list[int] = []
+    bind = l18.bind_caller_port_to_irqhandler if flavour == "2.6.18" else ev.bind_evtchn_to_irqhandler
+    irq = bind(k, local, lambda i, d: got.append(i) or 1, 0, "xenbus", None)
+    port = u.bind_interdomain(0, local)
+    u.read_pending()  # the new port starts pending; drop that first event
+    u.write_ports([port])
+    got.clear()
+    assert u.notify(port) == 0
+    assert got == [irq]
