@@ -43,7 +43,8 @@ def bind_trace(n_irqs: int = 3, dynirqs: int = 3) -> Trace:
         t.record("bind_evtchn_to_irq", f"port {port} -> IRQ {irq}", actor="dom0", source=SRC,
                  changes=[("dom0/evtchn_to_irq", port, None, irq),
                           ("dom0/irq_info", irq, None, f"evtchn {port}"),
-                          ("dom0/irq_bindcount", irq, None, 1), ("xen/d0/port_state", port, None, "unbound")])
+                          ("dom0/irq_bindcount", irq, None, 1),
+                          ("xen/d0/evtchn", port, None, ("unbound", 1))])
     return t
 
 
@@ -267,3 +268,9 @@ def test_ring_view_reads_a_real_dom0_store_page():
             ' | payload [16..46] "memory/target') in text
     assert text.count("XS_WATCH_EVENT") == 6 and "server_features=0x1" in text
     assert "... 2 earlier messages" in RingView(page, history=True, limit=17).text()
+
+
+def test_irq_view_clips_long_tables_but_keeps_what_this_step_changed():
+    t = bind_trace(n_irqs=40, dynirqs=40)
+    text = IrqView("dom0", limit=5).text_at(t, 30)
+    assert "  ... and 24 more IRQs" in text and "* 285" in text  # step 30 bound IRQ 285

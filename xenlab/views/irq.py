@@ -49,12 +49,14 @@ class IrqView(TablePanel):
     """``IrqView("dom0", ranges={"PIRQ": (0, 256), "DYNIRQ": (256, 256)}, domains=[0, 1]).show(trace)``."""
 
     def __init__(self, kernel: str = "dom0", *, ranges: dict[str, tuple[int, int]] | None = None,
-                 domains: list[int] | None = None, ports: bool = True) -> None:
+                 domains: list[int] | None = None, ports: bool = True, limit: int = 16) -> None:
         self.kernel = kernel
+        self.limit = limit
         self.ranges = dict(ranges or {})
         self.domains = domains
         self.ports = ports
         self.title = f"IRQs and event channels ({kernel})"
+        self._more: dict[str, int] = {}
 
     # -- data -----------------------------------------------------------------------------------
     def irq_tables(self, ctx: Context) -> list[str]:
@@ -126,6 +128,7 @@ class IrqView(TablePanel):
             hit = any(ctx.is_changed(t, str(irq)) for t in tables) or any(
                 ctx.is_changed(f"{self.kernel}/evtchn_to_irq", p) for p in ports.get(irq, []))
             marks.append("xl-new" if hit else "")
+        rows, marks = self._clip(rows, marks, "IRQs")
         return headers, rows, marks
 
     def range_lines(self, ctx: Context) -> list[str]:
@@ -144,7 +147,7 @@ class IrqView(TablePanel):
         """Label -> port-keyed tables: the kernel's ``evtchn_*`` arrays, then each domain's ``xen/d<N>/*``."""
         doms: dict[int, list[str]] = {}
         for t in ctx.tables("xen/d"):
-            m = re.match(r"xen/d(\d+)/", t)
+            m = re.match(r"xen/d(\d+)/evtchn", t)
             if m and (self.domains is None or int(m.group(1)) in self.domains):
                 if any(_num(k) is not None for k in ctx.table(t)):
                     doms.setdefault(int(m.group(1)), []).append(t)
@@ -164,7 +167,21 @@ class IrqView(TablePanel):
         for p in ports:
             rows.append([str(p)] + [_fmt(ctx.table(t).get(str(p), "-")) for t in tables])
             marks.append("xl-new" if any(ctx.is_changed(t, str(p)) for t in tables) else "")
+        rows, marks = self._clip(rows, marks, "ports")
         return headers, rows, marks
+
+    def _clip(self, rows: list[list[str]], marks: list[str], what: str) -> tuple[list[list[str]], list[str]]:
+        """At most ``limit`` rows (those this step changed are always kept); the note says how many hide."""
+        self._more[what] = 0
+        if len(rows) <= self.limit:
+            return rows, marks
+        keep = [i for i in range(len(rows)) if i < self.limit or marks[i]]
+        self._more[what] = len(rows) - len(keep)
+        return [rows[i] for i in keep], [marks[i] for i in keep]
+
+    def _note(self, what: str) -> str:
+        n = self._more.get(what, 0)
+        return f"  ... and {n} more {what}" if n else ""
 
     # -- rendering -------------------------------------------------------------------------------
     def text(self, ctx: Context) -> str:
@@ -172,13 +189,15 @@ class IrqView(TablePanel):
         out = self.range_lines(ctx)
         headers, rows, marks = self.irq_rows(ctx)
         out.append(text_table(headers, rows, marks) if rows else "no IRQ bound yet")
+        out.append(self._note("IRQs"))
         if self.ports:
             for label, tables in self.port_tables(ctx).items():
                 h, r, m = self.port_rows(ctx, tables)
                 out.append(f"{label}:" if r else f"{label}: none")
                 if r:
                     out.append(text_table(h, r, m))
-        return "\n".join(out)
+                    out.append(self._note("ports"))
+        return "\n".join(line for line in out if line)
 
     def html(self, ctx: Context) -> str:
         """The same as HTML: ranges, IRQ table, and the port tables side by side."""
@@ -187,10 +206,12 @@ class IrqView(TablePanel):
         out = ["<div>" + "<br>".join(spans) + "</div>"]
         headers, rows, marks = self.irq_rows(ctx)
         out.append(table(headers, rows, marks) if rows else "<i>no IRQ bound yet</i>")
+        out.append(esc(self._note("IRQs")))
         if self.ports:
             cols = []
             for label, tables in self.port_tables(ctx).items():
                 h, r, m = self.port_rows(ctx, tables)
-                cols.append(f"<div><b>{esc(label)}</b>{table(h, r, m) if r else ' none'}</div>")
+                body = table(h, r, m) + esc(self._note("ports")) if r else " none"
+                cols.append(f"<div><b>{esc(label)}</b>{body}</div>")
             out.append(f"<div class='xl-cols'>{''.join(cols)}</div>")
         return "".join(out)
