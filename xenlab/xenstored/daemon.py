@@ -110,6 +110,8 @@ class Daemon:
         """new_connection(): a client; ``socket...`` labels are dom0 sockets, others a domain's ring."""
         self._numbers += 1
         is_domain = not label.startswith("socket")
+        if any(c.label == label for c in self.connections):  # keep trace keys unambiguous
+            label = f"{label}#{self._numbers}"
         conn = Connection(self._numbers, domid, label, is_domain)
         self.connections.append(conn)
         if is_domain:
