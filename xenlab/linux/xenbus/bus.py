@@ -97,6 +97,8 @@ class xen_bus_type:
     probe: Callable[[Any, xen_bus_type, str, str], int]
     bus: bus_type
     otherend_changed: Callable[[Any, Any, str, str], Any] | None = None
+    # modern backend: frontend_will_handle (queue an otherend event only if none is pending)
+    otherend_will_handle: Callable[..., bool] | None = None
     error: int = -ENODEV  # 2.6.18: the bus_register (or root device_register) result
     dev: device | None = None  # 2.6.18: the bus root device under /sys/devices
     watch: Any = None  # the "device" / "backend" watch
@@ -213,7 +215,8 @@ def watch_otherend(kernel: Any, dev: xenbus_device) -> int:
     def callback(watch: Any, path: str, token: str = "") -> None:
         xbus.otherend_changed(kernel, dev, path, token)
 
-    watch = xenbus_watch_pathfmt(kernel, dev, callback, dev.otherend or "", "state")
+    will_handle = xbus.otherend_will_handle if kernel.flavour != "2.6.18" else None
+    watch = xenbus_watch_pathfmt(kernel, dev, callback, dev.otherend or "", "state", will_handle=will_handle)
     if isinstance(watch, int):
         return watch
     dev.otherend_watch = watch

@@ -80,18 +80,22 @@ def unregister_xenbus_watch(kernel: Any, watch: Any) -> None:
     _xs(kernel).unregister_xenbus_watch(kernel, watch)
 
 
-def xenbus_watch(node: str, callback: Callable[..., Any]) -> Any:
+def xenbus_watch(node: str, callback: Callable[..., Any],
+                 will_handle: Callable[..., bool] | None = None) -> Any:
     """A struct xenbus_watch for *node* whose callback(watch, path, token) runs on xenwatch."""
-    cls = XenbusWatch
-    return cls(node=node, callback=callback)
+    return XenbusWatch(node=node, callback=callback, will_handle=will_handle)
 
 
 @dataclass(eq=False)
 class XenbusWatch:
-    """struct xenbus_watch: a node and a callback(watch, path, token)."""
+    """struct xenbus_watch: a node, a callback(watch, path, token), and what xenbus_xs.c keeps in it."""
 
     node: str
     callback: Callable[..., Any]
+    flags: int = 0
+    addr: int = 0
+    nr_pending: int = 0
+    will_handle: Callable[..., bool] | None = None
 
 
 def _join(dir: str, node: str) -> str:
@@ -224,9 +228,10 @@ def xenbus_dev_fatal(kernel: Any, dev: Any, err: int, text: str) -> None:
 
 
 # -- watches -------------------------------------------------------------------------
-def xenbus_watch_path(kernel: Any, dev: Any, path: str, callback: Callable[..., Any]) -> Any:
+def xenbus_watch_path(kernel: Any, dev: Any, path: str, callback: Callable[..., Any],
+                      will_handle: Callable[..., bool] | None = None) -> Any:
     """xenbus_watch_path: register a watch on *path* for *dev*; the watch, or -errno after dev_fatal."""
-    watch = xenbus_watch(path, callback)
+    watch = xenbus_watch(path, callback, will_handle)
     err = register_xenbus_watch(kernel, watch)
     if err:
         xenbus_dev_fatal(kernel, dev, err, f"adding watch on {path}")
@@ -234,9 +239,10 @@ def xenbus_watch_path(kernel: Any, dev: Any, path: str, callback: Callable[..., 
     return watch
 
 
-def xenbus_watch_pathfmt(kernel: Any, dev: Any, callback: Callable[..., Any], *parts: str) -> Any:
+def xenbus_watch_pathfmt(kernel: Any, dev: Any, callback: Callable[..., Any], *parts: str,
+                         will_handle: Callable[..., bool] | None = None) -> Any:
     """xenbus_watch_pathfmt / xenbus_watch_path2: watch "<part>/<part>..." (xenbus_client.c)."""
-    return xenbus_watch_path(kernel, dev, "/".join(parts), callback)
+    return xenbus_watch_path(kernel, dev, "/".join(parts), callback, will_handle)
 
 
 # -- rings and event channels -----------------------------------------------------------

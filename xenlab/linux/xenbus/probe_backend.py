@@ -65,6 +65,11 @@ def frontend_changed(kernel: Any, dev: Any, path: str, token: str = "") -> None:
     xenbus_otherend_changed(kernel, dev, path)
 
 
+def frontend_will_handle(watch: Any, path: str, token: str) -> bool:
+    """frontend_will_handle: queue a frontend-state event only if none is already pending (modern)."""
+    return watch.nr_pending == 0
+
+
 def read_frontend_details(kernel: Any, dev: Any) -> int:
     """read_frontend_details: read "frontend-id" and "frontend" of a backend device."""
     return read_otherend_details(kernel, dev, "frontend-id", "frontend")
@@ -78,6 +83,7 @@ def xenbus_backend(kernel: Any) -> xen_bus_type:
     if st.backend is None:
         st.backend = make_bus(kernel, "xen-backend", "backend", 3, backend_bus_id, xenbus_probe_backend,
                               frontend_changed)
+        st.backend.otherend_will_handle = frontend_will_handle
     return st.backend
 
 
