@@ -1,0 +1,99 @@
+"""What the IRQ view replays, and what /proc/interrupts counts, step by step."""
+
+from __future__ import annotations
+
+from xenlab.abi.event_channel import DOMID_SELF
+from xenlab.base.trace import Trace
+from xenlab.linux import boot_irqs
+from xenlab.linux import events as ev
+from xenlab.linux import evtchn as l18
+from xenlab.linux.interrupts import show_interrupts
+from xenlab.linux.kernel import Kernel
+from xenlab.xen.hypervisor import Hypervisor
+
+
+def booted(flavour: str, vcpus: int = 1) -> Kernel:
+    trace = Trace()
+    hv = Hypervisor(trace=trace, bits=64)
+    hv.domain_create(0, "Domain-0", vcpus=vcpus, privileged=True, initdomain=True)
+    k = Kernel(hv, 0, flavour=flavour, trace=trace)
+    boot_irqs.boot_early_irqs(k)
+    return k
+
+
+def test_modern_bind_is_replayable_step_by_step() -> None:
+    k = booted("modern")
+    port = k.hv.evtchn_alloc_unbound(0, DOMID_SELF, 0)
+    start = len(k.trace)
+    irq = ev.bind_evtchn_to_irqhandler(k, port, lambda i, d: 1, 0, "xenbus", None)
+    steps = k.trace.steps[start:]
+    assert [s.function for s in steps][:4] == [
+        "xen_allocate_irqs_dynamic", "irq_info", "irq_info", "set_evtchn_to_irq"]
+    assert "lowest" in steps[0].summary or "next never-used" in steps[0].summary
+    before = k.trace.state_at(start - 1)
+    after = k.trace.state_at(len(k.trace) - 1)
+    assert str(port) not in before.get("dom0/evtchn_to_irq", {})
+    assert after["dom0/evtchn_to_irq"][str(port)] == irq == 29
+    assert after["dom0/irq_info"]["29"] == ("IRQT_EVTCHN", port, 0, 1, 0)
+    assert after["dom0/irq_action"]["29"] == "xenbus"
+    assert after["dom0/evtchn_mask"][str(port)] == 0  # startup unmasked it
+
+
+def test_2618_tables_replay_and_find_unbound_irq_summary() -> None:
+    k = booted("2.6.18")
+    port = k.hv.evtchn_alloc_unbound(0, DOMID_SELF, 0)
+    start = len(k.trace)
+    irq = l18.bind_caller_port_to_irqhandler(k, port, lambda i, d: 1, 0, "xenbus", None)
+    assert irq == 259  # timer0, resched0, callfunc0 took 256..258
+    scan = k.trace.steps[start]
+    assert scan.function == "find_unbound_irq"
+    assert scan.summary == ("scanned dynirq 0..255 (IRQ 256..511): 3 in use before IRQ 259, "
+                            "which has bindcount 0 -> IRQ 259")
+    state = k.trace.state_at(len(k.trace) - 1)
+    assert state["dom0/evtchn_to_irq"][str(port)] == 259
+    assert state["dom0/irq_info"]["259"] == 0x05000000 | port
+    assert state["dom0/irq_bindcount"]["259"] == 1
+    assert state["dom0/virq_to_irq"]["0/0"] == 256  # VIRQ_TIMER on cpu0
+    assert state["dom0/ipi_to_irq"]["0/1"] == 258  # CALL_FUNCTION on cpu0
+
+
+def test_2618_proc_interrupts_format() -> None:
+    k = booted("2.6.18")
+    lines = show_interrupts(k).splitlines()
+    assert lines[:4] == ["           CPU0       ",
+                         "256:          0     Dynamic-irq  timer0",
+                         "257:          0     Dynamic-irq  resched0",
+                         "258:          0     Dynamic-irq  callfunc0"]
+    assert lines[4:] == ["NMI:          0 ", "LOC:          0 ", "ERR:          0", "MIS:          0"]
+
+
+def test_ipis_are_counted_per_cpu_and_in_res() -> None:
+    k = booted("modern", vcpus=2)
+    resched1 = k.irq.ipi_to_irq[1][ev.XEN_RESCHEDULE_VECTOR]
+    port = k.irq.info[resched1].evtchn
+    k.hv.evtchn_send(0, port)  # smp_send_reschedule(1): the IPI's port is bound to vcpu 1
+    assert k.irq.core.descs[resched1].kstat == [0, 1]
+    text = show_interrupts(k)
+    assert f" {resched1}:          0          1  xen-percpu    -ipi       resched1" in text
+    assert "RES:          0          1   Rescheduling interrupts" in text
+    assert "MCP:          1          1   Machine check polls" in text
+
+
+def test_unmasking_another_vcpus_port_is_a_hypercall() -> None:
+    k = booted("modern", vcpus=2)
+    timer1 = k.irq.virq_to_irq[1][0]
+    port = k.irq.info[timer1].evtchn
+    ev.mask_evtchn(k, port)
+    ev.unmask_evtchn(k, port)  # we run on cpu0; the port is cpu1's
+    assert "EVTCHNOP_unmask" in k.trace.steps[-1].summary
+
+
+def test_prec_grows_when_irq_numbers_pass_999() -> None:
+    k = booted("modern")
+    with k.trace.muted():
+        for _ in range(1000):
+            p = k.hv.evtchn_alloc_unbound(0, DOMID_SELF, 0)
+            ev.bind_evtchn_to_irqhandler(k, p, lambda i, d: 1, 0, "x", p)
+    lines = show_interrupts(k).splitlines()
+    assert lines[0] == " " * 12 + "CPU0       "
+    assert lines[1] == "  24:          0  xen-percpu     -virq      timer0"  # 4 wide
