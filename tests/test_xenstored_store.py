@@ -343,3 +343,18 @@ def test_python_facing_writes() -> None:
     assert daemon.store.get_perms("/setup/a") == ["n0", "r2"]
     assert daemon.store.directory("/setup") == ["a"]
     assert daemon.store.check() == []
+
+
+def test_set_perms_naming_a_domain_that_does_not_exist(dom0: Client) -> None:
+    # XSA-322: with the hypervisor's answer wired in, such entries are ignored, and an owner
+    # that does not exist makes SET_PERMS fail with ENOENT
+    dom0.daemon.domain_exists = lambda domid: domid in (0, 1)
+    guest = introduce(dom0, 2)
+    dom0.write("/p", "")
+    dom0.set_perms("/p", "n0", "r2", "r7")
+    assert dom0.get_perms("/p") == ["n0", "r2", "r7"]  # still listed
+    assert dom0.error(T.XS_SET_PERMS, "/p", "n9") == "ENOENT"
+    assert guest.read("/p") == b""
+    # a domain 7 made later does not inherit the entry that was written before it existed
+    dom0.daemon.domain_exists = lambda domid: domid in (0, 1, 7)
+    assert introduce(dom0, 7).error(T.XS_READ, "/p") == "EACCES"

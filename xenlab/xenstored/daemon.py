@@ -90,6 +90,9 @@ class Daemon:
         self.features = features
         self.name = name
         self.on_introduce = on_introduce
+        #: asked whether a domain exists in the hypervisor (None: every domid does); SET_PERMS
+        #: entries naming a domain that does not are ignored, an owner that does not is ENOENT
+        self.domain_exists: Callable[[int], bool] | None = None
         #: called with the domid when a domain's connection goes (RELEASE or its death)
         self.on_release: Callable[[int], None] | None = None
         self.store: Store = initial_store(self.personality)

@@ -284,6 +284,7 @@ def do_set_perms(daemon: Daemon, conn: Connection, req: Message, tx: Transaction
     perms = xs_strings_to_perms(strings[1:])
     if perms is None:
         raise XenstoreError(EINVAL, f"bad permissions {strings[1:]}")
+    perms = domain_alloc_permrefs(daemon, perms)
     if perms[0][0] & XS_PERM_IGNORE:
         raise XenstoreError(ENOENT, "owner ignored")
     if strings[0].startswith("@"):
@@ -298,6 +299,15 @@ def do_set_perms(daemon: Daemon, conn: Connection, req: Message, tx: Transaction
     node = write_node(daemon, conn, v, name, Node(node.value, perms, node.children))
     daemon.fire_watches(tx, name, node, False, old)
     daemon.send_ack(conn, req)
+
+
+def domain_alloc_permrefs(daemon: Daemon, perms: tuple) -> tuple:
+    """domain_alloc_permrefs(): entries naming a domain that does not exist are ignored (XSA-322)."""
+    exists = daemon.domain_exists
+    if exists is None:
+        return perms
+    return tuple((bits | XS_PERM_IGNORE, domid) if domid not in daemon.domains and not exists(domid)
+                 else (bits, domid) for bits, domid in perms)
 
 
 def set_perms_special(daemon: Daemon, conn: Connection, name: str, perms: tuple) -> None:
