@@ -274,3 +274,24 @@ def test_irq_view_clips_long_tables_but_keeps_what_this_step_changed():
     t = bind_trace(n_irqs=40, dynirqs=40)
     text = IrqView("dom0", limit=5).text_at(t, 30)
     assert "  ... and 24 more IRQs" in text and "* 285" in text  # step 30 bound IRQ 285
+
+
+def test_ring_view_follows_a_trace_and_snapshots_each_step_that_changed_the_page():
+    page = bytearray(4096)
+    t = Trace()
+    t.record("boot", "nothing on the ring yet", actor="domU1", source="-")
+    view = RingView(page).follow(t)
+    req = bytes(xsd_sockmsg(XS_READ, 1, 0, 2)) + b"/\0"
+    _put(page, "req", 0, req)
+    t.record("xb_write", "18 bytes", actor="domU1", source="drivers/xen/xenbus/xenbus_comms.c")
+    t.record("schedule", "no change to the page", actor="domU1", source="kernel/sched.c")
+    view.unfollow()
+    xenstore_domain_interface.from_buffer(page).req_cons = 18
+    t.record("after unfollow", "not seen", actor="xenstored", source="-")
+    assert [i for i, _ in view.snapshots] == [0, 1]
+    s = Stepper(t, [view])
+    assert "0 bytes in flight" in s.text()
+    s.go(2)
+    assert "18 bytes in flight" in s.text()  # the snapshot of step 1 still stands
+    s.go(3)
+    assert "18 bytes in flight" in s.text()  # unfollowed: step 3 was not captured

@@ -150,6 +150,36 @@ class RingView(TablePanel):
         self.decode(raw, learn=True)
         self.snapshots.append((index, raw))
 
+    def follow(self, trace: Any) -> RingView:
+        """Snapshot the page after each step recorded into *trace* that changed its bytes (until unfollow)."""
+        if getattr(self, "_followed", None) is not None:
+            self.unfollow()
+        original = trace.record
+        last: list[bytes | None] = [self.snapshots[-1][1] if self.snapshots else None]
+
+        def record(*args: Any, **kw: Any) -> Any:
+            step = original(*args, **kw)
+            if step is not None:
+                raw = self._raw()
+                if raw is not None and raw != last[0]:
+                    self.decode(raw, learn=True)
+                    self.snapshots.append((step.index, raw))
+                    last[0] = raw
+            return step
+
+        trace.record = record
+        self._followed = trace
+        if not self.snapshots and len(trace):
+            self.snap(trace)
+        return self
+
+    def unfollow(self) -> None:
+        """Stop snapshotting the trace given to ``follow``."""
+        trace = getattr(self, "_followed", None)
+        if trace is not None:
+            del trace.record  # the instance attribute; the class method shows through again
+            self._followed = None
+
     def _at(self, index: int | None) -> bytes | None:
         if index is None or not self.snapshots:
             return self._raw()
