@@ -113,6 +113,13 @@ def test_relative_watch_gets_relative_event_paths(dom0: Client) -> None:
     assert dom0.take_events() == [("device/vbd/768", "rel")]
 
 
+def test_watch_list(dom0: Client) -> None:
+    dom0.watch("/a", "t1")
+    dom0.watch("rel", "t2")
+    assert dom0.daemon.watch_list() == [("socket(d0)", "/a", "t1"),
+                                        ("socket(d0)", "/local/domain/0/rel", "t2")]
+
+
 def test_watch_with_a_depth_argument_is_einval_in_4_17(dom0: Client) -> None:
     assert dom0.error(T.XS_WATCH, "/a", "t", "1") == "EINVAL"
 

@@ -151,6 +151,10 @@ class Daemon:
         conn.transactions.clear()
         conn.transaction_started = 0
 
+    def watch_list(self) -> list[tuple[str, str, str]]:
+        """(connection, path, token) of every registered watch, in registration order per connection."""
+        return [(c.name, w.node, w.token) for c in self.connections for w in c.watches]
+
     def can_read(self, conn: Connection) -> bool:
         """domain_can_read(): False while a guest has quota-many replies it has not taken yet."""
         return conn.privileged or conn.outstanding < self.quotas.outstanding
