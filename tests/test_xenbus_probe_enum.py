@@ -1,0 +1,116 @@
+"""Enumeration: which store nodes become devices, their bus ids, and what a failed probe leaves behind."""
+
+from __future__ import annotations
+
+import pytest
+from xenbus_harness import DirectXs, FakeHV, FakeIrqLayer
+
+from xenlab.base.sched import Scheduler
+from xenlab.base.trace import Trace
+from xenlab.linux.kernel import Kernel
+from xenlab.linux.sysfs import sysfs
+from xenlab.linux.xenbus.bus import xenbus_driver
+from xenlab.linux.xenbus.client import xenbus_strstate, xenbus_switch_state
+from xenlab.linux.xenbus.probe import (
+    xenbus_init,
+    xenbus_probe_backend_init,
+    xenbus_probe_frontend_init,
+    xenbus_probe_init,
+    xenbus_probe_initcall,
+)
+from xenlab.linux.xenbus.probe_frontend import xenbus_register_frontend
+
+DEV = "/local/domain/1/device"
+
+
+def domU(flavour: str, nodes: dict[str, str]) -> tuple[Kernel, DirectXs]:
+    """A PV domU booted over a store already holding *nodes* (its device/ directory readable)."""
+    hv = FakeHV()
+    d = hv.domain_create(1)
+    d.start_info.store_mfn, d.start_info.store_evtchn = hv.memory.alloc_page(1).mfn, 1
+    xs = DirectXs()
+    xs.tool_write("/local/domain/1", "")
+    xs.tool_set_perms("/local/domain/1", "n1")
+    for path, value in nodes.items():
+        xs.tool_write(path, value)
+    k = Kernel(hv, 1, flavour=flavour, sched=Scheduler(), trace=Trace())  # type: ignore[arg-type]
+    xs.attach(k)
+    k.irq_ops = FakeIrqLayer()
+    if flavour == "2.6.18":
+        assert xenbus_probe_init(k) == 0
+    else:
+        inits = (xenbus_init, xenbus_probe_backend_init, xenbus_probe_frontend_init, xenbus_probe_initcall)
+        for init in inits:
+            assert init(k) == 0
+    k.sched.run()
+    return k, xs
+
+
+@pytest.mark.parametrize("flavour", ["2.6.18", "modern"])
+def test_only_nodes_in_state_initialising_become_devices(flavour: str) -> None:
+    k, _ = domU(flavour, {f"{DEV}/vbd/51712/state": "1", f"{DEV}/vbd/51728/state": "4",
+                          f"{DEV}/vif/0/state": "1", f"{DEV}/suspend/event-channel": ""})
+    assert sysfs(k).listdir("/sys/bus/xen/devices") == ["vbd-51712", "vif-0"]
+    root = "/sys/devices/xen" if flavour == "2.6.18" else "/sys/devices"
+    assert sysfs(k).read(f"{root}/vbd-51712/nodename") == "device/vbd/51712\n"
+    assert sysfs(k).read(f"{root}/vbd-51712/devtype") == "vbd\n"
+
+
+def test_a_node_appearing_later_is_found_by_the_device_watch_and_removal_unregisters_it() -> None:
+    k, xs = domU("modern", {f"{DEV}/vif/0/state": "1"})
+    xs.tool_write(f"{DEV}/vif/1/state", "1")
+    k.sched.run()
+    assert sysfs(k).listdir("/sys/bus/xen/devices") == ["vif-0", "vif-1"]
+    sock = xs._sock
+    from xenlab.abi.xs_wire import xsd_sockmsg_type as T
+    from xenlab.xenstored.wire import Message, join_strings
+
+    xs.daemon.handle(sock, Message(int(T.XS_RM), 99, 0, join_strings(f"{DEV}/vif/1")))
+    xs._route(sock)
+    k.sched.run()
+    assert sysfs(k).listdir("/sys/bus/xen/devices") == ["vif-0"]
+
+
+def test_a_bus_id_must_fit_in_twenty_characters() -> None:
+    k, _ = domU("modern", {f"{DEV}/vbd/123456789012345678/state": "1"})
+    assert sysfs(k).listdir("/sys/bus/xen/devices") == []
+    assert "xenbus_probe_frontend: bad frontend device/vbd/123456789012345678" in k.dmesg()
+
+
+def test_a_frontend_without_backend_details_fails_its_probe_and_says_why() -> None:
+    k, xs = domU("modern", {f"{DEV}/vbd/51712/state": "1"})
+    probed: list[str] = []
+    drv = xenbus_driver(name="vbd", ids=["vbd"], probe=lambda kernel, dev: probed.append(dev.nodename) or 0)
+    assert xenbus_register_frontend(k, drv) == 0
+    k.sched.run()
+    assert probed == []  # talk_to_otherend failed first
+    msg = "2 reading other end details from device/vbd/51712"
+    assert f"vbd vbd-51712: {msg}" in k.dmesg()
+    assert "vbd vbd-51712: talk_to_otherend on device/vbd/51712 failed." in k.dmesg()
+    assert xs.tool_read("/local/domain/1/error/device/vbd/51712/error") == msg
+    assert xs.tool_read(f"{DEV}/vbd/51712/state") == "5"  # xenbus_dev_fatal switched it to Closing
+    assert sysfs(k).kind("/sys/bus/xen/devices/vbd-51712/driver") is None
+
+
+def test_switch_state_skips_unchanged_and_vanished_nodes() -> None:
+    k, xs = domU("2.6.18", {f"{DEV}/vif/0/state": "1"})
+    dev = k.buses["xen"].devices[0]
+
+    def writes() -> int:
+        return len([s for s in xs.daemon.trace if ": WRITE " in s.summary])
+
+    before = writes()
+    assert xenbus_switch_state(k, dev, 1) == 0  # same state: nothing written
+    assert writes() == before
+    assert xenbus_switch_state(k, dev, 2) == 0
+    assert writes() == before + 1 and xs.tool_read(f"{DEV}/vif/0/state") == "2"
+    from xenlab.abi.xs_wire import xsd_sockmsg_type as T
+    from xenlab.xenstored.wire import Message, join_strings
+
+    xs.daemon.handle(xs._sock, Message(int(T.XS_RM), 98, 0, join_strings(f"{DEV}/vif/0/state")))
+    xs._route(xs._sock)
+    assert xenbus_switch_state(k, dev, 3) == 0  # node gone: not resurrected
+    assert xs.tool_read(f"{DEV}/vif/0/state") is None and writes() == before + 1
+    assert xenbus_strstate(k, 7) == "INVALID"  # 2.6.18 names states 0-6 only
+    k2, _ = domU("modern", {})
+    assert xenbus_strstate(k2, 7) == "Reconfiguring"
