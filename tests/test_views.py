@@ -129,9 +129,9 @@ def test_store_view_tree_perms_watches_and_removed_nodes():
              changes=[("xenstored/tree", "/tool/xenstored/x", "1", None)])
     view = StoreView("/tool")
     after_write = view.text_at(t, 1)
-    assert '*       x        "1"    n0,r1' in after_write
+    assert '*     x        "1"    n0,r1' in after_write
     assert "dom0        /tool  tok1" in after_write
-    assert '*       x        (removed)' in view.text_at(t, 2)
+    assert '*     x        (removed)' in view.text_at(t, 2)
     assert '"/"' not in after_write  # only the subtree
 
 

@@ -64,7 +64,8 @@ class StoreView(TablePanel):
         paths = sorted(p for p in set(tree) | gone if self._in_scope(p))
         rows, marks = [], []
         for p in paths[: self.limit]:
-            depth = 0 if p == "/" else p.count("/")
+            base = 0 if self.path == "/" else self.path.count("/")
+            depth = (0 if p == "/" else p.count("/")) - base
             name = "/" if p == "/" else p.rsplit("/", 1)[1]
             label = "  " * depth + name
             if p in gone:
