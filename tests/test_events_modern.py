@@ -201,3 +201,15 @@ def test_lateeoi_port_stays_masked_until_the_eoi() -> None:
     u.write_ports([15])  # the late EOI unmasks and the pending event is delivered now
     assert u.read_pending() == [15]
     assert m.dom0.irq.core.descs[34].kstat == [2]
+
+
+def test_no_irq_descriptor_left_fails_cleanly() -> None:
+    m = Machine()
+    k = m.dom0
+    k.faults.add("xen_allocate_irq")  # what the machine's exhaust-irqs fault switches on
+    port = m.hv.evtchn_alloc_unbound(0, DOMID_SELF, 0)
+    assert ev.bind_evtchn_to_irqhandler(k, port, lambda i, d: 1, 0, "late", None) == -12  # -ENOMEM
+    assert ev.get_evtchn_to_irq(k, port) == -1
+    before = len(m.hv.domains[0].ports_in_use())
+    assert ev.bind_virq_to_irqhandler(k, 5, 0, lambda i, d: 1, 0, "virq5", None) == -12
+    assert len(m.hv.domains[0].ports_in_use()) == before  # no port bound for an IRQ we could not get

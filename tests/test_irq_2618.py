@@ -244,3 +244,16 @@ def test_boot_order_2618_one_vcpu_gives_timer_ipis_then_xenbus() -> None:
                      260: ["callfunc1"], 261: ["timer1"]}
     port = hv.evtchn_alloc_unbound(0, DOMID_SELF, 0)  # what xenbus_probe_init does in dom0
     assert l18.bind_caller_port_to_irqhandler(k, port, handler([]), 0, "xenbus", None) == 262
+
+
+def test_2618_dom0_pirq_port_is_bound_when_request_irq_starts_it() -> None:
+    trace = Trace()
+    hv = Hypervisor(trace=trace, bits=64)
+    hv.domain_create(0, "Domain-0", vcpus=1, privileged=True, initdomain=True)
+    k = Kernel(hv, 0, flavour="2.6.18", trace=trace)
+    boot_irqs.boot_early_irqs(k)
+    boot_irqs.dom0_late_irqs(k)  # the ACPI SCI: request_irq(9, "acpi")
+    port = l18.irq_to_evtchn_port(k, 9)
+    assert l18.type_from_irq_info(k.irq.irq_info[9]) == l18.IRQT_PIRQ
+    assert k.irq.evtchn_to_irq[port] == 9 and k.irq.irq_bindcount[9] == 1
+    assert "  9:          0        Phys-irq  acpi" in show_interrupts(k)

@@ -174,6 +174,9 @@ def _set_info(kernel: Any, irq: int, info: IrqInfo | None) -> None:
 def xen_allocate_irq_dynamic(kernel: Any) -> int:
     """xen_allocate_irqs_dynamic(1): the lowest free IRQ >= the first non-legacy IRQ, a fresh irq_info."""
     st = _st(kernel)
+    if kernel.fault("xen_allocate_irq"):
+        _rec(kernel, "xen_allocate_irqs_dynamic", "irq_alloc_descs_from(0) failed: no descriptor -> -ENOMEM")
+        return -ENOMEM
     if st.free_irqs:
         irq = heapq.heappop(st.free_irqs)
         how = "lowest freed number"
@@ -284,9 +287,9 @@ def bind_evtchn_to_irq_chip(kernel: Any, evtchn: int, chip: str, shared: bool) -
         return -EINVAL
     irq = get_evtchn_to_irq(kernel, evtchn)
     if irq == -1:
-        if kernel.fault("xen_allocate_irq"):
-            return -ENOMEM
         irq = xen_allocate_irq_dynamic(kernel)
+        if irq < 0:
+            return irq
         _set_chip(kernel, irq, chip, "edge", "event")
         _set_info(kernel, irq, IrqInfo(IRQT_EVTCHN, 1, evtchn, 0))
         set_evtchn_to_irq(kernel, evtchn, irq)
@@ -312,15 +315,18 @@ def bind_virq_to_irq(kernel: Any, virq: int, cpu: int, percpu: bool) -> int:
     irq = st.virq_to_irq[cpu][virq]
     if irq != -1:
         return irq
-    port = kernel.hv.evtchn_bind_virq(kernel.domid, virq, cpu)
-    _rec(kernel, "bind_virq_to_irq", f"EVTCHNOP_bind_virq(VIRQ {virq}, vcpu {cpu}) -> {port}")
-    if port < 0:
-        return port
     irq = xen_allocate_irq_dynamic(kernel)
+    if irq < 0:
+        return irq
     if percpu:
         _set_chip(kernel, irq, "xen-percpu", "percpu", "virq")
     else:
         _set_chip(kernel, irq, "xen-dyn", "edge", "virq")
+    port = kernel.hv.evtchn_bind_virq(kernel.domid, virq, cpu)
+    _rec(kernel, "bind_virq_to_irq", f"EVTCHNOP_bind_virq(VIRQ {virq}, vcpu {cpu}) -> {port}")
+    if port < 0:  # the kernel BUG()s here; the model gives the IRQ back and returns the error
+        xen_free_irq(kernel, irq)
+        return port
     _set_info(kernel, irq, IrqInfo(IRQT_VIRQ, -1, port, cpu, virq))
     set_evtchn_to_irq(kernel, port, irq)
     st.virq_to_irq[cpu][virq] = irq
@@ -340,12 +346,15 @@ def bind_ipi_to_irq(kernel: Any, ipi: int, cpu: int) -> int:
     irq = st.ipi_to_irq[cpu][ipi]
     if irq != -1:
         return irq
+    irq = xen_allocate_irq_dynamic(kernel)
+    if irq < 0:
+        return irq
+    _set_chip(kernel, irq, "xen-percpu", "percpu", "ipi")
     port = kernel.hv.evtchn_bind_ipi(kernel.domid, cpu)
     _rec(kernel, "bind_ipi_to_irq", f"EVTCHNOP_bind_ipi(vcpu {cpu}) -> {port}")
-    if port < 0:
+    if port < 0:  # the kernel BUG()s here; the model gives the IRQ back and returns the error
+        xen_free_irq(kernel, irq)
         return port
-    irq = xen_allocate_irq_dynamic(kernel)
-    _set_chip(kernel, irq, "xen-percpu", "percpu", "ipi")
     _set_info(kernel, irq, IrqInfo(IRQT_IPI, -1, port, cpu, ipi))
     set_evtchn_to_irq(kernel, port, irq)
     st.ipi_to_irq[cpu][ipi] = irq
