@@ -201,3 +201,13 @@ def test_an_hvm_guest_without_a_store_pfn_gets_enoent() -> None:
     assert xenbus_init(k) == -ENOENT
     assert k.xb.xen_store_domain_type == XS_UNKNOWN
     assert XS_HVM != XS_UNKNOWN
+
+
+def test_dom0_has_the_real_xen_buses() -> None:
+    k, _ = dom0()
+    boot(k)
+    real = [line.split()[-1] for line in capture("oxenstored/05-sys-bus-xen-before.txt").splitlines()
+            if line.startswith("drwx")]
+    assert [b for b in sysfs(k).listdir("/sys/bus") if "xen" in b] == real[:4]
+    assert sysfs(k).listdir("/sys/bus/xen/drivers") == ["xenconsole"]  # no vfb/vkbd in dom0
+    assert sysfs(k).listdir("/sys/bus/xen-backend/drivers") == []  # backends are modules, loaded later

@@ -57,7 +57,9 @@ def xenkbd_init(kernel: Any) -> int:
 
 
 def console_init(kernel: Any) -> int:
-    """The built-in frontends of a Debian 6.1 kernel: xenconsole always, vfb and vkbd in a domU."""
+    """The built-in Xen drivers of a Debian 6.1 kernel: the xen_cpu/xen_memory buses, then the
+    frontends xenconsole (always), vkbd and vfb (domU only)."""
+    xen_subsys_init(kernel)
     err = xencons_init(kernel)
     xenkbd_init(kernel)
     xenfb_init(kernel)

@@ -23,10 +23,16 @@ What the Machine calls, in order
 2.6.18:  ``xenbus_probe_init(kernel)`` (postcore) -> driver inits (``blkfront_init`` ...)
          -> ``boot_wait_for_devices(kernel)`` (late; domU).
 modern:  ``xenbus_init(kernel)`` (postcore) -> ``xenbus_probe_backend_init(kernel)``
-         then ``xenbus_probe_frontend_init(kernel)`` (subsys) -> ``console_init`` etc.
+         then ``xenbus_probe_frontend_init(kernel)`` (subsys) -> ``console_init(kernel)``
+         (xenlab.linux.drivers.console: xen_cpu/xen_memory buses, xenconsole, vkbd, vfb)
          -> ``xenbus_probe_initcall(kernel)`` (device) -> ``boot_wait_for_devices``
-         (late; domU). ``xenfs_mount(kernel)`` (xenlab.linux.procfs_xen) is
-         `mount -t xenfs`. Modules (``blkback_init``, ``netfront_init`` ...) any time later.
+         (late; domU). Let the scheduler run after boot so dom0's "xenbus_probe" thread is
+         asleep on xb_waitq before xenstored's first notify. ``xenfs_mount(kernel)``
+         (xenlab.linux.procfs_xen) is `mount -t xenfs`. Modules any time later:
+         ``blkback_init``/``netback_init`` (dom0), ``blkfront_init``/``netfront_init`` (domU;
+         after boot_wait_for_devices they wait until their devices connect).
+Toolstack side: ``add_block_device`` + ``block_hotplug_writes`` (blkback) and
+``vif_hotplug_writes`` (netback) play the hotplug scripts once a backend is in InitWait.
 Every call returns 0 or -errno; the faults in ``FAULTS`` make the error paths reachable.
 """
 
