@@ -49,11 +49,12 @@ class BusView(TablePanel):
         out: list[tuple[str, bool]] = []
         names = sorted(set(buses) | {key.split("/", 1)[0] for key in list(drivers) + list(devices)})
         for bus in names:
-            out.append((f"/sys/bus/{bus}", ctx.is_changed(f"{k}/bus", bus)))
+            label = f"/sys/bus/{bus}" if bus else "/sys/devices (root devices, no bus)"
+            out.append((label, ctx.is_changed(f"{k}/bus", bus)))
             for key in sorted(d for d in devices if d.split("/", 1)[0] == bus):
                 drv = bound.get(key)
                 hit = ctx.is_changed(f"{k}/device", key) or ctx.is_changed(f"{k}/device_driver", key)
-                tail = f" -> driver {drv}" if drv else " (no driver)"
+                tail = f" -> driver {drv}" if drv else (" (no driver)" if bus else "")
                 out.append((f"  device {key.split('/', 1)[1]}{tail}", hit))
             for key in sorted(d for d in drivers if d.split("/", 1)[0] == bus):
                 out.append((f"  driver {key.split('/', 1)[1]}", ctx.is_changed(f"{k}/driver", key)))
