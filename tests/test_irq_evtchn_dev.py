@@ -34,6 +34,7 @@ def test_modern_each_port_gets_a_lateeoi_irq_named_after_the_process() -> None:
     assert (desc.chip.name, desc.name, [a.name for a in desc.actions]) == (
         "xen-dyn-lateeoi", "event", ["evtchn:oxenstored"])
     assert k.irq.info[irq].type == ev.IRQT_EVTCHN  # a VIRQ, but bound as a plain port by the device
+    assert k.irq.info[irq].refcnt == 1  # evtchn_make_refcounted: unbinding counts down before closing
 
 
 def test_modern_fire_read_write_back_and_wakeup() -> None:

@@ -34,7 +34,7 @@ def test_modern_bind_is_replayable_step_by_step() -> None:
     after = k.trace.state_at(len(k.trace) - 1)
     assert str(port) not in before.get("dom0/evtchn_to_irq", {})
     assert after["dom0/evtchn_to_irq"][str(port)] == irq == 29
-    assert after["dom0/irq_info"]["29"] == ("IRQT_EVTCHN", port, 0, 1, 0)
+    assert after["dom0/irq_info"]["29"] == ("IRQT_EVTCHN", port, 0, -1, 0)
     assert after["dom0/irq_action"]["29"] == "xenbus"
     assert after["dom0/evtchn_mask"][str(port)] == 0  # startup unmasked it
 

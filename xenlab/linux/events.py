@@ -34,7 +34,7 @@ import heapq
 from dataclasses import dataclass, field
 from typing import Any
 
-from xenlab.abi.errno import EINVAL, ENOMEM
+from xenlab.abi.errno import EINVAL, ENOENT, ENOMEM
 from xenlab.abi.event_channel import NR_VIRQS
 from xenlab.linux import irq as irqcore
 from xenlab.linux.irq import IRQF_SHARED, IrqChip, IrqCore, SharedBits
@@ -291,7 +291,7 @@ def bind_evtchn_to_irq_chip(kernel: Any, evtchn: int, chip: str, shared: bool) -
         if irq < 0:
             return irq
         _set_chip(kernel, irq, chip, "edge", "event")
-        _set_info(kernel, irq, IrqInfo(IRQT_EVTCHN, 1, evtchn, 0))
+        _set_info(kernel, irq, IrqInfo(IRQT_EVTCHN, -1, evtchn, 0))
         set_evtchn_to_irq(kernel, evtchn, irq)
         bind_evtchn_to_cpu(kernel, evtchn, 0)
     else:
@@ -511,6 +511,18 @@ def unbind_from_irqhandler(kernel: Any, irq: int, dev_id: Any) -> None:
     """unbind_from_irqhandler: free_irq + unbind_from_irq."""
     irqcore.free_irq(kernel, irq, dev_id)
     unbind_from_irq(kernel, irq)
+
+
+def evtchn_make_refcounted(kernel: Any, evtchn: int) -> int:
+    """evtchn_make_refcounted: refcnt -1 ("not counted") -> 1, so shared rebinds count (evtchn device)."""
+    irq = get_evtchn_to_irq(kernel, evtchn)
+    info = _st(kernel).info.get(irq)
+    if info is None:
+        return -ENOENT
+    info.refcnt = 1
+    _rec(kernel, "evtchn_make_refcounted", f"port {evtchn}: IRQ {irq} refcnt = 1",
+         [(_t(kernel, "irq_info"), irq, None, info.row())])
+    return 0
 
 
 def xen_irq_lateeoi(kernel: Any, irq: int, eoi_flags: int = 0) -> None:

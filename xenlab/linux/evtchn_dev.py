@@ -103,6 +103,7 @@ class EvtchnUser:
                 k.hv.evtchn_close(k.domid, port)
                 return irq
             evtchn.irq = irq
+            ev.evtchn_make_refcounted(k, port)
         else:
             k.irq.shared.clear_mask(port)
             k.irq.device_ports[port] = self
