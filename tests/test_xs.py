@@ -1,0 +1,276 @@
+"""xs_talkv and the xenbus / xenwatch threads, talking to the lab's real xenstored over the ring.
+
+The rig: one guest kernel (2.6.18 or modern) whose store page is served by the lab
+xenstored (``Daemon`` + ``RingServer``) running as a task "xenstored" on the same
+deterministic scheduler. The event channel between them is a two-line stand-in: the
+guest's EVTCHNOP_send wakes the daemon task; the daemon's notify runs the guest's store
+IRQ handler (wake_waiting) at once, as an interrupt would.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from xenlab.abi import xs_wire as xsw
+from xenlab.abi.errno import EAGAIN, EEXIST, EINVAL, ENOENT
+from xenlab.abi.xs_wire import PAGE_SIZE
+from xenlab.base.sched import Scheduler, WaitQueue
+from xenlab.base.trace import Trace
+from xenlab.linux.kernel import Kernel
+from xenlab.linux.xenbus import comms, xs
+from xenlab.linux.xenbus.globals import xb_globals
+from xenlab.xenstored import wire
+from xenlab.xenstored.daemon import Daemon
+from xenlab.xenstored.ring import RingServer
+
+GUEST_PORT, DAEMON_PORT, XENBUS_IRQ = 3, 41, 260
+
+
+class Rig:
+    """A guest kernel and the lab xenstored joined by one store page and one event channel."""
+
+    def __init__(self, flavour: str, monkeypatch: Any, domid: int = 1) -> None:
+        self.sched, self.trace = Scheduler(), Trace()
+        self.daemon = Daemon(trace=self.trace)
+        self.server = RingServer(self.daemon, self, trace=self.trace)
+        self.kernel = Kernel(hv=self, domid=domid, flavour=flavour, sched=self.sched,  # type: ignore[arg-type]
+                             trace=self.trace)
+        self.page = bytearray(PAGE_SIZE)
+        xb = xb_globals(self.kernel)
+        xb.xen_store_interface = comms.store_interface(self.page)
+        xb.xen_store_evtchn = GUEST_PORT
+        self.fired: list[int] = []
+        self.kicks_to_guest = 0
+        self.kicks_to_daemon = 0
+        self.handler: Any = None
+        self.daemon_wq = WaitQueue("xenstored:evtchn")
+        monkeypatch.setattr(comms, "_bind_store_irq", self._bind)
+        self.sched.kthread_run(self._xenstored, "xenstored")
+        self.daemon.write(f"/local/domain/{domid}", "")
+        self.daemon.set_perms(f"/local/domain/{domid}", f"n{domid}")
+        assert self.server.introduce(domid, 0x1234, GUEST_PORT) == 0
+        assert xs.xs_init(self.kernel) == 0
+        self.sched.run()
+
+    # the guest's hypervisor: EVTCHNOP_send on the store port
+    def evtchn_send(self, caller: int, port: int) -> int:
+        assert port == GUEST_PORT
+        self.kicks_to_daemon += 1
+        self.fired.append(DAEMON_PORT)
+        self.sched.wake_up(self.daemon_wq)
+        return 0
+
+    def _bind(self, kernel: Any, handler: Any, dev_id: Any) -> int:
+        self.handler = (handler, dev_id)
+        return XENBUS_IRQ
+
+    def _xenstored(self) -> None:
+        while True:
+            self.sched.wait_event(self.daemon_wq, lambda: bool(self.fired))
+            self.server.service()
+
+    # xenstored's host
+    def evtchn_bind_interdomain(self, remote_dom: int, remote_port: int) -> int:
+        return DAEMON_PORT
+
+    def evtchn_notify(self, port: int) -> None:
+        self.kicks_to_guest += 1
+        if self.handler is not None:
+            handler, dev_id = self.handler
+            handler(XENBUS_IRQ, dev_id)
+
+    def evtchn_pending(self) -> list[int]:
+        fired, self.fired = self.fired, []
+        return fired
+
+    def evtchn_unmask(self, port: int) -> None:
+        pass
+
+    def map_store_page(self, domid: int, mfn: int) -> Any:
+        return self.page
+
+    def unmap_store_page(self, domid: int) -> None:
+        pass
+
+    def dom0_write(self, path: str, value: str) -> None:
+        """A dom0 tool writes through its socket; the daemon's main loop then services every ring."""
+        self.daemon.write(path, value)
+        self.fired.append(-1)  # the socket woke the daemon's loop
+        self.sched.wake_up(self.daemon_wq)
+
+    def requests(self) -> list[wire.Message]:
+        """Every message the guest wrote into the request ring so far (from offset 0)."""
+        n = comms.ring_indices(self.kernel)["req_prod"]
+        return wire.Decoder().feed(bytes(self.page[0:n]))
+
+    def steps(self, function: str) -> list[Any]:
+        return [s for s in self.trace if s.function == function]
+
+
+@pytest.fixture(params=["2.6.18", "modern"])
+def rig(request: Any, monkeypatch: Any) -> Rig:
+    r = Rig(request.param, monkeypatch)
+    yield r
+    r.sched.shutdown()
+
+
+def test_xs_init_starts_the_two_threads_in_each_flavours_order(rig: Rig) -> None:
+    names = [t.name for t in rig.sched.tasks if t.name != "xenstored"]
+    assert names == (["xenwatch", "xenbus"] if rig.kernel.flavour == "2.6.18" else ["xenbus", "xenwatch"])
+    assert xb_globals(rig.kernel).xenbus_irq == XENBUS_IRQ
+    assert all(t.state == "sleeping" for t in rig.sched.tasks)
+
+
+def test_write_then_read_round_trip_over_the_ring(rig: Rig) -> None:
+    k = rig.kernel
+    assert xs.xenbus_write(k, xs.XBT_NIL, "data", "greeting", "hello ring") == 0
+    assert xs.xenbus_read(k, xs.XBT_NIL, "data", "greeting") == "hello ring"
+    assert rig.daemon.request(xsw.XS_READ, "/local/domain/1/data/greeting") == b"hello ring"
+    reqs = rig.requests()
+    assert [(m.type, m.payload) for m in reqs] == [(xsw.XS_WRITE, b"data/greeting\0hello ring"),
+                                                   (xsw.XS_READ, b"data/greeting\0")]
+    # 2.6.18 has one request in flight and always sends req_id 0; modern numbers them from 0.
+    assert [m.req_id for m in reqs] == ([0, 0] if k.flavour == "2.6.18" else [0, 1])
+    idx = comms.ring_indices(k)
+    assert idx["req_cons"] == idx["req_prod"] == 16 + 24 + 16 + 14
+    assert idx["rsp_cons"] == idx["rsp_prod"] == 16 + 3 + 16 + 10
+    talks = [s.summary for s in rig.steps("xs_talkv")]
+    assert talks == ["WRITE data/greeting tx 0 -> WRITE 'OK'", "READ data/greeting tx 0 -> READ 'hello ring'"]
+
+
+def test_kicks_per_flavour(rig: Rig) -> None:
+    before = rig.kicks_to_daemon
+    xs.xenbus_read(rig.kernel, xs.XBT_NIL, "missing", "")
+    # 2.6.18 kicks after the header and after the payload, then after each read chunk (2);
+    # modern writes both before xenstored looks and kicks once, and never on reads of a non-full ring.
+    assert rig.kicks_to_daemon - before == (4 if rig.kernel.flavour == "2.6.18" else 1)
+
+
+def test_error_replies_become_minus_errno(rig: Rig) -> None:
+    k = rig.kernel
+    assert xs.xenbus_read(k, xs.XBT_NIL, "no", "such") == -ENOENT
+    assert xs.xenbus_directory(k, xs.XBT_NIL, "no", "such") == -ENOENT
+    assert xs.xenbus_exists(k, xs.XBT_NIL, "no", "such") == 0
+    assert xs.xenbus_mkdir(k, xs.XBT_NIL, "a/b", "c") == 0
+    assert xs.xenbus_directory(k, xs.XBT_NIL, "a", "") == ["b"]
+    assert xs.xenbus_exists(k, xs.XBT_NIL, "a/b", "c") == 1
+    assert xs.xenbus_rm(k, xs.XBT_NIL, "a", "") == 0
+    assert xs.xenbus_exists(k, xs.XBT_NIL, "a", "") == 0
+
+
+def test_unknown_error_names_are_einval_with_the_kernel_warning(rig: Rig) -> None:
+    k = rig.kernel
+    assert xs.get_error(k, "EQUOTA") == EINVAL  # oxenstored's quota error
+    prefix = "XENBUS " if k.flavour == "2.6.18" else "xenbus: "
+    assert k.log[-1].text == f"{prefix}xen store gave: unknown error EQUOTA"
+    # E2BIG joined the table with Xen 4.4: a 2.6.18 kernel does not know it.
+    assert xs.get_error(k, "E2BIG") == (EINVAL if k.flavour == "2.6.18" else 7)
+
+
+def test_watch_registration_and_the_immediate_event_on_xenwatch(rig: Rig) -> None:
+    k = rig.kernel
+    seen: list[tuple[str, str, str]] = []
+
+    def backend_changed(watch: Any, path: str, token: str) -> None:
+        seen.append((k.sched.current.name, path, token))
+
+    w = xs.xenbus_watch(node="device", callback=backend_changed)
+    assert xs.register_xenbus_watch(k, w) == 0
+    token = xs.watch_token(k, w)
+    assert token == f"{xs.WATCH_ADDR_BASE[k.flavour]:X}"
+    assert token.startswith("FFFF810" if k.flavour == "2.6.18" else "FFFF888")
+    rig.sched.run()
+    assert seen == [("xenwatch", "device", token)]  # OK, then the one immediate event
+    rig.dom0_write("/local/domain/1/device/vbd/51712/state", "1")
+    rig.sched.run()
+    assert seen[1:] == [("xenwatch", "device/vbd/51712/state", token)]
+    assert [s.summary for s in rig.steps("xenwatch_thread")][-1] == (
+        f"device/vbd/51712/state (token {token}) -> backend_changed")
+
+
+def test_events_for_an_unknown_token_are_dropped(rig: Rig) -> None:
+    k = rig.kernel
+    rtype, body = xs.xenbus_dev_request(k, xsw.XS_WATCH, 0, b"data\0DEADBEEF\0")
+    assert (rtype, body) == (xsw.XS_WATCH, b"OK\0")
+    rig.sched.run()
+    summaries = [s.summary for s in rig.trace if "DEADBEEF" in s.summary]
+    assert any("no such watch, dropped" in s for s in summaries)
+    assert not xs.xs_state(k).watch_events
+
+
+def test_unregister_sends_unwatch_and_stops_callbacks(rig: Rig) -> None:
+    k = rig.kernel
+    seen: list[str] = []
+    w = xs.xenbus_watch(node="control", callback=lambda watch, path, token: seen.append(path))
+    xs.register_xenbus_watch(k, w)
+    rig.sched.run()
+    xs.unregister_xenbus_watch(k, w)
+    rig.dom0_write("/local/domain/1/control/shutdown", "poweroff")
+    rig.sched.run()
+    assert seen == ["control"]
+    assert rig.requests()[-1].type == xsw.XS_UNWATCH
+
+
+def test_eexist_on_register_is_ignored_only_by_2618(rig: Rig) -> None:
+    k = rig.kernel
+    w = xs.xenbus_watch(node="memory/target", callback=lambda *a: None)
+    token = xs.watch_token(k, w)
+    # Someone (a previous kernel before kexec) already registered this exact path and token.
+    xs.xenbus_dev_request(k, xsw.XS_WATCH, 0, b"memory/target\0" + token.encode() + b"\0")
+    assert xs.register_xenbus_watch(k, w) == -EEXIST
+    assert (w in xs.xs_state(k).watches) == (k.flavour == "2.6.18")
+
+
+def test_transactions_commit_and_conflict(rig: Rig) -> None:
+    k = rig.kernel
+    err, t = xs.xenbus_transaction_start(k)
+    assert (err, t) == (0, 1)
+    assert xs.xenbus_write(k, t, "tx", "a", "1") == 0
+    assert xs.xenbus_read(k, xs.XBT_NIL, "tx", "a") == -ENOENT  # not visible before commit
+    assert xs.xenbus_transaction_end(k, t, False) == 0
+    assert xs.xenbus_read(k, xs.XBT_NIL, "tx", "a") == "1"
+    # A conflict: the node read inside the transaction changes before the commit.
+    err, t = xs.xenbus_transaction_start(k)
+    assert xs.xenbus_read(k, t, "tx", "a") == "1"
+    rig.dom0_write("/local/domain/1/tx/a", "2")
+    assert xs.xenbus_write(k, t, "tx", "a", "3") == 0
+    assert xs.xenbus_transaction_end(k, t, False) == -EAGAIN  # the caller retries
+    assert xs.xenbus_read(k, xs.XBT_NIL, "tx", "a") == "2"
+    if k.flavour == "2.6.18":
+        assert xs.xs_state(k).transaction_mutex.readers == 0
+
+
+def test_scanf_printf_gather(rig: Rig) -> None:
+    k = rig.kernel
+    assert xs.xenbus_printf(k, xs.XBT_NIL, "device/vif/0", "tx-ring-ref", "%u", 8) == 0
+    assert xs.xenbus_printf(k, xs.XBT_NIL, "device/vif/0", "mac", "00:16:3e:00:00:01") == 0
+    assert xs.xenbus_scanf(k, xs.XBT_NIL, "device/vif/0", "tx-ring-ref") == 8
+    assert xs.xenbus_scanf(k, xs.XBT_NIL, "device/vif/0", "nothing") == -ENOENT
+    assert xs.xenbus_gather(k, xs.XBT_NIL, "device/vif/0", ("tx-ring-ref", int), ("mac", None)) == [
+        8, "00:16:3e:00:00:01"]
+
+
+def test_notebook_wrapper_raises_naming_the_errno(rig: Rig) -> None:
+    store = xs.XenStore(rig.kernel)
+    store.write("name", "guest")
+    assert store.read("name") == "guest"
+    with pytest.raises(xs.XenbusError, match="read nothing: ENOENT"):
+        store.read("nothing")
+
+
+def test_wrong_reply_type_is_einval_with_the_kernel_warning(rig: Rig) -> None:
+    k = rig.kernel
+    # Sabotage the daemon's dispatch for one request: answer READ with a WRITE-typed "OK".
+    real = rig.daemon.handle
+
+    def liar(conn: Any, msg: wire.Message) -> None:
+        rig.daemon.handle = real
+        rig.daemon.send_reply(conn, msg, b"OK\0", type=xsw.XS_WRITE)
+        rig.daemon._flush()  # hand the queued reply to the ring, as handle() does
+
+    rig.daemon.handle = liar  # type: ignore[method-assign]
+    assert xs.xenbus_read(k, xs.XBT_NIL, "x", "") == -EINVAL
+    prefix = "XENBUS " if k.flavour == "2.6.18" else "xenbus: "
+    assert k.log[-1].text == f"{prefix}unexpected type [11], expected [2]"
