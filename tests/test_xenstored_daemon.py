@@ -471,3 +471,11 @@ def test_the_real_dom0_ring_conversation_replays_byte_for_byte(kind: str) -> Non
         tools.write(key, value)
     for name in ["k1-after-write-a", "k2-after-write-b", "k3-after-read-b", "k4-after-rm-a", "k5-after-ls"]:
         replay(name)
+
+
+def test_oxenstored_answers_quota_errors_with_equota_a_name_linux_does_not_know() -> None:
+    dom0 = Client(Daemon(name="oxenstored"))
+    guest = introduce(dom0, 1)
+    for i in range(101):  # quota-maxwatch 100 (shipped oxenstored.conf); the lab compares as CXS does
+        guest.watch(f"/w{i}", "t")
+    assert guest.error(T.XS_WATCH, "/w101", "t") == "EQUOTA"

@@ -30,7 +30,7 @@ from xenlab.xenstored.connection import Connection, Domain
 from xenlab.xenstored.paths import SPECIAL_PATHS, get_parent, is_child
 from xenlab.xenstored.perms import XS_PERM_NONE, XS_PERM_READ, Perms
 from xenlab.xenstored.quota import Quotas
-from xenlab.xenstored.store import Node, Store, XenstoreError, initial_store
+from xenlab.xenstored.store import Node, QuotaError, Store, XenstoreError, initial_store
 from xenlab.xenstored.transaction import Transaction
 from xenlab.xenstored.watch import Watch, get_watch_path
 from xenlab.xenstored.wire import Message
@@ -329,6 +329,12 @@ class Daemon:
         self._events = 0
         try:
             func(self, conn, msg, tx)
+        except QuotaError as e:
+            if self.personality == "oxenstored":  # process.ml: Quota.Limit_reached -> "EQUOTA"
+                conn.outstanding += 1
+                self._queue(conn, Message(T.XS_ERROR, msg.req_id, msg.tx_id, b"EQUOTA\0"))
+            else:
+                self.send_error(conn, msg, e.errno)
         except XenstoreError as e:
             self.send_error(conn, msg, e.errno)
         except Exception as e:  # a daemon bug must cost one request, never the tree or other clients

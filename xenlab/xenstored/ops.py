@@ -31,7 +31,7 @@ from xenlab.xenstored.perms import (
     perms_to_strings,
     xs_strings_to_perms,
 )
-from xenlab.xenstored.store import Node, Store, XenstoreError
+from xenlab.xenstored.store import Node, QuotaError, Store, XenstoreError
 from xenlab.xenstored.transaction import Transaction
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ def write_node(daemon: Daemon, conn: Connection, v: View, name: str, node: Node,
     if not no_quota_check and not conn.privileged and node.record_size() >= daemon.quotas.node_size:
         if isinstance(v, Transaction):
             v.fail = True
-        raise XenstoreError(ENOSPC, f"{name}: node record of {node.record_size()} bytes")
+        raise QuotaError(ENOSPC, f"{name}: node record of {node.record_size()} bytes")
     return v.write_node(name, node)
 
 
@@ -123,17 +123,17 @@ def create_node(daemon: Daemon, conn: Connection, v: View, name: str, value: byt
         if not conn.privileged and v.entries_of(conn.domid) + (0 if tx else i) >= daemon.quotas.nodes:
             if tx is not None and i:
                 tx.fail = True
-            raise XenstoreError(ENOSPC, f"domain {conn.domid} owns {daemon.quotas.nodes} nodes")
+            raise QuotaError(ENOSPC, f"domain {conn.domid} owns {daemon.quotas.nodes} nodes")
         if not conn.privileged and node.record_size() >= daemon.quotas.node_size:
             if tx is not None:
                 tx.fail = True
-            raise XenstoreError(ENOSPC, f"{n}: node record of {node.record_size()} bytes")
+            raise QuotaError(ENOSPC, f"{n}: node record of {node.record_size()} bytes")
     top = Node(parent.value, parent.perms, daemon.store.add_child(parent.children, basename(names[-1])),
                parent.generation)
     if not conn.privileged and top.record_size() >= daemon.quotas.node_size:
         if tx is not None:
             tx.fail = True
-        raise XenstoreError(ENOSPC, f"{parent_name}: node record of {top.record_size()} bytes")
+        raise QuotaError(ENOSPC, f"{parent_name}: node record of {top.record_size()} bytes")
     written = [v.write_node(n, node) for n, node in new]
     v.write_node(parent_name, top)
     return written[0]
@@ -280,7 +280,7 @@ def do_set_perms(daemon: Daemon, conn: Connection, req: Message, tx: Transaction
     if len(strings) < 2:
         raise XenstoreError(EINVAL, "SET_PERMS wants a path and at least one permission")
     if not conn.privileged and len(strings) - 1 > daemon.quotas.perms:
-        raise XenstoreError(ENOSPC, f"{len(strings) - 1} permissions")
+        raise QuotaError(ENOSPC, f"{len(strings) - 1} permissions")
     perms = xs_strings_to_perms(strings[1:])
     if perms is None:
         raise XenstoreError(EINVAL, f"bad permissions {strings[1:]}")
@@ -330,7 +330,7 @@ def do_transaction_start(daemon: Daemon, conn: Connection, req: Message, tx: Tra
     if tx is not None:
         raise XenstoreError(EBUSY, "a transaction is already running on this request")
     if not conn.privileged and conn.transaction_started > daemon.quotas.transactions:
-        raise XenstoreError(ENOSPC, f"domain {conn.domid} has {conn.transaction_started} transactions")
+        raise QuotaError(ENOSPC, f"domain {conn.domid} has {conn.transaction_started} transactions")
     store = daemon.store
     store.generation += 1
     # Pick an unused id; 0 means "no transaction", so the first one is 1.

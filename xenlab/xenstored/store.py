@@ -39,6 +39,10 @@ class XenstoreError(Exception):
         self.name = errno_name(errno)
 
 
+class QuotaError(XenstoreError):
+    """A per-domain quota was hit (C xenstored answers the errno; oxenstored says EQUOTA)."""
+
+
 @dataclass(frozen=True)
 class Node:
     """One TDB record: value, permissions (owner first), child names, generation."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from xenlab.abi.errno import EAGAIN, ENOSPC
 from xenlab.xenstored.perms import Perms
-from xenlab.xenstored.store import Node, Store, XenstoreError
+from xenlab.xenstored.store import Node, QuotaError, Store, XenstoreError
 
 
 @dataclass
@@ -41,7 +41,7 @@ class Transaction:
         """access_node(): note the committed generation on first access (xenstored_transaction.c)."""
         if path not in self.accessed:
             if self.node_limit is not None and len(self.accessed) >= self.node_limit:
-                raise XenstoreError(ENOSPC, f"transaction {self.id} touched {self.node_limit} nodes")
+                raise QuotaError(ENOSPC, f"transaction {self.id} touched {self.node_limit} nodes")
             node = self.store.read_node(path)
             self.accessed[path] = node.generation if node else None
         if path in self.overlay:
@@ -82,7 +82,7 @@ class Transaction:
         for domid, delta in sorted(self.delta.items()):
             count = self.store.entries_of(domid) + delta
             if domid != 0 and count >= quota:
-                raise XenstoreError(ENOSPC, f"domain {domid} would own {count} nodes")
+                raise QuotaError(ENOSPC, f"domain {domid} would own {count} nodes")
 
     def queue_watches(self, path: str, exact: bool, perms: Perms | None) -> None:
         """queue_watches(): remember a change whose watches fire at commit (xenstored_transaction.c)."""

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from xenlab.abi.errno import E2BIG, EEXIST, EINVAL, ENOENT
 from xenlab.abi.xs_wire import XENSTORE_REL_PATH_MAX
 from xenlab.xenstored.paths import canonicalize, get_implicit_path, get_strings, is_valid_nodename
-from xenlab.xenstored.store import XenstoreError
+from xenlab.xenstored.store import QuotaError, XenstoreError
 
 if TYPE_CHECKING:
     from xenlab.xenstored.daemon import Connection, Daemon
@@ -74,7 +74,7 @@ def do_watch(daemon: Daemon, conn: Connection, req: Message, tx: Transaction | N
     if any(w.node == path and w.token == token for w in conn.watches):
         raise XenstoreError(EEXIST, f"watch {path} {token}")
     if not conn.privileged and len(conn.watches) > daemon.quotas.watches:
-        raise XenstoreError(E2BIG, f"domain {conn.domid} has {len(conn.watches)} watches")
+        raise QuotaError(E2BIG, f"domain {conn.domid} has {len(conn.watches)} watches")
     watch = add_watch(path, token, relative, conn.domid)
     conn.watches.append(watch)
     daemon.row("xenstored/watches", daemon.watch_key(conn, watch), None, "watch")
