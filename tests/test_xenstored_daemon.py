@@ -288,10 +288,13 @@ def test_introduce_calls_the_transport_hook_and_fires_the_watch() -> None:
 
 
 def test_introduce_hook_error_is_the_reply() -> None:
-    daemon = Daemon(on_introduce=lambda d, m, p: -22)
+    daemon = Daemon(on_introduce=lambda d, m, p: -12)
     dom0 = Client(daemon)
-    assert dom0.error(T.XS_INTRODUCE, "3", "1", "7") == "EINVAL"
+    assert dom0.error(T.XS_INTRODUCE, "3", "1", "7") == "ENOMEM"
     assert dom0.error(T.XS_INTRODUCE, "3", "1", "0") == "EINVAL"  # port must be > 0
+    # an errno the wire table has no name for goes out as EINVAL (send_error)
+    daemon.on_introduce = lambda d, m, p: -19  # ENODEV
+    assert dom0.error(T.XS_INTRODUCE, "3", "1", "7") == "EINVAL"
 
 
 def test_release_deletes_the_guests_nodes_and_fires_release_domain(dom0: Client) -> None:
