@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,8 @@ MACHINE_FAULTS: tuple[Fault, ...] = (
           "the toolstack leaves stale request and response bytes in the guest's store page, "
           "so xb_init_comms reports and fixes up a non-quiescent ring"),
     Fault("exhaust-irqs", "dom0",
-          "every dynamic IRQ is taken before xenbus binds its event channel (find_unbound_irq fails)"),
+          "every dynamic IRQ is taken before xenbus binds its store port: 2.6.18's find_unbound_irq "
+          "finds none (-ENOSPC), a modern kernel's irq_alloc_descs fails (-ENOMEM)"),
 )
 
 #: Kernel faults, with what they do, when the probe module does not describe them itself.
@@ -67,8 +69,32 @@ def all_faults() -> dict[str, Fault]:
 
 
 def check_fault(name: str) -> Fault:
-    """The Fault called *name*, or ValueError naming the valid ones."""
+    """The Fault called *name* ("xs_init", or "domU:xs_init" for the guest's kernel), or ValueError."""
     faults = all_faults()
-    if name in faults:
-        return faults[name]
-    raise ValueError(f"unknown fault {name!r}; valid faults: {', '.join(sorted(faults))}")
+    target, _, base = name.rpartition(":")
+    if base in faults and target in ("", "dom0", "domU"):
+        f = faults[base]
+        return Fault(f.name, target or f.target, f.what)
+    raise ValueError(f"unknown fault {name!r}; valid faults: {', '.join(sorted(faults))} "
+                     "(prefix domU: for the guest's kernel)")
+
+
+def exhaust_irqs(kernel: Any) -> None:
+    """Fault exhaust-irqs, after the early IRQs: take every free dynamic IRQ (as other drivers would)."""
+    if kernel.flavour == "2.6.18":
+        from xenlab.linux import evtchn
+
+        st = evtchn._state(kernel)
+        sp = st.space
+        first = sp.DYNIRQ_BASE
+        last = sp.DYNIRQ_BASE + sp.NR_DYNIRQS if st.variant == "L18" else sp.NR_IRQS
+        taken = [irq for irq in range(first, last) if st.irq_bindcount[irq] == 0]
+        for irq in taken:
+            st.irq_bindcount[irq] = 1
+        kernel.record("fault exhaust-irqs", f"{len(taken)} free dynamic IRQs ({taken[0]}..{taken[-1]}) "
+                      "taken by other bindings", "xenlab/sim/faults.py",
+                      changes=[(f"{kernel.name}/irq_bindcount", str(i), 0, 1) for i in taken])
+        return
+    kernel.faults.add("xen_allocate_irq")
+    kernel.record("fault exhaust-irqs", "irq_alloc_descs fails from now on (no IRQ descriptor left)",
+                  "xenlab/sim/faults.py")

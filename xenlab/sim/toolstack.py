@@ -295,13 +295,15 @@ class Toolstack:
 
     # -- 5. hotplug scripts ------------------------------------------------------------
     def hotplug_block(self, domid: int, disk: DiskConfig, loop_index: int) -> None:
-        """/etc/xen/scripts/block add: losetup the image, write physical-device and hotplug-status."""
+        """/etc/xen/scripts/block add: losetup the image on /dev/loopN, then the script's xenstore writes."""
+        from xenlab.linux.drivers.blkback import BlockDevice, add_block_device, block_hotplug_writes
+
         be = f"/local/domain/0/backend/vbd/{domid}/{disk.devid}"
         dev = f"/dev/loop{loop_index}"
-        self.xs.write(f"{be}/node", dev)
-        self.xs.write(f"{be}/physical-device", f"{LOOP_MAJOR:x}:{loop_index:x}")
-        self.xs.write(f"{be}/physical-device-path", dev)
-        self.xs.write(f"{be}/hotplug-status", "connected")
+        bdev = BlockDevice(f"loop{loop_index}", disk.sectors)
+        add_block_device(self.m.dom0.kernel, LOOP_MAJOR, loop_index, bdev)
+        for key, value in block_hotplug_writes(LOOP_MAJOR, loop_index, dev):
+            self.xs.write(f"{be}/{key}", value)
         self.record("hotplug block add", f"{disk.target} on {dev}: physical-device "
                     f"{LOOP_MAJOR:x}:{loop_index:x}, hotplug-status connected",
                     "tools/hotplug/Linux/block")

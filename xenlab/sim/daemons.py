@@ -1,0 +1,188 @@
+"""dom0's user space: xenstored, xen-init-dom0 and xenconsoled, as /etc/init.d/xen starts them.
+
+Theory of operation
+-------------------
+``start_xenstored`` starts the daemon the way oxenstored / C xenstored start on a real
+dom0: open ``/dev/xen/evtchn`` (``xenlab.sim.host``), bind ``VIRQ_DOM_EXC`` (for
+@releaseDomain), read ``/proc/xen/xsd_port`` and map ``/proc/xen/xsd_kva``, bind that
+port and kick it once (``RingServer.attach_local``), then loop: serve the rings, sleep
+until an event. It runs as a scheduler task, so the dom0 kernel's xenbus probe (woken
+by that first kick) and the daemon take turns exactly as the scheduler decides.
+
+The tools (xen-init-dom0, xenconsoled, the toolstack, xenstore-*) talk to the daemon
+over its Unix socket; here that is a daemon connection of dom0 (``socket_client``):
+each request is handled at once and the reply picked up, watch events are kept.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from xenlab.abi.xs_wire import XS_WATCH, XS_WATCH_EVENT
+from xenlab.sim.xsclient import XsClient
+from xenlab.xenstored import wire
+
+XENSTORED_PATHS = {"oxenstored": "/usr/lib/xen-4.17/bin/oxenstored",
+                   "cxenstored": "/usr/lib/xen-4.17/bin/xenstored"}
+
+if TYPE_CHECKING:
+    from xenlab.sim.machine import Machine
+
+
+class SocketConnection:
+    """A tool's connection to xenstored's Unix socket: requests in, replies and watch events out."""
+
+    def __init__(self, daemon: Any, label: str) -> None:
+        self.daemon = daemon
+        self.conn = daemon.new_connection(domid=0, label=f"socket:{label}")
+        self.label = label
+        self.req_id = 0
+        self.inbox: list[wire.Message] = []
+        self.events: list[tuple[str, str]] = []
+        if hasattr(self.conn, "on_output"):
+            self.conn.on_output = lambda c: self._drain()
+
+    def _drain(self) -> None:
+        for msg in list(self.conn.take_output()):
+            if msg.type == XS_WATCH_EVENT:
+                parts = msg.payload.split(b"\0")
+                self.events.append((parts[0].decode(), parts[1].decode() if len(parts) > 1 else ""))
+            else:
+                self.inbox.append(msg)
+
+    def talk(self, mtype: int, tx_id: int, payload: bytes) -> tuple[int, bytes]:
+        """xs_talkv over the socket: one request, its reply."""
+        self.req_id += 1
+        self.daemon.handle(self.conn, wire.Message(mtype, self.req_id, tx_id, payload))
+        self._drain()
+        for i, msg in enumerate(self.inbox):
+            if msg.req_id == self.req_id:
+                del self.inbox[i]
+                return msg.type, msg.payload
+        raise RuntimeError(f"{self.label}: xenstored sent no reply to request {self.req_id} (type {mtype})")
+
+    def take_events(self) -> list[tuple[str, str]]:
+        """The watch events that arrived since the last call (path, token)."""
+        events, self.events = self.events, []
+        return events
+
+
+def socket_client(m: Machine, label: str) -> XsClient:
+    """An XsClient on a new socket connection of dom0 (what xs_open() gives a dom0 tool)."""
+    sock = SocketConnection(m.daemon, label)
+    xs = XsClient(sock.talk, name=label)
+    xs.sock = sock  # type: ignore[attr-defined]
+    return xs
+
+
+def make_daemon(m: Machine, personality: str) -> Any:
+    """The lab's xenstored Daemon with the personality's features and name, recording into the trace."""
+    from xenlab.xenstored.daemon import Daemon
+    from xenlab.xenstored.serve import PERSONALITIES
+
+    features, name = PERSONALITIES[personality]
+    return Daemon(trace=m.trace, features=features, name=name)
+
+
+def domain_gone(m: Machine, domid: int) -> bool:
+    """XEN_DOMCTL_getdomaininfo as xenstored asks it: is the domain dying, shut down or gone?"""
+    d = m.hv.domains.get(domid)
+    return d is None or bool(getattr(d, "is_dying", False)) or bool(getattr(d, "is_shutdown", False))
+
+
+def start_xenstored(m: Machine, personality: str) -> None:
+    """Start xenstored as a task in dom0 user space (its main loop: service the rings, wait)."""
+    from xenlab.sim.host import EvtchnDevHost
+    from xenlab.xenstored.ring import RingServer
+
+    kernel = m.dom0.kernel
+    m.daemon = make_daemon(m, personality)
+    m.host = EvtchnDevHost(kernel, comm=personality)
+    m.ring_server = RingServer(m.daemon, m.host, trace=m.trace, personality=personality, actor=personality)
+
+    def xenstored_main() -> None:
+        m.ring_server.bind_dom_exc(lambda d: domain_gone(m, d))  # domain_init: VIRQ_DOM_EXC first
+        port = int(kernel.proc["xen/xsd_port"].read().strip())
+        buf = m.host.map_local_store_page()
+        m.ring_server.attach_local(port, buf)
+        while True:
+            m.ring_server.service()
+            m.host.wait()
+
+    m.sched.kthread_run(xenstored_main, personality, owner="dom0")
+
+
+def init_script_after_xenstored(m: Machine, personality: str) -> None:
+    """What the Debian init script leaves in the tree besides xen-init-dom0's keys.
+
+    Inferred from the captures: with oxenstored (the default, XENSTORED unset) the tree
+    shows /tool/xenstored = the daemon's path; with C xenstored it stays the empty node
+    that xenstored's setup_structure creates.
+    """
+    if personality == "oxenstored":
+        xs = socket_client(m, "init.d-xen")
+        xs.write("/tool/xenstored", XENSTORED_PATHS[personality])
+
+
+def xen_init_dom0(m: Machine) -> None:
+    """tools/helpers/xen-init-dom0.c: domid, name and the default pool's name, if not there yet."""
+    xs = socket_client(m, "xen-init-dom0")
+    from xenlab.sim.xsclient import XsError
+
+    for key in ("/local/domain/0/domid", "/local/domain/0/name"):
+        try:
+            xs.read(key)
+            return  # already initialised
+        except XsError:
+            pass
+    xs.write("/local/domain/0/domid", "0")
+    xs.write("/local/domain/0/name", "Domain-0")
+    xs.write("/local/pool/0/name", "Pool-0")
+    m.trace.record("xen-init-dom0", "wrote /local/domain/0/domid, name and /local/pool/0/name",
+                   actor="dom0", source="tools/helpers/xen-init-dom0.c")
+
+
+class Xenconsoled:
+    """tools/console/daemon: watches @introduceDomain/@releaseDomain and connects guest consoles."""
+
+    def __init__(self, m: Machine) -> None:
+        self.m = m
+        self.xs = socket_client(m, "xenconsoled")
+        self.host: Any = None
+        self.ports: dict[int, int] = {}
+
+    def watch(self) -> None:
+        """xs_watch(@introduceDomain, "domlist") and xs_watch(@releaseDomain, "domlist")."""
+        for path in ("@introduceDomain", "@releaseDomain"):
+            self.xs._req("watch", XS_WATCH, f"{path}\0domlist\0".encode(), path=path)
+
+    def handle_events(self) -> None:
+        """handle_xs / enum_domains: connect every new guest's console (bind its port, write tty)."""
+        events = self.xs.sock.take_events()  # type: ignore[attr-defined]
+        if not any(tok == "domlist" for _, tok in events):
+            return
+        for domid in sorted(self.m.domains):
+            if domid == 0 or domid in self.ports:
+                continue
+            self.domain_create_ring(domid)
+
+    def domain_create_ring(self, domid: int) -> None:
+        """domain_create_ring: read console/port, bind it through /dev/xen/evtchn, write console/tty."""
+        from xenlab.sim.host import EvtchnDevHost
+
+        if self.host is None:
+            self.host = EvtchnDevHost(self.m.dom0.kernel, comm="xenconsoled")
+        base = f"/local/domain/{domid}/console"
+        remote = int(self.xs.read(f"{base}/port"))
+        self.ports[domid] = self.host.evtchn_bind_interdomain(domid, remote)
+        self.xs.write(f"{base}/tty", "/dev/pts/0")
+        self.m.trace.record("domain_create_ring", f"d{domid}: console port {remote} bound as local port "
+                            f"{self.ports[domid]}; tty /dev/pts/0", actor="xenconsoled",
+                            source="tools/console/daemon/io.c")
+
+
+def start_xenconsoled(m: Machine) -> None:
+    """Start xenconsoled: its two watches (each answered by one event at once)."""
+    m.xenconsoled = Xenconsoled(m)
+    m.xenconsoled.watch()
+    m.xenconsoled.handle_events()

@@ -1,0 +1,148 @@
+"""`xl create`: the order in which libxl brings up a PV guest, and the wait for Connected.
+
+1. ``xc_domain_create`` in the hypervisor; ``libxl__domain_make`` (the xenstore skeleton);
+2. the domain builder: store and console ports (alloc_unbound -> 1 and 2), pages, start_info;
+3. ``libxl__build_post``: memory/domid/store/cpu keys, then INTRODUCE (xenstored binds the
+   store port, fires @introduceDomain; xenconsoled binds the console port);
+4. the devices (console, vbds, vifs): dom0's backend drivers see them through their
+   "backend" watch and go to InitWait; libxl then runs the hotplug scripts;
+5. the guest is unpaused: its kernel boots (PV: xenstored_ready = 1, probe at once) and
+   its frontends shake hands with the backends up to Connected on both ends.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from xenlab.sim import boot
+from xenlab.sim.toolstack import (
+    BuiltDomain,
+    DiskConfig,
+    DomainConfig,
+    NicConfig,
+    Toolstack,
+    libxl_random_mac,
+    libxl_uuid_generate,
+    xvd_name,
+)
+from xenlab.sim.xsclient import XsError
+
+if TYPE_CHECKING:
+    from xenlab.sim.machine import Domain, Machine
+
+XenbusStateInitWait, XenbusStateConnected = 2, 4
+MAX_ROUNDS = 50
+
+
+def _state(xs: Any, path: str) -> int:
+    try:
+        return int(xs.read(f"{path}/state") or 0)
+    except (XsError, ValueError):
+        return 0
+
+
+def device_states(m: Machine, domid: int, b: BuiltDomain) -> dict[str, tuple[int, int]]:
+    """'vbd/51712' -> (frontend state, backend state), read from xenstore."""
+    xs = m.toolstack.xs
+    out: dict[str, tuple[int, int]] = {}
+    devs = [("vbd", d.devid) for d in b.config.disks] + [("vif", n.devid) for n in b.config.nics]
+    for kind, devid in devs:
+        fe = f"/local/domain/{domid}/device/{kind}/{devid}"
+        be = f"/local/domain/0/backend/{kind}/{domid}/{devid}"
+        out[f"{kind}/{devid}"] = (_state(xs, fe), _state(xs, be))
+    return out
+
+
+def _wait(m: Machine, done: Any) -> bool:
+    """Let the machine run until done() holds (or it cannot make progress)."""
+    for _ in range(MAX_ROUNDS):
+        if done():
+            return True
+        if m.settle() == 0 and not done():
+            m.sched.run(timers=True, max_switches=1000)
+            if done():
+                return True
+            if not m.sched.runqueue and not m.sched.timers:
+                return done()
+    return done()
+
+
+def make_config(m: Machine, name: str, vcpus: int, memory_mb: int, disks: int | list[str],
+                vifs: int | list[int], **kw: Any) -> DomainConfig:
+    """The xl config of the guest: disks xvda, xvdb, ...; vifs 0, 1, ...; uuid and macs from the seed."""
+    vdevs = [xvd_name(i) for i in range(disks)] if isinstance(disks, int) else list(disks)
+    nic_ids = list(range(vifs)) if isinstance(vifs, int) else list(vifs)
+    macs = kw.pop("macs", None) or [libxl_random_mac(m.rng) for _ in nic_ids]
+    cfg = DomainConfig(name=name, vcpus=vcpus, memory_mb=memory_mb,
+                       disks=[DiskConfig(v) for v in vdevs],
+                       nics=[NicConfig(i, mac) for i, mac in zip(nic_ids, macs, strict=True)], **kw)
+    if not cfg.uuid:
+        cfg.uuid = libxl_uuid_generate(m.rng)
+    return cfg
+
+
+def create_domU(m: Machine, *, name: str, vcpus: int, memory_mb: int, disks: int | list[str],
+                vifs: int | list[int], **kw: Any) -> Domain:
+    """xl create: build, introduce, add devices, hotplug, boot, wait for Connected."""
+    from xenlab.linux.kernel import Kernel
+    from xenlab.sim.daemons import socket_client
+    from xenlab.sim.machine import Domain, MachineError
+
+    domid = m._next_domid
+    m._next_domid += 1
+    cfg = make_config(m, name, vcpus, memory_mb, disks, vifs, **kw)
+    if m.toolstack is None:
+        m.toolstack = Toolstack(m, socket_client(m, "xl"))
+    ts: Toolstack = m.toolstack
+
+    m.trace.begin_stage(f"xl create d{domid}: domain")
+    m.hv.domain_create(domid, name, vcpus=vcpus)
+    ts.libxl__domain_make(domid, cfg)
+    b = BuiltDomain(domid, cfg)
+    ts.xc_dom_build(domid, b)
+    ts.built[domid] = b
+    if m.has_fault("ring-not-quiescent"):
+        boot.dirty_store_page(m, b.store_page)
+    kernel = Kernel(m.hv, domid, flavour=m.flavour, sched=m.sched, trace=m.trace, name=f"domU{domid}")
+    kernel.faults |= m.kernel_faults("domU")
+    dom = Domain(m, domid, name, kernel, memory_mb, vcpus, info=b)
+    m.domains[domid] = dom
+    ts.libxl__build_post(domid, b)
+    m.settle()
+    if m.xenconsoled is not None:
+        m.xenconsoled.handle_events()
+    m.settle()
+
+    m.trace.begin_stage(f"xl create d{domid}: devices")
+    ts.libxl__device_console_add(domid, b)
+    for disk in cfg.disks:
+        ts.libxl__device_disk_add(domid, disk)
+    for nic in cfg.nics:
+        ts.libxl__device_nic_add(domid, nic)
+    m.settle()
+
+    m.trace.begin_stage(f"xl create d{domid}: hotplug")
+    for loop, disk in enumerate(cfg.disks):
+        be = f"/local/domain/0/backend/vbd/{domid}/{disk.devid}"
+        _wait(m, lambda be=be: _state(ts.xs, be) >= XenbusStateInitWait)
+        ts.hotplug_block(domid, disk, loop)
+        m.settle()
+    for nic in cfg.nics:
+        be = f"/local/domain/0/backend/vif/{domid}/{nic.devid}"
+        _wait(m, lambda be=be: _state(ts.xs, be) >= XenbusStateInitWait)
+        ts.hotplug_vif_bridge(domid, nic)
+        m.settle()
+
+    m.trace.begin_stage(f"d{domid}: boot")
+    boot.boot_kernel(m, kernel, initdomain=False)
+    m.settle()
+
+    def connected() -> bool:
+        both = (XenbusStateConnected, XenbusStateConnected)
+        return all(s == both for s in device_states(m, domid, b).values())
+
+    if not _wait(m, connected):
+        states = ", ".join(f"{k} frontend={f} backend={bk}"
+                           for k, (f, bk) in device_states(m, domid, b).items())
+        raise MachineError(f"d{domid} devices did not reach state 4 (Connected): {states}")
+    return dom

@@ -1,0 +1,213 @@
+"""The Machine: Xen, dom0 with its kernel, xenstored and xenconsoled, the toolstack, and guests.
+
+Theory of operation
+-------------------
+One Trace and one Scheduler serve everything. ``Machine(...)`` creates the hypervisor
+and dom0, and boots dom0's kernel in the real order (``xenlab.sim.boot``): early IRQs,
+xenbus init, late IRQs, drivers. dom0's xenbus then waits: nothing answers its store
+ring until ``start_xenstored()`` starts the daemon as a task in dom0's user space. The
+daemon's host (``xenlab.sim.host``) is built on the dom0 kernel's ``/dev/xen/evtchn``
+and the store page from ``/proc/xen/xsd_kva`` + ``xsd_port``, so its ports and IRQs
+appear where a real dom0 shows them. Then the machine does what Debian's init script
+and xen-init-dom0 do, and starts xenconsoled. ``create_domU()`` is `xl create`
+(``xenlab.sim.toolstack``): build the domain, write its xenstore nodes, INTRODUCE it,
+add its devices, run the hotplug scripts, boot its kernel and wait for Connected.
+
+Everything a learner can run inside a domain goes through ``machine.domain(d).run(cmd)``
+(``xenlab.sim.commands``).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from xenlab.base.sched import Scheduler
+from xenlab.base.trace import Trace
+from xenlab.sim import boot
+from xenlab.sim.daemons import XENSTORED_PATHS
+from xenlab.sim.faults import MACHINE_FAULTS, check_fault
+from xenlab.sim.xsclient import XsClient
+
+XENSTORED_BINARIES = XENSTORED_PATHS
+
+
+class MachineError(RuntimeError):
+    """The machine could not do what was asked; the message says what and why."""
+
+
+@dataclass
+class Domain:
+    """One domain as the machine sees it: its id, name, kernel, and how to run commands in it."""
+
+    machine: Machine
+    domid: int
+    name: str
+    kernel: Any
+    memory_mb: int
+    vcpus: int
+    info: Any = None  # toolstack.BuiltDomain for guests
+    last_rc: int = 0
+
+    def run(self, cmdline: str) -> str:
+        """Run one command line in this domain; what it printed (``last_rc`` holds its status)."""
+        from xenlab.sim.commands import run_command
+
+        res = run_command(self.machine, self.domid, cmdline)
+        self.last_rc = res.rc
+        return res.text
+
+    def __repr__(self) -> str:
+        return f"Domain({self.domid}, {self.name!r}, {self.kernel.flavour})"
+
+
+@dataclass
+class Machine:
+    """A simulated Xen host: hypervisor, dom0, its daemons, and guests, on one scheduler."""
+
+    flavour: str = "modern"
+    seed: int = 0
+    dom0_vcpus: int = 1
+    dom0_mem_mb: int = 1024
+    faults: Iterable[str] = ()
+    xenstored: str = "oxenstored"
+    trace: Trace = field(default_factory=Trace)
+    sched: Scheduler = field(default_factory=Scheduler)
+
+    def __post_init__(self) -> None:
+        from xenlab.xen.hypervisor import Hypervisor
+
+        if self.xenstored not in XENSTORED_BINARIES:
+            raise MachineError(f"unknown xenstored {self.xenstored!r}; choose one of "
+                               f"{', '.join(XENSTORED_BINARIES)}")
+        self.faults = tuple(self.faults)
+        self.fault_info = {name: check_fault(name) for name in self.faults}
+        self.rng = random.Random(self.seed)
+        self.hv = Hypervisor(trace=self.trace, bits=64)
+        self.domains: dict[int, Domain] = {}
+        self.daemon: Any = None
+        self.ring_server: Any = None
+        self.host: Any = None
+        self.xenconsoled: Any = None
+        self.toolstack: Any = None
+        self._dom0_xs: XsClient | None = None
+        self._guest_xs: dict[int, XsClient] = {}
+        self._next_domid = 1
+        self.boot_dom0()
+
+    # -- dom0 ----------------------------------------------------------------------
+    def kernel_faults(self, target: str) -> set[str]:
+        """The injected faults that are switches in the kernel of *target* ('dom0' / 'domU')."""
+        machine_only = {f.name for f in MACHINE_FAULTS}
+        return {f.name for f in self.fault_info.values() if f.target == target and f.name not in machine_only}
+
+    def has_fault(self, name: str, target: str | None = None) -> bool:
+        """True if fault *name* was injected (into *target*'s kernel, if given)."""
+        return any(f.name == name and target in (None, f.target) for f in self.fault_info.values())
+
+    def boot_dom0(self) -> None:
+        """Xen builds dom0 (privileged, initdomain) and its kernel boots up to the xenbus wait."""
+        from xenlab.linux.kernel import Kernel
+
+        self.trace.begin_stage("xen: create dom0")
+        self.hv.domain_create(0, "Domain-0", vcpus=self.dom0_vcpus, privileged=True, initdomain=True)
+        kernel = Kernel(self.hv, 0, flavour=self.flavour, sched=self.sched, trace=self.trace, name="dom0")
+        kernel.faults |= self.kernel_faults("dom0")
+        self.domains[0] = Domain(self, 0, "Domain-0", kernel, self.dom0_mem_mb, self.dom0_vcpus)
+        boot.boot_kernel(self, kernel, initdomain=True)
+        self.settle()
+
+    @property
+    def dom0(self) -> Domain:
+        """Domain 0."""
+        return self.domains[0]
+
+    def domain(self, domid: int) -> Domain:
+        """The domain with id *domid* (KeyError naming the existing ones)."""
+        if domid not in self.domains:
+            raise KeyError(f"no domain {domid}; domains: {', '.join(str(d) for d in sorted(self.domains))}")
+        return self.domains[domid]
+
+    def kernel(self, domid: int) -> Any:
+        """The kernel of domain *domid*."""
+        return self.domain(domid).kernel
+
+    def settle(self) -> int:
+        """Run every runnable task until the machine is idle; the number of task switches."""
+        return self.sched.run()
+
+    # -- xenstored, xen-init-dom0, xenconsoled ---------------------------------------
+    def start_xenstored(self, personality: str | None = None) -> None:
+        """/etc/init.d/xen start: xenstored, then xen-init-dom0, then xenconsoled."""
+        from xenlab.sim import daemons
+
+        if self.daemon is not None:
+            return
+        personality = personality or self.xenstored
+        if personality not in XENSTORED_BINARIES:
+            raise MachineError(f"unknown xenstored {personality!r}; choose one of "
+                               f"{', '.join(XENSTORED_BINARIES)}")
+        self.xenstored = personality
+        self.trace.begin_stage(f"{personality}: start")
+        daemons.start_xenstored(self, personality)
+        self.settle()
+        daemons.init_script_after_xenstored(self, personality)
+        self.trace.begin_stage("xen-init-dom0")
+        daemons.xen_init_dom0(self)
+        self.settle()
+        self.trace.begin_stage("xenconsoled: start")
+        daemons.start_xenconsoled(self)
+        self.settle()
+
+    def xs_client(self, domid: int) -> XsClient:
+        """A xenstore client in domain *domid* (dom0: the daemon's socket; a guest: its kernel's xenbus)."""
+        if domid == 0:
+            if self._dom0_xs is None:
+                if self.daemon is None:
+                    raise MachineError("xenstored is not running in dom0 (scenario dom0-early); a real "
+                                       "client would block in /dev/xen/xenbus until it starts")
+                from xenlab.sim.daemons import socket_client
+
+                self._dom0_xs = socket_client(self, "xenstore-cli")
+            return self._dom0_xs
+        if domid not in self._guest_xs:
+            self._guest_xs[domid] = boot.kernel_xs_client(self, self.kernel(domid))
+        return self._guest_xs[domid]
+
+    # -- guests -----------------------------------------------------------------------
+    def create_domU(self, name: str = "xenlab-domu", vcpus: int = 1, memory_mb: int = 256,
+                    disks: int | list[str] = 1, vifs: int | list[int] = 1, **kw: Any) -> Domain:
+        """`xl create` of a PV guest (see xenlab.sim.guest); returns the running, Connected domain."""
+        from xenlab.sim.guest import create_domU
+
+        if self.daemon is None:
+            raise MachineError("create_domU needs xenstored: call start_xenstored() first")
+        return create_domU(self, name=name, vcpus=vcpus, memory_mb=memory_mb, disks=disks, vifs=vifs, **kw)
+
+    # -- what commands read --------------------------------------------------------------
+    def domain_name(self, domid: int) -> str:
+        """The domain's name (xl list's first column)."""
+        return self.domain(domid).name
+
+    def memory_mb(self, domid: int) -> int:
+        """The domain's memory in MiB."""
+        return self.domain(domid).memory_mb
+
+    def vcpus(self, domid: int) -> int:
+        """The domain's number of vcpus."""
+        return self.domain(domid).vcpus
+
+    def cpu_time_ns(self, domid: int) -> int:
+        """CPU time the domain used (the lab counts virtual time since it booted)."""
+        return self.sched.now_ns
+
+    def store_interface(self, domid: int) -> Any:
+        """The xenstore_domain_interface of domain *domid*'s store page as its kernel maps it (or None)."""
+        xb = getattr(self.kernel(domid), "xb", None)
+        return getattr(xb, "xen_store_interface", None) if xb is not None else None
+
+    def shutdown(self) -> None:
+        """Stop every task (their threads end)."""
+        self.sched.shutdown()

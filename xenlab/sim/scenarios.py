@@ -1,0 +1,63 @@
+"""Scenarios: ready-made machines, parameterised the way an xl config is.
+
+``build("domU", flavour="modern", seed=0, dom0_vcpus=1, guest_vcpus=1, disks=1, vifs=1)``
+boots a Machine to the named point:
+
+- ``dom0-early``: dom0 booted, xenstored not started (xenbus waits for its first event);
+- ``dom0``: xenstored, xen-init-dom0 and xenconsoled running, dom0's probe done;
+- ``domU``: plus one PV guest with *disks* vbds (xvda, xvdb, ...) and *vifs* vifs
+  (0, 1, ...), all Connected on both ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from xenlab.sim.machine import Machine
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A named way to bring a machine up."""
+
+    name: str
+    what: str
+    run: Callable[[Machine, dict[str, int]], None]
+
+
+def _dom0_early(m: Machine, p: dict[str, int]) -> None:
+    """Nothing more: dom0 booted, no xenstored."""
+
+
+def _dom0(m: Machine, p: dict[str, int]) -> None:
+    m.start_xenstored()
+
+
+def _domU(m: Machine, p: dict[str, int]) -> None:
+    m.start_xenstored()
+    m.create_domU(vcpus=p.get("guest_vcpus", 1), disks=p.get("disks", 1), vifs=p.get("vifs", 1))
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "dom0-early": Scenario("dom0-early", "dom0 booted; xenstored not started yet", _dom0_early),
+    "dom0": Scenario("dom0", "dom0 with xenstored, xen-init-dom0 and xenconsoled", _dom0),
+    "domU": Scenario("domU", "dom0 + one PV domU with vbd(s) and vif(s), Connected", _domU),
+}
+
+
+def check_scenario(name: str) -> Scenario:
+    """The Scenario called *name*, or ValueError naming the valid ones."""
+    if name in SCENARIOS:
+        return SCENARIOS[name]
+    raise ValueError(f"unknown scenario {name!r}; valid scenarios: {', '.join(SCENARIOS)}")
+
+
+def build(name: str, *, flavour: str = "modern", seed: int = 0, dom0_vcpus: int = 1,
+          guest_vcpus: int = 1, disks: int = 1, vifs: int = 1, faults: Iterable[str] = (),
+          xenstored: str = "oxenstored") -> Machine:
+    """A Machine brought up to scenario *name*."""
+    scen = check_scenario(name)
+    m = Machine(flavour=flavour, seed=seed, dom0_vcpus=dom0_vcpus, faults=faults, xenstored=xenstored)
+    scen.run(m, {"guest_vcpus": guest_vcpus, "disks": disks, "vifs": vifs})
+    return m
