@@ -48,6 +48,7 @@ from xenlab.linux.irq import (
 from xenlab.linux.kernel import KERN_ERR
 
 SRC_SMP = "arch/x86/xen/smp.c"
+SRC_HVC = "drivers/tty/hvc/hvc_xen.c"
 
 #: dom0's legacy devices and their GSIs: (gsi, trigger, request_irq name) in driver init order.
 DOM0_ACPI_SCI = 9
@@ -245,12 +246,15 @@ def dom0_legacy_devices(kernel: Any) -> None:
 
 
 def hvc_console_init(kernel: Any) -> int:
-    """xen_hvc_init + the console's request_irq "hvc_console" (2.6.18: xencons, "xencons")."""
+    """xen_hvc_init + request_irq "hvc_console" (2.6.18 xencons_init: dom0 VIRQ "console", domU "xencons")."""
     start_info = kernel.hv.domains[kernel.domid].start_info
     port = int(getattr(getattr(getattr(start_info, "console", None), "domU", None), "evtchn", 0) or 0)
+    if not _is_dom0(kernel) and not port:
+        kernel.record("hvc_console_init", "no console event channel in start_info: no console IRQ", SRC_HVC)
+        return 0
     if kernel.flavour == "2.6.18":
         if _is_dom0(kernel):
-            return l18.bind_virq_to_irqhandler(kernel, VIRQ_CONSOLE, 0, _plain, 0, "xencons", None)
+            return l18.bind_virq_to_irqhandler(kernel, VIRQ_CONSOLE, 0, _plain, 0, "console", None)
         return l18.bind_caller_port_to_irqhandler(kernel, port, _plain, 0, "xencons", None)
 
     def handler(irq: int, dev_id: Any) -> int:
