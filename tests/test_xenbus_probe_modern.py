@@ -17,7 +17,9 @@ from xenlab.abi.errno import ENOENT, ENOMEM
 from xenlab.abi.start_info import HVM_PARAM_STORE_EVTCHN
 from xenlab.base.sched import Scheduler
 from xenlab.base.trace import Trace
+from xenlab.linux.drivers.blkfront import blkfront_init
 from xenlab.linux.drivers.console import console_init
+from xenlab.linux.drivers.netfront import netfront_init
 from xenlab.linux.kernel import Kernel
 from xenlab.linux.procfs_xen import proc_xen_entries, xenfs_mount
 from xenlab.linux.sysfs import sysfs
@@ -30,6 +32,7 @@ from xenlab.linux.xenbus.probe import (
     xenbus_probe_initcall,
     xenbus_probe_ran,
 )
+from xenlab.linux.xenbus.probe_frontend import boot_wait_for_devices
 
 CAPTURES = Path(__file__).resolve().parents[2] / "shared" / "realxen" / "captures"
 
@@ -211,3 +214,15 @@ def test_dom0_has_the_real_xen_buses() -> None:
     assert [b for b in sysfs(k).listdir("/sys/bus") if "xen" in b] == real[:4]
     assert sysfs(k).listdir("/sys/bus/xen/drivers") == ["xenconsole"]  # no vfb/vkbd in dom0
     assert sysfs(k).listdir("/sys/bus/xen-backend/drivers") == []  # backends are modules, loaded later
+
+
+def test_insmod_of_the_frontends_prints_what_the_real_domU_printed() -> None:
+    pair = make_pair("modern")
+    boot_wait_for_devices(pair.domU)  # late_initcall: from now on insmod waits for the devices
+    before = len(pair.domU.log)
+    assert blkfront_init(pair.domU) == 0 and netfront_init(pair.domU) == 0
+    ours = [line.text for line in pair.domU.log[before:]]
+    real = [re.sub(r"^\[\s*[\d.]+\] ", "", line)
+            for line in capture("domU/domU-04-insmod-frontends.txt").splitlines()[1:]]
+    end = next(i for i, line in enumerate(real) if line.startswith("vif vif-0: xenbus: state is 4")) + 1
+    assert ours[:end] == real[:end]
