@@ -41,6 +41,7 @@ class xsd_sockmsg_type(IntEnum):
 
 XS_DEBUG = xsd_sockmsg_type.XS_CONTROL  # the old name of XS_CONTROL
 XS_TYPE_COUNT = 27  # number of type values defined (0..26, 20 unused)
+XS_TYPE_COUNT_4_17 = 23  # the same count in the Xen 4.17 headers (DIRECTORY_PART is the last)
 
 # Module-level names as the C header spells them.
 globals().update({t.name: t for t in xsd_sockmsg_type})
