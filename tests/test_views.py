@@ -295,3 +295,21 @@ def test_ring_view_follows_a_trace_and_snapshots_each_step_that_changed_the_page
     assert "18 bytes in flight" in s.text()  # the snapshot of step 1 still stands
     s.go(3)
     assert "18 bytes in flight" in s.text()  # unfollowed: step 3 was not captured
+
+
+def test_a_filtered_stepper_walks_only_the_chosen_steps_but_shows_the_whole_state():
+    t = bind_trace(n_irqs=3)
+    t.record("do_IRQ", "IRQ 256 on CPU0", actor="dom0", source="kernel/irq/chip.c")
+    s = Stepper(t, [IrqView("dom0")], only=lambda st: st.function == "bind_evtchn_to_irq")
+    assert s.shown == [1, 2, 3] and s.index == 1
+    assert "step 1 of 0..4 (1 of 3 shown)" in s.text()
+    s["slider"].value = 2
+    assert s.index == 3 and "port 3 -> IRQ 258" in s.text()
+    s["next"].click()
+    assert "already at the last step (3)" in s.message
+    s["goto"].value = "0"  # hidden by the filter: the next shown step
+    assert s.index == 1
+    s["goto"].value = "4"
+    assert "step 4 is after the last step shown here (3)" in s.message
+    assert Stepper(t, [], only=lambda st: False).text().startswith("! no step matches the filter")
+    assert Stepper(t, [], steps=range(2, 4)).shown == [2, 3]

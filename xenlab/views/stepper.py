@@ -12,6 +12,8 @@ lazily on first display; ``text()`` is the same content as stable text.
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -85,28 +87,39 @@ class TablePanel:
         return Stepper(trace, [self], **kw)
 
 
-def _stage_menu(trace: Trace) -> list[tuple[str, int]]:
-    """(label, first step) per stage, empty stages merged into the next one."""
+def _stage_menu(trace: Trace, shown: list[int]) -> list[tuple[str, int]]:
+    """(label, position of its first shown step) per stage; stages with no shown step merge into the next."""
     starts: dict[int, list[str]] = {}
     for name, start in trace.stages:
-        if start < len(trace):
-            starts.setdefault(start, []).append(name)
-    return [(f"#{start} {' / '.join(names)}", start) for start, names in sorted(starts.items())]
+        pos = bisect.bisect_left(shown, start)
+        if pos < len(shown):
+            starts.setdefault(pos, []).append(name)
+    return [(f"#{shown[pos]} {' / '.join(names)}", pos) for pos, names in sorted(starts.items())]
 
 
 class Stepper:
-    """Step through *trace* with *panels*; ``go``/``next``/``prev``/``jump`` or the widgets."""
+    """Step through *trace* with *panels*; ``go``/``next``/``prev``/``jump`` or the widgets.
+
+    ``only`` (a predicate on Step) and ``steps`` (a range of step numbers) narrow what the
+    slider walks through, e.g. only the ring functions of a chatty trace; the state shown
+    is still the whole machine's after that step.
+    """
 
     def __init__(self, trace: Trace, panels: list[Any] | tuple[Any, ...] = (), *, start: int | str = 0,
-                 title: str = "", changes: bool = True, interval_ms: int = 600) -> None:
+                 title: str = "", changes: bool = True, interval_ms: int = 600,
+                 only: Callable[[Step], bool] | None = None, steps: range | None = None) -> None:
         self.trace = trace
         self.panels = list(panels)
         self.title = title
         self.show_changes = changes
         self.interval_ms = interval_ms
-        self.index = 0 if len(trace) else -1
-        self.message = "" if len(trace) else "the trace is empty: run something first"
-        self._stages = _stage_menu(trace)
+        span = steps if steps is not None else range(len(trace))
+        self.filtered = only is not None or steps is not None
+        self.shown = [i for i in span if 0 <= i < len(trace) and (only is None or only(trace[i]))]
+        self.pos = 0 if self.shown else -1
+        self.message = "" if self.shown else (
+            "the trace is empty: run something first" if not len(trace) else "no step matches the filter")
+        self._stages = _stage_menu(trace, self.shown)
         self._w: dict[str, Any] | None = None
         self._syncing = False
         if isinstance(start, str):
@@ -116,37 +129,50 @@ class Stepper:
 
     # -- navigation (never raises on bad input: the message says what was wrong) -----------
     @property
+    def index(self) -> int:
+        """The step number (trace index) shown now, -1 if none."""
+        return self.shown[self.pos] if self.pos >= 0 else -1
+
+    @property
     def last(self) -> int:
-        """Index of the last step."""
+        """Index of the last step of the trace."""
         return len(self.trace) - 1
 
+    def _go_pos(self, pos: int) -> bool:
+        if not 0 <= pos < len(self.shown):
+            return self._fail(f"position {pos} is out of range 0..{len(self.shown) - 1}")
+        self.pos, self.message = pos, ""
+        self._refresh()
+        return True
+
     def go(self, index: Any) -> bool:
-        """Show step *index*; False (and a message) if it is not a step of this trace."""
+        """Show step *index* (the next shown one when a filter hides it); False and a message if invalid."""
         try:
             i = int(index)
         except (TypeError, ValueError):
             return self._fail(f"{index!r} is not a step number")
         if isinstance(index, float) and index != i:
             return self._fail(f"{index!r} is not a step number")
+        if not self.shown:
+            return self._fail(self.message or "no steps")
         if not 0 <= i <= self.last:
-            if self.last < 0:
-                return self._fail("the trace is empty: run something first")
             return self._fail(f"step {i} is out of range: this trace has steps 0..{self.last}")
-        self.index, self.message = i, ""
-        self._refresh()
-        return True
+        pos = bisect.bisect_left(self.shown, i)
+        if pos == len(self.shown):
+            return self._fail(f"step {i} is after the last step shown here ({self.shown[-1]})")
+        return self._go_pos(pos)
 
     def next(self) -> bool:
         """One step forward (a message at the last step)."""
-        if self.index >= self.last:
-            return self._fail(f"already at the last step ({self.last})")
-        return self.go(self.index + 1)
+        if self.pos >= len(self.shown) - 1:
+            return self._fail(f"already at the last step ({self.index})")
+        return self._go_pos(self.pos + 1)
 
     def prev(self) -> bool:
         """One step back (a message at the first step)."""
-        if self.index <= 0:
-            return self._fail("already at the first step (0)")
-        return self.go(self.index - 1)
+        if self.pos <= 0:
+            return self._fail(f"already at the first step ({self.index})")
+        return self._go_pos(self.pos - 1)
 
     def jump(self, stage: str) -> bool:
         """Go to the first step of the stage called *stage* (a message listing stages if none)."""
@@ -179,12 +205,16 @@ class Stepper:
         """Name of the stage the current step belongs to."""
         return self.trace[self.index].stage if self.index >= 0 else ""
 
+    def _where(self) -> str:
+        where = f"step {self.index} of 0..{self.last}"
+        return where + (f" ({self.pos + 1} of {len(self.shown)} shown)" if self.filtered else "")
+
     def step_text(self) -> str:
         """The current step alone: position, stage, function, summary, source, printk, changes."""
         if self.index < 0:
             return "(no steps)"
         s = self.trace[self.index]
-        lines = [f"step {s.index} of 0..{self.last}" + (f" - stage {s.stage!r}" if s.stage else ""),
+        lines = [self._where() + (f" - stage {s.stage!r}" if s.stage else ""),
                  f"{s.function}  [{s.actor}]  ({s.source})", f"  {s.summary}"]
         if s.printk:
             lines.append(f"  printk: {s.printk}")
@@ -210,7 +240,7 @@ class Stepper:
             return "<i>(no steps)</i>"
         s = self.trace[self.index]
         stage = f" &middot; stage <b>{esc(s.stage)}</b>" if s.stage else ""
-        out = [f'<div class="xl-muted">step {s.index} of 0..{self.last}{stage} &middot; {esc(s.actor)}</div>',
+        out = [f'<div class="xl-muted">{esc(self._where())}{stage} &middot; {esc(s.actor)}</div>',
                f"<div><b style='font-size:14px'>{esc(s.function)}()</b> "
                f"<span class='xl-muted'>{esc(s.source)}</span></div>", f"<div>{esc(s.summary)}</div>"]
         if s.printk:
@@ -247,9 +277,10 @@ class Stepper:
             return self._w
         import ipywidgets as W
 
-        n = max(self.last, 0)
-        play = W.Play(value=max(self.index, 0), min=0, max=n, interval=self.interval_ms, description="play")
-        slider = W.IntSlider(value=max(self.index, 0), min=0, max=n, description="step",
+        n = max(len(self.shown) - 1, 0)
+        play = W.Play(value=max(self.pos, 0), min=0, max=n, interval=self.interval_ms, description="play")
+        label = "shown" if self.filtered else "step"
+        slider = W.IntSlider(value=max(self.pos, 0), min=0, max=n, description=label,
                              continuous_update=False, layout=W.Layout(width="420px"))
         W.jslink((play, "value"), (slider, "value"))
         prev = W.Button(description="◀ prev", layout=W.Layout(width="80px"))
@@ -260,10 +291,11 @@ class Stepper:
                       layout=W.Layout(width="200px"))
         msg = W.HTML("")
         body = W.HTML("")
-        slider.observe(lambda ch: self._from_widget(self.go, ch["new"]), names="value")
+        slider.observe(lambda ch: self._from_widget(self._go_pos, ch["new"]), names="value")
         prev.on_click(lambda _b: self.prev())
         nxt.on_click(lambda _b: self.next())
-        stages.observe(lambda ch: ch["new"] >= 0 and self._from_widget(self.go, ch["new"]), names="value")
+        stages.observe(lambda ch: ch["new"] >= 0 and self._from_widget(self._go_pos, ch["new"]),
+                       names="value")
         goto.observe(lambda ch: self._from_widget(self.goto, ch["new"]), names="value")
         extra = [c for p in self.panels for c in getattr(p, "controls", lambda: [])()]
         for p in self.panels:
@@ -287,9 +319,9 @@ class Stepper:
             return
         self._syncing = True
         try:
-            if self.index >= 0:
-                w["slider"].value = self.index
-                starts = [s for _, s in self._stages if s <= self.index]
+            if self.pos >= 0:
+                w["slider"].value = self.pos
+                starts = [s for _, s in self._stages if s <= self.pos]
                 w["stages"].value = starts[-1] if starts else -1
             w["message"].value = (f"<span style='color:#b00;font-weight:bold'>{esc(self.message)}</span>"
                                   if self.message else "")
