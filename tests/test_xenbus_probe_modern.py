@@ -226,3 +226,16 @@ def test_insmod_of_the_frontends_prints_what_the_real_domU_printed() -> None:
             for line in capture("domU/domU-04-insmod-frontends.txt").splitlines()[1:]]
     end = next(i for i, line in enumerate(real) if line.startswith("vif vif-0: xenbus: state is 4")) + 1
     assert ours[:end] == real[:end]
+
+
+def test_dom0_backends_print_what_the_real_dom0_printed() -> None:
+    pair = make_pair("modern")
+    load_frontends(pair)
+    keep = ("vbd ", "vif ", "xen-blkback", "xenbus")
+    real = [re.sub(r"^\[\s*[\d.]+\] ", "", line)
+            for line in capture("domU/D10-dom0-dmesg-tail.txt").splitlines()[1:]]
+    real = [line for line in real if line.startswith(keep)]
+    start = next(i for i, line in enumerate(real) if line.startswith("vbd vbd-1-51712: xenbus: state is 3"))
+    ours = [line.text for line in pair.dom0.log if line.text.startswith(keep)]
+    first = next(i for i, line in enumerate(ours) if line.startswith("vbd vbd-1-51712: xenbus: state is 3"))
+    assert ours[first:] == real[start:]
