@@ -340,3 +340,39 @@ def test_dom_exc_virq_releases_dead_guests(setup: Any) -> None:
     server.service()
     assert 1 not in server.rings
     assert watcher.take_output() == [wire.watch_event("@releaseDomain", "domlist")]
+
+
+def test_hypervisor_host_serves_a_guest_through_real_event_channels() -> None:
+    from xenlab.xen.hypervisor import Hypervisor
+    from xenlab.xenstored.host import HypervisorHost
+
+    trace = Trace()
+    hv = Hypervisor(trace=trace)
+    hv.domain_create(0, "Domain-0", privileged=True, initdomain=True)
+    hv.domain_create(1, "guest")
+    hv.domain_create(2, "other")
+    daemon = Daemon(trace=trace)
+    host = HypervisorHost(hv, 0)
+    server = RingServer(daemon, host, trace=trace)
+    page = hv.memory.alloc_page(1)
+    guest_port = hv.evtchn_alloc_unbound(1, 1, 0)  # what the domain builder does for the store
+    sock = daemon.new_connection(0, "socket1")
+    daemon.handle(sock, Message(xsw.XS_INTRODUCE, 1, 0, wire.introduce_payload(1, page.mfn, guest_port)))
+    assert sock.take_output()[0].payload == b"OK\0"
+    local = server.rings[1].port
+    # A store page must belong to the domain that is introduced with it.
+    daemon.handle(sock, Message(xsw.XS_INTRODUCE, 2, 0, wire.introduce_payload(2, page.mfn, 1)))
+    assert sock.take_output()[0].payload == b"EINVAL\0"
+    g = Guest(page.buf)
+    for round_trip in range(3):
+        g.send(xsw.XS_GET_DOMAIN_PATH, b"1\0")
+        assert hv.evtchn_send(1, guest_port) == 0  # the guest kicks; dom0's port fires
+        assert server.service() > 0
+        assert g.take() == [Message(xsw.XS_GET_DOMAIN_PATH, round_trip + 1, 0, b"/local/domain/1\0")]
+        # The daemon's notifies landed on the guest's end of the channel.
+        assert hv.domains[1].shared_info.test_pending(guest_port)
+        hv.domains[1].shared_info.clear_pending(guest_port)
+        # dom0's port is either re-enabled or already reported for the next turn of the
+        # loop (an event that arrived while it was masked): no kick is ever lost.
+        assert not hv.domains[0].shared_info.test_mask(local) or host.fired == [local]
+    assert server.service() == 0  # nothing fired, nothing to move

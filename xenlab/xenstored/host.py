@@ -138,8 +138,7 @@ class HypervisorHost:
     def map_store_page(self, domid: int, mfn: int) -> Any:
         """The buffer of machine frame *mfn*, which must belong to *domid* (else EINVAL)."""
         page = self.hv.memory.page(mfn)
-        owner = getattr(page, "owner", domid)
-        if page is None or owner != domid:
+        if page is None or page.owner != domid:
             raise HostError(_errno.EINVAL, f"map mfn {mfn:#x} of d{domid}")
         self.mapped[domid] = page.buf
         return page.buf
@@ -171,5 +170,7 @@ class HypervisorHost:
                 if port not in self.fired:
                     self.fired.append(port)
                 got = True
-        si.vcpu_info[0].evtchn_upcall_pending = 0
+        vcpu = si.vcpu_info[0]
+        vcpu.evtchn_upcall_pending = 0
+        vcpu.evtchn_pending_sel = 0
         return got
