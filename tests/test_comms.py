@@ -288,3 +288,51 @@ def test_modern_wake_waiting_only_wakes() -> None:
     xb.probe_work = lambda: probes.append("probe_work")
     assert comms.wake_waiting(k, 27, comms.xb_waitq(k)) == comms.IRQ_HANDLED
     assert xb.xenstored_ready == 0 and probes == []
+
+
+# -- with the real hypervisor and IRQ layer ---------------------------------------------------
+def real_dom0(flavour: str) -> tuple[Kernel, Any, int]:
+    """dom0 before xenstored: its store page and an unbound port for itself; xenstored's end bound."""
+    from xenlab.linux.boot_irqs import xen_init_IRQ
+    from xenlab.xen.hypervisor import Hypervisor
+
+    trace = Trace()
+    hv = Hypervisor(trace=trace)
+    hv.domain_create(0, "Domain-0", privileged=True, initdomain=True)
+    k = Kernel(hv=hv, domid=0, flavour=flavour, sched=Scheduler(), trace=trace)
+    xen_init_IRQ(k)
+    page = hv.memory.alloc_page(0)
+    xb = xb_globals(k)
+    xb.xen_store_interface = comms.store_interface(page.buf)
+    xb.xen_store_evtchn = hv.evtchn_alloc_unbound(0, 0x7FF0, 0)  # DOMID_SELF, remote dom0
+    daemon_port = hv.evtchn_bind_interdomain(0, 0, xb.xen_store_evtchn)  # what xenstored does
+    assert daemon_port > 0
+    return k, xb, daemon_port
+
+
+@pytest.mark.parametrize("flavour", ["2.6.18", "modern"])
+def test_the_first_kick_from_xenstored_reaches_wake_waiting(flavour: str) -> None:
+    k, xb, daemon_port = real_dom0(flavour)
+    probes: list[int] = []
+    xb.probe_work = lambda: probes.append(1)
+    assert comms.xb_init_comms(k) == 0
+    assert xb.xenbus_irq > 0
+    from xenlab.linux.interrupts import show_interrupts
+
+    line = next(x for x in show_interrupts(k).splitlines() if x.endswith("xenbus"))
+    assert line.split(":")[0].strip() == str(xb.xenbus_irq)
+    assert k.hv.evtchn_send(0, daemon_port) == 0  # xenstored's dom0_init kick
+    # 2.6.18's handler marks xenstored ready and schedules the probe; modern's only wakes xb_waitq.
+    assert (xb.xenstored_ready, probes) == ((1, [1]) if flavour == "2.6.18" else (0, []))
+    k.sched.shutdown()
+
+
+@pytest.mark.parametrize("flavour", ["2.6.18", "modern"])
+def test_xb_write_kicks_xenstored_through_the_hypervisor(flavour: str) -> None:
+    k, xb, daemon_port = real_dom0(flavour)
+    assert comms.xb_init_comms(k) == 0
+    shared = k.hv.domains[0].shared_info
+    shared.clear_pending(daemon_port)  # xenstored took the bind's own event off /dev/xen/evtchn
+    comms.xb_write(k, b"\x02\0\0\0" + bytes(12))
+    assert shared.test_pending(daemon_port)
+    k.sched.shutdown()

@@ -136,8 +136,9 @@ def test_write_then_read_round_trip_over_the_ring(rig: Rig) -> None:
     idx = comms.ring_indices(k)
     assert idx["req_cons"] == idx["req_prod"] == 16 + 24 + 16 + 14
     assert idx["rsp_cons"] == idx["rsp_prod"] == 16 + 3 + 16 + 10
-    talks = [s.summary for s in rig.steps("xs_talkv")]
-    assert talks == ["WRITE data/greeting tx 0 -> WRITE 'OK'", "READ data/greeting tx 0 -> READ 'hello ring'"]
+    talks = [(c.key, c.after) for s in rig.steps("xs_talkv") for c in s.changes]
+    assert talks == [("1", "WRITE data/greeting -> WRITE 'OK'"),
+                     ("2", "READ data/greeting -> READ 'hello ring'")]
 
 
 def test_kicks_per_flavour(rig: Rig) -> None:

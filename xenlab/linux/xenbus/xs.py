@@ -99,6 +99,7 @@ class XsState:
     xs_reply_list: list[XbReq] = field(default_factory=list)
     xs_request_id: int = 0
     watch_count: int = 0
+    talks: int = 0
     xenwatch_task: Any = None
     xenbus_task: Any = None
     msg: dict[str, Any] = field(default_factory=dict)  # modern process_msg's static state
@@ -359,11 +360,11 @@ def xs_talkv(kernel: Any, t: int, mtype: int, vec: list[bytes]) -> bytes | int:
     """xs_talkv: send one request, sleep for its reply; the body, or -errno (ERROR / wrong type)."""
     rtype, body, err = _request(kernel, t, mtype, vec, user=False)
     if err:
-        kernel.record("xs_talkv", f"{_tname(mtype)} tx {t}: ring error {err}", SRC)
+        _log_request(kernel, "xs_talkv", f"{_tname(mtype)} tx {t}", f"ring error {err}")
         return err
     path = vec[0].split(b"\0")[0].decode("utf-8", "replace") if vec else ""
-    kernel.record("xs_talkv", f"{_tname(mtype)} {path} tx {t} -> {_reply_summary(rtype, body)}", SRC,
-                  changes=[(f"{kernel.name}/xs_requests", _tname(mtype), path, _tname(rtype))])
+    what = f"{_tname(mtype)} {path}".rstrip() + (f" tx {t}" if t else "")
+    _log_request(kernel, "xs_talkv", what, _reply_summary(rtype, body))
     if rtype == xsw.XS_ERROR:
         return -get_error(kernel, body.rstrip(b"\0").decode("ascii", "replace"))
     if rtype != mtype:
@@ -372,13 +373,23 @@ def xs_talkv(kernel: Any, t: int, mtype: int, vec: list[bytes]) -> bytes | int:
     return body
 
 
+def _log_request(kernel: Any, function: str, what: str, reply: str, source: str = SRC) -> None:
+    """One trace step per request, with a row "<kernel>/xs_requests" numbered in order."""
+    st = xs_state(kernel)
+    st.talks += 1
+    kernel.record(function, f"{what} -> {reply}", source,
+                  changes=[(f"{kernel.name}/xs_requests", str(st.talks), None, f"{what} -> {reply}")])
+
+
 def _request(kernel: Any, t: int, mtype: int, vec: list[bytes], *, user: bool) -> tuple[int, bytes, int]:
     """Write one request and wait for its reply: (reply type, body, 0), or (XS_ERROR, b"", -errno)."""
     st = xs_state(kernel)
     if _old(kernel):
         st.request_mutex.lock()
         try:
-            for chunk in [HDR.pack(mtype, 0, t, sum(map(len, vec))), *vec]:
+            hdr = HDR.pack(mtype, 0, t, sum(map(len, vec)))
+            # xs_talkv writes the header, then each vector; /dev/xen/xenbus writes it all at once
+            for chunk in ([hdr + b"".join(vec)] if user else [hdr, *vec]):
                 err = comms.xb_write(kernel, chunk)
                 if err:
                     return xsw.XS_ERROR, b"", err
@@ -411,8 +422,9 @@ def xenbus_dev_request(kernel: Any, mtype: int, tx_id: int, payload: bytes) -> t
         st.transaction_mutex.up_read()
     if err:
         body = xsw.XSD_ERROR_BY_ERRNO.get(-err, "EIO").encode() + b"\0"
-    kernel.record("xenbus_dev_request_and_reply", f"{_tname(mtype)} tx {tx_id} -> "
-                  f"{_reply_summary(rtype, body)}", "drivers/xen/xenbus/xenbus_dev.c")
+    path = payload.split(b"\0")[0].decode("utf-8", "replace")
+    what = f"{_tname(mtype)} {path}".rstrip() + (f" tx {tx_id}" if tx_id else "")
+    _log_request(kernel, "xenbus_dev_request_and_reply", what, _reply_summary(rtype, body))
     return rtype, body
 
 
