@@ -103,9 +103,10 @@ def dirty_store_page(m: Machine, page: Any) -> None:
     from xenlab.abi.xs_wire import xenstore_domain_interface
 
     intf = xenstore_domain_interface.from_buffer(page.buf)
-    intf.req_prod, intf.req_cons = 40, 24
+    intf.req_prod = intf.req_cons = 24
     intf.rsp_prod, intf.rsp_cons = 32, 16
-    m.trace.record("fault ring-not-quiescent", "toolstack left req 24..40 and rsp 16..32 unconsumed in the "
-                   "guest's store page", actor="toolstack", source="xenlab/sim/faults.py",
-                   changes=[("toolstack/store_page", "req_prod", 0, 40),
-                            ("toolstack/store_page", "rsp_prod", 0, 32)])
+    m.trace.record("fault ring-not-quiescent", "stale indices in the guest's store page: req 24/24, "
+                   "16 unread response bytes (rsp_cons 16, rsp_prod 32)", actor="toolstack",
+                   source="xenlab/sim/faults.py",
+                   changes=[("toolstack/store_page", "req_prod", 0, 24), ("toolstack/store_page", "req_cons", 0, 24),
+                            ("toolstack/store_page", "rsp_prod", 0, 32), ("toolstack/store_page", "rsp_cons", 0, 16)])

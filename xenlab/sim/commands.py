@@ -223,7 +223,7 @@ def xl_list(m: Machine) -> str:
         state = "r-----" if domid == 0 else "-b----"
         secs = m.cpu_time_ns(domid) / 1e9
         lines.append(f"{name:<40} {domid:5d} {m.memory_mb(domid):5d} {m.vcpus(domid):5d}"
-                     f"     {state} {secs:8.1f}")
+                     f"     {state}  {secs:8.1f}")
     return "\n".join(lines)
 
 

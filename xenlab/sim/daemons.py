@@ -150,30 +150,44 @@ class Xenconsoled:
         self.xs = socket_client(m, "xenconsoled")
         self.host: Any = None
         self.ports: dict[int, int] = {}
+        self.watched: set[int] = set()
 
     def watch(self) -> None:
         """xs_watch(@introduceDomain, "domlist") and xs_watch(@releaseDomain, "domlist")."""
         for path in ("@introduceDomain", "@releaseDomain"):
             self.xs._req("watch", XS_WATCH, f"{path}\0domlist\0".encode(), path=path)
 
-    def handle_events(self) -> None:
-        """handle_xs / enum_domains: connect every new guest's console (bind its port, write tty)."""
+    def handle_events(self) -> bool:
+        """handle_xs: "domlist" -> enum_domains (watch each new guest's console); "<domid>" -> retry it."""
         events = self.xs.sock.take_events()  # type: ignore[attr-defined]
-        if not any(tok == "domlist" for _, tok in events):
-            return
-        for domid in sorted(self.m.domains):
-            if domid == 0 or domid in self.ports:
-                continue
-            self.domain_create_ring(domid)
+        for _path, token in events:
+            if token == "domlist":
+                for domid in sorted(self.m.domains):
+                    if domid and domid not in self.watched:
+                        self.watch_domain(domid)
+            elif token.isdigit() and int(token) in self.watched and int(token) not in self.ports:
+                self.domain_create_ring(int(token))
+        return bool(events)
+
+    def watch_domain(self, domid: int) -> None:
+        """watch_domain: watch the guest's console directory (token = its domid), then try to connect."""
+        self.watched.add(domid)
+        path = f"/local/domain/{domid}/console"
+        self.xs._req("watch", XS_WATCH, f"{path}\0{domid}\0".encode(), path=path)
 
     def domain_create_ring(self, domid: int) -> None:
         """domain_create_ring: read console/port, bind it through /dev/xen/evtchn, write console/tty."""
         from xenlab.sim.host import EvtchnDevHost
+        from xenlab.sim.xsclient import XsError
 
+        base = f"/local/domain/{domid}/console"
+        try:
+            remote = int(self.xs.read(f"{base}/port"))
+            self.xs.read(f"{base}/ring-ref")
+        except (XsError, ValueError):
+            return  # not written yet: the console watch brings us back
         if self.host is None:
             self.host = EvtchnDevHost(self.m.dom0.kernel, comm="xenconsoled")
-        base = f"/local/domain/{domid}/console"
-        remote = int(self.xs.read(f"{base}/port"))
         self.ports[domid] = self.host.evtchn_bind_interdomain(domid, remote)
         self.xs.write(f"{base}/tty", "/dev/pts/0")
         self.m.trace.record("domain_create_ring", f"d{domid}: console port {remote} bound as local port "

@@ -109,9 +109,6 @@ def create_domU(m: Machine, *, name: str, vcpus: int, memory_mb: int, disks: int
     m.domains[domid] = dom
     ts.libxl__build_post(domid, b)
     m.settle()
-    if m.xenconsoled is not None:
-        m.xenconsoled.handle_events()
-    m.settle()
 
     m.trace.begin_stage(f"xl create d{domid}: devices")
     ts.libxl__device_console_add(domid, b)

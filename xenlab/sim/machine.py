@@ -135,8 +135,12 @@ class Machine:
         return self.domain(domid).kernel
 
     def settle(self) -> int:
-        """Run every runnable task until the machine is idle; the number of task switches."""
-        return self.sched.run()
+        """Run every task (and let xenconsoled see its watch events) until the machine is idle."""
+        switches = 0
+        while True:
+            switches += self.sched.run()
+            if self.xenconsoled is None or not self.xenconsoled.handle_events():
+                return switches
 
     # -- xenstored, xen-init-dom0, xenconsoled ---------------------------------------
     def start_xenstored(self, personality: str | None = None) -> None:

@@ -1,0 +1,111 @@
+"""The Machine as a learner drives it: boot, start xenstored, create a guest, look inside."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from xenlab.sim.machine import Machine, MachineError
+from xenlab.sim.scenarios import build
+
+
+@pytest.fixture(scope="module")
+def two_disks_two_vifs() -> Iterator[Machine]:
+    m = build("domU", seed=3, guest_vcpus=2, disks=2, vifs=2)
+    yield m
+    m.shutdown()
+
+
+def test_same_seed_same_trace_byte_for_byte() -> None:
+    a, b = build("domU", seed=5), build("domU", seed=5)
+    try:
+        assert a.trace.dump(changes=True) == b.trace.dump(changes=True)
+        assert a.dom0.run("xenstore-ls -f -p") == b.dom0.run("xenstore-ls -f -p")
+    finally:
+        a.shutdown()
+        b.shutdown()
+
+
+def test_another_seed_changes_uuid_and_mac_but_not_the_shape() -> None:
+    a, b = build("domU", seed=1), build("domU", seed=2)
+    try:
+        ta, tb = a.dom0.run("xenstore-ls -f"), b.dom0.run("xenstore-ls -f")
+        assert ta != tb
+        mask = re.compile(r"[0-9a-f]{8}-[0-9a-f-]{27}|00:16:3e:[0-9a-f:]{8}")
+        assert mask.sub("X", ta) == mask.sub("X", tb)
+    finally:
+        a.shutdown()
+        b.shutdown()
+
+
+def test_before_xenstored_dom0_waits_and_has_no_tree() -> None:
+    m = build("dom0-early")
+    try:
+        assert m.daemon is None
+        assert m.dom0.run("xsring").endswith("req_cons=0 req_prod=0 rsp_cons=0 rsp_prod=0 "
+                                             "server_features=0x0 connection=0 error=0")
+        with pytest.raises(MachineError, match="xenstored is not running"):
+            m.xs_client(0)
+    finally:
+        m.shutdown()
+
+
+def test_xenstored_start_binds_dom_exc_then_the_ring(two_disks_two_vifs: Machine) -> None:
+    lsevtchn = two_disks_two_vifs.dom0.run("lsevtchn 0").splitlines()
+    assert any("Virtual IRQ 3" in ln for ln in lsevtchn)  # VIRQ_DOM_EXC for @releaseDomain
+    xsd_port = int(two_disks_two_vifs.dom0.run("cat /proc/xen/xsd_port"))
+    assert any(f"Remote Domain 0, Port {xsd_port}" in ln for ln in lsevtchn)
+
+
+def test_devices_follow_the_config(two_disks_two_vifs: Machine) -> None:
+    m = two_disks_two_vifs
+    assert m.domain(1).run("ls /sys/bus/xen/devices").split() == ["vbd-51712", "vbd-51728", "vif-0", "vif-1"]
+    for dev in ("vbd-51712", "vbd-51728", "vif-0", "vif-1"):
+        assert m.domain(1).run(f"cat /sys/bus/xen/devices/{dev}/state") == "Connected"
+    assert m.dom0.run("xenstore-read /local/domain/1/cpu/1/availability") == "online"
+    assert m.dom0.run("xenstore-read /local/domain/0/backend/vbd/1/51728/physical-device") == "7:1"
+
+
+def test_guest_ports_follow_the_devices(two_disks_two_vifs: Machine) -> None:
+    """Store 1, console 2, then per-vcpu VIRQ/IPIs, then one port per vbd and two per vif."""
+    lines = two_disks_two_vifs.dom0.run("lsevtchn 1").splitlines()
+    assert lines[0].startswith("   1: VCPU 0: Interdomain (Connected) - Remote Domain 0")
+    assert lines[1].startswith("   2: VCPU 0: Interdomain (Connected) - Remote Domain 0")
+    interdomain = [ln for ln in lines if "Interdomain" in ln]
+    assert len(interdomain) == 2 + 2 + 2 * 2
+
+
+def test_dom0_vcpus_move_every_later_irq_and_port() -> None:
+    """A second dom0 vcpu binds its timer and IPIs early, so xenbus and xsd_port move up."""
+    one, two = build("dom0-early"), build("dom0-early", dom0_vcpus=2)
+    try:
+        def xenbus_irq(m: Machine) -> int:
+            (line,) = [ln for ln in m.dom0.run("cat /proc/interrupts").splitlines() if ln.endswith("xenbus")]
+            return int(line.split(":")[0])
+
+        assert xenbus_irq(two) > xenbus_irq(one)
+        assert int(two.dom0.run("cat /proc/xen/xsd_port")) > int(one.dom0.run("cat /proc/xen/xsd_port"))
+        assert "CPU1" in two.dom0.run("cat /proc/interrupts").splitlines()[0]
+    finally:
+        one.shutdown()
+        two.shutdown()
+
+
+def test_unknown_command_names_the_valid_ones() -> None:
+    m = build("dom0-early")
+    try:
+        out = m.dom0.run("frobnicate")
+        assert m.dom0.last_rc == 127
+        assert out.startswith("xenlab: unknown command 'frobnicate'; valid commands: cat, dmesg,")
+        assert "\n" not in out
+    finally:
+        m.shutdown()
+
+
+def test_unknown_flavour_and_fault_are_clear_errors() -> None:
+    with pytest.raises(ValueError, match="unknown fault 'nope'; valid faults: "):
+        Machine(faults=["nope"])
+    with pytest.raises(ValueError, match="unknown scenario 'x'; valid scenarios: dom0-early, dom0, domU"):
+        build("x")

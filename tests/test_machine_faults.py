@@ -1,0 +1,64 @@
+"""Faults injected through the Machine: what the kernel says and what it leaves behind."""
+
+from __future__ import annotations
+
+import pytest
+
+from xenlab.sim.faults import all_faults, check_fault
+from xenlab.sim.scenarios import build
+
+
+def test_every_probe_fault_is_offered() -> None:
+    from xenlab.linux.xenbus.probe import FAULTS
+
+    names = all_faults()
+    for name, _what in FAULTS:
+        assert name in names
+    assert {"ring-not-quiescent", "exhaust-irqs"} <= set(names)
+
+
+def test_a_fault_can_target_the_guest_kernel() -> None:
+    assert check_fault("domU:xs_init").target == "domU"
+    assert check_fault("xs_init").target == "dom0"
+    with pytest.raises(ValueError, match="valid faults"):
+        check_fault("domX:xs_init")
+
+
+@pytest.mark.parametrize("flavour", ["modern", "2.6.18"])
+def test_xs_init_failure_leaves_dom0_without_a_xenbus_irq(flavour: str) -> None:
+    m = build("dom0-early", flavour=flavour, faults=["xs_init"])
+    try:
+        assert "Error initializing xenstore comms: -12" in m.dom0.run("dmesg")
+        assert "xenbus" not in m.dom0.run("cat /proc/interrupts")
+    finally:
+        m.shutdown()
+
+
+def test_frontend_bus_registration_failure_is_printed_and_kept() -> None:
+    m = build("dom0-early", flavour="2.6.18", faults=["bus_register_frontend"])
+    try:
+        assert "XENBUS: Error registering frontend bus: -12" in m.dom0.run("dmesg")
+        assert m.dom0.run("ls /sys/bus/xen") .startswith("ls: cannot access")
+        assert m.dom0.run("ls /sys/bus/xen-backend/devices") == ""
+    finally:
+        m.shutdown()
+
+
+def test_exhausted_irqs_leave_xenbus_unbound_2618() -> None:
+    m = build("dom0-early", flavour="2.6.18", faults=["exhaust-irqs"])
+    try:
+        dmesg = m.dom0.run("dmesg")
+        assert "No available IRQ to bind to: increase NR_DYNIRQS." in dmesg
+        assert "xenbus" not in m.dom0.run("cat /proc/interrupts")
+    finally:
+        m.shutdown()
+
+
+def test_non_quiescent_guest_ring_is_reported_and_fixed_up() -> None:
+    m = build("domU", faults=["ring-not-quiescent"])
+    try:
+        dmesg = m.domain(1).run("dmesg")
+        assert "not quiescent" in dmesg
+        assert m.domain(1).run("cat /sys/bus/xen/devices/vif-0/state") == "Connected"
+    finally:
+        m.shutdown()
