@@ -108,5 +108,5 @@ def dirty_store_page(m: Machine, page: Any) -> None:
     m.trace.record("fault ring-not-quiescent", "stale indices in the guest's store page: req 24/24, "
                    "16 unread response bytes (rsp_cons 16, rsp_prod 32)", actor="toolstack",
                    source="xenlab/sim/faults.py",
-                   changes=[("toolstack/store_page", "req_prod", 0, 24), ("toolstack/store_page", "req_cons", 0, 24),
-                            ("toolstack/store_page", "rsp_prod", 0, 32), ("toolstack/store_page", "rsp_cons", 0, 16)])
+                   changes=[("toolstack/store_page", k, 0, v) for k, v in
+                            (("req_prod", 24), ("req_cons", 24), ("rsp_prod", 32), ("rsp_cons", 16))])
