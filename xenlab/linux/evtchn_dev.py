@@ -105,8 +105,10 @@ class EvtchnUser:
             evtchn.irq = irq
             ev.evtchn_make_refcounted(k, port)
         else:
-            k.irq.shared.clear_mask(port)
+            from xenlab.linux import evtchn as l18
+
             k.irq.device_ports[port] = self
+            l18.unmask_evtchn(k, port)  # re-raises an event that is already pending
         self._rec(
             "evtchn_bind_to_user", f"port {port} bound" + (f" on IRQ {evtchn.irq}" if evtchn.irq >= 0 else "")
         )
