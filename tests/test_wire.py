@@ -197,3 +197,14 @@ def test_directory_part_pages_through_a_long_list() -> None:
     # 4096 - len("42\0") - 1 = 4092 bytes per page hold 372 names of 11 bytes: 3 pages + the end marker.
     assert replies == 4
     assert wire.directory_part_reply(req, 42, blob, len(blob)).payload == b"42\0\0"
+
+
+def test_the_remaining_formats() -> None:
+    assert wire.transaction_start_payload() == b"\0"
+    assert wire.parse_transaction_id(b"12\0") == 12
+    assert wire.parse_control(wire.control_payload("quota", "1")) == (b"quota", [b"1"])
+    assert wire.feature_payload() == b"" and wire.feature_payload(3, 1) == b"3\x001\0"
+    assert wire.quota_payload("nodes", 2, 500) == b"2\0nodes\x00500\0"
+    assert wire.parse_directory_reply(b"a\0b\0") == [b"a", b"b"]
+    with pytest.raises(wire.BadField, match="no command"):
+        wire.parse_control(b"")

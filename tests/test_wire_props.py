@@ -59,7 +59,8 @@ PARSERS = [
     wire.parse_path, wire.parse_write, wire.parse_watch, wire.parse_set_perms, wire.parse_perms_reply,
     wire.parse_introduce, wire.parse_domid, wire.parse_set_target, wire.parse_directory_part,
     wire.parse_transaction_end, wire.parse_error, wire.parse_directory_part_reply,
-    wire.parse_watch_event, wire.split_strings,
+    wire.parse_watch_event, wire.split_strings, wire.parse_control, wire.parse_directory_reply,
+    wire.parse_transaction_id,
 ]
 
 

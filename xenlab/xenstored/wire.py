@@ -411,6 +411,37 @@ def parse_transaction_end(payload: bytes) -> bool:
     return arg == b"T"
 
 
+def transaction_start_payload() -> bytes:
+    """TRANSACTION_START (and RESET_WATCHES): one empty string, i.e. a lone NUL."""
+    return b"\0"
+
+
+def control_payload(cmd: str, *args: str | bytes) -> bytes:
+    """cmd\0[arg\0...]: CONTROL (alias DEBUG), e.g. ``quota``, ``log``, ``check``."""
+    return join_strings(cmd, *args)
+
+
+def parse_control(payload: bytes) -> tuple[bytes, list[bytes]]:
+    """(command, args) of a CONTROL payload."""
+    fields = split_strings(payload, "CONTROL")
+    if not fields:
+        raise BadField("CONTROL: no command")
+    return fields[0], fields[1:]
+
+
+def feature_payload(domid: int | None = None, value: int | None = None) -> bytes:
+    """GET_FEATURE ``[domid\0]`` / SET_FEATURE ``domid\0value\0`` (numbered from Xen 4.21)."""
+    fields = [str(x) for x in (domid, value) if x is not None]
+    return join_strings(*fields)
+
+
+def quota_payload(quota: str, domid: int | None = None, value: int | None = None) -> bytes:
+    """GET_QUOTA ``[domid\0]quota\0`` / SET_QUOTA ``[domid\0]quota\0value\0`` (Xen 4.21)."""
+    head = [str(domid)] if domid is not None else []
+    tail = [str(value)] if value is not None else []
+    return join_strings(*head, quota, *tail)
+
+
 # Replies ------------------------------------------------------------------------------
 
 
@@ -444,6 +475,16 @@ def parse_error(payload: bytes) -> str:
 def directory_reply(req: Message, names: Iterable[str | bytes]) -> Message:
     """The children names, each NUL-terminated (an empty directory is an empty payload)."""
     return reply(req, join_strings(*names))
+
+
+def parse_directory_reply(payload: bytes) -> list[bytes]:
+    """The child names of a DIRECTORY reply."""
+    return split_strings(payload, "DIRECTORY reply")
+
+
+def parse_transaction_id(payload: bytes) -> int:
+    """The id in a TRANSACTION_START reply (decimal, NUL-terminated)."""
+    return parse_int(one_arg(payload, "TRANSACTION_START reply"), "transaction id")
 
 
 def directory_part_reply(req: Message, generation: int, children: bytes, offset: int) -> Message:
