@@ -482,3 +482,17 @@ def test_oxenstored_answers_quota_errors_with_equota_a_name_linux_does_not_know(
     for i in range(101):  # quota-maxwatch 100 (shipped oxenstored.conf); the lab compares as CXS does
         guest.watch(f"/w{i}", "t")
     assert guest.error(T.XS_WATCH, "/w101", "t") == "EQUOTA"
+
+
+def test_a_new_domain_reusing_a_domid_does_not_inherit_old_permissions(dom0: Client) -> None:
+    # XSA-322: permission entries name a domain as xenstored knew it when the node was written
+    old = introduce(dom0, 1)
+    dom0.write("/data", "old guest's")
+    dom0.set_perms("/data", "n0", "r1")
+    assert old.read("/data") == b"old guest's"
+    dom0.daemon.fire_release_domain(1)  # domain 1 dies
+    new = introduce(dom0, 1)  # a new domain gets the same domid
+    assert new.error(T.XS_READ, "/data") == "EACCES"
+    assert dom0.get_perms("/data") == ["n0", "r1"]  # the entry is still there, just ignored
+    dom0.set_perms("/data", "n0", "r1")  # written again now: it names the new domain 1
+    assert new.read("/data") == b"old guest's"

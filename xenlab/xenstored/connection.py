@@ -64,3 +64,5 @@ class Domain:
     mfn: int = 0
     port: int = 0
     shutdown: bool = False
+    #: the store's generation count when xenstored first heard of the domain
+    generation: int = 0

@@ -28,7 +28,7 @@ from xenlab.xenstored import ops
 from xenlab.xenstored import watch as watch_ops
 from xenlab.xenstored.connection import Connection, Domain
 from xenlab.xenstored.paths import SPECIAL_PATHS, get_parent, is_child
-from xenlab.xenstored.perms import XS_PERM_NONE, XS_PERM_READ, Perms
+from xenlab.xenstored.perms import XS_PERM_IGNORE, XS_PERM_NONE, XS_PERM_READ, Perms
 from xenlab.xenstored.quota import Quotas
 from xenlab.xenstored.store import Node, QuotaError, Store, XenstoreError, initial_store
 from xenlab.xenstored.transaction import Transaction
@@ -118,9 +118,33 @@ class Daemon:
         conn = Connection(self._numbers, domid, label, is_domain)
         self.connections.append(conn)
         if is_domain:
-            dom = self.domains.setdefault(domid, Domain(domid))
-            dom.conn = conn
+            self.alloc_domain(domid).conn = conn
         return conn
+
+    def alloc_domain(self, domid: int) -> Domain:
+        """find_or_alloc_domain(): the domain's record, made now (stamped with the generation) if new."""
+        dom = self.domains.get(domid)
+        if dom is None:
+            dom = self.domains[domid] = Domain(domid, generation=self.store.generation)
+            self.row(DOMAINS, str(domid), None, "known")
+        return dom
+
+    def node_perms(self, node: Node) -> Perms:
+        """domain_adjust_node_perms(): entries for a domain unknown or newer than the node are ignored."""
+        perms = node.perms
+        if len(perms) == 1:
+            return perms
+        out = [perms[0]]
+        for bits, domid in perms[1:]:
+            dom = self.domains.get(domid)
+            if dom is None or dom.generation > node.generation:
+                bits |= XS_PERM_IGNORE
+            out.append((bits, domid))
+        return tuple(out)
+
+    def node_perm(self, conn: Connection, node: Node) -> int:
+        """perm_for_conn() on a node's permissions as read_node() adjusted them."""
+        return conn.perm(self.node_perms(node))
 
     def close_connection(self, conn: Connection) -> None:
         """ignore_connection()/destroy_conn(): drop its watches and transactions; the tree keeps its nodes."""
@@ -225,10 +249,10 @@ class Daemon:
             node = self.store.read_node(name)
             if node is None:
                 return False
-        if conn.perm(node.perms) & XS_PERM_READ:
+        if self.node_perm(conn, node) & XS_PERM_READ:
             return True
         parent = self.store.read_node(get_parent(name))
-        return parent is not None and bool(conn.perm(parent.perms) & XS_PERM_READ)
+        return parent is not None and bool(self.node_perm(conn, parent) & XS_PERM_READ)
 
     def fire_watches(self, tx: Transaction | None, name: str, node: Node | None, exact: bool,
                      perms: Perms | None = None) -> None:

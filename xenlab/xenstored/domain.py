@@ -85,7 +85,7 @@ def do_introduce(daemon: Daemon, conn: Connection, req: Message, tx: Transaction
         daemon.new_connection(domid, label="ring")
         dom = daemon.domains[domid]
     dom.introduced, dom.mfn, dom.port = True, mfn, port
-    daemon.row("xenstored/domains", str(domid), None, f"mfn={mfn} port={port}")
+    daemon.row("xenstored/domains", str(domid), "known", f"introduced mfn={mfn} port={port}")
     daemon.send_ack(conn, req)
     if domid != 0:  # not for the master domain; exact=false as in 4.17
         daemon.fire_watches(None, INTRODUCE_DOMAIN, None, False)
@@ -137,7 +137,8 @@ def destroy_domain(daemon: Daemon, domid: int) -> None:
     if dom.conn is not None:
         daemon.close_connection(dom.conn)
     domain_tree_remove(daemon, domid)
-    daemon.row("xenstored/domains", str(domid), "introduced" if dom.introduced else "known", None)
+    was = f"introduced mfn={dom.mfn} port={dom.port}" if dom.introduced else "known"
+    daemon.row("xenstored/domains", str(domid), was, None)
     if dom.introduced:
         daemon.fire_watches(None, RELEASE_DOMAIN, None, True)
     if daemon.on_release is not None:

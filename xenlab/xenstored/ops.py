@@ -47,20 +47,20 @@ def view(daemon: Daemon, tx: Transaction | None) -> View:
 
 
 # -- node access as xenstored_core.c does it ---------------------------------------------------
-def ask_parents(conn: Connection, v: View, name: str) -> int:
+def ask_parents(daemon: Daemon, conn: Connection, v: View, name: str) -> int:
     """ask_parents(): the connection's permission on the nearest existing ancestor."""
     while True:
         name = get_parent(name)
         node = v.read_node(name)
         if node is not None:
-            return conn.perm(node.perms)
+            return daemon.node_perm(conn, node)
         if name == "/":
             return XS_PERM_NONE
 
 
-def errno_from_parents(conn: Connection, v: View, name: str, err: int, perm: int) -> int:
+def errno_from_parents(daemon: Daemon, conn: Connection, v: View, name: str, err: int, perm: int) -> int:
     """errno_from_parents(): hide ENOENT/EACCES as EACCES unless the ancestor grants *perm*."""
-    if ask_parents(conn, v, name) & perm:
+    if ask_parents(daemon, conn, v, name) & perm:
         return err
     return EACCES
 
@@ -71,12 +71,12 @@ def get_node(daemon: Daemon, conn: Connection, v: View, name: str | None, perm: 
         raise XenstoreError(EINVAL, f"invalid node name {name!r}")
     node = v.read_node(name)
     if node is not None:
-        if conn.perm(node.perms) & perm == perm:
+        if daemon.node_perm(conn, node) & perm == perm:
             return node
         err = EACCES
     else:
         err = ENOENT
-    raise XenstoreError(errno_from_parents(conn, v, name, err, perm), name)
+    raise XenstoreError(errno_from_parents(daemon, conn, v, name, err, perm), name)
 
 
 def get_node_canonicalized(daemon: Daemon, conn: Connection, v: View, name: str | None,
@@ -302,12 +302,16 @@ def do_set_perms(daemon: Daemon, conn: Connection, req: Message, tx: Transaction
 
 
 def domain_alloc_permrefs(daemon: Daemon, perms: tuple) -> tuple:
-    """domain_alloc_permrefs(): entries naming a domain that does not exist are ignored (XSA-322)."""
-    exists = daemon.domain_exists
-    if exists is None:
-        return perms
-    return tuple((bits | XS_PERM_IGNORE, domid) if domid not in daemon.domains and not exists(domid)
-                 else (bits, domid) for bits, domid in perms)
+    """domain_alloc_permrefs(): note the domains named; entries for one that does not exist are ignored."""
+    out = []
+    for bits, domid in perms:
+        if domid not in daemon.domains:
+            if daemon.domain_exists is not None and not daemon.domain_exists(domid):
+                bits |= XS_PERM_IGNORE
+            else:
+                daemon.alloc_domain(domid)
+        out.append((bits, domid))
+    return tuple(out)
 
 
 def set_perms_special(daemon: Daemon, conn: Connection, name: str, perms: tuple) -> None:
