@@ -238,3 +238,15 @@ def test_a_client_that_never_reads_is_dropped_others_are_served(tmp_path: Path) 
         assert read(reader, "/big").len == 4000
         reader.close()
         hog.close()
+
+
+@pytest.mark.parametrize("personality, order", [("cxenstored", b"b\0a\0"), ("oxenstored", b"a\0b\0")])
+def test_personality_shows_in_directory_order(tmp_path: Path, personality: str, order: bytes) -> None:
+    # C xenstored keeps children in creation order; oxenstored keeps them sorted.
+    sock = tmp_path / "xs.sock"
+    with running_server(sock, "--personality", personality):
+        c = Client(sock)
+        write(c, "/o/b", b"2")
+        write(c, "/o/a", b"1")
+        assert c.call(xsw.XS_DIRECTORY, b"/o\0").payload == order
+        c.close()
