@@ -231,3 +231,45 @@ def test_xl_list_columns(domu: Machine) -> None:
     assert lab[0] == real[0]
     assert [cols(ln) for ln in lab[1:]] == [cols(ln) for ln in real[1:]]
     assert [len(ln) for ln in lab[1:]] == [len(ln) for ln in real[1:]]
+
+
+# -- /proc/xen and the driver lists -------------------------------------------------------------
+def test_proc_xen_after_mounting_xenfs(early: Machine) -> None:
+    def modes(lines: list[str]) -> list[tuple[str, str]]:
+        return [(ln.split()[0], ln.split()[-1]) for ln in lines if ln.startswith("-")]
+
+    real = capture("oxenstored", "08-")
+    real = real[: real.index("")]  # the `ls -la /proc/xen` part
+    assert modes(early.dom0.run("ls -l /proc/xen").splitlines()) == modes(real)
+
+
+def test_bus_drivers_in_dom0(dom0: Machine) -> None:
+    real = capture("oxenstored", "20-")
+    assert dom0.dom0.run("ls /sys/bus/xen/drivers") == real[real.index("-- /sys/bus/xen/drivers:") + 1]
+    assert dom0.dom0.run("ls /sys/bus/xen-backend/drivers") == real[-1]
+    assert dom0.dom0.run("ls /sys/bus/xen/devices") == ""
+
+
+# -- the C xenstored personality ------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def cdom0() -> Iterator[Machine]:
+    m = build("dom0", flavour="modern", seed=0, xenstored="cxenstored")
+    yield m
+    m.shutdown()
+
+
+def test_c_xenstored_tree_in_insertion_order(cdom0: Machine) -> None:
+    """C xenstored lists children in the order they were created, so the order itself is checked."""
+    assert cdom0.dom0.run("xenstore-ls -f").splitlines() == capture("cxenstored", "17-")
+    assert cdom0.dom0.run("xenstore-ls -f -p").splitlines() == capture("cxenstored", "18-")
+
+
+def test_c_xenstored_ring_and_irqs(cdom0: Machine) -> None:
+    assert ring_fields(cdom0.dom0.run("xsring after")) == ring_fields(capture("cxenstored", "15-")[0])
+    lab = irq_rows(cdom0.dom0.run("cat /proc/interrupts").splitlines())
+    assert lab == irq_rows(capture("cxenstored", "14-"))
+    intf = cdom0.store_interface(0)
+    page = bytes(cdom0.dom0.kernel.xb.xen_store_page.buf[:2048])
+    real_req, real_rsp = real_decoded("cxenstored", "after-xenstored")
+    assert normalise(decode(page[: intf.req_prod])) == normalise(real_req)
+    assert normalise(decode(page[1024: 1024 + intf.rsp_prod])) == normalise(real_rsp)

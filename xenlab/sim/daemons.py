@@ -97,7 +97,8 @@ def start_xenstored(m: Machine, personality: str) -> None:
 
     kernel = m.dom0.kernel
     m.daemon = make_daemon(m, personality)
-    m.host = EvtchnDevHost(kernel, comm=personality)
+    comm = XENSTORED_PATHS[personality].rsplit("/", 1)[1]  # the process name: oxenstored / xenstored
+    m.host = EvtchnDevHost(kernel, comm=comm)
     m.ring_server = RingServer(m.daemon, m.host, trace=m.trace, personality=personality, actor=personality)
 
     def xenstored_main() -> None:
@@ -109,7 +110,7 @@ def start_xenstored(m: Machine, personality: str) -> None:
             m.ring_server.service()
             m.host.wait()
 
-    m.sched.kthread_run(xenstored_main, personality, owner="dom0")
+    m.sched.kthread_run(xenstored_main, comm, owner="dom0")
 
 
 def init_script_after_xenstored(m: Machine, personality: str) -> None:

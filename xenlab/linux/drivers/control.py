@@ -87,16 +87,24 @@ def sysrq_handler(kernel: Any, watch: Any, path: str, token: str) -> None:
 
 
 def setup_shutdown_watcher(kernel: Any) -> None:
-    """setup_shutdown_watcher (manage.c's xenstore notifier): two watches, then the feature nodes."""
+    """setup_shutdown_watcher (manage.c's xenstore notifier): two watches, then the feature nodes.
+
+    2.6.18 (drivers/xen/core/reboot.c) first reads control/platform-feature-multiprocessor-suspend
+    into fast_suspend and writes no feature nodes (those came with upstream manage.c); this
+    2.6.18 shape is inferred from the XenLinux sources' structure, not held against a capture.
+    """
+    if kernel.flavour == "2.6.18":
+        xenbus_read(kernel, 0, "control", "platform-feature-multiprocessor-suspend")
     register_xenbus_watch(kernel, xenbus_watch("control/shutdown",
                                                lambda w, p, t: shutdown_handler(kernel, w, p, t)))
     register_xenbus_watch(kernel, xenbus_watch("control/sysrq",
                                                lambda w, p, t: sysrq_handler(kernel, w, p, t)))
     for command, flag in SHUTDOWN_HANDLERS:
-        if flag:
+        if flag and kernel.flavour != "2.6.18":
             xenbus_printf(kernel, 0, "control", f"feature-{command}", 1)
-    kernel.record("setup_shutdown_watcher", "watching control/shutdown and control/sysrq; "
-                  "control/feature-poweroff, -reboot, -suspend = 1", SRC_MANAGE)
+    features = "" if kernel.flavour == "2.6.18" else "; control/feature-poweroff, -reboot, -suspend = 1"
+    kernel.record("setup_shutdown_watcher", f"watching control/shutdown and control/sysrq{features}",
+                  "drivers/xen/core/reboot.c" if kernel.flavour == "2.6.18" else SRC_MANAGE)
 
 
 # -- cpu_hotplug.c ----------------------------------------------------------------------------
