@@ -276,3 +276,50 @@ def test_trace_rows_replay_the_port_table() -> None:
     assert str(g) not in end["xen/d1/evtchn"]
     assert end["xen/d0/evtchn"][str(local)] == ("unbound", 1)
     assert hv.trace.steps[-1].actor == "xen" and hv.trace.steps[-1].source == "xen/common/event_channel.c"
+
+
+def test_unprivileged_alloc_for_itself_by_number_is_allowed() -> None:
+    """XSM_TARGET lets a domain act on itself whether it says DOMID_SELF or its own id."""
+    hv, _ = machine()
+    assert hv.evtchn_alloc_unbound(1, 1, 0) == 1
+    assert hv.evtchn_alloc_unbound(1, DOMID_SELF, DOMID_SELF) == 2  # loopback: reserved for itself
+    st = hv.evtchn_status(1, 1, 2)
+    assert (st.status, st.u.unbound.dom) == (EVTCHNSTAT_unbound, 1)
+    assert hv.evtchn_bind_interdomain(1, DOMID_SELF, 2) == 3  # a domain may connect to itself
+
+
+def test_dom0_allocates_a_guest_port_for_itself_like_the_toolstack() -> None:
+    """xc_evtchn_alloc_unbound(dom=guest, remote=0): a privileged caller acts on another domain."""
+    hv, _ = machine()
+    port = hv.evtchn_alloc_unbound(0, 1, 0)
+    assert port == 1 and hv.domains[1].chns[1].remote_dom == 0
+    assert hv.domains[0].ports_in_use() == [0]  # nothing was allocated in dom0
+
+
+def test_pirq_needs_access_and_binds_once() -> None:
+    hv, _ = machine()
+    hv.domains[1].irq_caps.add(9)
+    assert hv.evtchn_bind_pirq(1, 9) == 1
+    assert hv.evtchn_bind_pirq(1, 9) == -EEXIST
+    assert hv.evtchn_send(1, 1) == -EINVAL  # nobody sends on a PIRQ port
+    assert hv.evtchn_close(1, 1) == 0
+    assert hv.evtchn_bind_pirq(1, 9) == 1
+
+
+def test_hvm_guest_gets_the_callback_whatever_its_upcall_mask() -> None:
+    """HVM guests are interrupted through the callback vector; the PV upcall mask is not consulted."""
+    hv = Hypervisor()
+    d = hv.domain_create(4, "hvm", hvm=True, upcalls_masked=True)
+    seen: list[int] = []
+    d.upcall = seen.append
+    hv.evtchn_send(4, hv.evtchn_bind_ipi(4, 0))
+    assert seen == [0]
+
+
+def test_a_failed_call_is_in_the_trace_without_changes() -> None:
+    hv, _ = machine()
+    n = len(hv.trace)
+    assert hv.evtchn_close(1, 5) == -EINVAL
+    step = hv.trace.steps[n]
+    assert (step.function, step.changes) == ("evtchn_close", ())
+    assert step.summary.endswith("-> -EINVAL")
