@@ -275,3 +275,37 @@ def test_wrong_reply_type_is_einval_with_the_kernel_warning(rig: Rig) -> None:
     assert xs.xenbus_read(k, xs.XBT_NIL, "x", "") == -EINVAL
     prefix = "XENBUS " if k.flavour == "2.6.18" else "xenbus: "
     assert k.log[-1].text == f"{prefix}unexpected type [11], expected [2]"
+
+
+def test_corrupted_response_indices_are_reset_and_reported_by_the_xenbus_thread(rig: Rig) -> None:
+    k = rig.kernel
+    intf = xb_globals(k).xen_store_interface
+    intf.rsp_prod = (intf.rsp_cons + 2000) & 0xFFFFFFFF  # more than a ring's worth "in flight"
+    comms.wake_waiting(k, XENBUS_IRQ, comms.xb_waitq(k))
+    rig.sched.run()
+    assert (intf.rsp_cons, intf.rsp_prod) == (0, 0)
+    prefix = "XENBUS " if k.flavour == "2.6.18" else "xenbus: "
+    assert k.log[-1].text == f"{prefix}error -5 while reading message"
+
+
+def test_a_watch_event_with_one_string_is_refused(rig: Rig) -> None:
+    assert xs._dispatch_watch_event(rig.kernel, b"only-a-path\0") == -EINVAL
+
+
+def test_modern_hvm_guest_resets_stale_watches_when_the_toolstack_offers_it(rig: Rig) -> None:
+    from types import SimpleNamespace
+
+    k = rig.kernel
+    if k.flavour == "2.6.18":
+        pytest.skip("xs_reset_watches is modern only")
+    # A watch left behind by the kernel that ran before a kexec.
+    xs.xenbus_dev_request(k, xsw.XS_WATCH, 0, b"data\0FFFF888000001000\0")
+    rig.dom0_write("/local/domain/1/control/platform-feature-xs_reset_watches", "1")
+    rig.sched.run()
+    rig.domains = {1: SimpleNamespace(hvm=True)}  # type: ignore[attr-defined]
+    xs.xs_reset_watches(k)
+    assert rig.requests()[-1].type == xsw.XS_RESET_WATCHES
+    before = len([s for s in rig.trace if "FFFF888000001000" in s.summary])
+    rig.dom0_write("/local/domain/1/data/x", "1")
+    rig.sched.run()
+    assert len([s for s in rig.trace if "FFFF888000001000" in s.summary]) == before  # no event any more

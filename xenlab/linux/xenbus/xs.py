@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xenlab.abi import xs_wire as xsw
-from xenlab.abi.errno import EEXIST, EINVAL, ENOENT
+from xenlab.abi.errno import EINVAL, ENOENT
 from xenlab.base.sched import WaitQueue
 from xenlab.linux.kernel import KERN_WARNING
 from xenlab.linux.locking import Mutex, RwSem
@@ -142,6 +142,10 @@ def xs_init(kernel: Any) -> int:
     kernel.record("kthread_run", f"xenwatch (pid {st.xenwatch_task.pid})", SRC)
     if _old(kernel):
         start_xenbus_thread(kernel)
+    else:
+        from xenlab.linux.xenbus.xs_api import xs_reset_watches
+
+        xs_reset_watches(kernel)
     return 0
 
 
@@ -180,9 +184,11 @@ def _dispatch_watch_event(kernel: Any, body: bytes) -> int:
     """The WATCH_EVENT half of process_msg / xs_watch_msg: find the watch by token, queue the event."""
     st = xs_state(kernel)
     strings = body.split(b"\0")[:-1] if body.endswith(b"\0") else body.split(b"\0")
-    if not _old(kernel) and len(strings) != 2:
+    if len(strings) < 2 or (not _old(kernel) and len(strings) != 2):
         return -EINVAL
     path, token = (s.decode("utf-8", "surrogateescape") for s in strings[:2])
+    from xenlab.linux.xenbus.xs_api import find_watch
+
     watch = find_watch(kernel, token)
     if watch is not None and (watch.will_handle is None or watch.will_handle(watch, path, token)):
         st.watch_events.append((watch, path, token))
@@ -428,30 +434,5 @@ def xenbus_dev_request(kernel: Any, mtype: int, tx_id: int, payload: bytes) -> t
     return rtype, body
 
 
-from xenlab.linux.xenbus.xs_api import (  # noqa: E402  (the xenbus_* helpers and XenStore wrapper)
-    XenbusError,
-    XenStore,
-    find_watch,
-    register_xenbus_watch,
-    unregister_xenbus_watch,
-    watch_token,
-    xenbus_directory,
-    xenbus_exists,
-    xenbus_gather,
-    xenbus_mkdir,
-    xenbus_printf,
-    xenbus_read,
-    xenbus_rm,
-    xenbus_scanf,
-    xenbus_transaction_end,
-    xenbus_transaction_start,
-    xenbus_write,
-    xs_single,
-)
-
-__all__ = ["EEXIST", "XBT_NIL", "XenStore", "XenbusError", "XsState", "find_watch", "get_error",
-           "process_msg", "process_writes", "register_xenbus_watch", "start_xenbus_thread",
-           "unregister_xenbus_watch", "watch_token", "xenbus_directory", "xenbus_dev_request",
-           "xenbus_exists", "xenbus_gather", "xenbus_mkdir", "xenbus_printf", "xenbus_read", "xenbus_rm",
-           "xenbus_scanf", "xenbus_thread", "xenbus_transaction_end", "xenbus_transaction_start",
-           "xenbus_watch", "xenbus_write", "xenwatch_thread", "xs_init", "xs_single", "xs_state", "xs_talkv"]
+# The xenbus_* helpers and the XenStore wrapper live in xs_api.py (imported last: it calls back here).
+from xenlab.linux.xenbus.xs_api import *  # noqa: E402,F403

@@ -16,6 +16,10 @@ from xenlab.abi.errno import EEXIST, ERANGE
 
 SRC = "drivers/xen/xenbus/xenbus_xs.c"
 XBT_NIL = 0
+__all__ = ["XenStore", "XenbusError", "find_watch", "register_xenbus_watch", "unregister_xenbus_watch",
+           "watch_token", "xenbus_directory", "xenbus_exists", "xenbus_gather", "xenbus_mkdir",
+           "xenbus_printf", "xenbus_read", "xenbus_rm", "xenbus_scanf", "xenbus_transaction_end",
+           "xenbus_transaction_start", "xenbus_write", "xs_single", "xs_reset_watches"]
 
 
 def _xs() -> Any:
@@ -134,6 +138,18 @@ def xenbus_gather(kernel: Any, t: int, dir: str, *pairs: tuple[str, Conv | None]
                 return -_errno.EINVAL
         out.append(val)
     return out
+
+
+def xs_reset_watches(kernel: Any) -> None:
+    """xs_reset_watches (modern): an HVM domU whose toolstack offers it drops stale watches (kexec)."""
+    d = kernel.hv.domains.get(kernel.domid) if hasattr(kernel.hv, "domains") else None
+    if d is None or not getattr(d, "hvm", False) or getattr(d, "initdomain", False):
+        return
+    if xenbus_scanf(kernel, XBT_NIL, "control", "platform-feature-xs_reset_watches") != 1:
+        return
+    err = _xs().xs_talkv(kernel, XBT_NIL, xsw.XS_RESET_WATCHES, [b"\0"])
+    if isinstance(err, int) and err != -EEXIST:
+        _xs()._warn(kernel, f"xs_reset_watches failed: {err}")
 
 
 # -- watches -------------------------------------------------------------------------------
