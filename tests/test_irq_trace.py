@@ -28,7 +28,7 @@ def test_modern_bind_is_replayable_step_by_step() -> None:
     irq = ev.bind_evtchn_to_irqhandler(k, port, lambda i, d: 1, 0, "xenbus", None)
     steps = k.trace.steps[start:]
     assert [s.function for s in steps][:4] == [
-        "xen_allocate_irqs_dynamic", "irq_info", "irq_info", "set_evtchn_to_irq"]
+        "xen_allocate_irqs_dynamic", "xen_irq_init", "xen_irq_info_common_setup", "set_evtchn_to_irq"]
     assert "lowest" in steps[0].summary or "next never-used" in steps[0].summary
     before = k.trace.state_at(start - 1)
     after = k.trace.state_at(len(k.trace) - 1)

@@ -167,7 +167,12 @@ def _set_info(kernel: Any, irq: int, info: IrqInfo | None) -> None:
         st.info[irq] = info
     after = info.row() if info else None
     if before != after:
-        _rec(kernel, "irq_info", f"irq_info[{irq}] = {after}", [(_t(kernel, "irq_info"), irq, before, after)])
+        fn = (
+            "xen_irq_init"
+            if after and after[0] == "IRQT_UNBOUND"
+            else ("xen_free_irq" if after is None else "xen_irq_info_common_setup")
+        )
+        _rec(kernel, fn, f"irq_info[{irq}] = {after}", [(_t(kernel, "irq_info"), irq, before, after)])
 
 
 # -- allocation -------------------------------------------------------------------------
@@ -520,8 +525,12 @@ def evtchn_make_refcounted(kernel: Any, evtchn: int) -> int:
     if info is None:
         return -ENOENT
     info.refcnt = 1
-    _rec(kernel, "evtchn_make_refcounted", f"port {evtchn}: IRQ {irq} refcnt = 1",
-         [(_t(kernel, "irq_info"), irq, None, info.row())])
+    _rec(
+        kernel,
+        "evtchn_make_refcounted",
+        f"port {evtchn}: IRQ {irq} refcnt = 1",
+        [(_t(kernel, "irq_info"), irq, None, info.row())],
+    )
     return 0
 
 

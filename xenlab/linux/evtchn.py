@@ -269,14 +269,14 @@ def find_unbound_irq(kernel: Any) -> int:
     return -ENOSPC
 
 
-def _bind_port(kernel: Any, port: int, irq: int, type_: int, index: int = 0) -> None:
+def _bind_port(kernel: Any, fn: str, port: int, irq: int, type_: int, index: int = 0) -> None:
     st = _state(kernel)
     old_e, old_i = st.evtchn_to_irq[port], st.irq_info[irq]
     st.evtchn_to_irq[port] = irq
     st.irq_info[irq] = mk_irq_info(type_, index, port)
     _rec(
         kernel,
-        "evtchn_to_irq",
+        fn,
         f"port {port} -> IRQ {irq}; irq_info[{irq}] = {st.irq_info[irq]:#010x} ({st.describe(irq)})",
         [
             (_t(kernel, "evtchn_to_irq"), port, old_e, irq),
@@ -285,13 +285,13 @@ def _bind_port(kernel: Any, port: int, irq: int, type_: int, index: int = 0) -> 
     )
 
 
-def _bindcount_inc(kernel: Any, irq: int, why: str) -> None:
+def _bindcount_inc(kernel: Any, fn: str, irq: int, why: str) -> None:
     st = _state(kernel)
     old = st.irq_bindcount[irq]
     st.irq_bindcount[irq] += 1
     _rec(
         kernel,
-        "irq_bindcount",
+        fn,
         f"irq_bindcount[{irq}] {old} -> {old + 1} ({why})",
         [(_t(kernel, "irq_bindcount"), irq, old, old + 1)],
     )
@@ -305,12 +305,18 @@ def bind_caller_port_to_irq(kernel: Any, caller_port: int) -> int:
         irq = find_unbound_irq(kernel)
         if irq < 0:
             return irq
-        _bind_port(kernel, caller_port, irq, IRQT_CALLER_PORT if st.has_caller_port else IRQT_EVTCHN)
+        _bind_port(
+            kernel,
+            "bind_caller_port_to_irq",
+            caller_port,
+            irq,
+            IRQT_CALLER_PORT if st.has_caller_port else IRQT_EVTCHN,
+        )
         why = "first binding"
     else:
         _rec(kernel, "bind_caller_port_to_irq", f"port {caller_port} already on IRQ {irq}: share it")
         why = "rebind shares the IRQ"
-    _bindcount_inc(kernel, irq, why)
+    _bindcount_inc(kernel, "bind_caller_port_to_irq", irq, why)
     return irq
 
 
@@ -329,8 +335,14 @@ def bind_local_port_to_irq(kernel: Any, local_port: int) -> int:
         if rc:
             kernel.panic(f"BUG() in bind_local_port_to_irq: EVTCHNOP_close({local_port}) -> {rc}")
         return irq
-    _bind_port(kernel, local_port, irq, IRQT_LOCAL_PORT if st.has_caller_port else IRQT_EVTCHN)
-    _bindcount_inc(kernel, irq, "first binding")
+    _bind_port(
+        kernel,
+        "bind_local_port_to_irq",
+        local_port,
+        irq,
+        IRQT_LOCAL_PORT if st.has_caller_port else IRQT_EVTCHN,
+    )
+    _bindcount_inc(kernel, "bind_local_port_to_irq", irq, "first binding")
     return irq
 
 
@@ -364,7 +376,7 @@ def bind_virq_to_irq(kernel: Any, virq: int, cpu: int) -> int:
         if port < 0:
             kernel.panic(f"BUG() in bind_virq_to_irq: EVTCHNOP_bind_virq({virq}, {cpu}) -> {port}")
         _rec(kernel, "bind_virq_to_irq", f"EVTCHNOP_bind_virq(VIRQ {virq}, vcpu {cpu}) -> port {port}")
-        _bind_port(kernel, port, irq, IRQT_VIRQ, virq)
+        _bind_port(kernel, "bind_virq_to_irq", port, irq, IRQT_VIRQ, virq)
         st.virq_to_irq[cpu][virq] = irq
         _rec(
             kernel,
@@ -373,7 +385,7 @@ def bind_virq_to_irq(kernel: Any, virq: int, cpu: int) -> int:
             [(_t(kernel, "virq_to_irq"), f"{cpu}/{virq}", -1, irq)],
         )
         bind_evtchn_to_cpu(kernel, port, cpu)
-    _bindcount_inc(kernel, irq, f"VIRQ {virq} on cpu{cpu}")
+    _bindcount_inc(kernel, "bind_virq_to_irq", irq, f"VIRQ {virq} on cpu{cpu}")
     return irq
 
 
@@ -389,7 +401,7 @@ def bind_ipi_to_irq(kernel: Any, ipi: int, cpu: int) -> int:
         if port < 0:
             kernel.panic(f"BUG() in bind_ipi_to_irq: EVTCHNOP_bind_ipi({cpu}) -> {port}")
         _rec(kernel, "bind_ipi_to_irq", f"EVTCHNOP_bind_ipi(vcpu {cpu}) -> port {port}")
-        _bind_port(kernel, port, irq, IRQT_IPI, ipi)
+        _bind_port(kernel, "bind_ipi_to_irq", port, irq, IRQT_IPI, ipi)
         st.ipi_to_irq[cpu][ipi] = irq
         _rec(
             kernel,
@@ -398,7 +410,7 @@ def bind_ipi_to_irq(kernel: Any, ipi: int, cpu: int) -> int:
             [(_t(kernel, "ipi_to_irq"), f"{cpu}/{ipi}", -1, irq)],
         )
         bind_evtchn_to_cpu(kernel, port, cpu)
-    _bindcount_inc(kernel, irq, f"IPI {ipi} on cpu{cpu}")
+    _bindcount_inc(kernel, "bind_ipi_to_irq", irq, f"IPI {ipi} on cpu{cpu}")
     return irq
 
 
