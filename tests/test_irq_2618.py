@@ -96,7 +96,8 @@ def test_caller_port_walk_rebind_unbind() -> None:
     irq = l18.bind_caller_port_to_irqhandler(k, port, handler(calls), 0, "xenbus", "xb_waitq")
     assert irq == 256
     fns = [s.function for s in k.trace.steps[first:]]
-    assert fns[:4] == ["find_unbound_irq", "bind_caller_port_to_irq", "bind_caller_port_to_irq", "request_irq"]
+    bind = "bind_caller_port_to_irq"
+    assert fns[:4] == ["find_unbound_irq", bind, bind, "request_irq"]  # map port->IRQ, then bindcount++
     assert "scanned dynirq 0..255" in k.trace.steps[first].summary
     assert st.evtchn_to_irq[port] == 256
     assert st.irq_info[256] == 0x05000000 | port
