@@ -96,11 +96,11 @@ def libxl_add_devices(xs: DirectXs) -> None:
         node(f"{vif_fe}/{k}", v)
 
 
-def make_pair(flavour: str = "modern") -> Pair:
+def make_pair(flavour: str = "modern", vcpus: int = 1) -> Pair:
     """Boot dom0 (xenstored up, backends loaded) and a domU (frontends not yet loaded), add vbd + vif."""
     hv, sched, trace = FakeHV(), Scheduler(), Trace()
-    hv.domain_create(0, initdomain=True)
-    d1 = hv.domain_create(1)
+    hv.domain_create(0, initdomain=True, vcpus=vcpus)
+    d1 = hv.domain_create(1, vcpus=vcpus)
     store = hv.memory.alloc_page(1)
     d1.start_info.store_mfn, d1.start_info.store_evtchn = store.mfn, hv.evtchn_alloc_unbound(1, 1, 0)
     xs = DirectXs()
@@ -255,3 +255,21 @@ def test_the_2618_handshake_uses_its_own_keys() -> None:
     assert "state" not in sysfs(pair.domU).listdir("/sys/devices/xen/vbd-51712")
 
 
+
+
+def test_with_two_vcpus_each_side_negotiates_two_queues() -> None:
+    pair = make_pair("modern", vcpus=2)
+    load_frontends(pair)
+    r = pair.read
+    for path in (f"{FE}/vbd/51712", f"{BE}/vbd/1/51712", f"{FE}/vif/0", f"{BE}/vif/1/0"):
+        assert r(f"{path}/state") == "4", path
+    assert r(f"{BE}/vif/1/0/multi-queue-max-queues") == "2"
+    assert r(f"{FE}/vif/0/multi-queue-num-queues") == "2"
+    assert r(f"{FE}/vif/0/tx-ring-ref") is None  # per queue now
+    assert sorted(pair.xs.tool_directory(f"{FE}/vif/0/queue-1")) == [
+        "event-channel-rx", "event-channel-tx", "rx-ring-ref", "tx-ring-ref"]
+    assert r(f"{FE}/vbd/51712/multi-queue-num-queues") == "2"
+    assert r(f"{FE}/vbd/51712/queue-0/ring-ref") == "8"
+    names = [n for _, n in pair.dom0.irq_ops.irqs.values()]
+    assert names == ["blkif-backend", "blkif-backend", "vif1.0-q0-tx", "vif1.0-q0-rx", "vif1.0-q1-tx",
+                     "vif1.0-q1-rx"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from xenlab.abi.errno import EINVAL, ENOENT
+from xenlab.abi.errno import EINVAL, ENOENT, ENOSYS
 from xenlab.abi.xenbus import (
     XenbusStateClosed,
     XenbusStateClosing,
@@ -88,6 +88,15 @@ def add_block_device(kernel: Any, major: int, minor: int, bdev: BlockDevice) -> 
 
 
 @dataclass(eq=False)
+class xen_blkif_ring:
+    """struct xen_blkif_ring: one mapped ring, the frontend's port and the IRQ bound to it."""
+
+    ring_ref: int
+    evtchn: int
+    irq: int
+
+
+@dataclass(eq=False)
 class backend_info:
     """struct backend_info + xen_blkif: the device, its vbd, ring and IRQ."""
 
@@ -97,9 +106,7 @@ class backend_info:
     bdev: BlockDevice | None = None
     readonly: bool = False
     cdrom: bool = False
-    ring_ref: int = 0
-    evtchn: int = 0
-    irq: int = 0
+    rings: list[xen_blkif_ring] = field(default_factory=list)
     protocol: int = 1
     persistent: bool = False
     backend_watch: Any = None
@@ -186,15 +193,32 @@ def connect_ring(kernel: Any, be: backend_info) -> int:
         xenbus_dev_fatal(kernel, dev, -EINVAL, f"unknown fe protocol {protocol}")
         return -EINVAL
     be.protocol = BLKIF_PROTOCOLS[protocol]
+    nqueues = 1
     if kernel.flavour != "2.6.18":
         be.persistent = bool(xenbus_read_unsigned(kernel, fe, "feature-persistent", 0))
-        kernel.printk(KERN_INFO, f"xen-blkback: {dev.nodename}: using 1 queues, protocol {be.protocol} "
-                      f"({protocol}) {'persistent grants' if be.persistent else ''}")
-    vals = xenbus_gather(kernel, XBT_NIL, fe, "ring-ref", "event-channel")
+        nqueues = xenbus_read_unsigned(kernel, fe, "multi-queue-num-queues", 1)
+        if nqueues > nr_cpus(kernel) or nqueues == 0:
+            xenbus_dev_fatal(kernel, dev, -ENOSYS, f"Guest requested ({nqueues}) queues, exceeding the "
+                             f"maximum of {nr_cpus(kernel)}.")
+            return -ENOSYS
+        kernel.printk(KERN_INFO, f"xen-blkback: {dev.nodename}: using {nqueues} queues, protocol "
+                      f"{be.protocol} ({protocol}) {'persistent grants' if be.persistent else ''}")
+    paths = [fe] if nqueues == 1 else [f"{fe}/queue-{i}" for i in range(nqueues)]
+    for path in paths:
+        err = read_per_ring_refs(kernel, be, path)
+        if err:
+            return err
+    return 0
+
+
+def read_per_ring_refs(kernel: Any, be: backend_info, path: str) -> int:
+    """read_per_ring_refs: one ring's event-channel and ring-ref: map the ring, bind the port."""
+    dev = be.dev
+    vals = xenbus_gather(kernel, XBT_NIL, path, "event-channel", "ring-ref")
     if isinstance(vals, int):
-        xenbus_dev_fatal(kernel, dev, vals, f"reading {fe}/ring-ref and event-channel")
+        xenbus_dev_fatal(kernel, dev, vals, f"reading {path}/ring-ref")
         return vals
-    ring_ref, evtchn = int(vals[0]), int(vals[1])
+    evtchn, ring_ref = int(vals[0]), int(vals[1])
     err = xenbus_map_ring_valloc(kernel, dev, [ring_ref])
     if err:
         return err
@@ -202,7 +226,7 @@ def connect_ring(kernel: Any, be: backend_info) -> int:
     if irq < 0:
         xenbus_dev_fatal(kernel, dev, irq, f"mapping ring-ref {ring_ref} port {evtchn}")
         return irq
-    be.ring_ref, be.evtchn, be.irq = ring_ref, evtchn, irq
+    be.rings.append(xen_blkif_ring(ring_ref, evtchn, irq))
     kernel.record("xen_blkif_map", f"{dev.nodename}: ring-ref {ring_ref} mapped, remote port {evtchn} bound "
                   f"(IRQ {irq})", _src(kernel))
     return 0
@@ -210,7 +234,7 @@ def connect_ring(kernel: Any, be: backend_info) -> int:
 
 def xen_update_blkif_status(kernel: Any, be: backend_info) -> None:
     """xen_update_blkif_status: connect once both the ring and the vbd are there."""
-    if not be.irq or be.bdev is None or be.dev.state == XenbusStateConnected:
+    if not be.rings or be.bdev is None or be.dev.state == XenbusStateConnected:
         return
     connect(kernel, be)
 
@@ -261,11 +285,11 @@ def connect(kernel: Any, be: backend_info) -> None:
 
 def xen_blkif_disconnect(kernel: Any, be: backend_info) -> int:
     """xen_blkif_disconnect: unbind the IRQ and unmap the ring (idempotent)."""
-    if be.irq:
-        unbind_irq(kernel, be.irq, be)
-        kernel.record("xen_blkif_disconnect", f"{be.dev.nodename}: ring unmapped, IRQ {be.irq} freed",
-                      _src(kernel))
-        be.irq = be.evtchn = be.ring_ref = 0
+    for ring in be.rings:
+        unbind_irq(kernel, ring.irq, be)
+        kernel.record("xen_blkif_disconnect", f"{be.dev.nodename}: ring {ring.ring_ref} unmapped, IRQ "
+                      f"{ring.irq} freed", _src(kernel))
+    be.rings = []
     return 0
 
 

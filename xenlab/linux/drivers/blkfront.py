@@ -15,7 +15,7 @@ is why the next grant reference a guest hands out is the ring's + 2.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from xenlab.abi.errno import EAGAIN, ENOENT
@@ -63,15 +63,23 @@ MAX_INDIRECT_SEGMENTS_DEFAULT = 32  # blkfront's max_indirect_segments parameter
 
 
 @dataclass(eq=False)
-class blkfront_info:
-    """struct blkfront_info (one ring): the vdevice, ring ref, port, IRQ, disk and features."""
+class blkfront_ring_info:
+    """struct blkfront_ring_info: one ring's grant reference, page, port and IRQ."""
 
-    vdevice: int
-    handle: int
+    id: int
     ring_ref: int = 0
     ring_page: Any = None
     evtchn: int = 0
     irq: int = 0
+
+
+@dataclass(eq=False)
+class blkfront_info:
+    """struct blkfront_info: the vdevice, its rings, the disk and the negotiated features."""
+
+    vdevice: int
+    handle: int
+    rinfo: list[blkfront_ring_info] = field(default_factory=list)
     disk_name: str = ""
     sectors: int = 0
     sector_size: int = 0
@@ -116,33 +124,52 @@ def blkfront_probe(kernel: Any, dev: Any) -> int:
     return 0
 
 
-def setup_blkring(kernel: Any, dev: Any, info: blkfront_info) -> int:
+def setup_blkring(kernel: Any, dev: Any, rinfo: blkfront_ring_info) -> int:
     """setup_blkring: grant the ring page, get a port bound to IRQ "blkif"."""
     ref, page = xenbus_setup_ring(kernel, dev)
     if ref < 0:
         return ref
-    info.ring_ref, info.ring_page = ref, page
-    irq, port = frontend_bind_irq(kernel, dev, "blkif", blkif_interrupt, info)
+    rinfo.ring_ref, rinfo.ring_page = ref, page
+    irq, port = frontend_bind_irq(kernel, dev, "blkif", blkif_interrupt, rinfo)
     if irq < 0:
         return irq
-    info.irq, info.evtchn = irq, port
+    rinfo.irq, rinfo.evtchn = irq, port
     return 0
 
 
+def negotiate_mq(kernel: Any, dev: Any) -> int:
+    """negotiate_mq: as many rings as the backend offers, at most max_queues (capped by the cpus)."""
+    if kernel.flavour == "2.6.18":
+        return 1
+    backend_max = xenbus_read_unsigned(kernel, dev.otherend, "multi-queue-max-queues", 1)
+    return max(1, min(backend_max, XEN_BLKIF_MAX_QUEUES_DEFAULT, nr_cpus(kernel)))
+
+
+def _ring_keys(info: blkfront_info, nodename: str) -> list[tuple[str, object]]:
+    if len(info.rinfo) == 1:
+        r = info.rinfo[0]
+        return [("ring-ref", r.ring_ref), ("event-channel", r.evtchn)]
+    keys: list[tuple[str, object]] = [("multi-queue-num-queues", len(info.rinfo))]
+    for r in info.rinfo:
+        keys += [(f"queue-{r.id}/ring-ref", r.ring_ref), (f"queue-{r.id}/event-channel", r.evtchn)]
+    return keys
+
+
 def talk_to_blkback(kernel: Any, dev: Any, info: blkfront_info) -> int:
-    """talk_to_blkback / talk_to_backend: ring + port, the keys in one transaction, Initialised."""
-    err = setup_blkring(kernel, dev, info)
-    if err:
-        blkif_free(kernel, info)
-        return err
+    """talk_to_blkback / talk_to_backend: rings + ports, the keys in one transaction, Initialised."""
+    info.rinfo = [blkfront_ring_info(i) for i in range(negotiate_mq(kernel, dev))]
+    for rinfo in info.rinfo:
+        err = setup_blkring(kernel, dev, rinfo)
+        if err:
+            blkif_free(kernel, info)
+            return err
     while True:
         err, xbt = xenbus_transaction_start(kernel)
         if err:
             xenbus_dev_fatal(kernel, dev, err, "starting transaction")
             blkif_free(kernel, info)
             return err
-        keys: list[tuple[str, object]] = [("ring-ref", info.ring_ref), ("event-channel", info.evtchn),
-                                          ("protocol", XEN_IO_PROTO_ABI_NATIVE)]
+        keys = _ring_keys(info, dev.nodename) + [("protocol", XEN_IO_PROTO_ABI_NATIVE)]
         if kernel.flavour != "2.6.18":
             keys.append(("feature-persistent", 1))
         for key, value in keys:
@@ -160,7 +187,8 @@ def talk_to_blkback(kernel: Any, dev: Any, info: blkfront_info) -> int:
             blkif_free(kernel, info)
             return err
         break
-    kernel.record("talk_to_blkback", f"{dev.nodename}: ring-ref {info.ring_ref}, event-channel {info.evtchn}",
+    rings = ", ".join(f"ring-ref {r.ring_ref} event-channel {r.evtchn}" for r in info.rinfo)
+    kernel.record("talk_to_blkback", f"{dev.nodename}: {rings}",
                   SRC_2618 if kernel.flavour == "2.6.18" else SRC)
     xenbus_switch_state(kernel, dev, XenbusStateInitialised)
     return 0
@@ -226,10 +254,11 @@ def read_partition_table(kernel: Any, dev: Any, info: blkfront_info) -> None:
 
 def blkif_free(kernel: Any, info: blkfront_info) -> None:
     """blkif_free: unbind the IRQ (closing the port) and end the ring's grant."""
-    unbind_irq(kernel, info.irq, info)
-    info.irq = info.evtchn = 0
-    xenbus_teardown_ring(kernel, info.ring_ref)
-    info.ring_ref = 0
+    for r in info.rinfo:
+        unbind_irq(kernel, r.irq, r)
+        r.irq = r.evtchn = 0
+        xenbus_teardown_ring(kernel, r.ring_ref)
+        r.ring_ref = 0
 
 
 def blkback_changed(kernel: Any, dev: Any, backend_state: int) -> None:

@@ -179,17 +179,18 @@ def connect(kernel: Any, be: backend_info) -> int:
         return -EINVAL
     for i in range(nqueues):
         q = xenvif_queue(id=i, name=f"{be.vif}-q{i}" if kernel.flavour != "2.6.18" else be.vif)
-        vals = [xenbus_scanf_int(kernel, XBT_NIL, fe, k) for k in ("tx-ring-ref", "rx-ring-ref")]
+        xspath = fe if nqueues == 1 else f"{fe}/queue-{i}"
+        vals = [xenbus_scanf_int(kernel, XBT_NIL, xspath, k) for k in ("tx-ring-ref", "rx-ring-ref")]
         if None in vals:
-            xenbus_dev_fatal(kernel, dev, -EINVAL, f"reading {fe}/ring-ref")
+            xenbus_dev_fatal(kernel, dev, -EINVAL, f"reading {xspath}/ring-ref")
             return -EINVAL
         q.tx_ring_ref, q.rx_ring_ref = vals  # type: ignore[assignment]
-        tx = xenbus_scanf_int(kernel, XBT_NIL, fe, "event-channel-tx")
-        rx = xenbus_scanf_int(kernel, XBT_NIL, fe, "event-channel-rx")
+        tx = xenbus_scanf_int(kernel, XBT_NIL, xspath, "event-channel-tx")
+        rx = xenbus_scanf_int(kernel, XBT_NIL, xspath, "event-channel-rx")
         if tx is None or rx is None or kernel.flavour == "2.6.18":
-            tx = rx = xenbus_scanf_int(kernel, XBT_NIL, fe, "event-channel")
+            tx = rx = xenbus_scanf_int(kernel, XBT_NIL, xspath, "event-channel")
             if tx is None:
-                xenbus_dev_fatal(kernel, dev, -EINVAL, f"reading {fe}/event-channel(-tx/rx)")
+                xenbus_dev_fatal(kernel, dev, -EINVAL, f"reading {xspath}/event-channel(-tx/rx)")
                 return -EINVAL
         err = xenbus_map_ring_valloc(kernel, dev, [q.tx_ring_ref, q.rx_ring_ref])
         if err:

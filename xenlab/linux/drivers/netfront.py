@@ -105,14 +105,21 @@ def netfront_probe(kernel: Any, dev: Any) -> int:
     return 0
 
 
+def xennet_init_queue(kernel: Any, q: netfront_queue) -> int:
+    """xennet_init_queue: reserve the queue's tx and rx grant references (one per ring slot)."""
+    tx = gnttab_alloc_grant_references(kernel, NET_TX_RING_SIZE)
+    if isinstance(tx, int):
+        return tx
+    rx = gnttab_alloc_grant_references(kernel, NET_RX_RING_SIZE)
+    if isinstance(rx, int):
+        gnttab_free_grant_references(kernel, tx)
+        return rx
+    q.gref_tx_head, q.gref_rx_head = tx, rx
+    return 0
+
+
 def _setup_queue(kernel: Any, dev: Any, info: netfront_info, q: netfront_queue) -> int:
-    """xennet_init_queue + setup_netfront(_split/_single): grants reserved, rings granted, ports bound."""
-    if kernel.flavour != "2.6.18":
-        tx = gnttab_alloc_grant_references(kernel, NET_TX_RING_SIZE)
-        rx = gnttab_alloc_grant_references(kernel, NET_RX_RING_SIZE)
-        if isinstance(tx, int) or isinstance(rx, int):
-            return tx if isinstance(tx, int) else rx  # type: ignore[return-value]
-        q.gref_tx_head, q.gref_rx_head = tx, rx
+    """setup_netfront(_split/_single): grant the tx then the rx ring, allocate and bind the ports."""
     ref, _ = xenbus_setup_ring(kernel, dev)
     if ref < 0:
         return ref
@@ -146,20 +153,31 @@ def _setup_queue(kernel: Any, dev: Any, info: netfront_info, q: netfront_queue) 
     return 0
 
 
-def _keys(kernel: Any, dev: Any, info: netfront_info) -> list[tuple[str, object]]:
-    q = info.queues[0]
-    keys: list[tuple[str, object]] = [("tx-ring-ref", q.tx_ring_ref), ("rx-ring-ref", q.rx_ring_ref)]
-    if kernel.flavour == "2.6.18":
-        return keys + [("event-channel", q.tx_evtchn), ("request-rx-copy", 1), ("feature-rx-notify", 1),
-                       ("feature-no-csum-offload", 0), ("feature-sg", 1), ("feature-gso-tcpv4", 1)]
+def write_queue_xenstore_keys(info: netfront_info, q: netfront_queue, hierarchical: bool
+                              ) -> list[tuple[str, object]]:
+    """write_queue_xenstore_keys: a queue's ring refs and port(s), under queue-<n>/ if several."""
+    pre = f"queue-{q.id}/" if hierarchical else ""
+    keys: list[tuple[str, object]] = [(pre + "tx-ring-ref", q.tx_ring_ref),
+                                      (pre + "rx-ring-ref", q.rx_ring_ref)]
     if info.split_evtchn:
-        keys += [("event-channel-tx", q.tx_evtchn), ("event-channel-rx", q.rx_evtchn)]
+        keys += [(pre + "event-channel-tx", q.tx_evtchn), (pre + "event-channel-rx", q.rx_evtchn)]
     else:
-        keys.append(("event-channel", q.tx_evtchn))
-    extra: list[tuple[str, object]] = []
+        keys.append((pre + "event-channel", q.tx_evtchn))
+    return keys
+
+
+def _keys(kernel: Any, dev: Any, info: netfront_info) -> list[tuple[str, object]]:
+    if kernel.flavour == "2.6.18":
+        q = info.queues[0]
+        return [("tx-ring-ref", q.tx_ring_ref), ("rx-ring-ref", q.rx_ring_ref),
+                ("event-channel", q.tx_evtchn), ("request-rx-copy", 1), ("feature-rx-notify", 1),
+                ("feature-no-csum-offload", 0), ("feature-sg", 1), ("feature-gso-tcpv4", 1)]
+    keys: list[tuple[str, object]] = []
     if xenbus_exists(kernel, XBT_NIL, dev.otherend, "multi-queue-max-queues"):
-        extra.append(("multi-queue-num-queues", len(info.queues)))
-    return extra + keys + [("request-rx-copy", 1), ("feature-rx-notify", 1), ("feature-sg", 1),
+        keys.append(("multi-queue-num-queues", len(info.queues)))
+    for q in info.queues:
+        keys += write_queue_xenstore_keys(info, q, len(info.queues) > 1)
+    return keys + [("request-rx-copy", 1), ("feature-rx-notify", 1), ("feature-sg", 1),
                            ("feature-gso-tcpv4", 1), ("feature-gso-tcpv6", 1),
                            ("feature-ipv6-csum-offload", 1)]
 
@@ -182,6 +200,12 @@ def talk_to_netback(kernel: Any, dev: Any, info: netfront_info) -> int:
                 xenbus_dev_fatal(kernel, dev, err, "writing xdp-headroom")
                 return err
     info.queues = [netfront_queue(id=i, name=f"vif{handle}-q{i}") for i in range(nqueues)]
+    if kernel.flavour != "2.6.18":
+        for q in info.queues:  # xennet_create_queues
+            err = xennet_init_queue(kernel, q)
+            if err:
+                xennet_disconnect_backend(kernel, info)
+                return err
     for q in info.queues:
         err = _setup_queue(kernel, dev, info, q)
         if err:
