@@ -243,6 +243,8 @@ def test_the_probe_covers_every_kind_of_fact(real: dict) -> None:
     assert v["offsetof(shared_info_x86_32, evtchn_mask)"] == 2176
     assert v["offsetof(vcpu_info_x86_32, evtchn_pending_sel)"] == 4
     assert v["EVTCHN_2L_NR_CHANNELS_32"] == 1024
+    assert v["offsetof(start_info_x86_32, store_mfn)"] == 44
+    assert v["offsetof(start_info_x86_32, console.domU.evtchn)"] == 56
 
 
 def test_xsd_errors_table_in_wire_order(real: dict) -> None:

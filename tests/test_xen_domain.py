@@ -49,6 +49,8 @@ def test_32bit_guest_uses_the_x86_32_shared_info_layout() -> None:
     assert raw[2048 + 5] == 1 << 1  # bit 41 of pending
     assert int.from_bytes(raw[4:8], "little") == 1 << 1  # selector word 41 // 32 = 1
     assert d.start_info.magic == b"xen-3.0-x86_32p"
+    d.start_info.store_evtchn = 3  # the x86_32 start_info: store_evtchn at offset 48
+    assert int.from_bytes(d.start_info_page.buf[48:52], "little") == 3
 
 
 def test_hvm_params_and_domain_flags() -> None:

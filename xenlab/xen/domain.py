@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xenlab.abi.event_channel import ECS
-from xenlab.abi.start_info import SIF_INITDOMAIN, SIF_PRIVILEGED, start_info
+from xenlab.abi.start_info import SIF_INITDOMAIN, SIF_PRIVILEGED, start_info_layout
 from xenlab.xen.memory import Page
 from xenlab.xen.shared_info import SharedInfo
 
@@ -82,7 +82,7 @@ class Domain:
 
     def __post_init__(self) -> None:
         self.shared_info = SharedInfo(self.shared_info_page.buf, self.bits)
-        self.start_info = start_info.from_buffer(self.start_info_page.buf)
+        self.start_info = start_info_layout(self.bits).from_buffer(self.start_info_page.buf)
         self.start_info.magic = f"xen-3.0-x86_{'64' if self.bits == 64 else '32p'}".encode()
         self.start_info.shared_info = self.shared_info_page.mfn << 12
         if self.privileged:
