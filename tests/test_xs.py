@@ -184,6 +184,9 @@ def test_watch_registration_and_the_immediate_event_on_xenwatch(rig: Rig) -> Non
     assert token.startswith("FFFF810" if k.flavour == "2.6.18" else "FFFF888")
     rig.sched.run()
     assert seen == [("xenwatch", "device", token)]  # OK, then the one immediate event
+    # A driver's static watch (struct in the kernel image) gets an image address instead.
+    static = xs.xenbus_watch(node="cpu", callback=backend_changed, static=True)
+    assert xs.watch_token(k, static).startswith("FFFFFFFF8")
     rig.dom0_write("/local/domain/1/device/vbd/51712/state", "1")
     rig.sched.run()
     assert seen[1:] == [("xenwatch", "device/vbd/51712/state", token)]

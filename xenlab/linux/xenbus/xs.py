@@ -39,8 +39,10 @@ SRC_COMMS = comms.SRC
 XBT_NIL = 0
 XBWF_new_thread = 1
 HDR = struct.Struct("<IIII")  # struct xsd_sockmsg: type, req_id, tx_id, len
-#: where the lab's watch structs "live": kmalloc space of each flavour's x86_64 direct map
+#: where the lab's watch structs "live": kmalloc space of each flavour's x86_64 direct map, and
+#: (static=True: a driver's static struct, e.g. fe_watch) the kernel image's .data
 WATCH_ADDR_BASE = {"2.6.18": 0xFFFF810001C00000, "modern": 0xFFFF888004C00000}
+STATIC_WATCH_ADDR_BASE = {"2.6.18": 0xFFFFFFFF80500000, "modern": 0xFFFFFFFF82B00000}
 WATCH_ADDR_STEP = 0x80
 
 
@@ -58,7 +60,8 @@ class xenbus_watch:
     node: str
     callback: Callable[..., Any]
     flags: int = 0
-    addr: int = 0
+    addr: int = 0  # 0: given one at registration (kernel image if static, else kmalloc space)
+    static: bool = False
     nr_pending: int = 0
     will_handle: Callable[..., bool] | None = None
 
@@ -99,6 +102,7 @@ class XsState:
     xs_reply_list: list[XbReq] = field(default_factory=list)
     xs_request_id: int = 0
     watch_count: int = 0
+    static_watch_count: int = 0
     talks: int = 0
     xenwatch_task: Any = None
     xenbus_task: Any = None

@@ -158,8 +158,12 @@ def watch_token(kernel: Any, watch: Any) -> str:
     xs = _xs()
     if not getattr(watch, "addr", 0):
         st = xs.xs_state(kernel)
-        watch.addr = xs.WATCH_ADDR_BASE[kernel.flavour] + st.watch_count * xs.WATCH_ADDR_STEP
-        st.watch_count += 1
+        if getattr(watch, "static", False):
+            n, st.static_watch_count = st.static_watch_count, st.static_watch_count + 1
+            watch.addr = xs.STATIC_WATCH_ADDR_BASE[kernel.flavour] + n * xs.WATCH_ADDR_STEP
+        else:
+            watch.addr = xs.WATCH_ADDR_BASE[kernel.flavour] + st.watch_count * xs.WATCH_ADDR_STEP
+            st.watch_count += 1
     return f"{watch.addr:X}"
 
 
