@@ -177,7 +177,8 @@ def xb_write(kernel: Any, data: bytes) -> int:
         if old:
             kernel.sched.wait_event(xb_waitq(kernel), lambda: not xb_ring_full(kernel))
         cons, prod = intf.req_cons, intf.req_prod
-        before = ring_indices(kernel)
+        tracing = kernel.trace.enabled
+        before = ring_indices(kernel) if tracing else None
         if not check_indexes(cons, prod):
             intf.req_cons = intf.req_prod = 0
             _rec(kernel, "xb_write", f"bad request indices cons={cons:#010x} prod={prod:#010x}: "
@@ -195,10 +196,11 @@ def xb_write(kernel: Any, data: bytes) -> int:
         done += avail
         intf.req_prod = (prod + avail) & U32
         notify = old or prod <= intf.req_cons
-        why = "after every chunk" if old else ("xenstored had caught up" if notify
-                                              else "xenstored still has unread bytes: no kick")
-        _rec(kernel, "xb_write", f"copied {avail} bytes to req[{off}..{off + avail}); "
-             f"req_prod {prod} -> {intf.req_prod}; notify: {'yes' if notify else 'no'} ({why})", before)
+        if tracing:
+            why = "after every chunk" if old else ("xenstored had caught up" if notify
+                                                  else "xenstored still has unread bytes: no kick")
+            _rec(kernel, "xb_write", f"copied {avail} bytes to req[{off}..{off + avail}); "
+                 f"req_prod {prod} -> {intf.req_prod}; notify: {'yes' if notify else 'no'} ({why})", before)
         if notify:
             _notify(kernel)
     return 0 if old else done
@@ -220,7 +222,8 @@ def xb_read(kernel: Any, n: int) -> bytes | int:
         cons, prod = intf.rsp_cons, intf.rsp_prod
         if not old and cons == prod:
             break
-        before = ring_indices(kernel)
+        tracing = kernel.trace.enabled
+        before = ring_indices(kernel) if tracing else None
         if not check_indexes(cons, prod):
             intf.rsp_cons = intf.rsp_prod = 0
             _rec(kernel, "xb_read", f"bad response indices cons={cons:#010x} prod={prod:#010x}: "
@@ -233,10 +236,11 @@ def xb_read(kernel: Any, n: int) -> bytes | int:
         out += _copy_out(intf, off, avail)
         intf.rsp_cons = (cons + avail) & U32
         notify = old or ((intf.rsp_prod - cons) & U32) >= XENSTORE_RING_SIZE
-        why = "after every chunk" if old else ("the ring had been full" if notify
-                                              else "the ring was not full: no kick")
-        _rec(kernel, "xb_read", f"copied {avail} bytes from rsp[{off}..{off + avail}); "
-             f"rsp_cons {cons} -> {intf.rsp_cons}; notify: {'yes' if notify else 'no'} ({why})", before)
+        if tracing:
+            why = "after every chunk" if old else ("the ring had been full" if notify
+                                                  else "the ring was not full: no kick")
+            _rec(kernel, "xb_read", f"copied {avail} bytes from rsp[{off}..{off + avail}); "
+                 f"rsp_cons {cons} -> {intf.rsp_cons}; notify: {'yes' if notify else 'no'} ({why})", before)
         if notify:
             _notify(kernel)
     return bytes(out)
