@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from xenlab.abi.xs_wire import XS_DIRECTORY, XS_ERROR, XS_GET_PERMS, XS_READ, XS_RM, XS_WRITE
+from xenlab.abi.xs_wire import (
+    XS_DIRECTORY,
+    XS_ERROR,
+    XS_GET_PERMS,
+    XS_READ,
+    XS_RM,
+    XS_TRANSACTION_END,
+    XS_TRANSACTION_START,
+    XS_WRITE,
+)
 from xenlab.sim.commands import ls_columns, xsring_line
 from xenlab.sim.toolstack import (
     libxl__device_disk_dev_number,
@@ -25,6 +34,10 @@ class TinyStore:
 
     def talk(self, mtype: int, tx: int, payload: bytes) -> tuple[int, bytes]:
         self.seen.append(mtype)
+        if mtype == XS_TRANSACTION_START:
+            return mtype, b"7\0"  # (no isolation: enough to see the tools bracket their requests)
+        if mtype == XS_TRANSACTION_END:
+            return mtype, b"OK\0"
         path = payload.split(b"\0")[0].decode()
         if mtype == XS_WRITE:
             self.nodes[path] = (payload[len(path) + 1:], "n0")
@@ -108,6 +121,14 @@ def test_xenstore_write_then_read_and_list_with_prefix() -> None:
     xenstore_tool(xs, ["xenstore-write", "/local/domain/1/x", "1"])
     assert xenstore_tool(xs, ["xenstore-read", "/local/domain/1/x"]) == "1"
     assert "/local/domain/1/x" in xenstore_tool(xs, ["xenstore-list", "-p", "/local/domain/1"]).splitlines()
+
+
+def test_rm_and_list_run_in_a_transaction_single_read_and_write_do_not() -> None:
+    store = TinyStore(TREE)
+    xs = XsClient(store.talk)
+    xenstore_tool(xs, ["xenstore-read", "/local/domain/1/name"])
+    xenstore_tool(xs, ["xenstore-rm", "/local/domain/1/cmd"])
+    assert store.seen == [XS_READ, XS_TRANSACTION_START, XS_RM, XS_TRANSACTION_END]
 
 
 def test_errors_from_xenstored_become_xserror_with_the_name() -> None:

@@ -273,3 +273,30 @@ def test_c_xenstored_ring_and_irqs(cdom0: Machine) -> None:
     real_req, real_rsp = real_decoded("cxenstored", "after-xenstored")
     assert normalise(decode(page[: intf.req_prod])) == normalise(real_req)
     assert normalise(decode(page[1024: 1024 + intf.rsp_prod])) == normalise(real_rsp)
+
+
+# -- tools through the kernel: the ring moves --------------------------------------------------------
+def test_tools_through_dev_xen_xenbus_move_dom0s_ring_like_the_real_one() -> None:
+    """Capture 21/22: a socket write leaves the ring alone; the same tools with
+    XENSTORED_PATH=/dev/xen/xenbus go through the kernel, and each step moves the indices
+    by exactly the bytes of its requests and replies."""
+    m = build("dom0", flavour="modern", seed=0)
+    try:
+        d0 = m.dom0
+        real21 = [ln for ln in capture("oxenstored", "21-") if ln.startswith("RING ")]
+        d0.run("xenstore-write /xenlab/sock-a hello")
+        assert ring_fields(d0.run("xsring w1")) == ring_fields(real21[1])
+        real = [ring_fields(ln) for ln in capture("oxenstored", "22-") if ln.startswith("RING ")]
+        k = "XENSTORED_PATH=/dev/xen/xenbus"
+        steps = [f"{k} xenstore-write /xenlab/a 1", f"{k} xenstore-write /xenlab/b hello-ring",
+                 f"{k} xenstore-read /xenlab/b", f"{k} xenstore-rm /xenlab/a", f"{k} xenstore-ls -f /xenlab"]
+        lab = [ring_fields(d0.run("xsring k0"))]
+        outputs = []
+        for cmd in steps:
+            outputs.append(d0.run(cmd))
+            lab.append(ring_fields(d0.run("xsring k")))
+        assert lab == real
+        assert outputs[2] == "hello-ring"
+        assert outputs[4].splitlines() == ['/xenlab/b = "hello-ring"', '/xenlab/sock-a = "hello"']
+    finally:
+        m.shutdown()

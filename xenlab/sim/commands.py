@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from xenlab.linux.sysfs import sysfs
@@ -45,10 +45,11 @@ class CommandError(Exception):
 
 @dataclass
 class Shell:
-    """What a command sees: the machine and the domain it runs in."""
+    """What a command sees: the machine, the domain it runs in, and its environment (VAR=value prefixes)."""
 
     machine: Machine
     domid: int
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def kernel(self) -> Any:
@@ -186,12 +187,26 @@ def cmd_dmesg(sh: Shell, argv: list[str]) -> str:
 
 
 def cmd_xenstore(sh: Shell, argv: list[str]) -> str:
-    """xenstore-ls/-read/-write/-list/-rm/-exists over this domain's xenstore connection."""
-    xs = sh.machine.xs_client(sh.domid)
+    """xenstore-ls/-read/-write/-list/-rm/-exists over this domain's xenstore connection.
+
+    In dom0 the tools use xenstored's socket; with ``XENSTORED_PATH=/dev/xen/xenbus`` they go
+    through the kernel and dom0's store ring instead (what libxenstore falls back to when
+    there is no socket), so the ring indices move.
+    """
+    from xenlab.base.sched import Deadlock
+
+    via_kernel = sh.env.get("XENSTORED_PATH") == "/dev/xen/xenbus"
+    try:
+        xs = sh.machine.xs_client(sh.domid, via_kernel=via_kernel)
+    except RuntimeError as e:
+        raise CommandError(f"{argv[0]}: {e}") from e
     try:
         return xenstore_tool(xs, argv)
     except ToolError as e:
         raise CommandError(e.text, e.rc) from e
+    except Deadlock as e:
+        raise CommandError(f"{argv[0]}: no reply on the store ring (no xenstored serves it): the real client "
+                           "blocks in /dev/xen/xenbus in state D until one does") from e
 
 
 def cmd_lsevtchn(sh: Shell, argv: list[str]) -> str:
@@ -276,12 +291,16 @@ def run_command(machine: Machine, domid: int, cmdline: str) -> CommandResult:
         argv = shlex.split(cmdline)
     except ValueError as e:
         return CommandResult(f"sh: syntax error: {e}", 2)
+    env: dict[str, str] = {}
+    while argv and "=" in argv[0] and argv[0].split("=", 1)[0].isidentifier():
+        key, value = argv.pop(0).split("=", 1)
+        env[key] = value
     if not argv:
         return CommandResult("", 0)
     fn = COMMANDS.get(argv[0])
     if fn is None:
         return CommandResult(unknown_command_message(argv[0]), 127)
     try:
-        return CommandResult(fn(Shell(machine, domid), argv), 0)
+        return CommandResult(fn(Shell(machine, domid, env), argv), 0)
     except CommandError as e:
         return CommandResult(e.text, e.rc)

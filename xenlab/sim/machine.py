@@ -165,20 +165,21 @@ class Machine:
         daemons.start_xenconsoled(self)
         self.settle()
 
-    def xs_client(self, domid: int) -> XsClient:
-        """A xenstore client in domain *domid* (dom0: the daemon's socket; a guest: its kernel's xenbus)."""
-        if domid == 0:
-            if self._dom0_xs is None:
-                if self.daemon is None:
-                    raise MachineError("xenstored is not running in dom0 (scenario dom0-early); a real "
-                                       "client would block in /dev/xen/xenbus until it starts")
-                from xenlab.sim.daemons import socket_client
+    def xs_client(self, domid: int, *, via_kernel: bool = False) -> XsClient:
+        """A xenstore client in domain *domid* (dom0: the daemon's socket; a guest, or dom0 with
+        *via_kernel*: the kernel's /dev/xen/xenbus, i.e. the domain's store ring)."""
+        if via_kernel or domid != 0:
+            if domid not in self._guest_xs:
+                self._guest_xs[domid] = boot.kernel_xs_client(self, self.kernel(domid))
+            return self._guest_xs[domid]
+        if self._dom0_xs is None:
+            if self.daemon is None:
+                raise MachineError("xenstored is not running in dom0 (scenario dom0-early); a real "
+                                   "client would block in /dev/xen/xenbus until it starts")
+            from xenlab.sim.daemons import socket_client
 
-                self._dom0_xs = socket_client(self, "xenstore-cli")
-            return self._dom0_xs
-        if domid not in self._guest_xs:
-            self._guest_xs[domid] = boot.kernel_xs_client(self, self.kernel(domid))
-        return self._guest_xs[domid]
+            self._dom0_xs = socket_client(self, "xenstore-cli")
+        return self._dom0_xs
 
     # -- guests -----------------------------------------------------------------------
     def create_domU(self, name: str = "xenlab-domu", vcpus: int = 1, memory_mb: int = 256,

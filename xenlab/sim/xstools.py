@@ -146,26 +146,50 @@ def xenstore_tool(xs: XsClient, argv: list[str]) -> str:
         return "\n".join(do_ls(xs, args[0] if args else "/", flat="f" in flags, show_perms="p" in flags))
     if not args:
         raise ToolError(f"{argv[0]}: Usage: {argv[0]} [-h] key [...]")
+    if tool == "write" and len(args) % 2:
+        raise ToolError(f"Usage: {argv[0]} [-h] [-R] key value [...]")
+    # main(): read and write use a transaction only for several keys; the other modes always
+    # do (ls and watch never); EAGAIN at the end starts the whole thing again.
+    use_tx = len(args) > 1 if tool == "read" else len(args) > 2 if tool == "write" else True
+    for _attempt in range(16):
+        t = xs.transaction_start() if use_tx else 0
+        try:
+            out = _perform(xs, tool, flags, args, t)
+        except ToolError:
+            if t:
+                xs.transaction_end(t, abort=True)
+            raise
+        if not t:
+            return out
+        try:
+            xs.transaction_end(t)
+            return out
+        except XsError as e:
+            if e.name != "EAGAIN":
+                raise ToolError(f"{argv[0]}: couldn't end transaction") from e
+    raise ToolError(f"{argv[0]}: couldn't end transaction")
+
+
+def _perform(xs: XsClient, tool: str, flags: str, args: list[str], t: int) -> str:
+    """perform(): each key of the command line, inside transaction *t* (0: none)."""
     out: list[str] = []
     if tool == "read":
         for key in args:
             try:
-                val = xs.read_bytes(key)
+                val = xs.read_bytes(key, t)
             except XsError as e:
                 raise ToolError("\n".join(out + [f"xenstore-read: couldn't read path {key}"])) from e
             out.append((f"{key}: " if "p" in flags else "") + sanitise_value(val))
     elif tool == "write":
-        if len(args) % 2:
-            raise ToolError(f"Usage: {argv[0]} [-h] [-R] key value [...]")
         for key, value in zip(args[::2], args[1::2], strict=True):
             try:
-                xs.write(key, unsanitise_value(value))
+                xs.write(key, unsanitise_value(value), t)
             except XsError as e:
                 raise ToolError(f"xenstore-write: could not write path {key}") from e
     elif tool == "list":
         for key in args:
             try:
-                names = xs.directory(key)
+                names = xs.directory(key, t)
             except XsError as e:
                 raise ToolError(f"xenstore-list: could not list path {key}") from e
             pref = "" if key == "/" else key
@@ -173,13 +197,13 @@ def xenstore_tool(xs: XsClient, argv: list[str]) -> str:
     elif tool == "rm":
         for key in args:
             try:
-                xs.rm(key)
+                xs.rm(key, t)
             except XsError as e:
                 raise ToolError(f"xenstore-rm: could not remove path {key}") from e
     elif tool == "exists":
         for key in args:
             try:
-                xs.read_bytes(key)
+                xs.read_bytes(key, t)
             except XsError as e:
                 raise ToolError("", rc=1) from e
     else:
