@@ -336,3 +336,28 @@ def test_xb_write_kicks_xenstored_through_the_hypervisor(flavour: str) -> None:
     comms.xb_write(k, b"\x02\0\0\0" + bytes(12))
     assert shared.test_pending(daemon_port)
     k.sched.shutdown()
+
+
+def test_2618_init_again_unbinds_the_old_irq_first() -> None:
+    # xb_init_comms runs again on resume: 2.6.18 unbinds its IRQ and binds afresh.
+    from xenlab.linux.interrupts import show_interrupts
+
+    k, xb, daemon_port = real_dom0("2.6.18")
+    assert comms.xb_init_comms(k) == 0
+    first = xb.xenbus_irq
+    assert comms.xb_init_comms(k) == 0
+    assert xb.xenbus_irq == first  # the lowest free dynamic IRQ again
+    assert [x for x in show_interrupts(k).splitlines() if x.endswith("xenbus")] == [
+        f"{first}:          0     Dynamic-irq  xenbus"]
+    k.sched.shutdown()
+
+
+def test_modern_init_again_only_rebinds() -> None:
+    k, xb, daemon_port = real_dom0("modern")
+    assert comms.xb_init_comms(k) == 0
+    irq = xb.xenbus_irq
+    assert comms.xb_init_comms(k) == 0
+    assert xb.xenbus_irq == irq
+    assert [t.name for t in k.sched.tasks] == ["xenbus"]  # the thread is not started twice
+    assert k.trace[-1].function == "rebind_evtchn_irq"
+    k.sched.shutdown()
