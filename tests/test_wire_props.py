@@ -3,14 +3,30 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xenlab.xenstored import wire
 from xenlab.xenstored.wire import Decoder, Message
 
-EXAMPLES = int(os.environ.get("XENLAB_FUZZ_EXAMPLES", "150"))
+QUICK = 150  # in every `make test`
+LONG = int(os.environ.get("XENLAB_FUZZ_EXAMPLES", "2000"))  # `make fuzz` (-m slow)
+
+
+def quick_and_long(*strategies: Any) -> Any:
+    """Property ``_name`` becomes two tests: ``test_name`` (bounded, make test), ``test_name_long`` (slow)."""
+    def deco(fn: Any) -> Any:
+        name = "test" + fn.__name__
+        fn.__globals__[name] = settings(max_examples=QUICK, deadline=None)(given(*strategies)(fn))
+        long = settings(max_examples=LONG, deadline=None)(given(*strategies)(fn))
+        skip = pytest.mark.skipif("XENLAB_FUZZ_EXAMPLES" not in os.environ, reason="long run: make fuzz")
+        fn.__globals__[name + "_long"] = pytest.mark.slow(skip(long))
+        return fn
+    return deco
+
 
 messages = st.builds(
     Message,
@@ -30,9 +46,8 @@ def _split(data: bytes, cuts: list[int]) -> list[bytes]:
     return pieces
 
 
-@settings(max_examples=EXAMPLES, deadline=None)
-@given(st.lists(messages, max_size=6), st.lists(st.integers(0, 1 << 20), max_size=30))
-def test_any_split_round_trips(msgs: list[Message], cuts: list[int]) -> None:
+@quick_and_long(st.lists(messages, max_size=6), st.lists(st.integers(0, 1 << 20), max_size=30))
+def _any_split_round_trips(msgs: list[Message], cuts: list[int]) -> None:
     stream = wire.encode_all(msgs)
     dec = Decoder()
     got: list[Message] = []
@@ -42,9 +57,8 @@ def test_any_split_round_trips(msgs: list[Message], cuts: list[int]) -> None:
     assert got == msgs
 
 
-@settings(max_examples=EXAMPLES, deadline=None)
-@given(st.binary(max_size=9000), st.lists(st.integers(0, 1 << 14), max_size=10), st.booleans())
-def test_garbage_raises_only_protocol_errors(data: bytes, cuts: list[int], strict: bool) -> None:
+@quick_and_long(st.binary(max_size=9000), st.lists(st.integers(0, 1 << 14), max_size=10), st.booleans())
+def _garbage_raises_only_protocol_errors(data: bytes, cuts: list[int], strict: bool) -> None:
     dec = Decoder(strict_types=strict)
     try:
         for piece in _split(data, cuts):
@@ -64,10 +78,9 @@ PARSERS = [
 ]
 
 
-@settings(max_examples=EXAMPLES, deadline=None)
-@given(st.binary(max_size=64) | st.lists(st.sampled_from([b"1", b"-2", b"r0", b"x", b"\0", b"T", b"/a"]))
-       .map(b"".join))
-def test_payload_parsers_fail_only_with_protocol_errors(payload: bytes) -> None:
+@quick_and_long(st.binary(max_size=64)
+                | st.lists(st.sampled_from([b"1", b"-2", b"r0", b"x", b"\0", b"T", b"/a"])).map(b"".join))
+def _payload_parsers_fail_only_with_protocol_errors(payload: bytes) -> None:
     for parse in PARSERS:
         try:
             parse(payload)
@@ -75,10 +88,9 @@ def test_payload_parsers_fail_only_with_protocol_errors(payload: bytes) -> None:
             pass
 
 
-@settings(max_examples=EXAMPLES, deadline=None)
-@given(st.lists(st.binary(min_size=1, max_size=40).filter(lambda b: b"\0" not in b), max_size=400),
+@quick_and_long(st.lists(st.binary(min_size=1, max_size=40).filter(lambda b: b"\0" not in b), max_size=400),
        st.integers(0, 1 << 40))
-def test_directory_part_pages_are_complete_and_bounded(names: list[bytes], generation: int) -> None:
+def _directory_part_pages_are_complete_and_bounded(names: list[bytes], generation: int) -> None:
     blob = wire.join_strings(*names)
     req = Message(22, 0, 0, b"")
     offset, got = 0, []

@@ -10,7 +10,9 @@ check_store(); what another client committed before is still there.
 from __future__ import annotations
 
 import os
+from typing import Any
 
+import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from test_ring_transport import Guest, RecordingHost
@@ -23,7 +25,21 @@ from xenlab.xenstored.daemon import Daemon
 from xenlab.xenstored.ring import RingServer
 from xenlab.xenstored.wire import Message
 
-EXAMPLES = int(os.environ.get("XENLAB_FUZZ_EXAMPLES", "60"))
+QUICK = 60  # in every `make test`
+LONG = int(os.environ.get("XENLAB_FUZZ_EXAMPLES", "2000"))  # `make fuzz` (-m slow)
+
+
+def quick_and_long(*strategies: Any) -> Any:
+    """Property ``_name`` becomes two tests: ``test_name`` (bounded, make test), ``test_name_long`` (slow)."""
+    def deco(fn: Any) -> Any:
+        name = "test" + fn.__name__
+        fn.__globals__[name] = settings(max_examples=QUICK, deadline=None)(given(*strategies)(fn))
+        long = settings(max_examples=LONG, deadline=None)(given(*strategies)(fn))
+        skip = pytest.mark.skipif("XENLAB_FUZZ_EXAMPLES" not in os.environ, reason="long run: make fuzz")
+        fn.__globals__[name + "_long"] = pytest.mark.slow(skip(long))
+        return fn
+    return deco
+
 
 names = st.sampled_from(["a", "b", "dev", "x-1", "@releaseDomain", "", "a//b", "bad name", "/local/domain/1"])
 paths = st.lists(names, min_size=1, max_size=3).map("/".join) | names
@@ -79,9 +95,8 @@ def drive(server: RingServer, guest: Guest, port: int, host: RecordingHost, data
     return got
 
 
-@settings(max_examples=EXAMPLES, deadline=None)
-@given(streams())
-def test_random_streams_keep_every_invariant(stream: list[bytes]) -> None:
+@quick_and_long(streams())
+def _random_streams_keep_every_invariant(stream: list[bytes]) -> None:
     daemon = Daemon(trace=Trace())
     host = RecordingHost()
     server = RingServer(daemon, host)
