@@ -425,6 +425,12 @@ def unbind_from_irq(kernel: Any, irq: int) -> None:
 
 
 def _with_handler(kernel: Any, irq: int, handler: Any, irqflags: int, devname: str, dev_id: Any) -> int:
+    """request_irq on the bound IRQ; on failure unbind_from_irq, as events_base.c does.
+
+    If the port was already bound (a second, non-shared bind of the same port), that
+    unbind drops the existing IRQ and closes the port under its first user: what 6.1
+    does (the refcnt of a plain port is -1, "not counted").
+    """
     if irq < 0:
         return irq
     rc = irqcore.request_irq(kernel, irq, handler, irqflags, devname, dev_id)
