@@ -128,7 +128,7 @@ class RingConnection:
         changes.append((self.table, field, before, value & _U32))
 
     def readchn(self, want: int) -> int:
-        """Copy up to *want* request bytes out of the ring, advance req_cons, notify; -1 on bad indices."""
+        """readchn() (xenstored_domain.c): up to *want* request bytes out, req_cons on, notify; -1 if bad."""
         fn = RING_CODE[self.server.personality][1]
         cons, prod = self.intf.req_cons, self.intf.req_prod
         if not check_indexes(cons, prod):
@@ -159,7 +159,7 @@ class RingConnection:
         return data
 
     def writechn(self) -> int:
-        """Copy queued output into the response ring, advance rsp_prod, notify; -1 on bad indices."""
+        """writechn() (xenstored_domain.c): copy queued output, rsp_prod on, notify; -1 on bad indices."""
         fn = RING_CODE[self.server.personality][2]
         if not self.out:
             return 0
@@ -201,7 +201,7 @@ class RingConnection:
             self.ignore(XENSTORE_ERROR_PROTO, f"Client tried to feed us {exc.length}")
 
     def ignore(self, err: int, why: str) -> None:
-        """ignore_connection(): set the page's error field, drop watches/transactions/output, stop serving."""
+        """ignore_connection() (xenstored_core.c): set the error field, drop watches/transactions/output."""
         if self.ignored:
             return
         self.ignored = True
@@ -216,7 +216,7 @@ class RingConnection:
         self.server.daemon.close_connection(self.conn)
 
     def reconnect(self) -> None:
-        """The guest set connection=1: empty both rings, forget the session, connection=0, kick (xb.ml)."""
+        """ml_interface_close() (xs_ring_stubs.c) for connection=1: empty rings, forget the session, kick."""
         changes: list[tuple[str, str, Any, Any]] = []
         for field in ("req_cons", "req_prod", "rsp_cons", "rsp_prod"):
             self._set(field, 0, changes)
@@ -234,7 +234,7 @@ class RingConnection:
                      f"transactions dropped; notify port {self.port}", changes)
 
     def poll(self) -> int:
-        """Move whatever can move now: reconnect, requests in, replies out. Returns bytes moved."""
+        """handle_input()/handle_output() (xenstored_core.c) for this ring: bytes moved."""
         if self.ignored:
             return 0
         if (self.server.features & XENSTORE_SERVER_FEATURE_RECONNECTION
@@ -287,7 +287,7 @@ class RingServer:
         return rc
 
     def attach_local(self, remote_port: int, buf: Any) -> RingConnection:
-        """dom0_init(): serve dom0's own ring (xsd_kva page, xsd_port), then kick it once."""
+        """dom0_init() (xenstored_domain.c): serve dom0's own ring (xsd_kva, xsd_port), then kick it once."""
         port = self.host.evtchn_bind_interdomain(0, remote_port)
         rc = self._add(0, port, buf, "dom0_init",
                        f"d0 ring: bound xsd_port {remote_port} as local port {port}; notify")
@@ -295,7 +295,7 @@ class RingServer:
         return rc
 
     def introduce(self, domid: int, mfn: int, remote_port: int) -> int:
-        """do_introduce()'s transport half: map the page, bind the port, new connection; 0 or -errno."""
+        """introduce_domain() (xenstored_domain.c): map the page, bind the port, a connection; 0 or -errno."""
         if domid in self.rings:
             return 0
         try:
@@ -314,7 +314,7 @@ class RingServer:
         return 0
 
     def release(self, domid: int) -> None:
-        """Stop serving *domid*: unbind, unmap, close its connection (domain_cleanup/RELEASE)."""
+        """destroy_domain() (xenstored_domain.c): unbind the port, unmap the page, close the connection."""
         rc = self.rings.pop(domid, None)
         if rc is None:
             return
@@ -324,7 +324,7 @@ class RingServer:
         self.host.evtchn_unbind(rc.port)
         self.host.unmap_store_page(domid)
         if self.trace is not None:
-            self.trace.record("domain_cleanup", f"d{domid}: unbound port {rc.port}, page unmapped",
+            self.trace.record("destroy_domain", f"d{domid}: unbound port {rc.port}, page unmapped",
                               actor=self.actor, source=RING_CODE[self.personality][0],
                               changes=[(rc.table, "port", rc.port, None)])
 
@@ -348,7 +348,7 @@ class RingServer:
         return gone
 
     def service(self) -> int:
-        """One turn of the main loop: take fired ports (writing them back), then move every ring."""
+        """One turn of main() (xenstored_core.c): take fired ports (writing them back), move every ring."""
         fired = self.host.evtchn_pending()
         for port in fired:
             self.host.evtchn_unmask(port)
