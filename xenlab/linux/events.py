@@ -105,6 +105,11 @@ class ModernIrq:
     def flavour(self) -> str:
         return "modern"
 
+    def __repr__(self) -> str:
+        dyn = sorted(i for i in self.core.descs if i >= self.gsi_top)
+        return (f"ModernIrq({self.kernel.name}, dynamic IRQs from {self.gsi_top}: {len(dyn)} allocated"
+                + (f", highest {dyn[-1]})" if dyn else ")"))
+
     @property
     def nr_irqs(self) -> int:
         """nr_irqs as x86 arch_probe_nr_irqs sizes it, grown when descriptors go past it."""

@@ -133,6 +133,12 @@ class Xen2618Irq:
     def flavour(self) -> str:
         return "2.6.18"
 
+    def __repr__(self) -> str:
+        sp = self.space
+        bound = sum(1 for i in range(sp.DYNIRQ_BASE, sp.NR_IRQS) if self.irq_bindcount[i])
+        return (f"Xen2618Irq({self.kernel.name}, {self.variant}, DYNIRQ {sp.DYNIRQ_BASE}..{sp.NR_IRQS - 1}: "
+                f"{bound} bound)")
+
     @property
     def has_caller_port(self) -> bool:
         return self.variant != "RH5-8.el5"
