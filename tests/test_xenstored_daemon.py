@@ -496,3 +496,13 @@ def test_a_new_domain_reusing_a_domid_does_not_inherit_old_permissions(dom0: Cli
     assert dom0.get_perms("/data") == ["n0", "r1"]  # the entry is still there, just ignored
     dom0.set_perms("/data", "n0", "r1")  # written again now: it names the new domain 1
     assert new.read("/data") == b"old guest's"
+
+
+def test_a_trace_handed_over_later_starts_with_the_tree_as_it_stands() -> None:
+    daemon = Daemon()
+    daemon.write("/a", "1")
+    trace = Trace()
+    daemon.trace = trace  # as the Machine does after making the daemon
+    state = trace.state_at(len(trace) - 1)
+    assert state["xenstored/tree"] == {"/": "", "/tool": "", "/tool/xenstored": "", "/a": "1"}
+    assert state["xenstored/perms"]["/a"] == "n0"

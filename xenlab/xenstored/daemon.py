@@ -28,9 +28,9 @@ from xenlab.xenstored import ops
 from xenlab.xenstored import watch as watch_ops
 from xenlab.xenstored.connection import Connection, Domain
 from xenlab.xenstored.paths import SPECIAL_PATHS, get_parent, is_child
-from xenlab.xenstored.perms import XS_PERM_IGNORE, XS_PERM_NONE, XS_PERM_READ, Perms
+from xenlab.xenstored.perms import XS_PERM_IGNORE, XS_PERM_NONE, XS_PERM_READ, Perms, perms_text
 from xenlab.xenstored.quota import Quotas
-from xenlab.xenstored.store import Node, QuotaError, Store, XenstoreError, initial_store
+from xenlab.xenstored.store import Node, QuotaError, Store, XenstoreError, initial_store, value_text
 from xenlab.xenstored.transaction import Transaction
 from xenlab.xenstored.watch import Watch, get_watch_path
 from xenlab.xenstored.wire import Message
@@ -81,7 +81,7 @@ class Daemon:
     def __init__(self, trace: Trace | None = None, quotas: Quotas | None = None, features: int = 0,
                  name: str = "xenstored", on_introduce: Callable[[int, int, int], int] | None = None
                  ) -> None:
-        self.trace = trace if trace is not None else Trace()
+        self._trace = trace if trace is not None else Trace()
         #: which real daemon's visible behaviour to follow: "cxenstored" (default) or "oxenstored"
         self.personality = "oxenstored" if name == "oxenstored" else "cxenstored"
         if quotas is None:
@@ -107,6 +107,23 @@ class Daemon:
         self._events = 0
         self._lab: Connection | None = None
         self.record("setup_structure", "initial tree: " + " ".join(self.store.nodes))
+
+    @property
+    def trace(self) -> Trace:
+        """The trace every request is recorded into."""
+        return self._trace
+
+    @trace.setter
+    def trace(self, trace: Trace) -> None:
+        """Record into *trace* from now on; it first gets the tree as it stands (setup_structure)."""
+        if trace is self._trace:
+            return
+        self._trace = trace
+        self.store.take_changes()
+        for path, node in self.store.nodes.items():
+            self.row("xenstored/tree", path, None, value_text(node.value))
+            self.row("xenstored/perms", path, None, perms_text(node.perms))
+        self.record("setup_structure", "the tree as it stands: " + " ".join(self.store.nodes))
 
     # -- connections -------------------------------------------------------------------
     def new_connection(self, domid: int = 0, label: str = "socket") -> Connection:
