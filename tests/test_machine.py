@@ -109,3 +109,17 @@ def test_unknown_flavour_and_fault_are_clear_errors() -> None:
         Machine(faults=["nope"])
     with pytest.raises(ValueError, match="unknown scenario 'x'; valid scenarios: dom0-early, dom0, domU"):
         build("x")
+
+
+def test_a_2618_guest_connects_too() -> None:
+    """The 2.6.18 flavour: Dynamic-irq IRQs from 256, one event channel per vif, Connected on both ends."""
+    m = build("domU", flavour="2.6.18")
+    try:
+        guest = m.domain(1)
+        assert guest.run("cat /sys/bus/xen/devices/vbd-51712/state") == "Connected"
+        assert guest.run("cat /sys/bus/xen/devices/vif-0/state") == "Connected"
+        irqs = guest.run("cat /proc/interrupts")
+        assert "Dynamic-irq  xenbus" in irqs and irqs.splitlines()[1].lstrip().startswith("256:")
+        assert guest.run("xenstore-read device/vif/0/event-channel").isdigit()
+    finally:
+        m.shutdown()

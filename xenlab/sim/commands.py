@@ -280,6 +280,17 @@ EXAMPLES = ("cat /proc/interrupts", "cat /proc/xen/xsd_port", "ls -l /proc/xen",
             "dmesg", "xsring")
 
 
+def command_name(cmdline: str) -> str:
+    """The program a command line runs (after any VAR=value prefixes); "" if none."""
+    try:
+        argv = shlex.split(cmdline)
+    except ValueError:
+        return ""
+    while argv and "=" in argv[0] and argv[0].split("=", 1)[0].isidentifier():
+        argv.pop(0)
+    return argv[0] if argv else ""
+
+
 def unknown_command_message(name: str) -> str:
     """The one-line error for a command the lab does not have."""
     return f"xenlab: unknown command '{name}'; valid commands: {', '.join(sorted(COMMANDS))}"

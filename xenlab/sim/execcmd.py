@@ -8,10 +8,11 @@ prints, for each command, a line ``$ COMMAND`` and then what the command printed
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
-from xenlab.sim.commands import COMMANDS, EXAMPLES, run_command, unknown_command_message
+from xenlab.sim.commands import COMMANDS, EXAMPLES, command_name, run_command, unknown_command_message
 from xenlab.sim.faults import all_faults, check_fault
 from xenlab.sim.scenarios import SCENARIOS, build, check_scenario
 
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"xenlab exec: {e}", file=sys.stderr)
         return 2
     for cmd in args.commands:
-        name = cmd.split()[0] if cmd.split() else ""
+        name = command_name(cmd)
         if name and name not in COMMANDS:
             print(f"xenlab exec: {unknown_command_message(name).removeprefix('xenlab: ')}", file=sys.stderr)
             return 2
@@ -74,12 +75,16 @@ def run(args: argparse.Namespace) -> int:
                   f"domains: {', '.join(str(d) for d in sorted(m.hv.domains))}", file=sys.stderr)
             return 2
         rc = 0
-        for cmd in args.commands:
-            res = run_command(m, args.domain, cmd)
-            print(f"$ {cmd}")
-            if res.text:
-                print(res.text)
-            rc = rc or res.rc
+        try:
+            for cmd in args.commands:
+                res = run_command(m, args.domain, cmd)
+                print(f"$ {cmd}")
+                if res.text:
+                    print(res.text)
+                rc = rc or res.rc
+            sys.stdout.flush()
+        except BrokenPipeError:  # `xenlab exec ... | head`
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stdout must stay open until exit
         return rc
     finally:
         m.shutdown()

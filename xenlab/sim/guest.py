@@ -130,7 +130,6 @@ def create_domU(m: Machine, *, name: str, vcpus: int, memory_mb: int, disks: int
         ts.hotplug_vif_bridge(domid, nic)
         m.settle()
 
-    m.trace.begin_stage(f"d{domid}: boot")
     boot.boot_kernel(m, kernel, initdomain=False)
     m.settle()
 

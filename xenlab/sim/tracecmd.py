@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -50,7 +51,11 @@ def run(args: argparse.Namespace) -> int:
             i = names.index(args.stage)
             start = tr.stages[i][1]
             stop = tr.stages[i + 1][1] if i + 1 < len(tr.stages) else None
-        print(tr.dump(start, stop, changes=args.changes))
+        try:
+            print(tr.dump(start, stop, changes=args.changes))
+            sys.stdout.flush()
+        except BrokenPipeError:  # `xenlab trace ... | head`
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stdout must stay open until exit
         return 0
     finally:
         m.shutdown()
