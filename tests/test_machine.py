@@ -116,7 +116,7 @@ def test_a_2618_guest_connects_too() -> None:
     m = build("domU", flavour="2.6.18")
     try:
         guest = m.domain(1)
-        assert "state" not in guest.run("ls /sys/bus/xen/devices/vbd-51712").split()  # 2.6.18 has no such file
+        assert "state" not in guest.run("ls /sys/bus/xen/devices/vbd-51712").split()  # not in 2.6.18
         assert guest.run("xenstore-read device/vbd/51712/state") == "4"
         assert guest.run("xenstore-read device/vif/0/state") == "4"
         assert m.dom0.run("xenstore-read /local/domain/0/backend/vif/1/0/state") == "4"
