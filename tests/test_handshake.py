@@ -252,6 +252,10 @@ def test_the_2618_handshake_uses_its_own_keys() -> None:
     assert r(f"{BE}/vbd/1/51712/feature-flush-cache") is None
     assert r(f"{FE}/vif/0/event-channel") is not None and r(f"{FE}/vif/0/event-channel-tx") is None
     assert r(f"{FE}/vif/0/feature-no-csum-offload") == "0"
+    # 2.6.18 ends the partition read's grant (no persistent grants): ref 9 is reused by netfront's
+    # 256 + 256 reservations made at probe, so its rings get 521 and 522
+    assert (r(f"{FE}/vbd/51712/ring-ref"), r(f"{FE}/vif/0/tx-ring-ref"), r(f"{FE}/vif/0/rx-ring-ref")) == (
+        "8", "521", "522")
     assert "state" not in sysfs(pair.domU).listdir("/sys/devices/xen/vbd-51712")
 
 

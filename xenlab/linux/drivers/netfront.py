@@ -84,6 +84,7 @@ class netfront_info:
     queues: list[netfront_queue] = field(default_factory=list)
     split_evtchn: bool = False
     xdp_headroom: bool = False
+    reserved: netfront_queue | None = None  # 2.6.18: the grant reservations made at probe
 
 
 def xennet_interrupt(irq: int, dev_id: Any) -> int:
@@ -99,9 +100,19 @@ def netfront_probe(kernel: Any, dev: Any) -> int:
         kernel.netdevs = netdevs
     name = f"eth{len(netdevs)}"
     netdevs.append(name)
-    dev.drvdata = netfront_info(netdev=name)
+    info = netfront_info(netdev=name)
+    dev.drvdata = info
     kernel.record("netfront_probe", f"{dev.nodename}: net device {name}",
                   SRC_2618 if kernel.flavour == "2.6.18" else SRC)
+    if kernel.flavour == "2.6.18":
+        # create_netdev: a grant for every tx and every rx ring slot, reserved at probe time
+        q = netfront_queue(id=0, name=name)
+        err = xennet_init_queue(kernel, q)
+        if err:
+            kernel.printk("<1>", "#### netfront can't alloc tx grant refs")
+            dev.drvdata = None
+            return err
+        info.reserved = q
     return 0
 
 
@@ -200,6 +211,8 @@ def talk_to_netback(kernel: Any, dev: Any, info: netfront_info) -> int:
                 xenbus_dev_fatal(kernel, dev, err, "writing xdp-headroom")
                 return err
     info.queues = [netfront_queue(id=i, name=f"vif{handle}-q{i}") for i in range(nqueues)]
+    if kernel.flavour == "2.6.18" and info.reserved is not None:
+        info.queues, info.reserved = [info.reserved], None
     if kernel.flavour != "2.6.18":
         for q in info.queues:  # xennet_create_queues
             err = xennet_init_queue(kernel, q)
