@@ -213,3 +213,22 @@ def test_no_irq_descriptor_left_fails_cleanly() -> None:
     before = len(m.hv.domains[0].ports_in_use())
     assert ev.bind_virq_to_irqhandler(k, 5, 0, lambda i, d: 1, 0, "virq5", None) == -12
     assert len(m.hv.domains[0].ports_in_use()) == before  # no port bound for an IRQ we could not get
+
+
+def test_a_builder_masked_vcpu_gets_its_upcalls_once_the_kernel_enables_interrupts() -> None:
+    trace = Trace()
+    hv = Hypervisor(trace=trace, bits=64)
+    hv.domain_create(0, "Domain-0", vcpus=1, privileged=True, initdomain=True)
+    d = hv.domain_create(1, "guest", vcpus=1, upcalls_masked=True)
+    store = hv.evtchn_alloc_unbound(0, 1, 0)
+    assert d.shared_info.vcpu_info[0].evtchn_upcall_mask == 1
+    k = Kernel(hv, 1, flavour="modern", trace=trace)
+    boot_irqs.boot_early_irqs(k)
+    assert d.shared_info.vcpu_info[0].evtchn_upcall_mask == 0
+    got: list[int] = []
+    handler = lambda i, dv: got.append(i) or IRQ_HANDLED  # noqa: E731
+    irq = ev.bind_evtchn_to_irqhandler(k, store, handler, 0, "xenbus", None)
+    remote = hv.evtchn_bind_interdomain(0, 1, store)
+    got.clear()
+    hv.evtchn_send(0, remote)
+    assert got == [irq]

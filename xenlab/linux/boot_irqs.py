@@ -168,6 +168,18 @@ def mcheck_cpu_init(kernel: Any, cpu: int) -> None:
     stats[cpu] += 1
 
 
+def xen_irq_enable(kernel: Any, cpu: int) -> None:
+    """local_irq_enable on a Xen PV vcpu (xen_irq_enable): clear evtchn_upcall_mask; deliver what waits."""
+    vcpu = kernel.hv.domains[kernel.domid].shared_info.vcpu_info[cpu]
+    if vcpu.evtchn_upcall_mask:
+        vcpu.evtchn_upcall_mask = 0
+        kernel.record("xen_irq_enable", f"vcpu {cpu}: evtchn_upcall_mask cleared (interrupts on)",
+                      "arch/x86/xen/irq.c")
+        if vcpu.evtchn_upcall_pending:  # xen_force_evtchn_callback
+            upcall = ev.xen_evtchn_do_upcall if kernel.flavour == "modern" else l18.evtchn_do_upcall
+            upcall(kernel, cpu)
+
+
 def xen_setup_cpu_irqs(kernel: Any, cpu: int) -> int:
     """Everything one vcpu binds, in its kernel's order (see the module docstring)."""
     kernel.record("xen_setup_cpu_irqs", f"cpu{cpu}: timer VIRQ and IPIs", SRC_SMP)
@@ -192,10 +204,11 @@ def xen_setup_cpu_irqs(kernel: Any, cpu: int) -> int:
 
 
 def boot_early_irqs(kernel: Any, **kw: Any) -> None:
-    """What happens before the initcalls: xen_init_IRQ, then every vcpu's IRQs (cpu0 first)."""
+    """Before the initcalls: xen_init_IRQ, then each vcpu's IRQs (cpu0 first), interrupts enabled on it."""
     xen_init_IRQ(kernel, **kw)
     for cpu in range(kernel.irq.nr_cpus):
         xen_setup_cpu_irqs(kernel, cpu)
+        xen_irq_enable(kernel, cpu)
 
 
 def pci_xen_initial_domain(kernel: Any) -> None:
