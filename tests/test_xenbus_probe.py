@@ -152,3 +152,20 @@ def test_device_register_of_the_backend_root_fails() -> None:
     assert xenbus_probe_init(k) == 0
     assert messages(k) == ["XENBUS: Error registering backend device: -12"]
     assert sysfs(k).listdir("/sys/bus") == ["xen"]
+
+
+def test_pv_on_hvm_takes_the_store_from_hvm_params() -> None:
+    from xenlab.abi.start_info import HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN
+
+    hv = FakeHV()
+    d = hv.domain_create(2)
+    d.hvm = True
+    page = hv.memory.alloc_page(2)
+    d.hvm_params[HVM_PARAM_STORE_PFN] = d.mfn_to_pfn(page.mfn)
+    d.hvm_params[HVM_PARAM_STORE_EVTCHN] = 3
+    k = Kernel(hv, 2, flavour="2.6.18", sched=Scheduler(), trace=Trace())  # type: ignore[arg-type]
+    DirectXs().attach(k)
+    assert xenbus_probe_init(k) == 0
+    assert (k.xb.xen_store_mfn, k.xb.xen_store_evtchn, k.xb.xenstored_ready) == (page.mfn, 3, 1)
+    assert any(s.function == "ioremap" for s in k.trace)
+    assert xenbus_probe_ran(k)
