@@ -74,7 +74,7 @@ def unmask_evtchn(kernel: Any, port: int) -> None:
     )
     if refire:
         sb.vcpu(cpu).evtchn_upcall_pending = 1
-        if not st.in_upcall:
+        if not st.in_upcall and not sb.vcpu(cpu).evtchn_upcall_mask:  # events on: the callback comes now
             evtchn_do_upcall(kernel, cpu)
 
 
