@@ -114,3 +114,11 @@ def test_switch_state_skips_unchanged_and_vanished_nodes() -> None:
     assert xenbus_strstate(k, 7) == "INVALID"  # 2.6.18 names states 0-6 only
     k2, _ = domU("modern", {})
     assert xenbus_strstate(k2, 7) == "Reconfiguring"
+
+
+def test_uevent_files_carry_what_udev_and_the_hotplug_scripts_get() -> None:
+    k, _ = domU("modern", {f"{DEV}/vif/0/state": "1"})
+    assert sysfs(k).read("/sys/bus/xen/devices/vif-0/uevent") == "MODALIAS=xen:vif\n"
+    k2, _ = domU("2.6.18", {f"{DEV}/vif/0/state": "1"})
+    assert sysfs(k2).read("/sys/bus/xen/devices/vif-0/uevent") == (
+        "XENBUS_TYPE=vif\nXENBUS_PATH=device/vif/0\nMODALIAS=xen:vif\n")

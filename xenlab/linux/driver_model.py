@@ -82,6 +82,8 @@ class bus_type:
     remove: Callable[[device], Any] | None = None
     # attribute files every device on this bus gets (bus->dev_groups): name -> show(dev)
     dev_attrs: dict[str, Callable[[Any], str]] = field(default_factory=dict)
+    # bus->uevent: the KEY=value lines the bus adds to a device's uevent file
+    uevent: Callable[[Any], list[str]] | None = None
     devices: list[device] = field(default_factory=list)
     drivers: list[device_driver] = field(default_factory=list)
     registered: bool = False

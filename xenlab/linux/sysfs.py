@@ -64,6 +64,8 @@ def _uevent(dev: device) -> str:
     lines = []
     if dev.driver is not None:
         lines.append(f"DRIVER={dev.driver.name}")
+    if dev.bus is not None and dev.bus.uevent is not None:
+        lines += dev.bus.uevent(dev)
     return "".join(line + "\n" for line in lines)
 
 

@@ -65,6 +65,12 @@ def frontend_changed(kernel: Any, dev: Any, path: str, token: str = "") -> None:
     xenbus_otherend_changed(kernel, dev, path)
 
 
+def xenbus_uevent_backend(dev: Any) -> list[str]:
+    """xenbus_uevent_backend: MODALIAS, then what /sbin/hotplug wants: type, path, base path."""
+    return [f"MODALIAS=xen-backend:{dev.devicetype}", f"XENBUS_TYPE={dev.devicetype}",
+            f"XENBUS_PATH={dev.nodename}", "XENBUS_BASE_PATH=backend"]
+
+
 def frontend_will_handle(watch: Any, path: str, token: str) -> bool:
     """frontend_will_handle: queue a frontend-state event only if none is already pending (modern)."""
     return watch.nr_pending == 0
@@ -84,6 +90,7 @@ def xenbus_backend(kernel: Any) -> xen_bus_type:
         st.backend = make_bus(kernel, "xen-backend", "backend", 3, backend_bus_id, xenbus_probe_backend,
                               frontend_changed)
         st.backend.otherend_will_handle = frontend_will_handle
+        st.backend.bus.uevent = xenbus_uevent_backend
     return st.backend
 
 

@@ -59,6 +59,14 @@ def xenbus_probe_frontend(kernel: Any, xbus: xen_bus_type, type: str, name: str)
     return xenbus_probe_node(kernel, xbus, type, nodename)
 
 
+def xenbus_uevent_frontend(kernel: Any, dev: Any) -> list[str]:
+    """xenbus_uevent_frontend: MODALIAS=xen:<type> (2.6.18 also XENBUS_TYPE and XENBUS_PATH first)."""
+    if kernel.flavour == "2.6.18":
+        return [f"XENBUS_TYPE={dev.devicetype}", f"XENBUS_PATH={dev.nodename}",
+                f"MODALIAS=xen:{dev.devicetype}"]
+    return [f"MODALIAS=xen:{dev.devicetype}"]
+
+
 def backend_changed(kernel: Any, dev: Any, path: str, token: str = "") -> None:
     """backend_changed: the backend's state node fired for a frontend device."""
     xenbus_otherend_changed(kernel, dev, path)
@@ -77,6 +85,7 @@ def xenbus_frontend(kernel: Any) -> xen_bus_type:
     if st.frontend is None:
         st.frontend = make_bus(kernel, "xen", "device", 2, frontend_bus_id, xenbus_probe_frontend,
                                backend_changed)
+        st.frontend.bus.uevent = lambda dev: xenbus_uevent_frontend(kernel, dev)
     return st.frontend
 
 
