@@ -506,3 +506,14 @@ def test_a_trace_handed_over_later_starts_with_the_tree_as_it_stands() -> None:
     state = trace.state_at(len(trace) - 1)
     assert state["xenstored/tree"] == {"/": "", "/tool": "", "/tool/xenstored": "", "/a": "1"}
     assert state["xenstored/perms"]["/a"] == "n0"
+
+
+def test_control_quota_of_a_domain(dom0: Client) -> None:
+    guest = introduce(dom0, 1)
+    guest.watch("/w", "t")
+    assert dom0.call(T.XS_CONTROL, "quota", "1").decode() == (
+        "Domain 1:\nnodes                   0\nwatches                 1\n"
+        "transactions            0\noutstanding             0\n\0")
+    assert dom0.call(T.XS_CONTROL, "quota", "set", "watches", "5") == b"OK\0"
+    assert dom0.daemon.quotas.watches == 5
+    assert dom0.error(T.XS_CONTROL, "quota", "9") == "ENOENT"

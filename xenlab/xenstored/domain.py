@@ -205,8 +205,9 @@ _QUOTA_ROWS = (
     ("path-max", "path_max", "Max. length of a node path"),
     ("permissions", "perms", "Max. number of permissions per node"),
 )
-CONTROL_CMDS = (("check", ""), ("help", ""), ("log", "on|off"), ("print", "<string>"),
-                ("quota", "[set <name> <val>|<domid>]"))
+#: the lab's commands, in the order and with the parameter text of 4.17's cmds[] table
+CONTROL_CMDS = (("check", ""), ("log", "on|off"), ("print", "<string>"),
+                ("quota", "[set <name> <val>|<domid>]"), ("help", ""))
 
 
 def do_control(daemon: Daemon, conn: Connection, req: Message, tx: Transaction | None) -> None:
@@ -218,7 +219,7 @@ def do_control(daemon: Daemon, conn: Connection, req: Message, tx: Transaction |
     if cmd == "check":
         daemon.log.extend(daemon.store.check())
         daemon.send_ack(conn, req)
-    elif cmd == "help":
+    elif cmd == "help" and not args:
         text = "".join(f"{c:<15} {p}\n" for c, p in CONTROL_CMDS)
         daemon.send_reply(conn, req, text.encode() + b"\0")
     elif cmd == "print" and args:
@@ -255,5 +256,5 @@ def control_quota(daemon: Daemon, args: list[str]) -> str:
         rows = [("nodes", daemon.store.entries_of(domid)), ("watches", len(c.watches) if c else 0),
                 ("transactions", c.transaction_started if c else 0),
                 ("outstanding", c.outstanding if c else 0)]
-        return f"Domain {domid}:\n" + "".join(f"{n:<17}: {v:8d}\n" for n, v in rows)
+        return f"Domain {domid}:\n" + "".join(f"{n:<16} {v:8d}\n" for n, v in rows)
     raise XenstoreError(EINVAL, "quota arguments")
