@@ -277,3 +277,17 @@ def test_with_two_vcpus_each_side_negotiates_two_queues() -> None:
     names = [n for _, n in pair.dom0.irq_ops.irqs.values()]
     assert names == ["blkif-backend", "blkif-backend", "vif1.0-q0-tx", "vif1.0-q0-rx", "vif1.0-q1-tx",
                      "vif1.0-q1-rx"]
+
+
+def test_a_backend_left_online_goes_back_to_initwait_when_the_frontend_reinitialises() -> None:
+    pair = make_pair("modern")
+    load_frontends(pair)
+    pair.xs.tool_write(f"{BE}/vif/1/0/state", "5")  # the backend side asks the frontend to close
+    pair.settle()
+    assert pair.read(f"{FE}/vif/0/state") == "6"
+    assert pair.read(f"{BE}/vif/1/0/state") == "6"  # online is still 1: the device stays
+    assert "vif-1-0" in sysfs(pair.dom0).listdir("/sys/bus/xen-backend/devices")
+    pair.xs.tool_write(f"{FE}/vif/0/state", "1")  # a new frontend instance starts over
+    pair.settle()
+    assert pair.read(f"{BE}/vif/1/0/state") == "2"
+    assert "xen_netback: backend/vif/1/0: prepare for reconnect" in pair.dom0.dmesg()
