@@ -313,3 +313,13 @@ def test_a_filtered_stepper_walks_only_the_chosen_steps_but_shows_the_whole_stat
     assert "step 4 is after the last step shown here (3)" in s.message
     assert Stepper(t, [], only=lambda st: False).text().startswith("! no step matches the filter")
     assert Stepper(t, [], steps=range(2, 4)).shown == [2, 3]
+
+
+def test_irq_view_of_a_kernel_takes_its_irq_windows():
+    from types import SimpleNamespace
+
+    space = SimpleNamespace(PIRQ_BASE=0, NR_PIRQS=256, DYNIRQ_BASE=256, NR_DYNIRQS=3)
+    old = SimpleNamespace(name="dom0", irq=SimpleNamespace(space=space))
+    assert "DYNIRQ 256..258: 2 of 3 in use" in IrqView.of(old).text_at(bind_trace(), 2)
+    modern = SimpleNamespace(name="dom0", irq=SimpleNamespace())
+    assert "allocated dynamically" in IrqView.of(modern).text_at(bind_trace(), 2)

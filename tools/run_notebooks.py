@@ -70,6 +70,21 @@ def _normalize_output(out: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return out
 
 
+def _merge_streams(outputs: list[nbformat.NotebookNode]) -> list[nbformat.NotebookNode]:
+    """Join consecutive stdout (or stderr) chunks: how a print is split into messages is timing."""
+    merged: list[nbformat.NotebookNode] = []
+    for out in outputs:
+        prev = merged[-1] if merged else None
+        if (prev is not None and out.get("output_type") == "stream" and prev.get("output_type") == "stream"
+                and prev.get("name") == out.get("name")):
+            prev["text"] = "".join(prev["text"]) + "".join(out["text"])
+        else:
+            if out.get("output_type") == "stream":
+                out["text"] = "".join(out["text"])
+            merged.append(out)
+    return merged
+
+
 def normalize(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """Strip everything that varies between runs: timings, versions, ids, widget model ids."""
     nb["metadata"] = {"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}}
@@ -81,7 +96,7 @@ def normalize(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         cell["metadata"] = meta
         if cell["cell_type"] != "code":
             continue
-        outputs = [_normalize_output(o) for o in cell.get("outputs", [])]
+        outputs = _merge_streams([_normalize_output(o) for o in cell.get("outputs", [])])
         # A widget displayed with no text/plain fallback would leave an empty bundle.
         cell["outputs"] = [o for o in outputs if o.get("output_type") == "stream" or o.get("data", True)]
         if cell["source"].strip():

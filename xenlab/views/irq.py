@@ -58,6 +58,17 @@ class IrqView(TablePanel):
         self.title = f"IRQs and event channels ({kernel})"
         self._more: dict[str, int] = {}
 
+    @classmethod
+    def of(cls, kernel: Any, **kw: Any) -> IrqView:
+        """The view of *kernel*'s IRQs; a 2.6.18 kernel's IRQ layer gives the PIRQ/DYNIRQ windows."""
+        space = getattr(getattr(kernel, "irq", None), "space", None)
+        ranges = None
+        if space is not None:
+            ranges = {"PIRQ": (space.PIRQ_BASE, space.NR_PIRQS),
+                      "DYNIRQ": (space.DYNIRQ_BASE, space.NR_DYNIRQS)}
+        kw.setdefault("ranges", ranges)
+        return cls(kernel.name, **kw)
+
     # -- data -----------------------------------------------------------------------------------
     def irq_tables(self, ctx: Context) -> list[str]:
         """The kernel's IRQ-keyed tables (``<kernel>/irq...``)."""

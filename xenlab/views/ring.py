@@ -282,10 +282,15 @@ class RingView(TablePanel):
         for ring in ("req", "rsp"):
             r = d[ring]
             out.append(f"<b>{ring}</b> &middot; {r['inflight']} bytes in flight{self._bar(ring, r)}")
-            rows = [[s.slots(), f"{s.start:#x}", s.kind, s.label] for s in r["segs"]]
+            segs = r["segs"]
+            heads = [i for i, s in enumerate(segs) if s.kind != "payload"]
+            if len(heads) > self.limit:
+                out.append(f"<div class='xl-muted'>... {len(heads) - self.limit} earlier messages</div>")
+                segs = segs[heads[-self.limit]:]
+            rows = [[s.slots(), f"{s.start:#x}", s.kind, s.label] for s in segs]
             if rows:
                 out.append(table(["slots", "free-running idx", "part", "contents"], rows,
-                                 ["xl-new" if s.kind == "header" else "" for s in r["segs"]]))
+                                 ["xl-new" if s.kind == "header" else "" for s in segs]))
         return "".join(out)
 
     def __repr__(self) -> str:

@@ -100,6 +100,7 @@ def _stage_menu(trace: Trace, shown: list[int]) -> list[tuple[str, int]]:
 class Stepper:
     """Step through *trace* with *panels*; ``go``/``next``/``prev``/``jump`` or the widgets.
 
+    ``start`` is a step number, a stage name, or -1 for the last step shown.
     ``only`` (a predicate on Step) and ``steps`` (a range of step numbers) narrow what the
     slider walks through, e.g. only the ring functions of a chatty trace; the state shown
     is still the whole machine's after that step.
@@ -124,6 +125,8 @@ class Stepper:
         self._syncing = False
         if isinstance(start, str):
             self.jump(start)
+        elif start == -1 and self.shown:
+            self._go_pos(len(self.shown) - 1)
         elif start:
             self.go(start)
 
