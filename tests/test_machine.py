@@ -69,16 +69,19 @@ def test_devices_follow_the_config(two_disks_two_vifs: Machine) -> None:
 
 
 def test_guest_ports_follow_the_devices(two_disks_two_vifs: Machine) -> None:
-    """Store 1, console 2, then per-vcpu VIRQ/IPIs, then one port per vbd and, per vif, a tx and
-    an rx port for each queue (queues = min(backend's multi-queue-max-queues = dom0 vcpus, guest vcpus))."""
+    """Store 1, console 2, then per-vcpu VIRQ/IPIs, then per vbd one port per queue and per vif a
+    tx and an rx port per queue (queues = min(the backend's multi-queue-max-queues, which follows
+    dom0's vcpus, and the guest's vcpus))."""
     m = two_disks_two_vifs
     lines = m.dom0.run("lsevtchn 1").splitlines()
     assert lines[0].startswith("   1: VCPU 0: Interdomain (Connected) - Remote Domain 0")
     assert lines[1].startswith("   2: VCPU 0: Interdomain (Connected) - Remote Domain 0")
     queues = int(m.dom0.run("xenstore-read /local/domain/1/device/vif/0/multi-queue-num-queues"))
     assert queues == min(m.dom0_vcpus, m.vcpus(1)) == 2
+    vbd_queues = int(m.dom0.run("xenstore-read /local/domain/1/device/vbd/51712/multi-queue-num-queues"))
+    assert vbd_queues == 2
     interdomain = [ln for ln in lines if "Interdomain" in ln]
-    assert len(interdomain) == 2 + 2 + 2 * (2 * queues)
+    assert len(interdomain) == 2 + 2 * vbd_queues + 2 * (2 * queues)
 
 
 def test_dom0_vcpus_move_every_later_irq_and_port() -> None:
