@@ -257,6 +257,9 @@ def test_the_2618_handshake_uses_its_own_keys() -> None:
     assert (r(f"{FE}/vbd/51712/ring-ref"), r(f"{FE}/vif/0/tx-ring-ref"), r(f"{FE}/vif/0/rx-ring-ref")) == (
         "8", "521", "522")
     assert "state" not in sysfs(pair.domU).listdir("/sys/devices/xen/vbd-51712")
+    port = r(f"{FE}/vbd/51712/event-channel")
+    assert f"blkback: ring-ref 8, event-channel {port}, protocol 1 (x86_64-abi)" in pair.dom0.dmesg()
+    assert "xenbus" not in pair.domU.dmesg()  # 2.6.18 builds its pr_debug lines out
 
 
 

@@ -219,6 +219,10 @@ def read_per_ring_refs(kernel: Any, be: backend_info, path: str) -> int:
         xenbus_dev_fatal(kernel, dev, vals, f"reading {path}/ring-ref")
         return vals
     evtchn, ring_ref = int(vals[0]), int(vals[1])
+    if kernel.flavour == "2.6.18":
+        proto = {v: k for k, v in BLKIF_PROTOCOLS.items()}.get(be.protocol, "x86_64-abi")
+        kernel.printk(KERN_INFO, f"blkback: ring-ref {ring_ref}, event-channel {evtchn}, protocol "
+                      f"{be.protocol} ({proto})")
     err = xenbus_map_ring_valloc(kernel, dev, [ring_ref])
     if err:
         return err
@@ -300,7 +304,8 @@ def frontend_changed(kernel: Any, dev: Any, frontend_state: int) -> None:
         return
     if frontend_state == XenbusStateInitialising:
         if dev.state == XenbusStateClosed:
-            kernel.printk(KERN_INFO, f"xen-blkback: {dev.nodename}: prepare for reconnect")
+            prefix = "frontend_changed: " if kernel.flavour == "2.6.18" else "xen-blkback: "
+            kernel.printk(KERN_INFO, f"{prefix}{dev.nodename}: prepare for reconnect")
             xenbus_switch_state(kernel, dev, XenbusStateInitWait)
     elif frontend_state in (XenbusStateInitialised, XenbusStateConnected):
         if dev.state == XenbusStateConnected:
@@ -311,6 +316,8 @@ def frontend_changed(kernel: Any, dev: Any, frontend_state: int) -> None:
             return
         xen_update_blkif_status(kernel, be)
     elif frontend_state == XenbusStateClosing:
+        if kernel.flavour == "2.6.18":
+            xen_blkif_disconnect(kernel, be)
         xenbus_switch_state(kernel, dev, XenbusStateClosing)
     elif frontend_state in (XenbusStateClosed, XenbusStateUnknown):
         if frontend_state == XenbusStateClosed:
