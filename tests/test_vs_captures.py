@@ -300,3 +300,26 @@ def test_tools_through_dev_xen_xenbus_move_dom0s_ring_like_the_real_one() -> Non
         assert outputs[4].splitlines() == ['/xenlab/b = "hello-ring"', '/xenlab/sock-a = "hello"']
     finally:
         m.shutdown()
+
+
+# -- the guest's kernel log -------------------------------------------------------------------------
+def log_text(lines: list[str]) -> list[str]:
+    """dmesg lines without their timestamps."""
+    return [re.sub(r"^\[\s*\d+\.\d+\] ", "", ln) for ln in lines if ln.startswith("[")]
+
+
+def test_guest_xenbus_boot_messages(domu: Machine) -> None:
+    """domU-01: what the guest's xenbus prints while it boots, before its frontends are loaded."""
+    real = [ln for ln in log_text(capture("domU", "domU-01")) if ln.startswith("xenbus")]
+    lab = log_text(domu.domain(1).run("dmesg").splitlines())
+    assert lab[: len(real)] == real
+
+
+def test_guest_frontend_handshake_messages(domu: Machine) -> None:
+    """domU-04: insmod of blkfront and netfront, up to the vif's Connected, message for message."""
+    real = log_text(capture("domU", "domU-04"))
+    end = next(i for i, ln in enumerate(real) if ln.startswith("vif vif-0: xenbus: state is 4"))
+    real = real[: end + 1]
+    lab = log_text(domu.domain(1).run("dmesg").splitlines())
+    start = lab.index(real[0])
+    assert lab[start: start + len(real)] == real
