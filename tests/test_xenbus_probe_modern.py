@@ -239,3 +239,15 @@ def test_dom0_backends_print_what_the_real_dom0_printed() -> None:
     ours = [line.text for line in pair.dom0.log if line.text.startswith(keep)]
     first = next(i for i, line in enumerate(ours) if line.startswith("vbd vbd-1-51712: xenbus: state is 3"))
     assert ours[first:] == real[start:]
+
+
+@pytest.mark.parametrize(("fault", "err"), [("get_zeroed_page", -ENOMEM), ("alloc_unbound_enosys", -38)])
+def test_modern_dom0_store_setup_failures_leave_xenbus_unknown(fault: str, err: int) -> None:
+    k, _ = dom0((fault,))
+    assert xenbus_init(k) == err
+    assert k.xb.xen_store_domain_type == XS_UNKNOWN and k.xb.xen_store_evtchn == 0
+    assert [line.text for line in k.log] == []  # xenstored_local_init fails silently
+    assert xenbus_probe_backend_init(k) == 0 and xenbus_probe_frontend_init(k) == 0  # buses still come
+    assert xenbus_probe_initcall(k) == 0
+    assert [t.name for t in k.sched.tasks] == []  # neither xenwatch nor xenbus_probe
+    assert fault != "alloc_unbound_enosys" or len(k.free_pages) == 1
