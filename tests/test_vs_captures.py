@@ -323,3 +323,12 @@ def test_guest_frontend_handshake_messages(domu: Machine) -> None:
     lab = log_text(domu.domain(1).run("dmesg").splitlines())
     start = lab.index(real[0])
     assert lab[start: start + len(real)] == real
+
+
+def test_dom0_probe_runs_when_xenstored_first_kicks(dom0: Machine, early: Machine) -> None:
+    """Captures 01/13: dom0's xenbus lines before xenstored, then the deferred probe's."""
+    def xenbus_lines(lines: list[str]) -> list[str]:
+        return [ln for ln in log_text(lines) if ln.startswith("xenbus")]
+
+    assert xenbus_lines(early.dom0.run("dmesg").splitlines()) == xenbus_lines(capture("oxenstored", "01-"))
+    assert xenbus_lines(dom0.dom0.run("dmesg").splitlines()) == xenbus_lines(capture("oxenstored", "13-"))
