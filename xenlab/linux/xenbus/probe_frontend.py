@@ -51,7 +51,8 @@ def frontend_bus_id(kernel: Any, nodename: str) -> str | int:
 def xenbus_probe_frontend(kernel: Any, xbus: xen_bus_type, type: str, name: str) -> int:
     """xenbus_probe_frontend: probe the node device/<type>/<name> (modern skips console/0)."""
     if kernel.flavour != "2.6.18" and type.startswith("console") and name.startswith("0"):
-        xenbus_dbg(kernel, "xenbus_probe_frontend: (xenbus_probe_frontend:64) "
+        # line 61: eight lines above the captured ":69" DPRINTK in the 6.1 source (inferred)
+        xenbus_dbg(kernel, "xenbus_probe_frontend: (xenbus_probe_frontend:61) "
                    "Ignoring buggy device entry console/0")
         return 0
     nodename = f"{xbus.root}/{type}/{name}"
