@@ -134,14 +134,18 @@ def test_a_read_request_round_trip_with_exact_indices(setup: Any) -> None:
     host.notified.clear()
     server.service()
     assert (g.intf.req_cons, g.intf.req_prod) == (22, 22)
-    # An empty value: a bare 16-byte header, written with one writechn.
+    # An empty value: the reply is a bare 16-byte header.
     assert g.intf.rsp_prod == 16
     assert g.take() == [Message(xsw.XS_READ, 1, 0, b"")]
-    # readchn for the header, readchn for the payload, writechn for the reply: a kick each.
-    assert host.notified == [rc.port] * 3
+    # readchn for the header, readchn for the payload, writechn for the reply's header and
+    # writechn for its (empty) payload: C xenstored kicks after each, even after 0 bytes.
+    assert host.notified == [rc.port] * 4
     reads = [s for s in trace if s.function == "readchn"]
     assert [c.after for s in reads for c in s.changes] == [16, 22]
     assert reads[0].changes[0].table == "xenstored/ring/d0"
+    writes = [s for s in trace if s.function == "writechn"]
+    assert [s.summary.split(":")[1].split(",")[0].strip() for s in writes] == ["16 bytes to rsp[0]",
+                                                                               "0 bytes to rsp[16]"]
 
 
 def test_cxenstored_writes_header_and_payload_separately(setup: Any) -> None:
@@ -376,3 +380,18 @@ def test_hypervisor_host_serves_a_guest_through_real_event_channels() -> None:
         # loop (an event that arrived while it was masked): no kick is ever lost.
         assert not hv.domains[0].shared_info.test_mask(local) or host.fired == [local]
     assert server.service() == 0  # nothing fired, nothing to move
+
+
+def test_a_header_split_by_the_ring_end_takes_two_reads(setup: Any) -> None:
+    daemon, host, server, trace = setup
+    page = bytearray(PAGE_SIZE)
+    g = Guest(page)
+    for f in ("req_cons", "req_prod", "rsp_cons", "rsp_prod"):
+        setattr(g.intf, f, 1016)  # 8 bytes before the end of both rings
+    server.attach_local(3, page)
+    g.send(xsw.XS_READ, b"/tool\0")
+    server.service()
+    # get_input_chunk only offers the contiguous part: 8 header bytes, the other 8, the payload.
+    reads = [s.summary.split(":")[1].split(",")[0].strip() for s in trace if s.function == "readchn"]
+    assert reads == ["8 bytes from req[1016]", "8 bytes from req[0]", "6 bytes from req[8]"]
+    assert g.take() == [Message(xsw.XS_READ, 1, 0, b"")]

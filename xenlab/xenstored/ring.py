@@ -91,34 +91,45 @@ class RingConnection:
         msgs = list(conn.take_output())
         if self.ignored:
             return
-        split = RING_CODE[self.server.personality][3]
         for msg in msgs:
             data = wire.encode(msg)
             counted = msg.type != XS_WATCH_EVENT
             self.replies_queued += counted
-            if split and msg.len:
-                self.out.append([bytearray(data[:XSD_SOCKMSG_SIZE]), False])
-                self.out.append([bytearray(data[XSD_SOCKMSG_SIZE:]), counted])
+            if self.cxs:  # write_messages(): the header, then the payload (even an empty one)
+                self.out.append([bytearray(data[:XSD_SOCKMSG_SIZE]), True, False])
+                self.out.append([bytearray(data[XSD_SOCKMSG_SIZE:]), False, counted])
             else:
-                self.out.append([bytearray(data), counted])
+                self.out.append([bytearray(data), False, counted])
+
+    @property
+    def cxs(self) -> bool:
+        """True when modelling C xenstored's ring code (else oxenstored's)."""
+        return self.server.personality == "cxenstored"
 
     @property
     def queued(self) -> int:
         """Reply bytes waiting for room in the response ring."""
-        return sum(len(seg) for seg, _ in self.out)
+        return sum(len(seg[0]) for seg in self.out)
 
-    def can_read(self) -> bool:
-        """domain_can_read(): not while a guest has quota-many replies it has not taken off the ring."""
+    def conn_can_read(self) -> bool:
+        """conn_can_read(): requests waiting, and the guest not over its outstanding-replies quota."""
+        if self.ignored or self.intf.req_cons == self.intf.req_prod:
+            return False
         if self.conn.privileged:
             return True
         quotas = getattr(self.server.daemon, "quotas", None)
         return quotas is None or self.replies_queued < quotas.outstanding
 
+    def conn_can_write(self) -> bool:
+        """conn_can_write(): output queued and the response ring not full (domain_can_write)."""
+        return (not self.ignored and bool(self.out)
+                and ((self.intf.rsp_prod - self.intf.rsp_cons) & _U32) != XENSTORE_RING_SIZE)
+
     # The ring ---------------------------------------------------------------------------
 
     def _record(self, function: str, summary: str, changes: list[tuple[str, str, Any, Any]]) -> None:
         trace = self.server.trace
-        if trace is not None:
+        if trace is not None and trace.enabled:
             trace.record(function, summary, actor=self.server.actor,
                          source=RING_CODE[self.server.personality][0], changes=changes)
 
@@ -127,28 +138,28 @@ class RingConnection:
         setattr(self.intf, field, value & _U32)
         changes.append((self.table, field, before, value & _U32))
 
-    def readchn(self, want: int) -> int:
-        """readchn() (xenstored_domain.c): up to *want* request bytes out, req_cons on, notify; -1 if bad."""
+    def readchn(self, want: int) -> bytes | None:
+        """readchn() (xenstored_domain.c): up to *want* request bytes, req_cons on, notify; None if bad."""
         fn = RING_CODE[self.server.personality][1]
         cons, prod = self.intf.req_cons, self.intf.req_prod
         if not check_indexes(cons, prod):
             self.ignore(XENSTORE_ERROR_RINGIDX, f"{fn}: req_cons={cons:#x} req_prod={prod:#x}: "
                         f"{(prod - cons) & _U32} bytes in flight > {XENSTORE_RING_SIZE}")
-            return -1
+            return None
         avail = (prod - cons) & _U32
-        if self.server.personality == "cxenstored":  # get_input_chunk: contiguous part only
+        if self.cxs:  # get_input_chunk: the contiguous part only
             avail = min(avail, XENSTORE_RING_SIZE - MASK_XENSTORE_IDX(cons))
         n = min(avail, want)
-        if n == 0:
-            return 0
+        if n == 0 and not self.cxs:
+            return b""
         data = self._copy_out(cons, n)
         changes: list[tuple[str, str, Any, Any]] = []
-        self._set("req_cons", cons + n, changes)
-        self.server.host.evtchn_notify(self.port)
+        if n:
+            self._set("req_cons", cons + n, changes)
+        self.server.host.evtchn_notify(self.port)  # readchn kicks even after copying 0 bytes
         self._record(fn, f"d{self.domid}: {n} bytes from req[{MASK_XENSTORE_IDX(cons)}], "
                      f"req_cons {cons:#x} -> {(cons + n) & _U32:#x}; notify port {self.port}", changes)
-        self._feed(data)
-        return n
+        return data
 
     def _copy_out(self, cons: int, n: int) -> bytes:
         start = MASK_XENSTORE_IDX(cons)
@@ -159,7 +170,7 @@ class RingConnection:
         return data
 
     def writechn(self) -> int:
-        """writechn() (xenstored_domain.c): copy queued output, rsp_prod on, notify; -1 on bad indices."""
+        """writechn() (xenstored_domain.c): the head segment into rsp, rsp_prod on, notify; -1 if bad."""
         fn = RING_CODE[self.server.personality][2]
         if not self.out:
             return 0
@@ -169,11 +180,11 @@ class RingConnection:
                         f"{(prod - cons) & _U32} bytes in flight > {XENSTORE_RING_SIZE}")
             return -1
         room = XENSTORE_RING_SIZE - ((prod - cons) & _U32)
-        if self.server.personality == "cxenstored":  # get_output_chunk: contiguous part only
+        if self.cxs:  # get_output_chunk: the contiguous part only
             room = min(room, XENSTORE_RING_SIZE - MASK_XENSTORE_IDX(prod))
-        seg, ends_reply = self.out[0]
+        seg, _, ends_reply = self.out[0]
         n = min(room, len(seg))
-        if n == 0:
+        if n == 0 and not self.cxs:
             return 0
         start = MASK_XENSTORE_IDX(prod)
         first = min(n, XENSTORE_RING_SIZE - start)
@@ -185,20 +196,63 @@ class RingConnection:
             self.out.popleft()
             self.replies_queued -= ends_reply
         changes: list[tuple[str, str, Any, Any]] = []
-        self._set("rsp_prod", prod + n, changes)
-        self.server.host.evtchn_notify(self.port)
+        if n:
+            self._set("rsp_prod", prod + n, changes)
+        self.server.host.evtchn_notify(self.port)  # writechn kicks even after copying 0 bytes
         self._record(fn, f"d{self.domid}: {n} bytes to rsp[{start}], "
                      f"rsp_prod {prod:#x} -> {(prod + n) & _U32:#x}; notify port {self.port}", changes)
         return n
 
-    def _feed(self, data: bytes) -> None:
+    def _decode(self, data: bytes) -> list[wire.Message] | None:
+        """The messages *data* completes; None (connection ignored, error=PROTO) on len > 4096."""
         try:
-            for msg in self.decoder.iter_feed(data):
-                self.server.daemon.handle(self.conn, msg)
-                if self.ignored:
-                    return
+            return self.decoder.feed(data)
         except wire.PayloadTooLong as exc:
             self.ignore(XENSTORE_ERROR_PROTO, f"Client tried to feed us {exc.length}")
+            return None
+
+    def _dispatch(self, msgs: list[wire.Message]) -> None:
+        for msg in msgs:
+            if self.ignored:
+                return
+            self.server.daemon.handle(self.conn, msg)
+
+    def handle_input(self) -> int:
+        """handle_input() (xenstored_core.c): the header, then in the same call the payload; bytes read."""
+        moved = 0
+        if self.decoder.header is None:  # in->inhdr
+            data = self.readchn(self.decoder.wanted)
+            msgs = None if data is None else self._decode(data)
+            if data is None or msgs is None:
+                return -1
+            moved += len(data)
+            if msgs:  # a header with len 0: C xenstored still reads (0 bytes) and kicks
+                if self.cxs and self.readchn(0) is None:
+                    return -1
+                self._dispatch(msgs)
+                return moved
+            if self.decoder.header is None or not self.cxs:
+                return moved  # header incomplete (or oxenstored: the payload on its next turn)
+        data = self.readchn(self.decoder.wanted)
+        msgs = None if data is None else self._decode(data)
+        if data is None or msgs is None:
+            return -1
+        self._dispatch(msgs)
+        return moved + len(data)
+
+    def handle_output(self) -> int:
+        """handle_output()/write_messages() (xenstored_core.c): the head message, header then payload."""
+        was_header = self.out[0][1]
+        moved = self.writechn()
+        if moved < 0:
+            return -1
+        if self.cxs and was_header and self.out and not self.out[0][1]:
+            # The header is all out: a domain gets the payload in the same call (0 bytes still kick).
+            n = self.writechn()
+            if n < 0:
+                return -1
+            moved += n
+        return moved
 
     def ignore(self, err: int, why: str) -> None:
         """ignore_connection() (xenstored_core.c): set the error field, drop watches/transactions/output."""
@@ -233,21 +287,11 @@ class RingConnection:
         self._record("ml_interface_close", f"d{self.domid} reconnected: rings emptied, watches and "
                      f"transactions dropped; notify port {self.port}", changes)
 
-    def poll(self) -> int:
-        """handle_input()/handle_output() (xenstored_core.c) for this ring: bytes moved."""
-        if self.ignored:
-            return 0
-        if (self.server.features & XENSTORE_SERVER_FEATURE_RECONNECTION
+    def check_reconnect(self) -> None:
+        """With RECONNECTION advertised, a guest's connection=1 starts the handshake."""
+        if (not self.ignored and self.server.features & XENSTORE_SERVER_FEATURE_RECONNECTION
                 and self.intf.connection == XENSTORE_RECONNECT):
             self.reconnect()
-        moved = 0
-        while not self.ignored:
-            n_in = self.readchn(self.decoder.wanted) if self.can_read() else 0
-            n_out = self.writechn() if not self.ignored else 0
-            if n_in <= 0 and n_out <= 0:
-                break
-            moved += max(n_in, 0) + max(n_out, 0)
-        return moved
 
 
 class RingServer:
@@ -355,8 +399,21 @@ class RingServer:
         if self.virq_port is not None and self.virq_port in fired:
             self.domain_cleanup()
         moved = 0
-        for domid in sorted(self.rings):
-            rc = self.rings.get(domid)
-            if rc is not None:
-                moved += rc.poll()
+        for rc in self.rings.values():
+            rc.check_reconnect()
+        # main(): pass over every connection, one input and one output step each, and poll
+        # again at once (timeout 0) while any ring still has work.
+        busy = True
+        while busy:
+            busy = False
+            for domid in sorted(self.rings):
+                rc = self.rings.get(domid)
+                if rc is None:
+                    continue
+                if rc.conn_can_read():
+                    moved += max(rc.handle_input(), 0)
+                    busy = True
+                if rc.conn_can_write():
+                    moved += max(rc.handle_output(), 0)
+                    busy = True
         return moved
