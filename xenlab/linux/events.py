@@ -60,6 +60,7 @@ from xenlab.linux.events_tables import (  # noqa: F401  (part of this module's A
     _set_info,
     _st,
     _t,
+    evtchn_from_irq,
     get_evtchn_to_irq,
     set_evtchn_to_irq,
     xen_allocate_irq_dynamic,
@@ -83,10 +84,6 @@ def notify_remote_via_irq(kernel: Any, irq: int) -> None:
         notify_remote_via_evtchn(kernel, info.evtchn)
 
 
-def evtchn_from_irq(kernel: Any, irq: int) -> int:
-    """evtchn_from_irq: the IRQ's port (0 if none)."""
-    info = _st(kernel).info.get(irq)
-    return info.evtchn if info else 0
 
 
 def _set_chip(kernel: Any, irq: int, chip: str, flow: str, name: str) -> None:

@@ -13,17 +13,20 @@ from typing import Any
 
 from xenlab.abi.event_channel import BIND_PIRQ__WILL_SHARE
 from xenlab.linux import irq as irqcore
+from xenlab.linux.events_tables import (
+    IRQT_PIRQ,
+    IrqInfo,
+    _set_info,
+    _st,
+    evtchn_from_irq,
+    get_evtchn_to_irq,
+    set_evtchn_to_irq,
+)
 from xenlab.linux.irq import IRQF_SHARED, IrqChip
 
 SRC = "drivers/xen/events/events_base.c"
 SRC_2L = "drivers/xen/events/events_2l.c"
 
-
-def ev() -> Any:
-    """xenlab.linux.events (imported late: it imports this module)."""
-    from xenlab.linux import events
-
-    return events
 
 
 def _t(kernel: Any, table: str) -> str:
@@ -37,7 +40,7 @@ def _rec(kernel: Any, fn: str, summary: str, changes: Any = (), source: str = SR
 # -- mask / unmask (events_2l.c) --------------------------------------------------------
 def mask_evtchn(kernel: Any, port: int) -> None:
     """evtchn_2l_mask: sync_set_bit(port, evtchn_mask)."""
-    if not ev()._st(kernel).shared.set_mask(port):
+    if not _st(kernel).shared.set_mask(port):
         _rec(
             kernel, "evtchn_2l_mask", f"port {port} masked", [(_t(kernel, "evtchn_mask"), port, 0, 1)], SRC_2L
         )
@@ -45,7 +48,7 @@ def mask_evtchn(kernel: Any, port: int) -> None:
 
 def unmask_evtchn(kernel: Any, port: int) -> None:
     """evtchn_2l_unmask: clear the mask; re-raise a pending edge; hypercall if another vcpu's port."""
-    st = ev()._st(kernel)
+    st = _st(kernel)
     sb = st.shared
     cpu = st.this_cpu
     if st.evtchn_cpu.get(port, 0) != cpu:
@@ -76,10 +79,10 @@ def unmask_evtchn(kernel: Any, port: int) -> None:
 
 # -- chips --------------------------------------------------------------------------------
 def _chips(kernel: Any) -> dict[str, IrqChip]:
-    st = ev()._st(kernel)
+    st = _st(kernel)
 
     def port(irq: int) -> int:
-        return ev().evtchn_from_irq(kernel, irq)
+        return evtchn_from_irq(kernel, irq)
 
     def enable(irq: int) -> None:
         info = st.info.get(irq)
@@ -112,9 +115,9 @@ def _chips(kernel: Any) -> dict[str, IrqChip]:
             _rec(kernel, "startup_pirq", f"EVTCHNOP_bind_pirq(PIRQ {info.index}) -> {p}")
             if p < 0:
                 return
-            new = ev().IrqInfo(ev().IRQT_PIRQ, info.refcnt, p, 0, info.index, info.gsi)
-            ev()._set_info(kernel, irq, new)
-            ev().set_evtchn_to_irq(kernel, p, irq)
+            new = IrqInfo(IRQT_PIRQ, info.refcnt, p, 0, info.index, info.gsi)
+            _set_info(kernel, irq, new)
+            set_evtchn_to_irq(kernel, p, irq)
         enable(irq)
 
     def shutdown_pirq(irq: int) -> None:
@@ -122,8 +125,8 @@ def _chips(kernel: Any) -> dict[str, IrqChip]:
         if info.evtchn:
             mask_evtchn(kernel, info.evtchn)
             kernel.hv.evtchn_close(kernel.domid, info.evtchn)
-            ev().set_evtchn_to_irq(kernel, info.evtchn, -1)
-            ev()._set_info(kernel, irq, ev().IrqInfo(ev().IRQT_PIRQ, info.refcnt, 0, 0, info.index, info.gsi))
+            set_evtchn_to_irq(kernel, info.evtchn, -1)
+            _set_info(kernel, irq, IrqInfo(IRQT_PIRQ, info.refcnt, 0, 0, info.index, info.gsi))
 
     return {
         "xen-dyn": IrqChip("xen-dyn", startup=enable, shutdown=disable, ack=ack, mask=disable, unmask=enable),
@@ -148,7 +151,7 @@ def _chips(kernel: Any) -> dict[str, IrqChip]:
 # -- the upcall ---------------------------------------------------------------------------
 def xen_evtchn_do_upcall(kernel: Any, cpu: int = 0) -> int:
     """xen_evtchn_do_upcall: timer VIRQ first, then the 2-level scan; repeat while upcall_pending."""
-    st = ev()._st(kernel)
+    st = _st(kernel)
     sb = st.shared
     vcpu = sb.vcpu(cpu)
     if st.in_upcall:
@@ -162,7 +165,7 @@ def xen_evtchn_do_upcall(kernel: Any, cpu: int = 0) -> int:
         return st.evtchn_cpu.get(p, 0) == cpu
 
     def handle(p: int) -> None:
-        irq = ev().get_evtchn_to_irq(kernel, p)
+        irq = get_evtchn_to_irq(kernel, p)
         _rec(kernel, "handle_irq_for_port", f"port {p} pending -> generic_handle_irq({irq})", source=SRC)
         if irq != -1:
             irqcore.do_IRQ(kernel, irq, cpu)

@@ -197,3 +197,8 @@ def xen_free_irq(kernel: Any, irq: int) -> None:
     if irq >= st.gsi_top:
         heapq.heappush(st.free_irqs, irq)
     _rec(kernel, "xen_free_irq", f"IRQ {irq} freed")
+
+def evtchn_from_irq(kernel: Any, irq: int) -> int:
+    """evtchn_from_irq: the IRQ's port (0 if none)."""
+    info = _st(kernel).info.get(irq)
+    return info.evtchn if info else 0

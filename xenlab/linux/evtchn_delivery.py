@@ -15,16 +15,11 @@ from typing import Any
 
 from xenlab.abi.event_channel import BIND_PIRQ__WILL_SHARE
 from xenlab.linux import irq as irqcore
+from xenlab.linux.evtchn_tables import IRQ_UNBOUND, IRQT_PIRQ, evtchn_from_irq_info, mk_irq_info
 from xenlab.linux.irq import IrqChip
 
 SRC = "drivers/xen/core/evtchn.c"
 
-
-def l18() -> Any:
-    """xenlab.linux.evtchn (imported late: it imports this module)."""
-    from xenlab.linux import evtchn
-
-    return evtchn
 
 
 def _state(kernel: Any) -> Any:
@@ -92,14 +87,14 @@ def notify_remote_via_evtchn(kernel: Any, port: int) -> int:
 
 def notify_remote_via_irq(kernel: Any, irq: int) -> None:
     """notify_remote_via_irq: send on the port behind the IRQ, if it has one."""
-    port = l18().evtchn_from_irq_info(_state(kernel).irq_info[irq])
+    port = evtchn_from_irq_info(_state(kernel).irq_info[irq])
     if port:
         notify_remote_via_evtchn(kernel, port)
 
 
 def irq_to_evtchn_port(kernel: Any, irq: int) -> int:
     """irq_to_evtchn_port: the port in irq_info[irq]."""
-    return l18().evtchn_from_irq_info(_state(kernel).irq_info[irq])
+    return evtchn_from_irq_info(_state(kernel).irq_info[irq])
 
 
 def bind_evtchn_to_cpu(kernel: Any, port: int, cpu: int) -> None:
@@ -117,7 +112,7 @@ def _dynirq_chip(kernel: Any) -> IrqChip:
     st = _state(kernel)
 
     def port_of(irq: int) -> int:
-        return l18().evtchn_from_irq_info(st.irq_info[irq])
+        return evtchn_from_irq_info(st.irq_info[irq])
 
     def startup(irq: int) -> None:
         if port_of(irq):
@@ -151,7 +146,7 @@ def _pirq_chip(kernel: Any) -> IrqChip:
     st = _state(kernel)
 
     def startup(irq: int) -> None:
-        port = l18().evtchn_from_irq_info(st.irq_info[irq])
+        port = evtchn_from_irq_info(st.irq_info[irq])
         if not port:
             pirq = irq - st.space.PIRQ_BASE
             flags = BIND_PIRQ__WILL_SHARE if st.core.descs[irq].actions else 0
@@ -165,7 +160,7 @@ def _pirq_chip(kernel: Any) -> IrqChip:
                 return
             old_i, old_e = st.irq_info[irq], st.evtchn_to_irq[port]
             st.evtchn_to_irq[port] = irq
-            st.irq_info[irq] = l18().mk_irq_info(l18().IRQT_PIRQ, irq & 0xFF, port)
+            st.irq_info[irq] = mk_irq_info(IRQT_PIRQ, irq & 0xFF, port)
             _rec(
                 kernel,
                 "startup_pirq",
@@ -178,21 +173,21 @@ def _pirq_chip(kernel: Any) -> IrqChip:
         unmask_evtchn(kernel, port)
 
     def shutdown(irq: int) -> None:
-        port = l18().evtchn_from_irq_info(st.irq_info[irq])
+        port = evtchn_from_irq_info(st.irq_info[irq])
         if not port:
             return
         mask_evtchn(kernel, port)
         kernel.hv.evtchn_close(kernel.domid, port)
         old_i = st.irq_info[irq]
         st.evtchn_to_irq[port] = -1
-        st.irq_info[irq] = l18().IRQ_UNBOUND
+        st.irq_info[irq] = IRQ_UNBOUND
         _rec(
             kernel,
             "shutdown_pirq",
             f"IRQ {irq}: port {port} closed",
             [
                 (_t(kernel, "evtchn_to_irq"), port, irq, -1),
-                (_t(kernel, "irq_info"), irq, old_i, l18().IRQ_UNBOUND),
+                (_t(kernel, "irq_info"), irq, old_i, IRQ_UNBOUND),
             ],
         )
 
