@@ -7,6 +7,7 @@ reached directly (tests/xenbus_harness.py); the hypervisor is a stand-in.
 
 from __future__ import annotations
 
+import pytest
 from xenbus_harness import DirectXs, FakeHV, FakeIrqLayer
 
 from xenlab.abi.errno import ENODEV, ENOMEM, ENOSYS
@@ -169,3 +170,13 @@ def test_pv_on_hvm_takes_the_store_from_hvm_params() -> None:
     assert (k.xb.xen_store_mfn, k.xb.xen_store_evtchn, k.xb.xenstored_ready) == (page.mfn, 3, 1)
     assert any(s.function == "ioremap" for s in k.trace)
     assert xenbus_probe_ran(k)
+
+
+def test_any_other_alloc_unbound_error_is_a_kernel_bug() -> None:
+    from xenlab.linux.kernel import KernelPanic
+
+    k, hv, _ = kernel(0)
+    hv.evtchn_alloc_unbound = lambda caller, dom, remote: -22  # type: ignore[method-assign]
+    with pytest.raises(KernelPanic, match="kernel BUG at drivers/xen/xenbus/xenbus_probe.c"):
+        xenbus_probe_init(k)
+    assert k.log[-1].text.startswith("Kernel panic - not syncing: kernel BUG")
