@@ -14,7 +14,7 @@ from xenlab.abi.xs_wire import (
     XS_TRANSACTION_START,
     XS_WRITE,
 )
-from xenlab.sim.commands import ls_columns, xsring_line
+from xenlab.sim.commands import ls_columns
 from xenlab.sim.toolstack import (
     libxl__device_disk_dev_number,
     libxl_random_mac,
@@ -22,6 +22,7 @@ from xenlab.sim.toolstack import (
     xvd_name,
 )
 from xenlab.sim.xsclient import Perm, XsClient, XsError, format_perms, perms
+from xenlab.sim.xsring import xsring_line
 from xenlab.sim.xstools import ToolError, do_ls, sanitise_value, unsanitise_value, xenstore_tool
 
 

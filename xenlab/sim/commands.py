@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from xenlab.linux.sysfs import sysfs
+from xenlab.sim.xsring import decode_ring, xsring_line
 from xenlab.sim.xstools import ToolError, xenstore_tool
 
 if TYPE_CHECKING:
@@ -242,20 +243,17 @@ def xl_list(m: Machine) -> str:
     return "\n".join(lines)
 
 
-def xsring_line(label: str, intf: Any) -> str:
-    """The lab's `xsring` line for a store page (the fields of struct xenstore_domain_interface)."""
-    return (f"RING {label}: req_cons={intf.req_cons} req_prod={intf.req_prod} rsp_cons={intf.rsp_cons} "
-            f"rsp_prod={intf.rsp_prod} server_features={intf.server_features:#x} "
-            f"connection={intf.connection} error={intf.error}")
-
-
 def cmd_xsring(sh: Shell, argv: list[str]) -> str:
-    """xsring [LABEL]: the indices of this domain's store ring, read from the page itself."""
+    """xsring [-d] [LABEL]: the indices of this domain's store ring (-d: and the messages in it)."""
     intf = sh.machine.store_interface(sh.domid)
     if intf is None:
         raise CommandError("xsring: this domain has no store page mapped yet")
-    label = argv[1] if len(argv) > 1 else ("dom0" if sh.domid == 0 else f"domU{sh.domid}")
-    return xsring_line(label, intf)
+    args = [a for a in argv[1:] if a != "-d"]
+    label = args[0] if args else ("dom0" if sh.domid == 0 else f"domU{sh.domid}")
+    lines = [xsring_line(label, intf)]
+    if "-d" in argv[1:]:
+        lines += decode_ring(sh.kernel.xb.xen_store_page.buf, intf)
+    return "\n".join(lines)
 
 
 COMMANDS: dict[str, Callable[[Shell, list[str]], str]] = {
@@ -277,7 +275,7 @@ COMMANDS: dict[str, Callable[[Shell, list[str]], str]] = {
 EXAMPLES = ("cat /proc/interrupts", "cat /proc/xen/xsd_port", "ls -l /proc/xen", "ls /sys/bus/xen/devices",
             "ls /sys/bus/xen-backend/devices", "cat /sys/bus/xen/devices/vif-0/state", "xenstore-ls -f",
             "xenstore-ls -f -p", "xenstore-read name", "xenstore-write /a 1", "lsevtchn 0", "xl list",
-            "dmesg", "xsring")
+            "dmesg", "xsring", "xsring -d")
 
 
 def command_name(cmdline: str) -> str:
