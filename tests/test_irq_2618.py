@@ -258,3 +258,21 @@ def test_2618_dom0_pirq_port_is_bound_when_request_irq_starts_it() -> None:
     assert l18.type_from_irq_info(k.irq.irq_info[9]) == l18.IRQT_PIRQ
     assert k.irq.evtchn_to_irq[port] == 9 and k.irq.irq_bindcount[9] == 1
     assert "  9:          0        Phys-irq  acpi" in show_interrupts(k)
+
+
+def test_a_32bit_guest_has_1024_ports_and_32_bit_selector_words() -> None:
+    trace = Trace()
+    hv = Hypervisor(trace=trace, bits=32)
+    hv.domain_create(0, "Domain-0", vcpus=1, privileged=True, initdomain=True)
+    hv.domain_create(1, "guest", vcpus=1)
+    k = Kernel(hv, 1, flavour="2.6.18", trace=trace)
+    l18.xen_init_IRQ(k, arch="i386")
+    assert len(k.irq.evtchn_to_irq) == 1024
+    with trace.muted():
+        ports = [hv.evtchn_alloc_unbound(0, 1, 0) for _ in range(40)]
+    calls: list = []
+    irq = l18.bind_caller_port_to_irqhandler(k, ports[-1], handler(calls), 0, "xenbus", None)
+    remote = hv.evtchn_bind_interdomain(0, 1, ports[-1])  # port 40 lives in selector word 1 (bits 32..63)
+    calls.clear()
+    hv.evtchn_send(0, remote)
+    assert calls == [(irq, None)]
