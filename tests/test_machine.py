@@ -132,3 +132,24 @@ def test_a_2618_guest_connects_too() -> None:
         assert guest.run("xenstore-read device/vif/0/event-channel").isdigit()
     finally:
         m.shutdown()
+
+
+def test_guest_writes_where_libxl_let_it_and_nowhere_else(two_disks_two_vifs: Machine) -> None:
+    """data/ is (n1): the guest owns it; name is (n0,r1): read-only for the guest -> EACCES."""
+    guest = two_disks_two_vifs.domain(1)
+    assert guest.run("xenstore-write data/greeting hello") == "" and guest.last_rc == 0
+    assert two_disks_two_vifs.dom0.run("xenstore-read /local/domain/1/data/greeting") == "hello"
+    assert guest.run("xenstore-write name evil") == "xenstore-write: could not write path name"
+    assert guest.last_rc == 1
+    denied = "xenstore-read: couldn't read path /local/domain/0/name"
+    assert guest.run("xenstore-read /local/domain/0/name") == denied
+
+
+def test_xsring_decodes_dom0s_boot_conversation() -> None:
+    m = build("dom0")
+    try:
+        out = m.dom0.run("xsring -d").splitlines()
+        req = out[out.index("  req ring bytes [0,630):") + 1: out.index("  rsp ring bytes [0,645):")]
+        assert len(req) == 19 and sum("WATCH " in ln for ln in req) == 6
+    finally:
+        m.shutdown()
