@@ -143,6 +143,10 @@ class UnixServer:
                 sock, _ = self._listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
+            except OSError as exc:  # EMFILE and friends: refuse this one, keep serving the others
+                if self.log is not None:
+                    self.log(f"accept failed: {errno.errorcode.get(exc.errno or 0, exc)}")
+                return
             sock.setblocking(False)
             self._numbers += 1
             conn = self.daemon.new_connection(domid=0, label=f"socket{self._numbers}")
