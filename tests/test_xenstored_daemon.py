@@ -517,3 +517,12 @@ def test_control_quota_of_a_domain(dom0: Client) -> None:
     assert dom0.call(T.XS_CONTROL, "quota", "set", "watches", "5") == b"OK\0"
     assert dom0.daemon.quotas.watches == 5
     assert dom0.error(T.XS_CONTROL, "quota", "9") == "ENOENT"
+
+
+def test_introduce_fires_before_it_acks(dom0: Client) -> None:
+    # introduce_domain() fires @introduceDomain; do_introduce() acks afterwards
+    dom0.watch("@introduceDomain", "i")
+    dom0.take_events()
+    dom0.daemon.handle(dom0.conn, Message(T.XS_INTRODUCE, 9, 0, b"5\x00100\x003\x00"))
+    assert dom0.conn.take_output() == [Message(T.XS_WATCH_EVENT, 0, 0, b"@introduceDomain\0i\0"),
+                                       Message(T.XS_INTRODUCE, 9, 0, b"OK\0")]

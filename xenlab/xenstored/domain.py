@@ -62,20 +62,13 @@ def do_introduce(daemon: Daemon, conn: Connection, req: Message, tx: Transaction
     vec = get_strings(req.payload)
     if len(vec) < 3:
         raise XenstoreError(EINVAL, "INTRODUCE wants domid, mfn and port")
-    domid = atoi(vec[0]) & 0xFFFF
+    domid = atoi(vec[0]) & 0xFFFFFFFF
     mfn = atoi(vec[1])
     port = atoi(vec[2])
     if port <= 0:
         raise XenstoreError(EINVAL, f"port {port}")
-    dom = daemon.domains.get(domid)
-    if dom is not None and dom.introduced:
-        # introduce_domain() re-binds the port of a known domain (kexec, soft reset);
-        # do_introduce() then resets its connection: watches, transactions, queued output.
-        if dom.conn is not None:
-            domain_conn_reset(daemon, dom.conn)
-        dom.mfn, dom.port = mfn, port
-        daemon.send_ack(conn, req)
-        return
+    # introduce_domain(): map the page and bind the port (the transport's hook); for a domain
+    # already introduced (kexec, soft reset) the hook may re-bind its port.
     if daemon.on_introduce is not None:
         rc = daemon.on_introduce(domid, mfn, port)
         if rc < 0:
@@ -84,11 +77,16 @@ def do_introduce(daemon: Daemon, conn: Connection, req: Message, tx: Transaction
     if dom is None or dom.conn is None:
         daemon.new_connection(domid, label="ring")
         dom = daemon.domains[domid]
+    was = f"introduced mfn={dom.mfn} port={dom.port}" if dom.introduced else "known"
+    new = not dom.introduced
     dom.introduced, dom.mfn, dom.port = True, mfn, port
-    daemon.row("xenstored/domains", str(domid), "known", f"introduced mfn={mfn} port={port}")
-    daemon.send_ack(conn, req)
-    if domid != 0:  # not for the master domain; exact=false as in 4.17
+    daemon.row("xenstored/domains", str(domid), was, f"introduced mfn={mfn} port={port}")
+    if new and domid != 0:  # not for the master domain; exact=false as in 4.17
         daemon.fire_watches(None, INTRODUCE_DOMAIN, None, False)
+    # do_introduce(): domain_conn_reset() drops the connection's watches, transactions and output
+    assert dom.conn is not None
+    domain_conn_reset(daemon, dom.conn)
+    daemon.send_ack(conn, req)
 
 
 def domain_conn_reset(daemon: Daemon, conn: Connection) -> None:
