@@ -53,6 +53,7 @@ class IrqInfo:
     eoi_pending: bool = False
 
     def row(self) -> tuple[str, int, int, int, int]:
+        """The trace row: (type name, port, cpu, refcnt, VIRQ/IPI/PIRQ number)."""
         return (IRQT_NAMES[self.type], self.evtchn, self.cpu, self.refcnt, self.index)
 
 

@@ -40,6 +40,7 @@ class IrqSpace:
 
     @property
     def NR_IRQS(self) -> int:
+        """NR_IRQS = NR_PIRQS + NR_DYNIRQS (PIRQ_BASE is 0)."""
         return self.PIRQ_BASE + self.NR_PIRQS + self.NR_DYNIRQS
 
 
@@ -63,14 +64,17 @@ IRQ_UNBOUND = mk_irq_info(IRQT_UNBOUND, 0, 0)
 
 
 def type_from_irq_info(info: int) -> int:
+    """type_from_irq: bits 31..24 of irq_info."""
     return (info >> 24) & 0xFF
 
 
 def index_from_irq_info(info: int) -> int:
+    """index_from_irq: bits 23..16 (the VIRQ or IPI number)."""
     return (info >> 16) & 0xFF
 
 
 def evtchn_from_irq_info(info: int) -> int:
+    """evtchn_from_irq: bits 15..0 (the port; 0 = none)."""
     return info & 0xFFFF
 
 
@@ -112,9 +116,11 @@ class Xen2618Irq:
 
     @property
     def has_caller_port(self) -> bool:
+        """False for RH5 -8.el5, whose binding types have no CALLER_PORT/LOCAL_PORT split."""
         return self.variant != "RH5-8.el5"
 
     def type_name(self, t: int) -> str:
+        """The IRQT_* name of binding type *t* in this variant."""
         names = IRQT_NAMES_RH5_8 if self.variant == "RH5-8.el5" else IRQT_NAMES_L18
         return names[t] if t < len(names) else str(t)
 

@@ -106,15 +106,19 @@ class SharedBits:
 
     # -- per-port bits (sync_*_bit on evtchn_pending / evtchn_mask) ------------------
     def test_pending(self, port: int) -> bool:
+        """sync_test_bit(port, evtchn_pending)."""
         return bool(self.sh.evtchn_pending[port])
 
     def clear_pending(self, port: int) -> None:
+        """sync_clear_bit(port, evtchn_pending) (clear_evtchn)."""
         self.sh.evtchn_pending[port] = 0
 
     def set_pending(self, port: int) -> None:
+        """sync_set_bit(port, evtchn_pending) (resend_irq_on_evtchn)."""
         self.sh.evtchn_pending[port] = 1
 
     def test_mask(self, port: int) -> bool:
+        """sync_test_bit(port, evtchn_mask)."""
         return bool(self.sh.evtchn_mask[port])
 
     def set_mask(self, port: int) -> bool:
@@ -124,6 +128,7 @@ class SharedBits:
         return old
 
     def clear_mask(self, port: int) -> None:
+        """sync_clear_bit(port, evtchn_mask) (no re-raise: see unmask_evtchn)."""
         self.sh.evtchn_mask[port] = 0
 
     def active_word(self, idx: int) -> int:
@@ -132,6 +137,7 @@ class SharedBits:
 
     # -- per-vcpu ----------------------------------------------------------------------
     def vcpu(self, cpu: int) -> Any:
+        """The vcpu_info of *cpu* (upcall_pending, upcall_mask, pending_sel)."""
         return self.sh.vcpu_info[cpu]
 
     def xchg_pending_sel(self, cpu: int) -> int:
