@@ -11,7 +11,8 @@ evtchn:oxenstored``. When the port fires, ``evtchn_interrupt`` marks it disabled
 appends it to the user's ring, waking readers; the lateeoi chip left the port masked.
 ``read()`` returns the ring's ports; ``write()`` of a port back re-enables it with
 ``xen_irq_lateeoi`` (the late EOI unmasks it). ``IOCTL_EVTCHN_UNBIND`` unbinds the
-IRQ, which closes the port.
+IRQ, which closes the port. Every port stays on vcpu 0: the round-robin spreading of
+interdomain ports over vcpus (``evtchn_bind_interdom_next_vcpu``) left Linux in 5.11.
 
 2.6.18 (drivers/xen/evtchn/evtchn.c) has no per-port IRQ: ports of the device stay out
 of ``evtchn_to_irq`` and the upcall hands them to ``evtchn_device_upcall``, which masks,
