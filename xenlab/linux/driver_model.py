@@ -166,9 +166,13 @@ def bus_for_each_dev(bus: bus_type, fn: Callable[[device], int]) -> int:
 
 
 # -- binding --------------------------------------------------------------
+def _dev_key(dev: device) -> str:
+    """A device's key in the trace tables: "<bus>/<name>", or the name for a device on no bus."""
+    return f"{dev.bus.name}/{dev.name}" if dev.bus is not None else dev.name
+
+
 def _bind_row(kernel: Any, dev: device, before: str | None, after: str | None) -> tuple[str, str, Any, Any]:
-    bus = dev.bus.name if dev.bus else ""
-    return (f"{kernel.name}/device_driver", f"{bus}/{dev.name}", before, after)
+    return (f"{kernel.name}/device_driver", _dev_key(dev), before, after)
 
 
 def really_probe(kernel: Any, dev: device, drv: device_driver) -> int:
@@ -247,9 +251,8 @@ def device_register(kernel: Any, dev: device, *, fault: str | None = None) -> in
         return -EEXIST
     siblings.append(dev)
     dev.registered = True
-    bus = dev.bus.name if dev.bus else ""
     kernel.record("device_add", f"added device {dev.name!r} on {where}", SRC_CORE,
-                  changes=[(f"{kernel.name}/device", f"{bus}/{dev.name}", None, "registered")])
+                  changes=[(f"{kernel.name}/device", _dev_key(dev), None, "registered")])
     if dev.bus is not None:
         device_attach(kernel, dev)
     return 0
@@ -264,9 +267,8 @@ def device_unregister(kernel: Any, dev: device) -> None:
     if dev in siblings:
         siblings.remove(dev)
     dev.registered = False
-    bus = dev.bus.name if dev.bus else ""
     kernel.record("device_del", f"removed device {dev.name!r}", SRC_CORE,
-                  changes=[(f"{kernel.name}/device", f"{bus}/{dev.name}", "registered", None)])
+                  changes=[(f"{kernel.name}/device", _dev_key(dev), "registered", None)])
     if dev.release is not None:
         dev.release(dev)
 
