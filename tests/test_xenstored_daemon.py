@@ -383,7 +383,10 @@ def test_introducing_a_known_domain_again_resets_its_connection(dom0: Client) ->
     guest.watch("/w", "t")
     tx = guest.start()
     guest.take_events()
+    resets = []
+    guest.conn.on_reset = resets.append  # where the ring transport zeroes the indices
     dom0.call(T.XS_INTRODUCE, "1", "4660", "9")
+    assert resets == [guest.conn]
     dom0.write("/w", "")
     assert guest.take_events() == []
     assert guest.error(T.XS_READ, "/tool", tx=tx) == "ENOENT"

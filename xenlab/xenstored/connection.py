@@ -23,6 +23,8 @@ class Connection:
     out: deque[Message] = field(default_factory=deque)
     on_output: Callable[[Connection], None] | None = None
     on_close: Callable[[Connection], None] | None = None
+    #: domain_conn_reset() (every INTRODUCE): the ring transport zeroes the ring indices here
+    on_reset: Callable[[Connection], None] | None = None
     watches: list[Watch] = field(default_factory=list)
     transactions: dict[int, Transaction] = field(default_factory=dict)
     next_transaction_id: int = 0

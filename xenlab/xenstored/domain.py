@@ -95,6 +95,8 @@ def domain_conn_reset(daemon: Daemon, conn: Connection) -> None:
     daemon.conn_delete_all_transactions(conn)
     conn.out.clear()
     conn.outstanding = 0
+    if conn.on_reset is not None:  # req_cons = req_prod = rsp_cons = rsp_prod = 0
+        conn.on_reset(conn)
 
 
 def domain_shutdown(daemon: Daemon, domid: int) -> bool:
