@@ -153,3 +153,18 @@ def test_xsring_decodes_dom0s_boot_conversation() -> None:
         assert len(req) == 19 and sum("WATCH " in ln for ln in req) == 6
     finally:
         m.shutdown()
+
+
+def test_a_second_guest_gets_domid_2_new_loop_devices_and_its_own_irqs() -> None:
+    m = build("domU")
+    try:
+        m.create_domU(name="second", disks=["xvda", "xvdc"], vifs=1)
+        assert [ln.split()[:2] for ln in m.dom0.run("xl list").splitlines()[1:]] == [
+            ["Domain-0", "0"], ["xenlab-domu", "1"], ["second", "2"]]
+        assert m.dom0.run("xenstore-read /local/domain/0/backend/vbd/2/51712/physical-device") == "7:1"
+        assert m.dom0.run("xenstore-read /local/domain/0/backend/vbd/2/51744/physical-device") == "7:2"
+        assert m.domain(2).run("ls /sys/bus/xen/devices") == "vbd-51712  vbd-51744  vif-0"
+        names = m.dom0.run("cat /proc/interrupts")
+        assert "vif2.0-q0-tx" in names and "vif1.0-q0-tx" in names
+    finally:
+        m.shutdown()

@@ -119,10 +119,10 @@ def create_domU(m: Machine, *, name: str, vcpus: int, memory_mb: int, disks: int
     m.settle()
 
     m.trace.begin_stage(f"xl create d{domid}: hotplug")
-    for loop, disk in enumerate(cfg.disks):
+    for disk in cfg.disks:
         be = f"/local/domain/0/backend/vbd/{domid}/{disk.devid}"
         _wait(m, lambda be=be: _state(ts.xs, be) >= XenbusStateInitWait)
-        ts.hotplug_block(domid, disk, loop)
+        ts.hotplug_block(domid, disk, ts.losetup_find())
         m.settle()
     for nic in cfg.nics:
         be = f"/local/domain/0/backend/vif/{domid}/{nic.devid}"

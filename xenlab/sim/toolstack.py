@@ -149,6 +149,12 @@ class Toolstack:
         self.m = machine
         self.xs = xs
         self.built: dict[int, BuiltDomain] = {}
+        self.loops_used = 0
+
+    def losetup_find(self) -> int:
+        """`losetup -f`: the next free loop device number (the lab never frees one)."""
+        self.loops_used += 1
+        return self.loops_used - 1
 
     def record(self, function: str, summary: str, source: str, changes: Any = ()) -> None:
         """Record one toolstack step in the machine's trace."""
