@@ -226,3 +226,29 @@ def test_eight_concurrent_writers_lose_nothing(xs: Path) -> None:
     values = sorted(line for line in lines if "/k" in line)
     expected = sorted(f'/conc/w{n}/k{i} = "{n}-{i}"' for n in range(8) for i in range(count))
     assert values == expected
+
+
+CAPTURES = Path(__file__).resolve().parents[1].parent / "shared" / "realxen" / "captures" / "cxenstored"
+
+
+def captured_output(name: str) -> str:
+    """A capture's output: the lines between its `$ command` line and its `[rc=N]` line."""
+    lines = (CAPTURES / name).read_text().splitlines()
+    return "\n".join(lines[1:-1]) + "\n"
+
+
+def test_a_booted_dom0_lists_exactly_as_the_real_one(tmp_path: Path) -> None:
+    require_deb("xenstore-utils")
+    if not CAPTURES.is_dir():
+        pytest.skip(f"no real captures at {CAPTURES}")
+    sock = tmp_path / "socket"
+    with running_server(sock, "--personality", "cxenstored"):
+        # What reaches C xenstored while a real dom0 boots (captures/cxenstored/ring-decoded.txt,
+        # README "Writing a custom xenstored"): the kernel's relative writes on its ring, then
+        # xen-init-dom0's three writes on the socket.
+        for key in ("control/feature-poweroff", "control/feature-reboot", "control/feature-suspend"):
+            tool(sock, "xenstore-write", key, "1")
+        tool(sock, "xenstore-write", "/local/domain/0/domid", "0", "/local/domain/0/name", "Domain-0")
+        tool(sock, "xenstore-write", "/local/pool/0/name", "Pool-0")
+        assert text(tool(sock, "xenstore-ls", "-f")) == captured_output("17-xenstore-ls-f.txt")
+        assert text(tool(sock, "xenstore-ls", "-f", "-p")) == captured_output("18-xenstore-ls-fp.txt")
