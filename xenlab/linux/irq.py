@@ -305,7 +305,9 @@ def do_IRQ(kernel: Any, irq: int, cpu: int = 0) -> int:
     if chip is not None and chip.ack is not None:
         chip.ack(irq)
     if desc.disabled or not desc.actions:
-        desc.pending = True
+        desc.pending = True  # IRQS_PENDING; the modern flows mask_ack it (2.6.18's ack already masked)
+        if desc.flow != "do_IRQ" and chip is not None and chip.mask is not None:
+            chip.mask(irq)
         return IRQ_NONE
     ret = handle_irq_event(kernel, desc)
     if chip is not None and chip.end is not None and desc.flow in ("do_IRQ", "percpu", "fasteoi"):
