@@ -276,3 +276,13 @@ def test_a_32bit_guest_has_1024_ports_and_32_bit_selector_words() -> None:
     calls.clear()
     hv.evtchn_send(0, remote)
     assert calls == [(irq, None)]
+
+
+def test_the_machine_can_pick_a_variant_on_the_kernel() -> None:
+    trace = Trace()
+    hv = Hypervisor(trace=trace, bits=64)
+    hv.domain_create(0, "Domain-0", vcpus=1, privileged=True, initdomain=True)
+    k = Kernel(hv, 0, flavour="2.6.18", trace=trace)
+    k.irq_variant = "RH5-274"
+    boot_irqs.boot_early_irqs(k)
+    assert k.irq.variant == "RH5-274" and k.irq.space.NR_IRQS == 4096
