@@ -82,7 +82,7 @@ def _check(kernel: Any, rc: int, what: str) -> int:
 def xen_init_IRQ(kernel: Any, **kw: Any) -> Any:
     """init_IRQ -> xen_init_IRQ of the kernel's flavour (2.6.18 variant via ``variant=``)."""
     if kernel.flavour == "2.6.18":
-        kw.setdefault("variant", getattr(kernel, "irq_variant", "L18"))  # a machine may set kernel.irq_variant
+        kw.setdefault("variant", getattr(kernel, "irq_variant", "L18"))  # set by a machine, if at all
         return l18.xen_init_IRQ(kernel, **kw)
     return ev.xen_init_IRQ(kernel, **kw)
 
