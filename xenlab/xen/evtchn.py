@@ -111,11 +111,17 @@ class EventChannels:
         d.chns.extend(Channel(p) for p in range(port, port + EVTCHNS_PER_BUCKET))
         return port
 
-    def _set_state(self, d: Domain, chn: Channel, **fields: Any) -> Row:
-        before = chn.summary()
+    def _set_state(self, d: Domain, chn: Channel, **fields: Any) -> list[Row]:
+        """Change a port's fields; the trace rows: its state tuple, and its notify vcpu if that moved."""
+        before, vcpu = chn.summary(), chn.notify_vcpu_id
         for name, value in fields.items():
             setattr(chn, name, value)
-        return (_t(d, "evtchn"), chn.port, before, chn.summary())
+        rows: list[Row] = []
+        if chn.summary() != before:
+            rows.append((_t(d, "evtchn"), chn.port, before, chn.summary()))
+        if chn.notify_vcpu_id != vcpu:
+            rows.append((_t(d, "evtchn_vcpu"), chn.port, vcpu or None, chn.notify_vcpu_id or None))
+        return rows
 
     # -- 2-level delivery -----------------------------------------------------------
     def evtchn_set_pending(self, d: Domain, vcpu: int, port: int) -> None:
@@ -174,8 +180,8 @@ class EventChannels:
         if rc:
             return self._fail(fn, f"{what}: d{caller} is not privileged over d{d.domid}", rc)
         rdom = cur.domid if remote_dom == DOMID_SELF else remote_dom
-        row = self._set_state(d, d.chns[port], state=ECS.ECS_UNBOUND, remote_dom=rdom, notify_vcpu_id=0)
-        self._rec(fn, f"{what}: d{d.domid} port {port} UNBOUND, reserved for d{rdom}", [row])
+        rows = self._set_state(d, d.chns[port], state=ECS.ECS_UNBOUND, remote_dom=rdom, notify_vcpu_id=0)
+        self._rec(fn, f"{what}: d{d.domid} port {port} UNBOUND, reserved for d{rdom}", rows)
         return port
 
     def evtchn_bind_interdomain(self, caller: int, remote_dom: int, remote_port: int) -> int:
@@ -196,9 +202,9 @@ class EventChannels:
             return self._fail(fn, f"{what}: d{rd.domid} port {remote_port} is not UNBOUND for d{caller}",
                               -EINVAL)
         lchn = ld.chns[lport]
-        rows = [self._set_state(ld, lchn, state=ECS.ECS_INTERDOMAIN, remote_dom=rd.domid,
-                                remote_port=remote_port),
-                self._set_state(rd, rchn, state=ECS.ECS_INTERDOMAIN, remote_dom=ld.domid, remote_port=lport)]
+        rows = self._set_state(ld, lchn, state=ECS.ECS_INTERDOMAIN, remote_dom=rd.domid,
+                               remote_port=remote_port)
+        rows += self._set_state(rd, rchn, state=ECS.ECS_INTERDOMAIN, remote_dom=ld.domid, remote_port=lport)
         self._rec(fn, f"{what}: d{caller} port {lport} <-> d{rd.domid} port {remote_port}, local port "
                   "set pending (covers an early notify)", rows)
         self.evtchn_set_pending(ld, lchn.notify_vcpu_id, lport)
@@ -220,9 +226,9 @@ class EventChannels:
         port = self.get_free_port(d)
         if port < 0:
             return self._fail(fn, f"{what}: no free port", port)
-        row = self._set_state(d, d.chns[port], state=ECS.ECS_VIRQ, virq=virq, notify_vcpu_id=vcpu)
+        rows = self._set_state(d, d.chns[port], state=ECS.ECS_VIRQ, virq=virq, notify_vcpu_id=vcpu)
         d.virq_to_evtchn[vcpu][virq] = port
-        self._rec(fn, f"{what}: port {port}", [row, (_t(d, f"vcpu{vcpu}_virq"), virq, None, port)])
+        self._rec(fn, f"{what}: port {port}", [*rows, (_t(d, f"vcpu{vcpu}_virq"), virq, None, port)])
         return port
 
     def evtchn_bind_ipi(self, caller: int, vcpu: int) -> int:
@@ -234,8 +240,8 @@ class EventChannels:
         port = self.get_free_port(d)
         if port < 0:
             return self._fail(fn, f"{what}: no free port", port)
-        row = self._set_state(d, d.chns[port], state=ECS.ECS_IPI, notify_vcpu_id=vcpu)
-        self._rec(fn, f"{what}: port {port}", [row])
+        rows = self._set_state(d, d.chns[port], state=ECS.ECS_IPI, notify_vcpu_id=vcpu)
+        self._rec(fn, f"{what}: port {port}", rows)
         return port
 
     def evtchn_bind_pirq(self, caller: int, pirq: int, flags: int = 0) -> int:
@@ -253,9 +259,9 @@ class EventChannels:
         port = self.get_free_port(d)
         if port < 0:
             return self._fail(fn, f"{what}: no free port", port)
-        row = self._set_state(d, d.chns[port], state=ECS.ECS_PIRQ, pirq=pirq, notify_vcpu_id=0)
+        rows = self._set_state(d, d.chns[port], state=ECS.ECS_PIRQ, pirq=pirq, notify_vcpu_id=0)
         d.pirq_to_evtchn[pirq] = port
-        self._rec(fn, f"{what}: port {port}", [row, (_t(d, "pirq"), pirq, None, port)])
+        self._rec(fn, f"{what}: port {port}", [*rows, (_t(d, "pirq"), pirq, None, port)])
         return port
 
     def _close(self, d: Domain, port: int, rows: list[Row]) -> int:
@@ -275,15 +281,13 @@ class EventChannels:
                     del table[chn.virq]
         elif chn.state == ECS.ECS_INTERDOMAIN:
             d2 = self.domains[chn.remote_dom]
-            rows.append(self._set_state(d2, d2.chns[chn.remote_port], state=ECS.ECS_UNBOUND,
-                                        remote_dom=d.domid, remote_port=0))
+            rows += self._set_state(d2, d2.chns[chn.remote_port], state=ECS.ECS_UNBOUND,
+                                    remote_dom=d.domid, remote_port=0)
         # evtchn_free: clear pending (no surprise on re-bind), back to vcpu 0, FREE.
         if d.shared_info.evtchn_pending.test_and_clear(port):
             rows.append((_t(d, "evtchn_pending"), port, 1, None))
-        if chn.notify_vcpu_id:
-            rows.append((_t(d, "evtchn_vcpu"), port, chn.notify_vcpu_id, None))
-        rows.append(self._set_state(d, chn, state=ECS.ECS_FREE, notify_vcpu_id=0, remote_dom=0,
-                                    remote_port=0, virq=0, pirq=0))
+        rows += self._set_state(d, chn, state=ECS.ECS_FREE, notify_vcpu_id=0, remote_dom=0,
+                                remote_port=0, virq=0, pirq=0)
         return 0
 
     def evtchn_close(self, caller: int, port: int) -> int:
@@ -390,8 +394,7 @@ class EventChannels:
         old = chn.notify_vcpu_id
         rows: list[Row] = []
         if old != vcpu:
-            chn.notify_vcpu_id = vcpu
-            rows.append((_t(d, "evtchn_vcpu"), port, old or None, vcpu or None))
+            rows = self._set_state(d, chn, notify_vcpu_id=vcpu)
         self._rec(fn, f"{what}: notify vcpu {old} -> {vcpu}", rows)
         return 0
 
