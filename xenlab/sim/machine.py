@@ -73,8 +73,13 @@ class Machine:
     dom0_mem_mb: int = 1024
     faults: Iterable[str] = ()
     xenstored: str = "oxenstored"
-    trace: Trace = field(default_factory=Trace)
-    sched: Scheduler = field(default_factory=Scheduler)
+    trace: Trace = field(default_factory=Trace, repr=False)
+    sched: Scheduler = field(default_factory=Scheduler, repr=False)
+
+    def __repr__(self) -> str:
+        state = "running" if self.daemon is not None else "not started"
+        return (f"Machine(flavour={self.flavour!r}, seed={self.seed}, domains={sorted(self.domains)}, "
+                f"{self.xenstored} {state}, {len(self.trace)} trace steps)")
 
     def __post_init__(self) -> None:
         from xenlab.xen.hypervisor import Hypervisor
