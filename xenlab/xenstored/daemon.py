@@ -14,6 +14,13 @@ show what the tree, the watches and the transactions looked like before and afte
 
 Socket connections (label ``socket...``) are dom0 like the real daemon's socket. Any
 other label is a domain's connection (its ring) and belongs to ``daemon.domains``.
+
+Hooks for transports and the machine: ``on_introduce(domid, mfn, port) -> 0 | -errno``
+(map the page, bind the port, make the connection), ``on_release(domid)``,
+``domain_exists(domid) -> bool`` (the hypervisor's view, for SET_PERMS), and per
+connection ``on_output`` / ``on_close`` / ``on_reset`` (INTRODUCE zeroes the ring).
+``name="oxenstored"`` selects that daemon's visible differences: sorted children, the
+``/@introduceDomain`` and ``/@releaseDomain`` nodes, its quota defaults, ``EQUOTA``.
 """
 
 from __future__ import annotations
