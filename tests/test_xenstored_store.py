@@ -358,3 +358,13 @@ def test_set_perms_naming_a_domain_that_does_not_exist(dom0: Client) -> None:
     # a domain 7 made later does not inherit the entry that was written before it existed
     dom0.daemon.domain_exists = lambda domid: domid in (0, 1, 7)
     assert introduce(dom0, 7).error(T.XS_READ, "/p") == "EACCES"
+
+
+def test_a_tree_as_deep_as_path_max_allows_can_be_made_and_removed(dom0: Client) -> None:
+    # XSA-418: deleting deep trees exhausted C xenstored's stack; the walks here do not recurse
+    deep = "/local/domain/0/" + "/".join(["d"] * 1000)  # 1999 characters below the home
+    dom0.write(deep, "bottom")
+    assert dom0.read(deep) == b"bottom"
+    dom0.rm("/local")
+    assert dom0.daemon.store.check() == []
+    assert len(dom0.daemon.store.nodes) == 3

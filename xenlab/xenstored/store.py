@@ -178,13 +178,15 @@ class Store:
             raise XenstoreError(EINVAL, f"invalid node name {path!r}")
         data = value.encode() if isinstance(value, str) else bytes(value)
         if path not in self.nodes:
-            parent_name = get_parent(path)
-            if parent_name not in self.nodes:
-                self.write(parent_name, b"")
-            parent = self.nodes[parent_name]
-            self.write_node(path, Node(data, parent.perms))
-            self.write_node(parent_name, Node(parent.value, parent.perms,
-                                              self.add_child(parent.children, basename(path))))
+            missing = [path]
+            while get_parent(missing[-1]) not in self.nodes:
+                missing.append(get_parent(missing[-1]))
+            for name in reversed(missing):  # top down, each new node inheriting its parent's list
+                parent_name = get_parent(name)
+                parent = self.nodes[parent_name]
+                self.write_node(name, Node(data if name == path else b"", parent.perms))
+                self.write_node(parent_name, Node(parent.value, parent.perms,
+                                                  self.add_child(parent.children, basename(name))))
         else:
             cur = self.nodes[path]
             self.write_node(path, Node(data, cur.perms, cur.children))
