@@ -10,14 +10,16 @@ trust the other's index only if ``prod - cons <= 1024`` (``check_indexes``).
 
 ``RingConnection`` does what C xenstored 4.17's ``readchn``/``writechn``
 (tools/xenstore/xenstored_domain.c) do: read the indices once, check them, copy the
-bytes, then store the new index, then kick the event channel. It reads the 16-byte
-header and then exactly the payload (``handle_input``), so a request costs at least two
-reads, each followed by a notify. C xenstored writes a reply's header and payload with
-two ``writechn`` calls (two notifies); oxenstored writes a whole packet at once
-(``ml_interface_write``, tools/ocaml/libs/xb/xs_ring_stubs.c), which is why a real dom0
-counts fewer xenbus interrupts under oxenstored (the per-personality split is inferred
-from those sources). Output that does not fit stays queued until the guest frees space
-and kicks.
+bytes, then store the new index, then kick the event channel, even when 0 bytes moved.
+``RingServer.service`` is one wake-up of C xenstored's ``main()``: passes over every
+ring, each pass one ``handle_input`` (the 16-byte header, then in the same call exactly
+the payload; only the contiguous part up to the ring's end per read) and one
+``handle_output`` (``write_messages``: a reply's header, then its payload, two
+``writechn`` calls), repeated while any ring has work. So a request costs at least two
+kicks in and two out. oxenstored writes a whole packet at once (``ml_interface_write``,
+tools/ocaml/libs/xb/xs_ring_stubs.c) and kicks only when bytes moved (its split is
+inferred from those sources). Output that does not fit stays queued until the guest
+frees space and kicks; a guest with quota-many replies unread is not read from.
 
 A guest that breaks the rules loses its connection and nothing else: bad indices set
 ``error = XENSTORE_ERROR_RINGIDX``, a header with len > 4096 sets
