@@ -323,3 +323,34 @@ def test_irq_view_of_a_kernel_takes_its_irq_windows():
     assert "DYNIRQ 256..258: 2 of 3 in use" in IrqView.of(old).text_at(bind_trace(), 2)
     modern = SimpleNamespace(name="dom0", irq=SimpleNamespace())
     assert "allocated dynamically" in IrqView.of(modern).text_at(bind_trace(), 2)
+
+
+def test_a_stepper_shows_the_trace_as_it_was_when_made_and_its_stage_menu_starts_in_range():
+    t = bind_trace(n_irqs=3)
+    s = Stepper(t, [], steps=range(2, 4))
+    t.record("later", "recorded by a later cell", actor="dom0", source="-")
+    assert "step 2 of 0..3 (1 of 2 shown)" in s.text()
+    assert s.go(4) is False and "out of range: this trace has steps 0..3" in s.message
+    assert [label for label, _ in s._stages] == ["#2 bind ports"]
+
+
+def test_bus_view_takes_root_devices_keyed_by_name_alone():
+    t = Trace()
+    t.record("device_add", "added device 'xen' on /sys/devices", actor="dom0", source="drivers/base/core.c",
+             changes=[("dom0/device", "xen", None, "registered"),
+                      ("dom0/device", "/xen-backend", None, "registered")])
+    text = BusView().text_at(t)
+    assert "/sys/devices (root devices, no bus)" in text
+    assert text.splitlines()[2:] == ["*   device xen", "*   device xen-backend"]
+
+
+def test_a_panel_that_fails_shows_a_message_in_the_stepper_not_a_traceback():
+    class Broken(StoreView):
+        def text(self, ctx):
+            raise KeyError("dom0/nothing")
+
+        html = text
+
+    s = Stepper(bind_trace(), [Broken()])
+    assert "! cannot draw step 0: KeyError: 'dom0/nothing'" in s.text()
+    assert "cannot draw step 0" in s.html() and "xl-err" in s.html()

@@ -18,6 +18,12 @@ from xenlab.views.stepper import Context, TablePanel
 KINDS = ("bus", "driver", "device", "device_driver", "xenbus_state")
 
 
+def _split(key: str) -> tuple[str, str]:
+    """A driver-model key "bus/name" -> (bus, name); a device on no bus is keyed by its name alone."""
+    bus, sep, name = key.partition("/")
+    return (bus, name) if sep else ("", key)
+
+
 def _state(value: Any) -> str:
     if isinstance(value, int):
         return f"{value} ({xenbus_strstate(value)})"
@@ -47,17 +53,17 @@ class BusView(TablePanel):
         bound = ctx.table(f"{k}/device_driver")
         states = ctx.table(f"{k}/xenbus_state")
         out: list[tuple[str, bool]] = []
-        names = sorted(set(buses) | {key.split("/", 1)[0] for key in list(drivers) + list(devices)})
+        names = sorted(set(buses) | {_split(key)[0] for key in list(drivers) + list(devices)})
         for bus in names:
             label = f"/sys/bus/{bus}" if bus else "/sys/devices (root devices, no bus)"
             out.append((label, ctx.is_changed(f"{k}/bus", bus)))
-            for key in sorted(d for d in devices if d.split("/", 1)[0] == bus):
+            for key in sorted((d for d in devices if _split(d)[0] == bus), key=lambda d: _split(d)[1]):
                 drv = bound.get(key)
                 hit = ctx.is_changed(f"{k}/device", key) or ctx.is_changed(f"{k}/device_driver", key)
                 tail = f" -> driver {drv}" if drv else (" (no driver)" if bus else "")
-                out.append((f"  device {key.split('/', 1)[1]}{tail}", hit))
-            for key in sorted(d for d in drivers if d.split("/", 1)[0] == bus):
-                out.append((f"  driver {key.split('/', 1)[1]}", ctx.is_changed(f"{k}/driver", key)))
+                out.append((f"  device {_split(key)[1]}{tail}", hit))
+            for key in sorted(d for d in drivers if _split(d)[0] == bus):
+                out.append((f"  driver {_split(key)[1]}", ctx.is_changed(f"{k}/driver", key)))
         if states:
             out.append(("xenbus states:", False))
             for node in sorted(states):

@@ -90,11 +90,24 @@ class TablePanel:
 def _stage_menu(trace: Trace, shown: list[int]) -> list[tuple[str, int]]:
     """(label, position of its first shown step) per stage; stages with no shown step merge into the next."""
     starts: dict[int, list[str]] = {}
-    for name, start in trace.stages:
+    stages = list(trace.stages)
+    for i, (name, start) in enumerate(stages):
+        nxt = stages[i + 1][1] if i + 1 < len(stages) else len(trace)
+        if shown and nxt <= shown[0] and start < shown[0]:
+            continue  # the stage is over before the first step shown here
         pos = bisect.bisect_left(shown, start)
         if pos < len(shown):
             starts.setdefault(pos, []).append(name)
     return [(f"#{shown[pos]} {' / '.join(names)}", pos) for pos, names in sorted(starts.items())]
+
+
+def _draw(panel: Any, how: str, ctx: Context) -> str:
+    """A panel's text or HTML; a panel that cannot draw this step says why instead of raising."""
+    try:
+        return str(getattr(panel, how)(ctx))
+    except Exception as exc:  # a view must never show a traceback (tables recorded by others may change)
+        msg = f"! cannot draw step {ctx.index}: {type(exc).__name__}: {exc}"
+        return msg if how == "text" else f"<div class='xl-err'>{esc(msg)}</div>"
 
 
 class Stepper:
@@ -114,12 +127,14 @@ class Stepper:
         self.title = title
         self.show_changes = changes
         self.interval_ms = interval_ms
-        span = steps if steps is not None else range(len(trace))
+        # The stepper shows the trace as it is now: steps recorded later (by later cells) are not its.
+        self.n = len(trace)
+        span = steps if steps is not None else range(self.n)
         self.filtered = only is not None or steps is not None
-        self.shown = [i for i in span if 0 <= i < len(trace) and (only is None or only(trace[i]))]
+        self.shown = [i for i in span if 0 <= i < self.n and (only is None or only(trace[i]))]
         self.pos = 0 if self.shown else -1
         self.message = "" if self.shown else (
-            "the trace is empty: run something first" if not len(trace) else "no step matches the filter")
+            "the trace is empty: run something first" if not self.n else "no step matches the filter")
         self._stages = _stage_menu(trace, self.shown)
         self._w: dict[str, Any] | None = None
         self._syncing = False
@@ -138,8 +153,8 @@ class Stepper:
 
     @property
     def last(self) -> int:
-        """Index of the last step of the trace."""
-        return len(self.trace) - 1
+        """Index of the last step of the trace (as it was when the stepper was made)."""
+        return self.n - 1
 
     def _go_pos(self, pos: int) -> bool:
         if not 0 <= pos < len(self.shown):
@@ -234,7 +249,7 @@ class Stepper:
         if self.index >= 0:
             ctx = self.context()
             for p in self.panels:
-                parts.append(f"== {p.title} ==\n{p.text(ctx)}")
+                parts.append(f"== {p.title} ==\n{_draw(p, 'text', ctx)}")
         return "\n".join(parts)
 
     def step_html(self) -> str:
@@ -260,7 +275,7 @@ class Stepper:
         if self.index >= 0:
             ctx = self.context()
             for p in self.panels:
-                parts.append(f"<h4>{esc(p.title)}</h4>{p.html(ctx)}")
+                parts.append(f"<h4>{esc(p.title)}</h4>{_draw(p, 'html', ctx)}")
         return box("".join(parts))
 
     def __repr__(self) -> str:
