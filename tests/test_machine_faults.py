@@ -62,3 +62,25 @@ def test_non_quiescent_guest_ring_is_reported_and_fixed_up() -> None:
         assert m.domain(1).run("cat /sys/bus/xen/devices/vif-0/state") == "Connected"
     finally:
         m.shutdown()
+
+
+@pytest.mark.parametrize("fault", ["get_zeroed_page", "alloc_unbound_enosys"])
+def test_without_a_store_page_or_port_xenstored_cannot_start(fault: str) -> None:
+    """dom0's kernel gave up on its store: xenstored's dom0_init fails, so no tree, no guest."""
+    m = build("domU", faults=[fault])
+    try:
+        assert m.daemon is None and "dom0_init failed" in m.xenstored_error
+        assert sorted(m.hv.domains) == [0]
+        assert "xenstored is not running" in m.dom0.run("xenstore-ls")
+    finally:
+        m.shutdown()
+
+
+def test_a_guest_whose_xs_init_fails_hangs_and_never_connects() -> None:
+    m = build("domU", faults=["domU:xs_init"])
+    try:
+        assert "Error initializing xenstore comms: -12" in m.domain(1).run("dmesg")
+        assert any("boot hung" in e for e in m.errors)
+        assert m.dom0.run("xenstore-read /local/domain/1/device/vif/0/state") == "1"
+    finally:
+        m.shutdown()

@@ -30,7 +30,20 @@ if TYPE_CHECKING:
 
 
 def boot_kernel(m: Machine, kernel: Any, *, initdomain: bool) -> None:
-    """Boot *kernel* through the stages above, each a named stage of the trace."""
+    """Boot *kernel* through the stages above; a boot that hangs (a fault) is recorded, not raised."""
+    from xenlab.base.sched import Deadlock
+
+    try:
+        _boot_stages(m, kernel, initdomain=initdomain)
+    except Deadlock as e:
+        # e.g. xs_init failed, then a driver asks xenstore something: the real kernel waits forever
+        msg = f"{kernel.name}: boot hung in stage {m.trace._stage!r}: {e}"
+        m.errors.append(msg)
+        m.trace.record("boot hung", msg, actor=kernel.name, source="init/main.c")
+
+
+def _boot_stages(m: Machine, kernel: Any, *, initdomain: bool) -> None:
+    """The stages, in order."""
     from xenlab.linux import boot_irqs, interrupts
     from xenlab.linux.drivers import console, control
     from xenlab.linux.xenbus import probe

@@ -103,8 +103,18 @@ def start_xenstored(m: Machine, personality: str) -> None:
 
     def xenstored_main() -> None:
         m.ring_server.bind_dom_exc(lambda d: domain_gone(m, d))  # domain_init: VIRQ_DOM_EXC first
-        port = int(kernel.proc["xen/xsd_port"].read().strip())
-        buf = m.host.map_local_store_page()
+        try:
+            entry = kernel.proc.get("xen/xsd_port")
+            if entry is None:
+                raise OSError(2, "/proc/xen/xsd_port: No such file or directory")
+            port = int(entry.read().strip())
+            buf = m.host.map_local_store_page()
+        except (OSError, ValueError) as e:
+            # dom0_init fails: the real daemon exits and the init script reports it
+            m.xenstored_error = f"{comm}: dom0_init failed: {e}"
+            m.trace.record("dom0_init", m.xenstored_error, actor=comm,
+                           source="tools/xenstore/xenstored_domain.c")
+            return
         m.ring_server.attach_local(port, buf)
         while True:
             m.ring_server.service()

@@ -14,6 +14,7 @@ from typing import Any
 
 from xenlab.sim.commands import COMMANDS, EXAMPLES, command_name, run_command, unknown_command_message
 from xenlab.sim.faults import all_faults, check_fault
+from xenlab.sim.machine import MachineError
 from xenlab.sim.scenarios import SCENARIOS, build, check_scenario
 
 
@@ -66,15 +67,21 @@ def run(args: argparse.Namespace) -> int:
         if name and name not in COMMANDS:
             print(f"xenlab exec: {unknown_command_message(name).removeprefix('xenlab: ')}", file=sys.stderr)
             return 2
-    m = build(args.scenario, flavour=args.flavour, seed=args.seed, dom0_vcpus=args.dom0_vcpus,
-              guest_vcpus=args.guest_vcpus, disks=args.disks, vifs=args.vifs, faults=args.fault,
-              xenstored=args.xenstored)
+    try:
+        m = build(args.scenario, flavour=args.flavour, seed=args.seed, dom0_vcpus=args.dom0_vcpus,
+                  guest_vcpus=args.guest_vcpus, disks=args.disks, vifs=args.vifs, faults=args.fault,
+                  xenstored=args.xenstored)
+    except (MachineError, ValueError) as e:
+        print(f"xenlab exec: {e}", file=sys.stderr)
+        return 1
     try:
         if args.domain not in m.hv.domains:
             print(f"xenlab exec: no domain {args.domain} in scenario {args.scenario}; "
                   f"domains: {', '.join(str(d) for d in sorted(m.hv.domains))}", file=sys.stderr)
             return 2
         rc = 0
+        for err in m.errors + ([m.xenstored_error] if m.xenstored_error else []):
+            print(f"xenlab exec: note: {err}", file=sys.stderr)
         try:
             for cmd in args.commands:
                 res = run_command(m, args.domain, cmd)

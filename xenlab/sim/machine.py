@@ -93,6 +93,8 @@ class Machine:
         self.hv = Hypervisor(trace=self.trace, bits=64)
         self.domains: dict[int, Domain] = {}
         self.daemon: Any = None
+        self.xenstored_error = ""
+        self.errors: list[str] = []
         self.ring_server: Any = None
         self.host: Any = None
         self.xenconsoled: Any = None
@@ -162,6 +164,9 @@ class Machine:
         self.trace.begin_stage(f"{personality}: start")
         daemons.start_xenstored(self, personality)
         self.settle()
+        if self.xenstored_error:
+            self.daemon = None  # it exited: no socket, the tools would fall back to /dev/xen/xenbus
+            return
         daemons.init_script_after_xenstored(self, personality)
         self.trace.begin_stage("xen-init-dom0")
         daemons.xen_init_dom0(self)
@@ -179,8 +184,9 @@ class Machine:
             return self._guest_xs[domid]
         if self._dom0_xs is None:
             if self.daemon is None:
-                raise MachineError("xenstored is not running in dom0 (scenario dom0-early); a real "
-                                   "client would block in /dev/xen/xenbus until it starts")
+                why = f" ({self.xenstored_error})" if self.xenstored_error else " (scenario dom0-early)"
+                raise MachineError(f"xenstored is not running in dom0{why}; a real client would block "
+                                   "in /dev/xen/xenbus until one starts")
             from xenlab.sim.daemons import socket_client
 
             self._dom0_xs = socket_client(self, "xenstore-cli")
@@ -193,7 +199,8 @@ class Machine:
         from xenlab.sim.guest import create_domU
 
         if self.daemon is None:
-            raise MachineError("create_domU needs xenstored: call start_xenstored() first")
+            why = f" ({self.xenstored_error})" if self.xenstored_error else ": call start_xenstored() first"
+            raise MachineError(f"create_domU needs a running xenstored{why}")
         return create_domU(self, name=name, vcpus=vcpus, memory_mb=memory_mb, disks=disks, vifs=vifs, **kw)
 
     # -- what commands read --------------------------------------------------------------

@@ -36,6 +36,9 @@ def _dom0(m: Machine, p: dict[str, int]) -> None:
 
 def _domU(m: Machine, p: dict[str, int]) -> None:
     m.start_xenstored()
+    if m.daemon is None:  # a fault stopped xenstored: xl create would hang; the machine stays as it is
+        m.errors.append("no guest created: xenstored is not running")
+        return
     m.create_domU(vcpus=p.get("guest_vcpus", 1), disks=p.get("disks", 1), vifs=p.get("vifs", 1))
 
 
