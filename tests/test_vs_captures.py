@@ -332,3 +332,28 @@ def test_dom0_probe_runs_when_xenstored_first_kicks(dom0: Machine, early: Machin
 
     assert xenbus_lines(early.dom0.run("dmesg").splitlines()) == xenbus_lines(capture("oxenstored", "01-"))
     assert xenbus_lines(dom0.dom0.run("dmesg").splitlines()) == xenbus_lines(capture("oxenstored", "13-"))
+
+
+# -- the guest before and after it loads its frontends ------------------------------------------------
+def test_guest_before_and_after_insmod_of_the_frontends() -> None:
+    """domU-02/03: before insmod the devices exist in Initialising, no vbd/vif driver, no device
+    IRQs; domU-05/06: after it, both Connected with their IRQs."""
+    m = build("dom0", flavour="modern", seed=0)
+    try:
+        m.create_domU(frontends=False)
+        guest = m.domain(1)
+        def irqs() -> list[tuple[str, ...]]:
+            return irq_rows(guest.run("cat /proc/interrupts").splitlines())
+
+        assert irqs() == irq_rows(capture("domU", "domU-02"))
+        real03 = capture("domU", "domU-03")
+        assert sysfs_devices(m, 1, "xen") == [ln for ln in real03 if ln.startswith("/sys/bus")]
+        assert f"drivers: {' '.join(guest.run('ls /sys/bus/xen/drivers').split())}" == real03[-1]
+        m.load_frontends(1)
+        assert irqs() == irq_rows(capture("domU", "domU-06"))
+        real05 = capture("domU", "domU-05")
+        devices = [ln.split(" driver=")[0] for ln in real05 if ln.startswith("/sys/bus")]
+        assert sysfs_devices(m, 1, "xen") == devices
+        assert f"drivers: {' '.join(guest.run('ls /sys/bus/xen/drivers').split())}" == real05[2]
+    finally:
+        m.shutdown()

@@ -29,12 +29,13 @@ if TYPE_CHECKING:
     from xenlab.sim.machine import Machine
 
 
-def boot_kernel(m: Machine, kernel: Any, *, initdomain: bool) -> None:
-    """Boot *kernel* through the stages above; a boot that hangs (a fault) is recorded, not raised."""
+def boot_kernel(m: Machine, kernel: Any, *, initdomain: bool, userspace: bool = True) -> None:
+    """Boot *kernel* through the stages above (*userspace*: also its /init's module loading);
+    a boot that hangs (a fault) is recorded, not raised."""
     from xenlab.base.sched import Deadlock
 
     try:
-        _boot_stages(m, kernel, initdomain=initdomain)
+        _boot_stages(m, kernel, initdomain=initdomain, userspace=userspace)
     except Deadlock as e:
         # e.g. xs_init failed, then a driver asks xenstore something: the real kernel waits forever
         msg = f"{kernel.name}: boot hung in stage {m.trace._stage!r}: {e}"
@@ -42,7 +43,7 @@ def boot_kernel(m: Machine, kernel: Any, *, initdomain: bool) -> None:
         m.trace.record("boot hung", msg, actor=kernel.name, source="init/main.c")
 
 
-def _boot_stages(m: Machine, kernel: Any, *, initdomain: bool) -> None:
+def _boot_stages(m: Machine, kernel: Any, *, initdomain: bool, userspace: bool) -> None:
     """The stages, in order."""
     from xenlab.linux import boot_irqs, interrupts
     from xenlab.linux.drivers import console, control
@@ -73,6 +74,8 @@ def _boot_stages(m: Machine, kernel: Any, *, initdomain: bool) -> None:
     if not initdomain:
         probe.boot_wait_for_devices(kernel)
     m.settle()
+    if not userspace:
+        return
     m.trace.begin_stage(f"{name}: user space")
     if initdomain:
         dom0_init(m, kernel)

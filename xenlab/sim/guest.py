@@ -82,11 +82,15 @@ def make_config(m: Machine, name: str, vcpus: int, memory_mb: int, disks: int | 
 
 
 def create_domU(m: Machine, *, name: str, vcpus: int, memory_mb: int, disks: int | list[str],
-                vifs: int | list[int], **kw: Any) -> Domain:
-    """xl create: build, introduce, add devices, hotplug, boot, wait for Connected."""
+                vifs: int | list[int], frontends: bool = True, **kw: Any) -> Domain:
+    """xl create: build, introduce, add devices, hotplug, boot, wait for Connected.
+
+    *frontends* False stops the guest before its /init loads xen-blkfront and xen-netfront
+    (the devices then wait in Initialising); ``load_frontends`` does that step later.
+    """
     from xenlab.linux.kernel import Kernel
     from xenlab.sim.daemons import socket_client
-    from xenlab.sim.machine import Domain, MachineError
+    from xenlab.sim.machine import Domain
 
     domid = m._next_domid
     m._next_domid += 1
@@ -130,8 +134,27 @@ def create_domU(m: Machine, *, name: str, vcpus: int, memory_mb: int, disks: int
         ts.hotplug_vif_bridge(domid, nic)
         m.settle()
 
-    boot.boot_kernel(m, kernel, initdomain=False)
+    boot.boot_kernel(m, kernel, initdomain=False, userspace=frontends)
     m.settle()
+    if frontends:
+        wait_connected(m, domid)
+    return dom
+
+
+def load_frontends(m: Machine, domid: int) -> None:
+    """The guest's /init: insmod xen-blkfront.ko and xen-netfront.ko, then wait for Connected."""
+    kernel = m.kernel(domid)
+    m.trace.begin_stage(f"{kernel.name}: user space")
+    boot.domu_init(m, kernel)
+    m.settle()
+    wait_connected(m, domid)
+
+
+def wait_connected(m: Machine, domid: int) -> None:
+    """Let the handshakes run until every vbd and vif is Connected on both ends (or record why not)."""
+    from xenlab.sim.machine import MachineError
+
+    b = m.toolstack.built[domid]
 
     def connected() -> bool:
         both = (XenbusStateConnected, XenbusStateConnected)
@@ -145,4 +168,3 @@ def create_domU(m: Machine, *, name: str, vcpus: int, memory_mb: int, disks: int
             raise MachineError(msg)
         m.errors.append(msg)  # with a fault injected this is the lesson, not a failure
         m.trace.record("xl create", msg, actor="toolstack", source="tools/libs/light/libxl_device.c")
-    return dom

@@ -203,6 +203,12 @@ class Machine:
             raise MachineError(f"create_domU needs a running xenstored{why}")
         return create_domU(self, name=name, vcpus=vcpus, memory_mb=memory_mb, disks=disks, vifs=vifs, **kw)
 
+    def load_frontends(self, domid: int) -> None:
+        """In guest *domid* (created with frontends=False): insmod the frontends, wait for Connected."""
+        from xenlab.sim.guest import load_frontends
+
+        load_frontends(self, domid)
+
     # -- what commands read --------------------------------------------------------------
     def domain_name(self, domid: int) -> str:
         """The domain's name (xl list's first column)."""
