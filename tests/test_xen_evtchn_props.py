@@ -149,7 +149,8 @@ def test_random_hypercall_streams_keep_the_invariants(stream: list[tuple[int, tu
 
 
 @pytest.mark.slow
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.skipif("XENLAB_FUZZ_EXAMPLES" not in os.environ, reason="long run: make fuzz")
+@settings(max_examples=max(1, EXAMPLES // 4), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(callers, ops), min_size=50, max_size=300))
 def test_long_hypercall_streams_keep_the_invariants(stream: list[tuple[int, tuple]]) -> None:
     run_stream(stream)
