@@ -1,15 +1,19 @@
-"""Random and hostile message streams through the ring transport into the real daemon.
+"""Random and hostile message streams through the ring and socket transports into the real daemon.
 
 Invariants checked after every stream: the daemon never has more than 1024 bytes in
 flight on a ring; every byte it put there decodes into well-formed replies (a known
 type, len <= 4096, the req_id of a request or 0 for a watch event); a guest whose stream
 was malformed has its connection marked in error and nothing else; the tree passes
-check_store(); what another client committed before is still there.
+check_store(); what another client committed before is still there. Over the Unix socket:
+every reply arrives whole and well formed, and the client loses its connection exactly when
+it sent a len > 4096 header or died inside a message.
 """
 
 from __future__ import annotations
 
 import os
+import socket
+import tempfile
 from typing import Any
 
 import pytest
@@ -23,6 +27,7 @@ from xenlab.base.trace import Trace
 from xenlab.xenstored import wire
 from xenlab.xenstored.daemon import Daemon
 from xenlab.xenstored.ring import RingServer
+from xenlab.xenstored.unix import UnixServer
 from xenlab.xenstored.wire import Message
 
 QUICK = 60  # in every `make test`
@@ -130,3 +135,65 @@ def _random_streams_keep_every_invariant(stream: list[bytes]) -> None:
     assert daemon.store.check() == []
     daemon.handle(sock, Message(xsw.XS_READ, 9, 0, b"/committed\0"))
     assert sock.take_output()[-1].payload == b"precious"
+
+
+def drive_socket(data: bytes) -> tuple[list[Message], list[tuple[int, str]], Daemon]:
+    """*data* over a real Unix socket to an in-process UnixServer, then close: (replies, drops, daemon)."""
+    trace = Trace()
+    trace.enabled = False
+    daemon = Daemon(trace=trace)
+    sentinel = daemon.new_connection(0, "socket0")
+    daemon.handle(sentinel, Message(xsw.XS_WRITE, 1, 0, b"/committed\0precious"))
+    with tempfile.TemporaryDirectory() as tmp:
+        server = UnixServer(daemon, os.path.join(tmp, "s"))
+        client = socket.socket(socket.AF_UNIX)
+        client.connect(os.path.join(tmp, "s"))
+        client.sendall(data)  # small enough for the socket buffer: no deadlock in one thread
+        client.shutdown(socket.SHUT_WR)
+        client.setblocking(False)
+        dec = wire.Decoder(strict_types=True)
+        got: list[Message] = []
+        for _ in range(500):
+            server.service(0.001)
+            try:
+                chunk = client.recv(65536)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                break
+            got += dec.feed(chunk)
+        else:
+            raise AssertionError("the server never closed the connection")
+        dec.close()  # every reply arrived whole
+        client.close()
+        server.close()
+    return got, server.dropped, daemon
+
+
+@quick_and_long(streams(), st.booleans())
+def _socket_streams_get_well_formed_replies_or_lose_the_connection(stream: list[bytes], cut: bool) -> None:
+    data = b"".join(stream)
+    cut = cut and bool(data)
+    if cut:
+        data = data[:-1]  # the client dies in the middle of its last message
+    sent_ids = {wire.decode_header(s)[1] for s in stream if len(s) >= 16}
+    replies, drops, daemon = drive_socket(data)
+    assert len(drops) == 1
+    reason = drops[0][1]
+    # Walk the headers that were really sent: the first len > 4096 is fatal; else bytes
+    # left over past the last whole message mean the client died inside one.
+    off, hostile = 0, False
+    while off + 16 <= len(data) and not hostile:
+        length = int.from_bytes(data[off + 12:off + 16], "little")
+        hostile = length > 4096
+        off += 16 + length
+    if hostile:
+        assert reason.startswith("protocol error: header len")
+    elif off != len(data):
+        assert reason.startswith("protocol error: stream closed inside the")
+    else:
+        assert reason == "closed by client"
+    for r in replies:
+        assert r.req_id in sent_ids or (r.type == xsw.XS_WATCH_EVENT and r.req_id == 0)
+    assert daemon.store.check() == [] and daemon.bugs == []
+    assert daemon.store.read("/committed") == b"precious"
