@@ -251,3 +251,19 @@ def test_modern_dom0_store_setup_failures_leave_xenbus_unknown(fault: str, err: 
     assert xenbus_probe_initcall(k) == 0
     assert [t.name for t in k.sched.tasks] == []  # neither xenwatch nor xenbus_probe
     assert fault != "alloc_unbound_enosys" or len(k.free_pages) == 1
+
+
+def test_when_the_frontends_vanish_dom0_removes_its_backends_as_the_real_one_did() -> None:
+    pair = make_pair("modern")
+    load_frontends(pair)
+    before = len(pair.dom0.log)
+    for path in (f"{FE}/vbd/51712", f"{FE}/vif/0"):  # xl destroy: the guest's nodes go
+        pair.xs.tool_rm(path)
+        pair.settle()
+    assert sysfs(pair.dom0).listdir("/sys/bus/xen-backend/devices") == []
+    skip = ("xenbus: (backend_changed", "xenbus: xenbus_probe (cleanup_dev")
+    ours = [line.text for line in pair.dom0.log[before:] if not line.text.startswith(skip)]
+    real = [re.sub(r"^\[\s*[\d.]+\] ", "", line) for line in capture("domU/D11-xl-destroy.txt").splitlines()]
+    real = [ln for ln in real if ln.startswith(("vbd ", "vif ", "xenbus")) and not ln.startswith(skip)]
+    start = next(i for i, line in enumerate(real) if line.startswith("vbd vbd-1-51712: xenbus: state is 0"))
+    assert ours == real[start:]  # (before that the console's backend, which only the toolstack removes)

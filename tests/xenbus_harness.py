@@ -168,6 +168,14 @@ class DirectXs:
         t, p = replies[-1]
         return None if t == T.XS_ERROR else p.decode()
 
+    def tool_rm(self, path: str) -> None:
+        """xenstore-rm from dom0's socket; watch events go to the kernels."""
+        sock = getattr(self, "_sock", None) or self.daemon.new_connection(0, "socket-tools")
+        self._sock = sock
+        self._req += 1
+        self.daemon.handle(sock, Message(int(T.XS_RM), self._req, 0, join_strings(path)))
+        self._route(sock)
+
     def tool_directory(self, path: str) -> list[str]:
         """The children of a node, read from dom0's socket ([] if absent)."""
         sock = getattr(self, "_sock", None) or self.daemon.new_connection(0, "socket-tools")

@@ -194,6 +194,8 @@ def really_probe(kernel: Any, dev: device, drv: device_driver) -> int:
         if ret not in (-ENODEV, -ENXIO):
             kernel.printk("<4>", f"{drv.name}: probe of {dev.name} failed with error {ret}")
         return 0
+    if kernel.flavour != "2.6.18":
+        kobject_uevent(kernel, dev, "bind")  # driver_bound (since Linux 4.14)
     return 1
 
 
@@ -236,6 +238,19 @@ def device_release_driver(kernel: Any, dev: device) -> None:
     dev.driver = None
     kernel.record("device_release_driver", f"unbound {dev.name} from driver {drv.name!r}", SRC_DD,
                   changes=[_bind_row(kernel, dev, drv.name, None)])
+    if kernel.flavour != "2.6.18":
+        kobject_uevent(kernel, dev, "unbind")
+
+
+# -- uevents -------------------------------------------------------------
+def kobject_uevent(kernel: Any, dev: device, action: str) -> None:
+    """kobject_uevent: tell user space (udev) about *dev*: "add", "remove", "bind", "unbind",
+    "online", "offline"; the bus's uevent hook adds its variables (lib/kobject_uevent.c)."""
+    env = [f"ACTION={action}", f"DEVPATH=/devices/{dev.name}"]
+    if dev.bus is not None and dev.bus.uevent is not None:
+        env += dev.bus.uevent(dev)
+    kernel.record("kobject_uevent", f"{dev.name}: {action} (" + " ".join(env[2:]) + ")",
+                  "lib/kobject_uevent.c")
 
 
 # -- devices --------------------------------------------------------------
@@ -253,6 +268,7 @@ def device_register(kernel: Any, dev: device, *, fault: str | None = None) -> in
     dev.registered = True
     kernel.record("device_add", f"added device {dev.name!r} on {where}", SRC_CORE,
                   changes=[(f"{kernel.name}/device", _dev_key(dev), None, "registered")])
+    kobject_uevent(kernel, dev, "add")
     if dev.bus is not None:
         device_attach(kernel, dev)
     return 0
@@ -269,6 +285,7 @@ def device_unregister(kernel: Any, dev: device) -> None:
     dev.registered = False
     kernel.record("device_del", f"removed device {dev.name!r}", SRC_CORE,
                   changes=[(f"{kernel.name}/device", _dev_key(dev), "registered", None)])
+    kobject_uevent(kernel, dev, "remove")
     if dev.release is not None:
         dev.release(dev)
 

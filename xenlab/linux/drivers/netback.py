@@ -28,7 +28,7 @@ from xenlab.abi.xenbus import (
     XenbusStateInitWait,
     XenbusStateUnknown,
 )
-from xenlab.linux.driver_model import device_unregister
+from xenlab.linux.driver_model import device_unregister, kobject_uevent
 from xenlab.linux.drivers.common import IRQ_HANDLED, backend_bind_irq, nr_cpus, unbind_irq
 from xenlab.linux.kernel import KERN_INFO
 from xenlab.linux.xenbus.bus import xenbus_driver
@@ -137,6 +137,8 @@ def backend_create_xenvif(kernel: Any, be: backend_info) -> int:
     be.vif = f"vif{dev.otherend_id}.{handle}"
     kernel.record("xenvif_alloc", f"{dev.nodename}: net device {be.vif}", _src(kernel),
                   changes=[(f"{kernel.name}/netdev", be.vif, None, "down")])
+    if kernel.flavour != "2.6.18":
+        kobject_uevent(kernel, dev, "online")  # this kicks the hotplug scripts
     return 0
 
 
@@ -277,6 +279,8 @@ def netback_remove(kernel: Any, dev: Any) -> None:
         unregister_xenbus_watch(kernel, be.hotplug_status_watch)
         be.hotplug_status_watch = None
     backend_disconnect(kernel, be)
+    if be.vif and kernel.flavour != "2.6.18":
+        kobject_uevent(kernel, dev, "offline")
     if be.vif:
         kernel.record("xenvif_free", f"net device {be.vif} removed", _src(kernel),
                       changes=[(f"{kernel.name}/netdev", be.vif, "down", None)])

@@ -259,6 +259,7 @@ def xenbus_dev_probe(kernel: Any, dev: xenbus_device) -> int:
 
 def xenbus_dev_remove(kernel: Any, dev: xenbus_device) -> None:
     """xenbus_dev_remove: drop the otherend watch, run the driver's remove, switch to Closed."""
+    xenbus_dbg(kernel, f"xenbus: xenbus_probe (xenbus_dev_remove:344) {dev.nodename}.")
     free_otherend_watch(kernel, dev)
     xdrv = dev.driver.owner if dev.driver is not None else None
     if xdrv is not None and xdrv.remove is not None:
@@ -325,6 +326,7 @@ def xenbus_device_find(xbus: xen_bus_type, nodename: str) -> xenbus_device | Non
 def xenbus_cleanup_devices(kernel: Any, xbus: xen_bus_type, path: str) -> None:
     """xenbus_cleanup_devices: unregister every device at or below *path* (xenbus_probe.c)."""
     def below(dev: Any) -> int:
+        xenbus_dbg(kernel, f"xenbus: xenbus_probe (cleanup_dev:424) {path}.")
         n = dev.nodename
         return int(n == path or n.startswith(path + "/"))
 

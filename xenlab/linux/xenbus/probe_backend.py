@@ -67,6 +67,7 @@ def frontend_changed(kernel: Any, dev: Any, path: str, token: str = "") -> None:
 
 def xenbus_uevent_backend(dev: Any) -> list[str]:
     """xenbus_uevent_backend: MODALIAS, then what /sbin/hotplug wants: type, path, base path."""
+    xenbus_dbg(dev.xbus.kernel, "xenbus: (xenbus_uevent_backend:102) ")
     return [f"MODALIAS=xen-backend:{dev.devicetype}", f"XENBUS_TYPE={dev.devicetype}",
             f"XENBUS_PATH={dev.nodename}", "XENBUS_BASE_PATH=backend"]
 
