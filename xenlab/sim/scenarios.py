@@ -6,7 +6,9 @@ boots a Machine to the named point:
 - ``dom0-early``: dom0 booted, xenstored not started (xenbus waits for its first event);
 - ``dom0``: xenstored, xen-init-dom0 and xenconsoled running, dom0's probe done;
 - ``domU``: plus one PV guest with *disks* vbds (xvda, xvdb, ...) and *vifs* vifs
-  (0, 1, ...), all Connected on both ends.
+  (0, 1, ...), all Connected on both ends;
+- ``domU-early``: the same guest booted, before its /init loads the frontend modules
+  (``machine.load_frontends(1)`` does that step).
 """
 
 from __future__ import annotations
@@ -34,18 +36,25 @@ def _dom0(m: Machine, p: dict[str, int]) -> None:
     m.start_xenstored()
 
 
-def _domU(m: Machine, p: dict[str, int]) -> None:
+def _domU(m: Machine, p: dict[str, int], frontends: bool = True) -> None:
     m.start_xenstored()
     if m.daemon is None:  # a fault stopped xenstored: xl create would hang; the machine stays as it is
         m.errors.append("no guest created: xenstored is not running")
         return
-    m.create_domU(vcpus=p.get("guest_vcpus", 1), disks=p.get("disks", 1), vifs=p.get("vifs", 1))
+    m.create_domU(vcpus=p.get("guest_vcpus", 1), disks=p.get("disks", 1), vifs=p.get("vifs", 1),
+                  frontends=frontends)
+
+
+def _domU_early(m: Machine, p: dict[str, int]) -> None:
+    _domU(m, p, frontends=False)
 
 
 SCENARIOS: dict[str, Scenario] = {
     "dom0-early": Scenario("dom0-early", "dom0 booted; xenstored not started yet", _dom0_early),
     "dom0": Scenario("dom0", "dom0 with xenstored, xen-init-dom0 and xenconsoled", _dom0),
     "domU": Scenario("domU", "dom0 + one PV domU with vbd(s) and vif(s), Connected", _domU),
+    "domU-early": Scenario("domU-early", "the same guest before its /init loads xen-blkfront and "
+                           "xen-netfront (devices Initialising)", _domU_early),
 }
 
 
