@@ -15,6 +15,9 @@ model as it is now. The layout follows the kernel's (fs/sysfs, drivers/base):
 - ``/sys/bus/<bus>/drivers/<drv>/``: ``bind``, ``unbind``, ``uevent`` and a link per
   bound device.
 
+Reading a ``uevent`` file runs the bus's uevent hook, as the kernel's uevent_show does (so
+a modern xen-backend device logs its "xenbus_uevent_backend" dyndbg line then, too).
+
 Python-facing: errors are raised as FileNotFoundError / NotADirectoryError /
 IsADirectoryError naming the path, the way the shell would report them.
 """
