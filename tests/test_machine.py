@@ -168,3 +168,20 @@ def test_a_second_guest_gets_domid_2_new_loop_devices_and_its_own_irqs() -> None
         assert "vif2.0-q0-tx" in names and "vif1.0-q0-tx" in names
     finally:
         m.shutdown()
+
+
+def test_the_trace_does_not_depend_on_hash_order() -> None:
+    """Another interpreter with another PYTHONHASHSEED prints the very same trace."""
+    import os
+    import subprocess
+    import sys
+
+    m = build("dom0")
+    try:
+        here = m.trace.dump(changes=True)
+    finally:
+        m.shutdown()
+    env = dict(os.environ, PYTHONHASHSEED="7")
+    out = subprocess.run([sys.executable, "-m", "xenlab", "trace", "--scenario", "dom0", "--changes"],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    assert out.rstrip("\n") == here
