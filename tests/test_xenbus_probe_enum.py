@@ -122,3 +122,22 @@ def test_uevent_files_carry_what_udev_and_the_hotplug_scripts_get() -> None:
     k2, _ = domU("2.6.18", {f"{DEV}/vif/0/state": "1"})
     assert sysfs(k2).read("/sys/bus/xen/devices/vif-0/uevent") == (
         "XENBUS_TYPE=vif\nXENBUS_PATH=device/vif/0\nMODALIAS=xen:vif\n")
+
+
+def test_a_driver_loaded_after_boot_waits_for_its_device_and_reports_the_timeout() -> None:
+    from xenlab.linux.xenbus.probe_frontend import boot_wait_for_devices
+
+    k, xs = domU("modern", {f"{DEV}/vbd/51712/state": "1", f"{DEV}/vbd/51712/backend-id": "0",
+                            f"{DEV}/vbd/51712/backend": "/local/domain/1/fake-backend",
+                            "/local/domain/1/fake-backend/state": "1"})  # a backend that never moves
+    boot_wait_for_devices(k)
+    start = k.sched.now_ns
+    drv = xenbus_driver(name="vbd", ids=["vbd"], probe=lambda kernel, dev: 0)
+    assert xenbus_register_frontend(k, drv) == 0
+    assert (k.sched.now_ns - start) // 10**9 == 270  # 30 s for all devices, then up to 270 s in all
+    lines = [line.text for line in k.log]
+    wait = next(line for line in lines if "Waiting for devices" in line)
+    assert wait.startswith("xenbus_probe_frontend: Waiting for devices to initialise: 25s...20s...")
+    assert "...5s...0s...235s...230s..." in wait and wait.endswith("...5s...0s...")
+    assert lines[-1] == ("xenbus_probe_frontend: Timeout connecting to device: device/vbd/51712 "
+                         "(local state 1, remote state 1)")
