@@ -267,3 +267,21 @@ def test_when_the_frontends_vanish_dom0_removes_its_backends_as_the_real_one_did
     real = [ln for ln in real if ln.startswith(("vbd ", "vif ", "xenbus")) and not ln.startswith(skip)]
     start = next(i for i, line in enumerate(real) if line.startswith("vbd vbd-1-51712: xenbus: state is 0"))
     assert ours == real[start:]  # (before that the console's backend, which only the toolstack removes)
+
+
+def test_an_hvm_guest_defers_xs_init_to_xenbus_probe() -> None:
+    from xenlab.abi.start_info import HVM_PARAM_STORE_PFN
+
+    hv = FakeHV()
+    d = hv.domain_create(3)
+    d.hvm = True
+    page = hv.memory.alloc_page(3)
+    d.hvm_params[HVM_PARAM_STORE_PFN] = d.mfn_to_pfn(page.mfn)
+    d.hvm_params[HVM_PARAM_STORE_EVTCHN] = 2
+    k = Kernel(hv, 3, flavour="modern", sched=Scheduler(), trace=Trace())  # type: ignore[arg-type]
+    DirectXs().attach(k)
+    assert xenbus_init(k) == 0
+    assert (k.xb.xen_store_domain_type, k.xb.xenstored_ready, k.xb.xen_store_mfn) == (XS_HVM, 0, page.mfn)
+    assert k.sched.tasks == []  # no xs_init yet: the callback may not work this early
+    assert xenbus_probe_initcall(k) == 0
+    assert k.xb.xenstored_ready == 1 and [t.name for t in k.sched.tasks] == ["xenwatch"]
