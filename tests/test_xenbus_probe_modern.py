@@ -275,6 +275,7 @@ def test_an_hvm_guest_defers_xs_init_to_xenbus_probe() -> None:
     hv = FakeHV()
     d = hv.domain_create(3)
     d.hvm = True
+    hv.memory.alloc_page(3)  # pfn 0: a STORE_PFN of 0 would mean "no store"
     page = hv.memory.alloc_page(3)
     d.hvm_params[HVM_PARAM_STORE_PFN] = d.mfn_to_pfn(page.mfn)
     d.hvm_params[HVM_PARAM_STORE_EVTCHN] = 2
