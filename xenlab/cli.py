@@ -1,7 +1,8 @@
-"""The xenlab command line: `xenlab lab`, `xenlab serve`, `xenlab exec`, `xenlab trace`, `xenlab quiz`.
+"""The xenlab command line: `xenlab lab`, `xenlab serve`, `xenlab exec`, `xenlab trace`.
 
-Each subcommand lives in its own module and registers itself through `add_parser`;
-this file only collects them.
+Each subcommand lives in its own module providing ``add_parser(subparsers)`` and
+``run(args) -> int``; only the chosen one is imported, so one subcommand's import error
+never breaks another.
 """
 
 from __future__ import annotations
@@ -10,39 +11,37 @@ import argparse
 import importlib
 import sys
 
-#: subcommand name -> module providing add_parser(subparsers) and run(args) -> int
-SUBCOMMANDS: dict[str, str] = {
-    "lab": "xenlab.labcmd",
-    "serve": "xenlab.xenstored.serve",
-    "exec": "xenlab.sim.execcmd",
-    "trace": "xenlab.sim.tracecmd",
-    "quiz": "xenlab.exercises.quiz",
+#: subcommand name -> (module, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "lab": ("xenlab.labcmd", "copy the notebooks to a working folder and open JupyterLab there"),
+    "serve": ("xenlab.xenstored.serve", "serve the lab xenstore on a Unix socket for real tools"),
+    "exec": ("xenlab.sim.execcmd", "boot a simulated machine and run commands in one of its domains"),
+    "trace": ("xenlab.sim.tracecmd", "print the boot trace of a scenario"),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every subcommand that is installed."""
-    parser = argparse.ArgumentParser(prog="xenlab", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for modname in SUBCOMMANDS.values():
-        try:
-            mod = importlib.import_module(modname)
-        except ModuleNotFoundError as exc:
-            if exc.name != modname:
-                raise
-            continue
-        p = mod.add_parser(sub)
-        p.set_defaults(_run=mod.run)
-    return parser
+def _usage() -> str:
+    lines = ["usage: xenlab COMMAND [ARGS...]", "", "commands:"]
+    lines += [f"  {name:8s} {help_}" for name, (_, help_) in SUBCOMMANDS.items()]
+    lines += ["", "`xenlab COMMAND --help` describes one command."]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `xenlab` and `python -m xenlab`."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "_run", None):
-        parser.print_help()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if argv else 2
+    name = argv[0]
+    if name not in SUBCOMMANDS:
+        print(f"xenlab: unknown command {name!r}; valid: {', '.join(SUBCOMMANDS)}", file=sys.stderr)
         return 2
+    module = importlib.import_module(SUBCOMMANDS[name][0])
+    parser = argparse.ArgumentParser(prog="xenlab")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    module.add_parser(sub).set_defaults(_run=module.run)
+    args = parser.parse_args(argv)
     return int(args._run(args) or 0)
 
 
