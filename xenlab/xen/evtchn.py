@@ -7,19 +7,17 @@ is ECS_RESERVED from birth, so a guest can use 0 as "no port". ``get_free_port``
 hands out the lowest ECS_FREE port, failing with -ENOSPC past the ABI's limit (4096
 ports for a 64-bit guest, 1024 for a 32-bit one) or the domain's ``max_evtchn_port``.
 
-Every operation checks all its arguments before it changes anything and returns
--errno exactly where Xen 4.17 does, so a failed hypercall leaves the tables as they
-were. Delivery is the 2-level ABI (``evtchn_2l_set_pending``): set the port's
-PENDING bit; if it was already set, or the port is MASKED, stop (while masked the
-"edge" is lost: only ``evtchn_unmask`` re-checks); else set the selector bit
-``port / BITS_PER_EVTCHN_WORD`` and ``evtchn_upcall_pending`` of the port's vcpu,
-and if that flag went 0 -> 1 with upcalls unmasked, call ``domain.upcall(vcpu)``
-synchronously: this is the guest being interrupted.
+Every operation returns -errno exactly where Xen 4.17 does, and a failed call
+changes no port's state (as in Xen, ``get_free_port`` may already have grown the
+table by an empty bucket, which ``status`` can tell). Delivery is the 2-level ABI in
+``event_2l.py``.
 
 Each hypercall records one step (actor "xen") with rows for the tables it changed:
-``xen/d<N>/evtchn`` (port -> state tuple), ``xen/d<N>/evtchn_pending`` and
-``xen/d<N>/evtchn_mask`` (port -> 1), ``xen/d<N>/vcpu<V>`` (upcall_pending,
-pending_sel).
+``xen/d<N>/evtchn`` (port -> state tuple, e.g. ``("unbound", 0)``,
+``("interdomain", 1, 2)``, ``("virq", 3, 0)``), ``xen/d<N>/evtchn_vcpu`` (port ->
+notify vcpu when not 0), ``xen/d<N>/evtchn_pending`` / ``evtchn_mask`` (port -> 1)
+and ``xen/d<N>/vcpu<V>`` (``evtchn_upcall_pending``, ``evtchn_pending_sel``); the
+bits a guest flips itself are not Xen's steps and are not recorded here.
 """
 
 from __future__ import annotations
@@ -41,13 +39,8 @@ from xenlab.abi.event_channel import (
     EVTCHNSTAT_virq,
     evtchn_status,
 )
-from xenlab.base.trace import Trace
 from xenlab.xen.domain import EVTCHNS_PER_BUCKET, Channel, Domain
-
-SRC = "xen/common/event_channel.c"
-SRC_2L = "xen/common/event_2l.c"
-
-Row = tuple[str, Any, Any, Any]
+from xenlab.xen.event_2l import EventTwoLevel, Row, _t
 
 
 def virq_is_global(virq: int) -> bool:
@@ -55,21 +48,10 @@ def virq_is_global(virq: int) -> bool:
     return virq not in PER_VCPU_VIRQS
 
 
-def _t(d: Domain, table: str) -> str:
-    return f"xen/d{d.domid}/{table}"
-
-
-class EventChannels:
+class EventChannels(EventTwoLevel):
     """The EVTCHNOP_* operations; mixed into Hypervisor (needs ``domains`` and ``trace``)."""
 
-    domains: dict[int, Domain]
-    trace: Trace
-
     # -- helpers --------------------------------------------------------------------
-    def _rec(self, function: str, summary: str, changes: list[Row] | tuple[Row, ...] = (),
-             source: str = SRC) -> None:
-        self.trace.record(function, summary, actor="xen", source=source, changes=changes)
-
     def _fail(self, function: str, summary: str, rc: int) -> int:
         from xenlab.abi.errno import errno_name
 
@@ -122,47 +104,6 @@ class EventChannels:
         if chn.notify_vcpu_id != vcpu:
             rows.append((_t(d, "evtchn_vcpu"), chn.port, vcpu or None, chn.notify_vcpu_id or None))
         return rows
-
-    # -- 2-level delivery -----------------------------------------------------------
-    def evtchn_set_pending(self, d: Domain, vcpu: int, port: int) -> None:
-        """evtchn_2l_set_pending (event_2l.c): PENDING bit, then selector and upcall if unmasked."""
-        sh = d.shared_info
-        if sh.evtchn_pending.test_and_set(port):
-            self._rec("evtchn_2l_set_pending", f"d{d.domid} port {port}: already pending, nothing more",
-                      source=SRC_2L)
-            return
-        rows: list[Row] = [(_t(d, "evtchn_pending"), port, None, 1)]
-        if sh.evtchn_mask[port]:
-            self._rec("evtchn_2l_set_pending", f"d{d.domid} port {port}: pending, but masked: no upcall "
-                      "(the edge is lost until unmask)", rows, SRC_2L)
-            return
-        kick = self._mark_sel(d, vcpu, port, rows)
-        self._rec("evtchn_2l_set_pending", f"d{d.domid} port {port}: pending; vcpu {vcpu} "
-                  + ("selector and upcall_pending set" if kick else "already has an upcall pending"),
-                  rows, SRC_2L)
-        if kick:
-            self._kick(d, vcpu)
-
-    def _mark_sel(self, d: Domain, vcpu: int, port: int, rows: list[Row]) -> bool:
-        """Set selector bit port/BITS; if it was clear, vcpu_mark_events_pending. True if 0 -> 1."""
-        vi = d.shared_info.vcpu_info[vcpu]
-        idx = port // d.bits
-        sel = int(vi.evtchn_pending_sel)
-        if sel >> idx & 1:
-            return False
-        vi.evtchn_pending_sel = sel | 1 << idx
-        rows.append((_t(d, f"vcpu{vcpu}"), "evtchn_pending_sel", sel or None, sel | 1 << idx))
-        if vi.evtchn_upcall_pending:
-            return False
-        vi.evtchn_upcall_pending = 1
-        rows.append((_t(d, f"vcpu{vcpu}"), "evtchn_upcall_pending", None, 1))
-        return True
-
-    def _kick(self, d: Domain, vcpu: int) -> None:
-        """vcpu_kick: the vcpu takes the upcall now if its upcall mask allows (HVM: the callback)."""
-        vi = d.shared_info.vcpu_info[vcpu]
-        if d.upcall is not None and (d.hvm or not vi.evtchn_upcall_mask):
-            d.upcall(vcpu)
 
     # -- the operations -------------------------------------------------------------
     def evtchn_alloc_unbound(self, caller: int, dom: int, remote_dom: int) -> int:
@@ -358,25 +299,11 @@ class EventChannels:
         return st
 
     def evtchn_unmask(self, caller: int, port: int) -> int:
-        """evtchn_unmask / evtchn_2l_unmask: clear MASK; if still PENDING, re-raise selector and upcall."""
+        """evtchn_unmask (event_channel.c): a valid port goes to evtchn_2l_unmask; 0 or -EINVAL."""
         d = self._current(caller)
         if not d.port_is_valid(port):
             return self._fail("evtchn_unmask", f"d{caller}: unmask port {port}: no such port", -EINVAL)
-        vcpu = d.chns[port].notify_vcpu_id
-        sh = d.shared_info
-        rows: list[Row] = []
-        kick = False
-        if sh.evtchn_mask.test_and_clear(port):
-            rows.append((_t(d, "evtchn_mask"), port, 1, None))
-            if sh.evtchn_pending[port]:
-                kick = self._mark_sel(d, vcpu, port, rows)
-        note = "was not masked"
-        if rows:
-            note = "unmasked" + (": still pending, the lost edge is re-raised" if sh.evtchn_pending[port]
-                                 else "")
-        self._rec("evtchn_unmask", f"d{caller} port {port} {note}", rows, SRC_2L)
-        if kick:
-            self._kick(d, vcpu)
+        self.evtchn_2l_unmask(d, port)
         return 0
 
     def evtchn_bind_vcpu(self, caller: int, port: int, vcpu: int) -> int:

@@ -16,7 +16,8 @@ from xenlab.abi.event_channel import DOMID_FIRST_RESERVED, ECS
 from xenlab.base.trace import Trace
 from xenlab.xen.domain import Channel, Domain
 from xenlab.xen.errors import XenError
-from xenlab.xen.evtchn import SRC, EventChannels
+from xenlab.xen.event_2l import SRC
+from xenlab.xen.evtchn import EventChannels
 from xenlab.xen.memory import DEFAULT_MFN_BASE, MachineMemory, Page
 
 SRC_DOMAIN = "xen/common/domain.c"
