@@ -307,6 +307,8 @@ def netfront_init(kernel: Any) -> int:
     """netif_init (module_init of xen-netfront): announce, register the "vif" frontend driver."""
     if kernel.flavour != "2.6.18":
         kernel.printk(KERN_INFO, "xen_netfront: Initialising Xen virtual ethernet driver")
+    else:
+        kernel.printk(KERN_INFO, "netfront: Initialising virtual ethernet driver.")  # IPRINTK
     drv = netfront_driver()
     kernel.netfront_driver = drv
     return xenbus_register_frontend(kernel, drv)
