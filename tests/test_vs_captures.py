@@ -357,3 +357,24 @@ def test_guest_before_and_after_insmod_of_the_frontends() -> None:
         assert f"drivers: {' '.join(guest.run('ls /sys/bus/xen/drivers').split())}" == real05[2]
     finally:
         m.shutdown()
+
+
+# -- xl destroy ---------------------------------------------------------------------------------------
+def test_xl_destroy_leaves_the_tree_and_buses_as_the_real_one() -> None:
+    """D11: after `xl destroy` only dom0 is listed, the guest's paths are gone (empty /libxl and
+    /vm stay), dom0's backend devices are unregistered and every port of the guest is closed."""
+    m = build("domU", flavour="modern", seed=0)
+    try:
+        m.destroy_domU(1)
+        real = capture("domU", "D11-")
+        start = real.index("Name                                        ID   Mem VCPUs\tState\tTime(s)")
+        rows = real[start:]
+        tree_start = next(i for i, ln in enumerate(rows) if ln.startswith("/"))
+        assert [ln.split()[:-1] for ln in m.dom0.run("xl list").splitlines()[1:]] == [
+            ln.split()[:-1] for ln in rows[1:tree_start]]
+        assert tree(m.dom0.run("xenstore-ls -f").splitlines()) == tree(rows[tree_start:])
+        assert m.dom0.run("ls /sys/bus/xen-backend/devices") == ""
+        assert "Remote Domain 1" not in m.dom0.run("lsevtchn 0")
+        assert "evtchn:xenconsoled" not in m.dom0.run("cat /proc/interrupts")
+    finally:
+        m.shutdown()

@@ -223,12 +223,20 @@ def cmd_lsevtchn(sh: Shell, argv: list[str]) -> str:
 
 
 def cmd_xl(sh: Shell, argv: list[str]) -> str:
-    """xl list: the domains (tools/xl/xl_list.c list_domains)."""
+    """xl list | xl destroy DOMAIN: the domains (xl_list.c), or tear a guest down (xl_vmcontrol.c)."""
     if sh.domid != 0:
         raise CommandError("xl: command not found (xl runs in dom0)", rc=127)
-    if argv[1:] != ["list"]:
-        raise CommandError("xl: the lab knows only 'xl list'")
-    return xl_list(sh.machine)
+    if argv[1:] == ["list"]:
+        return xl_list(sh.machine)
+    if len(argv) == 3 and argv[1] == "destroy":
+        m = sh.machine
+        by_name = {m.domain_name(d): d for d in m.domains}
+        target = by_name.get(argv[2], int(argv[2]) if argv[2].isdigit() else -1)
+        if target not in m.domains or target == 0:
+            raise CommandError(f"{argv[2]} is an invalid domain identifier (rc=-6)")
+        m.destroy_domU(target)
+        return ""
+    raise CommandError("xl: the lab knows 'xl list' and 'xl destroy DOMAIN'")
 
 
 def xl_list(m: Machine) -> str:
@@ -275,6 +283,7 @@ COMMANDS: dict[str, Callable[[Shell, list[str]], str]] = {
 EXAMPLES = ("cat /proc/interrupts", "cat /proc/xen/xsd_port", "ls -l /proc/xen", "ls /sys/bus/xen/devices",
             "ls /sys/bus/xen-backend/devices", "cat /sys/bus/xen/devices/vif-0/state", "xenstore-ls -f",
             "xenstore-ls -f -p", "xenstore-read name", "xenstore-write /a 1", "lsevtchn 0", "xl list",
+            "xl destroy xenlab-domu",
             "dmesg", "xsring", "xsring -d")
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from xenlab.abi.xs_wire import XS_WATCH, XS_WATCH_EVENT
+from xenlab.abi.xs_wire import XS_UNWATCH, XS_WATCH, XS_WATCH_EVENT
 from xenlab.sim.xsclient import XsClient
 from xenlab.xenstored import wire
 
@@ -176,6 +176,9 @@ class Xenconsoled:
                 for domid in sorted(self.m.domains):
                     if domid and domid not in self.watched:
                         self.watch_domain(domid)
+                for domid in sorted(self.watched):
+                    if domid not in self.m.hv.domains:
+                        self.domain_gone(domid)
             elif token.isdigit() and int(token) in self.watched and int(token) not in self.ports:
                 self.domain_create_ring(int(token))
         return bool(events)
@@ -185,6 +188,17 @@ class Xenconsoled:
         self.watched.add(domid)
         path = f"/local/domain/{domid}/console"
         self.xs._req("watch", XS_WATCH, f"{path}\0{domid}\0".encode(), path=path)
+
+    def domain_gone(self, domid: int) -> None:
+        """cleanup_domain: the guest died: unbind its console port, drop its watch."""
+        self.watched.discard(domid)
+        port = self.ports.pop(domid, None)
+        if port is not None and self.host is not None:
+            self.host.evtchn_unbind(port)
+        path = f"/local/domain/{domid}/console"
+        self.xs._req("unwatch", XS_UNWATCH, f"{path}\0{domid}\0".encode(), path=path)
+        self.m.trace.record("cleanup_domain", f"d{domid} gone: console port {port} unbound",
+                            actor="xenconsoled", source="tools/console/daemon/io.c")
 
     def domain_create_ring(self, domid: int) -> None:
         """domain_create_ring: read console/port, bind it through /dev/xen/evtchn, write console/tty."""

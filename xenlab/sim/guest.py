@@ -168,3 +168,31 @@ def wait_connected(m: Machine, domid: int) -> None:
             raise MachineError(msg)
         m.errors.append(msg)  # with a fault injected this is the lesson, not a failure
         m.trace.record("xl create", msg, actor="toolstack", source="tools/libs/light/libxl_device.c")
+
+
+def destroy_domU(m: Machine, domid: int) -> None:
+    """xl destroy (libxl_domain.c): pause, remove every device's xenstore paths (force: no
+    handshake) and run the hotplug scripts' remove, xc_domain_destroy (Xen raises
+    VIRQ_DOM_EXC: xenstored fires @releaseDomain and lets the ring go, xenconsoled lets the
+    console go), then remove /local/domain/<D>, /vm/<uuid> and /libxl/<D>."""
+    from xenlab.sim.machine import MachineError
+
+    if domid == 0 or domid not in m.domains:
+        raise MachineError(f"xl destroy: no guest {domid}; guests: "
+                           f"{', '.join(str(d) for d in sorted(m.domains) if d) or 'none'}")
+    ts: Toolstack = m.toolstack
+    b = ts.built[domid]
+    m.trace.begin_stage(f"xl destroy d{domid}")
+    m.hv.domain_pause(domid)
+    devices = [("console", 0, f"/local/domain/{domid}/console")]
+    devices += [("vbd", d.devid, None) for d in b.config.disks]
+    devices += [("vif", n.devid, None) for n in b.config.nics]
+    for kind, devid, fe in devices:
+        ts.libxl__device_destroy(domid, kind, devid, fe)
+        m.settle()
+    ts.xc_domain_destroy(domid)
+    m.settle()
+    ts.libxl__domain_destroy_paths(domid, b.config.uuid)
+    m.settle()
+    del m.domains[domid]
+    m._guest_xs.pop(domid, None)

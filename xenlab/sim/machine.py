@@ -203,6 +203,12 @@ class Machine:
             raise MachineError(f"create_domU needs a running xenstored{why}")
         return create_domU(self, name=name, vcpus=vcpus, memory_mb=memory_mb, disks=disks, vifs=vifs, **kw)
 
+    def destroy_domU(self, domid: int) -> None:
+        """`xl destroy`: tear the guest down the way libxl does (see xenlab.sim.guest.destroy_domU)."""
+        from xenlab.sim.guest import destroy_domU
+
+        destroy_domU(self, domid)
+
     def load_frontends(self, domid: int) -> None:
         """In guest *domid* (created with frontends=False): insmod the frontends, wait for Connected."""
         from xenlab.sim.guest import load_frontends

@@ -299,6 +299,29 @@ class Toolstack:
         fents = {"backend-id": "0", "handle": str(nic.devid), "mac": nic.mac, "trusted": "1", "state": "1"}
         self.libxl__device_generic_add(domid, "vif", nic.devid, bents, fents, {"mtu": "1500"})
 
+    # -- teardown (xl destroy) ---------------------------------------------------------
+    def libxl__device_destroy(self, domid: int, kind: str, devid: int, frontend_path: str | None) -> None:
+        """libxl__device_destroy: remove the frontend, backend and /libxl paths (and empty parents)."""
+        fe = frontend_path or f"/local/domain/{domid}/device/{kind}/{devid}"
+        be = f"/local/domain/0/backend/{kind}/{domid}/{devid}"
+        t = self.xs.transaction_start()
+        for path in (fe, be, f"/libxl/{domid}/device/{kind}/{devid}"):
+            libxl__xs_path_cleanup(self.xs, t, path)
+        self.xs.transaction_end(t)
+        self.record("libxl__device_destroy", f"{kind} {devid}: removed {fe} and {be}",
+                    "tools/libs/light/libxl_device.c")
+
+    def xc_domain_destroy(self, domid: int) -> None:
+        """xc_domain_destroy: Xen kills the domain (its ports close; VIRQ_DOM_EXC to dom0)."""
+        self.m.hv.domain_destroy(domid)
+
+    def libxl__domain_destroy_paths(self, domid: int, uuid: str) -> None:
+        """devices_destroy_cb / destroy_domid_cb: remove /local/domain/<D>, /vm/<uuid>, /libxl/<D>."""
+        for path in (f"/local/domain/{domid}", f"/vm/{uuid}", f"/libxl/{domid}"):
+            _rm_quiet(self.xs, path, 0)
+        self.record("libxl__destroy_domid", f"d{domid}: removed /local/domain/{domid}, /vm/{uuid}, "
+                    f"/libxl/{domid}", "tools/libs/light/libxl_domain.c")
+
     # -- 5. hotplug scripts ------------------------------------------------------------
     def hotplug_block(self, domid: int, disk: DiskConfig, loop_index: int) -> None:
         """/etc/xen/scripts/block add: losetup the image on /dev/loopN, then the script's xenstore writes."""
@@ -319,6 +342,19 @@ class Toolstack:
         self.xs.write(f"/local/domain/0/backend/vif/{domid}/{nic.devid}/hotplug-status", "connected")
         self.record("hotplug vif-bridge online", f"vif{domid}.{nic.devid} added to {nic.bridge}",
                     "tools/hotplug/Linux/vif-bridge")
+
+
+def libxl__xs_path_cleanup(xs: XsClient, t: int, path: str) -> None:
+    """libxl__xs_path_cleanup: rm *path*, then each parent that is left empty (valueless, no children)."""
+    _rm_quiet(xs, path, t)
+    while path.count("/") > 1:
+        path = path.rsplit("/", 1)[0]
+        try:
+            if xs.read(path, t) or xs.directory(path, t):
+                return
+        except XsError:
+            return
+        _rm_quiet(xs, path, t)
 
 
 def _rm_quiet(xs: XsClient, path: str, t: int) -> None:
