@@ -11,7 +11,9 @@ and the store page from ``/proc/xen/xsd_kva`` + ``xsd_port``, so its ports and I
 appear where a real dom0 shows them. Then the machine does what Debian's init script
 and xen-init-dom0 do, and starts xenconsoled. ``create_domU()`` is `xl create`
 (``xenlab.sim.toolstack``): build the domain, write its xenstore nodes, INTRODUCE it,
-add its devices, run the hotplug scripts, boot its kernel and wait for Connected.
+add its devices, run the hotplug scripts, boot its kernel and wait for Connected;
+``destroy_domU()`` is `xl destroy`. A fault that stops xenstored or hangs a guest's boot
+is recorded in ``machine.errors`` (and the trace), so a learner can look at what is left.
 
 Everything a learner can run inside a domain goes through ``machine.domain(d).run(cmd)``
 (``xenlab.sim.commands``).
