@@ -378,3 +378,17 @@ def test_xl_destroy_leaves_the_tree_and_buses_as_the_real_one() -> None:
         assert "evtchn:xenconsoled" not in m.dom0.run("cat /proc/interrupts")
     finally:
         m.shutdown()
+
+
+def test_xenstore_read_and_list_in_dom0(dom0: Machine) -> None:
+    """Capture 19: what dom0 has and has not got, and relative paths (domid, name)."""
+    real = capture("oxenstored", "19-")
+    lab = []
+    for k in ("domid", "name", "vm", "memory/target", "memory/static-max",
+              "control/platform-feature-multiprocessor-suspend", "device", "backend"):
+        lab.append(f"/local/domain/0/{k} = {dom0.dom0.run(f'xenstore-read /local/domain/0/{k}')}")
+    for k in ("/tool/xenstored", "/vm", "/local/domain/0/backend"):
+        out = dom0.dom0.run(f"xenstore-list {k}")
+        lab.append(f"{k} -> " + "".join(ln + " " for ln in out.splitlines()))
+    lab += [dom0.dom0.run("xenstore-read domid"), dom0.dom0.run("xenstore-read name")]
+    assert lab == real
