@@ -287,14 +287,25 @@ def xenbus_probe_node(kernel: Any, xbus: xen_bus_type, type: str, nodename: str)
                       "not a new device: skipped", SRC)
         return 0
     dev = xenbus_device(nodename=nodename, devicetype=type, state=XenbusStateInitialising,
-                        bus=xbus.bus, xbus=xbus, parent=xbus.dev)
+                        bus=xbus.bus, xbus=xbus, parent=xbus.dev,
+                        release=lambda d: xenbus_dev_release(kernel, d))
     bus_id = xbus.get_bus_id(kernel, nodename)
     if isinstance(bus_id, int):
         return bus_id
     dev.name = bus_id
     kernel.record("xenbus_probe_node", f"{nodename}: new {type} device {bus_id!r} on bus {xbus.bus.name!r}",
                   SRC, changes=[(f"{kernel.name}/xenbus_state", nodename, None, XenbusStateInitialising)])
-    return device_register(kernel, dev)
+    err = device_register(kernel, dev)
+    if err:
+        kernel.record("xenbus_probe_node", f"{nodename}: device_register failed: {err}", SRC,
+                      changes=[(f"{kernel.name}/xenbus_state", nodename, XenbusStateInitialising, None)])
+    return err
+
+
+def xenbus_dev_release(kernel: Any, dev: Any) -> None:
+    """xenbus_dev_release: the last reference went: the xenbus_device is freed (xenbus_probe.c)."""
+    kernel.record("xenbus_dev_release", f"{dev.nodename}: xenbus_device freed", SRC,
+                  changes=[(f"{kernel.name}/xenbus_state", dev.nodename, dev.state, None)])
 
 
 def xenbus_probe_devices(kernel: Any, xbus: xen_bus_type) -> int:
