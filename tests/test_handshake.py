@@ -294,3 +294,16 @@ def test_a_backend_left_online_goes_back_to_initwait_when_the_frontend_reinitial
     pair.settle()
     assert pair.read(f"{BE}/vif/1/0/state") == "2"
     assert "xen_netback: backend/vif/1/0: prepare for reconnect" in pair.dom0.dmesg()
+
+
+def test_the_trace_replays_the_handshake_states(connected: Pair) -> None:
+    trace = connected.dom0.trace
+    end = trace.state_at(len(trace) - 1)
+    assert end["domU1/xenbus_state"] == {"device/vbd/51712": 4, "device/vif/0": 4}
+    assert end["dom0/xenbus_state"] == {"backend/vbd/1/51712": 4, "backend/vif/1/0": 4}
+    # step back to when the vbd frontend had just gone Initialised: the backend was still in InitWait
+    i = next(s.index for s in trace if s.function == "xenbus_switch_state"
+             and s.summary == "device/vbd/51712: Initialising -> Initialised")
+    then = trace.state_at(i)
+    assert then["domU1/xenbus_state"]["device/vbd/51712"] == 3
+    assert then["dom0/xenbus_state"]["backend/vbd/1/51712"] == 2
