@@ -102,8 +102,8 @@ def start_xenstored(m: Machine, personality: str) -> None:
     m.ring_server = RingServer(m.daemon, m.host, trace=m.trace, personality=personality, actor=personality)
 
     def xenstored_main() -> None:
-        m.ring_server.bind_dom_exc(lambda d: domain_gone(m, d))  # domain_init: VIRQ_DOM_EXC first
         try:
+            m.ring_server.bind_dom_exc(lambda d: domain_gone(m, d))  # domain_init: VIRQ_DOM_EXC first
             entry = kernel.proc.get("xen/xsd_port")
             if entry is None:
                 raise OSError(2, "/proc/xen/xsd_port: No such file or directory")

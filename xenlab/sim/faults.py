@@ -10,7 +10,6 @@ in a guest's store page, so that guest's ``xb_init_comms`` finds a non-quiescent
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,35 +33,21 @@ MACHINE_FAULTS: tuple[Fault, ...] = (
           "finds none (-ENOSPC), a modern kernel's irq_alloc_descs fails (-ENOMEM)"),
 )
 
-#: Kernel faults, with what they do, when the probe module does not describe them itself.
-KNOWN_KERNEL_FAULTS: dict[str, str] = {
-    "bus_register": "bus_register of the frontend bus fails (-ENOMEM)",
-    "bus_register_backend": "bus_register of the backend bus fails (-ENOMEM)",
-    "get_zeroed_page": "get_zeroed_page returns NULL for the dom0 store page",
-    "alloc_unbound": "EVTCHNOP_alloc_unbound returns -ENOSYS for the store port",
-    "xs_init": "xs_init fails (-ENOMEM)",
-    "device_register": "device_register of the xenbus root device fails (-ENOMEM)",
-}
+def kernel_faults() -> tuple[tuple[str, str], ...]:
+    """(name, what it does) of each kernel fault: xenbus probe's FAULTS (the seed's error paths)."""
+    from xenlab.linux.xenbus.probe import FAULTS
+
+    return tuple(FAULTS)
 
 
 def kernel_fault_names() -> tuple[str, ...]:
-    """The probe's FAULTS tuple (xenlab.linux.xenbus.probe), or the known names if it is absent."""
-    for modname in ("xenlab.linux.xenbus.probe", "xenlab.linux.xenbus.probe_2618"):
-        try:
-            mod = importlib.import_module(modname)
-        except ImportError:
-            continue
-        names = getattr(mod, "FAULTS", None)
-        if names:
-            return tuple(n if isinstance(n, str) else n[0] for n in names)
-    return tuple(KNOWN_KERNEL_FAULTS)
+    """The kernel fault names, in the order kernel_faults() lists them."""
+    return tuple(name for name, _ in kernel_faults())
 
 
 def all_faults() -> dict[str, Fault]:
     """Every fault name -> Fault, kernel faults first (default target: dom0)."""
-    out: dict[str, Fault] = {}
-    for name in kernel_fault_names():
-        out[name] = Fault(name, "dom0", KNOWN_KERNEL_FAULTS.get(name, "kernel fault (see xenlab.linux)"))
+    out = {name: Fault(name, "dom0", what) for name, what in kernel_faults()}
     for f in MACHINE_FAULTS:
         out[f.name] = f
     return out
