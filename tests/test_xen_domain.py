@@ -7,7 +7,7 @@ import ctypes
 import pytest
 
 from xenlab.abi import event_channel as ev
-from xenlab.abi.errno import EINVAL, ENOSYS, ESRCH
+from xenlab.abi.errno import EBUSY, EINVAL, ENOSYS, ESRCH
 from xenlab.abi.start_info import HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN, SIF_INITDOMAIN, SIF_PRIVILEGED
 from xenlab.xen import Hypervisor, XenError, xen_check
 from xenlab.xen.keyhandler import dump_evtchn_info
@@ -109,6 +109,8 @@ def test_event_channel_op_fills_the_out_fields() -> None:
     assert hv.event_channel_op(0, ev.EVTCHNOP_status, ev.evtchn_status(dom=9, port=1)) == -ESRCH
     assert hv.event_channel_op(0, ev.EVTCHNOP_init_control, ev.evtchn_init_control()) == -ENOSYS
     assert hv.event_channel_op(0, 99, ev.evtchn_close()) == -ENOSYS
+    # nothing was preempted, so there is no reset to continue
+    assert hv.event_channel_op(0, ev.EVTCHNOP_reset_cont, ev.evtchn_reset(dom=ev.DOMID_SELF)) == -EBUSY
     with pytest.raises(TypeError, match="struct evtchn_send"):
         hv.event_channel_op(0, ev.EVTCHNOP_send, ev.evtchn_close(port=1))
     assert ctypes.sizeof(ev.evtchn_status) == 24

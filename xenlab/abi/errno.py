@@ -42,12 +42,17 @@ EOVERFLOW = 75
 EILSEQ = 84
 ENOTSOCK = 88
 EOPNOTSUPP = 95
+EMSGSIZE = 90
 EADDRINUSE = 98
 EADDRNOTAVAIL = 99
 ENOBUFS = 105
 EISCONN = 106
 ENOTCONN = 107
+ECONNREFUSED = 111
 ETIMEDOUT = 110
+
+# Not given names here: Xen's aliases EWOULDBLOCK (= EAGAIN) and EDEADLOCK (= EDEADLK), so that
+# errno_name() says the usual name, and ERESTART (85), which Xen never lets a guest see.
 
 ERRNO_NAMES: dict[int, str] = {
     v: k for k, v in sorted(dict(globals()).items()) if k.startswith("E") and isinstance(v, int)

@@ -15,6 +15,7 @@ DOMID_XEN = 0x7FF2
 DOMID_COW = 0x7FF3
 DOMID_INVALID = 0x7FF4
 DOMID_IDLE = 0x7FFF
+DOMID_MASK = 0x7FFF
 
 __HYPERVISOR_event_channel_op_compat = 16
 __HYPERVISOR_event_channel_op = 32
@@ -33,6 +34,7 @@ EVTCHNOP_reset = 10
 EVTCHNOP_init_control = 11
 EVTCHNOP_expand_array = 12
 EVTCHNOP_set_priority = 13
+EVTCHNOP_reset_cont = 14  # continue a preempted reset (Xen 4.12+)
 
 EVTCHNOP_NAMES: dict[int, str] = {
     v: k[len("EVTCHNOP_"):] for k, v in dict(globals()).items() if k.startswith("EVTCHNOP_")
@@ -69,7 +71,9 @@ EVTCHN_FIFO_NR_CHANNELS = 1 << 17
 EVTCHN_FIFO_PRIORITY_MAX = 0
 EVTCHN_FIFO_PRIORITY_DEFAULT = 7
 EVTCHN_FIFO_PRIORITY_MIN = 15
+EVTCHN_FIFO_MAX_QUEUES = EVTCHN_FIFO_PRIORITY_MIN + 1
 EVTCHN_FIFO_LINK_BITS = 17
+EVTCHN_FIFO_LINK_MASK = (1 << EVTCHN_FIFO_LINK_BITS) - 1
 EVTCHN_FIFO_PENDING = 31
 EVTCHN_FIFO_MASKED = 30
 EVTCHN_FIFO_LINKED = 29
@@ -96,6 +100,13 @@ VIRQ_ARGO = 11
 VIRQ_ENOMEM = 12
 VIRQ_XENPMU = 13
 VIRQ_ARCH_0 = 16
+VIRQ_ARCH_1 = 17
+VIRQ_ARCH_2 = 18
+VIRQ_ARCH_3 = 19
+VIRQ_ARCH_4 = 20
+VIRQ_ARCH_5 = 21
+VIRQ_ARCH_6 = 22
+VIRQ_ARCH_7 = 23
 VIRQ_MCA = VIRQ_ARCH_0
 NR_VIRQS = 24
 #: VIRQs bound per vcpu (the rest are global and live on vcpu 0).
@@ -227,7 +238,29 @@ EVTCHNOP_ARGS: dict[int, type[ctypes.Structure]] = {
     EVTCHNOP_bind_vcpu: evtchn_bind_vcpu,
     EVTCHNOP_unmask: evtchn_unmask,
     EVTCHNOP_reset: evtchn_reset,
+    EVTCHNOP_reset_cont: evtchn_reset,
     EVTCHNOP_init_control: evtchn_init_control,
     EVTCHNOP_expand_array: evtchn_expand_array,
     EVTCHNOP_set_priority: evtchn_set_priority,
 }
+
+
+class _evtchn_op_u(ctypes.Union):
+    _fields_ = [
+        ("alloc_unbound", evtchn_alloc_unbound),
+        ("bind_interdomain", evtchn_bind_interdomain),
+        ("bind_virq", evtchn_bind_virq),
+        ("bind_pirq", evtchn_bind_pirq),
+        ("bind_ipi", evtchn_bind_ipi),
+        ("close", evtchn_close),
+        ("send", evtchn_send),
+        ("status", evtchn_status),
+        ("bind_vcpu", evtchn_bind_vcpu),
+        ("unmask", evtchn_unmask),
+    ]
+
+
+class evtchn_op(ctypes.Structure):
+    """struct evtchn_op: cmd + union, the argument of the old hypercall 16 (event_channel_op_compat)."""
+
+    _fields_ = [("cmd", ctypes.c_uint32), ("u", _evtchn_op_u)]

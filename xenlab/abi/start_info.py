@@ -10,6 +10,7 @@ SIF_INITDOMAIN = 1 << 1
 SIF_MULTIBOOT_MOD = 1 << 2
 SIF_MOD_START_PFN = 1 << 3
 SIF_VIRT_P2M_4TOOLS = 1 << 4
+SIF_PM_MASK = 0xFF << 8  # a byte reserved for xen-pm options
 
 HVM_PARAM_CALLBACK_IRQ = 0
 HVM_PARAM_STORE_PFN = 1

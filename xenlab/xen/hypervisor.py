@@ -11,7 +11,7 @@ from __future__ import annotations
 import ctypes
 
 from xenlab.abi import event_channel as ev
-from xenlab.abi.errno import EEXIST, ENOSYS
+from xenlab.abi.errno import EBUSY, EEXIST, ENOSYS
 from xenlab.abi.event_channel import DOMID_FIRST_RESERVED, ECS
 from xenlab.base.trace import Trace
 from xenlab.xen.domain import Channel, Domain
@@ -151,6 +151,11 @@ class Hypervisor(EventChannels):
             return self.evtchn_bind_vcpu(caller, a.port, a.vcpu)
         if cmd == ev.EVTCHNOP_reset:
             return self.evtchn_reset(caller, a.dom)
+        if cmd == ev.EVTCHNOP_reset_cont:
+            # evtchn_reset(d, resuming=true) with no preempted reset to resume: d->next_evtchn is 0
+            self.trace.record("evtchn_reset", f"d{caller}: reset_cont: no reset in progress -> -EBUSY",
+                              actor="xen", source=SRC)
+            return -EBUSY
         st = self.evtchn_status(caller, a.dom, a.port)
         if isinstance(st, int):
             return st
