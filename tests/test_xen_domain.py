@@ -155,3 +155,16 @@ def test_debug_key_e_dump_format() -> None:
     assert text[4] == "       1 [0/0/1]: s=5 n=0 x=0 v=0"
     assert text[5] == "       2 [1/0/1]: s=3 n=0 x=0 d=1 p=1"
     assert text[-1] == "       1 [0/0/0]: s=3 n=0 x=0 d=0 p=2"
+
+
+def test_a_32bit_guest_beside_a_64bit_dom0() -> None:
+    """Word size is per guest: a 32-bit PV guest on 64-bit Xen gets 1024 ports and the i386 layout."""
+    hv = Hypervisor()
+    hv.domain_create(0, "Domain-0", privileged=True, initdomain=True)
+    d = hv.domain_create(2, "old32", bits=32)
+    assert (d.bits, d.max_evtchns, hv.domains[0].max_evtchns) == (32, 1024, 4096)
+    assert d.start_info.magic == b"xen-3.0-x86_32p"
+    port = hv.evtchn_alloc_unbound(2, ev.DOMID_SELF, 0)
+    local = hv.evtchn_bind_interdomain(0, 2, port)
+    hv.evtchn_send(0, local)
+    assert d.shared_info_page.buf[2048] == 1 << port and d.shared_info_page.buf[4] == 1  # sel @4 (i386)

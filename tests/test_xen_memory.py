@@ -104,4 +104,4 @@ def test_a_hypervisor_with_real_pages_gives_real_shared_info() -> None:
             raw = f.read()
         assert raw[2048] == 1 << port and raw[0] == 1  # the file holds the real bits
     finally:
-        hv.memory.close()
+        hv.close()

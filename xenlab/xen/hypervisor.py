@@ -38,14 +38,19 @@ class Hypervisor(EventChannels):
     # -- domains ----------------------------------------------------------------------
     def domain_create(self, domid: int, name: str, vcpus: int = 1, privileged: bool = False,
                       initdomain: bool = False, hvm: bool = False, *,
-                      max_evtchn_port: int | None = None, upcalls_masked: bool = False) -> Domain:
+                      max_evtchn_port: int | None = None, upcalls_masked: bool = False,
+                      bits: int | None = None) -> Domain:
         """domain_create + evtchn_init (xen/common/domain.c): a domain with port 0 reserved.
 
         *max_evtchn_port* limits the ports (libxl passes event_channels - 1, 1023 by
         default, for a guest; dom0 has the ABI's whole range). *upcalls_masked*: domain
         builders set evtchn_upcall_mask = 1 on every vcpu and the guest clears it when it
-        enables interrupts; left False, upcalls arrive from the start.
+        enables interrupts; left False, upcalls arrive from the start. *bits* (default:
+        the hypervisor's) is the guest's word size: 32 for a 32-bit PV guest on a 64-bit Xen.
         """
+        bits = self.bits if bits is None else bits
+        if bits not in (32, 64):
+            raise ValueError(f"bits must be 64 or 32, not {bits}")
         if domid in self.domains:
             raise XenError(-EEXIST, f"domain_create({domid}, {name!r}): domain {domid} exists")
         if not 0 <= domid < DOMID_FIRST_RESERVED:
@@ -54,8 +59,8 @@ class Hypervisor(EventChannels):
             raise ValueError(f"vcpus must be 1..32 (the legacy vcpu_info slots), not {vcpus}")
         shinfo = self.memory.alloc_page(domid)
         sinfo = self.memory.alloc_page(domid)
-        nports = self.bits * self.bits
-        d = Domain(domid, name, vcpus, privileged, initdomain, hvm, self.bits, shinfo, sinfo,
+        nports = bits * bits
+        d = Domain(domid, name, vcpus, privileged, initdomain, hvm, bits, shinfo, sinfo,
                    max_evtchn_port if max_evtchn_port is not None else nports - 1)
         self._map(d, sinfo, 0)
         if upcalls_masked:
@@ -74,6 +79,10 @@ class Hypervisor(EventChannels):
                           changes=[("xen/domains", domid, None, name),
                                    (f"xen/d{domid}/evtchn", 0, None, ("reserved",))])
         return d
+
+    def close(self) -> None:
+        """Unmap and remove real pages (nothing to do for simulated ones)."""
+        self.memory.close()
 
     def _map(self, d: Domain, page: Page, pfn: int) -> None:
         d.p2m[pfn] = page.mfn
