@@ -174,3 +174,12 @@ def test_xsring_line_format() -> None:
 
     assert xsring_line("dom0", Intf()) == ("RING dom0: req_cons=630 req_prod=630 rsp_cons=645 rsp_prod=645 "
                                            "server_features=0x1 connection=0 error=0")
+
+
+def test_pipes_are_refused_with_a_clear_message() -> None:
+    from types import SimpleNamespace
+
+    from xenlab.sim.commands import run_command
+
+    res = run_command(SimpleNamespace(), 0, "cat /proc/interrupts | grep xenbus")  # type: ignore[arg-type]
+    assert res.rc == 2 and "one command at a time" in res.text

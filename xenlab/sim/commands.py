@@ -315,6 +315,10 @@ def run_command(machine: Machine, domid: int, cmdline: str) -> CommandResult:
         env[key] = value
     if not argv:
         return CommandResult("", 0)
+    shell_ops = [a for a in argv if a in ("|", ";", "&&", "||", ">", ">>", "<")]
+    if shell_ops:
+        return CommandResult(f"xenlab: the lab runs one command at a time, without {shell_ops[0]!r}; "
+                             "pass several commands instead", 2)
     fn = COMMANDS.get(argv[0])
     if fn is None:
         return CommandResult(unknown_command_message(argv[0]), 127)
