@@ -32,7 +32,15 @@ from xenlab.views._html import box, esc, table, text_table
 from xenlab.views.stepper import Context, TablePanel
 
 _U32 = 0xFFFFFFFF
-COLORS = {"header": "#f4a742", "payload": "#6fa8dc", "partial": "#c9c9c9", "consumed": "#e8e8e8"}
+#: in flight (strong) and already read (pale), per part of a message
+COLORS = {"header": "#f4a742", "payload": "#6fa8dc", "partial": "#c9c9c9"}
+PALE = {"header": "#fbe2bf", "payload": "#d3e4f4", "partial": "#ececec"}
+LEGEND = ("<div style='font-size:11px'>"
+          "<span style='background:#f4a742'>&nbsp;header&nbsp;</span> "
+          "<span style='background:#6fa8dc'>&nbsp;payload&nbsp;</span> in flight &middot; "
+          "<span style='background:#fbe2bf'>&nbsp;header&nbsp;</span> "
+          "<span style='background:#d3e4f4'>&nbsp;payload&nbsp;</span> already read &middot; "
+          "red marks: cons / prod (free-running index &rarr; slot)</div>")
 
 
 @dataclass(frozen=True)
@@ -253,7 +261,7 @@ class RingView(TablePanel):
         cons = d["cons"]
         for s in d["segs"]:
             consumed = _taken(s, cons, d["prod"]) == s.length
-            color = COLORS["consumed"] if consumed else COLORS[s.kind]
+            color = PALE[s.kind] if consumed else COLORS[s.kind]
             a = MASK_XENSTORE_IDX(s.start)
             pieces = [(a, min(s.length, XENSTORE_RING_SIZE - a))]
             if a + s.length > XENSTORE_RING_SIZE:
@@ -261,7 +269,7 @@ class RingView(TablePanel):
             for left, length in pieces:
                 parts.append(f"<div title='{esc(s.kind + ' ' + s.label)}' style='position:absolute;top:0;"
                              f"left:{left * scale:.1f}px;width:{max(length * scale, 1):.1f}px;height:26px;"
-                             f"background:{color};border-right:1px solid #fff'></div>")
+                             f"background:{color};border-right:1px solid #888'></div>")
         for name, idx, top in ((f"{ring}_cons", d["cons"], -14), (f"{ring}_prod", d["prod"], 27)):
             x = MASK_XENSTORE_IDX(idx) * scale
             parts.append(f"<div style='position:absolute;left:{x:.1f}px;top:{top}px;font-size:10px;"
@@ -278,7 +286,7 @@ class RingView(TablePanel):
         if raw is None:
             return "<i>no snapshot of the page at or before this step</i>"
         d = self.decode(raw)
-        out = []
+        out = [LEGEND]
         for ring in ("req", "rsp"):
             r = d[ring]
             out.append(f"<b>{ring}</b> &middot; {r['inflight']} bytes in flight{self._bar(ring, r)}")
