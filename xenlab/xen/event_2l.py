@@ -56,7 +56,7 @@ class EventTwoLevel:
             self._kick(d, vcpu)
 
     def _mark_sel(self, d: Domain, vcpu: int, port: int, rows: list[Row]) -> bool:
-        """Set selector bit port/BITS; if it was clear, vcpu_mark_events_pending. True if 0 -> 1."""
+        """Set selector bit port/BITS; if it was clear, vcpu_mark_events_pending (event.c). True: 0 -> 1."""
         vi = d.shared_info.vcpu_info[vcpu]
         idx = port // d.bits
         sel = int(vi.evtchn_pending_sel)
@@ -71,13 +71,13 @@ class EventTwoLevel:
         return True
 
     def _kick(self, d: Domain, vcpu: int) -> None:
-        """vcpu_kick: the vcpu takes the upcall now if its upcall mask allows (HVM: the callback)."""
+        """vcpu_kick (xen/common/domain.c): the upcall now, if the vcpu's upcall mask allows (HVM: always)."""
         vi = d.shared_info.vcpu_info[vcpu]
         if d.upcall is not None and (d.hvm or not vi.evtchn_upcall_mask):
             d.upcall(vcpu)
 
     def evtchn_2l_unmask(self, d: Domain, port: int) -> None:
-        """evtchn_2l_unmask: clear MASK; if still PENDING and the selector bit was clear, raise the upcall."""
+        """evtchn_2l_unmask (event_2l.c): clear MASK; if still PENDING, raise selector and upcall."""
         vcpu = d.chns[port].notify_vcpu_id
         sh = d.shared_info
         rows: list[Row] = []

@@ -44,7 +44,7 @@ from xenlab.xen.event_2l import EventTwoLevel, Row, _t
 
 
 def virq_is_global(virq: int) -> bool:
-    """virq_is_global: all VIRQs but TIMER, DEBUG, XENOPROF and XENPMU are global (x86: arch ones too)."""
+    """virq_is_global (event_channel.c): all VIRQs but TIMER, DEBUG, XENOPROF and XENPMU."""
     return virq not in PER_VCPU_VIRQS
 
 
@@ -66,19 +66,19 @@ class EventChannels(EventTwoLevel):
                              f"{', '.join(str(d) for d in sorted(self.domains))}") from None
 
     def _by_any_id(self, caller: int, dom: int) -> Domain | None:
-        """rcu_lock_domain_by_any_id: DOMID_SELF is the caller, else the domain or None."""
+        """rcu_lock_domain_by_any_id (event_channel.c): DOMID_SELF is the caller, else the domain or None."""
         if dom == DOMID_SELF:
             return self.domains[caller]
         return self.domains.get(dom)
 
     @staticmethod
     def _xsm_target(src: Domain, target: Domain) -> int:
-        """xsm_default_action(XSM_TARGET): the domain itself or a privileged one, else -EPERM."""
+        """xsm_default_action(XSM_TARGET) (xsm/dummy.h): itself or a privileged caller, else -EPERM."""
         return 0 if src is target or src.privileged else -EPERM
 
     @staticmethod
     def get_free_port(d: Domain) -> int:
-        """get_free_port: the lowest ECS_FREE port, growing the table a bucket at a time; or -errno."""
+        """get_free_port (event_channel.c): the lowest ECS_FREE port, adding a bucket if needed; or -errno."""
         if d.is_dying:
             return -EINVAL
         port = 0
@@ -107,7 +107,7 @@ class EventChannels(EventTwoLevel):
 
     # -- the operations -------------------------------------------------------------
     def evtchn_alloc_unbound(self, caller: int, dom: int, remote_dom: int) -> int:
-        """evtchn_alloc_unbound: a new UNBOUND port in *dom* that only *remote_dom* may bind."""
+        """evtchn_alloc_unbound (event_channel.c): a new UNBOUND port in *dom* for *remote_dom* to bind."""
         cur = self._current(caller)
         fn = "evtchn_alloc_unbound"
         what = f"d{caller}: alloc_unbound(dom={_dom(dom)}, remote_dom={_dom(remote_dom)})"
@@ -126,7 +126,7 @@ class EventChannels(EventTwoLevel):
         return port
 
     def evtchn_bind_interdomain(self, caller: int, remote_dom: int, remote_port: int) -> int:
-        """evtchn_bind_interdomain: connect a new local port to an UNBOUND port reserved for us."""
+        """evtchn_bind_interdomain (event_channel.c): a new local port joined to a remote UNBOUND one."""
         ld = self._current(caller)
         fn = "evtchn_bind_interdomain"
         what = f"d{caller}: bind_interdomain(remote_dom={_dom(remote_dom)}, remote_port={remote_port})"
@@ -152,7 +152,7 @@ class EventChannels(EventTwoLevel):
         return lport
 
     def evtchn_bind_virq(self, caller: int, virq: int, vcpu: int) -> int:
-        """evtchn_bind_virq: a port for VIRQ *virq* on *vcpu* (global VIRQs only on vcpu 0)."""
+        """evtchn_bind_virq (event_channel.c): a port for *virq* on *vcpu* (global VIRQs: vcpu 0 only)."""
         d = self._current(caller)
         fn = "evtchn_bind_virq"
         what = f"d{caller}: bind_virq(virq={virq}, vcpu={vcpu})"
@@ -173,7 +173,7 @@ class EventChannels(EventTwoLevel):
         return port
 
     def evtchn_bind_ipi(self, caller: int, vcpu: int) -> int:
-        """evtchn_bind_ipi: a port the domain can send to itself, delivered on *vcpu*."""
+        """evtchn_bind_ipi (event_channel.c): a port the domain can send to itself, delivered on *vcpu*."""
         d = self._current(caller)
         fn, what = "evtchn_bind_ipi", f"d{caller}: bind_ipi(vcpu={vcpu})"
         if not 0 <= vcpu < d.max_vcpus:
@@ -186,7 +186,7 @@ class EventChannels(EventTwoLevel):
         return port
 
     def evtchn_bind_pirq(self, caller: int, pirq: int, flags: int = 0) -> int:
-        """evtchn_bind_pirq: a port for physical IRQ *pirq* (needs access to it; once per pirq)."""
+        """evtchn_bind_pirq (event_channel.c): a port for physical IRQ *pirq* (needs access; once each)."""
         d = self._current(caller)
         fn = "evtchn_bind_pirq"
         share = " WILL_SHARE" if flags & BIND_PIRQ__WILL_SHARE else ""
@@ -206,7 +206,7 @@ class EventChannels(EventTwoLevel):
         return port
 
     def _close(self, d: Domain, port: int, rows: list[Row]) -> int:
-        """evtchn_close(d, port, guest=1) without recording: 0 or -EINVAL."""
+        """evtchn_close(d, port, guest=1) (event_channel.c), rows collected by the caller: 0 or -EINVAL."""
         if not d.port_is_valid(port):
             return -EINVAL
         chn = d.chns[port]
@@ -232,7 +232,7 @@ class EventChannels(EventTwoLevel):
         return 0
 
     def evtchn_close(self, caller: int, port: int) -> int:
-        """evtchn_close: free a port; an interdomain peer goes back to UNBOUND, reserved for us."""
+        """evtchn_close (event_channel.c): free a port; an interdomain peer goes back to UNBOUND for us."""
         d = self._current(caller)
         before = d.chns[port].summary() if d.port_is_valid(port) else None
         rows: list[Row] = []
@@ -247,7 +247,7 @@ class EventChannels(EventTwoLevel):
         return 0
 
     def evtchn_send(self, caller: int, port: int) -> int:
-        """evtchn_send: notify the other end (interdomain), ourselves (IPI); dropped if UNBOUND."""
+        """evtchn_send (event_channel.c): notify the peer (interdomain), self (IPI); UNBOUND: dropped."""
         ld = self._current(caller)
         fn = "evtchn_send"
         if not ld.port_is_valid(port):
@@ -268,7 +268,7 @@ class EventChannels(EventTwoLevel):
         return 0
 
     def evtchn_status(self, caller: int, dom: int, port: int) -> evtchn_status | int:
-        """evtchn_status: the port's state as the guest sees it (EVTCHNSTAT_*), its vcpu and peer."""
+        """evtchn_status (event_channel.c): the port as a guest sees it (EVTCHNSTAT_*), its vcpu and peer."""
         cur = self._current(caller)
         fn, what = "evtchn_status", f"d{caller}: status(dom={_dom(dom)}, port={port})"
         d = self._by_any_id(caller, dom)
@@ -307,7 +307,7 @@ class EventChannels(EventTwoLevel):
         return 0
 
     def evtchn_bind_vcpu(self, caller: int, port: int, vcpu: int) -> int:
-        """evtchn_bind_vcpu: deliver the port on another vcpu (not IPIs or per-vcpu VIRQs)."""
+        """evtchn_bind_vcpu (event_channel.c): deliver on another vcpu (not IPIs or per-vcpu VIRQs)."""
         d = self._current(caller)
         fn, what = "evtchn_bind_vcpu", f"d{caller}: bind_vcpu(port={port}, vcpu={vcpu})"
         if not 0 <= vcpu < d.max_vcpus:
@@ -326,7 +326,7 @@ class EventChannels(EventTwoLevel):
         return 0
 
     def evtchn_reset(self, caller: int, dom: int) -> int:
-        """evtchn_reset: close every port of *dom* (itself, or a paused domain by a privileged caller)."""
+        """evtchn_reset (event_channel.c): close all ports of *dom* (self, or a paused one if privileged)."""
         cur = self._current(caller)
         fn, what = "evtchn_reset", f"d{caller}: reset(dom={_dom(dom)})"
         d = self._by_any_id(caller, dom)
@@ -343,7 +343,7 @@ class EventChannels(EventTwoLevel):
         return 0
 
     def send_guest_virq(self, domid: int, virq: int, vcpu: int = 0) -> bool:
-        """send_guest_vcpu_virq / send_guest_global_virq: raise a VIRQ; False if no port is bound."""
+        """send_guest_{vcpu,global}_virq (event_channel.c): raise a VIRQ; False if no port is bound."""
         d = self.domains[domid]
         v = vcpu if not virq_is_global(virq) else 0
         port = d.virq_to_evtchn[v].get(virq, 0) if v < d.max_vcpus else 0

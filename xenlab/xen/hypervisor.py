@@ -89,7 +89,7 @@ class Hypervisor(EventChannels):
         d.m2p[page.mfn] = pfn
 
     def populate_physmap(self, domid: int, pfn: int | None = None) -> Page:
-        """XENMEM_populate_physmap for one frame: a zeroed page at *pfn* (next free if None) of *domid*."""
+        """XENMEM_populate_physmap (xen/common/memory.c), one frame: a zeroed page at *pfn* (or the next)."""
         d = self.domains[domid]
         if pfn is None:
             pfn = max(d.p2m, default=-1) + 1
@@ -103,16 +103,16 @@ class Hypervisor(EventChannels):
         return page
 
     def domain_pause(self, domid: int) -> None:
-        """domain_pause_by_systemcontroller: the toolstack pauses a domain (needed for a foreign reset)."""
+        """domain_pause_by_systemcontroller (xen/common/domain.c): needed for a foreign evtchn reset."""
         self.domains[domid].controller_pause_count += 1
 
     def domain_unpause(self, domid: int) -> None:
-        """domain_unpause_by_systemcontroller."""
+        """domain_unpause_by_systemcontroller (xen/common/domain.c)."""
         d = self.domains[domid]
         d.controller_pause_count = max(0, d.controller_pause_count - 1)
 
     def domain_destroy(self, domid: int) -> None:
-        """domain_kill + evtchn_destroy: close every port (peers go UNBOUND), drop it, raise VIRQ_DOM_EXC."""
+        """domain_kill + evtchn_destroy (domain.c): close every port, drop the domain, raise VIRQ_DOM_EXC."""
         d = self.domains[domid]
         d.is_dying = True
         rows: list = []

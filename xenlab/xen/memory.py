@@ -50,7 +50,7 @@ class Page:
         return f"Page(mfn={self.mfn:#x}, owner=d{self.owner}{', real' if self.path else ''})"
 
     def zero(self) -> None:
-        """clear_page: fill the frame with zeroes."""
+        """clear_page (xen/arch/x86): fill the frame with zeroes."""
         self.buf[:PAGE_SIZE] = bytes(PAGE_SIZE)
 
 
@@ -102,7 +102,7 @@ class MachineMemory:
         return self.fail_next <= 0 and (self.limit is None or len(self.frames) < self.limit)
 
     def alloc_page(self, owner_domid: int) -> Page:
-        """alloc_domheap_page + clear_page: a zeroed frame of *owner_domid* (XenError ENOMEM if none)."""
+        """alloc_domheap_page (page_alloc.c) + clear_page: a zeroed frame (XenError ENOMEM if none)."""
         page = self.try_alloc_page(owner_domid)
         if page is None:
             raise XenError(-ENOMEM, f"alloc_domheap_page for d{owner_domid}")
@@ -129,7 +129,7 @@ class MachineMemory:
         return self.frames.get(mfn)
 
     def free_page(self, page: Page) -> None:
-        """free_domheap_page: the frame goes back to the heap (its mfn is not reused)."""
+        """free_domheap_page (page_alloc.c): the frame goes back to the heap (its mfn is not reused)."""
         if self.frames.get(page.mfn) is not page:
             raise ValueError(f"free_page: {page!r} is not an allocated frame")
         del self.frames[page.mfn]
