@@ -185,3 +185,26 @@ def test_the_trace_does_not_depend_on_hash_order() -> None:
     out = subprocess.run([sys.executable, "-m", "xenlab", "trace", "--scenario", "dom0", "--changes"],
                          env=env, capture_output=True, text=True, check=True).stdout
     assert out.rstrip("\n") == here
+
+
+@pytest.mark.parametrize("flavour", ["modern", "2.6.18"])
+@pytest.mark.parametrize("xenstored", ["oxenstored", "cxenstored"])
+def test_every_flavour_and_daemon_brings_a_bigger_guest_up(flavour: str, xenstored: str) -> None:
+    """3 guest vcpus, 3 disks, 2 vifs on a 2-vcpu dom0: everything Connected, dom0's extra
+    vcpu costing exactly one more boot READ (cpu/1/availability) and its ENOENT reply."""
+    from xenlab.sim.guest import device_states
+
+    m = build("domU", flavour=flavour, xenstored=xenstored, dom0_vcpus=2, guest_vcpus=3, disks=3, vifs=2)
+    try:
+        states = device_states(m, 1, m.toolstack.built[1])
+        assert sorted(states) == ["vbd/51712", "vbd/51728", "vbd/51744", "vif/0", "vif/1"]
+        assert set(states.values()) == {(4, 4)}
+        one = build("dom0", flavour=flavour, xenstored=xenstored)
+        two = build("dom0", flavour=flavour, xenstored=xenstored, dom0_vcpus=2)
+        a, b = one.store_interface(0), two.store_interface(0)
+        assert (b.req_prod - a.req_prod, b.rsp_prod - a.rsp_prod) == (16 + len("cpu/1/availability\0"),
+                                                                      16 + len("ENOENT\0"))
+        one.shutdown()
+        two.shutdown()
+    finally:
+        m.shutdown()
