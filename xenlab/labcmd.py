@@ -19,12 +19,14 @@ from pathlib import Path
 DEFAULT_WORKDIR = "xenlab-notebooks"
 
 
-def find_notebooks() -> Path:
-    """The folder holding the shipped notebooks (installed data files or the source checkout)."""
-    candidates = [Path(__file__).resolve().parent.parent / "notebooks"]
-    for scheme_path in {sysconfig.get_path("data"), sys.prefix, sys.base_prefix}:
-        candidates.append(Path(scheme_path) / "share" / "xenlab" / "notebooks")
-    candidates.append(Path(sysconfig.get_path("data", f"{os.name}_user")) / "share" / "xenlab" / "notebooks")
+def find_notebooks(prefixes: list[str] | None = None) -> Path:
+    """The folder holding the shipped notebooks (the source checkout, or <prefix>/share/xenlab/notebooks)."""
+    candidates = [Path(__file__).resolve().parent.parent / "notebooks"] if prefixes is None else []
+    if prefixes is None:
+        prefixes = [sysconfig.get_path("data"), sys.prefix, sys.base_prefix,
+                    sysconfig.get_path("data", f"{os.name}_user")]
+    for prefix in dict.fromkeys(prefixes):
+        candidates.append(Path(prefix) / "share" / "xenlab" / "notebooks")
     for folder in candidates:
         if folder.is_dir() and any(folder.glob("*.ipynb")):
             return folder
@@ -76,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
     cmd = [sys.executable, "-m", "jupyterlab", f"--notebook-dir={workdir}"]
     if args.no_browser:
         cmd.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")  # containers and CI run as root; JupyterLab refuses otherwise
     try:
         return subprocess.call(cmd)
     except KeyboardInterrupt:

@@ -1,0 +1,55 @@
+"""`xenlab lab`: the lessons are found (checkout or installed wheel) and copied without overwriting."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from xenlab import labcmd
+
+ROOT = Path(__file__).resolve().parent.parent
+LESSONS = ["01_bus_registration.ipynb", "02_store_ring.ipynb", "03_evtchn_irq.ipynb"]
+
+
+def run_lab(*argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    labcmd.add_parser(parser.add_subparsers())
+    return labcmd.run(parser.parse_args(["lab", *argv]))
+
+
+def test_the_checkout_notebooks_are_found() -> None:
+    assert labcmd.find_notebooks() == ROOT / "notebooks"
+
+
+def test_installed_notebooks_are_found_under_share(tmp_path: Path) -> None:
+    shipped = tmp_path / "share" / "xenlab" / "notebooks"
+    shipped.mkdir(parents=True)
+    (shipped / "01_bus_registration.ipynb").write_text("{}")
+    assert labcmd.find_notebooks([str(tmp_path)]) == shipped
+    with pytest.raises(FileNotFoundError, match="notebooks were not found"):
+        labcmd.find_notebooks([str(tmp_path / "elsewhere")])
+
+
+def test_copy_never_overwrites_a_learners_notebook(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    work = tmp_path / "lab"
+    assert run_lab(str(work), "--copy-only") == 0
+    assert sorted(p.name for p in work.iterdir()) == LESSONS
+    (work / "02_store_ring.ipynb").write_text("my notes")
+    capsys.readouterr()
+    assert run_lab(str(work), "--copy-only") == 0
+    assert (work / "02_store_ring.ipynb").read_text() == "my notes"
+    assert "kept your" in capsys.readouterr().out
+    (work / "01_bus_registration.ipynb").unlink()
+    assert run_lab(str(work), "--copy-only") == 0
+    assert (work / "01_bus_registration.ipynb").read_bytes() == (ROOT / "notebooks" / LESSONS[0]).read_bytes()
+
+
+def test_pyproject_installs_every_lesson_as_a_data_file() -> None:
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    data_files = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["data-files"]
+    patterns = data_files["share/xenlab/notebooks"]
+    shipped = sorted(f.name for pattern in patterns for f in ROOT.glob(pattern))
+    assert shipped == LESSONS
+
