@@ -77,6 +77,7 @@ def check_invariants(hv: Hypervisor) -> None:
     for d in hv.domains.values():
         assert d.chns[0].state == ECS.ECS_RESERVED
         assert d.valid_evtchns % 64 == 0 and d.valid_evtchns <= d.max_evtchns
+        assert all(c.state != ECS.ECS_FREE for c in d.chns[: d.free_hint])  # the allocator's shortcut
         sh = d.shared_info
         for c in d.chns:
             if c.state == ECS.ECS_INTERDOMAIN:

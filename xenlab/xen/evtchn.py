@@ -81,16 +81,18 @@ class EventChannels(EventTwoLevel):
         """get_free_port (event_channel.c): the lowest ECS_FREE port, adding a bucket if needed; or -errno."""
         if d.is_dying:
             return -EINVAL
-        port = 0
-        for port in range(len(d.chns)):
+        free = ECS.ECS_FREE
+        for port in range(d.free_hint, len(d.chns)):  # every port below free_hint is in use
             if port > d.max_evtchn_port:
                 return -ENOSPC
-            if d.chns[port].state == ECS.ECS_FREE:
+            if d.chns[port].state is free:
+                d.free_hint = port
                 return port
         port = len(d.chns)
         if port >= d.max_evtchns or port > d.max_evtchn_port:
             return -ENOSPC
         d.chns.extend(Channel(p) for p in range(port, port + EVTCHNS_PER_BUCKET))
+        d.free_hint = port
         return port
 
     def _set_state(self, d: Domain, chn: Channel, **fields: Any) -> list[Row]:
@@ -229,6 +231,7 @@ class EventChannels(EventTwoLevel):
             rows.append((_t(d, "evtchn_pending"), port, 1, None))
         rows += self._set_state(d, chn, state=ECS.ECS_FREE, notify_vcpu_id=0, remote_dom=0,
                                 remote_port=0, virq=0, pirq=0)
+        d.free_hint = min(d.free_hint, port)
         return 0
 
     def evtchn_close(self, caller: int, port: int) -> int:
