@@ -43,6 +43,20 @@ def test_p2m_and_m2p_are_inverse() -> None:
         d.pfn_to_mfn(0x99)
 
 
+def test_a_guests_own_page_gets_the_next_pfn_and_loses_it_when_freed() -> None:
+    """get_zeroed_page in a guest is one of its own frames: it has a pfn, and frees give it back."""
+    hv = Hypervisor()
+    d = hv.domain_create(1, "guest")
+    page = hv.memory.alloc_page(1)
+    assert d.mfn_to_pfn(page.mfn) == 1 and d.pfn_to_mfn(1) == page.mfn
+    p2m = hv.trace.state_at(len(hv.trace) - 1)["xen/d1/p2m"]
+    assert p2m == {"0x0": d.start_info_page.mfn, "0x1": page.mfn}
+    hv.memory.free_page(page)
+    assert 1 not in d.p2m and page.mfn not in d.m2p
+    with pytest.raises(ValueError, match="already backed"):
+        hv.populate_physmap(1, pfn=0)
+
+
 def test_allocation_fails_on_demand() -> None:
     """fail_next makes the next allocations fail (-ENOMEM), as an exhausted heap does."""
     mem = MachineMemory()

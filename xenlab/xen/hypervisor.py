@@ -34,6 +34,7 @@ class Hypervisor(EventChannels):
         self.bits = bits
         self.memory = MachineMemory(self.trace, mfn_base=mfn_base, real=real, directory=directory)
         self.domains: dict[int, Domain] = {}
+        self.memory.domains = self.domains  # a domain's own frames get pfns in its p2m
 
     # -- domains ----------------------------------------------------------------------
     def domain_create(self, domid: int, name: str, vcpus: int = 1, privileged: bool = False,
@@ -77,6 +78,7 @@ class Hypervisor(EventChannels):
                           f"{shinfo.mfn:#x}, start_info mfn {sinfo.mfn:#x}; port 0 reserved",
                           actor="xen", source=SRC_DOMAIN,
                           changes=[("xen/domains", domid, None, name),
+                                   (f"xen/d{domid}/p2m", "0x0", None, sinfo.mfn),
                                    (f"xen/d{domid}/evtchn", 0, None, ("reserved",))])
         return d
 
@@ -90,17 +92,9 @@ class Hypervisor(EventChannels):
 
     def populate_physmap(self, domid: int, pfn: int | None = None) -> Page:
         """XENMEM_populate_physmap (xen/common/memory.c), one frame: a zeroed page at *pfn* (or the next)."""
-        d = self.domains[domid]
-        if pfn is None:
-            pfn = max(d.p2m, default=-1) + 1
-        if pfn in d.p2m:
-            raise ValueError(f"d{domid} pfn {pfn:#x} is already backed by mfn {d.p2m[pfn]:#x}")
-        page = self.memory.alloc_page(domid)
-        self._map(d, page, pfn)
-        self.trace.record("populate_physmap", f"d{domid} pfn {pfn:#x} -> mfn {page.mfn:#x}", actor="xen",
-                          source="xen/common/memory.c",
-                          changes=[(f"xen/d{domid}/p2m", f"{pfn:#x}", None, page.mfn)])
-        return page
+        if domid not in self.domains:
+            raise ValueError(f"populate_physmap: no domain {domid}")
+        return self.memory.alloc_page(domid, pfn=pfn)
 
     def domain_pause(self, domid: int) -> None:
         """domain_pause_by_systemcontroller (xen/common/domain.c): needed for a foreign evtchn reset."""

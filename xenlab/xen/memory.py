@@ -74,6 +74,9 @@ class MachineMemory:
     limit: int | None = None  # at most this many pages allocated at once (None: no limit)
     fail_next: int = 0  # the next N allocations fail with -ENOMEM
     frames: dict[int, Page] = field(default_factory=dict)
+    #: Domains by id (the Hypervisor's ``domains``): a frame allocated to one of them gets a
+    #: pfn in its p2m, the next one after its highest, as a guest's own pages all have.
+    domains: dict[int, Any] = field(default_factory=dict)
     next_mfn: int = -1
     _own_dir: bool = False
 
@@ -101,15 +104,22 @@ class MachineMemory:
         """True if the next allocation would succeed (no injected failure, under the limit)."""
         return self.fail_next <= 0 and (self.limit is None or len(self.frames) < self.limit)
 
-    def alloc_page(self, owner_domid: int) -> Page:
+    def alloc_page(self, owner_domid: int, *, pfn: int | None = None) -> Page:
         """alloc_domheap_page (page_alloc.c) + clear_page: a zeroed frame (XenError ENOMEM if none)."""
-        page = self.try_alloc_page(owner_domid)
+        page = self.try_alloc_page(owner_domid, pfn=pfn)
         if page is None:
             raise XenError(-ENOMEM, f"alloc_domheap_page for d{owner_domid}")
         return page
 
-    def try_alloc_page(self, owner_domid: int) -> Page | None:
-        """alloc_domheap_page (xen/common/page_alloc.c): a zeroed frame, or None when the heap fails."""
+    def try_alloc_page(self, owner_domid: int, *, pfn: int | None = None) -> Page | None:
+        """alloc_domheap_page (xen/common/page_alloc.c): a zeroed frame, or None when the heap fails.
+
+        If *owner_domid* is a domain, the frame also gets guest frame *pfn* (default: the
+        next after the domain's highest) in its p2m.
+        """
+        d = self.domains.get(owner_domid)
+        if d is not None and pfn is not None and pfn in d.p2m:
+            raise ValueError(f"d{owner_domid} pfn {pfn:#x} is already backed by mfn {d.p2m[pfn]:#x}")
         if not self.can_alloc():
             if self.fail_next > 0:
                 self.fail_next -= 1
@@ -120,8 +130,15 @@ class MachineMemory:
         buf, path = self._new_buffer(mfn)
         page = Page(mfn, buf, owner_domid, path)
         self.frames[mfn] = page
-        self._record("alloc_domheap_pages", f"d{owner_domid}: zeroed frame mfn {mfn:#x}",
-                     [("xen/frames", f"{mfn:#x}", None, f"d{owner_domid}")])
+        rows: list[tuple[str, Any, Any, Any]] = [("xen/frames", f"{mfn:#x}", None, f"d{owner_domid}")]
+        where = ""
+        if d is not None:
+            if pfn is None:
+                pfn = max(d.p2m, default=-1) + 1
+            d.p2m[pfn], d.m2p[mfn] = mfn, pfn
+            rows.append((f"xen/d{owner_domid}/p2m", f"{pfn:#x}", None, mfn))
+            where = f" at pfn {pfn:#x}"
+        self._record("alloc_domheap_pages", f"d{owner_domid}: zeroed frame mfn {mfn:#x}{where}", rows)
         return page
 
     def page(self, mfn: int) -> Page | None:
@@ -133,8 +150,13 @@ class MachineMemory:
         if self.frames.get(page.mfn) is not page:
             raise ValueError(f"free_page: {page!r} is not an allocated frame")
         del self.frames[page.mfn]
-        self._record("free_domheap_pages", f"d{page.owner}: frame mfn {page.mfn:#x} freed",
-                     [("xen/frames", f"{page.mfn:#x}", f"d{page.owner}", None)])
+        rows: list[tuple[str, Any, Any, Any]] = [("xen/frames", f"{page.mfn:#x}", f"d{page.owner}", None)]
+        d = self.domains.get(page.owner)
+        if d is not None and page.mfn in d.m2p:
+            pfn = d.m2p.pop(page.mfn)
+            del d.p2m[pfn]
+            rows.append((f"xen/d{page.owner}/p2m", f"{pfn:#x}", page.mfn, None))
+        self._record("free_domheap_pages", f"d{page.owner}: frame mfn {page.mfn:#x} freed", rows)
         if page.path is not None:
             os.unlink(page.path)
 
