@@ -168,3 +168,11 @@ def test_a_32bit_guest_beside_a_64bit_dom0() -> None:
     local = hv.evtchn_bind_interdomain(0, 2, port)
     hv.evtchn_send(0, local)
     assert d.shared_info_page.buf[2048] == 1 << port and d.shared_info_page.buf[4] == 1  # sel @4 (i386)
+
+
+def test_reprs_are_short_and_stable() -> None:
+    hv = two_domains()
+    hv.evtchn_bind_ipi(1, 0)
+    assert repr(hv) == "Hypervisor(64-bit, 4 frame(s), domains: d0 'Domain-0', d1 'guest')"
+    assert repr(hv.domains[0]) == "Domain(d0 'Domain-0', 1 vcpu(s), privileged, initdomain, 0 port(s) in use)"
+    assert repr(hv.domains[1]) == "Domain(d1 'guest', 2 vcpu(s), 1 port(s) in use)"

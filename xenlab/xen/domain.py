@@ -92,6 +92,11 @@ class Domain:
             self.start_info.flags |= SIF_INITDOMAIN
         self.virq_to_evtchn = [{} for _ in range(self.vcpus)]
 
+    def __repr__(self) -> str:
+        flags = "".join(f", {f}" for f in ("privileged", "initdomain", "hvm") if getattr(self, f))
+        return (f"Domain(d{self.domid} {self.name!r}, {self.vcpus} vcpu(s){flags}, "
+                f"{len(self.ports_in_use()) - 1} port(s) in use)")
+
     @property
     def max_vcpus(self) -> int:
         """d->max_vcpus."""

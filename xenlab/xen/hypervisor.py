@@ -36,6 +36,10 @@ class Hypervisor(EventChannels):
         self.domains: dict[int, Domain] = {}
         self.memory.domains = self.domains  # a domain's own frames get pfns in its p2m
 
+    def __repr__(self) -> str:
+        doms = ", ".join(f"d{d} {self.domains[d].name!r}" for d in sorted(self.domains))
+        return f"Hypervisor({self.bits}-bit, {len(self.memory.frames)} frame(s), domains: {doms or 'none'})"
+
     # -- domains ----------------------------------------------------------------------
     def domain_create(self, domid: int, name: str, vcpus: int = 1, privileged: bool = False,
                       initdomain: bool = False, hvm: bool = False, *,
