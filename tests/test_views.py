@@ -44,7 +44,7 @@ def bind_trace(n_irqs: int = 3, dynirqs: int = 3) -> Trace:
                  changes=[("dom0/evtchn_to_irq", port, None, irq),
                           ("dom0/irq_info", irq, None, f"evtchn {port}"),
                           ("dom0/irq_bindcount", irq, None, 1),
-                          ("xen/d0/evtchn", port, None, ("unbound", 1))])
+                          ("xen/d0/evtchn", port, None, ("interdomain", 1, port))])
     return t
 
 
@@ -354,3 +354,16 @@ def test_a_panel_that_fails_shows_a_message_in_the_stepper_not_a_traceback():
     s = Stepper(bind_trace(), [Broken()])
     assert "! cannot draw step 0: KeyError: 'dom0/nothing'" in s.text()
     assert "cannot draw step 0" in s.html() and "xl-err" in s.html()
+
+
+def test_port_states_and_modern_irq_info_read_as_words():
+    t = Trace()
+    t.record("evtchn_bind_interdomain", "d0 port 6", actor="xen", source="xen/common/event_channel.c",
+             changes=[("xen/d0/evtchn", 5, None, ("unbound", 1)),
+                      ("xen/d0/evtchn", 6, None, ("interdomain", 0, 15)),
+                      ("xen/d0/evtchn", 1, None, ("virq", 0, 0)),
+                      ("dom0/evtchn_to_irq", 6, None, 29),
+                      ("dom0/irq_info", 29, None, ("IRQT_EVTCHN", 6, 0, 1, 0))])
+    text = IrqView("dom0").text_at(t)
+    assert "unbound, for d1" in text and "interdomain -> d0 port 15" in text and "virq 0 (vcpu 0)" in text
+    assert "29   6     IRQT_EVTCHN port 6 cpu0 idx 0 refcnt 1" in text

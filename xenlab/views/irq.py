@@ -40,9 +40,28 @@ def _fmt(value: Any, table: str = "") -> str:
         name = evtchn.IRQT_NAMES_L18[t] if t < len(evtchn.IRQT_NAMES_L18) else str(t)
         return (f"{name} idx {evtchn.index_from_irq_info(value)} port {evtchn.evtchn_from_irq_info(value)}"
                 if value else "IRQT_UNBOUND")
+    if table.endswith("/irq_info") and isinstance(value, (tuple, list)) and len(value) == 5:
+        kind, port, cpu, refcnt, index = value  # modern: (type, evtchn, cpu, refcnt, index)
+        return f"{kind} port {port} cpu{cpu} idx {index}" + (f" refcnt {refcnt}" if refcnt != -1 else "")
+    if re.search(r"^xen/d\d+/evtchn$", table) and isinstance(value, (tuple, list)) and value:
+        return _port_state(tuple(value))
     if isinstance(value, (tuple, list)):
         return " ".join(_fmt(v) for v in value)
     return str(value)
+
+
+def _port_state(v: tuple[Any, ...]) -> str:
+    """A port as Xen holds it (the hypervisor's trace summary) in words."""
+    kind, rest = v[0], v[1:]
+    if kind == "unbound" and len(rest) == 1:
+        return f"unbound, for d{rest[0]}"
+    if kind == "interdomain" and len(rest) == 2:
+        return f"interdomain -> d{rest[0]} port {rest[1]}"
+    if kind == "virq" and len(rest) == 2:
+        return f"virq {rest[0]} (vcpu {rest[1]})"
+    if kind == "ipi" and len(rest) == 1:
+        return f"ipi (vcpu {rest[0]})"
+    return " ".join(str(x) for x in v)
 
 
 class IrqView(TablePanel):
@@ -176,7 +195,7 @@ class IrqView(TablePanel):
         headers = ["port"] + [t.rsplit("/", 1)[1] for t in tables]
         rows, marks = [], []
         for p in ports:
-            rows.append([str(p)] + [_fmt(ctx.table(t).get(str(p), "-")) for t in tables])
+            rows.append([str(p)] + [_fmt(ctx.table(t).get(str(p), "-"), t) for t in tables])
             marks.append("xl-new" if any(ctx.is_changed(t, str(p)) for t in tables) else "")
         rows, marks = self._clip(rows, marks, "ports")
         return headers, rows, marks
