@@ -30,10 +30,10 @@ from types import ModuleType
 import pytest
 from conftest import require_deb
 
+from xenlab.abi import domctl, event_channel, shared_info, start_info, xenbus, xs_wire
 from xenlab.abi import errno as abi_errno
-from xenlab.abi import event_channel, shared_info, start_info, xenbus, xs_wire
 
-MODULES: tuple[ModuleType, ...] = (xs_wire, event_channel, xenbus, start_info, shared_info, abi_errno)
+MODULES: tuple[ModuleType, ...] = (xs_wire, event_channel, xenbus, start_info, shared_info, domctl, abi_errno)
 
 HEADERS = """\
 #include <stddef.h>
@@ -46,6 +46,8 @@ HEADERS = """\
 #include <xen/hvm/params.h>
 #include <xen/io/xenbus.h>
 #include <xen/io/xs_wire.h>
+#include <xen/sched.h>
+#include <xen/domctl.h>
 #include <xen/arch-x86/xen-mca.h>
 #include <xenctrl.h>
 """
@@ -314,6 +316,8 @@ FAMILIES = [
       "XS_WRITE_CREATE_EXCL": "idem", "XENSTORE_RING_IDX": "a typedef, checked as sizeof"}),
     ("io/xenbus.h", r"^\s+(XenbusState\w+)", xenbus, {}),
     ("grant_table.h", r"#define (GNTTAB_RESERVED_\w+)", start_info, {}),
+    ("domctl.h", r"#define (XEN_DOMINF_\w+)", domctl, {}),
+    ("sched.h", r"#define (SHUTDOWN_\w+)", domctl, {}),
 ]
 
 

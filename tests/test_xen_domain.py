@@ -176,3 +176,36 @@ def test_reprs_are_short_and_stable() -> None:
     assert repr(hv) == "Hypervisor(64-bit, 4 frame(s), domains: d0 'Domain-0', d1 'guest')"
     assert repr(hv.domains[0]) == "Domain(d0 'Domain-0', 1 vcpu(s), privileged, initdomain, 0 port(s) in use)"
     assert repr(hv.domains[1]) == "Domain(d1 'guest', 2 vcpu(s), 1 port(s) in use)"
+
+
+def test_a_guest_shutdown_is_flagged_and_raises_dom_exc_in_dom0() -> None:
+    """SCHEDOP_shutdown: the domain stays, getdomaininfo says why, dom0's VIRQ_DOM_EXC fires."""
+    from xenlab.abi.domctl import SHUTDOWN_crash, SHUTDOWN_poweroff
+
+    hv = two_domains()
+    dom_exc = hv.evtchn_bind_virq(0, ev.VIRQ_DOM_EXC, 0)
+    assert hv.domain_shutdown(1, SHUTDOWN_crash) == 0
+    info = hv.getdomaininfo(1)
+    assert not isinstance(info, int)
+    assert (info.shutdown, info.shutdown_reason, info.dying) == (True, SHUTDOWN_crash, False)
+    assert hv.domains[0].shared_info.test_pending(dom_exc)
+    assert hv.domain_shutdown(1, SHUTDOWN_poweroff) == 0  # the first reason sticks
+    assert hv.getdomaininfo(1).shutdown_reason == SHUTDOWN_crash  # type: ignore[union-attr]
+    assert hv.domain_shutdown(1, 9) == -EINVAL and hv.domain_shutdown(7, 0) == -ESRCH
+    hv.domain_destroy(1)
+    assert hv.getdomaininfo(1) == -ESRCH
+
+
+def test_dom_exc_can_go_to_a_xenstore_domain() -> None:
+    """XEN_DOMCTL_set_virq_handler: a xenstore stub domain, not dom0, gets VIRQ_DOM_EXC."""
+    hv = two_domains()
+    hv.domain_create(2, "xenstore-stubdom")
+    stub_port = hv.evtchn_bind_virq(2, ev.VIRQ_DOM_EXC, 0)
+    dom0_port = hv.evtchn_bind_virq(0, ev.VIRQ_DOM_EXC, 0)
+    assert hv.set_global_virq_handler(2, ev.VIRQ_DOM_EXC) == 0
+    assert hv.set_global_virq_handler(2, ev.VIRQ_TIMER) == -EINVAL  # per-vcpu VIRQs have no handler
+    hv.domain_destroy(1)
+    assert hv.domains[2].shared_info.test_pending(stub_port)
+    assert not hv.domains[0].shared_info.test_pending(dom0_port)
+    hv.domain_destroy(2)  # the handler is gone: back to the hardware domain
+    assert hv.domains[0].shared_info.test_pending(dom0_port)

@@ -79,6 +79,8 @@ class Domain:
     free_hint: int = 0  # no free port below this one (speeds up get_free_port; not in Xen)
     controller_pause_count: int = 0
     is_dying: bool = False
+    is_shut_down: bool = False
+    shutdown_code: int | None = None  # SHUTDOWN_* the guest (or toolstack) gave
     upcall: Callable[[int], None] | None = None
 
     def __post_init__(self) -> None:

@@ -15,15 +15,15 @@ from xenlab.abi.errno import EBUSY, EEXIST, ENOSYS
 from xenlab.abi.event_channel import DOMID_FIRST_RESERVED, ECS
 from xenlab.base.trace import Trace
 from xenlab.xen.domain import Channel, Domain
+from xenlab.xen.domctl import DomainControl
 from xenlab.xen.errors import XenError
 from xenlab.xen.event_2l import SRC
-from xenlab.xen.evtchn import EventChannels
 from xenlab.xen.memory import DEFAULT_MFN_BASE, MachineMemory, Page
 
 SRC_DOMAIN = "xen/common/domain.c"
 
 
-class Hypervisor(EventChannels):
+class Hypervisor(DomainControl):
     """Xen: machine memory, the domain list and the event-channel hypercalls (2-level ABI)."""
 
     def __init__(self, trace: Trace | None = None, bits: int = 64, *, real: bool = False,
@@ -34,6 +34,7 @@ class Hypervisor(EventChannels):
         self.bits = bits
         self.memory = MachineMemory(self.trace, mfn_base=mfn_base, real=real, directory=directory)
         self.domains: dict[int, Domain] = {}
+        self.global_virq_handlers: dict[int, int] = {}  # virq -> domid (default: the hardware domain)
         self.memory.domains = self.domains  # a domain's own frames get pfns in its p2m
 
     def __repr__(self) -> str:
@@ -99,29 +100,6 @@ class Hypervisor(EventChannels):
         if domid not in self.domains:
             raise ValueError(f"populate_physmap: no domain {domid}")
         return self.memory.alloc_page(domid, pfn=pfn)
-
-    def domain_pause(self, domid: int) -> None:
-        """domain_pause_by_systemcontroller (xen/common/domain.c): needed for a foreign evtchn reset."""
-        self.domains[domid].controller_pause_count += 1
-
-    def domain_unpause(self, domid: int) -> None:
-        """domain_unpause_by_systemcontroller (xen/common/domain.c)."""
-        d = self.domains[domid]
-        d.controller_pause_count = max(0, d.controller_pause_count - 1)
-
-    def domain_destroy(self, domid: int) -> None:
-        """domain_kill + evtchn_destroy (domain.c): close every port, drop the domain, raise VIRQ_DOM_EXC."""
-        d = self.domains[domid]
-        d.is_dying = True
-        rows: list = []
-        for port in range(1, d.valid_evtchns):
-            self._close(d, port, rows)
-        del self.domains[domid]
-        rows.append(("xen/domains", domid, d.name, None))
-        self.trace.record("domain_kill", f"d{domid} '{d.name}' destroyed: its event channels closed",
-                          actor="xen", source=SRC_DOMAIN, changes=rows)
-        for dom0 in sorted(x for x, dd in self.domains.items() if dd.initdomain):
-            self.send_guest_virq(dom0, ev.VIRQ_DOM_EXC)
 
     # -- HYPERVISOR_event_channel_op ------------------------------------------------
     def event_channel_op(self, caller: int, cmd: int, arg: ctypes.Structure) -> int:
