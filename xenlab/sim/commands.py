@@ -9,6 +9,7 @@ guest kernel's xenbus in a domU), ``lsevtchn`` and ``xl list`` ask the hyperviso
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from xenlab.sim.xstools import ToolError, xenstore_tool
 if TYPE_CHECKING:
     from xenlab.sim.machine import Machine
 
+GNU_LS_SHORT_OPTIONS = "abcdfghiklmnopqrstuvwxABCDFGHILNQRSTUXZ1"  # coreutils ls.c short_options letters
 LS_DATE = "Jan  1 00:00"  # the lab's clock starts at the epoch; timestamps are not part of the lesson
 
 
@@ -161,9 +163,16 @@ def cmd_cat(sh: Shell, argv: list[str]) -> str:
 
 
 def cmd_ls(sh: Shell, argv: list[str]) -> str:
-    """ls [-l] [-a] DIR...: /proc/xen and /sys directories."""
+    """ls [-l] DIR...: /proc/xen and /sys directories."""
     flags = "".join(a[1:] for a in argv[1:] if a.startswith("-"))
-    paths = [a for a in argv[1:] if not a.startswith("-")] or ["."]
+    for f in flags:
+        if f not in GNU_LS_SHORT_OPTIONS:
+            raise CommandError(f"ls: invalid option -- '{f}'\nTry 'ls --help' for more information.", rc=2)
+        if f != "l":
+            raise CommandError(f"ls: option -{f}: the lab's ls models -l only", rc=2)
+    if not [a for a in argv[1:] if not a.startswith("-")]:
+        raise CommandError("ls: the lab has no working directory; name one, e.g. ls /proc/xen", rc=2)
+    paths = [a for a in argv[1:] if not a.startswith("-")]
     out: list[str] = []
     for i, path in enumerate(paths):
         entries = _list_dir(sh, path)
@@ -210,13 +219,19 @@ def cmd_xenstore(sh: Shell, argv: list[str]) -> str:
                            "blocks in /dev/xen/xenbus in state D until one does") from e
 
 
+def _strtol(text: str) -> int:
+    """strtol(text, NULL, 10): optional blanks and sign, then the leading digits; 0 if none."""
+    m = re.match(r"\s*([+-]?\d+)", text)
+    return int(m.group(1)) if m else 0
+
+
 def cmd_lsevtchn(sh: Shell, argv: list[str]) -> str:
     """lsevtchn [DOMID]: the domain's event channels as Xen reports them (tools/xcutils/lsevtchn.c)."""
     if sh.domid != 0:
         raise CommandError("lsevtchn: xc_interface_open failed: only dom0 has /dev/xen/privcmd here")
     from xenlab.sim.lsevtchn import lsevtchn
 
-    dom = int(argv[1]) if len(argv) > 1 else 0
+    dom = _strtol(argv[1]) if len(argv) > 1 else 0  # lsevtchn.c: strtol(argv[1], NULL, 10)
     if dom not in sh.machine.hv.domains:
         return ""
     return lsevtchn(sh.machine.hv, dom).rstrip("\n")

@@ -161,7 +161,14 @@ class Xenconsoled:
         self.xs = socket_client(m, "xenconsoled")
         self.host: Any = None
         self.ports: dict[int, int] = {}
+        self.ptys: dict[int, int] = {}  # domid -> N of the /dev/pts/N its console got
         self.watched: set[int] = set()
+
+    def openpty(self, domid: int) -> str:
+        """openpty() for a guest's console: devpts hands out the lowest free index (ida_alloc)."""
+        n = min(set(range(len(self.ptys) + 1)) - set(self.ptys.values()))
+        self.ptys[domid] = n
+        return f"/dev/pts/{n}"
 
     def watch(self) -> None:
         """xs_watch(@introduceDomain, "domlist") and xs_watch(@releaseDomain, "domlist")."""
@@ -193,6 +200,7 @@ class Xenconsoled:
         """cleanup_domain: the guest died: unbind its console port, drop its watch."""
         self.watched.discard(domid)
         port = self.ports.pop(domid, None)
+        self.ptys.pop(domid, None)  # the pty is closed: its index is free again
         if port is not None and self.host is not None:
             self.host.evtchn_unbind(port)
         path = f"/local/domain/{domid}/console"
@@ -214,9 +222,10 @@ class Xenconsoled:
         if self.host is None:
             self.host = EvtchnDevHost(self.m.dom0.kernel, comm="xenconsoled")
         self.ports[domid] = self.host.evtchn_bind_interdomain(domid, remote)
-        self.xs.write(f"{base}/tty", "/dev/pts/0")
+        tty = self.openpty(domid)
+        self.xs.write(f"{base}/tty", tty)
         self.m.trace.record("domain_create_ring", f"d{domid}: console port {remote} bound as local port "
-                            f"{self.ports[domid]}; tty /dev/pts/0", actor="xenconsoled",
+                            f"{self.ports[domid]}; tty {tty}", actor="xenconsoled",
                             source="tools/console/daemon/io.c")
 
 

@@ -70,6 +70,11 @@ def _wait(m: Machine, done: Any) -> bool:
 def make_config(m: Machine, name: str, vcpus: int, memory_mb: int, disks: int | list[str],
                 vifs: int | list[int], **kw: Any) -> DomainConfig:
     """The xl config of the guest: disks xvda, xvdb, ...; vifs 0, 1, ...; uuid and macs from the seed."""
+    if not name:
+        raise ValueError("a guest needs a name (xl: Domain name must be specified.)")
+    for what, n in (("disks", disks), ("vifs", vifs)):
+        if isinstance(n, int) and n < 0:
+            raise ValueError(f"{what} must be 0 or more, not {n}")
     vdevs = [xvd_name(i) for i in range(disks)] if isinstance(disks, int) else list(disks)
     nic_ids = list(range(vifs)) if isinstance(vifs, int) else list(vifs)
     macs = kw.pop("macs", None) or [libxl_random_mac(m.rng) for _ in nic_ids]

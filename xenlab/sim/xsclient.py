@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from xenlab.abi.xs_wire import (
+    XENSTORE_PAYLOAD_MAX,
     XS_DIRECTORY,
     XS_ERROR,
     XS_GET_DOMAIN_PATH,
@@ -83,6 +84,8 @@ class XsClient:
 
     def _req(self, op: str, mtype: int, payload: bytes, t: int = XBT_NULL, path: str = "") -> bytes:
         """xs_talkv: send one request, wait for the reply, turn XS_ERROR into XsError."""
+        if len(payload) > XENSTORE_PAYLOAD_MAX:
+            raise XsError("E2BIG", op, path)  # xs_talkv refuses before sending: errno = E2BIG
         self.requests += 1
         rtype, body = self.talk(mtype, t, payload)
         if rtype == XS_ERROR:
