@@ -26,20 +26,23 @@ if not CAPTURE.is_file():
     pytest.skip(f"real capture not found at {CAPTURE}", allow_module_level=True)
 
 
-def without_pms(lines: list[str]) -> list[str]:
-    """Dump lines with the console prefix and the [p/m/s] column taken out."""
+def without_pms(lines: list[str], keep_pm: bool = False) -> list[str]:
+    """Dump lines with the console prefix and the [p/m/s] column (or only its s part) taken out."""
     out = []
     for line in lines:
         line = re.sub(r"^\(XEN\) \[\s*[\d.]+\] ", "", line)
-        out.append(re.sub(r"^(\s+\d+) \[[^\]]*\]:", r"\1:", line))
+        if keep_pm:  # pending and masked mean the same in both ABIs; s is the 2-level selector / FIFO link
+            out.append(re.sub(r"^(\s+\d+ \[\d/\d)/[^\]]*\]:", r"\1]:", line))
+        else:
+            out.append(re.sub(r"^(\s+\d+) \[[^\]]*\]:", r"\1:", line))
     return out
 
 
-def real_dump() -> list[str]:
+def real_dump(keep_pm: bool = False) -> list[str]:
     lines = CAPTURE.read_text().splitlines()
     starts = [i for i, ln in enumerate(lines) if "'e' pressed" in ln]  # the file shows the dump twice
     dump = [ln for ln in lines[starts[0]: starts[1] if len(starts) > 1 else None] if ln.startswith("(XEN)")]
-    return without_pms(dump)
+    return without_pms(dump, keep_pm)
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +55,15 @@ def domu() -> Iterator[Machine]:
 def test_xl_debug_keys_e_matches_the_real_machine(domu: Machine) -> None:
     ours = without_pms(dump_evtchn_info(domu.hv).splitlines())
     assert ours == real_dump()
+
+
+@pytest.mark.xfail(reason="dom0's console (17) and backend ports (18-20) stay masked in the lab: the "
+                   "late-EOI IRQs of blkback/netback and xenconsoled's evtchn read never unmask them "
+                   "(linux/ and sim/ layers, not Xen)", strict=False)
+def test_pending_and_masked_bits_match_too(domu: Machine) -> None:
+    """After boot every port of the real machine is unmasked and not pending."""
+    ours = without_pms(dump_evtchn_info(domu.hv).splitlines(), keep_pm=True)
+    assert ours == real_dump(keep_pm=True)
 
 
 def test_the_guests_xenstore_and_console_ports_came_from_the_toolstack(domu: Machine) -> None:
