@@ -8,6 +8,10 @@ Point any libxenstore tool at it with ``XENSTORED_PATH=PATH``::
 
 Clients are dom0 (as on the real daemon's socket). No TCP. SIGTERM or SIGINT ends it
 cleanly and removes the socket file.
+
+``xenlab serve --real`` runs as the xenstored of a real Xen dom0 (realhost.py): the
+socket (default /run/xenstored/socket), dom0's own store ring and every INTRODUCE'd
+guest, in one selectors loop, in the foreground (it never daemonizes).
 """
 
 from __future__ import annotations
@@ -32,11 +36,17 @@ PERSONALITIES: dict[str, tuple[int, str]] = {
 }
 
 
+REAL_SOCKET = "/run/xenstored/socket"
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register `xenlab serve` with the top-level parser."""
     p = subparsers.add_parser("serve", help="run the lab xenstored on a Unix socket (for real tools)",
                               description=__doc__.splitlines()[0])
-    p.add_argument("--socket", required=True, metavar="PATH", help="Unix socket path (created mode 0600)")
+    p.add_argument("--socket", metavar="PATH",
+                   help=f"Unix socket path (created mode 0600); required unless --real ({REAL_SOCKET})")
+    p.add_argument("--real", action="store_true",
+                   help="serve a real Xen dom0: /proc/xen/xsd_kva, /dev/xen/evtchn, gntdev, privcmd")
     p.add_argument("--trace", action="store_true", help="log one line per request to stderr")
     p.add_argument("--personality", choices=sorted(PERSONALITIES), default="cxenstored",
                    help="which real daemon to behave like (default: cxenstored)")
@@ -62,6 +72,11 @@ def run(args: argparse.Namespace) -> int:
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
+    if args.socket is None:
+        if not args.real:
+            print("xenlab serve: --socket PATH is required (or --real)", file=sys.stderr)
+            return 2
+        args.socket = REAL_SOCKET
     daemon = make_daemon(args.personality)
     try:
         server = UnixServer(daemon, args.socket, log=log if args.trace else None,
@@ -70,6 +85,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"xenlab serve: cannot listen on {args.socket}: {exc}", file=sys.stderr)
         return 1
 
+    ring: Any = None
+    if args.real:
+        from xenlab.xenstored.realhost import RealHost, serve_real, serve_turn
+
+        try:
+            ring = serve_real(daemon, server, RealHost(log=log), personality=args.personality, log=log)
+        except OSError as exc:
+            print(f"xenlab serve: cannot serve the real dom0: {exc}", file=sys.stderr)
+            server.close()
+            return 1
     stop: list[int] = []
     wake_r, wake_w = socket.socketpair()
     wake_r.setblocking(False)
@@ -91,7 +116,10 @@ def run(args: argparse.Namespace) -> int:
           file=sys.stderr, flush=True)
     try:
         while not stop:
-            server.service(None)
+            if ring is None:
+                server.service(None)
+            else:
+                serve_turn(server, ring)
     finally:
         signal.set_wakeup_fd(old_wakeup)
         for s, h in old_handlers.items():
