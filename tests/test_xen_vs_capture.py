@@ -20,8 +20,8 @@ from xenlab.sim.machine import Machine
 from xenlab.sim.scenarios import build
 from xenlab.xen import dump_evtchn_info
 
-CAPTURE = (Path(__file__).resolve().parents[1].parent / "shared" / "realxen" / "captures" / "domU"
-           / "D08-xen-evtchn-dump.txt")
+CAPTURES = Path(__file__).resolve().parents[1].parent / "shared" / "realxen" / "captures"
+CAPTURE = CAPTURES / "domU" / "D08-xen-evtchn-dump.txt"
 if not CAPTURE.is_file():
     pytest.skip(f"real capture not found at {CAPTURE}", allow_module_level=True)
 
@@ -38,10 +38,15 @@ def without_pms(lines: list[str], keep_pm: bool = False) -> list[str]:
     return out
 
 
-def real_dump(keep_pm: bool = False) -> list[str]:
-    lines = CAPTURE.read_text().splitlines()
+def real_dump(keep_pm: bool = False, path: Path = CAPTURE) -> list[str]:
+    """The first 'e' dump in a capture file, normalised like ours."""
+    lines = path.read_text().splitlines()
     starts = [i for i, ln in enumerate(lines) if "'e' pressed" in ln]  # the file shows the dump twice
-    dump = [ln for ln in lines[starts[0]: starts[1] if len(starts) > 1 else None] if ln.startswith("(XEN)")]
+    dump = [ln for ln in lines[starts[0]: starts[1] if len(starts) > 1 else None]
+            if ln.startswith("(XEN)")]
+    # the 'q' key's output may follow in the same file: keep the event-channel part only
+    stop = next((i for i, ln in enumerate(dump) if "'q' pressed" in ln), len(dump))
+    dump = dump[:stop]
     return without_pms(dump, keep_pm)
 
 
@@ -71,3 +76,14 @@ def test_the_guests_xenstore_and_console_ports_came_from_the_toolstack(domu: Mac
     d1 = domu.hv.domains[1]
     assert [c.summary()[0] for c in d1.chns[1:3]] == ["interdomain", "interdomain"]
     assert d1.start_info.store_evtchn == 1 and d1.start_info.console.domU.evtchn == 2
+
+
+@pytest.mark.parametrize("xenstored", ["oxenstored", "cxenstored"])
+def test_dom0_ports_after_xenstored_match_including_pending_and_mask(xenstored: str) -> None:
+    """dom0 alone, after xenstored started: every port, state and bit as on the real machine."""
+    m = build("dom0", flavour="modern", seed=0, xenstored=xenstored)
+    try:
+        ours = without_pms(dump_evtchn_info(m.hv).splitlines(), keep_pm=True)
+    finally:
+        m.shutdown()
+    assert ours == real_dump(keep_pm=True, path=CAPTURES / xenstored / "24-xl-debug-keys-e-q.txt")
