@@ -58,6 +58,8 @@ SRC_2618 = "drivers/xen/blkfront/blkfront.c"
 XEN_IO_PROTO_ABI_NATIVE = "x86_64-abi"  # include/xen/interface/io/protocols.h on x86_64
 XENVBD_MAJOR = 202
 PARTS_PER_DISK = 16
+PARTS_PER_EXT_DISK = 256
+EXTENDED = 1 << 28  # EXT_SHIFT 28: a virtual-device number in the extended range
 XEN_BLKIF_MAX_QUEUES_DEFAULT = 4  # module parameter max_queues
 MAX_INDIRECT_SEGMENTS_DEFAULT = 32  # blkfront's max_indirect_segments parameter
 
@@ -97,11 +99,19 @@ def blkif_interrupt(irq: int, dev_id: Any) -> int:
     return IRQ_HANDLED
 
 
+def encode_disk_name(n: int) -> str:
+    """encode_disk_name (xen-blkfront.c): disk index 0 -> "a", 25 -> "z", 26 -> "aa"."""
+    return (encode_disk_name(n // 26 - 1) if n >= 26 else "") + chr(ord("a") + n % 26)
+
+
 def xlbd_disk_name(vdevice: int) -> str:
-    """The gendisk name for a xvd virtual-device number: (202 << 8) | minor -> xvd<a + minor/16>."""
-    minor = vdevice & 0xFF if (vdevice >> 8) == XENVBD_MAJOR else vdevice & 0xFF
-    index = minor // PARTS_PER_DISK
-    return "xvd" + chr(ord("a") + index) if index < 26 else f"xvd{index}"
+    """xlvbd_alloc_gendisk's name: xvd + encode_disk_name(offset); offset = minor / parts per disk
+    (16 for (202 << 8) | minor, 256 for an extended (1 << 28) | minor vdevice)."""
+    if vdevice & EXTENDED:
+        offset = (vdevice & ~EXTENDED) // PARTS_PER_EXT_DISK
+    else:
+        offset = (vdevice & 0xFF) // PARTS_PER_DISK  # xen_translate_vdev, XENVBD_MAJOR
+    return "xvd" + encode_disk_name(offset)
 
 
 def blkfront_probe(kernel: Any, dev: Any) -> int:
