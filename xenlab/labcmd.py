@@ -57,8 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help=f"working folder (default: ./{DEFAULT_WORKDIR}); existing notebooks are kept")
     p.add_argument("--no-browser", action="store_true", help="do not open a browser")
     p.add_argument("--copy-only", action="store_true", help="copy the notebooks and exit")
-    p.add_argument("jupyter_args", nargs=argparse.REMAINDER,
-                   help="after --: arguments passed on to JupyterLab (e.g. -- --port 8890)")
+    p.add_argument("--port", type=int, help="port for JupyterLab (default: its own, 8888 or the next free)")
     return p
 
 
@@ -82,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
         cmd.append("--no-browser")
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")  # containers and CI run as root; JupyterLab refuses otherwise
-    cmd += [a for a in args.jupyter_args if a != "--"]
+    if args.port:
+        cmd.append(f"--ServerApp.port={args.port}")
     try:
         return subprocess.call(cmd)
     except KeyboardInterrupt:
