@@ -31,10 +31,11 @@ from types import ModuleType
 import pytest
 from conftest import require_deb
 
-from xenlab.abi import domctl, event_channel, shared_info, start_info, xenbus, xs_wire
+from xenlab.abi import domctl, event_channel, grant_table, shared_info, start_info, xenbus, xs_wire
 from xenlab.abi import errno as abi_errno
 
-MODULES: tuple[ModuleType, ...] = (xs_wire, event_channel, xenbus, start_info, shared_info, domctl, abi_errno)
+MODULES: tuple[ModuleType, ...] = (xs_wire, event_channel, xenbus, start_info, shared_info, domctl,
+                                   grant_table, abi_errno)
 
 HEADERS = """\
 #include <stddef.h>
@@ -159,7 +160,7 @@ def c_values_64(checks: list[tuple[str, int, str, int]], tmp: Path) -> tuple[dic
     lines = [HEADERS, "#include <stdio.h>", "int main(void)", "{"]
     for key, bits, expr, _ in checks:
         if bits == 64:
-            lines.append(f'    printf("%s=%llu\\n", "{key}", (unsigned long long)({expr}));')
+            lines.append(f'    printf("%s=%lld\\n", "{key}", (long long)({expr}));')
     lines.append("    for (size_t i = 0; i < sizeof(xsd_errors) / sizeof(xsd_errors[0]); i++)")
     lines.append('        printf("xsd_errors %zu %s %d\\n", i, xsd_errors[i].errstring,')
     lines.append('               xsd_errors[i].errnum);')
@@ -318,7 +319,9 @@ FAMILIES = [
      {"XS_WRITE_NONE": "strings of the old XS_WRITE flags", "XS_WRITE_CREATE": "idem",
       "XS_WRITE_CREATE_EXCL": "idem", "XENSTORE_RING_IDX": "a typedef, checked as sizeof"}),
     ("io/xenbus.h", r"^\s+(XenbusState\w+)", xenbus, {}),
-    ("grant_table.h", r"#define (GNTTAB_RESERVED_\w+)", start_info, {}),
+    ("grant_table.h", r"#define (GNTTAB_RESERVED_\w+|GNTTABOP_\w+|GNTST_\w+|GTF_\w+|GNTMAP_\w+)\b",
+     grant_table,
+     {"GNTTABOP_error_msgs": "a string table", "GNTMAP_guest_avail_mask": "bits left to the guest"}),
     ("domctl.h", r"#define (XEN_DOMINF_\w+)", domctl, {}),
     ("sched.h", r"#define (SHUTDOWN_\w+)", domctl, {}),
 ]
