@@ -186,6 +186,10 @@ class FakeDrivers:
     def wait_readable(self, fd: int, timeout: float | None) -> bool:
         raise AssertionError("the loop uses selectors")
 
+    def set_comm(self, name: str) -> None:
+        assert not self.fds, "the name must be set before /dev/xen/evtchn is opened"
+        self.comm = name
+
 
 class Ring:
     """The other end of a store page (the dom0 kernel's xenbus, or a guest's)."""
@@ -258,7 +262,7 @@ class Lab:
         self.path = str(tmp / "xs.sock")
         self.server = UnixServer(self.daemon, self.path)
         self.lines: list[str] = []
-        self.host = rh.RealHost(self.drv, log=self.lines.append)
+        self.host = rh.RealHost(self.drv, log=self.lines.append, comm="xenstored")
         self.ring = rh.serve_real(self.daemon, self.server, self.host, log=self.lines.append)
         self.kernel_ring = Ring(self.drv.xsd_page.buf)
 
@@ -313,6 +317,12 @@ def test_start_binds_dom_exc_then_dom0s_port_and_kicks_it_once(lab: Lab) -> None
     # The kick lands on the kernel's end: without it dom0's deferred xenbus probe never runs.
     assert lab.hv.domains[0].shared_info.test_pending(drv.xsd_port)
     assert lab.lines[-1] == f"dom0 ring: xsd_port {drv.xsd_port} bound as local port {local}, kicked once"
+
+
+def test_the_process_is_named_before_evtchn_is_opened(lab: Lab) -> None:
+    # drivers/xen/evtchn.c names the IRQs "evtchn:<comm>" at open(): /proc/interrupts then shows
+    # evtchn:xenstored, as with the real C xenstored, instead of evtchn:python3.
+    assert lab.drv.comm == "xenstored"
 
 
 def test_the_kernels_request_is_answered_and_its_port_written_back(lab: Lab) -> None:

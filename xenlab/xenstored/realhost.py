@@ -66,6 +66,8 @@ XEN_DOMINF_shutdown = 1 << 2
 XEN_DOMINF_paused = 1 << 3
 XEN_DOMINF_shutdownshift = 16
 
+PR_SET_NAME = 15  # include/uapi/linux/prctl.h
+
 XSD_PORT = "/proc/xen/xsd_port"
 XSD_KVA = "/proc/xen/xsd_kva"
 DEV_EVTCHN = "/dev/xen/evtchn"
@@ -205,18 +207,26 @@ class LibcSys:
         """select(2) for reading."""
         return bool(select.select([fd], [], [], timeout)[0])
 
+    def set_comm(self, name: str) -> None:
+        """prctl(PR_SET_NAME): the process name the kernel shows (15 bytes at most)."""
+        self.libc.prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
+
 
 # -- the host ----------------------------------------------------------------------------------
 class RealHost:
     """XenstoredHost over a real dom0's Xen devices (libxenevtchn + libxengnttab + libxenctrl)."""
 
-    def __init__(self, sys: Any = None, *, log: Callable[[str], None] | None = None,
+    def __init__(self, sys: Any = None, *, log: Callable[[str], None] | None = None, comm: str | None = None,
                  evtchn: str = DEV_EVTCHN, gntdev: str = DEV_GNTDEV, privcmd: str = DEV_PRIVCMD,
                  xsd_port: str = XSD_PORT, xsd_kva: str = XSD_KVA) -> None:
         self.sys = sys if sys is not None else LibcSys()
         self.log = log
         self.paths = {"evtchn": evtchn, "gntdev": gntdev, "privcmd": privcmd,
                       "xsd_port": xsd_port, "xsd_kva": xsd_kva}
+        if comm is not None:
+            # evtchn_open() names this fd's IRQs "evtchn:<comm>" after the opening process, so a
+            # daemon that calls itself xenstored shows in /proc/interrupts as the real one does.
+            self.sys.set_comm(comm)
         # xenevtchn_open(): one fd for every port, non-blocking so read() never stalls the loop
         self.evtchn_fd = self.sys.open(evtchn, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
         self._gntdev_fd: int | None = None

@@ -90,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
         from xenlab.xenstored.realhost import RealHost, serve_real, serve_turn
 
         try:
-            ring = serve_real(daemon, server, RealHost(log=log), personality=args.personality, log=log)
+            host = RealHost(log=log, comm=PERSONALITIES[args.personality][1])
+            ring = serve_real(daemon, server, host, personality=args.personality, log=log)
         except OSError as exc:
             print(f"xenlab serve: cannot serve the real dom0: {exc}", file=sys.stderr)
             server.close()
