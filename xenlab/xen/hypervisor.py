@@ -1,9 +1,10 @@
-"""The simulated hypervisor: machine memory, domains and their event channels.
+"""The simulated hypervisor: machine memory, domains, event channels, grant tables.
 
 ``Hypervisor`` is what the guests and xenstored meet through: pages (``memory``),
-domains (``domains``, ``domain_create``) and the EVTCHNOP_* operations (methods from
-``EventChannels``, and ``event_channel_op``, the ctypes-level hypercall entry that
-fills the OUT fields of the argument struct as HYPERVISOR_event_channel_op does).
+domains (``domains``, ``domain_create``; life cycle in ``domctl.py``), the EVTCHNOP_*
+operations (``evtchn.py``, delivery in ``event_2l.py``, and ``event_channel_op``, the
+ctypes-level hypercall entry that fills the OUT fields of the argument struct as
+HYPERVISOR_event_channel_op does) and grant tables (``grant_table.py``).
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from xenlab.xen.domain import Channel, Domain
 from xenlab.xen.domctl import DomainControl
 from xenlab.xen.errors import XenError
 from xenlab.xen.event_2l import SRC
+from xenlab.xen.grant_table import GrantTables
 from xenlab.xen.memory import DEFAULT_MFN_BASE, MachineMemory, Page
 
 SRC_DOMAIN = "xen/common/domain.c"
 
 
-class Hypervisor(DomainControl):
-    """Xen: machine memory, the domain list and the event-channel hypercalls (2-level ABI)."""
+class Hypervisor(DomainControl, GrantTables):
+    """Xen: machine memory, the domain list, event channels (2-level ABI) and grant tables (v1)."""
 
     def __init__(self, trace: Trace | None = None, bits: int = 64, *, real: bool = False,
                  mfn_base: int = DEFAULT_MFN_BASE, directory: str | None = None) -> None:
