@@ -103,6 +103,10 @@ def test_map_errors_are_grant_statuses_and_change_nothing() -> None:
     assert [entry_bytes(hv, 1, r) for r in range(12)] == before
     assert hv.domains[0].maptrack == {}
     assert hv.gnttab_setup_table(1, 0, 1) == GNTST_permission_denied
+    # while d2 has ref 8 mapped, the entry's domain is fixed: dom0 cannot map it even if rewritten
+    assert hv.gnttab_map_grant_ref(2, 1, 8, GNTMAP_host_map)[0] == GNTST_okay
+    shared_entry_v1(hv.domains[1], 8).domid = 0
+    assert hv.gnttab_map_grant_ref(0, 1, 8, GNTMAP_host_map)[0] == GNTST_general_error
     assert hv.gnttab_setup_table(1, DOMID_SELF, 65) == GNTST_general_error
 
 

@@ -84,7 +84,7 @@ class Domain:
     upcall: Callable[[int], None] | None = None
     grant_frames: list[Page] = field(default_factory=list)  # the grant table's frames, 512 refs each
     max_grant_frames: int = 64  # gnttab_max_frames (xl.cfg max_grant_frames) default
-    grant_pins: dict[int, list[int]] = field(default_factory=dict)  # ref -> [readonly, writable] maps
+    grant_pins: dict[int, list[int]] = field(default_factory=dict)  # ref -> [ro maps, rw maps, mapper]
     maptrack: dict[int, tuple[int, int, bool]] = field(default_factory=dict)  # handle -> (dom, ref, ro)
 
     def __post_init__(self) -> None:

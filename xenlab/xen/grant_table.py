@@ -137,8 +137,10 @@ class GrantTables:
             n = nr_grant_entries(rd)
             return self._gfail(fn, f"{what}: d{dom} has {n} refs", GNTST_bad_gntref), 0, None
         e = shared_entry_v1(rd, ref)
-        pins = rd.grant_pins.get(ref, [0, 0])  # [readonly pins, writable pins]
-        if not any(pins) and ((e.flags & GTF_type_mask) != GTF_permit_access or e.domid != caller):
+        pins = rd.grant_pins.get(ref, [0, 0, caller])  # [readonly pins, writable pins, act->domid]
+        if pins[:2] != [0, 0] and pins[2] != caller:
+            return self._gfail(fn, f"{what}: ref already in use by d{pins[2]}", GNTST_general_error), 0, None
+        if pins[:2] == [0, 0] and ((e.flags & GTF_type_mask) != GTF_permit_access or e.domid != caller):
             return self._gfail(fn, f"{what}: entry flags {int(e.flags):#x} for d{int(e.domid)}, not a grant "
                                f"to d{caller}", GNTST_general_error), 0, None
         if not readonly and e.flags & GTF_readonly:
@@ -176,7 +178,7 @@ class GrantTables:
             before = int(e.flags)
             if not pins[1]:
                 e.flags &= ~GTF_writing & 0xFFFF
-            if not any(pins):
+            if pins[:2] == [0, 0]:
                 e.flags &= ~GTF_reading & 0xFFFF
                 del rd.grant_pins[ref]
             if int(e.flags) != before:
