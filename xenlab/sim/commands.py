@@ -140,54 +140,84 @@ def sysfs_read(kernel: Any, path: str) -> str | None:
 
 
 # -- the commands ------------------------------------------------------------------
+def _file_mode(sh: Shell, path: str) -> int | None:
+    """The mode of a /proc entry or sysfs attribute the lab models (None: no such file)."""
+    if path.startswith("/proc/"):
+        entry = _proc_entry(sh, path)
+        return None if entry is None else entry.mode & 0o777
+    if path.startswith("/sys/") and sysfs_read(sh.kernel, path) is not None:
+        return 0o644
+    return None
+
+
 def cmd_cat(sh: Shell, argv: list[str]) -> str:
-    """cat FILE...: /proc entries and sysfs attributes."""
+    """cat FILE...: /proc entries and sysfs attributes; a bad operand is reported and cat goes on."""
     if len(argv) < 2:
         raise CommandError("cat: missing operand (the lab's cat needs a file)")
     out: list[str] = []
+    failed = False
     for path in argv[1:]:
+        text = None
         if path.startswith("/proc/"):
             entry = _proc_entry(sh, path)
-            if entry is None:
-                raise CommandError("\n".join(out + [f"cat: {path}: No such file or directory"]))
-            text = entry.read()
-            out.append(text[:-1] if text.endswith("\n") else text)
+            text = None if entry is None else entry.read()
         elif path.startswith("/sys/"):
             text = sysfs_read(sh.kernel, path)
-            if text is None:
-                raise CommandError("\n".join(out + [f"cat: {path}: No such file or directory"]))
-            out.append(text.rstrip("\n"))
-        else:
-            raise CommandError(f"cat: {path}: No such file or directory (the lab has /proc and /sys)")
+        if text is None:
+            failed = True
+            why = "Is a directory" if _list_dir(sh, path) is not None else "No such file or directory"
+            where = "" if path.startswith(("/proc/", "/sys/")) else " (the lab has /proc and /sys)"
+            out.append(f"cat: {path}: {why}{where}")
+            continue
+        out.append(text[:-1] if text.endswith("\n") else text)
+    if failed:
+        raise CommandError("\n".join(out))
     return "\n".join(out)
 
 
 def cmd_ls(sh: Shell, argv: list[str]) -> str:
-    """ls [-l] DIR...: /proc/xen and /sys directories."""
+    """ls [-l] PATH...: /proc/xen and /sys directories (and files in them), files first as GNU ls does."""
     flags = "".join(a[1:] for a in argv[1:] if a.startswith("-"))
     for f in flags:
         if f not in GNU_LS_SHORT_OPTIONS:
             raise CommandError(f"ls: invalid option -- '{f}'\nTry 'ls --help' for more information.", rc=2)
         if f != "l":
             raise CommandError(f"ls: option -{f}: the lab's ls models -l only", rc=2)
-    if not [a for a in argv[1:] if not a.startswith("-")]:
-        raise CommandError("ls: the lab has no working directory; name one, e.g. ls /proc/xen", rc=2)
     paths = [a for a in argv[1:] if not a.startswith("-")]
-    out: list[str] = []
-    for i, path in enumerate(paths):
+    if not paths:
+        raise CommandError("ls: the lab has no working directory; name one, e.g. ls /proc/xen", rc=2)
+    errors: list[str] = []
+    files: list[tuple[str, int, str, str]] = []
+    dirs: list[tuple[str, list[tuple[str, int, str, str]]]] = []
+    for path in paths:
         entries = _list_dir(sh, path)
-        if entries is None:
-            raise CommandError(f"ls: cannot access '{path}': No such file or directory", rc=2)
-        if len(paths) > 1:
-            out.append(("\n" if i else "") + f"{path}:")
+        mode = _file_mode(sh, path) if entries is None else None
+        if entries is not None:
+            dirs.append((path, entries))
+        elif mode is not None:
+            files.append((path, mode, "-", ""))
+        else:
+            errors.append(f"ls: cannot access '{path}': No such file or directory")
+    out: list[str] = []
+
+    def listing(entries: list[tuple[str, int, str, str]], total: bool) -> None:
         if "l" in flags:
-            out.append("total 0")
+            if total:
+                out.append("total 0")
             for name, mode, kind, target in entries:
                 links = 2 if kind == "d" else 1
                 arrow = f" -> {target}" if target else ""
                 out.append(f"{_mode_string(mode, kind)} {links} root root 0 {LS_DATE} {name}{arrow}")
         elif entries:
             out.append(ls_columns([e[0] for e in entries]))
+
+    listing(files, total=False)
+    for i, (path, entries) in enumerate(dirs):
+        if len(paths) > 1:
+            out.append(("\n" if i or files else "") + f"{path}:")
+        listing(entries, total=True)
+    if errors:
+        raise CommandError("\n".join(errors + out), rc=2)
     return "\n".join(out)
 
 

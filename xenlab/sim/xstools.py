@@ -136,18 +136,65 @@ def _strerror(name: str) -> str:
     return _STRERROR.get(name, name)
 
 
+#: usage(): what each mode's errx prints after "Usage: <prog> " (xenstore_client.c, 4.17).
+USAGE = {"read": "[-h] [-p] [-s] [-R] key [...]", "write": "[-h] [-s] [-R] key value [...]",
+         "rm": "[-h] [-s] [-t] key [...]", "exists": "[-h] [-p] [-s] key [...]",
+         "list": "[-h] [-p] [-s] key [...]", "ls": "[-h] [-f] [-p] [-s] [path]"}
+#: main()'s getopt_long options ("hfspturn:R") and the modes that accept each; others call usage().
+OPTION_MODES = {"f": {"ls"}, "s": set(USAGE), "p": {"read", "list", "ls"}, "t": {"rm"},
+                "R": {"read", "write"}, "u": set(), "r": set(), "n": set()}
+LONG_OPTIONS = {"help": "h", "flat": "f", "socket": "s", "prefix": "p", "tidy": "t", "upto": "u",
+                "recurse": "r", "number": "n", "raw": "R"}
+
+
+def parse_options(prog: str, tool: str, argv: list[str]) -> tuple[str, list[str], list[str]]:
+    """main()'s getopt_long loop: (flags, operands, getopt's warnings); usage() as a ToolError."""
+    usage = f"{prog}: Usage: {prog} {USAGE[tool]}"
+    flags, operands, warnings = "", [], []
+    args = iter(argv)
+    for a in args:
+        if a == "--":
+            operands += list(args)
+            break
+        if a.startswith("--"):
+            letter = LONG_OPTIONS.get(a[2:])
+            if letter is None:
+                warnings.append(f"{prog}: unrecognized option '{a}'")
+                continue
+            letters = letter
+        elif a.startswith("-") and len(a) > 1:
+            letters = a[1:]
+        else:
+            operands.append(a)
+            continue
+        for c in letters:
+            if c not in OPTION_MODES and c != "h":
+                warnings.append(f"{prog}: invalid option -- '{c}'")  # the switch has no default: go on
+            elif c == "h" or tool not in OPTION_MODES[c]:
+                raise ToolError("\n".join(warnings + [usage]))
+            else:
+                flags += c
+    return flags, operands, warnings
+
+
 def xenstore_tool(xs: XsClient, argv: list[str]) -> str:
     """main() of xenstore-ls / -read / -write / -list / -rm / -exists: the text it prints."""
     tool = argv[0].removeprefix("xenstore-")
-    opts = {a for a in argv[1:] if a.startswith("-") and len(a) > 1}
-    args = [a for a in argv[1:] if not (a.startswith("-") and len(a) > 1)]
-    flags = "".join(o.lstrip("-") for o in opts)
+    flags, args, warnings = parse_options(argv[0], tool, argv[1:])
+    try:
+        out = _main(xs, argv[0], tool, flags, args)
+    except ToolError as e:
+        raise ToolError("\n".join(warnings + ([e.text] if e.text else [])), e.rc) from e
+    return "\n".join(warnings + ([out] if out else []))
+
+
+def _main(xs: XsClient, prog: str, tool: str, flags: str, args: list[str]) -> str:
+    """The rest of main(): argument count checks, then perform() (in a transaction where it uses one)."""
+    argv = [prog]
     if tool == "ls":
         return "\n".join(do_ls(xs, args[0] if args else "/", flat="f" in flags, show_perms="p" in flags))
-    if not args:
-        raise ToolError(f"{argv[0]}: Usage: {argv[0]} [-h] key [...]")
-    if tool == "write" and len(args) % 2:
-        raise ToolError(f"Usage: {argv[0]} [-h] [-R] key value [...]")
+    if not args or (tool == "write" and len(args) % 2):
+        raise ToolError(f"{prog}: Usage: {prog} {USAGE[tool]}")
     # main(): read and write use a transaction only for several keys; the other modes always
     # do (ls and watch never); EAGAIN at the end starts the whole thing again.
     use_tx = len(args) > 1 if tool == "read" else len(args) > 2 if tool == "write" else True
@@ -178,12 +225,14 @@ def _perform(xs: XsClient, tool: str, flags: str, args: list[str], t: int) -> st
             try:
                 val = xs.read_bytes(key, t)
             except XsError as e:
-                raise ToolError("\n".join(out + [f"xenstore-read: couldn't read path {key}"])) from e
-            out.append((f"{key}: " if "p" in flags else "") + sanitise_value(val))
+                # warnx goes out at once; what perform() output()s is printed at the end, even on failure
+                raise ToolError("\n".join([f"xenstore-read: couldn't read path {key}"] + out)) from e
+            shown = val.decode("latin-1") if "R" in flags else sanitise_value(val)  # -R: output_raw
+            out.append((f"{key}: " if "p" in flags else "") + shown)
     elif tool == "write":
         for key, value in zip(args[::2], args[1::2], strict=True):
             try:
-                xs.write(key, unsanitise_value(value), t)
+                xs.write(key, value.encode("latin-1") if "R" in flags else unsanitise_value(value), t)
             except XsError as e:
                 raise ToolError(f"xenstore-write: could not write path {key}") from e
     elif tool == "list":
@@ -191,9 +240,8 @@ def _perform(xs: XsClient, tool: str, flags: str, args: list[str], t: int) -> st
             try:
                 names = xs.directory(key, t)
             except XsError as e:
-                raise ToolError(f"xenstore-list: could not list path {key}") from e
-            pref = "" if key == "/" else key
-            out.extend((f"{pref}/" if "p" in flags else "") + n for n in names)
+                raise ToolError("\n".join([f"xenstore-list: could not list path {key}"] + out)) from e
+            out.extend((f"{key}/" if "p" in flags else "") + n for n in names)  # "%s/" of argv: "//tool"
     elif tool == "rm":
         for key in args:
             try:
