@@ -120,3 +120,15 @@ def test_toolstack_seeds_console_and_xenstore_refs_and_xenstored_maps_ref_1() ->
     status, _, page = hv.gnttab_map_grant_ref(0, 1, 1, GNTMAP_host_map)
     assert status == GNTST_okay and page is store
     assert hv.trace.state_at(len(hv.trace) - 1)["xen/d0/maptrack"] == {"0": (1, 1, False)}
+
+
+def test_a_dying_backend_releases_its_mappings() -> None:
+    """gnttab_release_mappings: when the mapping domain dies, the guest's entry is no longer in use."""
+    hv = machine()
+    hv.domain_create(2, "driver-domain")
+    hv.gnttab_setup_table(1, DOMID_SELF, 1)
+    page = hv.memory.alloc_page(1)
+    grant(hv, 1, 8, 2, page.mfn)
+    assert hv.gnttab_map_grant_ref(2, 1, 8, GNTMAP_host_map)[0] == GNTST_okay
+    hv.domain_destroy(2)
+    assert entry_bytes(hv, 1, 8)[0] == GTF_permit_access

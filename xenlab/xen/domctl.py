@@ -114,6 +114,9 @@ class DomainControl(EventChannels):
         """domain_kill + evtchn_destroy (domain.c): close every port, drop the domain, raise VIRQ_DOM_EXC."""
         d = self.domains[domid]
         d.is_dying = True
+        release = getattr(self, "gnttab_unmap_grant_ref", None)
+        for handle in sorted(d.maptrack) if release else ():  # gnttab_release_mappings
+            release(domid, handle)
         rows: list[Any] = []
         for port in range(1, d.valid_evtchns):
             self._close(d, port, rows)
