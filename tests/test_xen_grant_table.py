@@ -51,6 +51,8 @@ def test_a_backend_maps_a_granted_ring_and_the_guest_sees_it_in_use() -> None:
     hv = machine()
     assert len(hv.gnttab_setup_table(1, DOMID_SELF, 1)) == 1  # type: ignore[arg-type]
     assert nr_grant_entries(hv.domains[1]) == 512
+    frame = hv.domains[1].grant_frames[0]
+    assert frame.mfn not in hv.domains[1].m2p  # a Xen-heap page shared with the guest, not guest RAM
     ring = hv.memory.alloc_page(1)
     grant(hv, 1, 8, 0, ring.mfn)  # ref 8: the first one after the 8 reserved
     assert entry_bytes(hv, 1, 8) == (GTF_permit_access, 0, ring.mfn)

@@ -77,7 +77,7 @@ class GrantTables:
         if nr_frames > d.max_grant_frames:
             return False
         while len(d.grant_frames) < nr_frames:
-            page = self.memory.alloc_page(d.domid)
+            page = self.memory.alloc_page(d.domid, xenheap=True)
             d.grant_frames.append(page)
             n = len(d.grant_frames) - 1
             self._grec("gnttab_grow_table", f"d{d.domid}: grant frame {n} is mfn {page.mfn:#x}",

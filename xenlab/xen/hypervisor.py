@@ -65,7 +65,7 @@ class Hypervisor(DomainControl, GrantTables):
             raise ValueError(f"domid {domid} is not a real domain id (0..{DOMID_FIRST_RESERVED - 1})")
         if not 1 <= vcpus <= 32:
             raise ValueError(f"vcpus must be 1..32 (the legacy vcpu_info slots), not {vcpus}")
-        shinfo = self.memory.alloc_page(domid)
+        shinfo = self.memory.alloc_page(domid, xenheap=True)
         sinfo = self.memory.alloc_page(domid)
         nports = bits * bits
         d = Domain(domid, name, vcpus, privileged, initdomain, hvm, bits, shinfo, sinfo,

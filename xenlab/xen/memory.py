@@ -104,20 +104,23 @@ class MachineMemory:
         """True if the next allocation would succeed (no injected failure, under the limit)."""
         return self.fail_next <= 0 and (self.limit is None or len(self.frames) < self.limit)
 
-    def alloc_page(self, owner_domid: int, *, pfn: int | None = None) -> Page:
+    def alloc_page(self, owner_domid: int, *, pfn: int | None = None, xenheap: bool = False) -> Page:
         """alloc_domheap_page (page_alloc.c) + clear_page: a zeroed frame (XenError ENOMEM if none)."""
-        page = self.try_alloc_page(owner_domid, pfn=pfn)
+        page = self.try_alloc_page(owner_domid, pfn=pfn, xenheap=xenheap)
         if page is None:
             raise XenError(-ENOMEM, f"alloc_domheap_page for d{owner_domid}")
         return page
 
-    def try_alloc_page(self, owner_domid: int, *, pfn: int | None = None) -> Page | None:
+    def try_alloc_page(self, owner_domid: int, *, pfn: int | None = None, xenheap: bool = False
+                       ) -> Page | None:
         """alloc_domheap_page (xen/common/page_alloc.c): a zeroed frame, or None when the heap fails.
 
         If *owner_domid* is a domain, the frame also gets guest frame *pfn* (default: the
-        next after the domain's highest) in its p2m.
+        next after the domain's highest) in its p2m -- unless it is a *xenheap* page Xen
+        shares with the domain (shared_info, grant frames), which a PV guest reaches by
+        machine address instead.
         """
-        d = self.domains.get(owner_domid)
+        d = None if xenheap else self.domains.get(owner_domid)
         if d is not None and pfn is not None and pfn in d.p2m:
             raise ValueError(f"d{owner_domid} pfn {pfn:#x} is already backed by mfn {d.p2m[pfn]:#x}")
         if not self.can_alloc():
