@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 #: subcommand name -> (module, one-line help)
@@ -42,7 +43,16 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     module.add_parser(sub).set_defaults(_run=module.run)
     args = parser.parse_args(argv)
-    return int(args._run(args) or 0)
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # a lab bug: one line for the learner, the traceback with XENLAB_DEBUG=1
+        if os.environ.get("XENLAB_DEBUG"):
+            raise
+        print(f"xenlab {name}: internal error: {type(e).__name__}: {e} (XENLAB_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
+        return 70  # EX_SOFTWARE
 
 
 if __name__ == "__main__":
