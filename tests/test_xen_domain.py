@@ -209,3 +209,23 @@ def test_dom_exc_can_go_to_a_xenstore_domain() -> None:
     assert not hv.domains[0].shared_info.test_pending(dom0_port)
     hv.domain_destroy(2)  # the handler is gone: back to the hardware domain
     assert hv.domains[0].shared_info.test_pending(dom0_port)
+
+
+def test_the_hypervisor_keeps_the_contract_in_developers_md() -> None:
+    """Every `hv.name(params)` line of DEVELOPERS.md's Hypervisor block exists with those parameters."""
+    import inspect
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "DEVELOPERS.md").read_text()
+    block = text[text.index("### Hypervisor"):text.index("### What xenstored")]
+    calls = re.findall(r"\bhv\.(\w+)\(([^)]*)\)", block)
+    assert len(calls) >= 14
+    hv = two_domains()
+    for name, params in calls:
+        if name == "memory":
+            continue
+        want = [p.split("=")[0].strip() for p in params.split(",") if p.strip()]
+        have = list(inspect.signature(getattr(hv, name)).parameters)[: len(want)]
+        assert have == want, name
+    assert list(inspect.signature(hv.memory.alloc_page).parameters)[:1] == ["owner_domid"]

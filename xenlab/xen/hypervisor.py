@@ -104,7 +104,7 @@ class Hypervisor(DomainControl, GrantTables):
         return self.memory.alloc_page(domid, pfn=pfn)
 
     # -- HYPERVISOR_event_channel_op ------------------------------------------------
-    def event_channel_op(self, caller: int, cmd: int, arg: ctypes.Structure) -> int:
+    def event_channel_op(self, caller: int, cmd: int, arg_struct: ctypes.Structure) -> int:
         """do_event_channel_op (xen/common/event_channel.c): run *cmd*, fill the OUT fields; 0 or -errno."""
         want = ev.EVTCHNOP_ARGS.get(cmd)
         fifo = (ev.EVTCHNOP_init_control, ev.EVTCHNOP_expand_array, ev.EVTCHNOP_set_priority)
@@ -113,10 +113,10 @@ class Hypervisor(DomainControl, GrantTables):
                               f"({ev.EVTCHNOP_NAMES.get(cmd, 'unknown')}) -> -ENOSYS (only the 2-level ABI "
                               "is modelled)", actor="xen", source=SRC)
             return -ENOSYS
-        if not isinstance(arg, want):
+        if not isinstance(arg_struct, want):
             raise TypeError(f"EVTCHNOP_{ev.EVTCHNOP_NAMES[cmd]} takes struct {want.__name__}, "
-                            f"not {type(arg).__name__}")
-        a = arg
+                            f"not {type(arg_struct).__name__}")
+        a = arg_struct
         if cmd == ev.EVTCHNOP_alloc_unbound:
             return self._out(a, "port", self.evtchn_alloc_unbound(caller, a.dom, a.remote_dom))
         if cmd == ev.EVTCHNOP_bind_interdomain:
