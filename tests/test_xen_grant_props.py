@@ -31,6 +31,7 @@ refs = st.integers(min_value=0, max_value=3) | st.sampled_from([511, 512])
 doms = st.sampled_from([0, 1, 2, 9, DOMID_SELF])
 map_flags = st.sampled_from([GNTMAP_host_map, GNTMAP_host_map | GNTMAP_readonly, 0])
 ops = st.one_of(
+    st.tuples(st.just("share"), st.sampled_from([0, 1, 2]), refs, st.booleans()),  # grant + the peer maps
     st.tuples(st.just("grant"), refs, doms, st.booleans(), st.booleans()),  # ref, to, readonly, own frame
     st.tuples(st.just("revoke"), refs),
     st.tuples(st.just("map"), doms, refs, map_flags),
@@ -68,7 +69,16 @@ def test_random_grant_streams_keep_the_flags_honest(stream: list) -> None:
         hv.gnttab_setup_table(domid, DOMID_SELF, 1)
         pages[domid] = hv.memory.alloc_page(domid)
     for caller, (op, *args) in stream:
-        if op == "grant":  # the guest writes its own entry (it may rewrite one in use: Xen must cope)
+        if op == "share":  # the usual pairing, so that successful maps are common
+            to, ref, readonly = args
+            if ref < 512 and to != caller:
+                e = shared_entry_v1(hv.domains[caller], ref)
+                e.frame, e.domid = pages[caller].mfn, to
+                e.flags = GTF_permit_access | (GTF_readonly if readonly else 0) | (
+                    e.flags & (GTF_reading | GTF_writing))
+                flags = GNTMAP_host_map | (GNTMAP_readonly if readonly else 0)
+                hv.gnttab_map_grant_ref(to, caller, ref, flags)
+        elif op == "grant":  # the guest writes its own entry (it may rewrite one in use: Xen must cope)
             ref, to, readonly, own = args
             if ref < 512:
                 e = shared_entry_v1(hv.domains[caller], ref)
