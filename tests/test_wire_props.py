@@ -2,30 +2,13 @@
 
 from __future__ import annotations
 
-import os
-from typing import Any
-
-import pytest
-from hypothesis import given, settings
+from fuzz import quick_and_long_with
 from hypothesis import strategies as st
 
 from xenlab.xenstored import wire
 from xenlab.xenstored.wire import Decoder, Message
 
-QUICK = 150  # in every `make test`
-LONG = int(os.environ.get("XENLAB_FUZZ_EXAMPLES", "2000"))  # `make fuzz` (-m slow)
-
-
-def quick_and_long(*strategies: Any) -> Any:
-    """Property ``_name`` becomes two tests: ``test_name`` (bounded, make test), ``test_name_long`` (slow)."""
-    def deco(fn: Any) -> Any:
-        name = "test" + fn.__name__
-        fn.__globals__[name] = settings(max_examples=QUICK, deadline=None)(given(*strategies)(fn))
-        long = settings(max_examples=LONG, deadline=None)(given(*strategies)(fn))
-        skip = pytest.mark.skipif("XENLAB_FUZZ_EXAMPLES" not in os.environ, reason="long run: make fuzz")
-        fn.__globals__[name + "_long"] = pytest.mark.slow(skip(long))
-        return fn
-    return deco
+quick_and_long = quick_and_long_with(150)  # 150 examples in every `make test`
 
 
 messages = st.builds(

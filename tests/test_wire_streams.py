@@ -14,10 +14,9 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
-from typing import Any
 
-import pytest
-from hypothesis import event, given, settings
+from fuzz import quick_and_long_with
+from hypothesis import event
 from hypothesis import strategies as st
 from test_ring_transport import Guest, RecordingHost
 
@@ -30,20 +29,7 @@ from xenlab.xenstored.ring import RingServer
 from xenlab.xenstored.unix import UnixServer
 from xenlab.xenstored.wire import Message
 
-QUICK = 60  # in every `make test`
-LONG = int(os.environ.get("XENLAB_FUZZ_EXAMPLES", "2000"))  # `make fuzz` (-m slow)
-
-
-def quick_and_long(*strategies: Any) -> Any:
-    """Property ``_name`` becomes two tests: ``test_name`` (bounded, make test), ``test_name_long`` (slow)."""
-    def deco(fn: Any) -> Any:
-        name = "test" + fn.__name__
-        fn.__globals__[name] = settings(max_examples=QUICK, deadline=None)(given(*strategies)(fn))
-        long = settings(max_examples=LONG, deadline=None)(given(*strategies)(fn))
-        skip = pytest.mark.skipif("XENLAB_FUZZ_EXAMPLES" not in os.environ, reason="long run: make fuzz")
-        fn.__globals__[name + "_long"] = pytest.mark.slow(skip(long))
-        return fn
-    return deco
+quick_and_long = quick_and_long_with(60)  # 60 examples in every `make test`
 
 
 names = st.sampled_from(["a", "b", "dev", "x-1", "@releaseDomain", "", "a//b", "bad name", "/local/domain/1"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from xenlab.linux.evtchn_tables import nr_vcpus
 from xenlab.linux.xenbus.client import xenbus_alloc_evtchn, xenbus_dev_fatal
 
 IRQ_HANDLED = 1
@@ -75,12 +76,5 @@ def irq_port(kernel: Any, irq: int) -> int:
 
 
 def nr_cpus(kernel: Any) -> int:
-    """num_online_cpus(): the domain's vcpus."""
-    d = kernel.hv.domains[kernel.domid]
-    for attr in ("max_vcpus", "nr_vcpus", "vcpus"):
-        v = getattr(d, attr, None)
-        if isinstance(v, int):
-            return v
-        if v is not None:
-            return len(v)
-    return 1
+    """num_online_cpus(): the domain's vcpus (all of them are online once the kernel has booted)."""
+    return nr_vcpus(kernel)

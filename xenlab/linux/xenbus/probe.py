@@ -45,12 +45,12 @@ from typing import Any
 from xenlab.abi.errno import ENODEV, ENOENT, ENOMEM, ENOSYS
 from xenlab.abi.event_channel import DOMID_SELF
 from xenlab.abi.start_info import HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN, SIF_INITDOMAIN
-from xenlab.base.sched import WaitQueue
 from xenlab.linux.driver_model import bus_register, bus_unregister, device, device_register
 from xenlab.linux.gnttab import free_page, get_zeroed_page
 from xenlab.linux.kernel import KERN_WARNING
 from xenlab.linux.procfs_xen import create_xen_proc_entries_2618, proc_create_mount_point, xenbus_dev_init
 from xenlab.linux.xenbus.bus import xenbus_dbg, xenbus_probe_devices
+from xenlab.linux.xenbus.comms import xb_waitq
 from xenlab.linux.xenbus.globals import XS_HVM, XS_LOCAL, XS_PV, XS_UNKNOWN, xb_globals
 from xenlab.linux.xenbus.probe_backend import (
     backend_probe_and_watch,
@@ -105,16 +105,6 @@ def xenbus_probe_state(kernel: Any) -> XenbusProbeState:
 def _xs(kernel: Any) -> Any:
     from xenlab.linux.xenbus.client import _xs as xs_layer
     return xs_layer(kernel)
-
-
-def xb_waitq(kernel: Any) -> WaitQueue:
-    """xb_waitq (xenbus_comms.c): woken on every store interrupt."""
-    xb = xb_globals(kernel)
-    wq = getattr(xb, "xb_waitq", None)
-    if wq is None:
-        wq = WaitQueue(f"{kernel.name}:xb_waitq")
-        xb.xb_waitq = wq
-    return wq
 
 
 # -- notifiers ----------------------------------------------------------------------
