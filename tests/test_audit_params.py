@@ -249,3 +249,19 @@ def test_the_17th_disk_takes_the_extended_number_and_keeps_its_name() -> None:
         assert sorted(names) == sorted(f"xvd{chr(ord('a') + i)}" for i in range(17))
     finally:
         m.shutdown()
+
+
+def test_loop_devices_and_ttys_are_the_lowest_free_ones_after_a_destroy() -> None:
+    """losetup -f and openpty() both take the lowest free number; xl destroy gives them back."""
+    m = build("domU")
+    try:
+        node = "/local/domain/0/backend/vbd/{}/{}/node"
+        m.create_domU(name="b", disks=2)
+        assert [m.dom0.run("xenstore-read " + node.format(2, vdev(n))) for n in ("xvda", "xvdb")] == [
+            "/dev/loop1", "/dev/loop2"]
+        m.destroy_domU(1)
+        g = m.create_domU(name="c")
+        assert m.dom0.run("xenstore-read " + node.format(g.domid, vdev("xvda"))) == "/dev/loop0"
+        assert m.dom0.run(f"xenstore-read /local/domain/{g.domid}/console/tty") == "/dev/pts/0"
+    finally:
+        m.shutdown()

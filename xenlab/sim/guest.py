@@ -195,6 +195,8 @@ def destroy_domU(m: Machine, domid: int) -> None:
     for kind, devid, fe in devices:
         ts.libxl__device_destroy(domid, kind, devid, fe)
         m.settle()
+        if kind == "vbd":
+            ts.hotplug_block_remove(domid, devid)
     ts.xc_domain_destroy(domid)
     m.settle()
     ts.libxl__domain_destroy_paths(domid, b.config.uuid)

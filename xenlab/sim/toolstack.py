@@ -149,12 +149,12 @@ class Toolstack:
         self.m = machine
         self.xs = xs
         self.built: dict[int, BuiltDomain] = {}
-        self.loops_used = 0
+        self.loops: dict[tuple[int, int], int] = {}  # (domid, vbd devid) -> N of its /dev/loopN
 
     def losetup_find(self) -> int:
-        """`losetup -f`: the next free loop device number (the lab never frees one)."""
-        self.loops_used += 1
-        return self.loops_used - 1
+        """`losetup -f`: the lowest loop device number not in use (LOOP_CTL_GET_FREE)."""
+        used = set(self.loops.values())
+        return min(set(range(len(used) + 1)) - used)
 
     def record(self, function: str, summary: str, source: str, changes: Any = ()) -> None:
         """Record one toolstack step in the machine's trace."""
@@ -331,11 +331,23 @@ class Toolstack:
         dev = f"/dev/loop{loop_index}"
         bdev = BlockDevice(f"loop{loop_index}", disk.sectors)
         add_block_device(self.m.dom0.kernel, LOOP_MAJOR, loop_index, bdev)
+        self.loops[(domid, disk.devid)] = loop_index
         for key, value in block_hotplug_writes(LOOP_MAJOR, loop_index, dev):
             self.xs.write(f"{be}/{key}", value)
         self.record("hotplug block add", f"{disk.target} on {dev}: physical-device "
                     f"{LOOP_MAJOR:x}:{loop_index:x}, hotplug-status connected",
                     "tools/hotplug/Linux/block")
+
+    def hotplug_block_remove(self, domid: int, devid: int) -> None:
+        """/etc/xen/scripts/block remove: `losetup -d` the vbd's loop device (its number is free again)."""
+        loop_index = self.loops.pop((domid, devid), None)
+        if loop_index is None:
+            return
+        kernel = self.m.dom0.kernel
+        bdev = getattr(kernel, "block_devices", {}).pop((LOOP_MAJOR, loop_index), None)
+        self.record("hotplug block remove", f"losetup -d /dev/loop{loop_index}", "tools/hotplug/Linux/block",
+                    changes=[(f"{kernel.name}/block", f"loop{loop_index}", getattr(bdev, "sectors", None),
+                              None)])
 
     def hotplug_vif_bridge(self, domid: int, nic: NicConfig) -> None:
         """/etc/xen/scripts/vif-bridge online: add vif<D>.<N> to the bridge, hotplug-status connected."""
