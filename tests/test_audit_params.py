@@ -185,10 +185,13 @@ def test_dom0_backend_irq_names_carry_domid_and_handle(big_guest: Machine) -> No
         assert f" vif1.{i}-q0-tx\n" in text and f" vif1.{i}-q0-rx\n" in text
 
 
-def test_a_second_guest_is_domain_2_with_its_own_ports_and_tty() -> None:
+def test_a_second_guest_is_domain_2_with_its_own_ports_tty_and_loop_devices() -> None:
+    """openpty() and losetup -f take the lowest free number; xl destroy gives them back."""
     m = build("domU")
     try:
-        g2 = m.create_domU(name="second")
+        g2 = m.create_domU(name="second", disks=2)
+        node = "xenstore-read /local/domain/0/backend/vbd/{}/{}/node"
+        assert [m.dom0.run(node.format(2, vdev(n))) for n in ("xvda", "xvdb")] == ["/dev/loop1", "/dev/loop2"]
         assert g2.domid == 2
         rd = m.dom0.run
         assert rd("xenstore-read /local/domain/2/name") == "second"
@@ -197,12 +200,13 @@ def test_a_second_guest_is_domain_2_with_its_own_ports_and_tty() -> None:
         assert ttys == ["/dev/pts/0", "/dev/pts/1"]  # openpty: the lowest free index
         text = rd("cat /proc/interrupts")
         assert " vif2.0-q0-tx\n" in text
-        backends = ["console-1-0", "console-2-0", f"vbd-1-{vdev('xvda')}", f"vbd-2-{vdev('xvda')}", "vif-1-0",
-                    "vif-2-0"]
-        assert rd("ls /sys/bus/xen-backend/devices").split() == sorted(backends)
+        backends = ["console-1-0", "console-2-0", f"vbd-1-{vdev('xvda')}", f"vbd-2-{vdev('xvda')}",
+                    f"vbd-2-{vdev('xvdb')}", "vif-1-0", "vif-2-0"]
+        assert sorted(rd("ls /sys/bus/xen-backend/devices").split()) == sorted(backends)  # ls -C: by columns
         m.destroy_domU(1)
         g3 = m.create_domU(name="third")
         assert rd(f"xenstore-read /local/domain/{g3.domid}/console/tty") == "/dev/pts/0"  # freed by d1
+        assert rd(node.format(g3.domid, vdev("xvda"))) == "/dev/loop0"  # d1's block hotplug remove freed it
     finally:
         m.shutdown()
 
@@ -251,17 +255,31 @@ def test_the_17th_disk_takes_the_extended_number_and_keeps_its_name() -> None:
         m.shutdown()
 
 
-def test_loop_devices_and_ttys_are_the_lowest_free_ones_after_a_destroy() -> None:
-    """losetup -f and openpty() both take the lowest free number; xl destroy gives them back."""
-    m = build("domU")
+@pytest.mark.parametrize(("flavour", "xenstored", "dom0_vcpus", "guest_vcpus", "disks", "vifs"), [
+    ("modern", "cxenstored", 3, 2, 0, 2),
+    ("modern", "oxenstored", 1, 3, 2, 0),
+    ("2.6.18", "cxenstored", 2, 2, 2, 1),
+])
+def test_every_port_a_frontend_advertises_is_connected_and_destroy_takes_all(
+        flavour: str, xenstored: str, dom0_vcpus: int, guest_vcpus: int, disks: int, vifs: int) -> None:
+    m = build("domU", flavour=flavour, xenstored=xenstored, dom0_vcpus=dom0_vcpus, guest_vcpus=guest_vcpus,
+              disks=disks, vifs=vifs)
     try:
-        node = "/local/domain/0/backend/vbd/{}/{}/node"
-        m.create_domU(name="b", disks=2)
-        assert [m.dom0.run("xenstore-read " + node.format(2, vdev(n))) for n in ("xvda", "xvdb")] == [
-            "/dev/loop1", "/dev/loop2"]
+        assert m.errors == []
+        ports = {p: what for p, _vcpu, what in lsevtchn(m.dom0.run("lsevtchn 1"))}
+        advertised = [int(v) for v in re.findall(r'/event-channel(?:-tx|-rx)? = "(\d+)"',
+                                                 m.dom0.run("xenstore-ls -f /local/domain/1/device"))]
+        if flavour == "modern":  # queues: min(max_queues, the guest's cpus, the backend's max = dom0's cpus)
+            cpus = min(guest_vcpus, dom0_vcpus)
+            blk_queues, net_queues, net_ports = min(4, cpus), min(8, cpus), 2  # split tx/rx event channels
+        else:  # 2.6.18: one ring per device, one port per vif
+            blk_queues, net_queues, net_ports = 1, 1, 1
+        assert len(advertised) == disks * blk_queues + vifs * net_queues * net_ports
+        for port in advertised:
+            assert ports[port].startswith("Interdomain (Connected) - Remote Domain 0"), port
+        assert interrupts(m.domain(1).run("cat /proc/interrupts"))[0] == guest_vcpus
         m.destroy_domU(1)
-        g = m.create_domU(name="c")
-        assert m.dom0.run("xenstore-read " + node.format(g.domid, vdev("xvda"))) == "/dev/loop0"
-        assert m.dom0.run(f"xenstore-read /local/domain/{g.domid}/console/tty") == "/dev/pts/0"
+        assert m.dom0.run("ls /sys/bus/xen-backend/devices") == ""
+        assert "Remote Domain 1" not in m.dom0.run("lsevtchn 0")
     finally:
         m.shutdown()
