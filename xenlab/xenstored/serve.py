@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         server = UnixServer(daemon, args.socket, log=log if args.trace else None,
                             max_output=args.max_output)
     except OSError as exc:
-        print(f"xenlab serve: cannot listen on {args.socket}: {exc}", file=sys.stderr)
+        print(f"xenlab serve: cannot listen on {args.socket}: {exc.strerror or exc}", file=sys.stderr)
         return 1
 
     ring: Any = None
