@@ -39,6 +39,7 @@ def one_line(text: str) -> bool:
     ({"dom0_vcpus": 0}, "not 0"),
     ({"faults": ["nope"]}, "unknown fault 'nope'"),
     ({"xenstored": "xenstored2"}, "unknown xenstored 'xenstored2'"),
+    ({"dom0_mem_mb": -5}, "dom0_mem_mb must be at least 1"),
 ])
 def test_a_bad_machine_is_refused_naming_the_value(kw: dict, needle: str) -> None:
     with pytest.raises((ValueError, MachineError), match=needle):
@@ -51,6 +52,7 @@ def test_a_bad_machine_is_refused_naming_the_value(kw: dict, needle: str) -> Non
     ({"disks": ["sda"]}, "unsupported disk name 'sda'"),
     ({"name": ""}, "Domain name must be specified"),
     ({"vcpus": 0}, "vcpus must be 1..32"),
+    ({"memory_mb": 0}, "memory_mb must be at least 1"),
 ])
 def test_a_bad_guest_is_refused_naming_the_value(m: Machine, kw: dict, needle: str) -> None:
     with pytest.raises(ValueError, match=needle):

@@ -75,6 +75,8 @@ def make_config(m: Machine, name: str, vcpus: int, memory_mb: int, disks: int | 
     for what, n in (("disks", disks), ("vifs", vifs)):
         if isinstance(n, int) and n < 0:
             raise ValueError(f"{what} must be 0 or more, not {n}")
+    if memory_mb < 1:
+        raise ValueError(f"memory_mb must be at least 1 (MiB), not {memory_mb}")
     vdevs = [xvd_name(i) for i in range(disks)] if isinstance(disks, int) else list(disks)
     nic_ids = list(range(vifs)) if isinstance(vifs, int) else list(vifs)
     macs = kw.pop("macs", None) or [libxl_random_mac(m.rng) for _ in nic_ids]

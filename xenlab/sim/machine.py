@@ -89,6 +89,8 @@ class Machine:
         if self.xenstored not in XENSTORED_BINARIES:
             raise MachineError(f"unknown xenstored {self.xenstored!r}; choose one of "
                                f"{', '.join(XENSTORED_BINARIES)}")
+        if self.dom0_mem_mb < 1:
+            raise MachineError(f"dom0_mem_mb must be at least 1 (MiB), not {self.dom0_mem_mb}")
         self.faults = tuple(self.faults)
         self.fault_info = {name: check_fault(name) for name in self.faults}
         self.rng = random.Random(self.seed)
