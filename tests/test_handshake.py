@@ -81,7 +81,7 @@ def libxl_add_devices(xs: DirectXs) -> None:
         node(fe)
         xs.tool_set_perms(fe, "n1", "r0")
     for k, v in {"frontend": vbd_fe, "frontend-id": "1", "online": "1", "params": "/xenlab/disk.img",
-                 "type": "phy", "mode": "w", "device-type": "disk", "discard-enable": "1",
+                 "dev": "xvda", "type": "phy", "mode": "w", "device-type": "disk", "discard-enable": "1",
                  "script": "/etc/xen/scripts/block", "state": "1"}.items():
         node(f"{vbd_be}/{k}", v)
     for k, v in {"backend": vbd_be, "backend-id": "0", "virtual-device": "51712", "device-type": "disk",

@@ -98,10 +98,13 @@ def _chips(kernel: Any) -> dict[str, IrqChip]:
             st.shared.clear_pending(port(irq))
 
     def lateeoi_ack(irq: int) -> None:  # lateeoi_ack_dynirq: mask for EOI_PENDING, clear
-        if port(irq):
+        p = port(irq)
+        if p:
             st.info[irq].eoi_pending = True
-            st.shared.set_mask(port(irq))
-            st.shared.clear_pending(port(irq))
+            was = st.shared.set_mask(p)
+            st.shared.clear_pending(p)
+            _rec(kernel, "lateeoi_ack_dynirq", f"port {p} masked until the late EOI (xen_irq_lateeoi)",
+                 () if was else [(_t(kernel, "evtchn_mask"), p, 0, 1)])
 
     def startup_pirq(irq: int) -> None:
         info = st.info[irq]

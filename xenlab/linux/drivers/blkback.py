@@ -30,11 +30,18 @@ from xenlab.abi.xenbus import (
     XenbusStateUnknown,
 )
 from xenlab.linux.driver_model import device_unregister
-from xenlab.linux.drivers.common import IRQ_HANDLED, backend_bind_irq, nr_cpus, unbind_irq
+from xenlab.linux.drivers.blkback_thread import (
+    xen_blkif_be_int,
+    xen_blkif_ring,
+    xen_blkif_start_threads,
+    xen_blkif_stop_thread,
+)
+from xenlab.linux.drivers.common import backend_bind_irq, irq_handler, nr_cpus, unbind_irq
 from xenlab.linux.kernel import KERN_INFO, KERN_WARNING
 from xenlab.linux.xenbus.bus import xenbus_driver
 from xenlab.linux.xenbus.client import (
     XBT_NIL,
+    xenbus_dev_error,
     xenbus_dev_fatal,
     xenbus_dev_is_online,
     xenbus_gather,
@@ -88,15 +95,6 @@ def add_block_device(kernel: Any, major: int, minor: int, bdev: BlockDevice) -> 
 
 
 @dataclass(eq=False)
-class xen_blkif_ring:
-    """struct xen_blkif_ring: one mapped ring, the frontend's port and the IRQ bound to it."""
-
-    ring_ref: int
-    evtchn: int
-    irq: int
-
-
-@dataclass(eq=False)
 class backend_info:
     """struct backend_info + xen_blkif: the device, its vbd, ring and IRQ."""
 
@@ -111,11 +109,6 @@ class backend_info:
     persistent: bool = False
     backend_watch: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def xen_blkif_be_int(irq: int, dev_id: Any) -> int:
-    """xen_blkif_be_int: the frontend queued requests (none in the lab)."""
-    return IRQ_HANDLED
 
 
 def _src(kernel: Any) -> str:
@@ -226,11 +219,13 @@ def read_per_ring_refs(kernel: Any, be: backend_info, path: str) -> int:
     err = xenbus_map_ring_valloc(kernel, dev, [ring_ref])
     if err:
         return err
-    irq = backend_bind_irq(kernel, dev, evtchn, "blkif-backend", xen_blkif_be_int, be)
+    ring = xen_blkif_ring(ring_ref, evtchn)
+    irq = backend_bind_irq(kernel, dev, evtchn, "blkif-backend", irq_handler(kernel, xen_blkif_be_int), ring)
     if irq < 0:
         xenbus_dev_fatal(kernel, dev, irq, f"mapping ring-ref {ring_ref} port {evtchn}")
         return irq
-    be.rings.append(xen_blkif_ring(ring_ref, evtchn, irq))
+    ring.irq = irq
+    be.rings.append(ring)
     kernel.record("xen_blkif_map", f"{dev.nodename}: ring-ref {ring_ref} mapped, remote port {evtchn} bound "
                   f"(IRQ {irq})", _src(kernel))
     return 0
@@ -241,6 +236,14 @@ def xen_update_blkif_status(kernel: Any, be: backend_info) -> None:
     if not be.rings or be.bdev is None or be.dev.state == XenbusStateConnected:
         return
     connect(kernel, be)
+    if be.dev.state != XenbusStateConnected or kernel.flavour == "2.6.18":
+        return
+    devpath = xenbus_read(kernel, XBT_NIL, be.dev.nodename, "dev")  # blkback_name: "<domid>.<dev>"
+    if isinstance(devpath, int):
+        xenbus_dev_error(kernel, be.dev, devpath, "get blkback dev name")
+        return
+    devname = devpath.split("/dev/", 1)[1] if "/dev/" in devpath else devpath
+    xen_blkif_start_threads(kernel, be.rings, f"{be.dev.otherend_id}.{devname}")
 
 
 def connect(kernel: Any, be: backend_info) -> None:
@@ -290,7 +293,8 @@ def connect(kernel: Any, be: backend_info) -> None:
 def xen_blkif_disconnect(kernel: Any, be: backend_info) -> int:
     """xen_blkif_disconnect: unbind the IRQ and unmap the ring (idempotent)."""
     for ring in be.rings:
-        unbind_irq(kernel, ring.irq, be)
+        xen_blkif_stop_thread(kernel, ring)
+        unbind_irq(kernel, ring.irq, ring)
         kernel.record("xen_blkif_disconnect", f"{be.dev.nodename}: ring {ring.ring_ref} unmapped, IRQ "
                       f"{ring.irq} freed", _src(kernel))
     be.rings = []

@@ -27,7 +27,15 @@ from xenlab.abi.xenbus import (
     XenbusStateInitialising,
     XenbusStateInitWait,
 )
-from xenlab.linux.drivers.common import IRQ_HANDLED, frontend_bind_irq, nr_cpus, unbind_irq
+from xenlab.linux.drivers.common import (
+    IRQ_HANDLED,
+    XEN_EOI_FLAG_SPURIOUS,
+    frontend_bind_irq,
+    irq_handler,
+    nr_cpus,
+    unbind_irq,
+    xen_irq_lateeoi,
+)
 from xenlab.linux.gnttab import (
     get_zeroed_page,
     gnttab_alloc_grant_references,
@@ -94,8 +102,9 @@ class blkfront_info:
     connected: bool = False
 
 
-def blkif_interrupt(irq: int, dev_id: Any) -> int:
-    """blkif_interrupt: the backend answered requests (the lab has none in flight)."""
+def blkif_interrupt(kernel: Any, irq: int, rinfo: blkfront_ring_info) -> int:
+    """blkif_interrupt: reap responses (none in flight in the lab), then xen_irq_lateeoi (spurious)."""
+    xen_irq_lateeoi(kernel, irq, XEN_EOI_FLAG_SPURIOUS)
     return IRQ_HANDLED
 
 
@@ -140,7 +149,7 @@ def setup_blkring(kernel: Any, dev: Any, rinfo: blkfront_ring_info) -> int:
     if ref < 0:
         return ref
     rinfo.ring_ref, rinfo.ring_page = ref, page
-    irq, port = frontend_bind_irq(kernel, dev, "blkif", blkif_interrupt, rinfo)
+    irq, port = frontend_bind_irq(kernel, dev, "blkif", irq_handler(kernel, blkif_interrupt), rinfo)
     if irq < 0:
         return irq
     rinfo.irq, rinfo.evtchn = irq, port

@@ -16,6 +16,7 @@ from xenlab.linux.evtchn_tables import nr_vcpus
 from xenlab.linux.xenbus.client import xenbus_alloc_evtchn, xenbus_dev_fatal
 
 IRQ_HANDLED = 1
+XEN_EOI_FLAG_SPURIOUS = 1  # include/xen/events.h: the event brought no work
 
 
 def _layer(kernel: Any) -> Any:
@@ -65,6 +66,18 @@ def unbind_irq(kernel: Any, irq: int, dev_id: Any) -> None:
     if irq <= 0:
         return
     _layer(kernel).unbind_from_irqhandler(kernel, irq, dev_id)
+
+
+def irq_handler(kernel: Any, fn: Any) -> Any:
+    """The (irq, dev_id) handler request_irq gets for a driver handler *fn*(kernel, irq, dev_id)."""
+    return lambda irq, dev_id: fn(kernel, irq, dev_id)
+
+
+def xen_irq_lateeoi(kernel: Any, irq: int, eoi_flags: int = 0) -> None:
+    """xen_irq_lateeoi (events_base.c): a modern driver's late EOI unmasks its port; 2.6.18 has none."""
+    eoi = getattr(_layer(kernel), "xen_irq_lateeoi", None)
+    if kernel.flavour != "2.6.18" and eoi is not None:
+        eoi(kernel, irq, eoi_flags)
 
 
 def irq_port(kernel: Any, irq: int) -> int:

@@ -29,7 +29,15 @@ from xenlab.abi.xenbus import (
     XenbusStateUnknown,
 )
 from xenlab.linux.driver_model import device_unregister, kobject_uevent
-from xenlab.linux.drivers.common import IRQ_HANDLED, backend_bind_irq, nr_cpus, unbind_irq
+from xenlab.linux.drivers.common import (
+    IRQ_HANDLED,
+    XEN_EOI_FLAG_SPURIOUS,
+    backend_bind_irq,
+    irq_handler,
+    nr_cpus,
+    unbind_irq,
+    xen_irq_lateeoi,
+)
 from xenlab.linux.kernel import KERN_INFO
 from xenlab.linux.xenbus.bus import xenbus_driver
 from xenlab.linux.xenbus.client import (
@@ -79,8 +87,36 @@ class backend_info:
     hotplug_script: str = ""
 
 
-def xenvif_interrupt(irq: int, dev_id: Any) -> int:
-    """xenvif_tx_interrupt / xenvif_rx_interrupt: the frontend kicked a ring (none in the lab)."""
+def xenvif_handle_tx_interrupt(queue: xenvif_queue) -> bool:
+    """xenvif_handle_tx_interrupt (interface.c): unconsumed tx requests? (napi_schedule) -- none here."""
+    return False
+
+
+def xenvif_handle_rx_interrupt(queue: xenvif_queue) -> bool:
+    """xenvif_handle_rx_interrupt (interface.c): rx work for the guest? (kick its thread) -- none here."""
+    return False
+
+
+def xenvif_tx_interrupt(kernel: Any, irq: int, queue: xenvif_queue) -> int:
+    """xenvif_tx_interrupt (interface.c): no tx work -> xen_irq_lateeoi(irq, EOI_FLAG_SPURIOUS) at once."""
+    if not xenvif_handle_tx_interrupt(queue):
+        xen_irq_lateeoi(kernel, irq, XEN_EOI_FLAG_SPURIOUS)
+    return IRQ_HANDLED
+
+
+def xenvif_rx_interrupt(kernel: Any, irq: int, queue: xenvif_queue) -> int:
+    """xenvif_rx_interrupt (interface.c): no rx work -> the spurious late EOI at once."""
+    if not xenvif_handle_rx_interrupt(queue):
+        xen_irq_lateeoi(kernel, irq, XEN_EOI_FLAG_SPURIOUS)
+    return IRQ_HANDLED
+
+
+def xenvif_interrupt(kernel: Any, irq: int, queue: xenvif_queue) -> int:
+    """xenvif_interrupt (interface.c, one port for both rings): neither has work -> spurious late EOI."""
+    has_tx = xenvif_handle_tx_interrupt(queue)
+    has_rx = xenvif_handle_rx_interrupt(queue)
+    if not has_tx and not has_rx:
+        xen_irq_lateeoi(kernel, irq, XEN_EOI_FLAG_SPURIOUS)
     return IRQ_HANDLED
 
 
@@ -198,10 +234,13 @@ def connect(kernel: Any, be: backend_info) -> int:
         if err:
             return err
         if tx == rx:
-            q.tx_irq = q.rx_irq = backend_bind_irq(kernel, dev, tx, q.name, xenvif_interrupt, q)
+            handler = irq_handler(kernel, xenvif_interrupt)
+            q.tx_irq = q.rx_irq = backend_bind_irq(kernel, dev, tx, q.name, handler, q)
         else:
-            q.tx_irq = backend_bind_irq(kernel, dev, tx, f"{q.name}-tx", xenvif_interrupt, q)
-            q.rx_irq = backend_bind_irq(kernel, dev, rx, f"{q.name}-rx", xenvif_interrupt, q)
+            q.tx_irq = backend_bind_irq(kernel, dev, tx, f"{q.name}-tx",
+                                        irq_handler(kernel, xenvif_tx_interrupt), q)
+            q.rx_irq = backend_bind_irq(kernel, dev, rx, f"{q.name}-rx",
+                                        irq_handler(kernel, xenvif_rx_interrupt), q)
         if q.tx_irq < 0 or q.rx_irq < 0:
             xenbus_dev_fatal(kernel, dev, min(q.tx_irq, q.rx_irq), f"mapping shared-frames {q.tx_ring_ref}/"
                              f"{q.rx_ring_ref} port tx {tx} rx {rx}")

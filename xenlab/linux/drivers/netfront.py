@@ -25,7 +25,14 @@ from xenlab.abi.xenbus import (
     XenbusStateInitialising,
     XenbusStateInitWait,
 )
-from xenlab.linux.drivers.common import IRQ_HANDLED, frontend_bind_irq, unbind_irq
+from xenlab.linux.drivers.common import (
+    IRQ_HANDLED,
+    XEN_EOI_FLAG_SPURIOUS,
+    frontend_bind_irq,
+    irq_handler,
+    unbind_irq,
+    xen_irq_lateeoi,
+)
 from xenlab.linux.gnttab import gnttab_alloc_grant_references, gnttab_free_grant_references
 from xenlab.linux.kernel import KERN_INFO
 from xenlab.linux.xenbus.bus import xenbus_driver
@@ -87,8 +94,34 @@ class netfront_info:
     reserved: netfront_queue | None = None  # 2.6.18: the grant reservations made at probe
 
 
-def xennet_interrupt(irq: int, dev_id: Any) -> int:
-    """xennet_tx_interrupt / xennet_rx_interrupt: ring activity (none in the lab)."""
+def xennet_handle_tx(queue: netfront_queue) -> bool:
+    """xennet_handle_tx: reap tx responses (none in the lab); False only when the device is broken."""
+    return True
+
+
+def xennet_handle_rx(queue: netfront_queue) -> bool:
+    """xennet_handle_rx: count unconsumed rx responses (none in the lab), napi_schedule if any."""
+    return True
+
+
+def xennet_tx_interrupt(kernel: Any, irq: int, queue: netfront_queue) -> int:
+    """xennet_tx_interrupt: handle tx, then xen_irq_lateeoi (spurious: no responses)."""
+    if xennet_handle_tx(queue):
+        xen_irq_lateeoi(kernel, irq, XEN_EOI_FLAG_SPURIOUS)
+    return IRQ_HANDLED
+
+
+def xennet_rx_interrupt(kernel: Any, irq: int, queue: netfront_queue) -> int:
+    """xennet_rx_interrupt: handle rx, then xen_irq_lateeoi (spurious: no responses)."""
+    if xennet_handle_rx(queue):
+        xen_irq_lateeoi(kernel, irq, XEN_EOI_FLAG_SPURIOUS)
+    return IRQ_HANDLED
+
+
+def xennet_interrupt(kernel: Any, irq: int, queue: netfront_queue) -> int:
+    """xennet_interrupt (one port for both rings; 2.6.18's netif_int, which has no late EOI)."""
+    if xennet_handle_tx(queue) and xennet_handle_rx(queue):
+        xen_irq_lateeoi(kernel, irq, XEN_EOI_FLAG_SPURIOUS)
     return IRQ_HANDLED
 
 
@@ -140,23 +173,25 @@ def _setup_queue(kernel: Any, dev: Any, info: netfront_info, q: netfront_queue) 
         return ref
     q.rx_ring_ref = ref
     if kernel.flavour == "2.6.18":
-        irq, port = frontend_bind_irq(kernel, dev, info.netdev, xennet_interrupt, q)
+        irq, port = frontend_bind_irq(kernel, dev, info.netdev, irq_handler(kernel, xennet_interrupt), q)
         if irq < 0:
             return irq
         q.tx_irq = q.rx_irq = irq
         q.tx_evtchn = q.rx_evtchn = port
         return 0
     if info.split_evtchn:
-        irq, port = frontend_bind_irq(kernel, dev, f"{q.name}-tx", xennet_interrupt, q)
+        irq, port = frontend_bind_irq(kernel, dev, f"{q.name}-tx", irq_handler(kernel, xennet_tx_interrupt),
+                                      q)
         if irq < 0:
             return irq
         q.tx_irq, q.tx_evtchn = irq, port
-        irq, port = frontend_bind_irq(kernel, dev, f"{q.name}-rx", xennet_interrupt, q)
+        irq, port = frontend_bind_irq(kernel, dev, f"{q.name}-rx", irq_handler(kernel, xennet_rx_interrupt),
+                                      q)
         if irq < 0:
             return irq
         q.rx_irq, q.rx_evtchn = irq, port
     else:
-        irq, port = frontend_bind_irq(kernel, dev, q.name, xennet_interrupt, q)
+        irq, port = frontend_bind_irq(kernel, dev, q.name, irq_handler(kernel, xennet_interrupt), q)
         if irq < 0:
             return irq
         q.tx_irq = q.rx_irq = irq
