@@ -155,3 +155,8 @@ def test_the_cli_turns_a_lab_bug_into_one_line(capsys: pytest.CaptureFixture[str
     assert main(["exec", "ls /proc/xen"]) == 70
     err = capsys.readouterr().err
     assert err.startswith("xenlab exec: internal error: ZeroDivisionError") and one_line(err)
+
+
+def test_run_wants_a_command_line_string(m: Machine) -> None:
+    with pytest.raises(TypeError, match="takes one command line as a string"):
+        m.dom0.run(["ls", "/proc/xen"])  # type: ignore[arg-type]

@@ -57,6 +57,9 @@ class Domain:
         """Run one command line in this domain; what it printed (``last_rc`` holds its status)."""
         from xenlab.sim.commands import run_command
 
+        if not isinstance(cmdline, str):
+            raise TypeError(f"run() takes one command line as a string, e.g. 'cat /proc/interrupts'; "
+                            f"got {type(cmdline).__name__} {cmdline!r}")
         res = run_command(self.machine, self.domid, cmdline)
         self.last_rc = res.rc
         return res.text
