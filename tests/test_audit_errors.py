@@ -135,6 +135,7 @@ def test_comms_with_impossible_indices_return_eio_and_reset_them() -> None:
     (["exec", "--dom0-vcpus", "-1", "ls /proc/xen"], "vcpus must be 1..32", 1),
     (["exec", "--domain", "5", "ls /proc/xen"], "no domain 5 in scenario dom0", 2),
     (["serve", "--socket", "/nonexistent/dir/sock"], "/nonexistent/dir/sock", 1),
+    (["lab", "--copy-only", "/proc/nope"], "cannot copy the notebooks into /proc/nope", 1),
 ])
 def test_the_cli_says_what_was_wrong_in_one_line(capsys: pytest.CaptureFixture[str], argv: list[str],
                                                  needle: str, rc: int) -> None:

@@ -69,7 +69,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"xenlab lab: {exc}", file=sys.stderr)
         return 1
     workdir = Path(args.workdir)
-    copied, kept = copy_notebooks(source, workdir)
+    try:
+        copied, kept = copy_notebooks(source, workdir)
+    except OSError as exc:
+        print(f"xenlab lab: cannot copy the notebooks into {workdir}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     for name in copied:
         print(f"copied {name} -> {workdir / name}")
     for name in kept:
