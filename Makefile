@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export PYTHONHASHSEED := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: lab test e2e fuzz bench notebooks lint clean setup
+.PHONY: lab test e2e fuzz bench notebooks lint clean setup realxen
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,14 @@ fuzz: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# The lab's xenstored (`xenlab serve --real`) as the xenstored of a real Xen 4.17 dom0 under qemu,
+# with a PV domU (docs/realxen.md). Root, Debian 12, ~5 min the first time. Not part of `make test`.
+REALXEN_OUT ?= /tmp/xenlab-realxen-mine
+realxen:
+	../shared/realxen/build
+	../shared/realxen/run --overlay xenlab:/opt/xenlab/xenlab --xenstored 'python3 -m xenlab serve --real' \
+	    --domu --require-probe --out $(REALXEN_OUT)
 
 notebooks: $(VENV)/.installed
 	$(BIN)/python tools/run_notebooks.py
