@@ -460,3 +460,17 @@ def test_libxls_device_add_fires_backend_watch_as_the_real_daemon_does(personali
     ring.service()
     got = [m.payload for m in kernel.take() if m.type == xsw.XS_WATCH_EVENT]
     assert got == [b"backend/vbd/1/51712\0be\0"] * events
+
+
+def test_serve_real_without_xen_says_what_is_missing_and_leaves_no_socket(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    if os.path.exists(rh.DEV_EVTCHN):
+        pytest.skip("this machine is a Xen dom0")
+    sock = tmp_path / "xs.sock"
+    out = subprocess.run([sys.executable, "-m", "xenlab", "serve", "--real", "--socket", str(sock)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert "cannot serve the real dom0" in out.stderr and rh.DEV_EVTCHN in out.stderr
+    assert not sock.exists()
