@@ -136,6 +136,7 @@ def test_comms_with_impossible_indices_return_eio_and_reset_them() -> None:
     (["exec", "--domain", "5", "ls /proc/xen"], "no domain 5 in scenario dom0", 2),
     (["serve", "--socket", "/nonexistent/dir/sock"], "/nonexistent/dir/sock", 1),
     (["lab", "--copy-only", "/proc/nope"], "cannot copy the notebooks into /proc/nope", 1),
+    (["serve", "--socket", "/tmp/never.sock", "--max-output", "-1"], "--max-output must be at least 1", 2),
 ])
 def test_the_cli_says_what_was_wrong_in_one_line(capsys: pytest.CaptureFixture[str], argv: list[str],
                                                  needle: str, rc: int) -> None:

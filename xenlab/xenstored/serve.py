@@ -77,6 +77,9 @@ def run(args: argparse.Namespace) -> int:
             print("xenlab serve: --socket PATH is required (or --real)", file=sys.stderr)
             return 2
         args.socket = REAL_SOCKET
+    if args.max_output < 1:
+        print(f"xenlab serve: --max-output must be at least 1 byte, not {args.max_output}", file=sys.stderr)
+        return 2
     daemon = make_daemon(args.personality)
     try:
         server = UnixServer(daemon, args.socket, log=log if args.trace else None,
