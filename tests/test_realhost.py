@@ -474,3 +474,13 @@ def test_serve_real_without_xen_says_what_is_missing_and_leaves_no_socket(tmp_pa
     assert out.returncode == 1
     assert "cannot serve the real dom0" in out.stderr and rh.DEV_EVTCHN in out.stderr
     assert not sock.exists()
+
+
+def test_a_failing_ring_turn_is_logged_and_the_daemon_goes_on(lab: Lab) -> None:
+    def broken() -> int:
+        raise HostError(errno.EBADF, "notify(99)")
+
+    lab.ring.service = broken  # type: ignore[method-assign]
+    rh.serve_turn(lab.server, lab.ring, 0.01, log=lab.lines.append)
+    assert lab.lines[-1].startswith("xenlab serve: ring service failed:\nTraceback")
+    assert "notify(99): EBADF" in lab.lines[-1]

@@ -30,6 +30,8 @@ import fcntl
 import os
 import select
 import struct
+import sys
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -420,11 +422,28 @@ def serve_real(daemon: Any, unix_server: Any, host: RealHost, *, personality: st
     rc = ring.attach_local(port, buf)
     if log is not None:
         log(f"dom0 ring: xsd_port {port} bound as local port {rc.port}, kicked once")
-    unix_server.register_fd(host.fileno(), ring.service)
+    unix_server.register_fd(host.fileno(), lambda: service_rings(ring, log))
     return ring
 
 
-def serve_turn(unix_server: Any, ring: Any, timeout: float | None = None) -> None:
+def service_rings(ring: Any, log: Callable[[str], None] | None = None) -> None:
+    """ring.service(); a failure is logged with its traceback and the daemon goes on.
+
+    On a real dom0 a dead xenstored hangs every client (the kernel's and the tools'), so one
+    bad turn must cost that turn only.
+    """
+    try:
+        ring.service()
+    except Exception:
+        (log or _stderr)(f"xenlab serve: ring service failed:\n{traceback.format_exc().rstrip()}")
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def serve_turn(unix_server: Any, ring: Any, timeout: float | None = None,
+               log: Callable[[str], None] | None = None) -> None:
     """One turn of main() (xenstored_core.c): socket and evtchn activity, then every ring.
 
     The rings are moved after each socket turn too: a tool's request on the socket (xl
@@ -432,4 +451,4 @@ def serve_turn(unix_server: Any, ring: Any, timeout: float | None = None) -> Non
     the ring connection's queue until the ring is served.
     """
     unix_server.service(timeout)
-    ring.service()
+    service_rings(ring, log)
