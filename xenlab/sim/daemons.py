@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from xenlab.abi.grant_table import GNTTAB_RESERVED_CONSOLE
 from xenlab.abi.xs_wire import XS_UNWATCH, XS_WATCH, XS_WATCH_EVENT
 from xenlab.sim.xsclient import XsClient
 from xenlab.xenstored import wire
@@ -85,9 +86,9 @@ def make_daemon(m: Machine, personality: str) -> Any:
 
 
 def domain_gone(m: Machine, domid: int) -> bool:
-    """XEN_DOMCTL_getdomaininfo as xenstored asks it: is the domain dying, shut down or gone?"""
-    d = m.hv.domains.get(domid)
-    return d is None or bool(getattr(d, "is_dying", False)) or bool(getattr(d, "is_shutdown", False))
+    """domain_cleanup's XEN_DOMCTL_getdomaininfo: is the domain gone (-ESRCH), dying or shut down?"""
+    info = m.hv.getdomaininfo(domid)
+    return isinstance(info, int) or info.dying or info.shutdown
 
 
 def start_xenstored(m: Machine, personality: str) -> None:
@@ -223,8 +224,10 @@ class Xenconsoled:
         self.watched.discard(domid)
         port = self.ports.pop(domid, None)
         self.ptys.pop(domid, None)  # the pty is closed: its index is free again
-        if port is not None and self.host is not None:
-            self.host.evtchn_unbind(port)
+        if self.host is not None:
+            self.host.unmap_grant(domid)  # console_unmap_interface
+            if port is not None:
+                self.host.evtchn_unbind(port)
         path = f"/local/domain/{domid}/console"
         self.xs._req("unwatch", XS_UNWATCH, f"{path}\0{domid}\0".encode(), path=path)
         self.m.trace.record("cleanup_domain", f"d{domid} gone: console port {port} unbound",
@@ -243,6 +246,13 @@ class Xenconsoled:
             return  # not written yet: the console watch brings us back
         if self.host is None:
             self.host = EvtchnDevHost(self.m.dom0.kernel, comm="xenconsoled")
+        if domid not in self.host.grant_handles:
+            try:  # "Prefer using grant table": GNTTAB_RESERVED_CONSOLE, seeded by the domain builder
+                self.host.map_grant(domid, GNTTAB_RESERVED_CONSOLE, "console page")
+            except OSError as e:
+                self.m.trace.record("domain_create_ring", f"d{domid}: {e.strerror}", actor="xenconsoled",
+                                    source="tools/console/daemon/io.c")
+                return
         self.ports[domid] = self.host.evtchn_bind_interdomain(domid, remote)
         tty = self.openpty(domid)
         self.xs.write(f"{base}/tty", tty)

@@ -107,7 +107,7 @@ def create_domU(m: Machine, *, name: str, vcpus: int, memory_mb: int, disks: int
     ts: Toolstack = m.toolstack
 
     m.trace.begin_stage(f"xl create d{domid}: domain")
-    m.hv.domain_create(domid, name, vcpus=vcpus)
+    ts.xc_domain_create(domid, cfg)
     ts.libxl__domain_make(domid, cfg)
     b = BuiltDomain(domid, cfg)
     ts.xc_dom_build(domid, b)

@@ -10,14 +10,17 @@ them. Each bound port becomes an IRQ of the dom0 kernel named ``evtchn:<comm>``
 ``EvtchnDevHost`` is that user: it opens the dom0 kernel's evtchn device model
 (``xenlab.linux.evtchn_dev``) and offers what xenstored's RingServer needs (the host
 contract in DEVELOPERS.md). dom0's own store page comes from ``/proc/xen/xsd_kva``
-(mmap of the page the kernel allocated); a guest's page is mapped by mfn (the real
-daemon maps grant ref 1 through gntdev; the frame is the same).
+(mmap of the page the kernel allocated); a guest's page is mapped the way the real
+daemon maps it: grant ref 1 (GNTTAB_RESERVED_XENSTORE, seeded by the domain builder)
+through /dev/xen/gntdev, i.e. GNTTABOP_map_grant_ref by dom0; the mfn INTRODUCE names
+is not used for it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from xenlab.abi.grant_table import GNTST_NAMES, GNTTAB_RESERVED_XENSTORE, GNTST_okay
 from xenlab.base.sched import WaitQueue
 
 
@@ -31,6 +34,7 @@ class EvtchnDevHost:
         self.comm = comm
         self.dev = evtchn_dev.evtchn_open(kernel, comm=comm)
         self.mapped: dict[int, Any] = {}
+        self.grant_handles: dict[int, int] = {}  # domid -> gntdev handle of its mapped ref
 
     # -- event channels (IOCTL_EVTCHN_*) ------------------------------------------
     def evtchn_bind_interdomain(self, remote_dom: int, remote_port: int) -> int:
@@ -74,16 +78,29 @@ class EvtchnDevHost:
         return page.buf
 
     def map_store_page(self, domid: int, mfn: int) -> Any:
-        """Map guest *domid*'s store page (grant ref 1 / its mfn) into the daemon."""
-        page = self.kernel.hv.memory.page(mfn)
-        if page is None or getattr(page, "owner", domid) != domid:
-            raise OSError(22, f"map store page of d{domid} (mfn {mfn:#x}): Invalid argument")
-        self.mapped[domid] = page.buf
-        return page.buf
+        """xengnttab_map_grant_ref(domid, GNTTAB_RESERVED_XENSTORE): guest *domid*'s store page."""
+        return self.map_grant(domid, GNTTAB_RESERVED_XENSTORE, "store page")
 
     def unmap_store_page(self, domid: int) -> None:
-        """munmap + IOCTL_GNTDEV_UNMAP_GRANT_REF."""
+        """xengnttab_unmap: munmap + IOCTL_GNTDEV_UNMAP_GRANT_REF (the grant's pin goes)."""
         self.mapped.pop(domid, None)
+        self.unmap_grant(domid)
+
+    def map_grant(self, domid: int, ref: int, what: str) -> Any:
+        """IOCTL_GNTDEV_MAP_GRANT_REF + mmap: GNTTABOP_map_grant_ref by dom0, writable."""
+        status, handle, page = self.kernel.hv.gnttab_map_grant_ref(self.kernel.domid, domid, ref)
+        if status != GNTST_okay or page is None:
+            raise OSError(22, f"map {what} of d{domid} (grant ref {ref}): {GNTST_NAMES.get(status, status)}")
+        self.grant_handles[domid] = handle
+        if ref == GNTTAB_RESERVED_XENSTORE:
+            self.mapped[domid] = page.buf
+        return page.buf
+
+    def unmap_grant(self, domid: int) -> None:
+        """IOCTL_GNTDEV_UNMAP_GRANT_REF: GNTTABOP_unmap_grant_ref of the handle held for *domid*."""
+        handle = self.grant_handles.pop(domid, None)
+        if handle is not None and self.kernel.domid in self.kernel.hv.domains:
+            self.kernel.hv.gnttab_unmap_grant_ref(self.kernel.domid, handle)
 
     @staticmethod
     def _ok(rc: int, what: str) -> int:

@@ -126,7 +126,9 @@ class Machine:
         from xenlab.linux.kernel import Kernel
 
         self.trace.begin_stage("xen: create dom0")
-        self.hv.domain_create(0, "Domain-0", vcpus=self.dom0_vcpus, privileged=True, initdomain=True)
+        # dom0_build.c masks every vcpu's upcalls; the kernel unmasks them in xen_irq_enable
+        self.hv.domain_create(0, "Domain-0", vcpus=self.dom0_vcpus, privileged=True, initdomain=True,
+                              upcalls_masked=True)
         kernel = Kernel(self.hv, 0, flavour=self.flavour, sched=self.sched, trace=self.trace, name="dom0")
         kernel.faults |= self.kernel_faults("dom0")
         self.domains[0] = Domain(self, 0, "Domain-0", kernel, self.dom0_mem_mb, self.dom0_vcpus)

@@ -97,6 +97,9 @@ class NicConfig:
     bridge: str = "xenbr0"
 
 
+LIBXL_EVENT_CHANNELS_DEFAULT = 1023  # libxl__domain_build_info_setdefault: event_channels unset -> 1023
+
+
 @dataclass
 class DomainConfig:
     """The parts of an xl config file the lab models."""
@@ -110,6 +113,7 @@ class DomainConfig:
     disks: list[DiskConfig] = field(default_factory=list)
     nics: list[NicConfig] = field(default_factory=list)
     uuid: str = ""
+    event_channels: int = LIBXL_EVENT_CHANNELS_DEFAULT  # max_event_channels = ... in the xl config
 
 
 def libxl_uuid_generate(rng: random.Random) -> str:
@@ -160,7 +164,16 @@ class Toolstack:
         """Record one toolstack step in the machine's trace."""
         self.m.trace.record(function, summary, actor="toolstack", source=source, changes=changes)
 
-    # -- 1. the domain's skeleton ---------------------------------------------
+    # -- 1. the domain and its skeleton -----------------------------------------
+    def xc_domain_create(self, domid: int, cfg: DomainConfig) -> None:
+        """libxl__domain_make's xc_domain_create: max_vcpus and max_evtchn_port = event_channels.
+
+        The domain builder (xg_dom_x86.c) starts every vcpu with evtchn_upcall_mask = 1;
+        the guest clears it when it enables interrupts.
+        """
+        self.m.hv.domain_create(domid, cfg.name, vcpus=cfg.vcpus, max_evtchn_port=cfg.event_channels,
+                                upcalls_masked=True)
+
     def libxl__domain_make(self, domid: int, cfg: DomainConfig) -> None:
         """libxl__domain_make: the /local/domain, /vm and /libxl skeleton in one transaction."""
         xs = self.xs
@@ -205,6 +218,7 @@ class Toolstack:
         si.store_mfn, si.store_evtchn = b.store_mfn, b.store_port
         si.console.domU.mfn, si.console.domU.evtchn = b.console_mfn, b.console_port
         si.nr_pages = b.config.memory_mb * 256
+        hv.gnttab_seed(domid, b.console_mfn, b.store_mfn)  # xc_dom_gnttab_init: refs 0 and 1, for dom0
         self.record("xc_dom_build_image",
                     f"d{domid}: store page mfn {b.store_mfn:#x} port {b.store_port}, console page mfn "
                     f"{b.console_mfn:#x} port {b.console_port} in start_info",

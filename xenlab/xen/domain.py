@@ -67,7 +67,7 @@ class Domain:
     bits: int
     shared_info_page: Page
     start_info_page: Page
-    max_evtchn_port: int  # highest port this domain may use (libxl: event_channels - 1)
+    max_evtchn_port: int  # highest port this domain may use (libxl: event_channels, 1023)
     p2m: dict[int, int] = field(default_factory=dict)
     m2p: dict[int, int] = field(default_factory=dict)
     hvm_params: dict[int, int] = field(default_factory=dict)

@@ -50,7 +50,7 @@ class Hypervisor(DomainControl, GrantTables):
                       bits: int | None = None) -> Domain:
         """domain_create + evtchn_init (xen/common/domain.c): a domain with port 0 reserved.
 
-        *max_evtchn_port* limits the ports (libxl passes event_channels - 1, 1023 by
+        *max_evtchn_port* limits the ports (libxl passes event_channels, 1023 by
         default, for a guest; dom0 has the ABI's whole range). *upcalls_masked*: domain
         builders set evtchn_upcall_mask = 1 on every vcpu and the guest clears it when it
         enables interrupts; left False, upcalls arrive from the start. *bits* (default:
