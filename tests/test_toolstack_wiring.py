@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from xenlab.abi.domctl import SHUTDOWN_poweroff
 from xenlab.abi.errno import ENOSPC, ESRCH
 from xenlab.abi.grant_table import GTF_permit_access, GTF_reading, GTF_writing
 from xenlab.abi.xs_wire import XS_WATCH
@@ -91,5 +92,22 @@ def test_xl_destroy_makes_xenstored_fire_releaseDomain() -> None:
         assert m.hv.getdomaininfo(1) == -ESRCH
         assert ("@releaseDomain", "gone") in xs.sock.take_events()
         assert not m.hv.domains[0].maptrack  # both daemons unmapped the guest's pages
+    finally:
+        m.shutdown()
+
+
+def test_a_guest_that_shuts_down_gets_releaseDomain_but_keeps_its_ring() -> None:
+    """domain_cleanup: shut down but not dying -> @releaseDomain once; the connection stays until destroy."""
+    m = build("domU", flavour="modern", seed=0)
+    try:
+        xs = socket_client(m, "xenstore-watch")
+        xs._req("watch", XS_WATCH, b"@releaseDomain\0gone\0", path="@releaseDomain")
+        xs.sock.take_events()
+        assert m.hv.domain_shutdown(1, SHUTDOWN_poweroff) == 0
+        m.settle()
+        assert xs.sock.take_events() == [("@releaseDomain", "gone")]
+        assert 1 in m.ring_server.rings and 1 in m.xenconsoled.ports
+        m.destroy_domU(1)
+        assert 1 not in m.ring_server.rings and 1 not in m.xenconsoled.ports
     finally:
         m.shutdown()

@@ -86,9 +86,17 @@ def make_daemon(m: Machine, personality: str) -> Any:
 
 
 def domain_gone(m: Machine, domid: int) -> bool:
-    """domain_cleanup's XEN_DOMCTL_getdomaininfo: is the domain gone (-ESRCH), dying or shut down?"""
+    """domain_cleanup() (xenstored_domain.c) asking XEN_DOMCTL_getdomaininfo: gone = -ESRCH or dying.
+
+    A domain that is shut down (or crashed) but not dying keeps its connection: it only
+    gets @releaseDomain, once (``fire_domain_shutdown``), as on a real host.
+    """
     info = m.hv.getdomaininfo(domid)
-    return isinstance(info, int) or info.dying or info.shutdown
+    if isinstance(info, int) or info.dying:
+        return True
+    if info.shutdown and m.daemon is not None:
+        m.daemon.fire_domain_shutdown(domid)
+    return False
 
 
 def start_xenstored(m: Machine, personality: str) -> None:
@@ -207,7 +215,8 @@ class Xenconsoled:
                     if domid and domid not in self.watched:
                         self.watch_domain(domid)
                 for domid in sorted(self.watched):
-                    if domid not in self.m.hv.domains:
+                    info = self.m.hv.getdomaininfo(domid)  # enum_domains: xc_domain_getinfolist
+                    if isinstance(info, int) or info.dying:
                         self.domain_gone(domid)
             elif token.isdigit() and int(token) in self.watched and int(token) not in self.ports:
                 self.domain_create_ring(int(token))
