@@ -77,3 +77,40 @@ def test_xl_destroy_stops_the_ring_thread() -> None:
         assert thread.state == "done"
     finally:
         m.shutdown()
+
+
+def port_of(m: Machine, domid: int, name: str) -> int:
+    """The port behind the IRQ called *name* in domain *domid*'s kernel."""
+    from xenlab.linux.drivers.common import irq_port
+
+    k = m.kernel(domid)
+    [irq] = [d.irq for d in k.irq.core.descs.values() if any(a.name == name for a in d.actions)]
+    return irq_port(k, irq)
+
+
+@pytest.mark.parametrize("name", ["blkif", "vif0-q0-tx", "vif0-q0-rx"])
+def test_a_kick_from_the_backend_leaves_the_frontends_port_unmasked(name: str) -> None:
+    m = build("domU", flavour="modern", seed=0)
+    try:
+        fe_port = port_of(m, 1, name)
+        be_port = m.hv.domains[1].chns[fe_port].remote_port
+        n = len(m.trace)
+        assert m.hv.evtchn_send(0, be_port) == 0  # notify_remote_via_irq in dom0's backend
+        new = [s.function for s in m.trace.steps[n:] if s.actor == "domU1"]
+        assert new.index("lateeoi_ack_dynirq") < new.index("xen_irq_lateeoi")
+        assert not m.kernel(1).irq.shared.test_mask(fe_port)
+    finally:
+        m.shutdown()
+
+
+def test_blkbacks_port_stays_masked_until_its_thread_has_run() -> None:
+    m = build("domU", flavour="modern", seed=0)
+    try:
+        be_port = dom0_port(m, "blkif-backend")
+        fe_port = m.hv.domains[0].chns[be_port].remote_port
+        assert m.hv.evtchn_send(1, fe_port) == 0  # the frontend kicks: requests queued
+        assert m.dom0.kernel.irq.shared.test_mask(be_port)  # acked, the EOI is the thread's
+        m.settle()
+        assert not m.dom0.kernel.irq.shared.test_mask(be_port)
+    finally:
+        m.shutdown()
