@@ -33,8 +33,9 @@ e2e: $(VENV)/.installed
 	@tools/ensure-debs chromium
 	$(BIN)/python -m pytest tests -m e2e -q
 
+FUZZ_EXAMPLES ?= 5000
 fuzz: $(VENV)/.installed
-	XENLAB_FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest tests -m slow -q
+	XENLAB_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests -m slow -q
 
 bench: $(VENV)/.installed
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
