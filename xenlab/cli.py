@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("xenlab.xenstored.serve", "serve the lab xenstore on a Unix socket for real tools"),
     "exec": ("xenlab.sim.execcmd", "boot a simulated machine and run commands in one of its domains"),
     "trace": ("xenlab.sim.tracecmd", "print the boot trace of a scenario"),
+    "quiz": ("xenlab.exercises.quiz", "generate exercises from a seed; -c shows the worked answers"),
 }
 
 

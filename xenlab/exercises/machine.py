@@ -1,0 +1,116 @@
+"""Exercises that boot the lab's Machine: modern IRQ numbering, and what xenbus_probe creates.
+
+The answers are what the booted machine shows: ``cat /proc/interrupts`` and
+``cat /proc/xen/xsd_port`` in dom0, ``ls`` of the xen and xen-backend buses, and the
+``xenbus_state`` rows the drivers recorded in the trace as they ran the handshake.
+"""
+
+from __future__ import annotations
+
+import random
+
+from xenlab.exercises.common import Question
+from xenlab.sim.machine import Machine
+
+
+def irq_of(interrupts: str, name: str) -> int | None:
+    """The IRQ number of the /proc/interrupts line whose last word is *name*."""
+    for line in interrupts.splitlines():
+        head, _, rest = line.partition(":")
+        if head.strip().isdigit() and rest.split() and rest.split()[-1] == name:
+            return int(head)
+    return None
+
+
+def gen_numbering(rng: random.Random) -> Question:
+    """Linux 6.1 dom0 with V vcpus: the xenbus IRQ, the store port, the last vcpu's timer IRQ."""
+    v = rng.randint(1, 6)
+    m = Machine(flavour="modern", seed=0, dom0_vcpus=v)
+    interrupts = m.dom0.run("cat /proc/interrupts")
+    port = int(m.dom0.run("cat /proc/xen/xsd_port"))
+    xenbus = irq_of(interrupts, "xenbus")
+    timer = irq_of(interrupts, f"timer{v - 1}")
+    q = Question("numbering", (
+        f"A Xen 4.17 dom0 runs Linux 6.1 with dom0_max_vcpus={v}. It has booted as far as xenbus_init "
+        "(xenstored not started yet)."))
+    q.expect("xenbus_irq", xenbus, "the IRQ /proc/interrupts shows for 'xenbus'")
+    q.expect("xsd_port", port, "what cat /proc/xen/xsd_port prints")
+    q.expect(f"timer{v - 1}_irq", timer, f"the IRQ of 'timer{v - 1}'")
+    first_dyn = irq_of(interrupts, "timer0")
+    lines = [ln.rstrip() for ln in interrupts.splitlines()
+             if ln.strip()[:1].isdigit() and int(ln.split(":")[0]) <= (xenbus or 0)]
+    q.worked = [
+        f"Modern Linux hands out IRQs from irq_alloc_desc in bind order above the GSIs' range "
+        f"(xen-pirq; the first dynamic IRQ here is {first_dyn}), then per cpu the timer VIRQ and "
+        "the IPIs as each vcpu comes up (xen_setup_timer, xen_smp_intr_init), then xenbus_init's "
+        "bind_evtchn_to_irqhandler. "
+        "Ports come from Xen's get_free_port in the same order: the VIRQ and IPI ports of every vcpu "
+        "first, so the store port (xen_store_evtchn, alloc_unbound in xenbus_init) follows them.",
+        "The lab booted it; /proc/interrupts up to xenbus:",
+        *(f"  {ln}" for ln in lines),
+        f"cat /proc/xen/xsd_port -> {port}",
+    ]
+    return q
+
+
+def _state_name(value: object) -> str:
+    name = getattr(value, "name", str(value))
+    return name.removeprefix("XenbusState")
+
+
+def state_sequence(m: Machine, table: str, path: str) -> str:
+    """The xenbus states a device went through, from the trace's ``<kernel>/xenbus_state`` rows."""
+    seq: list[str] = []
+    for step in m.trace.steps:
+        for c in step.changes:
+            if c.table == table and c.key == path:
+                if not seq and c.before is not None:
+                    seq.append(_state_name(c.before))
+                if c.after is not None:
+                    seq.append(_state_name(c.after))
+    return " -> ".join(seq) or "none"
+
+
+def gen_xenbus(rng: random.Random) -> Question:
+    """xl create with D disks and N vifs: which xen/xen-backend devices appear, which states they pass."""
+    flavour = rng.choice(["modern", "2.6.18"])
+    disks = ["xvda", "xvdb", "xvdc"][: rng.randint(1, 3)]
+    vifs = rng.randint(0, 2)
+    m = Machine(flavour=flavour, seed=0)
+    m.start_xenstored()
+    dom = m.create_domU(disks=disks, vifs=vifs)
+    d = dom.domid
+    front = " ".join(m.domain(d).run("ls /sys/bus/xen/devices").split())
+    back = " ".join(m.dom0.run("ls /sys/bus/xen-backend/devices").split())
+    kernel = "Linux 6.1" if flavour == "modern" else "XenLinux 2.6.18"
+    q = Question("xenbus", (
+        f"dom0 and a PV guest both run {kernel}. `xl create` makes the guest (domid {d}) with "
+        f"disk = [{', '.join(repr(x) for x in disks)}] and {vifs} vif(s); the guest boots and loads "
+        "its frontend drivers."))
+    q.expect("frontends", front, "ls /sys/bus/xen/devices in the guest (bus ids, space separated)")
+    q.expect("backends", back, "ls /sys/bus/xen-backend/devices in dom0")
+    vbd = next(x for x in front.split() if x.startswith("vbd-"))
+    devid = vbd.split("-")[1]
+    q.expect(f"{vbd}.states", state_sequence(m, f"{dom.kernel.name}/xenbus_state", f"device/vbd/{devid}"),
+             "the frontend's states, A -> B -> C (XenbusState names without the prefix)")
+    q.expect(f"vbd-{d}-{devid}.states", state_sequence(m, "dom0/xenbus_state", f"backend/vbd/{d}/{devid}"),
+             "the backend's states, same form")
+    if vifs:
+        q.expect("vif-0.states", state_sequence(m, f"{dom.kernel.name}/xenbus_state", "device/vif/0"),
+                 "netfront's states, same form")
+    q.worked = [
+        "The toolstack writes /local/domain/<d>/device/<type>/<devid> (frontend) and "
+        "/local/domain/0/backend/<type>/<d>/<devid> (backend); xenbus_probe_devices walks device/ in the "
+        "guest and names each device <type>-<devid> (xenbus_probe_frontend.c; xenbus_probe.c in 2.6.18); "
+        "dom0's backend bus walks backend/ and names them <type>-<domid>-<devid> (xenbus_probe_backend.c). "
+        "A disk's devid is its Linux device number (major 202 << 8 | 16 minors per xvd disk); here "
+        + ", ".join(f"{disk} = {dev.split('-')[1]}" for disk, dev in
+                    zip(disks, [x for x in front.split() if x.startswith('vbd-')], strict=False))
+        + f". dom0's console-{d}-0 is the console backend the toolstack also adds.",
+        "The handshake as the lab's drivers ran it (xenbus_switch_state rows):",
+    ]
+    for step in m.trace.steps:
+        mine = step.actor == dom.kernel.name or f"/{d}/" in step.summary
+        if step.function == "xenbus_switch_state" and mine:
+            q.worked.append(f"  [{step.actor}] {step.summary}")
+    return q
