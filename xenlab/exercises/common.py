@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -22,6 +23,8 @@ class Question:
     #: (part name, expected answer as text, how to write it)
     parts: list[tuple[str, str, str]] = field(default_factory=list)
     worked: list[str] = field(default_factory=list)
+    #: the generator's inputs, so a test can redo the setup directly and compare
+    setup: dict[str, Any] = field(default_factory=dict)
 
     def expect(self, name: str, value: object, form: str) -> None:
         """Add one answer part computed from the model."""

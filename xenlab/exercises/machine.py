@@ -33,6 +33,7 @@ def gen_numbering(rng: random.Random) -> Question:
     q = Question("numbering", (
         f"A Xen 4.17 dom0 runs Linux 6.1 with dom0_max_vcpus={v}. It has booted as far as xenbus_init "
         "(xenstored not started yet)."))
+    q.setup = {"vcpus": v}
     q.expect("xenbus_irq", xenbus, "the IRQ /proc/interrupts shows for 'xenbus'")
     q.expect("xsd_port", port, "what cat /proc/xen/xsd_port prints")
     q.expect(f"timer{v - 1}_irq", timer, f"the IRQ of 'timer{v - 1}'")
@@ -87,6 +88,7 @@ def gen_xenbus(rng: random.Random) -> Question:
         f"dom0 and a PV guest both run {kernel}. `xl create` makes the guest (domid {d}) with "
         f"disk = [{', '.join(repr(x) for x in disks)}] and {vifs} vif(s); the guest boots and loads "
         "its frontend drivers."))
+    q.setup = {"flavour": flavour, "disks": disks, "vifs": vifs}
     q.expect("frontends", front, "ls /sys/bus/xen/devices in the guest (bus ids, space separated)")
     q.expect("backends", back, "ls /sys/bus/xen-backend/devices in dom0")
     vbd = next(x for x in front.split() if x.startswith("vbd-"))

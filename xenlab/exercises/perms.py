@@ -55,6 +55,7 @@ def gen_perms(rng: random.Random) -> Question:
         + (f"; domain {late} is introduced only afterwards" if late is not None else "")
         + ". Each guest uses its own ring connection; dom0 uses a socket."))
     answers = []
+    q.setup = {"perms": perms, "late": late, "queries": queries}
     for domid, op in queries:
         result = ask(perms, late, domid, op)
         answers.append((domid, op, result))

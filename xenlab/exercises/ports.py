@@ -44,6 +44,7 @@ def gen_evtchn(rng: random.Random) -> Question:
     hv = two_domains(g)
     ops: list[tuple[str, Any]] = []
     lines = []
+    calls: list[tuple[Any, ...]] = []
     for _ in range(rng.randint(4, 6)):
         roll = rng.random()
         guest_ports = [c.port for c in hv.domains[g].chns[1:] if c.summary() is not None]
@@ -53,20 +54,24 @@ def gen_evtchn(rng: random.Random) -> Question:
             text = (f"dom0: EVTCHNOP_alloc_unbound(dom={g}, remote_dom=0)" if who == 0
                     else f"d{g}: EVTCHNOP_alloc_unbound(dom=DOMID_SELF, remote_dom=0)")
             rc = hv.evtchn_alloc_unbound(who, g, 0)
+            calls.append(("alloc_unbound", who))
         elif roll < 0.75:
             port = rng.choice(guest_ports + [max(guest_ports) + rng.randint(0, 1)])
             text = f"dom0: EVTCHNOP_bind_interdomain(remote_dom={g}, remote_port={port})"
             rc = hv.evtchn_bind_interdomain(0, g, port)
+            calls.append(("bind_interdomain", port))
         else:
             who = rng.choice([0, g]) if dom0_ports else g
             port = rng.choice(dom0_ports if who == 0 else guest_ports)
             text = f"{'dom0' if who == 0 else f'd{g}'}: EVTCHNOP_close(port={port})"
             rc = hv.evtchn_close(who, port)
+            calls.append(("close", who, port))
         lines.append(text)
         ops.append((text, rc))
     q = Question("evtchn", (
         f"Fresh dom0 and d{g} (no ports in use; port 0 is reserved). These hypercalls run in order:\n"
         + "\n".join(f"  op{i}. {t}" for i, t in enumerate(lines, 1))))
+    q.setup = {"guest": g, "calls": calls}
     for i, (_, rc) in enumerate(ops, 1):
         q.expect(f"op{i}", rc, "the port it returned, 0, or -errno as a number (-22 = -EINVAL)")
     q.expect("dom0.ports", port_states(hv, 0), "PORT:STATE(args) for each port in use, e.g. 1:unbound(2)")
@@ -97,6 +102,7 @@ def gen_irq(rng: random.Random) -> Question:
     lines: list[str] = []
     results: list[int] = []
     bound: list[int] = []
+    calls: list[tuple[Any, ...]] = []
     for _ in range(rng.randint(5, 7)):
         roll = rng.random()
         if len(bound) >= 2 and rng.random() < 0.35:
@@ -104,21 +110,26 @@ def gen_irq(rng: random.Random) -> Question:
         if roll < 0.2:
             lines.append(f"bind_caller_port_to_irq(port {store})  [the xenstore port]")
             irq = l18.bind_caller_port_to_irq(k, store)
+            calls.append(("caller", store))
         elif roll < 0.45:
             lines.append("bind_listening_port_to_irq(remote_domain 0)")
             irq = l18.bind_listening_port_to_irq(k, 0)
+            calls.append(("listening",))
         elif roll < 0.6:
             virq = rng.choice([VIRQ_TIMER, VIRQ_DEBUG])
             lines.append(f"bind_virq_to_irq({'VIRQ_TIMER' if virq == VIRQ_TIMER else 'VIRQ_DEBUG'}, cpu 0)")
             irq = l18.bind_virq_to_irq(k, virq, 0)
+            calls.append(("virq", virq))
         elif roll < 0.75:
             ipi = rng.randint(0, 1)
             lines.append(f"bind_ipi_to_irq(ipi {ipi}, cpu 0)")
             irq = l18.bind_ipi_to_irq(k, ipi, 0)
+            calls.append(("ipi", ipi))
         elif bound:
             victim = rng.choice(bound)
             lines.append(f"unbind_from_irq(IRQ {victim})")
             l18.unbind_from_irq(k, victim)
+            calls.append(("unbind", victim))
             if st.irq_bindcount[victim] == 0:
                 bound = [b for b in bound if b != victim]
             results.append(0)
@@ -126,6 +137,7 @@ def gen_irq(rng: random.Random) -> Question:
         else:
             lines.append("bind_listening_port_to_irq(remote_domain 0)")
             irq = l18.bind_listening_port_to_irq(k, 0)
+            calls.append(("listening",))
         results.append(irq)
         if irq > 0:
             bound.append(irq)
@@ -135,6 +147,7 @@ def gen_irq(rng: random.Random) -> Question:
         f"A XenLinux 2.6.18 domU (L18: DYNIRQ_BASE {st.space.DYNIRQ_BASE}, {st.space.NR_DYNIRQS} dynamic "
         f"IRQs) has just run xen_init_IRQ. dom0 made port {store} for xenstored. The guest then calls:\n"
         + "\n".join(f"  b{i}. {t}" for i, t in enumerate(lines, 1))))
+    q.setup = {"calls": calls, "asked": ask}
     for i, (text, irq) in enumerate(zip(lines, results, strict=True), 1):
         if not text.startswith("unbind"):
             q.expect(f"b{i}", irq, "the IRQ it returned")

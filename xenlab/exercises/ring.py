@@ -79,6 +79,7 @@ def gen_ring(rng: random.Random) -> Question:
         f"A Linux 6.1 guest's store page has req_cons = {cons:#010x} and req_prod = {prod:#010x} "
         f"(uint32, free-running). xenstored consumes nothing meanwhile. The guest calls xb_write() "
         f"with a {n}-byte message."))
+    q.setup = {"cons": cons, "prod": prod, "n": n}
     q.expect("check_indexes", yes_no(comms.check_indexes(cons, prod)), "yes/no: are the indices sane?")
     q.expect("chunks", ", ".join(f"{o}+{ln}" for o, ln in chunks) or "none",
              "each copy as OFFSET+LENGTH into req[], comma separated, or none")
