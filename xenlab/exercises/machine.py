@@ -108,7 +108,9 @@ def gen_xenbus(rng: random.Random) -> Question:
         "A disk's devid is its Linux device number (major 202 << 8 | 16 minors per xvd disk); here "
         + ", ".join(f"{disk} = {dev.split('-')[1]}" for disk, dev in
                     zip(disks, [x for x in front.split() if x.startswith('vbd-')], strict=False))
-        + f". dom0's console-{d}-0 is the console backend the toolstack also adds.",
+        + "."
+        + (f" dom0's console-{d}-0 is the console backend the toolstack also adds."
+           if f"console-{d}-0" in back else ""),
         "The handshake as the lab's drivers ran it (xenbus_switch_state rows):",
     ]
     for step in m.trace.steps:

@@ -157,8 +157,9 @@ def gen_irq(rng: random.Random) -> Question:
     w = ["find_unbound_irq scans DYNIRQ_BASE upward for the first IRQ with irq_bindcount 0. A VIRQ/IPI "
          "already bound on that cpu, or a caller port already mapped, shares its IRQ (bindcount + 1); "
          "unbind_from_irq drops the count and at 0 frees the IRQ (closing the port unless it is a "
-         "CALLER_PORT). irq_info = mk_irq_info(type, index, port): IRQT_VIRQ=2, IRQT_IPI=3, "
-         "IRQT_LOCAL_PORT=4, IRQT_CALLER_PORT=5."]
+         "CALLER_PORT). irq_info = mk_irq_info(type, index, port) = type<<24 | index<<16 | port, with "
+         + ", ".join(f"{st.type_name(t)}={t}" for t in (l18.IRQT_VIRQ, l18.IRQT_IPI, l18.IRQT_LOCAL_PORT,
+                                                         l18.IRQT_CALLER_PORT)) + "."]
     w += [f"  {s.function}: {s.summary}" for s in k.trace.steps
           if s.actor == k.name and s.function != "xen_init_IRQ"]
     w.append(f"irq_info[{ask}] = {st.irq_info[ask]:#010x} = {st.describe(ask)}")

@@ -41,20 +41,23 @@ def guest_with_store_page() -> tuple[Kernel, Any]:
     return k, xb.xen_store_interface
 
 
-def _write_steps(k: Kernel, start: int) -> tuple[list[tuple[int, int]], int]:
-    """After *start*: the chunks xb_write copied (offset, length) per its trace rows; the EVTCHNOP_sends."""
-    chunks: list[tuple[int, int]] = []
+def _write_steps(k: Kernel, start: int) -> tuple[list[tuple[int, int, int, bool]], int]:
+    """After *start*, from the trace: each chunk xb_write copied (offset, length, prod before, kicked
+    after it) and the number of EVTCHNOP_sends Xen recorded."""
+    chunks: list[tuple[int, int, int, bool]] = []
     kicks = 0
     for step in k.trace.steps[start:]:
         if step.function == "evtchn_send" and step.actor == "xen":
             kicks += 1
+            if chunks:
+                chunks[-1] = (*chunks[-1][:3], True)
         if step.function != "xb_write":
             continue
         if any(c.key == "req_cons" for c in step.changes):
             continue  # the -EIO reset of both indices, not a copy
         for c in step.changes:
             if c.key == "req_prod" and c.table == f"{k.name}/ring":
-                chunks.append((c.before % XENSTORE_RING_SIZE, (c.after - c.before) & U32))
+                chunks.append((c.before % XENSTORE_RING_SIZE, (c.after - c.before) & U32, c.before, False))
     return chunks, kicks
 
 
@@ -81,7 +84,7 @@ def gen_ring(rng: random.Random) -> Question:
         f"with a {n}-byte message."))
     q.setup = {"cons": cons, "prod": prod, "n": n}
     q.expect("check_indexes", yes_no(comms.check_indexes(cons, prod)), "yes/no: are the indices sane?")
-    q.expect("chunks", ", ".join(f"{o}+{ln}" for o, ln in chunks) or "none",
+    q.expect("chunks", ", ".join(f"{c[0]}+{c[1]}" for c in chunks) or "none",
              "each copy as OFFSET+LENGTH into req[], comma separated, or none")
     q.expect("return", rc, "what xb_write returns (bytes written, or -5 for -EIO)")
     q.expect("req_prod", f"{intf.req_prod:#010x}", "req_prod afterwards, hex")
@@ -93,10 +96,12 @@ def gen_ring(rng: random.Random) -> Question:
         w.append("check_indexes fails: xb_write resets req_cons = req_prod = 0 and returns -EIO; nothing "
                  "is copied, nobody is kicked.")
     else:
-        for off, ln in chunks:
-            w.append(f"get_output_chunk: MASK_XENSTORE_IDX(prod) = {off}, min(space to the end "
-                     f"{XENSTORE_RING_SIZE - off}, free) -> copy {ln} bytes to req[{off}..{off + ln}).")
-        if sum(ln for _, ln in chunks) < n:
+        for off, ln, before, kicked in chunks:
+            free = XENSTORE_RING_SIZE - ((before - cons) & U32)
+            w.append(f"prod {before:#010x}: get_output_chunk gives MASK_XENSTORE_IDX(prod) = {off}, "
+                     f"min({XENSTORE_RING_SIZE - off} to the end, {free} free) -> copy {ln} bytes to "
+                     f"req[{off}..{off + ln}); kicked after it: {'yes' if kicked else 'no'}.")
+        if sum(c[1] for c in chunks) < n:
             w.append("The ring is then full: modern xb_write does not sleep, it returns the short count "
                      "and the xenbus thread tries again after xenstored's next kick.")
         w.append(f"Modern xb_write kicks (notify_remote_via_evtchn) after a chunk only if the prod it "
