@@ -315,3 +315,19 @@ def test_a_garbled_answers_line_is_refused_by_number() -> None:
         quiz.parse_answers("Q1.count: 1\njust words\n")
     with pytest.raises(quiz.QuizError, match="unknown topic"):
         quiz.generate(0, "nope", 1)
+
+
+def test_exercises_import_only_the_stdlib_and_the_layers_below_views() -> None:
+    import ast
+    import sys
+
+    allowed = ("xenlab.base", "xenlab.abi", "xenlab.xen", "xenlab.xenstored", "xenlab.linux", "xenlab.sim",
+               "xenlab.exercises")
+    for path in sorted(Path(quiz.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                top = name.split(".")[0]
+                assert name.startswith(allowed) or top in sys.stdlib_module_names or top == "__future__", \
+                    f"{path.name} imports {name}"
