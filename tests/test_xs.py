@@ -295,12 +295,19 @@ def test_a_watch_event_with_one_string_is_refused(rig: Rig) -> None:
     assert xs._dispatch_watch_event(rig.kernel, b"only-a-path\0") == -EINVAL
 
 
-def test_modern_hvm_guest_resets_stale_watches_when_the_toolstack_offers_it(rig: Rig) -> None:
+@pytest.fixture
+def modern_rig(monkeypatch: Any) -> Rig:
+    r = Rig("modern", monkeypatch)
+    yield r
+    r.sched.shutdown()
+
+
+def test_modern_hvm_guest_resets_stale_watches_when_the_toolstack_offers_it(modern_rig: Rig) -> None:
+    """xs_reset_watches is modern only (2.6.18 has no XS_RESET_WATCHES)."""
     from types import SimpleNamespace
 
+    rig = modern_rig
     k = rig.kernel
-    if k.flavour == "2.6.18":
-        pytest.skip("xs_reset_watches is modern only")
     # A watch left behind by the kernel that ran before a kexec.
     xs.xenbus_dev_request(k, xsw.XS_WATCH, 0, b"data\0FFFF888000001000\0")
     rig.dom0_write("/local/domain/1/control/platform-feature-xs_reset_watches", "1")
