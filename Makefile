@@ -27,7 +27,7 @@ test: $(VENV)/.installed
 	@tools/ensure-debs gcc libxen-dev xenstore-utils chromium
 	$(BIN)/ruff check xenlab tests bench tools
 	$(BIN)/python tools/run_notebooks.py --check
-	$(BIN)/python -m pytest tests notebooks --nbval --nbval-sanitize-with notebooks/sanitize.cfg -q -rs
+	$(BIN)/python -m pytest tests notebooks --nbval --nbval-sanitize-with notebooks/sanitize.cfg -m "not slow" -q -rs
 
 e2e: $(VENV)/.installed
 	@tools/ensure-debs chromium
