@@ -107,6 +107,7 @@ def _chips(kernel: Any) -> dict[str, IrqChip]:
                  () if was else [(_t(kernel, "evtchn_mask"), p, 0, 1)])
 
     def startup_pirq(irq: int) -> None:
+        """startup_pirq: EVTCHNOP_bind_pirq on first use, then unmask (drivers/xen/events/events_base.c)."""
         info = st.info[irq]
         if not info.evtchn:
             flags = (
@@ -124,6 +125,7 @@ def _chips(kernel: Any) -> dict[str, IrqChip]:
         enable(irq)
 
     def shutdown_pirq(irq: int) -> None:
+        """shutdown_pirq: mask and close the port, forget the mapping (drivers/xen/events/events_base.c)."""
         info = st.info[irq]
         if info.evtchn:
             mask_evtchn(kernel, info.evtchn)
