@@ -95,14 +95,14 @@ def _chips(kernel: Any) -> dict[str, IrqChip]:
 
     def ack(irq: int) -> None:  # ack_dynirq: event_handler_exit -> clear_evtchn
         if port(irq):
-            st.shared.clear_pending(port(irq))
+            irqcore.clear_evtchn_pending(kernel, st.shared, port(irq), "ack_dynirq")
 
     def lateeoi_ack(irq: int) -> None:  # lateeoi_ack_dynirq: mask for EOI_PENDING, clear
         p = port(irq)
         if p:
             st.info[irq].eoi_pending = True
             was = st.shared.set_mask(p)
-            st.shared.clear_pending(p)
+            irqcore.clear_evtchn_pending(kernel, st.shared, p, "lateeoi_ack_dynirq")
             _rec(kernel, "lateeoi_ack_dynirq", f"port {p} masked until the late EOI (xen_irq_lateeoi)",
                  () if was else [(_t(kernel, "evtchn_mask"), p, 0, 1)])
 
@@ -176,7 +176,7 @@ def xen_evtchn_do_upcall(kernel: Any, cpu: int = 0) -> int:
             irqcore.do_IRQ(kernel, irq, cpu)
         else:
             sb.set_mask(p)
-            sb.clear_pending(p)
+            irqcore.clear_evtchn_pending(kernel, sb, p, "no IRQ for the port")
 
     try:
         while True:

@@ -75,7 +75,7 @@ def unmask_evtchn(kernel: Any, port: int) -> None:
 
 def clear_evtchn(kernel: Any, port: int) -> None:
     """clear_evtchn: sync_clear_bit(port, shared_info->evtchn_pending)."""
-    _state(kernel).shared.clear_pending(port)
+    irqcore.clear_evtchn_pending(kernel, _state(kernel).shared, port, "clear_evtchn")
 
 
 def notify_remote_via_evtchn(kernel: Any, port: int) -> int:

@@ -29,7 +29,7 @@ from xenlab.abi.errno import EINVAL, ENOTCONN
 from xenlab.abi.event_channel import DOMID_SELF
 from xenlab.base.sched import WaitQueue
 from xenlab.linux import events as ev
-from xenlab.linux.irq import IRQ_HANDLED, IRQF_SHARED
+from xenlab.linux.irq import IRQ_HANDLED, IRQF_SHARED, clear_evtchn_pending
 
 SRC = "drivers/xen/evtchn.c"
 SRC_2618 = "drivers/xen/evtchn/evtchn.c"
@@ -198,7 +198,7 @@ def evtchn_device_upcall(kernel: Any, port: int) -> bool:
     """2.6.18 evtchn_device_upcall: a port with no IRQ: mask, clear, queue to its owner; False if unowned."""
     user = kernel.irq.device_ports.get(port)
     kernel.irq.shared.set_mask(port)
-    kernel.irq.shared.clear_pending(port)
+    clear_evtchn_pending(kernel, kernel.irq.shared, port, "evtchn_device_upcall")
     if user is None:
         return False
     user._queue(port)

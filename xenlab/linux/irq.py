@@ -375,3 +375,13 @@ def evtchn_2l_scan(
         if not active(l1i):
             l1 &= ~(1 << l1i)
     return handled
+
+
+def clear_evtchn_pending(kernel: Any, shared: Any, port: int, why: str) -> None:
+    """sync_clear_bit(port, shared_info->evtchn_pending), recorded as the change to Xen's bit."""
+    was = shared.test_pending(port)
+    shared.clear_pending(port)
+    if was:
+        kernel.record("clear_evtchn", f"port {port}: pending bit cleared ({why})",
+                      "include/xen/events.h",
+                      changes=[(f"xen/d{kernel.domid}/evtchn_pending", port, 1, None)])
