@@ -41,6 +41,7 @@ from xenlab.linux.kernel import KERN_INFO, KERN_WARNING
 from xenlab.linux.xenbus.bus import xenbus_driver
 from xenlab.linux.xenbus.client import (
     XBT_NIL,
+    unregister_xenbus_watch,
     xenbus_dev_error,
     xenbus_dev_fatal,
     xenbus_dev_is_online,
@@ -340,8 +341,6 @@ def xen_blkbk_remove(kernel: Any, dev: Any) -> None:
     if be is None:
         return
     if be.backend_watch is not None:
-        from xenlab.linux.xenbus.client import unregister_xenbus_watch
-
         unregister_xenbus_watch(kernel, be.backend_watch)
         be.backend_watch = None
     xen_blkif_disconnect(kernel, be)
