@@ -16,6 +16,7 @@ from xenlab.abi.xs_wire import PAGE_SIZE
 from xenlab.base.sched import Scheduler
 from xenlab.base.trace import Trace
 from xenlab.linux.kernel import Kernel
+from xenlab.linux.kernels import new_kernel
 from xenlab.linux.xenbus import comms
 from xenlab.linux.xenbus.globals import xb_globals
 
@@ -47,7 +48,7 @@ class Page(bytearray):
 
 def make_guest(flavour: str) -> tuple[Kernel, Any, SendRecorder, Page]:
     hv = SendRecorder()
-    k = Kernel(hv=hv, domid=1, flavour=flavour, sched=Scheduler(), trace=Trace())  # type: ignore[arg-type]
+    k = new_kernel(hv, 1, flavour=flavour, sched=Scheduler(), trace=Trace())  # type: ignore[arg-type]
     page = Page(PAGE_SIZE)
     xb = xb_globals(k)
     xb.xen_store_interface = comms.store_interface(page)
@@ -299,7 +300,7 @@ def real_dom0(flavour: str) -> tuple[Kernel, Any, int]:
     trace = Trace()
     hv = Hypervisor(trace=trace)
     hv.domain_create(0, "Domain-0", privileged=True, initdomain=True)
-    k = Kernel(hv=hv, domid=0, flavour=flavour, sched=Scheduler(), trace=trace)
+    k = new_kernel(hv, 0, flavour=flavour, sched=Scheduler(), trace=trace)
     xen_init_IRQ(k)
     page = hv.memory.alloc_page(0)
     xb = xb_globals(k)

@@ -17,11 +17,12 @@ from xenlab.linux.driver_model import (
     driver_unregister,
 )
 from xenlab.linux.kernel import Kernel
+from xenlab.linux.kernels import new_kernel
 from xenlab.linux.sysfs import sysfs
 
 
 def make_kernel() -> Kernel:
-    return Kernel(hv=None, domid=1)  # type: ignore[arg-type]  # the driver model needs no hypervisor
+    return new_kernel(None, 1)  # type: ignore[arg-type]  # the driver model needs no hypervisor
 
 
 def type_bus(probed: list[str]) -> bus_type:

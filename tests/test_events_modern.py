@@ -21,6 +21,7 @@ from xenlab.linux.evtchn_dev import evtchn_open
 from xenlab.linux.interrupts import show_interrupts
 from xenlab.linux.irq import IRQ_HANDLED
 from xenlab.linux.kernel import Kernel
+from xenlab.linux.kernels import new_kernel
 from xenlab.sim.lsevtchn import lsevtchn
 from xenlab.xen.hypervisor import Hypervisor
 
@@ -52,7 +53,7 @@ class Machine:
         self.trace = Trace()
         self.hv = Hypervisor(trace=self.trace, bits=64)
         self.hv.domain_create(0, "Domain-0", vcpus=dom0_vcpus, privileged=True, initdomain=True)
-        self.dom0 = Kernel(self.hv, 0, flavour="modern", trace=self.trace)
+        self.dom0 = new_kernel(self.hv, 0, flavour="modern", trace=self.trace)
         self.xb_waitq = WaitQueue("xb_waitq")
         self.dom0_store_port, self.dom0_xenbus_irq = self.boot(self.dom0)
 
@@ -78,7 +79,7 @@ class Machine:
         console = self.hv.evtchn_alloc_unbound(0, domid, 0)
         d.start_info.store_evtchn = store
         d.start_info.console.domU.evtchn = console
-        k = Kernel(self.hv, domid, flavour="modern", trace=self.trace)
+        k = new_kernel(self.hv, domid, flavour="modern", trace=self.trace)
         port, irq = self.boot(k)
         assert port == store
         return k, store, console
@@ -120,7 +121,7 @@ def test_two_level_events_add_the_debug_virq() -> None:
     trace = Trace()
     hv = Hypervisor(trace=trace, bits=64)
     hv.domain_create(0, "Domain-0", vcpus=1, privileged=True, initdomain=True)
-    k = Kernel(hv, 0, flavour="modern", trace=trace)
+    k = new_kernel(hv, 0, flavour="modern", trace=trace)
     boot_irqs.boot_early_irqs(k, fifo_events=False)
     names = [d.actions[0].name for _, d in sorted(k.irq.core.descs.items()) if d.actions]
     assert names == ["timer0", "resched0", "callfunc0", "debug0", "callfuncsingle0", "irqwork0"]
@@ -222,7 +223,7 @@ def test_a_builder_masked_vcpu_gets_its_upcalls_once_the_kernel_enables_interrup
     d = hv.domain_create(1, "guest", vcpus=1, upcalls_masked=True)
     store = hv.evtchn_alloc_unbound(0, 1, 0)
     assert d.shared_info.vcpu_info[0].evtchn_upcall_mask == 1
-    k = Kernel(hv, 1, flavour="modern", trace=trace)
+    k = new_kernel(hv, 1, flavour="modern", trace=trace)
     boot_irqs.boot_early_irqs(k)
     assert d.shared_info.vcpu_info[0].evtchn_upcall_mask == 0
     got: list[int] = []

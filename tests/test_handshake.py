@@ -21,6 +21,7 @@ from xenlab.linux.drivers.console import console_init
 from xenlab.linux.drivers.netback import netback_init, vif_hotplug_writes
 from xenlab.linux.drivers.netfront import netfront_init
 from xenlab.linux.kernel import Kernel
+from xenlab.linux.kernels import new_kernel
 from xenlab.linux.sysfs import sysfs
 from xenlab.linux.xenbus.probe import (
     xb_waitq,
@@ -104,8 +105,8 @@ def make_pair(flavour: str = "modern", vcpus: int = 1) -> Pair:
     store = hv.memory.alloc_page(1)
     d1.start_info.store_mfn, d1.start_info.store_evtchn = store.mfn, hv.evtchn_alloc_unbound(1, 1, 0)
     xs = DirectXs()
-    dom0 = Kernel(hv, 0, flavour=flavour, sched=sched, trace=trace, name="dom0")  # type: ignore[arg-type]
-    domU = Kernel(hv, 1, flavour=flavour, sched=sched, trace=trace, name="domU1")  # type: ignore[arg-type]
+    dom0 = new_kernel(hv, 0, flavour=flavour, sched=sched, trace=trace, name="dom0")  # type: ignore[arg-type]
+    domU = new_kernel(hv, 1, flavour=flavour, sched=sched, trace=trace, name="domU1")  # type: ignore[arg-type]
     for k in (dom0, domU):
         xs.attach(k)
         k.irq_ops = FakeIrqLayer()

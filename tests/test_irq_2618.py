@@ -22,6 +22,7 @@ from xenlab.linux import evtchn as l18
 from xenlab.linux.interrupts import show_interrupts
 from xenlab.linux.irq import IRQ_HANDLED, IRQF_SHARED
 from xenlab.linux.kernel import Kernel, KernelPanic
+from xenlab.linux.kernels import new_kernel
 from xenlab.xen.hypervisor import Hypervisor
 
 
@@ -31,7 +32,7 @@ def guest(variant: str = "L18", *, vcpus: int = 1, arch: str = "x86_64") -> Kern
     hv = Hypervisor(trace=trace, bits=64)
     hv.domain_create(0, "Domain-0", vcpus=1, privileged=True, initdomain=True)
     hv.domain_create(1, "guest", vcpus=vcpus)
-    k = Kernel(hv, 1, flavour="2.6.18", trace=trace)
+    k = new_kernel(hv, 1, flavour="2.6.18", trace=trace)
     l18.xen_init_IRQ(k, variant=variant, arch=arch)
     return k
 
@@ -167,7 +168,7 @@ def test_listening_and_interdomain_ports_are_local_and_closed_at_zero() -> None:
     assert k.hv.evtchn_status(0, 1, port).status == EVTCHNSTAT_unbound
     # dom0 as a 2.6.18 backend binds to it
     remote = k.hv.evtchn_alloc_unbound(0, 1, 0)
-    k0 = Kernel(k.hv, 0, flavour="2.6.18", trace=k.trace)
+    k0 = new_kernel(k.hv, 0, flavour="2.6.18", trace=k.trace)
     l18.xen_init_IRQ(k0)
     irq0 = l18.bind_interdomain_evtchn_to_irqhandler(k0, 1, remote, handler([]), 0, "blkback", "x")
     p0 = l18.irq_to_evtchn_port(k0, irq0)
@@ -237,7 +238,7 @@ def test_boot_order_2618_one_vcpu_gives_timer_ipis_then_xenbus() -> None:
     trace = Trace()
     hv = Hypervisor(trace=trace, bits=64)
     hv.domain_create(0, "Domain-0", vcpus=2, privileged=True, initdomain=True)
-    k = Kernel(hv, 0, flavour="2.6.18", trace=trace)
+    k = new_kernel(hv, 0, flavour="2.6.18", trace=trace)
     boot_irqs.boot_early_irqs(k)
     st = k.irq
     names = {i: [a.name for a in d.actions] for i, d in st.core.descs.items() if d.actions}
@@ -251,7 +252,7 @@ def test_2618_dom0_pirq_port_is_bound_when_request_irq_starts_it() -> None:
     trace = Trace()
     hv = Hypervisor(trace=trace, bits=64)
     hv.domain_create(0, "Domain-0", vcpus=1, privileged=True, initdomain=True)
-    k = Kernel(hv, 0, flavour="2.6.18", trace=trace)
+    k = new_kernel(hv, 0, flavour="2.6.18", trace=trace)
     boot_irqs.boot_early_irqs(k)
     boot_irqs.dom0_late_irqs(k)  # the ACPI SCI: request_irq(9, "acpi")
     port = l18.irq_to_evtchn_port(k, 9)
@@ -265,7 +266,7 @@ def test_a_32bit_guest_has_1024_ports_and_32_bit_selector_words() -> None:
     hv = Hypervisor(trace=trace, bits=32)
     hv.domain_create(0, "Domain-0", vcpus=1, privileged=True, initdomain=True)
     hv.domain_create(1, "guest", vcpus=1)
-    k = Kernel(hv, 1, flavour="2.6.18", trace=trace)
+    k = new_kernel(hv, 1, flavour="2.6.18", trace=trace)
     l18.xen_init_IRQ(k, arch="i386")
     assert len(k.irq.evtchn_to_irq) == 1024
     with trace.muted():
@@ -282,7 +283,7 @@ def test_the_machine_can_pick_a_variant_on_the_kernel() -> None:
     trace = Trace()
     hv = Hypervisor(trace=trace, bits=64)
     hv.domain_create(0, "Domain-0", vcpus=1, privileged=True, initdomain=True)
-    k = Kernel(hv, 0, flavour="2.6.18", trace=trace)
+    k = new_kernel(hv, 0, flavour="2.6.18", trace=trace)
     k.irq_variant = "RH5-274"
     boot_irqs.boot_early_irqs(k)
     assert k.irq.variant == "RH5-274" and k.irq.space.NR_IRQS == 4096

@@ -13,6 +13,7 @@ from xenlab.linux import events as ev
 from xenlab.linux import evtchn as l18
 from xenlab.linux.evtchn_dev import evtchn_open
 from xenlab.linux.kernel import Kernel
+from xenlab.linux.kernels import new_kernel
 from xenlab.xen.hypervisor import Hypervisor
 
 
@@ -20,7 +21,7 @@ def dom0(flavour: str) -> Kernel:
     trace = Trace()
     hv = Hypervisor(trace=trace, bits=64)
     hv.domain_create(0, "Domain-0", vcpus=1, privileged=True, initdomain=True)
-    k = Kernel(hv, 0, flavour=flavour, sched=Scheduler(), trace=trace)
+    k = new_kernel(hv, 0, flavour=flavour, sched=Scheduler(), trace=trace)
     boot_irqs.boot_early_irqs(k)
     return k
 

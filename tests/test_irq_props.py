@@ -21,6 +21,7 @@ from xenlab.linux import events as ev
 from xenlab.linux import evtchn as l18
 from xenlab.linux.irq import IRQF_SHARED
 from xenlab.linux.kernel import Kernel
+from xenlab.linux.kernels import new_kernel
 from xenlab.xen.hypervisor import Hypervisor
 
 EXAMPLES = int(os.environ.get("XENLAB_FUZZ_EXAMPLES", "40"))
@@ -42,7 +43,7 @@ def kernel(flavour: str) -> Kernel:
     hv = Hypervisor(trace=trace, bits=64)
     hv.domain_create(0, "Domain-0", vcpus=1, privileged=True, initdomain=True)
     hv.domain_create(1, "guest", vcpus=1, max_evtchn_port=63)
-    k = Kernel(hv, 1, flavour=flavour, trace=trace)
+    k = new_kernel(hv, 1, flavour=flavour, trace=trace)
     if flavour == "2.6.18":
         l18.xen_init_IRQ(k)
         k.irq.space = l18.IrqSpace(0, 256, 256, 16)  # a small DYNIRQ window, so it fills up

@@ -9,6 +9,7 @@ from xenlab.linux import events as ev
 from xenlab.linux import evtchn as l18
 from xenlab.linux.interrupts import show_interrupts
 from xenlab.linux.kernel import Kernel
+from xenlab.linux.kernels import new_kernel
 from xenlab.xen.hypervisor import Hypervisor
 
 
@@ -16,7 +17,7 @@ def booted(flavour: str, vcpus: int = 1) -> Kernel:
     trace = Trace()
     hv = Hypervisor(trace=trace, bits=64)
     hv.domain_create(0, "Domain-0", vcpus=vcpus, privileged=True, initdomain=True)
-    k = Kernel(hv, 0, flavour=flavour, trace=trace)
+    k = new_kernel(hv, 0, flavour=flavour, trace=trace)
     boot_irqs.boot_early_irqs(k)
     return k
 

@@ -14,6 +14,7 @@ from xenlab.abi.errno import ENODEV, ENOMEM, ENOSYS
 from xenlab.base.sched import Scheduler
 from xenlab.base.trace import Trace
 from xenlab.linux.kernel import Kernel
+from xenlab.linux.kernels import new_kernel
 from xenlab.linux.procfs_xen import proc_xen_entries
 from xenlab.linux.sysfs import sysfs
 from xenlab.linux.xenbus.bus import xenbus_driver
@@ -30,7 +31,7 @@ def kernel(domid: int = 0, faults: tuple[str, ...] = (), xs: DirectXs | None = N
         page = hv.memory.alloc_page(domid)
         d.start_info.store_mfn, d.start_info.store_evtchn = page.mfn, hv.evtchn_alloc_unbound(domid, domid, 0)
     xs = xs or DirectXs()
-    k = Kernel(hv, domid, flavour="2.6.18", sched=Scheduler(), trace=Trace())  # type: ignore[arg-type]
+    k = new_kernel(hv, domid, flavour="2.6.18", sched=Scheduler(), trace=Trace())  # type: ignore[arg-type]
     k.faults |= set(faults)
     xs.attach(k)
     k.irq_ops = FakeIrqLayer()
@@ -49,7 +50,7 @@ def test_the_fault_names_are_the_ones_the_machine_offers() -> None:
 
 
 def test_not_on_xen_is_enodev() -> None:
-    k = Kernel(hv=None, domid=0, flavour="2.6.18")  # type: ignore[arg-type]
+    k = new_kernel(None, 0, flavour="2.6.18")  # type: ignore[arg-type]
     assert xenbus_probe_init(k) == -ENODEV
     assert messages(k) == []
 
@@ -164,7 +165,7 @@ def test_pv_on_hvm_takes_the_store_from_hvm_params() -> None:
     page = hv.memory.alloc_page(2)
     d.hvm_params[HVM_PARAM_STORE_PFN] = d.mfn_to_pfn(page.mfn)
     d.hvm_params[HVM_PARAM_STORE_EVTCHN] = 3
-    k = Kernel(hv, 2, flavour="2.6.18", sched=Scheduler(), trace=Trace())  # type: ignore[arg-type]
+    k = new_kernel(hv, 2, flavour="2.6.18", sched=Scheduler(), trace=Trace())  # type: ignore[arg-type]
     DirectXs().attach(k)
     assert xenbus_probe_init(k) == 0
     assert (k.xb.xen_store_mfn, k.xb.xen_store_evtchn, k.xb.xenstored_ready) == (page.mfn, 3, 1)

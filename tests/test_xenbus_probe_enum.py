@@ -8,6 +8,7 @@ from xenbus_harness import DirectXs, FakeHV, FakeIrqLayer
 from xenlab.base.sched import Scheduler
 from xenlab.base.trace import Trace
 from xenlab.linux.kernel import Kernel
+from xenlab.linux.kernels import new_kernel
 from xenlab.linux.sysfs import sysfs
 from xenlab.linux.xenbus.bus import xenbus_driver
 from xenlab.linux.xenbus.client import xenbus_strstate, xenbus_switch_state
@@ -33,7 +34,7 @@ def domU(flavour: str, nodes: dict[str, str]) -> tuple[Kernel, DirectXs]:
     xs.tool_set_perms("/local/domain/1", "n1")
     for path, value in nodes.items():
         xs.tool_write(path, value)
-    k = Kernel(hv, 1, flavour=flavour, sched=Scheduler(), trace=Trace())  # type: ignore[arg-type]
+    k = new_kernel(hv, 1, flavour=flavour, sched=Scheduler(), trace=Trace())  # type: ignore[arg-type]
     xs.attach(k)
     k.irq_ops = FakeIrqLayer()
     if flavour == "2.6.18":

@@ -21,6 +21,7 @@ from xenlab.linux.drivers.blkfront import blkfront_init
 from xenlab.linux.drivers.console import console_init
 from xenlab.linux.drivers.netfront import netfront_init
 from xenlab.linux.kernel import Kernel
+from xenlab.linux.kernels import new_kernel
 from xenlab.linux.procfs_xen import proc_xen_entries, xenfs_mount
 from xenlab.linux.sysfs import sysfs
 from xenlab.linux.xenbus.globals import XS_HVM, XS_LOCAL, XS_PV, XS_UNKNOWN
@@ -47,7 +48,7 @@ def capture(name: str) -> str:
 def dom0(faults: tuple[str, ...] = ()) -> tuple[Kernel, FakeHV]:
     hv = FakeHV()
     hv.domain_create(0, initdomain=True)
-    k = Kernel(hv, 0, flavour="modern", sched=Scheduler(), trace=Trace(), name="dom0")  # type: ignore[arg-type]
+    k = new_kernel(hv, 0, flavour="modern", sched=Scheduler(), trace=Trace(), name="dom0")  # type: ignore[arg-type]
     k.faults |= set(faults)
     DirectXs().attach(k)
     k.irq_ops = FakeIrqLayer()
@@ -199,7 +200,7 @@ def test_an_hvm_guest_without_a_store_pfn_gets_enoent() -> None:
     d = hv.domain_create(3)
     d.hvm = True
     d.hvm_params[HVM_PARAM_STORE_EVTCHN] = 1
-    k = Kernel(hv, 3, flavour="modern")  # type: ignore[arg-type]
+    k = new_kernel(hv, 3, flavour="modern")  # type: ignore[arg-type]
     DirectXs().attach(k)
     assert xenbus_init(k) == -ENOENT
     assert k.xb.xen_store_domain_type == XS_UNKNOWN
@@ -279,7 +280,7 @@ def test_an_hvm_guest_defers_xs_init_to_xenbus_probe() -> None:
     page = hv.memory.alloc_page(3)
     d.hvm_params[HVM_PARAM_STORE_PFN] = d.mfn_to_pfn(page.mfn)
     d.hvm_params[HVM_PARAM_STORE_EVTCHN] = 2
-    k = Kernel(hv, 3, flavour="modern", sched=Scheduler(), trace=Trace())  # type: ignore[arg-type]
+    k = new_kernel(hv, 3, flavour="modern", sched=Scheduler(), trace=Trace())  # type: ignore[arg-type]
     DirectXs().attach(k)
     assert xenbus_init(k) == 0
     assert (k.xb.xen_store_domain_type, k.xb.xenstored_ready, k.xb.xen_store_mfn) == (XS_HVM, 0, page.mfn)

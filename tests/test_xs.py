@@ -18,7 +18,7 @@ from xenlab.abi.errno import EAGAIN, EEXIST, EINVAL, ENOENT
 from xenlab.abi.xs_wire import PAGE_SIZE
 from xenlab.base.sched import Scheduler, WaitQueue
 from xenlab.base.trace import Trace
-from xenlab.linux.kernel import Kernel
+from xenlab.linux.kernels import new_kernel
 from xenlab.linux.xenbus import comms, xs
 from xenlab.linux.xenbus.globals import xb_globals
 from xenlab.xenstored import wire
@@ -35,7 +35,7 @@ class Rig:
         self.sched, self.trace = Scheduler(), Trace()
         self.daemon = Daemon(trace=self.trace)
         self.server = RingServer(self.daemon, self, trace=self.trace)
-        self.kernel = Kernel(hv=self, domid=domid, flavour=flavour, sched=self.sched,  # type: ignore[arg-type]
+        self.kernel = new_kernel(self, domid, flavour=flavour, sched=self.sched,  # type: ignore[arg-type]
                              trace=self.trace)
         self.page = bytearray(PAGE_SIZE)
         xb = xb_globals(self.kernel)

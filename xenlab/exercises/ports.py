@@ -17,6 +17,7 @@ from xenlab.base.trace import Trace
 from xenlab.exercises.common import Question
 from xenlab.linux import evtchn as l18
 from xenlab.linux.kernel import Kernel
+from xenlab.linux.kernels import new_kernel
 from xenlab.xen.hypervisor import Hypervisor
 
 
@@ -89,7 +90,7 @@ def gen_evtchn(rng: random.Random) -> Question:
 def guest_2618(guest: int = 1) -> Kernel:
     """A 2.6.18 domU whose IRQ layer is initialised (xen_init_IRQ), beside dom0."""
     hv = two_domains(guest)
-    k = Kernel(hv, guest, flavour="2.6.18", trace=hv.trace)
+    k = new_kernel(hv, guest, flavour="2.6.18", trace=hv.trace)
     l18.xen_init_IRQ(k)
     return k
 

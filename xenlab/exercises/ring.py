@@ -19,6 +19,7 @@ from xenlab.abi.xs_wire import xsd_sockmsg_type as T
 from xenlab.base.trace import Trace
 from xenlab.exercises.common import Question, yes_no
 from xenlab.linux.kernel import Kernel
+from xenlab.linux.kernels import new_kernel
 from xenlab.linux.xenbus import comms
 from xenlab.linux.xenbus.globals import xb_globals
 from xenlab.xen.hypervisor import Hypervisor
@@ -33,7 +34,7 @@ def guest_with_store_page() -> tuple[Kernel, Any]:
     hv = Hypervisor(trace=trace, bits=64)
     hv.domain_create(0, "Domain-0", vcpus=1, privileged=True, initdomain=True)
     hv.domain_create(1, "guest", vcpus=1)
-    k = Kernel(hv, 1, flavour="modern", trace=trace)
+    k = new_kernel(hv, 1, flavour="modern", trace=trace)
     page = hv.memory.alloc_page(1)
     xb = xb_globals(k)
     xb.xen_store_interface = comms.store_interface(page.buf)

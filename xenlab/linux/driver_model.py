@@ -194,8 +194,8 @@ def really_probe(kernel: Any, dev: device, drv: device_driver) -> int:
         if ret not in (-ENODEV, -ENXIO):
             kernel.printk("<4>", f"{drv.name}: probe of {dev.name} failed with error {ret}")
         return 0
-    if kernel.flavour != "2.6.18":
-        kobject_uevent(kernel, dev, "bind")  # driver_bound (since Linux 4.14)
+    if kernel.KOBJ_BIND_UEVENTS:
+        kobject_uevent(kernel, dev, "bind")  # driver_bound
     return 1
 
 
@@ -238,7 +238,7 @@ def device_release_driver(kernel: Any, dev: device) -> None:
     dev.driver = None
     kernel.record("device_release_driver", f"unbound {dev.name} from driver {drv.name!r}", SRC_DD,
                   changes=[_bind_row(kernel, dev, drv.name, None)])
-    if kernel.flavour != "2.6.18":
+    if kernel.KOBJ_BIND_UEVENTS:
         kobject_uevent(kernel, dev, "unbind")
 
 

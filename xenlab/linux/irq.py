@@ -197,13 +197,7 @@ def request_irq(
     if desc.actions:
         old = desc.actions[0]
         if not (old.flags & irqflags & IRQF_SHARED):
-            if kernel.flavour == "2.6.18":
-                msg = f"IRQ handler type mismatch for IRQ {irq}"
-            else:
-                msg = (
-                    f"genirq: Flags mismatch irq {irq}. {irqflags:08x} ({devname}) vs. "
-                    f"{old.flags:08x} ({old.name})"
-                )
+            msg = kernel.irq_flags_mismatch(irq, irqflags, devname, old.flags, old.name)
             from xenlab.linux.kernel import KERN_ERR
 
             kernel.printk(KERN_ERR, msg)

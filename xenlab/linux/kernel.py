@@ -1,17 +1,31 @@
-"""One guest kernel: its flavour, its domain, printk/dmesg, /proc entries, fault switches.
+"""One guest kernel: its domain, printk/dmesg, /proc entries, fault switches, and its subsystems.
 
-Every other module of xenlab.linux hangs its state off a Kernel (``kernel.irq`` for the
-IRQ layer, ``kernel.xenbus`` for xenbus, ...), so one simulated domain is one object a
-learner can inspect.
+Theory of operation
+-------------------
+``Kernel`` holds what every Linux the lab models has: the domain it runs in, the log,
+/proc, the fault switches, and the subsystems shared by both kernels (the driver model,
+sysfs, the IRQ descriptors). Each modelled kernel is its own package whose modules mirror
+that kernel's source files, and its own ``Kernel`` subclass that declares that kernel's
+subsystems as typed fields (None until the subsystem's init ran):
+
+* ``xenlab.linux.xenlinux.kernel.XenLinuxKernel`` -- XenLinux 2.6.18;
+* ``xenlab.linux.pvops.kernel.PvopsKernel`` -- Linux 6.1.
+
+The kernel is chosen once, when one is built (``xenlab.linux.kernels.new_kernel``); no
+mirrored function asks which kernel it is in. What the machine (``xenlab.sim``) asks of
+a kernel -- boot through its initcalls, run its /init, serve /dev/xen/xenbus, open
+/dev/xen/evtchn -- are the methods below that each subclass implements, the way a
+``struct file_operations`` is filled in by each driver.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from xenlab.base.sched import Scheduler
-from xenlab.base.trace import Trace
+from xenlab.base.trace import Change, Trace
 
 if TYPE_CHECKING:  # the hypervisor type is only needed for annotations
     from xenlab.xen.hypervisor import Hypervisor
@@ -22,6 +36,11 @@ KERN_EMERG, KERN_ALERT, KERN_CRIT, KERN_ERR = "<0>", "<1>", "<2>", "<3>"
 KERN_WARNING, KERN_NOTICE, KERN_INFO, KERN_DEBUG = "<4>", "<5>", "<6>", "<7>"
 LEVEL_NAMES = {KERN_EMERG: "emerg", KERN_ALERT: "alert", KERN_CRIT: "crit", KERN_ERR: "err",
                KERN_WARNING: "warn", KERN_NOTICE: "notice", KERN_INFO: "info", KERN_DEBUG: "debug"}
+
+#: One change row as a kernel records it: (table, key, before, after), or a Change.
+ChangeRow = tuple[str, Any, Any, Any] | Change
+#: One boot stage: its name (shown as "<kernel name>: <stage>") and what runs in it.
+BootStage = tuple[str, Callable[[], None]]
 
 
 class KernelPanic(RuntimeError):
@@ -46,16 +65,22 @@ class ProcEntry:
     """A /proc file: its mode bits and a function producing its text."""
 
     mode: int
-    read: Any  # Callable[[], str]
+    read: Callable[[], str]
 
 
 @dataclass
 class Kernel:
-    """A simulated Linux kernel running in domain *domid* of *hv*."""
+    """A simulated Linux kernel running in domain *domid* of *hv* (subclassed once per kernel)."""
+
+    #: "2.6.18" or "modern": a label for printing and for choosing the class, never for branching
+    flavour: ClassVar[str] = ""
+    #: `uname -r` of the kernel this class models
+    release: ClassVar[str] = ""
+    #: driver_bound / device_release_driver send KOBJ_BIND / KOBJ_UNBIND uevents (Linux 4.14 on)
+    KOBJ_BIND_UEVENTS: ClassVar[bool] = False
 
     hv: Hypervisor
     domid: int
-    flavour: str = "modern"
     sched: Scheduler = field(default_factory=Scheduler)
     trace: Trace = field(default_factory=Trace)
     name: str = ""
@@ -64,8 +89,6 @@ class Kernel:
     proc: dict[str, ProcEntry] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.flavour not in FLAVOURS:
-            raise ValueError(f"unknown kernel flavour {self.flavour!r}; choose one of {', '.join(FLAVOURS)}")
         if not self.name:
             self.name = "dom0" if self.domid == 0 else f"domU{self.domid}"
 
@@ -88,13 +111,47 @@ class Kernel:
         """True if fault *name* was injected into this kernel (sim/faults.py lists the names)."""
         return name in self.faults
 
-    def record(self, function: str, summary: str, source: str, changes: Any = (),
+    def record(self, function: str, summary: str, source: str, changes: Iterable[ChangeRow] = (),
                printk: str | None = None) -> None:
         """Record one step of this kernel in the trace."""
         self.trace.record(function, summary, actor=self.name, source=source,
                           changes=changes, printk=printk)
 
+    def table(self, name: str) -> str:
+        """The trace table *name* of this kernel: "dom0/evtchn_to_irq"."""
+        return f"{self.name}/{name}"
+
     # -- /proc -------------------------------------------------------------
-    def proc_create(self, path: str, mode: int, read: Any) -> None:
+    def proc_create(self, path: str, mode: int, read: Callable[[], str]) -> None:
         """create_proc_entry / proc_create: make /proc/<path> readable through *read*()."""
         self.proc[path] = ProcEntry(mode, read)
+
+    # -- what the machine asks of a kernel (each kernel package implements these) -------------
+    def boot_stages(self, *, initdomain: bool) -> list[BootStage]:
+        """The kernel's boot up to user space, as named stages in its own initcall order."""
+        raise NotImplementedError(f"{type(self).__name__} does not say how it boots")
+
+    def init_process(self, *, initdomain: bool) -> None:
+        """The lab's /init in user space: dom0 mounts xenfs and loads the backends, a domU the frontends."""
+        raise NotImplementedError(f"{type(self).__name__} has no /init")
+
+    def xenbus_dev_request(self, mtype: int, tx_id: int, payload: bytes) -> tuple[int, bytes]:
+        """A user-space request through the kernel's store ring (/dev/xen/xenbus or /proc/xen/xenbus)."""
+        raise NotImplementedError(f"{type(self).__name__} has no xenbus device")
+
+    def evtchn_open(self, comm: str) -> Any:
+        """open("/dev/xen/evtchn") by process *comm*: the per-user context of the evtchn device."""
+        raise NotImplementedError(f"{type(self).__name__} has no evtchn device")
+
+    def show_interrupts(self) -> str:
+        """The text of /proc/interrupts, in this kernel's format."""
+        raise NotImplementedError(f"{type(self).__name__} has no /proc/interrupts")
+
+    def irq_flags_mismatch(self, irq: int, irqflags: int, devname: str, old_flags: int,
+                           old_name: str) -> str:
+        """The message __setup_irq prints when a second handler is not IRQF_SHARED-compatible."""
+        raise NotImplementedError(f"{type(self).__name__} has no request_irq")
+
+    def exhaust_irqs(self) -> str:
+        """Fault exhaust-irqs: take every free dynamic IRQ as other bindings would; says what it did."""
+        raise NotImplementedError(f"{type(self).__name__} cannot exhaust its IRQs")

@@ -22,14 +22,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from xenlab.sim.faults import exhaust_irqs
+from xenlab.linux.kernel import Kernel
 from xenlab.sim.xsclient import XsClient
 
 if TYPE_CHECKING:
     from xenlab.sim.machine import Machine
 
 
-def boot_kernel(m: Machine, kernel: Any, *, initdomain: bool, userspace: bool = True) -> None:
+def boot_kernel(m: Machine, kernel: Kernel, *, initdomain: bool, userspace: bool = True) -> None:
     """Boot *kernel* through the stages above (*userspace*: also its /init's module loading);
     a boot that hangs (a fault) is recorded, not raised."""
     from xenlab.base.sched import Deadlock
@@ -43,75 +43,24 @@ def boot_kernel(m: Machine, kernel: Any, *, initdomain: bool, userspace: bool = 
         m.trace.record("boot hung", msg, actor=kernel.name, source="init/main.c")
 
 
-def _boot_stages(m: Machine, kernel: Any, *, initdomain: bool, userspace: bool) -> None:
-    """The stages, in order."""
-    from xenlab.linux import boot_irqs, interrupts
-    from xenlab.linux.drivers import console, control
-    from xenlab.linux.xenbus import probe
-
-    name = kernel.name
-    m.trace.begin_stage(f"{name}: early IRQs")
-    boot_irqs.boot_early_irqs(kernel)
-    if "interrupts" not in kernel.proc:
-        interrupts.register_proc_interrupts(kernel)
-    if m.has_fault("exhaust-irqs", "dom0" if initdomain else "domU"):
-        exhaust_irqs(kernel)
-    m.trace.begin_stage(f"{name}: xenbus init")
-    if kernel.flavour == "2.6.18":
-        probe.xenbus_probe_init(kernel)
-    else:
-        probe.xenbus_init(kernel)
-        probe.xenbus_probe_backend_init(kernel)
-        probe.xenbus_probe_frontend_init(kernel)
-    m.trace.begin_stage(f"{name}: late IRQs")
-    boot_irqs.boot_late_irqs(kernel)
-    m.trace.begin_stage(f"{name}: drivers")
-    console.xen_subsys_init(kernel)
-    control.xen_control_init(kernel)
-    console.console_init(kernel)
-    if kernel.flavour != "2.6.18":
-        probe.xenbus_probe_initcall(kernel)
-    if not initdomain:
-        probe.boot_wait_for_devices(kernel)
+def _boot_stages(m: Machine, kernel: Kernel, *, initdomain: bool, userspace: bool) -> None:
+    """The kernel's own stages, in order, then its /init."""
+    for stage, run in kernel.boot_stages(initdomain=initdomain):
+        m.trace.begin_stage(f"{kernel.name}: {stage}")
+        run()
+        if stage == "early IRQs" and m.has_fault("exhaust-irqs", "dom0" if initdomain else "domU"):
+            kernel.exhaust_irqs()
     m.settle()
     if not userspace:
         return
-    m.trace.begin_stage(f"{name}: user space")
-    if initdomain:
-        dom0_init(m, kernel)
-    else:
-        domu_init(m, kernel)
+    m.trace.begin_stage(f"{kernel.name}: user space")
+    kernel.init_process(initdomain=initdomain)
     m.settle()
 
 
-def dom0_init(m: Machine, kernel: Any) -> None:
-    """dom0's /init before xenstored: mount xenfs on /proc/xen, modprobe the backends."""
-    from xenlab.linux.drivers.blkback import blkback_init
-    from xenlab.linux.drivers.netback import netback_init
-    from xenlab.linux.procfs_xen import xenfs_mount
-
-    xenfs_mount(kernel)
-    blkback_init(kernel)
-    netback_init(kernel)
-
-
-def domu_init(m: Machine, kernel: Any) -> None:
-    """The guest's /init: insmod xen-blkfront.ko and xen-netfront.ko."""
-    from xenlab.linux.drivers.blkfront import blkfront_init
-    from xenlab.linux.drivers.netfront import netfront_init
-
-    blkfront_init(kernel)
-    netfront_init(kernel)
-
-
-def kernel_xs_client(m: Machine, kernel: Any) -> XsClient:
+def kernel_xs_client(m: Machine, kernel: Kernel) -> XsClient:
     """xs_open() inside a guest: /dev/xen/xenbus, i.e. requests through the kernel's store ring."""
-    from xenlab.linux.xenbus import xs
-
-    def talk(mtype: int, tx_id: int, payload: bytes) -> tuple[int, bytes]:
-        return xs.xenbus_dev_request(kernel, mtype, tx_id, payload)
-
-    return XsClient(talk, name=f"{kernel.name}:/dev/xen/xenbus")
+    return XsClient(kernel.xenbus_dev_request, name=f"{kernel.name}:/dev/xen/xenbus")
 
 
 def dirty_store_page(m: Machine, page: Any) -> None:

@@ -11,7 +11,6 @@ in a guest's store page, so that guest's ``xb_init_comms`` finds a non-quiescent
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 
 @dataclass(frozen=True)
@@ -62,24 +61,3 @@ def check_fault(name: str) -> Fault:
         return Fault(f.name, target or f.target, f.what)
     raise ValueError(f"unknown fault {name!r}; valid faults: {', '.join(sorted(faults))} "
                      "(prefix domU: for the guest's kernel)")
-
-
-def exhaust_irqs(kernel: Any) -> None:
-    """Fault exhaust-irqs, after the early IRQs: take every free dynamic IRQ (as other drivers would)."""
-    if kernel.flavour == "2.6.18":
-        from xenlab.linux import evtchn
-
-        st = evtchn._state(kernel)
-        sp = st.space
-        first = sp.DYNIRQ_BASE
-        last = sp.DYNIRQ_BASE + sp.NR_DYNIRQS if st.variant == "L18" else sp.NR_IRQS
-        taken = [irq for irq in range(first, last) if st.irq_bindcount[irq] == 0]
-        for irq in taken:
-            st.irq_bindcount[irq] = 1
-        kernel.record("fault exhaust-irqs", f"{len(taken)} free dynamic IRQs ({taken[0]}..{taken[-1]}) "
-                      "taken by other bindings", "xenlab/sim/faults.py",
-                      changes=[(f"{kernel.name}/irq_bindcount", str(i), 0, 1) for i in taken])
-        return
-    kernel.faults.add("xen_allocate_irq")
-    kernel.record("fault exhaust-irqs", "irq_alloc_descs fails from now on (no IRQ descriptor left)",
-                  "xenlab/sim/faults.py")

@@ -95,7 +95,7 @@ def create_domU(m: Machine, *, name: str, vcpus: int, memory_mb: int, disks: int
     *frontends* False stops the guest before its /init loads xen-blkfront and xen-netfront
     (the devices then wait in Initialising); ``load_frontends`` does that step later.
     """
-    from xenlab.linux.kernel import Kernel
+    from xenlab.linux.kernels import new_kernel
     from xenlab.sim.daemons import socket_client
     from xenlab.sim.machine import Domain
 
@@ -114,7 +114,7 @@ def create_domU(m: Machine, *, name: str, vcpus: int, memory_mb: int, disks: int
     ts.built[domid] = b
     if m.has_fault("ring-not-quiescent"):
         boot.dirty_store_page(m, b.store_page)
-    kernel = Kernel(m.hv, domid, flavour=m.flavour, sched=m.sched, trace=m.trace, name=f"domU{domid}")
+    kernel = new_kernel(m.hv, domid, m.flavour, sched=m.sched, trace=m.trace, name=f"domU{domid}")
     kernel.faults |= m.kernel_faults("domU")
     dom = Domain(m, domid, name, kernel, memory_mb, vcpus, info=b)
     m.domains[domid] = dom
@@ -152,7 +152,7 @@ def load_frontends(m: Machine, domid: int) -> None:
     """The guest's /init: insmod xen-blkfront.ko and xen-netfront.ko, then wait for Connected."""
     kernel = m.kernel(domid)
     m.trace.begin_stage(f"{kernel.name}: user space")
-    boot.domu_init(m, kernel)
+    kernel.init_process(initdomain=False)
     m.settle()
     wait_connected(m, domid)
 

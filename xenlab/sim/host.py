@@ -28,11 +28,9 @@ class EvtchnDevHost:
     """libxenevtchn over the dom0 kernel's /dev/xen/evtchn, for one process (*comm*)."""
 
     def __init__(self, kernel: Any, comm: str) -> None:
-        from xenlab.linux import evtchn_dev
-
         self.kernel = kernel
         self.comm = comm
-        self.dev = evtchn_dev.evtchn_open(kernel, comm=comm)
+        self.dev = kernel.evtchn_open(comm)
         self.mapped: dict[int, Any] = {}
         self.grant_handles: dict[int, int] = {}  # domid -> gntdev handle of its mapped ref
 

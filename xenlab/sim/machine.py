@@ -28,6 +28,7 @@ from typing import Any
 
 from xenlab.base.sched import Scheduler
 from xenlab.base.trace import Trace
+from xenlab.linux.kernels import new_kernel
 from xenlab.sim import boot
 from xenlab.sim.daemons import XENSTORED_PATHS
 from xenlab.sim.faults import MACHINE_FAULTS, check_fault
@@ -123,13 +124,11 @@ class Machine:
 
     def boot_dom0(self) -> None:
         """Xen builds dom0 (privileged, initdomain) and its kernel boots up to the xenbus wait."""
-        from xenlab.linux.kernel import Kernel
-
         self.trace.begin_stage("xen: create dom0")
         # dom0_build.c masks every vcpu's upcalls; the kernel unmasks them in xen_irq_enable
         self.hv.domain_create(0, "Domain-0", vcpus=self.dom0_vcpus, privileged=True, initdomain=True,
                               upcalls_masked=True)
-        kernel = Kernel(self.hv, 0, flavour=self.flavour, sched=self.sched, trace=self.trace, name="dom0")
+        kernel = new_kernel(self.hv, 0, self.flavour, sched=self.sched, trace=self.trace, name="dom0")
         kernel.faults |= self.kernel_faults("dom0")
         self.domains[0] = Domain(self, 0, "Domain-0", kernel, self.dom0_mem_mb, self.dom0_vcpus)
         boot.boot_kernel(self, kernel, initdomain=True)
