@@ -102,6 +102,7 @@ def xen_init_IRQ(kernel: Any, *, fifo_events: bool = True) -> ModernIrq:
     gsi_top = getattr(kernel.hv, "ioapic_pins", IOAPIC_PINS) if pv_dom0 else 0
     n = nr_vcpus(kernel)
     st = ModernIrq(kernel, n, gsi_top, IrqCore(kernel, n), SharedBits(kernel), fifo_events)
+    kernel.irq_core = st.core
     st.next_irq = gsi_top
     st.virq_to_irq = [[-1] * NR_VIRQS for _ in range(n)]
     st.ipi_to_irq = [[-1] * XEN_NR_IPIS for _ in range(n)]

@@ -83,6 +83,7 @@ def xen_init_IRQ(kernel: Any, variant: str = "L18", arch: str = "x86_64") -> Xen
         kernel, variant, arch, space, nr_cpus, nports, IrqCore(kernel, nr_cpus), SharedBits(kernel)
     )
     kernel.irq = st
+    kernel.irq_core = st.core
     st.evtchn_to_irq = [-1] * nports
     st.irq_info = [IRQ_UNBOUND] * space.NR_IRQS
     st.irq_bindcount = [0] * space.NR_IRQS

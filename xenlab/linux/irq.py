@@ -181,7 +181,8 @@ def request_irq(
     kernel: Any, irq: int, handler: Handler | None, irqflags: int, devname: str, dev_id: Any
 ) -> int:
     """request_irq: add an irqaction, starting the IRQ up if first; 0 or -errno (kernel/irq/manage.c)."""
-    core: IrqCore = kernel.irq.core
+    core = kernel.irq_core
+    assert core is not None, f"{kernel.name}: no irq_desc table before xen_init_IRQ"
     desc = core.descs.get(irq)
     name = kernel.name
     if desc is None or desc.chip is None or handler is None:
@@ -231,7 +232,8 @@ def request_irq(
 
 def free_irq(kernel: Any, irq: int, dev_id: Any) -> int:
     """free_irq: remove the irqaction with *dev_id*; shut the IRQ down if it was the last (manage.c)."""
-    core: IrqCore = kernel.irq.core
+    core = kernel.irq_core
+    assert core is not None, f"{kernel.name}: no irq_desc table before xen_init_IRQ"
     desc = core.descs.get(irq)
     name = kernel.name
     for i, act in enumerate(desc.actions if desc else []):
@@ -280,7 +282,8 @@ def handle_irq_event(kernel: Any, desc: IrqDesc) -> int:
 
 def do_IRQ(kernel: Any, irq: int, cpu: int = 0) -> int:
     """do_IRQ / generic_handle_irq: count, ack at the chip, run handlers, end/eoi (kernel/irq/chip.c)."""
-    core: IrqCore = kernel.irq.core
+    core = kernel.irq_core
+    assert core is not None, f"{kernel.name}: no irq_desc table before xen_init_IRQ"
     desc = core.descs.get(irq)
     name = kernel.name
     if desc is None:

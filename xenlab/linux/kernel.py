@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from xenlab.base.sched import Scheduler
 from xenlab.base.trace import Change, Trace
 
-if TYPE_CHECKING:  # the hypervisor type is only needed for annotations
+if TYPE_CHECKING:  # only needed for annotations
+    from xenlab.linux.irq import IrqCore
     from xenlab.xen.hypervisor import Hypervisor
 
 FLAVOURS = ("2.6.18", "modern")
@@ -87,6 +88,8 @@ class Kernel:
     faults: set[str] = field(default_factory=set)
     log: list[LogLine] = field(default_factory=list)
     proc: dict[str, ProcEntry] = field(default_factory=dict)
+    #: the irq_desc table (kernel/irq), made by the kernel's xen_init_IRQ
+    irq_core: IrqCore | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
