@@ -15,11 +15,12 @@ from xenbus_harness import DirectXs, FakeHV, FakeIrqLayer
 from xenlab.abi.xenbus import XenbusStateClosed, XenbusStateConnected
 from xenlab.base.sched import Scheduler
 from xenlab.base.trace import Trace
-from xenlab.linux.drivers.blkback import BlockDevice, add_block_device, blkback_init, block_hotplug_writes
+from xenlab.linux.drivers.blkback import blkback_init
 from xenlab.linux.drivers.blkfront import blkfront_init
 from xenlab.linux.drivers.console import console_init
-from xenlab.linux.drivers.netback import netback_init, vif_hotplug_writes
+from xenlab.linux.drivers.netback import netback_init
 from xenlab.linux.drivers.netfront import netfront_init
+from xenlab.linux.genhd import BlockDevice, add_disk
 from xenlab.linux.kernel import Kernel
 from xenlab.linux.kernels import new_kernel
 from xenlab.linux.sysfs import sysfs
@@ -32,6 +33,7 @@ from xenlab.linux.xenbus.probe import (
     xenbus_probe_initcall,
 )
 from xenlab.linux.xenbus.probe_frontend import boot_wait_for_devices
+from xenlab.sim.toolstack import block_hotplug_writes, vif_hotplug_writes
 
 FE = "/local/domain/1/device"
 BE = "/local/domain/0/backend"
@@ -118,7 +120,7 @@ def make_pair(flavour: str = "modern", vcpus: int = 1) -> Pair:
     else:
         sched.wake_up(xb_waitq(dom0))  # xenstored's first notify wakes the "xenbus_probe" thread
     sched.run()
-    add_block_device(dom0, 7, 0, BlockDevice("loop0", sectors=32768, discard_granularity=4096))
+    add_disk(dom0, 7, 0, BlockDevice("loop0", sectors=32768, discard_granularity=4096))
     assert blkback_init(dom0) == 0 and netback_init(dom0) == 0
     pair = Pair(hv, xs, dom0, domU, sched)
     libxl_add_devices(xs)

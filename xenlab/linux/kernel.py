@@ -28,6 +28,7 @@ from xenlab.base.sched import Scheduler
 from xenlab.base.trace import Change, Trace
 
 if TYPE_CHECKING:  # only needed for annotations
+    from xenlab.linux.genhd import BlockDevice
     from xenlab.linux.irq import IrqCore
     from xenlab.xen.hypervisor import Hypervisor
 
@@ -90,6 +91,8 @@ class Kernel:
     proc: dict[str, ProcEntry] = field(default_factory=dict)
     #: the irq_desc table (kernel/irq), made by the kernel's xen_init_IRQ
     irq_core: IrqCore | None = None
+    #: block devices this kernel can open, by (major, minor) (block/genhd.c)
+    block_devices: dict[tuple[int, int], BlockDevice] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.name:

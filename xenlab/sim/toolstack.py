@@ -31,6 +31,7 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from xenlab.linux.genhd import BlockDevice, add_disk, del_gendisk
 from xenlab.sim.xsclient import XsClient, XsError, perms
 
 if TYPE_CHECKING:
@@ -339,12 +340,10 @@ class Toolstack:
     # -- 5. hotplug scripts ------------------------------------------------------------
     def hotplug_block(self, domid: int, disk: DiskConfig, loop_index: int) -> None:
         """/etc/xen/scripts/block add: losetup the image on /dev/loopN, then the script's xenstore writes."""
-        from xenlab.linux.drivers.blkback import BlockDevice, add_block_device, block_hotplug_writes
-
         be = f"/local/domain/0/backend/vbd/{domid}/{disk.devid}"
         dev = f"/dev/loop{loop_index}"
         bdev = BlockDevice(f"loop{loop_index}", disk.sectors)
-        add_block_device(self.m.dom0.kernel, LOOP_MAJOR, loop_index, bdev)
+        add_disk(self.m.dom0.kernel, LOOP_MAJOR, loop_index, bdev)
         self.loops[(domid, disk.devid)] = loop_index
         for key, value in block_hotplug_writes(LOOP_MAJOR, loop_index, dev):
             self.xs.write(f"{be}/{key}", value)
@@ -357,15 +356,13 @@ class Toolstack:
         loop_index = self.loops.pop((domid, devid), None)
         if loop_index is None:
             return
-        kernel = self.m.dom0.kernel
-        bdev = getattr(kernel, "block_devices", {}).pop((LOOP_MAJOR, loop_index), None)
-        self.record("hotplug block remove", f"losetup -d /dev/loop{loop_index}", "tools/hotplug/Linux/block",
-                    changes=[(f"{kernel.name}/block", f"loop{loop_index}", getattr(bdev, "sectors", None),
-                              None)])
+        del_gendisk(self.m.dom0.kernel, LOOP_MAJOR, loop_index)
+        self.record("hotplug block remove", f"losetup -d /dev/loop{loop_index}", "tools/hotplug/Linux/block")
 
     def hotplug_vif_bridge(self, domid: int, nic: NicConfig) -> None:
         """/etc/xen/scripts/vif-bridge online: add vif<D>.<N> to the bridge, hotplug-status connected."""
-        self.xs.write(f"/local/domain/0/backend/vif/{domid}/{nic.devid}/hotplug-status", "connected")
+        for key, value in vif_hotplug_writes():
+            self.xs.write(f"/local/domain/0/backend/vif/{domid}/{nic.devid}/{key}", value)
         self.record("hotplug vif-bridge online", f"vif{domid}.{nic.devid} added to {nic.bridge}",
                     "tools/hotplug/Linux/vif-bridge")
 
@@ -390,3 +387,19 @@ def _rm_quiet(xs: XsClient, path: str, t: int) -> None:
     except XsError as e:
         if e.name != "ENOENT":
             raise
+
+
+def block_hotplug_writes(major: int, minor: int, node: str) -> list[tuple[str, str]]:
+    """What /etc/xen/scripts/block writes under the backend for a file it attached to *node*.
+
+    write_dev: physical-device ("%x:%x"), physical-device-path, the loop "node"; then
+    success: hotplug-status = connected. The toolstack (libxl runs the script once the
+    backend is in InitWait) performs these writes through its xenstore client.
+    """
+    return [("physical-device", f"{major:x}:{minor:x}"), ("physical-device-path", node), ("node", node),
+            ("hotplug-status", "connected")]
+
+
+def vif_hotplug_writes() -> list[tuple[str, str]]:
+    """What /etc/xen/scripts/vif-bridge writes under the backend when it is done: hotplug-status."""
+    return [("hotplug-status", "connected")]

@@ -37,6 +37,7 @@ from xenlab.linux.drivers.blkback_thread import (
     xen_blkif_stop_thread,
 )
 from xenlab.linux.drivers.common import backend_bind_irq, irq_handler, nr_cpus, unbind_irq
+from xenlab.linux.genhd import BlockDevice, lookup_bdev
 from xenlab.linux.kernel import KERN_INFO, KERN_WARNING
 from xenlab.linux.xenbus.bus import xenbus_driver
 from xenlab.linux.xenbus.client import (
@@ -63,36 +64,6 @@ MAX_INDIRECT_SEGMENTS = 256
 XEN_BLKIF_MAX_RING_ORDER = 4  # XENBUS_MAX_RING_GRANT_ORDER, the max_ring_page_order default
 BLKIF_PROTOCOLS = {"x86_64-abi": 1, "x86_32-abi": 2}  # NATIVE is x86_64 on an x86_64 dom0
 VDISK_CDROM, VDISK_REMOVABLE, VDISK_READONLY = 1, 2, 4
-
-
-@dataclass
-class BlockDevice:
-    """A block device dom0 can open (what bdev_* report for it).
-
-    The defaults are a loop device over an image file on a 4 KiB-block filesystem, which
-    is what the block hotplug script sets up: 512-byte sectors, flush supported, discard
-    (hole punching) in 4096-byte units, no secure erase.
-    """
-
-    name: str
-    sectors: int
-    logical_block_size: int = 512
-    physical_block_size: int = 512
-    flush: bool = True
-    discard_granularity: int = 4096  # 0: no discard support
-    discard_alignment: int = 0
-    secure_erase: bool = False
-
-
-def add_block_device(kernel: Any, major: int, minor: int, bdev: BlockDevice) -> None:
-    """Make block device major:minor openable in this kernel (e.g. /dev/loop0 = 7:0)."""
-    devs = getattr(kernel, "block_devices", None)
-    if devs is None:
-        devs = {}
-        kernel.block_devices = devs
-    devs[(major, minor)] = bdev
-    kernel.record("add_disk", f"block device {bdev.name} ({major}:{minor}), {bdev.sectors} sectors",
-                  "block/genhd.c", changes=[(f"{kernel.name}/block", bdev.name, None, bdev.sectors)])
 
 
 @dataclass(eq=False)
@@ -165,7 +136,7 @@ def backend_changed(kernel: Any, dev: Any) -> None:
     dtype = xenbus_read(kernel, XBT_NIL, dev.otherend, "device-type")
     be.cdrom = dtype == "cdrom"
     be.readonly = "w" not in mode
-    bdev = getattr(kernel, "block_devices", {}).get((major, minor))
+    bdev = lookup_bdev(kernel, major, minor)
     if bdev is None:
         kernel.printk(KERN_WARNING, f"xen-blkback: xen_vbd_create: device {(major << 20) | minor:08x} "
                       "could not be opened")
@@ -358,15 +329,3 @@ def blkback_init(kernel: Any) -> int:
     drv = blkback_driver()
     kernel.blkback_driver = drv
     return xenbus_register_backend(kernel, drv)
-
-
-def block_hotplug_writes(major: int, minor: int, node: str) -> list[tuple[str, str]]:
-    """What /etc/xen/scripts/block writes under the backend for a file it attached to *node*.
-
-    write_dev: physical-device ("%x:%x"), physical-device-path, the loop "node"; then
-    success: hotplug-status = connected. The toolstack (libxl runs the script once the
-    backend is in InitWait) performs these writes through its xenstore client.
-    """
-    return [("physical-device", f"{major:x}:{minor:x}"), ("physical-device-path", node), ("node", node),
-            ("hotplug-status", "connected")]
-

@@ -337,9 +337,3 @@ def netback_init(kernel: Any) -> int:
     drv = netback_driver()
     kernel.netback_driver = drv
     return xenbus_register_backend(kernel, drv)
-
-
-def vif_hotplug_writes() -> list[tuple[str, str]]:
-    """What /etc/xen/scripts/vif-bridge writes under the backend when it is done: hotplug-status."""
-    return [("hotplug-status", "connected")]
-
