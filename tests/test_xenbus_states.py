@@ -8,6 +8,8 @@ it anyway, as the real xenbus_switch_state (which checks nothing) does.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from xenlab.abi.xenbus import (
@@ -48,7 +50,7 @@ def booted(flavour: str) -> tuple[Machine, int]:
     return m, m.create_domU(disks=["xvda", "xvdb"], vifs=2).domid
 
 
-def device(m: Machine, domid: int, bus: str, nodename: str):  # noqa: ANN201 - a xenbus_device
+def device(m: Machine, domid: int, bus: str, nodename: str) -> Any:
     return next(d for d in m.kernel(domid).buses[bus].devices if d.nodename == nodename)
 
 
