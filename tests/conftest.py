@@ -1,11 +1,16 @@
-"""Shared test helpers: skipping with a message naming a missing Debian package."""
+"""Shared test helpers: skipping with a message naming a missing Debian package; every test fails
+on an illegal xenbus state switch."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+import warnings
+from collections.abc import Iterator
 
 import pytest
+
+from xenlab.linux.xenbus_transitions import IllegalXenbusSwitch
 
 
 def deb_installed(pkg: str) -> bool:
@@ -20,3 +25,15 @@ def require_deb(pkg: str) -> None:
     """Skip the calling test unless Debian package *pkg* is installed (make test installs it as root)."""
     if not deb_installed(pkg):
         pytest.skip(f"needs the Debian package {pkg} (make test installs it when run as root)")
+
+
+@pytest.fixture(autouse=True)
+def no_illegal_xenbus_switch() -> Iterator[None]:
+    """Fail any test in which the lab made a xenbus state switch its kernel's table has no row for
+    (xenlab.linux.xenbus_transitions). A test that makes one on purpose catches it with
+    ``pytest.warns(IllegalXenbusSwitch)``, which keeps it from reaching this recorder."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", IllegalXenbusSwitch)
+        yield
+    illegal = [str(w.message) for w in caught if issubclass(w.category, IllegalXenbusSwitch)]
+    assert not illegal, "illegal xenbus state switches:\n" + "\n".join(illegal)

@@ -103,14 +103,14 @@ def test_switch_state_skips_unchanged_and_vanished_nodes() -> None:
     before = writes()
     assert xenbus_switch_state(k, dev, 1) == 0  # same state: nothing written
     assert writes() == before
-    assert xenbus_switch_state(k, dev, 2) == 0
-    assert writes() == before + 1 and xs.tool_read(f"{DEV}/vif/0/state") == "2"
+    assert xenbus_switch_state(k, dev, 4) == 0  # netfront goes straight to Connected
+    assert writes() == before + 1 and xs.tool_read(f"{DEV}/vif/0/state") == "4"
     from xenlab.abi.xs_wire import xsd_sockmsg_type as T
     from xenlab.xenstored.wire import Message, join_strings
 
     xs.daemon.handle(xs._sock, Message(int(T.XS_RM), 98, 0, join_strings(f"{DEV}/vif/0/state")))
     xs._route(xs._sock)
-    assert xenbus_switch_state(k, dev, 3) == 0  # node gone: not resurrected
+    assert xenbus_switch_state(k, dev, 5) == 0  # node gone: not resurrected
     assert xs.tool_read(f"{DEV}/vif/0/state") is None and writes() == before + 1
     assert xenbus_strstate(k, 7) == "INVALID"  # 2.6.18 names states 0-6 only
     k2, _ = domU("modern", {})

@@ -31,7 +31,9 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from xenlab.abi.xenbus import XenbusStateUnknown
 from xenlab.linux.genhd import BlockDevice, add_disk, del_gendisk
+from xenlab.linux.xenbus_transitions import TOOLSTACK, XENBUS_RULES, check_state_write
 from xenlab.sim.xsclient import XsClient, XsError, perms
 
 if TYPE_CHECKING:
@@ -284,6 +286,12 @@ class Toolstack:
         for k, v in bents.items():
             xs.write(f"{lx}/{k}", v, t)
         xs.transaction_end(t)
+        for path, ents in ((fe, fents | ro_fents), (be, bents)):  # a new node: from Unknown (absent)
+            if "state" in ents:
+                check_state_write(XENBUS_RULES[self.m.flavour], self.record, role=TOOLSTACK,
+                                  devicetype=kind, nodename=path, from_state=XenbusStateUnknown,
+                                  to_state=int(ents["state"]), function="libxl__device_generic_add",
+                                  source="tools/libs/light/libxl_device.c", who="toolstack")
         self.record("libxl__device_generic_add", f"{kind} {devid}: frontend {fe}, backend {be} (state 1)",
                     "tools/libs/light/libxl_device.c")
 

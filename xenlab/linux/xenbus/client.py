@@ -22,6 +22,7 @@ from xenlab.abi.xenbus import xenbus_strstate as _strstate
 from xenlab.linux.driver_model import dev_printk
 from xenlab.linux.gnttab import get_zeroed_page, gnttab_end_foreign_access, gnttab_grant_foreign_access
 from xenlab.linux.kernel import KERN_ERR
+from xenlab.linux.xenbus_transitions import xenbus_check_switch
 
 SRC = "drivers/xen/xenbus/xenbus_client.c"
 XBT_NIL = 0
@@ -159,6 +160,7 @@ def xenbus_switch_state(kernel: Any, dev: Any, state: int) -> int:
     """xenbus_switch_state: write <nodename>/state unless unchanged or the node is gone (xenbus_client.c)."""
     if state == dev.state:
         return 0
+    xenbus_check_switch(kernel, dev, state)  # the lab's table; the kernel itself checks nothing
     if kernel.flavour == "2.6.18":
         if xenbus_scanf_int(kernel, XBT_NIL, dev.nodename, "state") is None:
             return 0  # the device is being torn down: don't resurrect its directory
