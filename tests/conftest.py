@@ -1,16 +1,33 @@
-"""Shared test helpers: skipping with a message naming a missing Debian package; every test fails
-on an illegal xenbus state switch."""
+"""Shared test helpers: no OS threads (as in Pyodide); every test fails on an illegal xenbus state
+switch; skipping that names a missing Debian package."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
 import warnings
 from collections.abc import Iterator
 
 import pytest
 
 from xenlab.linux.xenbus_transitions import IllegalXenbusSwitch
+
+
+@pytest.fixture(autouse=True)
+def no_os_threads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test runs with threading.Thread unusable, as in Pyodide (JupyterLite).
+
+    The simulated machine must never need an OS thread. A test whose own infrastructure
+    needs one (a client hammering the Unix-socket server from threads) says so with
+    ``@pytest.mark.threads``.
+    """
+    if request.node.get_closest_marker("threads") is None:
+        def start(self: threading.Thread) -> None:
+            raise RuntimeError("can't start new thread")
+
+        monkeypatch.setattr(threading.Thread, "start", start)
+    yield
 
 
 def deb_installed(pkg: str) -> bool:

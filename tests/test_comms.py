@@ -13,7 +13,7 @@ import pytest
 
 from xenlab.abi.errno import EIO, ENOSPC
 from xenlab.abi.xs_wire import PAGE_SIZE
-from xenlab.base.sched import Scheduler
+from xenlab.base.sched import Scheduler, WaitQueue
 from xenlab.base.trace import Trace
 from xenlab.linux.kernel import Kernel
 from xenlab.linux.kernels import new_kernel
@@ -147,18 +147,22 @@ def test_2618_writer_sleeps_on_xb_waitq_while_the_ring_is_full() -> None:
     k, intf, hv, page = make_guest("2.6.18")
     set_indices(intf, req_cons=0, req_prod=1024)
     done: list[int] = []
-    task = k.sched.kthread_run(lambda: done.append(comms.xb_write(k, b"0123456789")), "writer")
-    k.sched.run()
-    assert (task.state, task.wchan) == ("sleeping", "domU1:xb_waitq")
-    intf.req_cons = 6  # xenstored consumed 6 bytes and kicks the port
-    comms.wake_waiting(k, 7, comms.xb_waitq(k))
+    writer = k.sched.kthread_run(lambda: done.append(comms.xb_write(k, b"0123456789")), "writer")
+    # A stand-in xenstored: while the writer sleeps it consumes up to *room* and kicks the port.
+    room, seen, kicked = [6, 1030], [], WaitQueue("xenstored")
+
+    def xenstored() -> None:
+        seen.append((writer.state, writer.wchan, intf.req_prod))
+        intf.req_cons = room.pop(0)
+        comms.wake_waiting(k, 7, comms.xb_waitq(k))
+
+    hv.evtchn_send = lambda caller, port: k.sched.wake_up(kicked)  # type: ignore[method-assign]
+    k.sched.kthread_run(xenstored, "xenstored", nests=True,
+                        wait=(kicked, lambda: writer.state == "sleeping" and bool(room)))
     k.sched.run()
     # 6 bytes of room: the writer copies 6, then sleeps again for the last 4.
-    assert intf.req_prod == 1030 and task.state == "sleeping" and done == []
-    intf.req_cons = 1030
-    comms.wake_waiting(k, 7, comms.xb_waitq(k))
-    k.sched.run()
-    assert done == [0] and intf.req_prod == 1034
+    assert seen == [("sleeping", "domU1:xb_waitq", 1024), ("sleeping", "domU1:xb_waitq", 1030)]
+    assert done == [0] and intf.req_prod == 1034 and writer.state == "done"
     assert bytes(page.req[0:6]) == b"012345" and bytes(page.req[6:10]) == b"6789"
 
 

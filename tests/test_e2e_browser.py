@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from conftest import require_deb
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.threads]  # Playwright's driver and JupyterLab need threads
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))

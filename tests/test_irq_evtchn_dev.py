@@ -44,11 +44,11 @@ def test_modern_fire_read_write_back_and_wakeup() -> None:
     port = u.bind_virq(VIRQ_DOM_EXC)
     woken: list[str] = []
 
-    def daemon() -> None:
-        k.sched.wait_event(u.waitq, u.has_pending)
+    def daemon() -> None:  # runs once its blocking read on the device returns
         woken.append("xenstored")
+        k.sched.kthread_exit()
 
-    k.sched.kthread_run(daemon, "xenstored")
+    k.sched.kthread_run(daemon, "xenstored", wait=(u.waitq, u.has_pending), nests=True)
     k.sched.run()
     assert woken == [] and u.waitq.sleepers
     k.hv.send_guest_virq(0, VIRQ_DOM_EXC)  # a domain died

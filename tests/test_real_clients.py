@@ -135,6 +135,7 @@ def test_watch_reports_the_initial_event_then_changes(xs: Path) -> None:
     assert [first, second, third] == ["/w\n", "/w/node\n", "/w/node\n"]
 
 
+@pytest.mark.threads  # pyxs's Client reads replies on a thread of its own
 def test_pyxs_reads_writes_and_perms(xs: Path) -> None:
     from pyxs import Client
 
@@ -150,6 +151,7 @@ def test_pyxs_reads_writes_and_perms(xs: Path) -> None:
         assert not c.exists(b"/pyxs/a")
 
 
+@pytest.mark.threads  # pyxs's Client reads replies on a thread of its own
 def test_pyxs_error_names_become_errnos(xs: Path) -> None:
     from pyxs import Client, PyXSError
 
@@ -168,6 +170,7 @@ def test_pyxs_error_names_become_errnos(xs: Path) -> None:
         m.unwatch(b"/dup", b"tok")
 
 
+@pytest.mark.threads  # pyxs's Client reads replies on a thread of its own
 def test_pyxs_transaction_conflict_is_eagain(xs: Path) -> None:
     from pyxs import Client
 
@@ -185,6 +188,7 @@ def test_pyxs_transaction_conflict_is_eagain(xs: Path) -> None:
         assert b.read(b"/tx/counter") == b"101"
 
 
+@pytest.mark.threads  # pyxs's Client reads replies on a thread of its own
 def test_pyxs_monitor_sees_watch_events(xs: Path) -> None:
     from pyxs import Client
 
@@ -206,6 +210,7 @@ for i in range(count):
 """
 
 
+@pytest.mark.threads  # the test reaps its eight writer processes from threads
 def test_eight_concurrent_writers_lose_nothing(xs: Path) -> None:
     env = dict(os.environ, XENSTORED_PATH=str(xs))
     count = 15

@@ -47,7 +47,9 @@ class Rig:
         self.handler: Any = None
         self.daemon_wq = WaitQueue("xenstored:evtchn")
         monkeypatch.setattr(comms, "_bind_store_irq", self._bind)
-        self.sched.kthread_run(self._xenstored, "xenstored")
+        # xenstored's main loop: wait for an event, service the ring
+        self.sched.kthread_run(self.server.service, "xenstored", nests=True,
+                               wait=(self.daemon_wq, lambda: bool(self.fired)))
         self.daemon.write(f"/local/domain/{domid}", "")
         self.daemon.set_perms(f"/local/domain/{domid}", f"n{domid}")
         assert self.server.introduce(domid, 0x1234, GUEST_PORT) == 0
@@ -65,11 +67,6 @@ class Rig:
     def _bind(self, kernel: Any, handler: Any, dev_id: Any) -> int:
         self.handler = (handler, dev_id)
         return XENBUS_IRQ
-
-    def _xenstored(self) -> None:
-        while True:
-            self.sched.wait_event(self.daemon_wq, lambda: bool(self.fired))
-            self.server.service()
 
     # xenstored's host
     def evtchn_bind_interdomain(self, remote_dom: int, remote_port: int) -> int:

@@ -56,17 +56,16 @@ class DirectXs:
         ks = _KernelXs(kernel, conn, wq=WaitQueue(f"{kernel.name}:watch_events_waitq"))
         self.kernels[conn.number] = ks
         self.by_kernel[id(kernel)] = ks
-        ks.task = kernel.sched.kthread_run(lambda: self._xenwatch(ks), "xenwatch", owner=kernel.name)
+        ks.task = kernel.sched.kthread_run(self._xenwatch, "xenwatch", ks, owner=kernel.name,
+                                           wait=(ks.wq, lambda: bool(ks.events)))
         return 0
 
     def _xenwatch(self, ks: _KernelXs) -> None:
-        sched = ks.kernel.sched
-        while True:
-            sched.wait_event(ks.wq, lambda: bool(ks.events))
-            path, token = ks.events.popleft()
-            watch = ks.watches.get(token)
-            if watch is not None:
-                watch.callback(watch, path, token)
+        """One turn of xenwatch: the first queued event's callback."""
+        path, token = ks.events.popleft()
+        watch = ks.watches.get(token)
+        if watch is not None:
+            watch.callback(watch, path, token)
 
     # -- requests ------------------------------------------------------------------
     def _talk(self, kernel: Any, type: int, payload: bytes, tx: int = 0) -> tuple[int, bytes]:

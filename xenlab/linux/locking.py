@@ -4,6 +4,12 @@ Both sleep with ``sched.wait_event`` on their own wait queue, so a contended loc
 up in ``sched.ps()`` as a task sleeping on "<name>". Called from outside any task (a
 test, a notebook, boot code) a contended lock drives the scheduler until it is free, or
 raises ``Deadlock`` if it never can be (e.g. the caller already holds it).
+
+The scheduler runs waiting tasks' successors on the same stack, so it must know which
+frame holds a lock (see "The nesting hazard" in ``xenlab.base.sched``): a mutex, or a
+rw_semaphore taken for writing, is reported with ``sched.lock_acquired`` / ``lock_released``.
+A read hold is not reported: readers never block readers, and no task in the lab takes one
+of these rw_semaphores for writing.
 """
 
 from __future__ import annotations
@@ -32,10 +38,12 @@ class Mutex:
         """mutex_lock: sleep until free, then own it."""
         self.sched.wait_event(self.wq, lambda: self.owner is None)
         self.owner = _me(self.sched)
+        self.sched.lock_acquired(self)
 
     def unlock(self) -> None:
         """mutex_unlock: release and wake the sleepers."""
         self.owner = None
+        self.sched.lock_released(self)
         self.sched.wake_up(self.wq)
 
     def is_locked(self) -> bool:
@@ -70,10 +78,12 @@ class RwSem:
         """down_write: sleep until no reader and no writer, then own it."""
         self.sched.wait_event(self.wq, lambda: self.writer is None and self.readers == 0)
         self.writer = _me(self.sched)
+        self.sched.lock_acquired(self)
 
     def up_write(self) -> None:
         """up_write: release and wake everyone waiting."""
         self.writer = None
+        self.sched.lock_released(self)
         self.sched.wake_up(self.wq)
 
     def __repr__(self) -> str:

@@ -110,26 +110,32 @@ def start_xenstored(m: Machine, personality: str) -> None:
     m.host = EvtchnDevHost(kernel, comm=comm)
     m.ring_server = RingServer(m.daemon, m.host, trace=m.trace, personality=personality, actor=personality)
 
-    def xenstored_main() -> None:
-        try:
-            m.ring_server.bind_dom_exc(lambda d: domain_gone(m, d))  # domain_init: VIRQ_DOM_EXC first
-            entry = kernel.proc.get("xen/xsd_port")
-            if entry is None:
-                raise OSError(2, "/proc/xen/xsd_port: No such file or directory")
-            port = int(entry.read().strip())
-            buf = m.host.map_local_store_page()
-        except (OSError, ValueError) as e:
-            # dom0_init fails: the real daemon exits and the init script reports it
-            m.xenstored_error = f"{comm}: dom0_init failed: {e}"
-            m.trace.record("dom0_init", m.xenstored_error, actor=comm,
-                           source="tools/xenstore/xenstored_domain.c")
-            return
-        m.ring_server.attach_local(port, buf)
-        while True:
-            m.ring_server.service()
-            m.host.wait()
+    started = [False]
 
-    m.sched.kthread_run(xenstored_main, comm, owner="dom0")
+    def xenstored_main() -> None:
+        """One turn of the daemon's main loop (service the rings); the first turn starts it up."""
+        if not started[0]:
+            started[0] = True
+            try:
+                m.ring_server.bind_dom_exc(lambda d: domain_gone(m, d))  # domain_init: VIRQ_DOM_EXC first
+                entry = kernel.proc.get("xen/xsd_port")
+                if entry is None:
+                    raise OSError(2, "/proc/xen/xsd_port: No such file or directory")
+                port = int(entry.read().strip())
+                buf = m.host.map_local_store_page()
+            except (OSError, ValueError) as e:
+                # dom0_init fails: the real daemon exits and the init script reports it
+                m.xenstored_error = f"{comm}: dom0_init failed: {e}"
+                m.trace.record("dom0_init", m.xenstored_error, actor=comm,
+                               source="tools/xenstore/xenstored_domain.c")
+                m.sched.kthread_exit()
+            m.ring_server.attach_local(port, buf)
+        m.ring_server.service()
+
+    # between turns it sleeps in read() on /dev/xen/evtchn (m.host.wait); the first turn runs at once
+    wq, has_event = m.host.wake_condition()
+    m.sched.kthread_run(xenstored_main, comm, owner="dom0", wait=(wq, lambda: not started[0] or has_event()),
+                        nests=True)
 
 
 def init_script_after_xenstored(m: Machine, personality: str) -> None:

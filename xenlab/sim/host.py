@@ -18,6 +18,7 @@ is not used for it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from xenlab.abi.grant_table import GNTST_NAMES, GNTTAB_RESERVED_XENSTORE, GNTST_okay
@@ -62,8 +63,11 @@ class EvtchnDevHost:
 
     def wait(self) -> None:
         """Sleep until a port of ours fires (a blocking read)."""
-        wq: WaitQueue = self.dev.waitq
-        self.kernel.sched.wait_event(wq, self.dev.has_pending)
+        self.kernel.sched.wait_event(*self.wake_condition())
+
+    def wake_condition(self) -> tuple[WaitQueue, Callable[[], bool]]:
+        """What wait() sleeps on, for a main loop run as a scheduler handler (kthread_run(wait=...))."""
+        return self.dev.waitq, self.dev.has_pending
 
     # -- store pages -----------------------------------------------------------------
     def map_local_store_page(self) -> Any:

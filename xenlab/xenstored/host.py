@@ -149,9 +149,13 @@ class HypervisorHost:
 
     def wait(self) -> None:
         """Block (on the Scheduler) until one of our ports fires."""
+        self.sched.wait_event(*self.wake_condition())
+
+    def wake_condition(self) -> tuple[Any, Any]:
+        """What wait() sleeps on, for a main loop run as a scheduler handler (kthread_run(wait=...))."""
         if self._wq is None:
             raise RuntimeError("HypervisorHost.wait needs a Scheduler (HypervisorHost(hv, sched=...))")
-        self.sched.wait_event(self._wq, lambda: bool(self.fired) or self._collect())
+        return self._wq, lambda: bool(self.fired) or self._collect()
 
     # The "kernel" part: what Linux's evtchn driver does when the upcall arrives.
 

@@ -36,7 +36,7 @@ class xen_blkif_ring:
     waiting_reqs: bool = False
     wq: WaitQueue = field(default_factory=lambda: WaitQueue("blkif_wq"))
     xenblkd: Any = None
-    should_stop: bool = False
+    eoi_flags: int = XEN_EOI_FLAG_SPURIOUS  # a local of xen_blkif_schedule, kept between turns
 
 
 def xen_blkif_be_int(kernel: Any, irq: int, ring: xen_blkif_ring) -> int:
@@ -52,28 +52,29 @@ def do_block_io_op(kernel: Any, ring: xen_blkif_ring) -> int:
 
 
 def xen_blkif_schedule(kernel: Any, ring: xen_blkif_ring) -> None:
-    """xen_blkif_schedule: wait for work, do it, then xen_irq_lateeoi once nothing is left."""
-    eoi_flags = XEN_EOI_FLAG_SPURIOUS
-    while not ring.should_stop:
-        kernel.sched.wait_event(ring.wq, lambda: ring.waiting_reqs or ring.should_stop)
-        if ring.should_stop:
-            break
-        do_eoi = ring.waiting_reqs
-        ring.waiting_reqs = False
-        if do_block_io_op(kernel, ring) > 0:
-            ring.waiting_reqs = True
-        if do_eoi and not ring.waiting_reqs:
-            kernel.record("xen_blkif_schedule", f"ring {ring.ring_ref}: no requests left: late EOI of IRQ "
-                          f"{ring.irq}", SRC)
-            xen_irq_lateeoi(kernel, ring.irq, eoi_flags)
-            eoi_flags |= XEN_EOI_FLAG_SPURIOUS
+    """One turn of xen_blkif_schedule's loop (it waits on ring->wq for waiting_reqs): do the work,
+    then xen_irq_lateeoi once nothing is left."""
+    do_eoi = ring.waiting_reqs
+    ring.waiting_reqs = False
+    if do_block_io_op(kernel, ring) > 0:
+        ring.waiting_reqs = True
+    if do_eoi and not ring.waiting_reqs:
+        kernel.record("xen_blkif_schedule", f"ring {ring.ring_ref}: no requests left: late EOI of IRQ "
+                      f"{ring.irq}", SRC)
+        xen_irq_lateeoi(kernel, ring.irq, ring.eoi_flags)
+        ring.eoi_flags |= XEN_EOI_FLAG_SPURIOUS
+
+
+def _has_work(ring: xen_blkif_ring) -> Any:
+    return lambda: ring.waiting_reqs
 
 
 def xen_blkif_start_threads(kernel: Any, rings: list[xen_blkif_ring], name: str) -> None:
     """xen_update_blkif_status's tail: kthread_run(xen_blkif_schedule, ring, "%s-%d", name, i)."""
     for i, ring in enumerate(rings):
         ring.xenblkd = kernel.sched.kthread_run(xen_blkif_schedule, f"{name}-{i}", kernel, ring,
-                                                owner=kernel.name)
+                                                owner=kernel.name, nests=True,
+                                                wait=(ring.wq, _has_work(ring)))
         kernel.record("kthread_run", f"{name}-{i} (pid {ring.xenblkd.pid}): ring {ring.ring_ref}'s "
                       "xen_blkif_schedule", "drivers/block/xen-blkback/xenbus.c")
 
@@ -82,6 +83,5 @@ def xen_blkif_stop_thread(kernel: Any, ring: xen_blkif_ring) -> None:
     """kthread_stop(ring->xenblkd): the thread sees kthread_should_stop() and exits."""
     if ring.xenblkd is None:
         return
-    ring.should_stop = True
-    kernel.sched.wake_up(ring.wq)
+    kernel.sched.kthread_stop(ring.xenblkd)
     ring.xenblkd = None

@@ -313,16 +313,21 @@ def xenbus_init(kernel: Any) -> int:
 
 
 def _xenbus_probe_thread(kernel: Any) -> None:
-    """xenbus_probe_thread: sleep on xb_waitq until its first wake-up, then probe."""
+    """xenbus_probe_thread after its one sleep on xb_waitq (any wake-up): probe, then the thread ends."""
+    xenbus_dbg(kernel, "xenbus: xenbus_probe (xenbus_probe_thread:817) probing.")
+    xenbus_probe(kernel)
+    kernel.sched.kthread_exit()
+
+
+def _first_wake_up() -> Any:
+    """The condition of a wait that ends at the first wake-up (prepare_to_wait; schedule())."""
     calls = [0]
 
     def woken() -> bool:
         calls[0] += 1
         return calls[0] > 1
 
-    kernel.sched.wait_event(xb_waitq(kernel), woken)
-    xenbus_dbg(kernel, "xenbus: xenbus_probe (xenbus_probe_thread:817) probing.")
-    xenbus_probe(kernel)
+    return woken
 
 
 def xenbus_probe_initcall(kernel: Any) -> int:
@@ -333,8 +338,8 @@ def xenbus_probe_initcall(kernel: Any) -> int:
         xenbus_probe(kernel)
     if xb.xen_store_domain_type == XS_LOCAL:
         st = xenbus_probe_state(kernel)
-        st.probe_task = kernel.sched.kthread_run(lambda: _xenbus_probe_thread(kernel), "xenbus_probe",
-                                                 owner=kernel.name)
+        st.probe_task = kernel.sched.kthread_run(_xenbus_probe_thread, "xenbus_probe", kernel,
+                                                 owner=kernel.name, wait=(xb_waitq(kernel), _first_wake_up()))
     return 0
 
 

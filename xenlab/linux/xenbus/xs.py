@@ -142,7 +142,8 @@ def xs_init(kernel: Any) -> int:
     err = comms.xb_init_comms(kernel)  # modern: starts "xenbus" itself
     if err:
         return err
-    st.xenwatch_task = kernel.sched.kthread_run(xenwatch_thread, "xenwatch", kernel, owner=kernel.name)
+    st.xenwatch_task = kernel.sched.kthread_run(xenwatch_thread, "xenwatch", kernel, owner=kernel.name,
+                                                wait=(st.watch_events_waitq, lambda: bool(st.watch_events)))
     kernel.record("kthread_run", f"xenwatch (pid {st.xenwatch_task.pid})", SRC)
     if _old(kernel):
         start_xenbus_thread(kernel)
@@ -157,7 +158,12 @@ def start_xenbus_thread(kernel: Any) -> None:
     """kthread_run(xenbus_thread, NULL, "xenbus") unless it already runs."""
     st = xs_state(kernel)
     if st.xenbus_task is None:
-        st.xenbus_task = kernel.sched.kthread_run(xenbus_thread, "xenbus", kernel, owner=kernel.name)
+        if _old(kernel):
+            wait = (comms.xb_waitq(kernel), lambda: comms.xb_data_to_read(kernel))
+        else:
+            wait = (comms.xb_waitq(kernel), lambda: comms.xb_data_to_read(kernel) or xb_data_to_write(kernel))
+        st.xenbus_task = kernel.sched.kthread_run(xenbus_thread, "xenbus", kernel, owner=kernel.name,
+                                                  wait=wait, nests=True)
         kernel.record("kthread_run", f"xenbus (pid {st.xenbus_task.pid})", SRC if _old(kernel) else SRC_COMMS)
 
 
@@ -167,21 +173,18 @@ def xb_data_to_write(kernel: Any) -> bool:
 
 
 def xenbus_thread(kernel: Any) -> None:
-    """xenbus_thread: read messages forever (modern: and write the queued requests)."""
-    wq = comms.xb_waitq(kernel)
-    while True:
-        if _old(kernel):
-            err = process_msg(kernel)
-            if err:
-                _warn(kernel, f"error {err} while reading message")
-            continue
-        kernel.sched.wait_event(wq, lambda: comms.xb_data_to_read(kernel) or xb_data_to_write(kernel))
-        err = process_msg(kernel)
-        if err:
-            _warn(kernel, f"error {err} while reading message")
-        err = process_writes(kernel)
-        if err:
-            _warn(kernel, f"error {err} while writing message")
+    """One turn of xenbus_thread's for(;;) loop: read a message (modern: and write the queued requests).
+
+    The thread waits on xb_waitq for data to read (modern: or a request to write) between turns.
+    """
+    err = process_msg(kernel)
+    if err:
+        _warn(kernel, f"error {err} while reading message")
+    if _old(kernel):
+        return
+    err = process_writes(kernel)
+    if err:
+        _warn(kernel, f"error {err} while writing message")
 
 
 def _dispatch_watch_event(kernel: Any, body: bytes) -> int:
@@ -333,22 +336,23 @@ def process_writes(kernel: Any) -> int:
 
 
 def xenwatch_thread(kernel: Any) -> None:
-    """xenwatch_thread: run queued watch callbacks one at a time under xenwatch_mutex."""
+    """One turn of xenwatch_thread's for(;;) loop: run the first queued watch callback under xenwatch_mutex.
+
+    The thread waits on watch_events_waitq for a queued event between turns.
+    """
     st = xs_state(kernel)
-    while True:
-        kernel.sched.wait_event(st.watch_events_waitq, lambda: bool(st.watch_events))
-        st.xenwatch_mutex.lock()
-        if st.watch_events:
-            watch, path, token = st.watch_events.popleft()
-            watch.nr_pending -= 1
-            name = getattr(watch.callback, "__name__", "callback")
-            kernel.record("xenwatch_thread", f"{path} (token {token}) -> {name}", SRC,
-                          changes=[(f"{kernel.name}/watch_events", token, path, None)])
-            if _old(kernel) and watch.flags & XBWF_new_thread:
-                kernel.sched.kthread_run(watch.callback, "xenwatch_cb", watch, path, token, owner=kernel.name)
-            else:
-                watch.callback(watch, path, token)
-        st.xenwatch_mutex.unlock()
+    st.xenwatch_mutex.lock()
+    if st.watch_events:
+        watch, path, token = st.watch_events.popleft()
+        watch.nr_pending -= 1
+        name = getattr(watch.callback, "__name__", "callback")
+        kernel.record("xenwatch_thread", f"{path} (token {token}) -> {name}", SRC,
+                      changes=[(f"{kernel.name}/watch_events", token, path, None)])
+        if _old(kernel) and watch.flags & XBWF_new_thread:
+            kernel.sched.kthread_run(watch.callback, "xenwatch_cb", watch, path, token, owner=kernel.name)
+        else:
+            watch.callback(watch, path, token)
+    st.xenwatch_mutex.unlock()
 
 
 # -- requests ----------------------------------------------------------------------------------
