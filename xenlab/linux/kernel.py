@@ -193,6 +193,11 @@ class Kernel:
         """A user-space request through the kernel's store ring (/dev/xen/xenbus or /proc/xen/xenbus)."""
         raise NotImplementedError(f"{type(self).__name__} has no xenbus device")
 
+    def xen_store_page(self) -> Page | None:
+        """The page of this kernel's xenstore ring (xen_store_interface; in dom0 what an mmap of
+        /proc/xen/xsd_kva maps), None until its xenbus found or allocated it."""
+        raise NotImplementedError(f"{type(self).__name__} has no xenstore ring")
+
     def evtchn_open(self, comm: str) -> EvtchnFile:
         """open("/dev/xen/evtchn") by process *comm*: the per-user context of the evtchn device."""
         raise NotImplementedError(f"{type(self).__name__} has no evtchn device")
@@ -200,6 +205,11 @@ class Kernel:
     def show_interrupts(self) -> str:
         """The text of /proc/interrupts, in this kernel's format."""
         raise NotImplementedError(f"{type(self).__name__} has no /proc/interrupts")
+
+    def irq_ranges(self) -> dict[str, tuple[int, int]]:
+        """The fixed IRQ windows of this kernel's build, name -> (first IRQ, count); {} when
+        IRQ numbers are allocated dynamically (irq_alloc_desc), as in Linux 6.1."""
+        return {}
 
     def irq_flags_mismatch(self, irq: int, irqflags: int, devname: str, old_flags: int,
                            old_name: str) -> str:

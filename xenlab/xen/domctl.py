@@ -27,6 +27,7 @@ from xenlab.abi.domctl import (
 )
 from xenlab.abi.errno import EINVAL, ESRCH
 from xenlab.xen.evtchn import EventChannels, virq_is_global
+from xenlab.xen.grant_table import GrantTables
 
 SRC_DOMAIN = "xen/common/domain.c"
 
@@ -56,7 +57,7 @@ class DomainInfo:
         return self.flags >> XEN_DOMINF_shutdownshift & XEN_DOMINF_shutdownmask
 
 
-class DomainControl(EventChannels):
+class DomainControl(EventChannels, GrantTables):
     """Domain life-cycle operations; mixed into Hypervisor."""
 
     global_virq_handlers: dict[int, int]
@@ -114,9 +115,8 @@ class DomainControl(EventChannels):
         """domain_kill + evtchn_destroy (domain.c): close every port, drop the domain, raise VIRQ_DOM_EXC."""
         d = self.domains[domid]
         d.is_dying = True
-        release = getattr(self, "gnttab_unmap_grant_ref", None)
-        for handle in sorted(d.maptrack) if release else ():  # gnttab_release_mappings
-            release(domid, handle)
+        for handle in sorted(d.maptrack):  # gnttab_release_mappings
+            self.gnttab_unmap_grant_ref(domid, handle)
         rows: list[Any] = []
         for port in range(1, d.valid_evtchns):
             self._close(d, port, rows)

@@ -43,8 +43,9 @@ from xenlab.abi.grant_table import (
     GTF_writing,
     grant_entry_v1,
 )
+from xenlab.base.trace import Trace
 from xenlab.xen.domain import Domain
-from xenlab.xen.memory import Page
+from xenlab.xen.memory import MachineMemory, Page
 
 SRC_GNT = "xen/common/grant_table.c"
 Row = tuple[str, Any, Any, Any]
@@ -66,8 +67,8 @@ class GrantTables:
     """GNTTABOP_setup_table / map_grant_ref / unmap_grant_ref and the toolstack's seeding."""
 
     domains: dict[int, Domain]
-    memory: Any
-    trace: Any
+    memory: MachineMemory
+    trace: Trace
 
     def _grec(self, function: str, summary: str, changes: list[Row] | None = None) -> None:
         self.trace.record(function, summary, actor="xen", source=SRC_GNT, changes=changes or ())

@@ -34,11 +34,16 @@ import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xenlab.abi.start_info import GNTTAB_RESERVED_XENSTORE
 from xenlab.abi.xs_wire import XENSTORE_RING_SIZE
 from xenlab.xenstored.host import HostError
+from xenlab.xenstored.ring import RingServer
+
+if TYPE_CHECKING:
+    from xenlab.xenstored.daemon import Daemon
+    from xenlab.xenstored.unix import UnixServer
 
 PAGE_SIZE = 4096
 
@@ -388,7 +393,7 @@ class RealHost:
         self._gntdev_fd = self._privcmd_fd = None
 
 
-def domain_gone(host: RealHost, daemon: Any, domid: int) -> bool:
+def domain_gone(host: RealHost, daemon: Daemon, domid: int) -> bool:
     """domain_cleanup() (xenstored_domain.c): gone = ESRCH, another domid answered, or dying.
 
     In 4.17 getdomaininfo answers with the first domain whose id is >= the one asked for.
@@ -402,18 +407,16 @@ def domain_gone(host: RealHost, daemon: Any, domid: int) -> bool:
     return False
 
 
-def serve_real(daemon: Any, unix_server: Any, host: RealHost, *, personality: str = "cxenstored",
-               log: Callable[[str], None] | None = None) -> Any:
+def serve_real(daemon: Daemon, unix_server: UnixServer, host: RealHost, *, personality: str = "cxenstored",
+               log: Callable[[str], None] | None = None) -> RingServer:
     """domain_init() + dom0_init() (xenstored_domain.c): VIRQ_DOM_EXC, then dom0's ring, kicked once.
 
     Registers the evtchn fd with *unix_server*'s selectors loop; returns the RingServer,
     whose ``service()`` the loop must also call after each socket turn (a socket request
     may fire a watch of a ring connection).
     """
-    from xenlab.xenstored.ring import RingServer
-
     ring = RingServer(daemon, host, trace=daemon.trace, personality=personality,
-                      actor=getattr(daemon, "name", "xenstored"))
+                      actor=daemon.name)
     ring.bind_dom_exc(lambda d: domain_gone(host, daemon, d))
     port = host.xsd_port()
     buf = host.map_local_store_page()
@@ -426,7 +429,7 @@ def serve_real(daemon: Any, unix_server: Any, host: RealHost, *, personality: st
     return ring
 
 
-def service_rings(ring: Any, log: Callable[[str], None] | None = None) -> None:
+def service_rings(ring: RingServer, log: Callable[[str], None] | None = None) -> None:
     """ring.service(); a failure is logged with its traceback and the daemon goes on.
 
     On a real dom0 a dead xenstored hangs every client (the kernel's and the tools'), so one
@@ -442,7 +445,7 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def serve_turn(unix_server: Any, ring: Any, timeout: float | None = None,
+def serve_turn(unix_server: UnixServer, ring: RingServer, timeout: float | None = None,
                log: Callable[[str], None] | None = None) -> None:
     """One turn of main() (xenstored_core.c): socket and evtchn activity, then every ring.
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xenlab.abi.event_channel import VIRQ_DOM_EXC
 from xenlab.abi.xs_wire import (
@@ -51,6 +51,11 @@ from xenlab.abi.xs_wire import (
 )
 from xenlab.base.trace import Trace
 from xenlab.xenstored import wire
+from xenlab.xenstored.connection import Connection
+
+if TYPE_CHECKING:
+    from xenlab.xenstored.daemon import Daemon
+    from xenlab.xenstored.host import XenstoredHost
 
 _U32 = 0xFFFFFFFF
 _REQ = xenstore_domain_interface.req.offset
@@ -72,7 +77,7 @@ def check_indexes(cons: int, prod: int) -> bool:
 class RingConnection:
     """One domain's store page, its local event-channel port and its daemon connection."""
 
-    def __init__(self, server: RingServer, domid: int, port: int, buf: Any, conn: Any) -> None:
+    def __init__(self, server: RingServer, domid: int, port: int, buf: Any, conn: Connection) -> None:
         self.server = server
         self.domid = domid
         self.port = port
@@ -88,7 +93,7 @@ class RingConnection:
 
     # Daemon output --------------------------------------------------------------------
 
-    def _take_output(self, conn: Any) -> None:
+    def _take_output(self, conn: Connection) -> None:
         """conn.on_output: queue the daemon's replies and events as ring segments."""
         msgs = list(conn.take_output())
         if self.ignored:
@@ -119,8 +124,7 @@ class RingConnection:
             return False
         if self.conn.privileged:
             return True
-        quotas = getattr(self.server.daemon, "quotas", None)
-        return quotas is None or self.replies_queued < quotas.outstanding
+        return self.replies_queued < self.server.daemon.quotas.outstanding
 
     def conn_can_write(self) -> bool:
         """conn_can_write(): output queued and the response ring not full (domain_can_write)."""
@@ -299,7 +303,7 @@ class RingConnection:
 class RingServer:
     """The daemon's ring side: dom0's local ring, INTRODUCE'd domains, the event loop step."""
 
-    def __init__(self, daemon: Any, host: Any, *, trace: Trace | None = None,
+    def __init__(self, daemon: Daemon, host: XenstoredHost, *, trace: Trace | None = None,
                  personality: str = "cxenstored", features: int | None = None,
                  actor: str = "xenstored") -> None:
         if personality not in RING_CODE:
@@ -308,16 +312,14 @@ class RingServer:
         self.host = host
         self.trace = trace
         self.personality = personality
-        self.features = getattr(daemon, "features", 0) if features is None else features
+        self.features = daemon.features if features is None else features
         self.actor = actor
         self.rings: dict[int, RingConnection] = {}
         self.by_port: dict[int, RingConnection] = {}
         self.virq_port: int | None = None
         self.domain_gone: Callable[[int], bool] | None = None
-        if hasattr(daemon, "on_introduce"):
-            daemon.on_introduce = self.introduce
-        if hasattr(daemon, "on_release"):
-            daemon.on_release = self.release
+        daemon.on_introduce = self.introduce
+        daemon.on_release = self.release
 
     def _add(self, domid: int, port: int, buf: Any, function: str, summary: str) -> RingConnection:
         conn = self.daemon.new_connection(domid=domid, label=f"domain{domid}")
