@@ -25,6 +25,7 @@ from xenlab.abi.event_channel import VIRQ_DOM_EXC
 from xenlab.abi.xs_wire import xenstore_domain_interface
 from xenlab.base.trace import Trace
 from xenlab.xen.hypervisor import Hypervisor
+from xenlab.xenstored import payload as pl
 from xenlab.xenstored import realhost as rh
 from xenlab.xenstored import wire
 from xenlab.xenstored.daemon import Daemon
@@ -338,7 +339,7 @@ def test_the_kernels_request_is_answered_and_its_port_written_back(lab: Lab) -> 
     k.send(xsw.XS_WATCH, b"backend\0" + b"tok\0")
     lab.hv.evtchn_send(0, lab.drv.xsd_port)
     lab.turn()
-    assert k.take() == [Message(xsw.XS_WATCH, 2, 0, b"OK\0"), wire.watch_event("backend", "tok")]
+    assert k.take() == [Message(xsw.XS_WATCH, 2, 0, b"OK\0"), pl.watch_event("backend", "tok")]
 
 
 def test_a_socket_write_reaches_the_kernels_watch_in_the_same_turn(lab: Lab) -> None:
@@ -352,7 +353,7 @@ def test_a_socket_write_reaches_the_kernels_watch_in_the_same_turn(lab: Lab) -> 
     xl = Client(lab.path, lab)
     assert xl.talk(xsw.XS_WRITE, b"/local/domain/0/backend/vbd/1/51712/state\x004").payload == b"OK\0"
     # (a relative watch gets the path relative to /local/domain/0)
-    assert k.take() == [wire.watch_event("backend/vbd/1/51712/state", "tok")]
+    assert k.take() == [pl.watch_event("backend/vbd/1/51712/state", "tok")]
 
 
 def test_a_guest_is_mapped_by_grant_ref_1_served_and_released(lab: Lab) -> None:
@@ -365,7 +366,7 @@ def test_a_guest_is_mapped_by_grant_ref_1_served_and_released(lab: Lab) -> None:
     watcher = Client(lab.path, lab)
     assert watcher.talk(xsw.XS_WATCH, b"@releaseDomain\0domlist\0").payload == b"OK\0"
     watcher.events()
-    reply = xl.talk(xsw.XS_INTRODUCE, wire.introduce_payload(1, page.mfn, guest_port))
+    reply = xl.talk(xsw.XS_INTRODUCE, pl.introduce_payload(1, page.mfn, guest_port))
     assert reply.payload == b"OK\0"
     assert ("gntdev_map", (1, 1)) in drv.calls and ("bind_interdomain", (1, guest_port)) in drv.calls
     g = Ring(page.buf)
@@ -384,7 +385,7 @@ def test_a_guest_is_mapped_by_grant_ref_1_served_and_released(lab: Lab) -> None:
     assert [c for c in drv.calls if c[0] in ("munmap", "gntdev_unmap")] == [("munmap", 0x2000),
                                                                            ("gntdev_unmap", 0)]
     watcher.talk(xsw.XS_READ, b"/\0")
-    assert watcher.events() == [wire.watch_event("@releaseDomain", "domlist")]
+    assert watcher.events() == [pl.watch_event("@releaseDomain", "domlist")]
 
 
 def test_getdomaininfo_answers_the_next_domain_or_esrch(lab: Lab) -> None:
@@ -403,7 +404,7 @@ def test_a_refused_ioctl_names_what_failed(lab: Lab) -> None:
     with pytest.raises(HostError, match="gntdev map d5 ref 1"):
         lab.host.map_store_page(5, 0x1234)
     xl = Client(lab.path, lab)
-    assert xl.talk(xsw.XS_INTRODUCE, wire.introduce_payload(5, 0x1234, 3)).payload == b"EINVAL\0"
+    assert xl.talk(xsw.XS_INTRODUCE, pl.introduce_payload(5, 0x1234, 3)).payload == b"EINVAL\0"
 
 
 def test_pending_reads_until_empty_and_reports_each_port_once() -> None:

@@ -15,6 +15,7 @@ import pytest
 from xenlab.abi import xs_wire as xsw
 from xenlab.abi.xs_wire import PAGE_SIZE, xenstore_domain_interface
 from xenlab.base.trace import Trace
+from xenlab.xenstored import payload as pl
 from xenlab.xenstored import wire
 from xenlab.xenstored.daemon import Daemon
 from xenlab.xenstored.host import HostError
@@ -314,7 +315,7 @@ def test_introduce_through_the_daemon_binds_without_a_kick(setup: Any) -> None:
     daemon, host, server, trace = setup
     host.pages[0x1000] = bytearray(PAGE_SIZE)
     sock = daemon.new_connection(0, "socket1")
-    daemon.handle(sock, Message(xsw.XS_INTRODUCE, 1, 0, wire.introduce_payload(1, 0x1000, 5)))
+    daemon.handle(sock, Message(xsw.XS_INTRODUCE, 1, 0, pl.introduce_payload(1, 0x1000, 5)))
     assert sock.take_output() == [Message(xsw.XS_INTRODUCE, 1, 0, b"OK\0")]
     port = server.rings[1].port
     assert host.bound[port] == (1, 5)
@@ -333,7 +334,7 @@ def test_dom_exc_virq_releases_dead_guests(setup: Any) -> None:
     dead: set[int] = set()
     virq = server.bind_dom_exc(lambda domid: domid in dead)
     watcher = daemon.new_connection(0, "socket1")
-    daemon.handle(watcher, Message(xsw.XS_INTRODUCE, 1, 0, wire.introduce_payload(1, 0x1000, 5)))
+    daemon.handle(watcher, Message(xsw.XS_INTRODUCE, 1, 0, pl.introduce_payload(1, 0x1000, 5)))
     daemon.handle(watcher, Message(xsw.XS_WATCH, 2, 0, b"@releaseDomain\0domlist\0"))
     watcher.take_output()
     host.fired.append(virq)  # some domain changed state, but guest 1 still lives
@@ -343,7 +344,7 @@ def test_dom_exc_virq_releases_dead_guests(setup: Any) -> None:
     host.fired.append(virq)
     server.service()
     assert 1 not in server.rings
-    assert watcher.take_output() == [wire.watch_event("@releaseDomain", "domlist")]
+    assert watcher.take_output() == [pl.watch_event("@releaseDomain", "domlist")]
 
 
 def test_hypervisor_host_serves_a_guest_through_real_event_channels() -> None:
@@ -361,11 +362,11 @@ def test_hypervisor_host_serves_a_guest_through_real_event_channels() -> None:
     page = hv.memory.alloc_page(1)
     guest_port = hv.evtchn_alloc_unbound(1, 1, 0)  # what the domain builder does for the store
     sock = daemon.new_connection(0, "socket1")
-    daemon.handle(sock, Message(xsw.XS_INTRODUCE, 1, 0, wire.introduce_payload(1, page.mfn, guest_port)))
+    daemon.handle(sock, Message(xsw.XS_INTRODUCE, 1, 0, pl.introduce_payload(1, page.mfn, guest_port)))
     assert sock.take_output()[0].payload == b"OK\0"
     local = server.rings[1].port
     # A store page must belong to the domain that is introduced with it.
-    daemon.handle(sock, Message(xsw.XS_INTRODUCE, 2, 0, wire.introduce_payload(2, page.mfn, 1)))
+    daemon.handle(sock, Message(xsw.XS_INTRODUCE, 2, 0, pl.introduce_payload(2, page.mfn, 1)))
     assert sock.take_output()[0].payload == b"EINVAL\0"
     g = Guest(page.buf)
     for round_trip in range(3):

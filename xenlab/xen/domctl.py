@@ -26,6 +26,7 @@ from xenlab.abi.domctl import (
     XEN_DOMINF_shutdownshift,
 )
 from xenlab.abi.errno import EINVAL, ESRCH
+from xenlab.xen.event_2l import SRC
 from xenlab.xen.evtchn import EventChannels, virq_is_global
 from xenlab.xen.grant_table import GrantTables
 
@@ -84,7 +85,7 @@ class DomainControl(EventChannels, GrantTables):
         old = self.global_virq_handlers.get(virq)
         self.global_virq_handlers[virq] = domid
         self._rec("set_global_virq_handler", f"VIRQ {virq} now goes to d{domid}",
-                  [("xen/global_virq_handlers", virq, old, domid)])
+                  [("xen/global_virq_handlers", virq, old, domid)], source=SRC)
         return 0
 
     def send_global_virq(self, virq: int) -> bool:
@@ -107,7 +108,7 @@ class DomainControl(EventChannels, GrantTables):
             return 0  # the first reason sticks
         d.is_shut_down, d.shutdown_code = True, reason
         self._rec("domain_shutdown", f"d{domid} shut down ({SHUTDOWN_NAMES[reason]})",
-                  [(f"xen/d{domid}/state", "shutdown", None, SHUTDOWN_NAMES[reason])], SRC_DOMAIN)
+                  [(f"xen/d{domid}/state", "shutdown", None, SHUTDOWN_NAMES[reason])], source=SRC_DOMAIN)
         self.send_global_virq(ev.VIRQ_DOM_EXC)
         return 0
 
@@ -127,7 +128,7 @@ class DomainControl(EventChannels, GrantTables):
                 rows.append(("xen/global_virq_handlers", virq, domid, None))
         rows.append(("xen/domains", domid, d.name, None))
         self._rec("domain_kill", f"d{domid} '{d.name}' destroyed: its event channels closed", rows,
-                  SRC_DOMAIN)
+                  source=SRC_DOMAIN)
         self.send_global_virq(ev.VIRQ_DOM_EXC)
 
     def getdomaininfo(self, domid: int) -> DomainInfo | int:

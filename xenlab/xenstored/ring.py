@@ -133,12 +133,6 @@ class RingConnection:
 
     # The ring ---------------------------------------------------------------------------
 
-    def _record(self, function: str, summary: str, changes: list[tuple[str, str, Any, Any]]) -> None:
-        trace = self.server.trace
-        if trace is not None and trace.enabled:
-            trace.record(function, summary, actor=self.server.actor,
-                         source=RING_CODE[self.server.personality][0], changes=changes)
-
     def _set(self, field: str, value: int, changes: list[tuple[str, str, Any, Any]]) -> None:
         before = getattr(self.intf, field)
         setattr(self.intf, field, value & _U32)
@@ -163,7 +157,7 @@ class RingConnection:
         if n:
             self._set("req_cons", cons + n, changes)
         self.server.host.evtchn_notify(self.port)  # readchn kicks even after copying 0 bytes
-        self._record(fn, f"d{self.domid}: {n} bytes from req[{MASK_XENSTORE_IDX(cons)}], "
+        self.server.record(fn, f"d{self.domid}: {n} bytes from req[{MASK_XENSTORE_IDX(cons)}], "
                      f"req_cons {cons:#x} -> {(cons + n) & _U32:#x}; notify port {self.port}", changes)
         return data
 
@@ -205,7 +199,7 @@ class RingConnection:
         if n:
             self._set("rsp_prod", prod + n, changes)
         self.server.host.evtchn_notify(self.port)  # writechn kicks even after copying 0 bytes
-        self._record(fn, f"d{self.domid}: {n} bytes to rsp[{start}], "
+        self.server.record(fn, f"d{self.domid}: {n} bytes to rsp[{start}], "
                      f"rsp_prod {prod:#x} -> {(prod + n) & _U32:#x}; notify port {self.port}", changes)
         return n
 
@@ -271,7 +265,7 @@ class RingConnection:
         self.out.clear()
         self.replies_queued = 0
         self.decoder.reset()
-        self._record("ignore_connection", f"d{self.domid} ignored, error={ERROR_NAMES[err]}: {why}",
+        self.server.record("ignore_connection", f"d{self.domid} ignored, error={ERROR_NAMES[err]}: {why}",
                      changes)
         self.server.daemon.close_connection(self.conn)
 
@@ -290,7 +284,7 @@ class RingConnection:
         self.conn.on_output = self._take_output
         self._set("connection", XENSTORE_CONNECTED, changes)
         self.server.host.evtchn_notify(self.port)
-        self._record("ml_interface_close", f"d{self.domid} reconnected: rings emptied, watches and "
+        self.server.record("ml_interface_close", f"d{self.domid} reconnected: rings emptied, watches and "
                      f"transactions dropped; notify port {self.port}", changes)
 
     def check_reconnect(self) -> None:
@@ -321,6 +315,12 @@ class RingServer:
         daemon.on_introduce = self.introduce
         daemon.on_release = self.release
 
+    def record(self, function: str, summary: str, changes: list[tuple[str, str, Any, Any]]) -> None:
+        """Record one step of the ring code (actor: the daemon's name; source: its ring file)."""
+        if self.trace is not None:
+            self.trace.record(function, summary, actor=self.actor, source=RING_CODE[self.personality][0],
+                              changes=changes)
+
     def _add(self, domid: int, port: int, buf: Any, function: str, summary: str) -> RingConnection:
         conn = self.daemon.new_connection(domid=domid, label=f"domain{domid}")
         rc = RingConnection(self, domid, port, buf, conn)
@@ -329,9 +329,7 @@ class RingServer:
             rc._set("server_features", rc.intf.server_features | self.features, changes)
         self.rings[domid] = rc
         self.by_port[port] = rc
-        if self.trace is not None:
-            self.trace.record(function, summary, actor=self.actor, source=RING_CODE[self.personality][0],
-                              changes=[(rc.table, "port", None, port), *changes])
+        self.record(function, summary, [(rc.table, "port", None, port), *changes])
         return rc
 
     def attach_local(self, remote_port: int, buf: Any) -> RingConnection:
@@ -371,19 +369,15 @@ class RingServer:
             self.daemon.close_connection(rc.conn)
         self.host.evtchn_unbind(rc.port)
         self.host.unmap_store_page(domid)
-        if self.trace is not None:
-            self.trace.record("destroy_domain", f"d{domid}: unbound port {rc.port}, page unmapped",
-                              actor=self.actor, source=RING_CODE[self.personality][0],
-                              changes=[(rc.table, "port", rc.port, None)])
+        self.record("destroy_domain", f"d{domid}: unbound port {rc.port}, page unmapped",
+                    [(rc.table, "port", rc.port, None)])
 
     def bind_dom_exc(self, domain_gone: Callable[[int], bool]) -> int:
         """domain_init(): bind VIRQ_DOM_EXC; on it, ask *domain_gone* (getdomaininfo: dying or shut down)."""
         self.virq_port = self.host.evtchn_bind_virq(VIRQ_DOM_EXC)
         self.domain_gone = domain_gone
-        if self.trace is not None:
-            self.trace.record("domain_init", f"bound VIRQ_DOM_EXC as local port {self.virq_port}",
-                              actor=self.actor, source=RING_CODE[self.personality][0],
-                              changes=[("xenstored/virq", "VIRQ_DOM_EXC", None, self.virq_port)])
+        self.record("domain_init", f"bound VIRQ_DOM_EXC as local port {self.virq_port}",
+                    [("xenstored/virq", "VIRQ_DOM_EXC", None, self.virq_port)])
         return self.virq_port
 
     def domain_cleanup(self) -> list[int]:
