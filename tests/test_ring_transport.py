@@ -11,9 +11,10 @@ import errno
 from typing import Any
 
 import pytest
+from xs_client import RingEnd
 
 from xenlab.abi import xs_wire as xsw
-from xenlab.abi.xs_wire import PAGE_SIZE, xenstore_domain_interface
+from xenlab.abi.xs_wire import PAGE_SIZE
 from xenlab.base.trace import Trace
 from xenlab.xenstored import payload as pl
 from xenlab.xenstored import wire
@@ -71,32 +72,8 @@ class RecordingHost:
         raise AssertionError("tests never block")
 
 
-class Guest:
+class Guest(RingEnd):
     """The guest's half of a store page: produce requests, consume replies."""
-
-    def __init__(self, page: bytearray) -> None:
-        self.mem = memoryview(page)
-        self.intf = xenstore_domain_interface.from_buffer(page)
-        self.dec = wire.Decoder(strict_types=True)
-        self.req_id = 0
-
-    def put(self, data: bytes) -> None:
-        i = self.intf
-        assert ((i.req_prod - i.req_cons) & U32) + len(data) <= 1024, "test overfilled the ring"
-        for k, byte in enumerate(data):
-            self.mem[(i.req_prod + k) & 1023] = byte
-        i.req_prod = (i.req_prod + len(data)) & U32
-
-    def send(self, msg_type: int, payload: bytes, tx_id: int = 0) -> None:
-        self.req_id += 1
-        self.put(wire.encode(Message(msg_type, self.req_id, tx_id, payload)))
-
-    def take(self) -> list[Message]:
-        i = self.intf
-        n = (i.rsp_prod - i.rsp_cons) & U32
-        data = bytes(self.mem[1024 + ((i.rsp_cons + k) & 1023)] for k in range(n))
-        i.rsp_cons = (i.rsp_cons + n) & U32
-        return self.dec.feed(data)
 
 
 @pytest.fixture

@@ -18,11 +18,11 @@ from xenlab.abi import event_channel as ev
 from xenlab.abi.domctl import (
     SHUTDOWN_MAX,
     SHUTDOWN_NAMES,
+    DomainInfoFlags,
     XEN_DOMINF_dying,
     XEN_DOMINF_hvm_guest,
     XEN_DOMINF_paused,
     XEN_DOMINF_shutdown,
-    XEN_DOMINF_shutdownmask,
     XEN_DOMINF_shutdownshift,
 )
 from xenlab.abi.errno import EINVAL, ESRCH
@@ -34,28 +34,11 @@ SRC_DOMAIN = "xen/common/domain.c"
 
 
 @dataclass(frozen=True)
-class DomainInfo:
+class DomainInfo(DomainInfoFlags):
     """struct xen_domctl_getdomaininfo, the part a toolstack or xenstored looks at."""
 
-    domid: int
-    flags: int
     nr_pages: int
     max_vcpu_id: int
-
-    @property
-    def dying(self) -> bool:
-        """XEN_DOMINF_dying."""
-        return bool(self.flags & XEN_DOMINF_dying)
-
-    @property
-    def shutdown(self) -> bool:
-        """XEN_DOMINF_shutdown."""
-        return bool(self.flags & XEN_DOMINF_shutdown)
-
-    @property
-    def shutdown_reason(self) -> int:
-        """The guest's SHUTDOWN_* code, bits 16..23 of flags."""
-        return self.flags >> XEN_DOMINF_shutdownshift & XEN_DOMINF_shutdownmask
 
 
 class DomainControl(EventChannels, GrantTables):

@@ -33,9 +33,9 @@ import struct
 import sys
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from xenlab.abi.domctl import DomainInfoFlags
 from xenlab.abi.start_info import GNTTAB_RESERVED_XENSTORE
 from xenlab.abi.xs_wire import XENSTORE_RING_SIZE
 from xenlab.xenstored.host import HostError
@@ -68,10 +68,6 @@ HYPERVISOR_domctl = 36  # __HYPERVISOR_domctl (a leading __ would be name-mangle
 XEN_DOMCTL_getdomaininfo = 5
 XEN_DOMCTL_INTERFACE_VERSION = 0x15  # 4.17 only: other releases use other values
 XEN_DOMCTL_SIZE = 144  # sizeof(struct xen_domctl): 16 bytes of header + the 128-byte union
-XEN_DOMINF_dying = 1 << 0
-XEN_DOMINF_shutdown = 1 << 2
-XEN_DOMINF_paused = 1 << 3
-XEN_DOMINF_shutdownshift = 16
 
 PR_SET_NAME = 15  # include/uapi/linux/prctl.h
 
@@ -120,28 +116,10 @@ def pack_getdomaininfo(domid: int) -> bytes:
         XEN_DOMCTL_SIZE, b"\0")
 
 
-@dataclass(frozen=True)
-class DomainInfo:
-    """The two fields of xen_domctl_getdomaininfo that xenstored looks at."""
-
-    domid: int
-    flags: int
-
-    @property
-    def dying(self) -> bool:
-        """XEN_DOMINF_dying."""
-        return bool(self.flags & XEN_DOMINF_dying)
-
-    @property
-    def shutdown(self) -> bool:
-        """XEN_DOMINF_shutdown (crashed guests are shut down with code SHUTDOWN_crash)."""
-        return bool(self.flags & XEN_DOMINF_shutdown)
-
-
-def unpack_getdomaininfo(buf: bytes) -> DomainInfo:
+def unpack_getdomaininfo(buf: bytes) -> DomainInfoFlags:
     """The answer: getdomaininfo.domain (u16 @16) and flags (u32 @20)."""
     domid, flags = struct.unpack_from("<HxxI", buf, 16)
-    return DomainInfo(domid, flags)
+    return DomainInfoFlags(domid, flags)
 
 
 # -- the edge: every system call -------------------------------------------------------------
@@ -366,7 +344,7 @@ class RealHost:
         self._say(f"unmapped d{domid}'s store page")
 
     # -- the hypervisor's view of a domain ----------------------------------------------------
-    def getdomaininfo(self, domid: int) -> DomainInfo | None:
+    def getdomaininfo(self, domid: int) -> DomainInfoFlags | None:
         """xc_domain_getinfo() (tools/libs/ctrl): XEN_DOMCTL_getdomaininfo via privcmd; None on ESRCH."""
         if self._privcmd_fd is None:
             self._privcmd_fd = self.sys.open(self.paths["privcmd"], os.O_RDWR | os.O_CLOEXEC)
