@@ -18,9 +18,15 @@ ports it masks the port and remembers it; ``evtchn_pending()`` hands the ports o
 from __future__ import annotations
 
 import errno as _errno
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from xenlab.abi.errno import errno_name
+from xenlab.base.sched import Scheduler, WaitQueue
+
+if TYPE_CHECKING:
+    from xenlab.xen.domain import Domain
+    from xenlab.xen.hypervisor import Hypervisor
 
 
 class HostError(OSError):
@@ -74,7 +80,7 @@ class XenstoredHost(Protocol):
 class HypervisorHost:
     """A host made directly on xenlab.xen's Hypervisor, acting as a kernel-less dom0 (tests, benches)."""
 
-    def __init__(self, hv: Any, domid: int = 0, *, sched: Any = None) -> None:
+    def __init__(self, hv: Hypervisor, domid: int = 0, *, sched: Scheduler | None = None) -> None:
         self.hv = hv
         self.domid = domid
         self.sched = sched
@@ -82,15 +88,13 @@ class HypervisorHost:
         self.fired: list[int] = []
         self.mapped: dict[int, Any] = {}
         self.notifies = 0
-        self._wq: Any = None
+        self._wq: WaitQueue | None = None
         if sched is not None:
-            from xenlab.base.sched import WaitQueue
-
             self._wq = WaitQueue("xenstored-host")
         self.domain.upcall = self._upcall
 
     @property
-    def domain(self) -> Any:
+    def domain(self) -> Domain:
         """The Domain this host acts for."""
         return self.hv.domains[self.domid]
 
@@ -149,11 +153,13 @@ class HypervisorHost:
 
     def wait(self) -> None:
         """Block (on the Scheduler) until one of our ports fires."""
-        self.sched.wait_event(*self.wake_condition())
+        wq, cond = self.wake_condition()
+        assert self.sched is not None
+        self.sched.wait_event(wq, cond)
 
-    def wake_condition(self) -> tuple[Any, Any]:
+    def wake_condition(self) -> tuple[WaitQueue, Callable[[], bool]]:
         """What wait() sleeps on, for a main loop run as a scheduler handler (kthread_run(wait=...))."""
-        if self._wq is None:
+        if self._wq is None or self.sched is None:
             raise RuntimeError("HypervisorHost.wait needs a Scheduler (HypervisorHost(hv, sched=...))")
         return self._wq, lambda: bool(self.fired) or self._collect()
 

@@ -7,9 +7,12 @@ mirrored functions of this package.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from xenlab.linux.kernel import BootStage, Kernel
+
+if TYPE_CHECKING:
+    from xenlab.xen.memory import Page
 
 
 @dataclass
@@ -76,6 +79,13 @@ class PvopsKernel(Kernel):
         from xenlab.linux.xenbus import xs
 
         return xs.xenbus_dev_request(self, mtype, tx_id, payload)
+
+    def xen_store_page(self) -> Page | None:
+        """The page behind xen_store_interface (drivers/xen/xenbus/xenbus_probe.c, 6.1)."""
+        from xenlab.linux.xenbus.globals import xb_globals
+
+        page: Page | None = xb_globals(self).xen_store_page
+        return page
 
     def evtchn_open(self, comm: str) -> Any:
         """open("/dev/xen/evtchn") (drivers/xen/evtchn.c)."""
