@@ -42,6 +42,11 @@ bench: $(VENV)/.installed
 
 # The lab's xenstored (`xenlab serve --real`) as the xenstored of a real Xen 4.17 dom0 under qemu,
 # with a PV domU (docs/realxen.md). Root, Debian 12, ~5 min the first time. Not part of `make test`.
+# The real captures the tests compare with (tests/captures/, its README.md) were taken with the real
+# daemons, one run at a time, e.g. for the 2-vCPU sets:
+#   ../shared/realxen/run --vcpus 2 --domu --guest-vcpus 2 --timeout 1500 --out /tmp/rx-2v
+#   ../shared/realxen/run --vcpus 2 --domu --guest-vcpus 2 --xenstored cxenstored --timeout 1500 --out /tmp/rx-2v-c
+#   (2 disks + 2 vifs: the same plus the two --overlay files of tests/captures/oxenstored-2vcpu-2disk-2vif/)
 REALXEN_OUT ?= /tmp/xenlab-realxen-mine
 realxen:
 	../shared/realxen/build

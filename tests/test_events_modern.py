@@ -1,6 +1,6 @@
 """Modern Linux (6.1): the real machine's IRQ and port numbers follow from the boot order.
 
-The captures in ../shared/realxen/captures come from a Xen 4.17 host with a Linux 6.1 PV
+The captures in tests/captures come from a Xen 4.17 host with a Linux 6.1 PV
 dom0 and PV domU (1 vcpu each). Nothing here writes a captured number into the model:
 the tests boot simulated kernels in the kernel's order and compare what they print.
 """
@@ -8,9 +8,8 @@ the tests boot simulated kernels in the kernel's order and compare what they pri
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-import pytest
+from real_captures import CAPTURES
 
 from xenlab.abi.event_channel import DOMID_SELF, VIRQ_DOM_EXC
 from xenlab.base.sched import WaitQueue
@@ -25,13 +24,9 @@ from xenlab.linux.kernels import new_kernel
 from xenlab.sim.lsevtchn import lsevtchn
 from xenlab.xen.hypervisor import Hypervisor
 
-CAPTURES = Path(__file__).resolve().parents[1].parent / "shared" / "realxen" / "captures"
-
 
 def capture(kind: str, name: str) -> str:
     """A capture's output lines (the '$ command' line and '[rc=...]' dropped)."""
-    if not CAPTURES.is_dir():
-        pytest.skip(f"real captures not found at {CAPTURES}")
     (path,) = (CAPTURES / kind).glob(f"{name}*.txt")
     lines = path.read_text().splitlines()
     return "\n".join(ln for ln in lines if not ln.startswith("$ ") and not ln.startswith("[rc=")

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 import pytest
+from real_captures import capture_set
 
 from xenlab.abi.event_channel import EVTCHNSTAT_closed, EVTCHNSTAT_interdomain, EVTCHNSTAT_unbound
 from xenlab.abi.xs_wire import XENSTORE_RING_SIZE
@@ -195,10 +196,9 @@ def test_numbering_answers_are_what_the_booted_dom0_shows() -> None:
         assert f"timer{v - 1}_irq" in a
 
 
-CAPTURES = Path(__file__).resolve().parents[2] / "shared" / "realxen" / "captures" / "oxenstored"
+CAPTURES = capture_set("oxenstored")
 
 
-@pytest.mark.skipif(not CAPTURES.is_dir(), reason="the real Xen 4.17 captures are not beside this checkout")
 def test_a_one_vcpu_dom0_question_has_the_real_machines_answers() -> None:
     # the captured dom0 has one vcpu: the quiz's answers for such a dom0 are what that machine printed
     q = next(q for q in (gen_numbering(question_rng(s, "numbering", 0)) for s in range(50))

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import require_deb
+from real_captures import capture_set
 from test_serve import running_server
 
 pytestmark = pytest.mark.realtools
@@ -233,7 +234,7 @@ def test_eight_concurrent_writers_lose_nothing(xs: Path) -> None:
     assert values == expected
 
 
-CAPTURES = Path(__file__).resolve().parents[1].parent / "shared" / "realxen" / "captures" / "cxenstored"
+CAPTURES = capture_set("cxenstored")
 
 
 def captured_output(name: str) -> str:
@@ -244,8 +245,6 @@ def captured_output(name: str) -> str:
 
 def test_a_booted_dom0_lists_exactly_as_the_real_one(tmp_path: Path) -> None:
     require_deb("xenstore-utils")
-    if not CAPTURES.is_dir():
-        pytest.skip(f"no real captures at {CAPTURES}")
     sock = tmp_path / "socket"
     with running_server(sock, "--personality", "cxenstored"):
         # What reaches C xenstored while a real dom0 boots (captures/cxenstored/ring-decoded.txt,

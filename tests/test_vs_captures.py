@@ -1,4 +1,4 @@
-"""The lab held against a real Xen 4.17 + Linux 6.1 machine (../shared/realxen/captures).
+"""The lab held against a real Xen 4.17 + Linux 6.1 machine (tests/captures/, real_captures.py).
 
 Each test runs the same command in the lab (modern flavour, oxenstored, the dom0 and
 domU scenarios) and compares with what the real machine printed, modulo what varies
@@ -13,18 +13,13 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from real_captures import CAPTURES
 
 from xenlab.abi.xs_wire import xsd_sockmsg_type
 from xenlab.sim.machine import Machine
 from xenlab.sim.scenarios import build
-
-CAPTURES = Path(__file__).resolve().parents[1].parent / "shared" / "realxen" / "captures"
-if not CAPTURES.is_dir():
-    pytest.skip(f"real captures not found at {CAPTURES} (../shared beside the checkout)",
-                allow_module_level=True)
 
 
 def capture(kind: str, name: str) -> list[str]:

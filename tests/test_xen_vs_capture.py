@@ -2,7 +2,7 @@
 
 The lab's machine (modern dom0 + one PV guest, as captured) boots, then Xen's own view
 of every domain's event channels is printed in domain_dump_evtchn_info's format and
-compared with ../shared/realxen/captures/domU/D08-xen-evtchn-dump.txt: the same ports,
+compared with tests/captures/domU/D08-xen-evtchn-dump.txt: the same ports,
 states (s=), notify vcpus (n=), peers (d= p=), VIRQs (v=) and PIRQs (p= i=). Only the
 "[p/m/s]" column is left out: the real kernel ran the FIFO ABI, whose dump prints the
 FIFO word there, while the lab delivers events through the 2-level bits.
@@ -15,15 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from real_captures import CAPTURES
 
 from xenlab.sim.machine import Machine
 from xenlab.sim.scenarios import build
 from xenlab.xen import dump_evtchn_info
 
-CAPTURES = Path(__file__).resolve().parents[1].parent / "shared" / "realxen" / "captures"
 CAPTURE = CAPTURES / "domU" / "D08-xen-evtchn-dump.txt"
-if not CAPTURE.is_file():
-    pytest.skip(f"real capture not found at {CAPTURE}", allow_module_level=True)
 
 
 def without_pms(lines: list[str], keep_pm: bool = False) -> list[str]:

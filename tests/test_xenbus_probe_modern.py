@@ -1,15 +1,15 @@
 """Modern (Linux 6.1) xenbus bring-up: store kinds, the deferred probe, xenfs, held against real captures.
 
-The captures in ../shared/realxen/captures come from a real Xen 4.17 + Linux 6.1 machine; the
+The captures in tests/captures come from a real Xen 4.17 + Linux 6.1 machine; the
 values compared here are computed by the lab and only checked against those files.
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
+from real_captures import CAPTURES
 from xenbus_harness import BE, FE, Rig, load_frontends, make_pair, tasks_of
 
 from xenlab.abi.errno import ENOENT, ENOMEM
@@ -28,14 +28,9 @@ from xenlab.linux.xenbus.probe import (
     xenbus_probe_ran,
 )
 
-CAPTURES = Path(__file__).resolve().parents[2] / "shared" / "realxen" / "captures"
-
 
 def capture(name: str) -> str:
-    path = CAPTURES / name
-    if not path.exists():
-        pytest.skip(f"reference capture {path} not available")
-    return path.read_text()
+    return (CAPTURES / name).read_text()
 
 
 def dom0(faults: tuple[str, ...] = ()) -> tuple[Kernel, Rig]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import ast
 import re
-from pathlib import Path
 
 import pytest
+from real_captures import CAPTURES
 from xs_client import Client, XsError, introduce
 
 from xenlab.abi.xs_wire import xsd_sockmsg_type as T
@@ -432,7 +432,6 @@ def test_node_quota_inside_a_transaction_is_checked_at_commit() -> None:
 
 
 # -- against the real daemons ------------------------------------------------------------------------
-CAPTURES = Path(__file__).resolve().parents[1].parent / "shared" / "realxen" / "captures"
 LINE = re.compile(r"^\s+(\w+)\s+req_id=(\d+)\s+tx_id=(\d+)\s+len=(\d+)\s+payload=(b'.*')$")
 
 
@@ -457,8 +456,6 @@ def ring_sections(kind: str) -> dict[str, dict[str, list[Message]]]:
 
 @pytest.mark.parametrize("kind", ["cxenstored", "oxenstored"])
 def test_the_real_dom0_ring_conversation_replays_byte_for_byte(kind: str) -> None:
-    if not CAPTURES.is_dir():
-        pytest.skip(f"real captures not found at {CAPTURES}")
     sections = ring_sections(kind)
     daemon = Daemon(name="oxenstored" if kind == "oxenstored" else "xenstored")
     ring = daemon.new_connection(0, "domain0")  # the dom0 kernel's xenbus, through its ring
