@@ -208,3 +208,22 @@ def test_every_flavour_and_daemon_brings_a_bigger_guest_up(flavour: str, xenstor
         two.shutdown()
     finally:
         m.shutdown()
+
+
+@pytest.mark.parametrize("flavour", ["modern", "2.6.18"])
+def test_a_tool_write_after_boot_reaches_the_guest_watch_that_covers_it(flavour: str) -> None:
+    """xenstored's main loop polls its sockets as well as /dev/xen/evtchn: a write by a dom0 tool
+    (here `xenstore-write memory/target`) queues a watch event for the guest, and the daemon's next
+    turn puts it on the guest's ring, so the guest's balloon watch runs without any event channel
+    having fired first."""
+    m = Machine(flavour=flavour, seed=0)
+    m.start_xenstored()
+    m.create_domU(disks=["xvda"], vifs=1)
+    try:
+        start = len(m.trace)
+        m.xs_client(0).write("/local/domain/1/memory/target", "131072")
+        m.settle()
+        ran = [(s.actor, s.function) for s in m.trace.steps[start:]]
+        assert ("domU1", "watch_target") in ran
+    finally:
+        m.shutdown()

@@ -16,6 +16,7 @@ each request is handled at once and the reply picked up, watch events are kept.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from xenlab.abi.grant_table import GNTTAB_RESERVED_CONSOLE
@@ -37,8 +38,9 @@ if TYPE_CHECKING:
 class SocketConnection:
     """A tool's connection to xenstored's Unix socket: requests in, replies and watch events out."""
 
-    def __init__(self, daemon: Daemon, label: str) -> None:
+    def __init__(self, daemon: Daemon, label: str, readable: Callable[[], None] | None = None) -> None:
         self.daemon = daemon
+        self.readable = readable  # tells the daemon's poll() loop that this socket had input
         self.conn = daemon.new_connection(domid=0, label=f"socket:{label}")
         self.label = label
         self.req_id = 0
@@ -58,6 +60,8 @@ class SocketConnection:
         """xs_talkv over the socket: one request, its reply."""
         self.req_id += 1
         self.daemon.handle(self.conn, wire.Message(mtype, self.req_id, tx_id, payload))
+        if self.readable is not None:
+            self.readable()  # the daemon's loop goes round: watch events this caused reach the rings
         self._drain()
         for i, msg in enumerate(self.inbox):
             if msg.req_id == self.req_id:
@@ -83,7 +87,7 @@ def socket_client(m: Machine, label: str) -> SocketClient:
     """An XsClient on a new socket connection of dom0 (what xs_open() gives a dom0 tool)."""
     if m.daemon is None:
         raise RuntimeError(f"{label}: xenstored is not running (no socket to connect to)")
-    return SocketClient(SocketConnection(m.daemon, label), label)
+    return SocketClient(SocketConnection(m.daemon, label, m.xenstored_socket_readable), label)
 
 
 def make_daemon(m: Machine, personality: str) -> Daemon:
@@ -119,6 +123,15 @@ def start_xenstored(m: Machine, personality: str) -> None:
                                         actor=personality)
 
     started = [False]
+    socket_input = [False]
+    wq, has_event = host.wake_condition()
+
+    def socket_readable() -> None:
+        """poll() in the main loop returned a socket fd: the loop runs once more."""
+        socket_input[0] = True
+        m.sched.wake_up(wq)
+
+    m.xenstored_socket_readable = socket_readable
 
     def xenstored_main() -> None:
         """One turn of the daemon's main loop (service the rings); the first turn starts it up."""
@@ -138,12 +151,13 @@ def start_xenstored(m: Machine, personality: str) -> None:
                                source="tools/xenstore/xenstored_domain.c")
                 m.sched.kthread_exit()
             server.attach_local(port, buf)
+        socket_input[0] = False
         server.service()
 
-    # between turns it sleeps in read() on /dev/xen/evtchn (host.wait); the first turn runs at once
-    wq, has_event = host.wake_condition()
-    m.sched.kthread_run(xenstored_main, comm, owner="dom0", wait=(wq, lambda: not started[0] or has_event()),
-                        nests=True)
+    # between turns it sleeps in poll() on /dev/xen/evtchn (host.wait) and its sockets;
+    # the first turn runs at once
+    m.sched.kthread_run(xenstored_main, comm, owner="dom0",
+                        wait=(wq, lambda: not started[0] or socket_input[0] or has_event()), nests=True)
 
 
 def init_script_after_xenstored(m: Machine, personality: str) -> None:

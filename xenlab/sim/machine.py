@@ -22,7 +22,7 @@ Everything a learner can run inside a domain goes through ``machine.domain(d).ru
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -104,6 +104,8 @@ class Machine:
     host: EvtchnDevHost | None = field(init=False, repr=False)  # xenstored's /dev/xen/evtchn
     ring_server: RingServer | None = field(init=False, repr=False)  # xenstored's ring side
     xenconsoled: Xenconsoled | None = field(init=False, repr=False)
+    #: xenstored's poll() hears of socket input through this (None while no xenstored runs)
+    xenstored_socket_readable: Callable[[], None] | None = field(init=False, repr=False)
     # -- `xl`: made by the first create_domU (xenlab.sim.guest) ----------------------------------
     toolstack: Toolstack | None = field(init=False, repr=False)
 
@@ -129,6 +131,7 @@ class Machine:
         self.ring_server = None
         self.host = None
         self.xenconsoled = None
+        self.xenstored_socket_readable = None
         self.toolstack = None
         self._dom0_xs: XsClient | None = None
         self._guest_xs: dict[int, XsClient] = {}
@@ -197,6 +200,7 @@ class Machine:
         self.settle()
         if self.xenstored_error:
             self.daemon = None  # it exited: no socket, the tools would fall back to /dev/xen/xenbus
+            self.xenstored_socket_readable = None
             return
         daemons.init_script_after_xenstored(self, personality)
         self.trace.begin_stage("xen-init-dom0")
