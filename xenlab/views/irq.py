@@ -34,7 +34,7 @@ def _live(value: Any) -> bool:
 
 def _fmt(value: Any, table: str = "") -> str:
     if table.endswith("/irq_info") and isinstance(value, int):
-        from xenlab.linux import evtchn  # 2.6.18 packs type<<24 | index<<16 | port
+        from xenlab.linux.xenlinux import evtchn  # 2.6.18 packs type<<24 | index<<16 | port
 
         t = evtchn.type_from_irq_info(value)
         name = evtchn.IRQT_NAMES_L18[t] if t < len(evtchn.IRQT_NAMES_L18) else str(t)
@@ -80,7 +80,9 @@ class IrqView(TablePanel):
     @classmethod
     def of(cls, kernel: Any, **kw: Any) -> IrqView:
         """The view of *kernel*'s IRQs; a 2.6.18 kernel's IRQ layer gives the PIRQ/DYNIRQ windows."""
-        space = getattr(getattr(kernel, "irq", None), "space", None)
+        from xenlab.linux.xenlinux.kernel import XenLinuxKernel
+
+        space = kernel.evtchn.space if isinstance(kernel, XenLinuxKernel) and kernel.evtchn else None
         ranges = None
         if space is not None:
             ranges = {"PIRQ": (space.PIRQ_BASE, space.NR_PIRQS),

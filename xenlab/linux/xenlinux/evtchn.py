@@ -558,6 +558,12 @@ def bind_caller_port_to_irqhandler(kernel: XenLinuxKernel, caller_port: int, han
     return _request(kernel, bind_caller_port_to_irq(kernel, caller_port), handler, irqflags, devname, dev_id)
 
 
+def bind_evtchn_to_irqhandler(kernel: XenLinuxKernel, evtchn: int, handler: Handler, irqflags: int,
+                              devname: str, dev_id: Any) -> int:
+    """bind_evtchn_to_irqhandler: RH5 -8.el5's (Xen 3.0.3) name for binding a port it was given."""
+    return bind_caller_port_to_irqhandler(kernel, evtchn, handler, irqflags, devname, dev_id)
+
+
 def bind_listening_port_to_irqhandler(kernel: XenLinuxKernel, remote_domain: int, handler: Handler,
                                       irqflags: int, devname: str, dev_id: Any) -> int:
     """bind_listening_port_to_irqhandler: alloc_unbound(remote) + LOCAL_PORT bind + request_irq."""

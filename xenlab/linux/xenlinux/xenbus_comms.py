@@ -233,6 +233,7 @@ def xb_init_comms(kernel: XenLinuxKernel) -> int:
     def handler(irq: int, dev_id: Any) -> int:
         return wake_waiting(kernel, irq, dev_id)
 
+    handler.__name__ = handler.__qualname__ = "wake_waiting"
     err = bind_caller_port_to_irqhandler(kernel, xb.xen_store_evtchn, handler, 0, "xenbus", xb.xb_waitq)
     if err <= 0:
         msg = f"XENBUS request irq failed {err}"
