@@ -130,15 +130,23 @@ def network_connect(kernel: XenLinuxKernel, dev: xenbus_device, info: netfront_i
     return talk_to_backend(kernel, dev, info)
 
 
+def _grant_ring_page(kernel: XenLinuxKernel, dev: xenbus_device) -> int:
+    """A zeroed ring page (__get_free_page) granted to the backend: its ref, or -errno."""
+    page = get_zeroed_page(kernel)
+    kernel.record("xenbus_setup_ring", f"{dev.nodename}: ring page mfn {page.mfn:#x}", SRC)
+    return xenbus_grant_ring(kernel, dev, page.mfn)
+
+
 def setup_device(kernel: XenLinuxKernel, dev: xenbus_device, info: netfront_info) -> int:
     """setup_device: grant the tx then the rx ring page, bind one port for both as IRQ "eth<n>"."""
-    for attr in ("tx_ring_ref", "rx_ring_ref"):
-        page = get_zeroed_page(kernel)
-        kernel.record("xenbus_setup_ring", f"{dev.nodename}: ring page mfn {page.mfn:#x}", SRC)
-        err = xenbus_grant_ring(kernel, dev, page.mfn)
-        if err < 0:
-            return err
-        setattr(info, attr, err)
+    err = _grant_ring_page(kernel, dev)
+    if err < 0:
+        return err
+    info.tx_ring_ref = err
+    err = _grant_ring_page(kernel, dev)
+    if err < 0:
+        return err
+    info.rx_ring_ref = err
 
     def netif_int_cb(irq: int, dev_id: Any) -> int:
         return netif_int(kernel, irq, dev_id)
@@ -198,10 +206,10 @@ def netif_disconnect_backend(kernel: XenLinuxKernel, info: netfront_info) -> Non
     if info.irq > 0:
         unbind_from_irqhandler(kernel, info.irq, info)
     info.irq = info.evtchn = 0
-    for attr in ("tx_ring_ref", "rx_ring_ref"):
-        if getattr(info, attr) > 0:
-            gnttab_end_foreign_access(kernel, getattr(info, attr))
-        setattr(info, attr, 0)
+    for ref in (info.tx_ring_ref, info.rx_ring_ref):
+        if ref > 0:
+            gnttab_end_foreign_access(kernel, ref)
+    info.tx_ring_ref = info.rx_ring_ref = 0
     gnttab_free_grant_references(kernel, info.gref_tx_head)
     gnttab_free_grant_references(kernel, info.gref_rx_head)
 

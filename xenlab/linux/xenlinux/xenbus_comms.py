@@ -42,6 +42,7 @@ from xenlab.linux.xenlinux.evtchn import (
 
 if TYPE_CHECKING:
     from xenlab.linux.xenlinux.kernel import XenLinuxKernel
+    from xenlab.xen.memory import Page
 
 SRC = "drivers/xen/xenbus/xenbus_comms.c"
 U32 = 0xFFFFFFFF
@@ -55,7 +56,7 @@ class XenbusGlobals:
     xb_waitq: WaitQueue
     xen_store_evtchn: int = 0
     xen_store_mfn: int = 0
-    xen_store_page: Any = None  # the Page (xenlab.xen.memory) holding the ring
+    xen_store_page: Page | None = None  # the page holding the ring
     xen_store_interface: xenstore_domain_interface | None = None  # laid over that page
     xenstored_ready: int = 0
     xenbus_irq: int = 0
