@@ -8,14 +8,15 @@ the "vbd" backend driver.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from xenlab.linux.irq import IRQ_HANDLED
 
 if TYPE_CHECKING:
+    from xenlab.linux.xenlinux.blkback_interface import blkif_t
     from xenlab.linux.xenlinux.kernel import XenLinuxKernel
 
 
-def blkif_be_int(kernel: XenLinuxKernel, irq: int, blkif: Any) -> int:
+def blkif_be_int(kernel: XenLinuxKernel, irq: int, blkif: blkif_t) -> int:
     """blkif_be_int: blkif_notify_work -- wake the blkif's thread (none runs in the lab)."""
     return IRQ_HANDLED
