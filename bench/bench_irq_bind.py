@@ -15,8 +15,8 @@ import time
 from xenlab.abi.event_channel import DOMID_SELF
 from xenlab.base.trace import Trace
 from xenlab.linux import events as ev
-from xenlab.linux import evtchn as l18
 from xenlab.linux.kernels import new_kernel
+from xenlab.linux.xenlinux import evtchn as l18
 from xenlab.xen.hypervisor import Hypervisor
 
 SIZES = (256, 1024, 4096)
@@ -45,7 +45,7 @@ def run(flavour: str, n: int) -> tuple[int, int, float, int]:
         for p in ports:
             if flavour == "2.6.18":
                 irq = l18.bind_caller_port_to_irqhandler(k, p, _handler, 0, "b", p)
-                scanned += k.irq.last_scan
+                scanned += l18.evtchn_state(k).last_scan
             else:
                 irq = ev.bind_evtchn_to_irqhandler(k, p, _handler, 0, "b", p)
                 scanned += 1

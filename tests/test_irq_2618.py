@@ -17,27 +17,25 @@ from xenlab.abi.event_channel import (
     EVTCHNSTAT_unbound,
 )
 from xenlab.base.trace import Trace
-from xenlab.linux import boot_irqs
-from xenlab.linux import evtchn as l18
-from xenlab.linux.interrupts import show_interrupts
 from xenlab.linux.irq import IRQ_HANDLED, IRQF_SHARED
-from xenlab.linux.kernel import Kernel, KernelPanic
-from xenlab.linux.kernels import new_kernel
+from xenlab.linux.kernel import KernelPanic
+from xenlab.linux.xenlinux import evtchn as l18
+from xenlab.linux.xenlinux.kernel import XenLinuxKernel
 from xenlab.xen.hypervisor import Hypervisor
 
 
-def guest(variant: str = "L18", *, vcpus: int = 1, arch: str = "x86_64") -> Kernel:
+def guest(variant: str = "L18", *, vcpus: int = 1, arch: str = "x86_64") -> XenLinuxKernel:
     """A domU (domid 1) with a 2.6.18 kernel whose IRQ layer is initialised; dom0 exists beside it."""
     trace = Trace()
     hv = Hypervisor(trace=trace, bits=64)
     hv.domain_create(0, "Domain-0", vcpus=1, privileged=True, initdomain=True)
     hv.domain_create(1, "guest", vcpus=vcpus)
-    k = new_kernel(hv, 1, flavour="2.6.18", trace=trace)
+    k = XenLinuxKernel(hv, 1, trace=trace)
     l18.xen_init_IRQ(k, variant=variant, arch=arch)
     return k
 
 
-def store_port(k: Kernel) -> int:
+def store_port(k: XenLinuxKernel) -> int:
     """What the toolstack does before the guest boots: a port in the guest for xenstored (dom0)."""
     return k.hv.evtchn_alloc_unbound(0, k.domid, 0)
 
@@ -50,7 +48,7 @@ def handler(calls: list) -> object:
     return h
 
 
-def table(k: Kernel, name: str) -> dict:
+def table(k: XenLinuxKernel, name: str) -> dict:
     """A trace table as a view replays it (after the last step)."""
     return k.trace.state_at(len(k.trace) - 1).get(f"{k.name}/{name}", {})
 
@@ -76,7 +74,7 @@ def test_irq_info_is_packed_type_index_port() -> None:
 
 def test_xen_init_IRQ_tables() -> None:
     k = guest()
-    st = k.irq
+    st = k.evtchn
     assert set(st.evtchn_to_irq) == {-1} and len(st.evtchn_to_irq) == 4096
     assert st.irq_bindcount[:256] == [1] * 256  # PIRQs nailed to 1: never handed out
     assert st.irq_bindcount[256:] == [0] * 256
@@ -90,7 +88,7 @@ def test_xen_init_IRQ_tables() -> None:
 # -- the seed's path: bind_caller_port_to_irqhandler -> bind_caller_port_to_irq -> find_unbound_irq --
 def test_caller_port_walk_rebind_unbind() -> None:
     k = guest()
-    st = k.irq
+    st = k.evtchn
     port = store_port(k)
     calls: list = []
     first = len(k.trace)
@@ -118,7 +116,7 @@ def test_caller_port_walk_rebind_unbind() -> None:
 
 def test_rebind_shares_irq_when_both_shared_and_request_irq_failure_unbinds() -> None:
     k = guest()
-    st = k.irq
+    st = k.evtchn
     port = store_port(k)
     assert l18.bind_caller_port_to_irqhandler(k, port, handler([]), IRQF_SHARED, "xenbus", "a") == 256
     assert l18.bind_caller_port_to_irqhandler(k, port, handler([]), IRQF_SHARED, "watch", "b") == 256
@@ -135,7 +133,7 @@ def test_rebind_shares_irq_when_both_shared_and_request_irq_failure_unbinds() ->
 
 def test_unbind_caller_port_never_closes_it_and_irq_is_reused() -> None:
     k = guest()
-    st = k.irq
+    st = k.evtchn
     a, b = store_port(k), store_port(k)
     irq_a = l18.bind_caller_port_to_irqhandler(k, a, handler([]), 0, "xenbus", "a")
     irq_b = l18.bind_caller_port_to_irqhandler(k, b, handler([]), 0, "xencons", "b")
@@ -154,21 +152,21 @@ def test_rh5_8el5_unbind_closes_even_the_store_port() -> None:
     k = guest("RH5-8.el5")
     port = store_port(k)
     irq = l18.bind_evtchn_to_irqhandler(k, port, handler([]), 0, "xenbus", "a")
-    assert k.irq.irq_info[irq] == (l18.IRQT_EVTCHN << 24) | port
+    assert k.evtchn.irq_info[irq] == (l18.IRQT_EVTCHN << 24) | port
     l18.unbind_from_irqhandler(k, irq, "a")
     assert k.hv.evtchn_status(0, 1, port).status == EVTCHNSTAT_closed
 
 
 def test_listening_and_interdomain_ports_are_local_and_closed_at_zero() -> None:
     k = guest()
-    st = k.irq
+    st = k.evtchn
     irq = l18.bind_listening_port_to_irqhandler(k, 0, handler([]), 0, "blkif", "d")
     port = l18.irq_to_evtchn_port(k, irq)
     assert l18.type_from_irq_info(st.irq_info[irq]) == l18.IRQT_LOCAL_PORT
     assert k.hv.evtchn_status(0, 1, port).status == EVTCHNSTAT_unbound
     # dom0 as a 2.6.18 backend binds to it
     remote = k.hv.evtchn_alloc_unbound(0, 1, 0)
-    k0 = new_kernel(k.hv, 0, flavour="2.6.18", trace=k.trace)
+    k0 = XenLinuxKernel(k.hv, 0, trace=k.trace)
     l18.xen_init_IRQ(k0)
     irq0 = l18.bind_interdomain_evtchn_to_irqhandler(k0, 1, remote, handler([]), 0, "blkback", "x")
     p0 = l18.irq_to_evtchn_port(k0, irq0)
@@ -180,7 +178,7 @@ def test_listening_and_interdomain_ports_are_local_and_closed_at_zero() -> None:
 # -- exhaustion ------------------------------------------------------------------------------
 def test_exhausting_nr_dynirqs_warns_once_then_enospc_and_nothing_half_bound() -> None:
     k = guest()
-    st = k.irq
+    st = k.evtchn
     with k.trace.muted():
         ports = [store_port(k) for _ in range(258)]
         irqs = [l18.bind_caller_port_to_irqhandler(k, p, handler([]), 0, f"p{p}", p) for p in ports[:256]]
@@ -206,7 +204,7 @@ def test_rh5_274_scans_to_nr_irqs_and_rh5_8el5_panics() -> None:
     assert l18.find_unbound_irq(k) == -ENOSPC
     assert "No available IRQ to bind to: increase NR_IRQS!" in k.dmesg()
     old = guest("RH5-8.el5")
-    old.irq.irq_bindcount[256:] = [1] * 256
+    old.evtchn.irq_bindcount[256:] = [1] * 256
     with pytest.raises(KernelPanic, match="increase NR_IRQS!"):
         l18.find_unbound_irq(old)
 
@@ -219,10 +217,10 @@ def test_upcall_runs_the_handler_and_unmask_reraises_a_missed_edge() -> None:
     irq = l18.bind_caller_port_to_irqhandler(k, port, handler(calls), 0, "xenbus", "xb_waitq")
     remote = k.hv.evtchn_bind_interdomain(0, 1, port)  # dom0 (xenstored) connects
     calls.clear()
-    k.irq.core.descs[irq].kstat[0] = 0
+    k.evtchn.core.descs[irq].kstat[0] = 0
     k.hv.evtchn_send(0, remote)
     assert calls == [(irq, "xb_waitq")]
-    assert k.irq.core.descs[irq].kstat == [1]
+    assert k.evtchn.core.descs[irq].kstat == [1]
     assert not k.hv.domains[1].shared_info.evtchn_pending[port]  # ack cleared it
     # Masked: the event stays pending, no handler; unmask finds it and re-raises.
     l18.mask_evtchn(k, port)
@@ -230,7 +228,7 @@ def test_upcall_runs_the_handler_and_unmask_reraises_a_missed_edge() -> None:
     assert calls == [(irq, "xb_waitq")]
     l18.unmask_evtchn(k, port)
     assert calls == [(irq, "xb_waitq")] * 2
-    text = show_interrupts(k)
+    text = k.show_interrupts()
     assert f"{irq}:          2     Dynamic-irq  xenbus" in text
 
 
@@ -238,9 +236,9 @@ def test_boot_order_2618_one_vcpu_gives_timer_ipis_then_xenbus() -> None:
     trace = Trace()
     hv = Hypervisor(trace=trace, bits=64)
     hv.domain_create(0, "Domain-0", vcpus=2, privileged=True, initdomain=True)
-    k = new_kernel(hv, 0, flavour="2.6.18", trace=trace)
-    boot_irqs.boot_early_irqs(k)
-    st = k.irq
+    k = XenLinuxKernel(hv, 0, trace=trace)
+    k.boot_early_irqs()
+    st = k.evtchn
     names = {i: [a.name for a in d.actions] for i, d in st.core.descs.items() if d.actions}
     assert names == {256: ["timer0"], 257: ["resched0"], 258: ["callfunc0"], 259: ["resched1"],
                      260: ["callfunc1"], 261: ["timer1"]}
@@ -252,13 +250,13 @@ def test_2618_dom0_pirq_port_is_bound_when_request_irq_starts_it() -> None:
     trace = Trace()
     hv = Hypervisor(trace=trace, bits=64)
     hv.domain_create(0, "Domain-0", vcpus=1, privileged=True, initdomain=True)
-    k = new_kernel(hv, 0, flavour="2.6.18", trace=trace)
-    boot_irqs.boot_early_irqs(k)
-    boot_irqs.dom0_late_irqs(k)  # the ACPI SCI: request_irq(9, "acpi")
+    k = XenLinuxKernel(hv, 0, trace=trace)
+    k.boot_early_irqs()
+    k.boot_late_irqs(initdomain=True)  # first the ACPI SCI: request_irq(9, "acpi")
     port = l18.irq_to_evtchn_port(k, 9)
-    assert l18.type_from_irq_info(k.irq.irq_info[9]) == l18.IRQT_PIRQ
-    assert k.irq.evtchn_to_irq[port] == 9 and k.irq.irq_bindcount[9] == 1
-    assert "  9:          0        Phys-irq  acpi" in show_interrupts(k)
+    assert l18.type_from_irq_info(k.evtchn.irq_info[9]) == l18.IRQT_PIRQ
+    assert k.evtchn.evtchn_to_irq[port] == 9 and k.evtchn.irq_bindcount[9] == 1
+    assert "  9:          0        Phys-irq  acpi" in k.show_interrupts()
 
 
 def test_a_32bit_guest_has_1024_ports_and_32_bit_selector_words() -> None:
@@ -266,9 +264,9 @@ def test_a_32bit_guest_has_1024_ports_and_32_bit_selector_words() -> None:
     hv = Hypervisor(trace=trace, bits=32)
     hv.domain_create(0, "Domain-0", vcpus=1, privileged=True, initdomain=True)
     hv.domain_create(1, "guest", vcpus=1)
-    k = new_kernel(hv, 1, flavour="2.6.18", trace=trace)
+    k = XenLinuxKernel(hv, 1, trace=trace)
     l18.xen_init_IRQ(k, arch="i386")
-    assert len(k.irq.evtchn_to_irq) == 1024
+    assert len(k.evtchn.evtchn_to_irq) == 1024
     with trace.muted():
         ports = [hv.evtchn_alloc_unbound(0, 1, 0) for _ in range(40)]
     calls: list = []
@@ -283,7 +281,7 @@ def test_the_machine_can_pick_a_variant_on_the_kernel() -> None:
     trace = Trace()
     hv = Hypervisor(trace=trace, bits=64)
     hv.domain_create(0, "Domain-0", vcpus=1, privileged=True, initdomain=True)
-    k = new_kernel(hv, 0, flavour="2.6.18", trace=trace)
+    k = XenLinuxKernel(hv, 0, trace=trace)
     k.irq_variant = "RH5-274"
-    boot_irqs.boot_early_irqs(k)
-    assert k.irq.variant == "RH5-274" and k.irq.space.NR_IRQS == 4096
+    k.boot_early_irqs()
+    assert k.evtchn.variant == "RH5-274" and k.evtchn.space.NR_IRQS == 4096

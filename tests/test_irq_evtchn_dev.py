@@ -10,10 +10,11 @@ from xenlab.base.sched import Scheduler
 from xenlab.base.trace import Trace
 from xenlab.linux import boot_irqs
 from xenlab.linux import events as ev
-from xenlab.linux import evtchn as l18
 from xenlab.linux.evtchn_dev import evtchn_open
 from xenlab.linux.kernel import Kernel
 from xenlab.linux.kernels import new_kernel
+from xenlab.linux.xenlinux import evtchn as l18
+from xenlab.linux.xenlinux.kernel import XenLinuxKernel
 from xenlab.xen.hypervisor import Hypervisor
 
 
@@ -22,7 +23,10 @@ def dom0(flavour: str) -> Kernel:
     hv = Hypervisor(trace=trace, bits=64)
     hv.domain_create(0, "Domain-0", vcpus=1, privileged=True, initdomain=True)
     k = new_kernel(hv, 0, flavour=flavour, sched=Scheduler(), trace=trace)
-    boot_irqs.boot_early_irqs(k)
+    if isinstance(k, XenLinuxKernel):
+        k.boot_early_irqs()
+    else:
+        boot_irqs.boot_early_irqs(k)
     return k
 
 
@@ -81,11 +85,12 @@ def test_modern_unbind_frees_the_irq_and_closes_the_port() -> None:
 
 def test_2618_device_ports_have_no_irq_and_go_through_evtchn_device_upcall() -> None:
     k = dom0("2.6.18")
-    u = evtchn_open(k, "xenstored")
-    before = dict(k.irq.core.descs[256].__dict__)
+    u = k.evtchn_open("xenstored")
+    st = l18.evtchn_state(k)
+    before = dict(st.core.descs[256].__dict__)
     port = u.bind_virq(VIRQ_DOM_EXC)
-    assert k.irq.evtchn_to_irq[port] == -1  # no IRQ: the old device works below the IRQ layer
-    assert k.irq.core.descs[256].actions == before["actions"]
+    assert st.evtchn_to_irq[port] == -1  # no IRQ: the old device works below the IRQ layer
+    assert st.core.descs[256].actions == before["actions"]
     k.hv.send_guest_virq(0, VIRQ_DOM_EXC)
     assert u.read_pending() == [port]
     assert k.hv.domains[0].shared_info.evtchn_mask[port]
@@ -97,7 +102,7 @@ def test_2618_device_ports_have_no_irq_and_go_through_evtchn_device_upcall() -> 
 @pytest.mark.parametrize("flavour", ["2.6.18", "modern"])
 def test_notify_reaches_the_other_end(flavour: str) -> None:
     k = dom0(flavour)
-    u = evtchn_open(k, "xenstored")
+    u = k.evtchn_open("xenstored")
     local = k.hv.evtchn_alloc_unbound(0, DOMID_SELF, 0)  # the kernel's own store port
     got: list[int] = []
     bind = l18.bind_caller_port_to_irqhandler if flavour == "2.6.18" else ev.bind_evtchn_to_irqhandler

@@ -18,10 +18,10 @@ from hypothesis import strategies as st
 from xenlab.abi.event_channel import EVTCHNSTAT_closed
 from xenlab.base.trace import Trace
 from xenlab.linux import events as ev
-from xenlab.linux import evtchn as l18
 from xenlab.linux.irq import IRQF_SHARED
 from xenlab.linux.kernel import Kernel
 from xenlab.linux.kernels import new_kernel
+from xenlab.linux.xenlinux import evtchn as l18
 from xenlab.xen.hypervisor import Hypervisor
 
 EXAMPLES = int(os.environ.get("XENLAB_FUZZ_EXAMPLES", "40"))
@@ -46,9 +46,10 @@ def kernel(flavour: str) -> Kernel:
     k = new_kernel(hv, 1, flavour=flavour, trace=trace)
     if flavour == "2.6.18":
         l18.xen_init_IRQ(k)
-        k.irq.space = l18.IrqSpace(0, 256, 256, 16)  # a small DYNIRQ window, so it fills up
-        k.irq.irq_bindcount = k.irq.irq_bindcount[: k.irq.space.NR_IRQS]
-        k.irq.irq_info = k.irq.irq_info[: k.irq.space.NR_IRQS]
+        st_ = l18.evtchn_state(k)
+        st_.space = l18.IrqSpace(0, 256, 256, 16)  # a small DYNIRQ window, so it fills up
+        st_.irq_bindcount = st_.irq_bindcount[: st_.space.NR_IRQS]
+        st_.irq_info = st_.irq_info[: st_.space.NR_IRQS]
     else:
         ev.xen_init_IRQ(k)
     return k
@@ -56,9 +57,9 @@ def kernel(flavour: str) -> Kernel:
 
 def lowest_free(k: Kernel) -> int:
     if k.flavour == "2.6.18":
-        sp = k.irq.space
+        sp = l18.evtchn_state(k).space
         window = range(sp.DYNIRQ_BASE, sp.DYNIRQ_BASE + sp.NR_DYNIRQS)
-        free = [i for i in window if k.irq.irq_bindcount[i] == 0]
+        free = [i for i in window if l18.evtchn_state(k).irq_bindcount[i] == 0]
         return free[0] if free else -28
     used = set(k.irq.core.descs)
     irq = k.irq.gsi_top
@@ -70,7 +71,7 @@ def lowest_free(k: Kernel) -> int:
 def check(k: Kernel, bindings: list[tuple[int, int, object]]) -> None:
     hv = k.hv
     if k.flavour == "2.6.18":
-        st_ = k.irq
+        st_ = l18.evtchn_state(k)
         for port, irq in enumerate(st_.evtchn_to_irq):
             if irq == -1:
                 continue

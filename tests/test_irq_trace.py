@@ -6,10 +6,11 @@ from xenlab.abi.event_channel import DOMID_SELF
 from xenlab.base.trace import Trace
 from xenlab.linux import boot_irqs
 from xenlab.linux import events as ev
-from xenlab.linux import evtchn as l18
 from xenlab.linux.interrupts import show_interrupts
 from xenlab.linux.kernel import Kernel
 from xenlab.linux.kernels import new_kernel
+from xenlab.linux.xenlinux import evtchn as l18
+from xenlab.linux.xenlinux.kernel import XenLinuxKernel
 from xenlab.xen.hypervisor import Hypervisor
 
 
@@ -18,7 +19,10 @@ def booted(flavour: str, vcpus: int = 1) -> Kernel:
     hv = Hypervisor(trace=trace, bits=64)
     hv.domain_create(0, "Domain-0", vcpus=vcpus, privileged=True, initdomain=True)
     k = new_kernel(hv, 0, flavour=flavour, trace=trace)
-    boot_irqs.boot_early_irqs(k)
+    if isinstance(k, XenLinuxKernel):
+        k.boot_early_irqs()
+    else:
+        boot_irqs.boot_early_irqs(k)
     return k
 
 
@@ -60,7 +64,7 @@ def test_2618_tables_replay_and_find_unbound_irq_summary() -> None:
 
 def test_2618_proc_interrupts_format() -> None:
     k = booted("2.6.18")
-    lines = show_interrupts(k).splitlines()
+    lines = k.show_interrupts().splitlines()
     assert lines[:4] == ["           CPU0       ",
                          "256:          0     Dynamic-irq  timer0",
                          "257:          0     Dynamic-irq  resched0",

@@ -8,8 +8,9 @@ from xenbus_harness import Rig
 from xenlab.linux.kernel import Kernel
 from xenlab.linux.sysfs import sysfs
 from xenlab.linux.xenbus.bus import xenbus_driver
-from xenlab.linux.xenbus.client import xenbus_strstate, xenbus_switch_state
+from xenlab.linux.xenbus.client import xenbus_strstate
 from xenlab.linux.xenbus.probe_frontend import xenbus_register_frontend
+from xenlab.linux.xenlinux import xenbus_client as xl_client
 
 DEV = "/local/domain/1/device"
 
@@ -68,6 +69,8 @@ def test_a_frontend_without_backend_details_fails_its_probe_and_says_why() -> No
 
 
 def test_switch_state_skips_unchanged_and_vanished_nodes() -> None:
+    k2, _ = domU("modern", {})
+    assert xenbus_strstate(k2, 7) == "Reconfiguring"
     k, xs = domU("2.6.18", {f"{DEV}/vif/0/state": "1"})
     dev = k.buses["xen"].devices[0]
 
@@ -75,16 +78,14 @@ def test_switch_state_skips_unchanged_and_vanished_nodes() -> None:
         return len([s for s in xs.daemon.trace if ": WRITE " in s.summary])
 
     before = writes()
-    assert xenbus_switch_state(k, dev, 1) == 0  # same state: nothing written
+    assert xl_client.xenbus_switch_state(k, dev, 1) == 0  # same state: nothing written
     assert writes() == before
-    assert xenbus_switch_state(k, dev, 4) == 0  # netfront goes straight to Connected
+    assert xl_client.xenbus_switch_state(k, dev, 4) == 0  # netfront goes straight to Connected
     assert writes() == before + 1 and xs.tool_read(f"{DEV}/vif/0/state") == "4"
     xs.tool_rm(f"{DEV}/vif/0/state")
-    assert xenbus_switch_state(k, dev, 5) == 0  # node gone: not resurrected
+    assert xl_client.xenbus_switch_state(k, dev, 5) == 0  # node gone: not resurrected
     assert xs.tool_read(f"{DEV}/vif/0/state") is None and writes() == before + 1
-    assert xenbus_strstate(k, 7) == "INVALID"  # 2.6.18 names states 0-6 only
-    k2, _ = domU("modern", {})
-    assert xenbus_strstate(k2, 7) == "Reconfiguring"
+    assert xl_client.xenbus_strstate(7) == "INVALID"  # 2.6.18 names states 0-6 only
 
 
 def test_uevent_files_carry_what_udev_and_the_hotplug_scripts_get() -> None:

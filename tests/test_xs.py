@@ -14,18 +14,23 @@ from typing import Any
 import pytest
 
 from xenlab.abi import xs_wire as xsw
-from xenlab.abi.errno import EAGAIN, EEXIST, EINVAL, ENOENT
+from xenlab.abi.errno import EAGAIN, EEXIST, EINVAL, ENOENT, ERANGE
 from xenlab.abi.xs_wire import PAGE_SIZE
 from xenlab.base.sched import Scheduler, WaitQueue
 from xenlab.base.trace import Trace
 from xenlab.linux.kernels import new_kernel
 from xenlab.linux.xenbus import comms, xs
 from xenlab.linux.xenbus.globals import xb_globals
+from xenlab.linux.xenlinux import xenbus_comms as xl_comms
+from xenlab.linux.xenlinux import xenbus_xs as xl_xs
 from xenlab.xenstored import wire
 from xenlab.xenstored.daemon import Daemon
 from xenlab.xenstored.ring import RingServer
 
 GUEST_PORT, DAEMON_PORT, XENBUS_IRQ = 3, 41, 260
+#: each kernel's xenbus_comms / xenbus_xs: XenLinux 2.6.18's own modules, the modern kernel's
+COMMS: dict[str, Any] = {"2.6.18": xl_comms, "modern": comms}
+XS: dict[str, Any] = {"2.6.18": xl_xs, "modern": xs}
 
 
 class Rig:
@@ -38,7 +43,9 @@ class Rig:
         self.kernel = new_kernel(self, domid, flavour=flavour, sched=self.sched,  # type: ignore[arg-type]
                              trace=self.trace)
         self.page = bytearray(PAGE_SIZE)
-        xb = xb_globals(self.kernel)
+        self.comms, self.xs = COMMS[flavour], XS[flavour]
+        xb = self.kernel.xb if flavour == "2.6.18" else xb_globals(self.kernel)  # type: ignore[attr-defined]
+        self.xb = xb
         xb.xen_store_interface = comms.store_interface(self.page)
         xb.xen_store_evtchn = GUEST_PORT
         self.fired: list[int] = []
@@ -47,13 +54,16 @@ class Rig:
         self.handler: Any = None
         self.daemon_wq = WaitQueue("xenstored:evtchn")
         monkeypatch.setattr(comms, "_bind_store_irq", self._bind)
+        monkeypatch.setattr(xl_comms, "bind_caller_port_to_irqhandler",
+                            lambda kernel, port, handler, flags, name, dev_id:
+                            self._bind(kernel, handler, dev_id))
         # xenstored's main loop: wait for an event, service the ring
         self.sched.kthread_run(self.server.service, "xenstored", nests=True,
                                wait=(self.daemon_wq, lambda: bool(self.fired)))
         self.daemon.write(f"/local/domain/{domid}", "")
         self.daemon.set_perms(f"/local/domain/{domid}", f"n{domid}")
         assert self.server.introduce(domid, 0x1234, GUEST_PORT) == 0
-        assert xs.xs_init(self.kernel) == 0
+        assert self.xs.xs_init(self.kernel) == 0
         self.sched.run()
 
     # the guest's hypervisor: EVTCHNOP_send on the store port
@@ -99,7 +109,7 @@ class Rig:
 
     def requests(self) -> list[wire.Message]:
         """Every message the guest wrote into the request ring so far (from offset 0)."""
-        n = comms.ring_indices(self.kernel)["req_prod"]
+        n = self.comms.ring_indices(self.kernel)["req_prod"]
         return wire.Decoder().feed(bytes(self.page[0:n]))
 
     def steps(self, function: str) -> list[Any]:
@@ -116,12 +126,12 @@ def rig(request: Any, monkeypatch: Any) -> Rig:
 def test_xs_init_starts_the_two_threads_in_each_flavours_order(rig: Rig) -> None:
     names = [t.name for t in rig.sched.tasks if t.name != "xenstored"]
     assert names == (["xenwatch", "xenbus"] if rig.kernel.flavour == "2.6.18" else ["xenbus", "xenwatch"])
-    assert xb_globals(rig.kernel).xenbus_irq == XENBUS_IRQ
+    assert rig.xb.xenbus_irq == XENBUS_IRQ
     assert all(t.state == "sleeping" for t in rig.sched.tasks)
 
 
 def test_write_then_read_round_trip_over_the_ring(rig: Rig) -> None:
-    k = rig.kernel
+    k, xs = rig.kernel, rig.xs
     assert xs.xenbus_write(k, xs.XBT_NIL, "data", "greeting", "hello ring") == 0
     assert xs.xenbus_read(k, xs.XBT_NIL, "data", "greeting") == "hello ring"
     assert rig.daemon.request(xsw.XS_READ, "/local/domain/1/data/greeting") == b"hello ring"
@@ -130,7 +140,7 @@ def test_write_then_read_round_trip_over_the_ring(rig: Rig) -> None:
                                                    (xsw.XS_READ, b"data/greeting\0")]
     # 2.6.18 has one request in flight and always sends req_id 0; modern numbers them from 0.
     assert [m.req_id for m in reqs] == ([0, 0] if k.flavour == "2.6.18" else [0, 1])
-    idx = comms.ring_indices(k)
+    idx = rig.comms.ring_indices(k)
     assert idx["req_cons"] == idx["req_prod"] == 16 + 24 + 16 + 14
     assert idx["rsp_cons"] == idx["rsp_prod"] == 16 + 3 + 16 + 10
     talks = [(c.key, c.after) for s in rig.steps("xs_talkv") for c in s.changes]
@@ -140,14 +150,14 @@ def test_write_then_read_round_trip_over_the_ring(rig: Rig) -> None:
 
 def test_kicks_per_flavour(rig: Rig) -> None:
     before = rig.kicks_to_daemon
-    xs.xenbus_read(rig.kernel, xs.XBT_NIL, "missing", "")
+    rig.xs.xenbus_read(rig.kernel, xs.XBT_NIL, "missing", "")
     # 2.6.18 kicks after the header and after the payload, then after each read chunk (2);
     # modern writes both before xenstored looks and kicks once, and never on reads of a non-full ring.
     assert rig.kicks_to_daemon - before == (4 if rig.kernel.flavour == "2.6.18" else 1)
 
 
 def test_error_replies_become_minus_errno(rig: Rig) -> None:
-    k = rig.kernel
+    k, xs = rig.kernel, rig.xs
     assert xs.xenbus_read(k, xs.XBT_NIL, "no", "such") == -ENOENT
     assert xs.xenbus_directory(k, xs.XBT_NIL, "no", "such") == -ENOENT
     assert xs.xenbus_exists(k, xs.XBT_NIL, "no", "such") == 0
@@ -159,7 +169,7 @@ def test_error_replies_become_minus_errno(rig: Rig) -> None:
 
 
 def test_unknown_error_names_are_einval_with_the_kernel_warning(rig: Rig) -> None:
-    k = rig.kernel
+    k, xs = rig.kernel, rig.xs
     assert xs.get_error(k, "EQUOTA") == EINVAL  # oxenstored's quota error
     prefix = "XENBUS " if k.flavour == "2.6.18" else "xenbus: "
     assert k.log[-1].text == f"{prefix}xen store gave: unknown error EQUOTA"
@@ -168,7 +178,7 @@ def test_unknown_error_names_are_einval_with_the_kernel_warning(rig: Rig) -> Non
 
 
 def test_watch_registration_and_the_immediate_event_on_xenwatch(rig: Rig) -> None:
-    k = rig.kernel
+    k, xs = rig.kernel, rig.xs
     seen: list[tuple[str, str, str]] = []
 
     def backend_changed(watch: Any, path: str, token: str) -> None:
@@ -177,7 +187,7 @@ def test_watch_registration_and_the_immediate_event_on_xenwatch(rig: Rig) -> Non
     w = xs.xenbus_watch(node="device", callback=backend_changed)
     assert xs.register_xenbus_watch(k, w) == 0
     token = xs.watch_token(k, w)
-    assert token == f"{xs.WATCH_ADDR_BASE[k.flavour]:X}"
+    assert token == f"{xs.WATCH_ADDR_BASE if k.flavour == '2.6.18' else xs.WATCH_ADDR_BASE[k.flavour]:X}"
     assert token.startswith("FFFF810" if k.flavour == "2.6.18" else "FFFF888")
     rig.sched.run()
     assert seen == [("xenwatch", "device", token)]  # OK, then the one immediate event
@@ -193,16 +203,16 @@ def test_watch_registration_and_the_immediate_event_on_xenwatch(rig: Rig) -> Non
 
 def test_events_for_an_unknown_token_are_dropped(rig: Rig) -> None:
     k = rig.kernel
-    rtype, body = xs.xenbus_dev_request(k, xsw.XS_WATCH, 0, b"data\0DEADBEEF\0")
+    rtype, body = k.xenbus_dev_request(xsw.XS_WATCH, 0, b"data\0DEADBEEF\0")
     assert (rtype, body) == (xsw.XS_WATCH, b"OK\0")
     rig.sched.run()
     summaries = [s.summary for s in rig.trace if "DEADBEEF" in s.summary]
     assert any("no such watch, dropped" in s for s in summaries)
-    assert not xs.xs_state(k).watch_events
+    assert not k.xs_state.watch_events
 
 
 def test_unregister_sends_unwatch_and_stops_callbacks(rig: Rig) -> None:
-    k = rig.kernel
+    k, xs = rig.kernel, rig.xs
     seen: list[str] = []
     w = xs.xenbus_watch(node="control", callback=lambda watch, path, token: seen.append(path))
     xs.register_xenbus_watch(k, w)
@@ -215,17 +225,17 @@ def test_unregister_sends_unwatch_and_stops_callbacks(rig: Rig) -> None:
 
 
 def test_eexist_on_register_is_ignored_only_by_2618(rig: Rig) -> None:
-    k = rig.kernel
+    k, xs = rig.kernel, rig.xs
     w = xs.xenbus_watch(node="memory/target", callback=lambda *a: None)
     token = xs.watch_token(k, w)
     # Someone (a previous kernel before kexec) already registered this exact path and token.
-    xs.xenbus_dev_request(k, xsw.XS_WATCH, 0, b"memory/target\0" + token.encode() + b"\0")
+    k.xenbus_dev_request(xsw.XS_WATCH, 0, b"memory/target\0" + token.encode() + b"\0")
     assert xs.register_xenbus_watch(k, w) == -EEXIST
-    assert (w in xs.xs_state(k).watches) == (k.flavour == "2.6.18")
+    assert (w in k.xs_state.watches) == (k.flavour == "2.6.18")
 
 
 def test_transactions_commit_and_conflict(rig: Rig) -> None:
-    k = rig.kernel
+    k, xs = rig.kernel, rig.xs
     err, t = xs.xenbus_transaction_start(k)
     assert (err, t) == (0, 1)
     assert xs.xenbus_write(k, t, "tx", "a", "1") == 0
@@ -240,13 +250,22 @@ def test_transactions_commit_and_conflict(rig: Rig) -> None:
     assert xs.xenbus_transaction_end(k, t, False) == -EAGAIN  # the caller retries
     assert xs.xenbus_read(k, xs.XBT_NIL, "tx", "a") == "2"
     if k.flavour == "2.6.18":
-        assert xs.xs_state(k).transaction_mutex.readers == 0
+        assert k.xs_state.transaction_mutex.readers == 0
 
 
 def test_scanf_printf_gather(rig: Rig) -> None:
-    k = rig.kernel
+    k, xs = rig.kernel, rig.xs
     assert xs.xenbus_printf(k, xs.XBT_NIL, "device/vif/0", "tx-ring-ref", "%u", 8) == 0
     assert xs.xenbus_printf(k, xs.XBT_NIL, "device/vif/0", "mac", "00:16:3e:00:00:01") == 0
+    if k.flavour == "2.6.18":  # the C shapes: (items matched or -errno, values), (err, values)
+        assert xs.xenbus_scanf(k, xs.XBT_NIL, "device/vif/0", "tx-ring-ref", "%u") == (1, [8])
+        assert xs.xenbus_scanf(k, xs.XBT_NIL, "device/vif/0", "nothing", "%u") == (-ENOENT, [])
+        assert xs.xenbus_printf(k, xs.XBT_NIL, "device/vif/0", "bridge", "xenbr0") == 0
+        assert xs.xenbus_scanf(k, xs.XBT_NIL, "device/vif/0", "bridge", "%u") == (-ERANGE, [])
+        assert xs.xenbus_scanf(k, xs.XBT_NIL, "device/vif/0", "mac", "%x:%x") == (2, [0, 0x16])
+        assert xs.xenbus_gather(k, xs.XBT_NIL, "device/vif/0", ("tx-ring-ref", "%u"), ("mac", None)) == (
+            0, [8, "00:16:3e:00:00:01"])
+        return
     assert xs.xenbus_scanf(k, xs.XBT_NIL, "device/vif/0", "tx-ring-ref") == 8
     assert xs.xenbus_scanf(k, xs.XBT_NIL, "device/vif/0", "nothing") == -ENOENT
     assert xs.xenbus_gather(k, xs.XBT_NIL, "device/vif/0", ("tx-ring-ref", int), ("mac", None)) == [
@@ -254,15 +273,15 @@ def test_scanf_printf_gather(rig: Rig) -> None:
 
 
 def test_notebook_wrapper_raises_naming_the_errno(rig: Rig) -> None:
-    store = xs.XenStore(rig.kernel)
+    store = rig.xs.XenStore(rig.kernel)
     store.write("name", "guest")
     assert store.read("name") == "guest"
-    with pytest.raises(xs.XenbusError, match="read nothing: ENOENT"):
+    with pytest.raises(rig.xs.XenbusError, match="read nothing: ENOENT"):
         store.read("nothing")
 
 
 def test_wrong_reply_type_is_einval_with_the_kernel_warning(rig: Rig) -> None:
-    k = rig.kernel
+    k, xs = rig.kernel, rig.xs
     # Sabotage the daemon's dispatch for one request: answer READ with a WRITE-typed "OK".
     real = rig.daemon.handle
 
@@ -279,17 +298,34 @@ def test_wrong_reply_type_is_einval_with_the_kernel_warning(rig: Rig) -> None:
 
 def test_corrupted_response_indices_are_reset_and_reported_by_the_xenbus_thread(rig: Rig) -> None:
     k = rig.kernel
-    intf = xb_globals(k).xen_store_interface
+    intf = rig.xb.xen_store_interface
     intf.rsp_prod = (intf.rsp_cons + 2000) & 0xFFFFFFFF  # more than a ring's worth "in flight"
-    comms.wake_waiting(k, XENBUS_IRQ, comms.xb_waitq(k))
+    handler, dev_id = rig.handler
+    handler(XENBUS_IRQ, dev_id)  # the store interrupt
     rig.sched.run()
     assert (intf.rsp_cons, intf.rsp_prod) == (0, 0)
     prefix = "XENBUS " if k.flavour == "2.6.18" else "xenbus: "
     assert k.log[-1].text == f"{prefix}error -5 while reading message"
 
 
-def test_a_watch_event_with_one_string_is_refused(rig: Rig) -> None:
-    assert xs._dispatch_watch_event(rig.kernel, b"only-a-path\0") == -EINVAL
+def test_a_watch_event_with_one_string_is_refused(modern_rig: Rig) -> None:
+    assert xs._dispatch_watch_event(modern_rig.kernel, b"only-a-path\0") == -EINVAL
+
+
+def test_2618_a_watch_event_with_one_string_is_an_error_of_the_xenbus_thread(monkeypatch: Any) -> None:
+    rig = Rig("2.6.18", monkeypatch)
+    k, intf = rig.kernel, rig.xb.xen_store_interface
+    body = b"only-a-path\0"  # xenstored put a WATCH_EVENT without a token in the response ring
+    msg = xl_xs.HDR.pack(xsw.XS_WATCH_EVENT, 0, 0, len(body)) + body
+    off = intf.rsp_prod % 1024
+    rig.page[1024 + off:1024 + off + len(msg)] = msg
+    intf.rsp_prod += len(msg)
+    handler, dev_id = rig.handler
+    handler(XENBUS_IRQ, dev_id)
+    rig.sched.run()
+    assert k.log[-1].text == f"XENBUS error {-EINVAL} while reading message"
+    assert not k.xs_state.watch_events
+    rig.sched.shutdown()
 
 
 @pytest.fixture
@@ -304,7 +340,7 @@ def test_modern_hvm_guest_resets_stale_watches_when_the_toolstack_offers_it(mode
     from types import SimpleNamespace
 
     rig = modern_rig
-    k = rig.kernel
+    k, xs = rig.kernel, rig.xs
     # A watch left behind by the kernel that ran before a kexec.
     xs.xenbus_dev_request(k, xsw.XS_WATCH, 0, b"data\0FFFF888000001000\0")
     rig.dom0_write("/local/domain/1/control/platform-feature-xs_reset_watches", "1")

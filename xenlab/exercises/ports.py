@@ -3,7 +3,7 @@
 ``gen_evtchn`` runs a sequence of EVTCHNOP_alloc_unbound / bind_interdomain / close
 between dom0 and a guest on a fresh xenlab.xen Hypervisor and asks what each returned
 and which ports end up in which state. ``gen_irq`` binds and unbinds on a XenLinux
-2.6.18 guest (xenlab.linux.evtchn) and asks what find_unbound_irq hands out and what the
+2.6.18 guest (xenlab.linux.xenlinux.evtchn) and asks what find_unbound_irq hands out and what the
 packed irq_info word of an IRQ holds.
 """
 
@@ -15,9 +15,8 @@ from typing import Any
 from xenlab.abi.event_channel import VIRQ_DEBUG, VIRQ_TIMER
 from xenlab.base.trace import Trace
 from xenlab.exercises.common import Question
-from xenlab.linux import evtchn as l18
-from xenlab.linux.kernel import Kernel
-from xenlab.linux.kernels import new_kernel
+from xenlab.linux.xenlinux import evtchn as l18
+from xenlab.linux.xenlinux.kernel import XenLinuxKernel
 from xenlab.xen.hypervisor import Hypervisor
 
 
@@ -87,10 +86,10 @@ def gen_evtchn(rng: random.Random) -> Question:
     return q
 
 
-def guest_2618(guest: int = 1) -> Kernel:
+def guest_2618(guest: int = 1) -> XenLinuxKernel:
     """A 2.6.18 domU whose IRQ layer is initialised (xen_init_IRQ), beside dom0."""
     hv = two_domains(guest)
-    k = new_kernel(hv, guest, flavour="2.6.18", trace=hv.trace)
+    k = XenLinuxKernel(hv, guest, trace=hv.trace)
     l18.xen_init_IRQ(k)
     return k
 
@@ -98,7 +97,7 @@ def guest_2618(guest: int = 1) -> Kernel:
 def gen_irq(rng: random.Random) -> Question:
     """Binds and unbinds on XenLinux 2.6.18: IRQs returned, the next find_unbound_irq, an irq_info word."""
     k = guest_2618()
-    st = k.irq
+    st = l18.evtchn_state(k)
     store = k.hv.evtchn_alloc_unbound(0, k.domid, 0)  # the toolstack's store port, given to the guest
     lines: list[str] = []
     results: list[int] = []

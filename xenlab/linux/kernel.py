@@ -117,6 +117,8 @@ class Kernel:
     release: ClassVar[str] = ""
     #: driver_bound / device_release_driver send KOBJ_BIND / KOBJ_UNBIND uevents (Linux 4.14 on)
     KOBJ_BIND_UEVENTS: ClassVar[bool] = False
+    #: the kernel faults this kernel checks, (name, what it does) (sim/faults.py offers them)
+    FAULTS: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     hv: Hypervisor
     domid: int

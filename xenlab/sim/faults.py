@@ -2,7 +2,7 @@
 
 Kernel faults are names the guest kernel checks with ``kernel.fault(name)`` at the
 point of failure (the driver model, xenbus probe, the IRQ layer define and check
-them; ``xenlab.linux.xenbus.probe.FAULTS`` lists the probe's). The machine adds a
+them; each kernel class lists its own in its ``FAULTS``). The machine adds a
 kernel fault to the kernel of the domain it targets before that kernel boots.
 Machine faults are done by the machine itself (e.g. the toolstack leaving stale bytes
 in a guest's store page, so that guest's ``xb_init_comms`` finds a non-quiescent ring).
@@ -33,10 +33,14 @@ MACHINE_FAULTS: tuple[Fault, ...] = (
 )
 
 def kernel_faults() -> tuple[tuple[str, str], ...]:
-    """(name, what it does) of each kernel fault: xenbus probe's FAULTS (the seed's error paths)."""
-    from xenlab.linux.xenbus.probe import FAULTS
+    """(name, what it does) of each kernel fault: every kernel class's FAULTS, first mention first."""
+    from xenlab.linux.kernels import KERNELS
 
-    return tuple(FAULTS)
+    out: dict[str, str] = {}
+    for cls in KERNELS.values():
+        for name, what in cls.FAULTS:
+            out.setdefault(name, what)
+    return tuple(out.items())
 
 
 def kernel_fault_names() -> tuple[str, ...]:

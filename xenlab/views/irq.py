@@ -37,7 +37,7 @@ def _live(value: Any) -> bool:
 
 def _fmt(value: Any, table: str = "") -> str:
     if table.endswith("/irq_info") and isinstance(value, int):
-        from xenlab.linux import evtchn  # 2.6.18 packs type<<24 | index<<16 | port
+        from xenlab.linux.xenlinux import evtchn  # 2.6.18 packs type<<24 | index<<16 | port
 
         t = evtchn.type_from_irq_info(value)
         name = evtchn.IRQT_NAMES_L18[t] if t < len(evtchn.IRQT_NAMES_L18) else str(t)

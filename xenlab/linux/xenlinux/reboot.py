@@ -1,0 +1,88 @@
+"""drivers/xen/core/reboot.c, XenLinux 2.6.18: the shutdown and sysrq watches.
+
+``setup_shutdown_event`` (subsys_initcall) registers a xenstore notifier; when xenbus
+probes, ``setup_shutdown_watcher`` reads control/platform-feature-multiprocessor-suspend
+(fast_suspend) and watches control/shutdown and control/sysrq (2.6.18 writes no
+feature-* nodes: those came with upstream manage.c). Each watch fires once at
+registration: ``shutdown_handler`` / ``sysrq_handler`` start a transaction, read their
+node, find it missing and abort ("F"). The lab does not shut down.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from xenlab.abi.errno import ENOENT, ERANGE
+from xenlab.linux.kernel import KERN_ERR
+from xenlab.linux.xenlinux.xenbus_probe import register_xenstore_notifier
+from xenlab.linux.xenlinux.xenbus_xs import (
+    XBT_NIL,
+    register_xenbus_watch,
+    watch_callback,
+    xenbus_printf,
+    xenbus_read,
+    xenbus_transaction_end,
+    xenbus_transaction_start,
+    xenbus_watch,
+)
+
+if TYPE_CHECKING:
+    from xenlab.linux.xenlinux.kernel import XenLinuxKernel
+
+SRC = "drivers/xen/core/reboot.c"
+
+
+def shutdown_handler(kernel: XenLinuxKernel, watch: xenbus_watch, path: str, token: str) -> None:
+    """shutdown_handler: in a transaction read control/shutdown; empty or missing -> abort and return."""
+    err, xbt = xenbus_transaction_start(kernel)
+    if err:
+        return
+    val = xenbus_read(kernel, xbt, "control", "shutdown")
+    if isinstance(val, int) or val == "":  # "Ignore read errors and empty reads."
+        xenbus_transaction_end(kernel, xbt, 1)
+        return
+    xenbus_printf(kernel, xbt, "control", "shutdown", "")
+    xenbus_transaction_end(kernel, xbt, 0)
+    kernel.record("shutdown_handler", f"control/shutdown = {val!r}: the lab does not shut down", SRC)
+
+
+def sysrq_handler(kernel: XenLinuxKernel, watch: xenbus_watch, path: str, token: str) -> None:
+    """sysrq_handler: in a transaction read control/sysrq; missing or empty -> abort."""
+    err, xbt = xenbus_transaction_start(kernel)
+    if err:
+        return
+    val = xenbus_read(kernel, xbt, "control", "sysrq")
+    if isinstance(val, int) or val == "":
+        err = val if isinstance(val, int) else -ERANGE
+        if err not in (-ENOENT, -ERANGE):
+            kernel.printk(KERN_ERR, f"Error {err} reading sysrq code in control/sysrq")
+        xenbus_transaction_end(kernel, xbt, 1)
+        return
+    xenbus_printf(kernel, xbt, "control", "sysrq", "")
+    xenbus_transaction_end(kernel, xbt, 0)
+
+
+def setup_shutdown_watcher(kernel: XenLinuxKernel) -> int:
+    """setup_shutdown_watcher: read fast_suspend, then watch control/shutdown and control/sysrq."""
+    xenbus_read(kernel, XBT_NIL, "control", "platform-feature-multiprocessor-suspend")
+    err = register_xenbus_watch(kernel, xenbus_watch("control/shutdown",
+                                                     watch_callback(kernel, shutdown_handler)))
+    if err:
+        kernel.printk(KERN_ERR, "Failed to set shutdown watcher")
+        return err
+    err = register_xenbus_watch(kernel, xenbus_watch("control/sysrq", watch_callback(kernel, sysrq_handler)))
+    if err:
+        kernel.printk(KERN_ERR, "Failed to set sysrq watcher")
+        return err
+    kernel.record("setup_shutdown_watcher", "watching control/shutdown and control/sysrq", SRC)
+    return 0
+
+
+def shutdown_event(kernel: XenLinuxKernel) -> None:
+    """shutdown_event: the xenstore notifier: setup_shutdown_watcher."""
+    setup_shutdown_watcher(kernel)
+
+
+def setup_shutdown_event(kernel: XenLinuxKernel) -> int:
+    """setup_shutdown_event (subsys_initcall): register the xenstore notifier."""
+    return register_xenstore_notifier(kernel, shutdown_event)
