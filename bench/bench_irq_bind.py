@@ -16,7 +16,7 @@ from xenlab.abi.event_channel import DOMID_SELF
 from xenlab.base.trace import Trace
 from xenlab.linux import events as ev
 from xenlab.linux import evtchn as l18
-from xenlab.linux.kernel import Kernel
+from xenlab.linux.kernels import new_kernel
 from xenlab.xen.hypervisor import Hypervisor
 
 SIZES = (256, 1024, 4096)
@@ -31,7 +31,7 @@ def run(flavour: str, n: int) -> tuple[int, int, float, int]:
     trace = Trace()
     hv = Hypervisor(trace=trace, bits=64)
     hv.domain_create(0, "Domain-0", vcpus=1, privileged=True, initdomain=True)
-    k = Kernel(hv, 0, flavour=flavour, trace=trace)
+    k = new_kernel(hv, 0, flavour, trace=trace)
     with trace.muted():
         if flavour == "2.6.18":
             l18.xen_init_IRQ(k, variant="RH5-274", arch="x86_64")

@@ -18,10 +18,11 @@ import time
 from xenlab.abi.xs_wire import PAGE_SIZE, XS_INTRODUCE, XS_READ, XS_SET_PERMS, XS_WRITE, XSD_SOCKMSG_SIZE
 from xenlab.base.sched import Scheduler
 from xenlab.base.trace import Trace
-from xenlab.linux.kernel import Kernel
+from xenlab.linux.kernels import new_kernel
 from xenlab.linux.xenbus import comms
 from xenlab.linux.xenbus.globals import xb_globals
 from xenlab.xen.hypervisor import Hypervisor
+from xenlab.xenstored import payload as pl
 from xenlab.xenstored import wire
 from xenlab.xenstored.daemon import Daemon
 from xenlab.xenstored.host import HypervisorHost
@@ -41,14 +42,14 @@ def main() -> None:
     page = hv.memory.alloc_page(1)
     guest_port = hv.evtchn_alloc_unbound(1, 1, 0)
     sock = daemon.new_connection(0, "socket1")
-    daemon.handle(sock, wire.Message(XS_INTRODUCE, 1, 0, wire.introduce_payload(1, page.mfn, guest_port)))
+    daemon.handle(sock, wire.Message(XS_INTRODUCE, 1, 0, pl.introduce_payload(1, page.mfn, guest_port)))
     assert sock.take_output()[0].payload == b"OK\0", "INTRODUCE failed"
-    daemon.handle(sock, wire.Message(XS_WRITE, 2, 0, wire.write_payload("/local/domain/1/name", "guest")))
-    perms = wire.perms_payload("/local/domain/1/name", ["n0", "r1"])
+    daemon.handle(sock, wire.Message(XS_WRITE, 2, 0, pl.write_payload("/local/domain/1/name", "guest")))
+    perms = pl.perms_payload("/local/domain/1/name", ["n0", "r1"])
     daemon.handle(sock, wire.Message(XS_SET_PERMS, 3, 0, perms))
     assert [m.payload for m in sock.take_output()] == [b"OK\0", b"OK\0"]
     # The guest: a modern-flavour kernel whose xb_write/xb_read never sleep (comms.py).
-    kernel = Kernel(hv, 1, flavour="modern", sched=Scheduler(), trace=trace)
+    kernel = new_kernel(hv, 1, "modern", sched=Scheduler(), trace=trace)
     xb = xb_globals(kernel)
     xb.xen_store_interface = comms.store_interface(page.buf)
     xb.xen_store_evtchn = guest_port

@@ -18,6 +18,7 @@ import tempfile
 import time
 
 from xenlab.abi.xs_wire import XS_READ, XS_WRITE
+from xenlab.xenstored import payload as pl
 from xenlab.xenstored import wire
 
 ROUND_TRIPS = int(os.environ.get("XENLAB_BENCH_ROUND_TRIPS", "5000"))
@@ -82,9 +83,9 @@ def main() -> None:
             value = b"Domain-0"
             with socket.socket(socket.AF_UNIX) as s:  # the node the READs will fetch
                 s.connect(lab_path)
-                s.sendall(wire.encode(wire.Message(XS_WRITE, 1, 0, wire.write_payload("/bench/name", value))))
+                s.sendall(wire.encode(wire.Message(XS_WRITE, 1, 0, pl.write_payload("/bench/name", value))))
                 s.recv(64)
-            request = wire.encode(wire.Message(XS_READ, 2, 0, wire.path_payload("/bench/name")))
+            request = wire.encode(wire.Message(XS_READ, 2, 0, pl.path_payload("/bench/name")))
             lab_reply = 16 + len(value)
             round_trips(lab_path, 200, request, lab_reply)  # warm up both
             round_trips(echo_path, 200, request, len(request))

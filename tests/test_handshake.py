@@ -1,147 +1,23 @@
 """The split-driver handshake: a dom0 backend and a domU frontend meet through xenstore.
 
-The frontend and backend kernels talk to the lab xenstored directly (tests/xenbus_harness.py);
-event channels and grants go through a stand-in hypervisor, so what is checked here is the
-xenbus side: the probe, the otherend watches, the keys each driver writes and the states.
+Both kernels run on the real hypervisor and talk to the lab xenstored over their store
+rings (tests/xenbus_harness.py builds that small host); what is checked here is the
+xenbus side: the probe, the otherend watches, the keys each driver writes, the event
+channels and IRQs each end binds, and the states.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
-from xenbus_harness import DirectXs, FakeHV, FakeIrqLayer
+from xenbus_harness import BE, FE, Pair, irq_names, load_frontends, make_pair, port_irq_name
 
 from xenlab.abi.xenbus import XenbusStateClosed, XenbusStateConnected
-from xenlab.base.sched import Scheduler
-from xenlab.base.trace import Trace
-from xenlab.linux.drivers.blkback import blkback_init
-from xenlab.linux.drivers.blkfront import blkfront_init
-from xenlab.linux.drivers.console import console_init
-from xenlab.linux.drivers.netback import netback_init
-from xenlab.linux.drivers.netfront import netfront_init
-from xenlab.linux.genhd import BlockDevice, add_disk
-from xenlab.linux.kernel import Kernel
-from xenlab.linux.kernels import new_kernel
 from xenlab.linux.sysfs import sysfs
-from xenlab.linux.xenbus.probe import (
-    xb_waitq,
-    xenbus_init,
-    xenbus_probe_backend_init,
-    xenbus_probe_frontend_init,
-    xenbus_probe_init,
-    xenbus_probe_initcall,
-)
-from xenlab.linux.xenbus.probe_frontend import boot_wait_for_devices
-from xenlab.sim.toolstack import block_hotplug_writes, vif_hotplug_writes
-
-FE = "/local/domain/1/device"
-BE = "/local/domain/0/backend"
 
 
-@dataclass
-class Pair:
-    """dom0 with backends and a domU with frontends, one store, one scheduler."""
-
-    hv: FakeHV
-    xs: DirectXs
-    dom0: Kernel
-    domU: Kernel
-    sched: Scheduler
-
-    def settle(self) -> None:
-        self.sched.run(timers=True)
-
-    def read(self, path: str) -> str | None:
-        return self.xs.tool_read(path)
-
-
-def boot_kernel(k: Kernel) -> None:
-    """The initcalls in the order each flavour runs them."""
-    if k.flavour == "2.6.18":
-        assert xenbus_probe_init(k) == 0
-        return
-    assert xenbus_init(k) == 0
-    assert xenbus_probe_backend_init(k) == 0
-    assert xenbus_probe_frontend_init(k) == 0
-    console_init(k)
-    assert xenbus_probe_initcall(k) == 0
-
-
-def libxl_add_devices(xs: DirectXs) -> None:
-    """What `xl create` writes for disk xvda (51712) and vif 0 (libxl_device.c), with its permissions."""
-    def node(path: str, value: str = "") -> None:
-        xs.tool_write(path, value)
-
-    for path in ("/local/domain/1", f"{FE}", f"{FE}/vbd", f"{FE}/vif"):
-        node(path)
-        xs.tool_set_perms(path, "n0", "r1")
-    vbd_be, vbd_fe = f"{BE}/vbd/1/51712", f"{FE}/vbd/51712"
-    vif_be, vif_fe = f"{BE}/vif/1/0", f"{FE}/vif/0"
-    for be, fe in ((vbd_be, vbd_fe), (vif_be, vif_fe)):
-        node(be)
-        xs.tool_set_perms(be, "n0", "r1")
-        node(fe)
-        xs.tool_set_perms(fe, "n1", "r0")
-    for k, v in {"frontend": vbd_fe, "frontend-id": "1", "online": "1", "params": "/xenlab/disk.img",
-                 "dev": "xvda", "type": "phy", "mode": "w", "device-type": "disk", "discard-enable": "1",
-                 "script": "/etc/xen/scripts/block", "state": "1"}.items():
-        node(f"{vbd_be}/{k}", v)
-    for k, v in {"backend": vbd_be, "backend-id": "0", "virtual-device": "51712", "device-type": "disk",
-                 "trusted": "1", "state": "1"}.items():
-        node(f"{vbd_fe}/{k}", v)
-    for k, v in {"frontend": vif_fe, "frontend-id": "1", "online": "1", "mac": "00:16:3e:00:00:01",
-                 "bridge": "xenbr0", "handle": "0", "type": "vif", "script": "/etc/xen/scripts/vif-bridge",
-                 "state": "1"}.items():
-        node(f"{vif_be}/{k}", v)
-    for k, v in {"backend": vif_be, "backend-id": "0", "handle": "0", "mac": "00:16:3e:00:00:01",
-                 "mtu": "1500", "trusted": "1", "state": "1"}.items():
-        node(f"{vif_fe}/{k}", v)
-
-
-def make_pair(flavour: str = "modern", vcpus: int = 1) -> Pair:
-    """Boot dom0 (xenstored up, backends loaded) and a domU (frontends not yet loaded), add vbd + vif."""
-    hv, sched, trace = FakeHV(), Scheduler(), Trace()
-    hv.domain_create(0, initdomain=True, vcpus=vcpus)
-    d1 = hv.domain_create(1, vcpus=vcpus)
-    store = hv.memory.alloc_page(1)
-    d1.start_info.store_mfn, d1.start_info.store_evtchn = store.mfn, hv.evtchn_alloc_unbound(1, 1, 0)
-    xs = DirectXs()
-    dom0 = new_kernel(hv, 0, flavour=flavour, sched=sched, trace=trace, name="dom0")  # type: ignore[arg-type]
-    domU = new_kernel(hv, 1, flavour=flavour, sched=sched, trace=trace, name="domU1")  # type: ignore[arg-type]
-    for k in (dom0, domU):
-        xs.attach(k)
-        k.irq_ops = FakeIrqLayer()
-    boot_kernel(dom0)
-    sched.run()  # dom0's boot threads start and go to sleep
-    if flavour == "2.6.18":
-        dom0.xb.xenstored_ready = 1  # the first store interrupt: wake_waiting sets it and
-        dom0.xb.probe_work()  # schedules probe_work
-    else:
-        sched.wake_up(xb_waitq(dom0))  # xenstored's first notify wakes the "xenbus_probe" thread
-    sched.run()
-    add_disk(dom0, 7, 0, BlockDevice("loop0", sectors=32768, discard_granularity=4096))
-    assert blkback_init(dom0) == 0 and netback_init(dom0) == 0
-    pair = Pair(hv, xs, dom0, domU, sched)
-    libxl_add_devices(xs)
-    pair.settle()
-    for k, v in block_hotplug_writes(7, 0, "/dev/loop0"):  # libxl runs the scripts once InitWait
-        xs.tool_write(f"{BE}/vbd/1/51712/{k}", v)
-    for k, v in vif_hotplug_writes():
-        xs.tool_write(f"{BE}/vif/1/0/{k}", v)
-    pair.settle()
-    boot_kernel(domU)
-    pair.settle()
-    return pair
-
-
-def load_frontends(pair: Pair) -> None:
-    """insmod xen-blkfront.ko; insmod xen-netfront.ko (each waits for its devices to connect)."""
-    if pair.domU.flavour != "2.6.18":
-        boot_wait_for_devices(pair.domU)
-    assert blkfront_init(pair.domU) == 0
-    assert netfront_init(pair.domU) == 0
-    pair.settle()
+def driver_irqs(names: list[str]) -> list[str]:
+    """The IRQ names the block and net drivers requested (the boot's own IRQs left out)."""
+    return [n for n in names if n.startswith(("blkif", "vif"))]
 
 
 @pytest.fixture(scope="module")
@@ -209,12 +85,13 @@ def test_event_channels_are_bound_pairs_with_the_kernels_irq_names(connected: Pa
                 int(r(f"{FE}/vif/0/event-channel-rx") or 0)]
     assert fe_ports == sorted(fe_ports) and len(set(fe_ports)) == 3  # blkif first, then vif tx, rx
     d1, d0 = connected.hv.domains[1], connected.hv.domains[0]
-    back = [d1.ports[p] for p in fe_ports]
-    assert all(state == "interdomain" and dom == 0 for state, dom, _ in back)
-    names = {d0_port: name for d0_port, name in connected.dom0.irq_ops.irqs.values()}
-    assert [names[b[2]] for b in back] == ["blkif-backend", "vif1.0-q0-tx", "vif1.0-q0-rx"]
-    assert [n for _, n in connected.domU.irq_ops.irqs.values()] == ["blkif", "vif0-q0-tx", "vif0-q0-rx"]
-    assert all(d0.ports[b[2]][2] == p for b, p in zip(back, fe_ports, strict=True))
+    back = [d1.chns[p].summary() or () for p in fe_ports]
+    assert all(s[:2] == ("interdomain", 0) for s in back)
+    assert [port_irq_name(connected.dom0, b[2]) for b in back] == ["blkif-backend", "vif1.0-q0-tx",
+                                                                   "vif1.0-q0-rx"]
+    assert [port_irq_name(connected.domU, p) for p in fe_ports] == ["blkif", "vif0-q0-tx", "vif0-q0-rx"]
+    assert driver_irqs(irq_names(connected.domU)) == ["blkif", "vif0-q0-tx", "vif0-q0-rx"]
+    assert all(d0.chns[b[2]].summary() == ("interdomain", 1, p) for b, p in zip(back, fe_ports, strict=True))
 
 
 def test_dmesg_shows_what_the_real_kernels_print(connected: Pair) -> None:
@@ -240,8 +117,12 @@ def test_teardown_goes_through_closing_to_closed() -> None:
     # the backend saw the frontend Closed with online = 0: it unregistered its device
     assert sysfs(pair.dom0).listdir("/sys/bus/xen-backend/devices") == ["vif-1-0"]
     # both ends gave their IRQs and ports back; the vif still has its own
-    assert [n for _, n in pair.domU.irq_ops.irqs.values()] == ["vif0-q0-tx", "vif0-q0-rx"]
-    assert [n for _, n in pair.dom0.irq_ops.irqs.values()] == ["vif1.0-q0-tx", "vif1.0-q0-rx"]
+    assert driver_irqs(irq_names(pair.domU)) == ["vif0-q0-tx", "vif0-q0-rx"]
+    assert driver_irqs(irq_names(pair.dom0)) == ["vif1.0-q0-tx", "vif1.0-q0-rx"]
+    ports = [int(pair.read(f"{FE}/vif/0/event-channel-{q}") or 0) for q in ("tx", "rx")]
+    d1 = pair.hv.domains[1]
+    assert [c.port for c in d1.chns if (c.summary() or ("",))[0] == "interdomain"] == [
+        pair.rig.guests[1].store_port, *ports]  # the vbd's port is closed; the store's and the vif's stay
 
 
 def test_the_2618_handshake_uses_its_own_keys() -> None:
@@ -280,7 +161,7 @@ def test_with_two_vcpus_each_side_negotiates_two_queues() -> None:
         "event-channel-rx", "event-channel-tx", "rx-ring-ref", "tx-ring-ref"]
     assert r(f"{FE}/vbd/51712/multi-queue-num-queues") == "2"
     assert r(f"{FE}/vbd/51712/queue-0/ring-ref") == "8"
-    names = [n for _, n in pair.dom0.irq_ops.irqs.values()]
+    names = driver_irqs(irq_names(pair.dom0))
     assert names == ["blkif-backend", "blkif-backend", "vif1.0-q0-tx", "vif1.0-q0-rx", "vif1.0-q1-tx",
                      "vif1.0-q1-rx"]
 

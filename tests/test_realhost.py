@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from xs_client import RingEnd
 
 from xenlab.abi import xs_wire as xsw
+from xenlab.abi.domctl import DomainInfoFlags, XEN_DOMINF_dying, XEN_DOMINF_shutdown
 from xenlab.abi.event_channel import VIRQ_DOM_EXC
-from xenlab.abi.xs_wire import xenstore_domain_interface
 from xenlab.base.trace import Trace
 from xenlab.xen.hypervisor import Hypervisor
+from xenlab.xenstored import payload as pl
 from xenlab.xenstored import realhost as rh
 from xenlab.xenstored import wire
 from xenlab.xenstored.daemon import Daemon
@@ -158,8 +160,8 @@ class FakeDrivers:
         for d in sorted(self.hv.domains):
             if d >= domid:
                 dom = self.hv.domains[d]
-                flags = (rh.XEN_DOMINF_dying if dom.is_dying else 0)
-                flags |= rh.XEN_DOMINF_shutdown if getattr(dom, "is_shutdown", False) else 0
+                flags = (XEN_DOMINF_dying if dom.is_dying else 0)
+                flags |= XEN_DOMINF_shutdown if dom.is_shut_down else 0
                 struct.pack_into("<HxxI", buf, 16, d, flags)
                 return 0
         raise OSError(errno.ESRCH, "no such domain")
@@ -193,29 +195,11 @@ class FakeDrivers:
         self.comm = name
 
 
-class Ring:
+class Ring(RingEnd):
     """The other end of a store page (the dom0 kernel's xenbus, or a guest's)."""
 
     def __init__(self, page: Any) -> None:
-        self.mem = memoryview(page)
-        self.intf = xenstore_domain_interface.from_buffer(page)
-        self.dec = wire.Decoder()
-        self.req_id = 0
-
-    def send(self, msg_type: int, payload: bytes) -> None:
-        self.req_id += 1
-        data = wire.encode(Message(msg_type, self.req_id, 0, payload))
-        i = self.intf
-        for k, byte in enumerate(data):
-            self.mem[(i.req_prod + k) & 1023] = byte
-        i.req_prod = (i.req_prod + len(data)) & U32
-
-    def take(self) -> list[Message]:
-        i = self.intf
-        n = (i.rsp_prod - i.rsp_cons) & U32
-        data = bytes(self.mem[1024 + ((i.rsp_cons + k) & 1023)] for k in range(n))
-        i.rsp_cons = (i.rsp_cons + n) & U32
-        return self.dec.feed(data)
+        super().__init__(page, strict_types=False)
 
 
 class Client:
@@ -338,7 +322,7 @@ def test_the_kernels_request_is_answered_and_its_port_written_back(lab: Lab) -> 
     k.send(xsw.XS_WATCH, b"backend\0" + b"tok\0")
     lab.hv.evtchn_send(0, lab.drv.xsd_port)
     lab.turn()
-    assert k.take() == [Message(xsw.XS_WATCH, 2, 0, b"OK\0"), wire.watch_event("backend", "tok")]
+    assert k.take() == [Message(xsw.XS_WATCH, 2, 0, b"OK\0"), pl.watch_event("backend", "tok")]
 
 
 def test_a_socket_write_reaches_the_kernels_watch_in_the_same_turn(lab: Lab) -> None:
@@ -352,7 +336,7 @@ def test_a_socket_write_reaches_the_kernels_watch_in_the_same_turn(lab: Lab) -> 
     xl = Client(lab.path, lab)
     assert xl.talk(xsw.XS_WRITE, b"/local/domain/0/backend/vbd/1/51712/state\x004").payload == b"OK\0"
     # (a relative watch gets the path relative to /local/domain/0)
-    assert k.take() == [wire.watch_event("backend/vbd/1/51712/state", "tok")]
+    assert k.take() == [pl.watch_event("backend/vbd/1/51712/state", "tok")]
 
 
 def test_a_guest_is_mapped_by_grant_ref_1_served_and_released(lab: Lab) -> None:
@@ -365,7 +349,7 @@ def test_a_guest_is_mapped_by_grant_ref_1_served_and_released(lab: Lab) -> None:
     watcher = Client(lab.path, lab)
     assert watcher.talk(xsw.XS_WATCH, b"@releaseDomain\0domlist\0").payload == b"OK\0"
     watcher.events()
-    reply = xl.talk(xsw.XS_INTRODUCE, wire.introduce_payload(1, page.mfn, guest_port))
+    reply = xl.talk(xsw.XS_INTRODUCE, pl.introduce_payload(1, page.mfn, guest_port))
     assert reply.payload == b"OK\0"
     assert ("gntdev_map", (1, 1)) in drv.calls and ("bind_interdomain", (1, guest_port)) in drv.calls
     g = Ring(page.buf)
@@ -384,14 +368,14 @@ def test_a_guest_is_mapped_by_grant_ref_1_served_and_released(lab: Lab) -> None:
     assert [c for c in drv.calls if c[0] in ("munmap", "gntdev_unmap")] == [("munmap", 0x2000),
                                                                            ("gntdev_unmap", 0)]
     watcher.talk(xsw.XS_READ, b"/\0")
-    assert watcher.events() == [wire.watch_event("@releaseDomain", "domlist")]
+    assert watcher.events() == [pl.watch_event("@releaseDomain", "domlist")]
 
 
 def test_getdomaininfo_answers_the_next_domain_or_esrch(lab: Lab) -> None:
     hv = lab.hv
     hv.domain_create(2, "other")
     # 4.17 answers with the first domain whose id is >= the one asked: d1 asked, d2 answered.
-    assert lab.host.getdomaininfo(1) == rh.DomainInfo(2, 0)
+    assert lab.host.getdomaininfo(1) == DomainInfoFlags(2, 0)
     assert rh.domain_gone(lab.host, lab.daemon, 1)
     assert lab.host.getdomaininfo(3) is None  # ESRCH
     assert not rh.domain_gone(lab.host, lab.daemon, 2)
@@ -403,7 +387,7 @@ def test_a_refused_ioctl_names_what_failed(lab: Lab) -> None:
     with pytest.raises(HostError, match="gntdev map d5 ref 1"):
         lab.host.map_store_page(5, 0x1234)
     xl = Client(lab.path, lab)
-    assert xl.talk(xsw.XS_INTRODUCE, wire.introduce_payload(5, 0x1234, 3)).payload == b"EINVAL\0"
+    assert xl.talk(xsw.XS_INTRODUCE, pl.introduce_payload(5, 0x1234, 3)).payload == b"EINVAL\0"
 
 
 def test_pending_reads_until_empty_and_reports_each_port_once() -> None:

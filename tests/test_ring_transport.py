@@ -11,10 +11,12 @@ import errno
 from typing import Any
 
 import pytest
+from xs_client import RingEnd
 
 from xenlab.abi import xs_wire as xsw
-from xenlab.abi.xs_wire import PAGE_SIZE, xenstore_domain_interface
+from xenlab.abi.xs_wire import PAGE_SIZE
 from xenlab.base.trace import Trace
+from xenlab.xenstored import payload as pl
 from xenlab.xenstored import wire
 from xenlab.xenstored.daemon import Daemon
 from xenlab.xenstored.host import HostError
@@ -70,32 +72,8 @@ class RecordingHost:
         raise AssertionError("tests never block")
 
 
-class Guest:
+class Guest(RingEnd):
     """The guest's half of a store page: produce requests, consume replies."""
-
-    def __init__(self, page: bytearray) -> None:
-        self.mem = memoryview(page)
-        self.intf = xenstore_domain_interface.from_buffer(page)
-        self.dec = wire.Decoder(strict_types=True)
-        self.req_id = 0
-
-    def put(self, data: bytes) -> None:
-        i = self.intf
-        assert ((i.req_prod - i.req_cons) & U32) + len(data) <= 1024, "test overfilled the ring"
-        for k, byte in enumerate(data):
-            self.mem[(i.req_prod + k) & 1023] = byte
-        i.req_prod = (i.req_prod + len(data)) & U32
-
-    def send(self, msg_type: int, payload: bytes, tx_id: int = 0) -> None:
-        self.req_id += 1
-        self.put(wire.encode(Message(msg_type, self.req_id, tx_id, payload)))
-
-    def take(self) -> list[Message]:
-        i = self.intf
-        n = (i.rsp_prod - i.rsp_cons) & U32
-        data = bytes(self.mem[1024 + ((i.rsp_cons + k) & 1023)] for k in range(n))
-        i.rsp_cons = (i.rsp_cons + n) & U32
-        return self.dec.feed(data)
 
 
 @pytest.fixture
@@ -314,7 +292,7 @@ def test_introduce_through_the_daemon_binds_without_a_kick(setup: Any) -> None:
     daemon, host, server, trace = setup
     host.pages[0x1000] = bytearray(PAGE_SIZE)
     sock = daemon.new_connection(0, "socket1")
-    daemon.handle(sock, Message(xsw.XS_INTRODUCE, 1, 0, wire.introduce_payload(1, 0x1000, 5)))
+    daemon.handle(sock, Message(xsw.XS_INTRODUCE, 1, 0, pl.introduce_payload(1, 0x1000, 5)))
     assert sock.take_output() == [Message(xsw.XS_INTRODUCE, 1, 0, b"OK\0")]
     port = server.rings[1].port
     assert host.bound[port] == (1, 5)
@@ -333,7 +311,7 @@ def test_dom_exc_virq_releases_dead_guests(setup: Any) -> None:
     dead: set[int] = set()
     virq = server.bind_dom_exc(lambda domid: domid in dead)
     watcher = daemon.new_connection(0, "socket1")
-    daemon.handle(watcher, Message(xsw.XS_INTRODUCE, 1, 0, wire.introduce_payload(1, 0x1000, 5)))
+    daemon.handle(watcher, Message(xsw.XS_INTRODUCE, 1, 0, pl.introduce_payload(1, 0x1000, 5)))
     daemon.handle(watcher, Message(xsw.XS_WATCH, 2, 0, b"@releaseDomain\0domlist\0"))
     watcher.take_output()
     host.fired.append(virq)  # some domain changed state, but guest 1 still lives
@@ -343,7 +321,7 @@ def test_dom_exc_virq_releases_dead_guests(setup: Any) -> None:
     host.fired.append(virq)
     server.service()
     assert 1 not in server.rings
-    assert watcher.take_output() == [wire.watch_event("@releaseDomain", "domlist")]
+    assert watcher.take_output() == [pl.watch_event("@releaseDomain", "domlist")]
 
 
 def test_hypervisor_host_serves_a_guest_through_real_event_channels() -> None:
@@ -361,11 +339,11 @@ def test_hypervisor_host_serves_a_guest_through_real_event_channels() -> None:
     page = hv.memory.alloc_page(1)
     guest_port = hv.evtchn_alloc_unbound(1, 1, 0)  # what the domain builder does for the store
     sock = daemon.new_connection(0, "socket1")
-    daemon.handle(sock, Message(xsw.XS_INTRODUCE, 1, 0, wire.introduce_payload(1, page.mfn, guest_port)))
+    daemon.handle(sock, Message(xsw.XS_INTRODUCE, 1, 0, pl.introduce_payload(1, page.mfn, guest_port)))
     assert sock.take_output()[0].payload == b"OK\0"
     local = server.rings[1].port
     # A store page must belong to the domain that is introduced with it.
-    daemon.handle(sock, Message(xsw.XS_INTRODUCE, 2, 0, wire.introduce_payload(2, page.mfn, 1)))
+    daemon.handle(sock, Message(xsw.XS_INTRODUCE, 2, 0, pl.introduce_payload(2, page.mfn, 1)))
     assert sock.take_output()[0].payload == b"EINVAL\0"
     g = Guest(page.buf)
     for round_trip in range(3):

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from xenlab.abi import xs_wire as xsw
+from xenlab.xenstored import payload as pl
 from xenlab.xenstored import wire
 from xenlab.xenstored.wire import Message
 
@@ -100,11 +101,11 @@ class Client:
 
 
 def write(c: Client, path: str, value: bytes) -> Message:
-    return c.call(xsw.XS_WRITE, wire.write_payload(path, value))
+    return c.call(xsw.XS_WRITE, pl.write_payload(path, value))
 
 
 def read(c: Client, path: str) -> Message:
-    return c.call(xsw.XS_READ, wire.path_payload(path))
+    return c.call(xsw.XS_READ, pl.path_payload(path))
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ import pytest
 from xenlab.abi.domctl import SHUTDOWN_poweroff
 from xenlab.abi.errno import ENOSPC, ESRCH
 from xenlab.abi.grant_table import GTF_permit_access, GTF_reading, GTF_writing
-from xenlab.abi.xs_wire import XS_WATCH
 from xenlab.sim.daemons import socket_client
 from xenlab.sim.machine import Machine
 from xenlab.sim.scenarios import build
@@ -86,7 +85,7 @@ def test_xl_destroy_makes_xenstored_fire_releaseDomain() -> None:
     m = build("domU", flavour="modern", seed=0)
     try:
         xs = socket_client(m, "xenstore-watch")
-        xs._req("watch", XS_WATCH, b"@releaseDomain\0gone\0", path="@releaseDomain")
+        xs.watch("@releaseDomain", "gone")
         xs.sock.take_events()  # the event every new watch fires once
         m.destroy_domU(1)
         assert m.hv.getdomaininfo(1) == -ESRCH
@@ -101,7 +100,7 @@ def test_a_guest_that_shuts_down_gets_releaseDomain_but_keeps_its_ring() -> None
     m = build("domU", flavour="modern", seed=0)
     try:
         xs = socket_client(m, "xenstore-watch")
-        xs._req("watch", XS_WATCH, b"@releaseDomain\0gone\0", path="@releaseDomain")
+        xs.watch("@releaseDomain", "gone")
         xs.sock.take_events()
         assert m.hv.domain_shutdown(1, SHUTDOWN_poweroff) == 0
         m.settle()

@@ -316,12 +316,13 @@ def test_a_filtered_stepper_walks_only_the_chosen_steps_but_shows_the_whole_stat
 
 
 def test_irq_view_of_a_kernel_takes_its_irq_windows():
-    from types import SimpleNamespace
+    from xenbus_harness import Rig
 
-    space = SimpleNamespace(PIRQ_BASE=0, NR_PIRQS=256, DYNIRQ_BASE=256, NR_DYNIRQS=3)
-    old = SimpleNamespace(name="dom0", irq=SimpleNamespace(space=space))
-    assert "DYNIRQ 256..258: 2 of 3 in use" in IrqView.of(old).text_at(bind_trace(), 2)
-    modern = SimpleNamespace(name="dom0", irq=SimpleNamespace())
+    old = Rig("2.6.18").dom0
+    old.boot_stages(initdomain=True)[0][1]()  # early IRQs: xen_init_IRQ sets up the windows
+    assert old.irq_ranges() == {"PIRQ": (0, 256), "DYNIRQ": (256, 256)}
+    assert "DYNIRQ 256..511: 2 of 256 in use" in IrqView.of(old).text_at(bind_trace(), 2)
+    modern = Rig("modern").dom0
     assert "allocated dynamically" in IrqView.of(modern).text_at(bind_trace(), 2)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from xenlab.abi import xs_wire as xsw
+from xenlab.xenstored import payload as pl
 from xenlab.xenstored import wire
 from xenlab.xenstored.wire import Decoder, Message
 
@@ -93,100 +94,100 @@ def test_reconnect_reset_drops_a_partial_packet() -> None:
 
 
 def test_path_requests_need_their_nul() -> None:
-    assert wire.parse_path(wire.path_payload("/local/domain/0")) == b"/local/domain/0"
+    assert pl.parse_path(pl.path_payload("/local/domain/0")) == b"/local/domain/0"
     with pytest.raises(wire.MissingNul, match="path"):
-        wire.parse_path(b"/local")
+        pl.parse_path(b"/local")
     with pytest.raises(wire.BadField, match="one NUL-terminated string"):
-        wire.parse_path(b"/a\0/b\0")
+        pl.parse_path(b"/a\0/b\0")
 
 
 def test_write_value_is_raw_bytes_without_a_terminator() -> None:
-    payload = wire.write_payload("/vm/name", b"two words\0and a nul")
+    payload = pl.write_payload("/vm/name", b"two words\0and a nul")
     assert payload == b"/vm/name\0two words\0and a nul"
-    assert wire.parse_write(payload) == (b"/vm/name", b"two words\0and a nul")
-    assert wire.parse_write(b"/empty\0") == (b"/empty", b"")
+    assert pl.parse_write(payload) == (b"/vm/name", b"two words\0and a nul")
+    assert pl.parse_write(b"/empty\0") == (b"/empty", b"")
     with pytest.raises(wire.MissingNul, match="WRITE path"):
-        wire.parse_write(b"/no-separator")
+        pl.parse_write(b"/no-separator")
 
 
 def test_watch_takes_an_optional_depth_only_when_allowed() -> None:
-    assert wire.parse_watch(wire.watch_payload("backend", "FFFF8800")) == (b"backend", b"FFFF8800", None)
-    three = wire.watch_payload("@releaseDomain", "domlist", depth=1)
+    assert pl.parse_watch(pl.watch_payload("backend", "FFFF8800")) == (b"backend", b"FFFF8800", None)
+    three = pl.watch_payload("@releaseDomain", "domlist", depth=1)
     assert three == b"@releaseDomain\0domlist\x001\0"
-    assert wire.parse_watch(three, allow_depth=True)[2] == 1
+    assert pl.parse_watch(three, allow_depth=True)[2] == 1
     with pytest.raises(wire.BadField, match="expected 2 NUL-terminated strings, got 3"):
-        wire.parse_watch(three)
+        pl.parse_watch(three)
 
 
 def test_introduce_fields_and_signed_gfn() -> None:
-    payload = wire.introduce_payload(1, 0xFEFFF, 3)
+    payload = pl.introduce_payload(1, 0xFEFFF, 3)
     assert payload == b"1\x001044479\x003\0"
-    assert wire.parse_introduce(payload) == (1, 0xFEFFF, 3)
-    assert wire.parse_introduce(b"2\0-1\x005\0") == (2, -1, 5)
+    assert pl.parse_introduce(payload) == (1, 0xFEFFF, 3)
+    assert pl.parse_introduce(b"2\0-1\x005\0") == (2, -1, 5)
     with pytest.raises(wire.BadField, match="INTRODUCE domid: 'x' is not a decimal number"):
-        wire.parse_introduce(b"x\x001\x002\0")
+        pl.parse_introduce(b"x\x001\x002\0")
     with pytest.raises(wire.BadField, match="expected 3"):
-        wire.parse_introduce(b"1\x002\0")
+        pl.parse_introduce(b"1\x002\0")
 
 
 def test_permissions_letter_then_domid() -> None:
-    path, perms = wire.parse_set_perms(wire.perms_payload("/dev", ["n0", "r1"]))
+    path, perms = pl.parse_set_perms(pl.perms_payload("/dev", ["n0", "r1"]))
     assert (path, perms) == (b"/dev", [("n", 0), ("r", 1)])
-    assert wire.parse_perms_reply(b"w1\0b0\0") == [("w", 1), ("b", 0)]
+    assert pl.parse_perms_reply(b"w1\0b0\0") == [("w", 1), ("b", 0)]
     with pytest.raises(wire.BadField, match="first letter"):
-        wire.parse_perm(b"x1")
+        pl.parse_perm(b"x1")
     with pytest.raises(wire.BadField, match="at least one permission"):
-        wire.parse_set_perms(b"/dev\0")
+        pl.parse_set_perms(b"/dev\0")
 
 
 def test_transaction_end_is_t_or_f() -> None:
-    assert wire.parse_transaction_end(wire.transaction_end_payload(True)) is True
-    assert wire.parse_transaction_end(b"F\0") is False
+    assert pl.parse_transaction_end(pl.transaction_end_payload(True)) is True
+    assert pl.parse_transaction_end(b"F\0") is False
     with pytest.raises(wire.BadField, match="neither T nor F"):
-        wire.parse_transaction_end(b"X\0")
+        pl.parse_transaction_end(b"X\0")
 
 
 def test_domain_ops() -> None:
-    assert wire.parse_domid(b"7\0") == 7
-    assert wire.parse_set_target(wire.set_target_payload(2, 1)) == (2, 1)
-    assert wire.parse_directory_part(wire.directory_part_payload("/local/domain", 12)) == \
+    assert pl.parse_domid(b"7\0") == 7
+    assert pl.parse_set_target(pl.set_target_payload(2, 1)) == (2, 1)
+    assert pl.parse_directory_part(pl.directory_part_payload("/local/domain", 12)) == \
         (b"/local/domain", 12)
 
 
 def test_replies_copy_the_request_ids() -> None:
     req = Message(xsw.XS_WRITE, 9, 4, b"a\0b")
-    assert wire.reply_ok(req) == Message(xsw.XS_WRITE, 9, 4, b"OK\0")
-    err = wire.reply_error(req, -2)
+    assert pl.reply_ok(req) == Message(xsw.XS_WRITE, 9, 4, b"OK\0")
+    err = pl.reply_error(req, -2)
     assert err == Message(xsw.XS_ERROR, 9, 4, b"ENOENT\0")
-    assert wire.parse_error(err.payload) == "ENOENT"
+    assert pl.parse_error(err.payload) == "ENOENT"
     # An errno outside xsd_errors[] goes out as EINVAL (send_error's fallback).
-    assert wire.reply_error(req, 36).payload == b"EINVAL\0"
-    assert wire.reply_error(req, "EPERM").payload == b"EPERM\0"
+    assert pl.reply_error(req, 36).payload == b"EINVAL\0"
+    assert pl.reply_error(req, "EPERM").payload == b"EPERM\0"
 
 
 def test_watch_events_have_zero_ids() -> None:
-    ev = wire.watch_event("/local/domain/1/device", "tok")
+    ev = pl.watch_event("/local/domain/1/device", "tok")
     assert (ev.type, ev.req_id, ev.tx_id) == (xsw.XS_WATCH_EVENT, 0, 0)
-    assert wire.parse_watch_event(ev.payload) == (b"/local/domain/1/device", b"tok")
+    assert pl.parse_watch_event(ev.payload) == (b"/local/domain/1/device", b"tok")
 
 
 def test_directory_reply() -> None:
     req = Message(xsw.XS_DIRECTORY, 1, 0, b"/\0")
-    assert wire.directory_reply(req, ["local", "tool"]).payload == b"local\0tool\0"
-    assert wire.directory_reply(req, []).payload == b""
+    assert pl.directory_reply(req, ["local", "tool"]).payload == b"local\0tool\0"
+    assert pl.directory_reply(req, []).payload == b""
 
 
 def test_directory_part_pages_through_a_long_list() -> None:
     names = [f"node{i:05d}" for i in range(1000)]  # 10 bytes each + NUL = 11000 bytes
-    blob = wire.join_strings(*names)
+    blob = pl.join_strings(*names)
     req = Message(xsw.XS_DIRECTORY_PART, 1, 0, b"")
     got: list[bytes] = []
     offset = 0
     replies = 0
     while True:
-        rep = wire.directory_part_reply(req, 42, blob, offset)
+        rep = pl.directory_part_reply(req, 42, blob, offset)
         assert rep.len <= xsw.XENSTORE_PAYLOAD_MAX
-        gen, part = wire.parse_directory_part_reply(rep.payload)
+        gen, part = pl.parse_directory_part_reply(rep.payload)
         assert gen == 42
         replies += 1
         if not part:
@@ -196,15 +197,15 @@ def test_directory_part_pages_through_a_long_list() -> None:
     assert got == [n.encode() for n in names]
     # 4096 - len("42\0") - 1 = 4092 bytes per page hold 372 names of 11 bytes: 3 pages + the end marker.
     assert replies == 4
-    assert wire.directory_part_reply(req, 42, blob, len(blob)).payload == b"42\0\0"
+    assert pl.directory_part_reply(req, 42, blob, len(blob)).payload == b"42\0\0"
 
 
 def test_the_remaining_formats() -> None:
-    assert wire.transaction_start_payload() == b"\0"
-    assert wire.parse_transaction_id(b"12\0") == 12
-    assert wire.parse_control(wire.control_payload("quota", "1")) == (b"quota", [b"1"])
-    assert wire.feature_payload() == b"" and wire.feature_payload(3, 1) == b"3\x001\0"
-    assert wire.quota_payload("nodes", 2, 500) == b"2\0nodes\x00500\0"
-    assert wire.parse_directory_reply(b"a\0b\0") == [b"a", b"b"]
+    assert pl.transaction_start_payload() == b"\0"
+    assert pl.parse_transaction_id(b"12\0") == 12
+    assert pl.parse_control(pl.control_payload("quota", "1")) == (b"quota", [b"1"])
+    assert pl.feature_payload() == b"" and pl.feature_payload(3, 1) == b"3\x001\0"
+    assert pl.quota_payload("nodes", 2, 500) == b"2\0nodes\x00500\0"
+    assert pl.parse_directory_reply(b"a\0b\0") == [b"a", b"b"]
     with pytest.raises(wire.BadField, match="no command"):
-        wire.parse_control(b"")
+        pl.parse_control(b"")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fuzz import quick_and_long_with
 from hypothesis import strategies as st
 
+from xenlab.xenstored import payload as pl
 from xenlab.xenstored import wire
 from xenlab.xenstored.wire import Decoder, Message
 
@@ -53,11 +54,11 @@ def _garbage_raises_only_protocol_errors(data: bytes, cuts: list[int], strict: b
 
 
 PARSERS = [
-    wire.parse_path, wire.parse_write, wire.parse_watch, wire.parse_set_perms, wire.parse_perms_reply,
-    wire.parse_introduce, wire.parse_domid, wire.parse_set_target, wire.parse_directory_part,
-    wire.parse_transaction_end, wire.parse_error, wire.parse_directory_part_reply,
-    wire.parse_watch_event, wire.split_strings, wire.parse_control, wire.parse_directory_reply,
-    wire.parse_transaction_id,
+    pl.parse_path, pl.parse_write, pl.parse_watch, pl.parse_set_perms, pl.parse_perms_reply,
+    pl.parse_introduce, pl.parse_domid, pl.parse_set_target, pl.parse_directory_part,
+    pl.parse_transaction_end, pl.parse_error, pl.parse_directory_part_reply,
+    pl.parse_watch_event, pl.split_strings, pl.parse_control, pl.parse_directory_reply,
+    pl.parse_transaction_id,
 ]
 
 
@@ -74,13 +75,13 @@ def _payload_parsers_fail_only_with_protocol_errors(payload: bytes) -> None:
 @quick_and_long(st.lists(st.binary(min_size=1, max_size=40).filter(lambda b: b"\0" not in b), max_size=400),
        st.integers(0, 1 << 40))
 def _directory_part_pages_are_complete_and_bounded(names: list[bytes], generation: int) -> None:
-    blob = wire.join_strings(*names)
+    blob = pl.join_strings(*names)
     req = Message(22, 0, 0, b"")
     offset, got = 0, []
     for _ in range(len(names) + 2):
-        rep = wire.directory_part_reply(req, generation, blob, offset)
+        rep = pl.directory_part_reply(req, generation, blob, offset)
         assert rep.len <= 4096
-        gen, part = wire.parse_directory_part_reply(rep.payload)
+        gen, part = pl.parse_directory_part_reply(rep.payload)
         assert gen == generation
         if not part:
             break

@@ -23,6 +23,7 @@ from test_ring_transport import Guest, RecordingHost
 from xenlab.abi import xs_wire as xsw
 from xenlab.abi.xs_wire import PAGE_SIZE
 from xenlab.base.trace import Trace
+from xenlab.xenstored import payload as pl
 from xenlab.xenstored import wire
 from xenlab.xenstored.daemon import Daemon
 from xenlab.xenstored.ring import RingServer
@@ -113,11 +114,11 @@ def _random_streams_keep_every_invariant(stream: list[bytes]) -> None:
         assert r.len <= xsw.XENSTORE_PAYLOAD_MAX
         if r.type == xsw.XS_WATCH_EVENT:
             assert r.req_id == 0
-            wire.parse_watch_event(r.payload)
+            pl.parse_watch_event(r.payload)
         else:
             assert r.req_id in sent_ids
         if r.type == xsw.XS_ERROR:
-            assert wire.parse_error(r.payload) in xsw.XSD_ERROR_BY_NAME
+            assert pl.parse_error(r.payload) in xsw.XSD_ERROR_BY_NAME
     assert daemon.store.check() == []
     daemon.handle(sock, Message(xsw.XS_READ, 9, 0, b"/committed\0"))
     assert sock.take_output()[-1].payload == b"precious"

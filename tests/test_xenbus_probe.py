@@ -2,17 +2,16 @@
 
 Each fault is injected through ``kernel.faults`` (the names in probe.FAULTS) and the test
 checks what the kernel printed and what it left behind. The store is the lab xenstored
-reached directly (tests/xenbus_harness.py); the hypervisor is a stand-in.
+xenstored on its ring, the hypervisor the real one (tests/xenbus_harness.py); the kernel
+boots through its own stages up to "xenbus init" and the test calls xenbus_probe_init.
 """
 
 from __future__ import annotations
 
 import pytest
-from xenbus_harness import DirectXs, FakeHV, FakeIrqLayer
+from xenbus_harness import Rig, tasks_of
 
 from xenlab.abi.errno import ENODEV, ENOMEM, ENOSYS
-from xenlab.base.sched import Scheduler
-from xenlab.base.trace import Trace
 from xenlab.linux.kernel import Kernel
 from xenlab.linux.kernels import new_kernel
 from xenlab.linux.procfs_xen import proc_xen_entries
@@ -22,20 +21,22 @@ from xenlab.linux.xenbus.probe import FAULTS, xenbus_probe_init, xenbus_probe_ra
 from xenlab.linux.xenbus.probe_frontend import xenbus_register_frontend
 
 
-def kernel(domid: int = 0, faults: tuple[str, ...] = (), xs: DirectXs | None = None,
-           hv: FakeHV | None = None) -> tuple[Kernel, FakeHV, DirectXs]:
-    """A 2.6.18 kernel in dom0 (initial domain) or a PV domU, with *faults* injected."""
-    hv = hv or FakeHV()
-    d = hv.domain_create(domid, initdomain=domid == 0)
-    if domid:
-        page = hv.memory.alloc_page(domid)
-        d.start_info.store_mfn, d.start_info.store_evtchn = page.mfn, hv.evtchn_alloc_unbound(domid, domid, 0)
-    xs = xs or DirectXs()
-    k = new_kernel(hv, domid, flavour="2.6.18", sched=Scheduler(), trace=Trace())  # type: ignore[arg-type]
-    k.faults |= set(faults)
-    xs.attach(k)
-    k.irq_ops = FakeIrqLayer()
-    return k, hv, xs
+def kernel(domid: int = 0, faults: tuple[str, ...] = (), rig: Rig | None = None) -> tuple[Kernel, Rig]:
+    """A 2.6.18 kernel in dom0 (initial domain) or a PV domU, with *faults* injected, booted up to
+    its "xenbus init" stage (a domU's dom0 is booted and runs xenstored)."""
+    if domid == 0:
+        rig = Rig("2.6.18", dom0_faults=faults)
+        k = rig.dom0
+    else:
+        rig = rig or Rig("2.6.18")
+        k = rig.create_domU(domid, faults=faults)
+    rig.boot(k, until="xenbus init")
+    return k, rig
+
+
+def dom0_ports(rig: Rig) -> list[int]:
+    """dom0's event channels in use (port 0, reserved, included)."""
+    return rig.hv.domains[0].ports_in_use()
 
 
 def messages(k: Kernel) -> list[str]:
@@ -56,32 +57,35 @@ def test_not_on_xen_is_enodev() -> None:
 
 
 def test_dom0_makes_the_store_page_and_port_and_waits_for_xenstored() -> None:
-    k, hv, _ = kernel(0)
+    k, rig = kernel(0)
+    hv = rig.hv
     assert xenbus_probe_init(k) == 0
     assert sysfs(k).listdir("/sys/bus") == ["xen", "xen-backend"]
     assert sysfs(k).listdir("/sys/devices") == ["xen", "xen-backend"]  # the two bus root devices
     assert proc_xen_entries(k) == [("xenbus", 0o400), ("xsd_kva", 0o600), ("xsd_port", 0o400)]
     port = k.xb.xen_store_evtchn
     assert k.proc["xen/xsd_port"].read() == str(port)
-    assert hv.domains[0].ports[port] == ["unbound", 0, 0]  # alloc_unbound(DOMID_SELF, remote 0)
+    assert hv.domains[0].chns[port].summary() == ("unbound", 0)  # alloc_unbound(DOMID_SELF, remote 0)
     si = hv.domains[0].start_info
     assert (si.store_mfn, si.store_evtchn) == (k.xb.xen_store_mfn, port)
     assert k.proc["xen/xsd_kva"].read().startswith("0xffff88")
     assert k.xb.xenstored_ready == 0 and not xenbus_probe_ran(k)
-    # the first store interrupt: wake_waiting sets xenstored_ready and schedules probe_work
-    k.xb.xenstored_ready = 1
-    k.xb.probe_work()
-    k.sched.run()
-    assert xenbus_probe_ran(k)
-    assert [t.name for t in k.sched.tasks] == ["xenwatch", "events/0"]
+    assert tasks_of(k) == ["xenwatch", "xenbus"]  # xs_init's two threads
+    # xenstored's first kick on the store port: wake_waiting sets xenstored_ready and
+    # schedules probe_work on the events/0 workqueue
+    rig.boot(k, after="xenbus init", userspace=True)
+    rig.start_xenstored()
+    assert xenbus_probe_ran(k) and k.xb.xenstored_ready == 1
+    assert tasks_of(k) == ["xenwatch", "xenbus", "oxenstored", "events/0"]
 
 
 def test_a_domU_takes_the_store_from_start_info_and_probes_at_once() -> None:
-    xs = DirectXs()
-    xs.tool_write("/local/domain/1", "")
-    xs.tool_set_perms("/local/domain/1", "n1")
-    xs.tool_write("/local/domain/1/device/vif/0/state", "1")
-    k, hv, _ = kernel(1, xs=xs)
+    rig = Rig("2.6.18")
+    rig.tool_write("/local/domain/1", "")
+    rig.tool_set_perms("/local/domain/1", "n1")
+    rig.tool_write("/local/domain/1/device/vif/0/state", "1")
+    k, _ = kernel(1, rig=rig)
+    hv = rig.hv
     assert xenbus_probe_init(k) == 0
     si = hv.domains[1].start_info
     assert (k.xb.xen_store_mfn, k.xb.xen_store_evtchn, k.xb.xenstored_ready) == (si.store_mfn,
@@ -94,7 +98,7 @@ def test_a_domU_takes_the_store_from_start_info_and_probes_at_once() -> None:
 
 
 def test_frontend_bus_register_fails() -> None:
-    k, _, _ = kernel(0, ("bus_register_frontend",))
+    k, _ = kernel(0, ("bus_register_frontend",))
     assert xenbus_probe_init(k) == 0  # the seed carries on without the bus
     assert messages(k) == ["XENBUS: Error registering frontend bus: -12"]
     st = xenbus_probe_state(k)
@@ -106,69 +110,72 @@ def test_frontend_bus_register_fails() -> None:
 
 
 def test_backend_bus_register_fails() -> None:
-    k, _, _ = kernel(0, ("bus_register_backend",))
+    k, _ = kernel(0, ("bus_register_backend",))
     assert xenbus_probe_init(k) == 0
     assert messages(k) == ["XENBUS: Error registering backend bus: -12"]
     assert sysfs(k).listdir("/sys/bus") == ["xen"]
 
 
 def test_get_zeroed_page_returns_null() -> None:
-    k, hv, _ = kernel(0, ("get_zeroed_page",))
+    k, rig = kernel(0, ("get_zeroed_page",))
+    ports, logged = dom0_ports(rig), len(k.log)
     assert xenbus_probe_init(k) == -ENOMEM
-    assert messages(k) == []  # the seed returns without a word
+    assert messages(k)[logged:] == []  # the seed returns without a word
     assert sysfs(k).listdir("/sys/bus") == ["xen", "xen-backend"]  # buses stay registered
-    assert k.proc == {} and hv.domains[0].ports == {}
+    assert proc_xen_entries(k) == [] and dom0_ports(rig) == ports
     assert k.xb.xen_store_mfn == 0
 
 
 def test_alloc_unbound_enosys_frees_the_page_and_keeps_the_buses() -> None:
-    k, hv, _ = kernel(0, ("alloc_unbound_enosys",))
+    k, rig = kernel(0, ("alloc_unbound_enosys",))
+    logged = len(k.log)
     assert xenbus_probe_init(k) == -ENOSYS
-    assert messages(k) == []
+    assert messages(k)[logged:] == []
     assert len(k.free_pages) == 1  # the zeroed page went back
     assert sysfs(k).listdir("/sys/bus") == ["xen", "xen-backend"]  # "Do not unregister the buses"
-    assert k.proc == {} and k.xb.xen_store_evtchn == 0
-    assert [t.name for t in k.sched.tasks] == []  # xs_init never ran
+    assert proc_xen_entries(k) == [] and k.xb.xen_store_evtchn == 0
+    assert tasks_of(k) == []  # xs_init never ran
 
 
 def test_xs_init_fails() -> None:
-    k, hv, _ = kernel(0, ("xs_init",))
+    k, _ = kernel(0, ("xs_init",))
+    logged = len(k.log)
     assert xenbus_probe_init(k) == -ENOMEM
-    assert messages(k) == ["XENBUS: Error initializing xenstore comms: -12"]
+    assert messages(k)[logged:] == ["XENBUS: Error initializing xenstore comms: -12"]
     assert len(k.free_pages) == 1
     assert sysfs(k).listdir("/sys/devices") == []  # root devices never registered
     assert sysfs(k).listdir("/sys/bus") == ["xen", "xen-backend"]
 
 
 def test_device_register_of_the_frontend_root_fails() -> None:
-    k, _, _ = kernel(0, ("device_register",))
+    k, _ = kernel(0, ("device_register",))
+    logged = len(k.log)
     assert xenbus_probe_init(k) == 0
-    assert messages(k) == ["XENBUS: Error registering frontend device: -12"]
+    assert messages(k)[logged:] == ["XENBUS: Error registering frontend device: -12"]
     assert xenbus_probe_state(k).frontend.error == -ENOMEM
     assert sysfs(k).listdir("/sys/bus") == ["xen-backend"]  # this path does unregister the bus
     assert sysfs(k).listdir("/sys/devices") == ["xen-backend"]
 
 
 def test_device_register_of_the_backend_root_fails() -> None:
-    k, _, _ = kernel(0, ("device_register_backend",))
+    k, _ = kernel(0, ("device_register_backend",))
+    logged = len(k.log)
     assert xenbus_probe_init(k) == 0
-    assert messages(k) == ["XENBUS: Error registering backend device: -12"]
+    assert messages(k)[logged:] == ["XENBUS: Error registering backend device: -12"]
     assert sysfs(k).listdir("/sys/bus") == ["xen"]
 
 
 def test_pv_on_hvm_takes_the_store_from_hvm_params() -> None:
     from xenlab.abi.start_info import HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN
 
-    hv = FakeHV()
-    d = hv.domain_create(2)
-    d.hvm = True
-    page = hv.memory.alloc_page(2)
-    d.hvm_params[HVM_PARAM_STORE_PFN] = d.mfn_to_pfn(page.mfn)
-    d.hvm_params[HVM_PARAM_STORE_EVTCHN] = 3
-    k = new_kernel(hv, 2, flavour="2.6.18", sched=Scheduler(), trace=Trace())  # type: ignore[arg-type]
-    DirectXs().attach(k)
+    rig = Rig("2.6.18")
+    k = rig.create_domU(2, hvm=True)
+    rig.boot(k, until="xenbus init")
+    d, guest = rig.hv.domains[2], rig.guests[2]
+    assert d.hvm_params[HVM_PARAM_STORE_PFN] == d.mfn_to_pfn(guest.store_mfn)
     assert xenbus_probe_init(k) == 0
-    assert (k.xb.xen_store_mfn, k.xb.xen_store_evtchn, k.xb.xenstored_ready) == (page.mfn, 3, 1)
+    assert (k.xb.xen_store_mfn, k.xb.xen_store_evtchn, k.xb.xenstored_ready) == (
+        guest.store_mfn, d.hvm_params[HVM_PARAM_STORE_EVTCHN], 1)
     assert any(s.function == "ioremap" for s in k.trace)
     assert xenbus_probe_ran(k)
 
@@ -176,8 +183,8 @@ def test_pv_on_hvm_takes_the_store_from_hvm_params() -> None:
 def test_any_other_alloc_unbound_error_is_a_kernel_bug() -> None:
     from xenlab.linux.kernel import KernelPanic
 
-    k, hv, _ = kernel(0)
-    hv.evtchn_alloc_unbound = lambda caller, dom, remote: -22  # type: ignore[method-assign]
+    k, rig = kernel(0)
+    rig.hv.evtchn_alloc_unbound = lambda caller, dom, remote: -22  # type: ignore[method-assign]
     with pytest.raises(KernelPanic, match="kernel BUG at drivers/xen/xenbus/xenbus_probe.c"):
         xenbus_probe_init(k)
     assert k.log[-1].text.startswith("Kernel panic - not syncing: kernel BUG")

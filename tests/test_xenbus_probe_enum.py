@@ -3,47 +3,26 @@
 from __future__ import annotations
 
 import pytest
-from xenbus_harness import DirectXs, FakeHV, FakeIrqLayer
+from xenbus_harness import Rig
 
-from xenlab.base.sched import Scheduler
-from xenlab.base.trace import Trace
 from xenlab.linux.kernel import Kernel
-from xenlab.linux.kernels import new_kernel
 from xenlab.linux.sysfs import sysfs
 from xenlab.linux.xenbus.bus import xenbus_driver
 from xenlab.linux.xenbus.client import xenbus_strstate, xenbus_switch_state
-from xenlab.linux.xenbus.probe import (
-    xenbus_init,
-    xenbus_probe_backend_init,
-    xenbus_probe_frontend_init,
-    xenbus_probe_init,
-    xenbus_probe_initcall,
-)
 from xenlab.linux.xenbus.probe_frontend import xenbus_register_frontend
 
 DEV = "/local/domain/1/device"
 
 
-def domU(flavour: str, nodes: dict[str, str]) -> tuple[Kernel, DirectXs]:
-    """A PV domU booted over a store already holding *nodes* (its device/ directory readable)."""
-    hv = FakeHV()
-    d = hv.domain_create(1)
-    d.start_info.store_mfn, d.start_info.store_evtchn = hv.memory.alloc_page(1).mfn, 1
-    xs = DirectXs()
+def domU(flavour: str, nodes: dict[str, str]) -> tuple[Kernel, Rig]:
+    """A PV domU booted (no frontend drivers loaded) over a store already holding *nodes*."""
+    xs = Rig(flavour)
     xs.tool_write("/local/domain/1", "")
     xs.tool_set_perms("/local/domain/1", "n1")
     for path, value in nodes.items():
         xs.tool_write(path, value)
-    k = new_kernel(hv, 1, flavour=flavour, sched=Scheduler(), trace=Trace())  # type: ignore[arg-type]
-    xs.attach(k)
-    k.irq_ops = FakeIrqLayer()
-    if flavour == "2.6.18":
-        assert xenbus_probe_init(k) == 0
-    else:
-        inits = (xenbus_init, xenbus_probe_backend_init, xenbus_probe_frontend_init, xenbus_probe_initcall)
-        for init in inits:
-            assert init(k) == 0
-    k.sched.run()
+    k = xs.create_domU(1)
+    xs.boot(k)
     return k, xs
 
 
@@ -62,12 +41,7 @@ def test_a_node_appearing_later_is_found_by_the_device_watch_and_removal_unregis
     xs.tool_write(f"{DEV}/vif/1/state", "1")
     k.sched.run()
     assert sysfs(k).listdir("/sys/bus/xen/devices") == ["vif-0", "vif-1"]
-    sock = xs._sock
-    from xenlab.abi.xs_wire import xsd_sockmsg_type as T
-    from xenlab.xenstored.wire import Message, join_strings
-
-    xs.daemon.handle(sock, Message(int(T.XS_RM), 99, 0, join_strings(f"{DEV}/vif/1")))
-    xs._route(sock)
+    xs.tool_rm(f"{DEV}/vif/1")
     k.sched.run()
     assert sysfs(k).listdir("/sys/bus/xen/devices") == ["vif-0"]
 
@@ -105,11 +79,7 @@ def test_switch_state_skips_unchanged_and_vanished_nodes() -> None:
     assert writes() == before
     assert xenbus_switch_state(k, dev, 2) == 0
     assert writes() == before + 1 and xs.tool_read(f"{DEV}/vif/0/state") == "2"
-    from xenlab.abi.xs_wire import xsd_sockmsg_type as T
-    from xenlab.xenstored.wire import Message, join_strings
-
-    xs.daemon.handle(xs._sock, Message(int(T.XS_RM), 98, 0, join_strings(f"{DEV}/vif/0/state")))
-    xs._route(xs._sock)
+    xs.tool_rm(f"{DEV}/vif/0/state")
     assert xenbus_switch_state(k, dev, 3) == 0  # node gone: not resurrected
     assert xs.tool_read(f"{DEV}/vif/0/state") is None and writes() == before + 1
     assert xenbus_strstate(k, 7) == "INVALID"  # 2.6.18 names states 0-6 only

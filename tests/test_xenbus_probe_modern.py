@@ -10,30 +10,23 @@ import re
 from pathlib import Path
 
 import pytest
-from test_handshake import BE, FE, load_frontends, make_pair
-from xenbus_harness import DirectXs, FakeHV, FakeIrqLayer
+from xenbus_harness import BE, FE, Rig, load_frontends, make_pair, tasks_of
 
 from xenlab.abi.errno import ENOENT, ENOMEM
-from xenlab.abi.start_info import HVM_PARAM_STORE_EVTCHN
-from xenlab.base.sched import Scheduler
-from xenlab.base.trace import Trace
+from xenlab.abi.start_info import HVM_PARAM_STORE_PFN
 from xenlab.linux.drivers.blkfront import blkfront_init
-from xenlab.linux.drivers.console import console_init
 from xenlab.linux.drivers.netfront import netfront_init
 from xenlab.linux.kernel import Kernel
-from xenlab.linux.kernels import new_kernel
 from xenlab.linux.procfs_xen import proc_xen_entries, xenfs_mount
 from xenlab.linux.sysfs import sysfs
 from xenlab.linux.xenbus.globals import XS_HVM, XS_LOCAL, XS_PV, XS_UNKNOWN
 from xenlab.linux.xenbus.probe import (
-    xb_waitq,
     xenbus_init,
     xenbus_probe_backend_init,
     xenbus_probe_frontend_init,
     xenbus_probe_initcall,
     xenbus_probe_ran,
 )
-from xenlab.linux.xenbus.probe_frontend import boot_wait_for_devices
 
 CAPTURES = Path(__file__).resolve().parents[2] / "shared" / "realxen" / "captures"
 
@@ -45,23 +38,15 @@ def capture(name: str) -> str:
     return path.read_text()
 
 
-def dom0(faults: tuple[str, ...] = ()) -> tuple[Kernel, FakeHV]:
-    hv = FakeHV()
-    hv.domain_create(0, initdomain=True)
-    k = new_kernel(hv, 0, flavour="modern", sched=Scheduler(), trace=Trace(), name="dom0")  # type: ignore[arg-type]
-    k.faults |= set(faults)
-    DirectXs().attach(k)
-    k.irq_ops = FakeIrqLayer()
-    return k, hv
+def dom0(faults: tuple[str, ...] = ()) -> tuple[Kernel, Rig]:
+    """A Linux 6.1 dom0 with *faults* injected, not booted yet."""
+    rig = Rig("modern", dom0_faults=faults)
+    return rig.dom0, rig
 
 
-def boot(k: Kernel) -> None:
-    assert xenbus_init(k) == 0
-    assert xenbus_probe_backend_init(k) == 0
-    assert xenbus_probe_frontend_init(k) == 0
-    console_init(k)
-    assert xenbus_probe_initcall(k) == 0
-    k.sched.run()
+def boot(k: Kernel, rig: Rig) -> None:
+    """Its initcalls (no user space: xenfs not mounted, no backend modules, no xenstored)."""
+    rig.boot(k)
 
 
 def xenbus_dmesg_lines(text: str) -> list[str]:
@@ -75,27 +60,27 @@ def xenbus_dmesg_lines(text: str) -> list[str]:
 
 
 def test_dom0_is_xs_local_and_waits_in_the_xenbus_probe_thread() -> None:
-    k, hv = dom0()
-    boot(k)
+    k, rig = dom0()
+    boot(k, rig)
     assert k.xb.xen_store_domain_type == XS_LOCAL
     port = k.xb.xen_store_evtchn
-    assert hv.domains[0].ports[port] == ["unbound", 0, 0]  # alloc_unbound(SELF, remote DOMID_SELF)
+    assert rig.hv.domains[0].chns[port].summary() == ("unbound", 0)  # alloc_unbound(SELF, remote SELF)
     assert k.xb.xenstored_ready == 0 and not xenbus_probe_ran(k)
     probe = [t for t in k.sched.tasks if t.name == "xenbus_probe"][0]
     assert probe.state == "sleeping" and probe.wchan == "dom0:xb_waitq"
     # before xenstored: the dmesg shows the two subsys_initcalls only, as capture 01 does
     real_before = xenbus_dmesg_lines(capture("oxenstored/01-dmesg-xen-grep-before-xenstored.txt"))
     assert xenbus_dmesg_lines(k.dmesg()) == real_before
-    k.sched.wake_up(xb_waitq(k))  # xenstored's first notify on the store port
-    k.sched.run()
+    rig.boot(k, after="drivers", userspace=True)  # /init: mount xenfs (/proc/xen/xsd_port), backends
+    rig.start_xenstored()  # its first notify on the store port wakes the "xenbus_probe" thread
     assert xenbus_probe_ran(k) and k.xb.xenstored_ready == 1
     real_after = xenbus_dmesg_lines(capture("oxenstored/13-dmesg-after-xenstored.txt"))
     assert xenbus_dmesg_lines(k.dmesg()) == real_after
 
 
 def test_proc_xen_is_empty_until_xenfs_is_mounted_then_has_the_real_modes() -> None:
-    k, _ = dom0()
-    boot(k)
+    k, rig = dom0()
+    boot(k, rig)
     assert "xen" in k.proc_dirs and proc_xen_entries(k) == []
     xenfs_mount(k)
     real = {}
@@ -189,27 +174,27 @@ def test_the_frontend_and_backend_keys_match_the_real_tree() -> None:
 
 
 def test_xs_init_failure_is_reported_with_the_modern_prefix() -> None:
-    k, _ = dom0(("xs_init",))
+    k, rig = dom0(("xs_init",))
+    rig.boot(k, until="xenbus init")
+    logged = len(k.log)
     assert xenbus_init(k) == -ENOMEM
-    assert [line.text for line in k.log] == ["xenbus: Error initializing xenstore comms: -12"]
+    assert [line.text for line in k.log[logged:]] == ["xenbus: Error initializing xenstore comms: -12"]
     assert k.xb.xen_store_domain_type == XS_UNKNOWN
 
 
 def test_an_hvm_guest_without_a_store_pfn_gets_enoent() -> None:
-    hv = FakeHV()
-    d = hv.domain_create(3)
-    d.hvm = True
-    d.hvm_params[HVM_PARAM_STORE_EVTCHN] = 1
-    k = new_kernel(hv, 3, flavour="modern")  # type: ignore[arg-type]
-    DirectXs().attach(k)
+    rig = Rig("modern")
+    k = rig.create_domU(3, hvm=True)
+    del rig.hv.domains[3].hvm_params[HVM_PARAM_STORE_PFN]  # the builder set no store page
+    rig.boot(k, until="xenbus init")
     assert xenbus_init(k) == -ENOENT
     assert k.xb.xen_store_domain_type == XS_UNKNOWN
     assert XS_HVM != XS_UNKNOWN
 
 
 def test_dom0_has_the_real_xen_buses() -> None:
-    k, _ = dom0()
-    boot(k)
+    k, rig = dom0()
+    boot(k, rig)
     real = [line.split()[-1] for line in capture("oxenstored/05-sys-bus-xen-before.txt").splitlines()
             if line.startswith("drwx")]
     assert [b for b in sysfs(k).listdir("/sys/bus") if "xen" in b] == real[:4]
@@ -218,8 +203,7 @@ def test_dom0_has_the_real_xen_buses() -> None:
 
 
 def test_insmod_of_the_frontends_prints_what_the_real_domU_printed() -> None:
-    pair = make_pair("modern")
-    boot_wait_for_devices(pair.domU)  # late_initcall: from now on insmod waits for the devices
+    pair = make_pair("modern")  # the domU booted: boot_wait_for_devices (late_initcall) ran
     before = len(pair.domU.log)
     assert blkfront_init(pair.domU) == 0 and netfront_init(pair.domU) == 0
     ours = [line.text for line in pair.domU.log[before:]]
@@ -244,13 +228,16 @@ def test_dom0_backends_print_what_the_real_dom0_printed() -> None:
 
 @pytest.mark.parametrize(("fault", "err"), [("get_zeroed_page", -ENOMEM), ("alloc_unbound_enosys", -38)])
 def test_modern_dom0_store_setup_failures_leave_xenbus_unknown(fault: str, err: int) -> None:
-    k, _ = dom0((fault,))
+    k, rig = dom0((fault,))
+    rig.boot(k, until="xenbus init")
+    logged = len(k.log)
     assert xenbus_init(k) == err
     assert k.xb.xen_store_domain_type == XS_UNKNOWN and k.xb.xen_store_evtchn == 0
-    assert [line.text for line in k.log] == []  # xenstored_local_init fails silently
+    assert [line.text for line in k.log[logged:]] == []  # xenstored_local_init fails silently
     assert xenbus_probe_backend_init(k) == 0 and xenbus_probe_frontend_init(k) == 0  # buses still come
-    assert xenbus_probe_initcall(k) == 0
-    assert [t.name for t in k.sched.tasks] == []  # neither xenwatch nor xenbus_probe
+    rig.boot(k, after="xenbus init")  # late IRQs, then the drivers' stage runs xenbus_probe_initcall
+    assert xenbus_probe_initcall(k) == 0  # (nothing to do a second time)
+    assert tasks_of(k) == []  # neither xenwatch nor xenbus_probe
     assert fault != "alloc_unbound_enosys" or len(k.free_pages) == 1
 
 
@@ -271,19 +258,14 @@ def test_when_the_frontends_vanish_dom0_removes_its_backends_as_the_real_one_did
 
 
 def test_an_hvm_guest_defers_xs_init_to_xenbus_probe() -> None:
-    from xenlab.abi.start_info import HVM_PARAM_STORE_PFN
-
-    hv = FakeHV()
-    d = hv.domain_create(3)
-    d.hvm = True
-    hv.memory.alloc_page(3)  # pfn 0: a STORE_PFN of 0 would mean "no store"
-    page = hv.memory.alloc_page(3)
-    d.hvm_params[HVM_PARAM_STORE_PFN] = d.mfn_to_pfn(page.mfn)
-    d.hvm_params[HVM_PARAM_STORE_EVTCHN] = 2
-    k = new_kernel(hv, 3, flavour="modern", sched=Scheduler(), trace=Trace())  # type: ignore[arg-type]
-    DirectXs().attach(k)
+    rig = Rig("modern")
+    k = rig.create_domU(3, hvm=True)
+    d, guest = rig.hv.domains[3], rig.guests[3]
+    assert d.hvm_params[HVM_PARAM_STORE_PFN] != 0  # pfn 0 (start_info here) would mean "no store"
+    rig.boot(k, until="xenbus init")
     assert xenbus_init(k) == 0
-    assert (k.xb.xen_store_domain_type, k.xb.xenstored_ready, k.xb.xen_store_mfn) == (XS_HVM, 0, page.mfn)
-    assert k.sched.tasks == []  # no xs_init yet: the callback may not work this early
+    assert (k.xb.xen_store_domain_type, k.xb.xenstored_ready, k.xb.xen_store_mfn) == (
+        XS_HVM, 0, guest.store_mfn)
+    assert tasks_of(k) == []  # no xs_init yet: the callback may not work this early
     assert xenbus_probe_initcall(k) == 0
-    assert k.xb.xenstored_ready == 1 and [t.name for t in k.sched.tasks] == ["xenwatch"]
+    assert k.xb.xenstored_ready == 1 and tasks_of(k) == ["xenbus", "xenwatch"]

@@ -1,338 +1,331 @@
-"""Test helper: guest kernels' xenbus talking to the lab xenstored directly (no ring, no IRQ).
+"""Test rig: a small Xen host made of the lab's real parts, for the xenbus tests.
 
-Tests live outside the walls, so they may join linux/ and xenstored/ by hand. ``DirectXs``
-gives each kernel a daemon connection (its "ring") and a "xenwatch" task, and offers the
-xs layer functions the probe code calls (``kernel.xs_ops``): every request is handled by
-the real ``xenlab.xenstored.daemon.Daemon`` at once; watch events are routed by token to
-the owning kernel's xenwatch task, which runs the callbacks one at a time, as
-xenbus_xs.c's xenwatch thread does. This lets the probe, enumeration and handshake logic
-be tested against the real store semantics (permissions, transactions, watches) while
-the ring transport is tested on its own.
+Tests live outside the walls, so they may join linux/ and xenstored/ by hand, the way
+``xenlab.sim`` does (sim/daemons.py, sim/host.py), with less around them:
+
+* the hypervisor is the real ``xenlab.xen.hypervisor.Hypervisor``;
+* every kernel is made by ``xenlab.linux.kernels.new_kernel`` and boots through its own
+  ``kernel.boot_stages(...)`` (``Rig.boot``, optionally stopping before a named stage so a
+  test can call that stage's init function itself and check what it returns);
+* xenstored is the real ``Daemon`` served over the real ring transport (``RingServer``)
+  as a task in dom0's user space, on dom0's ``/dev/xen/evtchn`` (``EvtchnDevHost``);
+* a guest is built the way libxl's domain builder builds one (store and console pages
+  and ports, grant refs 0 and 1 seeded, INTRODUCE) but without the rest of ``xl create``,
+  so a test writes exactly the xenstore nodes it is about;
+* the toolstack's side is an ``XsClient`` on a socket connection of dom0 (``Rig.tools``;
+  ``tool_write`` & co are its one-line forms). A socket request wakes xenstored's main
+  loop, as a readable socket wakes the real daemon's poll, so watch events it caused go
+  out on the rings.
+
+Nothing here reaches into a kernel: what a test asserts about IRQs it reads from the
+kernel's irq_desc table (``irq_names``) and the ``<kernel>/evtchn_to_irq`` trace table.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
-from xenlab.abi.xs_wire import XSD_ERROR_BY_NAME
-from xenlab.abi.xs_wire import xsd_sockmsg_type as T
-from xenlab.base.sched import WaitQueue
+from xenlab.abi.start_info import HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN
+from xenlab.base.sched import Scheduler
+from xenlab.base.trace import Trace
+from xenlab.linux.genhd import BlockDevice, add_disk
+from xenlab.linux.kernel import Kernel
+from xenlab.linux.kernels import new_kernel
+from xenlab.sim.daemons import SocketConnection
+from xenlab.sim.host import EvtchnDevHost
+from xenlab.sim.toolstack import block_hotplug_writes, vif_hotplug_writes
+from xenlab.sim.xsclient import XsClient, XsError, perms
+from xenlab.xen.hypervisor import Hypervisor
 from xenlab.xenstored.daemon import Daemon
-from xenlab.xenstored.wire import Message, join_strings, split_strings
+from xenlab.xenstored.ring import RingServer
+from xenlab.xenstored.serve import PERSONALITIES
 
 
 @dataclass
-class _KernelXs:
-    kernel: Any
-    conn: Any
-    events: deque[tuple[str, str]] = field(default_factory=deque)
-    watches: dict[str, Any] = field(default_factory=dict)
-    wq: WaitQueue | None = None
-    task: Any = None
+class Guest:
+    """What the domain builder made for a guest: its store and console page and port."""
+
+    domid: int
+    store_mfn: int
+    store_port: int
+    console_mfn: int
+    console_port: int
 
 
-class DirectXs:
-    """The xs layer of several kernels, served straight by one Daemon."""
+class Rig:
+    """Xen, a dom0 kernel, xenstored on it (once started), guests, one trace, one scheduler."""
 
-    def __init__(self, daemon: Daemon | None = None) -> None:
-        self.daemon = daemon or Daemon()
-        self.kernels: dict[int, _KernelXs] = {}  # by connection number
-        self.by_kernel: dict[int, _KernelXs] = {}  # by id(kernel)
-        self._next_token = 0
-        self._req = 0
+    def __init__(self, flavour: str = "modern", *, vcpus: int = 1, dom0_faults: tuple[str, ...] = (),
+                 personality: str = "oxenstored") -> None:
+        self.flavour = flavour
+        self.vcpus = vcpus
+        self.trace = Trace()
+        self.sched = Scheduler()
+        self.hv = Hypervisor(trace=self.trace, bits=64)
+        # dom0_build.c masks every vcpu's upcalls; the kernel unmasks them in xen_irq_enable
+        self.hv.domain_create(0, "Domain-0", vcpus=vcpus, privileged=True, initdomain=True,
+                              upcalls_masked=True)
+        self.dom0 = self.new_kernel(0, dom0_faults)
+        features, name = PERSONALITIES[personality]
+        self.personality = personality
+        self.daemon = Daemon(trace=self.trace, features=features, name=name)
+        self.socket = SocketConnection(self.daemon, "tools")
+        self.tools = XsClient(self._tool_talk, name="tools")
+        self.host: EvtchnDevHost | None = None
+        self.ring_server: RingServer | None = None
+        self.socket_input = False
+        self.guests: dict[int, Guest] = {}
 
-    # -- set-up --------------------------------------------------------------------
-    def attach(self, kernel: Any) -> None:
-        """Use this daemon for *kernel*'s xenstore access."""
-        kernel.xs_ops = self
+    # -- kernels --------------------------------------------------------------------------
+    def new_kernel(self, domid: int, faults: tuple[str, ...] = ()) -> Kernel:
+        """new_kernel for domain *domid* on this rig's hypervisor, scheduler and trace."""
+        k = new_kernel(self.hv, domid, self.flavour, sched=self.sched, trace=self.trace,
+                       name="dom0" if domid == 0 else f"domU{domid}")
+        k.faults |= set(faults)
+        return k
 
-    def xs_init(self, kernel: Any) -> int:
-        """xs_init: a connection for the kernel and its xenwatch task."""
-        if id(kernel) in self.by_kernel:
-            return 0
-        conn = self.daemon.new_connection(kernel.domid, label=f"ring-{kernel.name}")
-        ks = _KernelXs(kernel, conn, wq=WaitQueue(f"{kernel.name}:watch_events_waitq"))
-        self.kernels[conn.number] = ks
-        self.by_kernel[id(kernel)] = ks
-        ks.task = kernel.sched.kthread_run(lambda: self._xenwatch(ks), "xenwatch", owner=kernel.name)
-        return 0
+    def boot(self, kernel: Kernel, *, until: str | None = None, after: str | None = None,
+             userspace: bool = False) -> None:
+        """Run *kernel*'s boot stages in order (starting after stage *after*, which the test ran
+        itself; stopping before stage *until*), then, with *userspace*, its /init (dom0: xenfs
+        and the backends; a domU: the frontends)."""
+        initdomain = kernel.domid == 0
+        stages = kernel.boot_stages(initdomain=initdomain)
+        names = [name for name, _ in stages]
+        for stage in (until, after):
+            if stage is not None and stage not in names:
+                raise ValueError(f"{kernel.name} has no boot stage {stage!r}; its stages: {names}")
+        if after is not None:
+            stages = stages[names.index(after) + 1:]
+        for name, run in stages:
+            if name == until:
+                return
+            self.trace.begin_stage(f"{kernel.name}: {name}")
+            run()
+        self.settle()
+        if userspace:
+            self.trace.begin_stage(f"{kernel.name}: user space")
+            kernel.init_process(initdomain=initdomain)
+            self.settle()
 
-    def _xenwatch(self, ks: _KernelXs) -> None:
-        sched = ks.kernel.sched
-        while True:
-            sched.wait_event(ks.wq, lambda: bool(ks.events))
-            path, token = ks.events.popleft()
-            watch = ks.watches.get(token)
-            if watch is not None:
-                watch.callback(watch, path, token)
+    def settle(self) -> None:
+        """Run every task and timer until nothing is left to do."""
+        self.sched.run(timers=True)
 
-    # -- requests ------------------------------------------------------------------
-    def _talk(self, kernel: Any, type: int, payload: bytes, tx: int = 0) -> tuple[int, bytes]:
-        ks = self.by_kernel[id(kernel)]
-        self._req += 1
-        self.daemon.handle(ks.conn, Message(int(type), self._req, tx, payload))
-        reply: tuple[int, bytes] | None = None
-        for other in list(self.kernels.values()):
-            for msg in other.conn.take_output():
-                if msg.type == T.XS_WATCH_EVENT:
-                    path, token = (p.decode() for p in split_strings(msg.payload)[:2])
-                    other.events.append((path, token))
-                    other.kernel.sched.wake_up(other.wq)
-                elif other is ks:
-                    reply = (msg.type, msg.payload)
-        assert reply is not None, "the daemon sent no reply"
+    # -- xenstored ------------------------------------------------------------------------------
+    def start_xenstored(self) -> None:
+        """xenstored as dom0's init script starts it: bind VIRQ_DOM_EXC, read /proc/xen/xsd_port,
+        map /proc/xen/xsd_kva, serve dom0's ring (one kick), then serve rings until killed."""
+        assert self.host is None, "xenstored is already running"
+        host = self.host = EvtchnDevHost(self.dom0, comm=self.daemon.name)
+        server = self.ring_server = RingServer(self.daemon, host, trace=self.trace,
+                                               personality=self.personality, actor=self.daemon.name)
+
+        def domain_gone(domid: int) -> bool:
+            info = self.hv.getdomaininfo(domid)
+            return isinstance(info, int) or info.dying
+
+        def has_work() -> bool:
+            return host.dev.has_pending() or self.socket_input
+
+        def xenstored_main() -> None:
+            server.bind_dom_exc(domain_gone)
+            port = int(self.dom0.proc["xen/xsd_port"].read())
+            server.attach_local(port, host.map_local_store_page())
+            while True:
+                self.socket_input = False
+                server.service()
+                self.sched.wait_event(host.dev.waitq, has_work)
+
+        self.sched.kthread_run(xenstored_main, self.daemon.name, owner="dom0")
+        self.settle()
+
+    def up(self) -> None:
+        """dom0 booted with its backends loaded, and xenstored running (what a guest needs)."""
+        if self.host is None:
+            self.boot(self.dom0, userspace=True)
+            self.start_xenstored()
+
+    # -- the toolstack ----------------------------------------------------------------------------
+    def _tool_talk(self, mtype: int, tx_id: int, payload: bytes) -> tuple[int, bytes]:
+        """One request on the tools' socket; the daemon's poll wakes to flush what it caused."""
+        reply = self.socket.talk(mtype, tx_id, payload)
+        if self.host is not None:
+            self.socket_input = True
+            self.sched.wake_up(self.host.dev.waitq)
         return reply
 
-    @staticmethod
-    def _err(payload: bytes) -> int:
-        return -XSD_ERROR_BY_NAME.get(payload.rstrip(b"\0").decode(), 22)
-
-    @staticmethod
-    def _path(dir: str, node: str) -> str:
-        return dir if not node else (node if not dir else f"{dir}/{node}")
-
-    def xenbus_read(self, kernel: Any, xbt: int, dir: str, node: str) -> str | int:
-        t, p = self._talk(kernel, T.XS_READ, join_strings(self._path(dir, node)), xbt)
-        return self._err(p) if t == T.XS_ERROR else p.decode()
-
-    def xenbus_write(self, kernel: Any, xbt: int, dir: str, node: str, value: str) -> int:
-        t, p = self._talk(kernel, T.XS_WRITE, self._path(dir, node).encode() + b"\0" + value.encode(), xbt)
-        return self._err(p) if t == T.XS_ERROR else 0
-
-    def xenbus_directory(self, kernel: Any, xbt: int, dir: str, node: str) -> list[str] | int:
-        t, p = self._talk(kernel, T.XS_DIRECTORY, join_strings(self._path(dir, node)), xbt)
-        if t == T.XS_ERROR:
-            return self._err(p)
-        return [s.decode() for s in split_strings(p)] if p else []
-
-    def xenbus_exists(self, kernel: Any, xbt: int, dir: str, node: str) -> bool:
-        return not isinstance(self.xenbus_directory(kernel, xbt, dir, node), int)
-
-    def xenbus_transaction_start(self, kernel: Any) -> tuple[int, int]:
-        t, p = self._talk(kernel, T.XS_TRANSACTION_START, b"\0")
-        return (self._err(p), 0) if t == T.XS_ERROR else (0, int(p.rstrip(b"\0")))
-
-    def xenbus_transaction_end(self, kernel: Any, xbt: int, abort: bool) -> int:
-        t, p = self._talk(kernel, T.XS_TRANSACTION_END, b"F\0" if abort else b"T\0", xbt)
-        return self._err(p) if t == T.XS_ERROR else 0
-
-    def register_xenbus_watch(self, kernel: Any, watch: Any) -> int:
-        ks = self.by_kernel[id(kernel)]
-        self._next_token += 1
-        token = f"{self._next_token:x}"
-        ks.watches[token] = watch
-        watch.token = token
-        t, p = self._talk(kernel, T.XS_WATCH, join_strings(watch.node, token))
-        if t == T.XS_ERROR:
-            del ks.watches[token]
-            return self._err(p)
-        return 0
-
-    def unregister_xenbus_watch(self, kernel: Any, watch: Any) -> None:
-        ks = self.by_kernel[id(kernel)]
-        token = getattr(watch, "token", None)
-        if token is None or token not in ks.watches:
-            return
-        del ks.watches[token]
-        self._talk(kernel, T.XS_UNWATCH, join_strings(watch.node, token))
-        ks.events = deque(e for e in ks.events if e[1] != token)
-
-    # -- the toolstack's side ------------------------------------------------------
     def tool_write(self, path: str, value: str) -> None:
-        """A dom0 tool (socket) writes a node; watch events go to the kernels."""
-        sock = getattr(self, "_sock", None)
-        if sock is None:
-            sock = self._sock = self.daemon.new_connection(0, "socket-tools")
-        self._req += 1
-        payload = path.encode() + b"\0" + value.encode()
-        self.daemon.handle(sock, Message(int(T.XS_WRITE), self._req, 0, payload))
-        self._route(sock)
+        """xenstore-write from dom0's socket."""
+        self.tools.write(path, value)
 
-    def tool_set_perms(self, path: str, *perms: str) -> None:
+    def tool_set_perms(self, path: str, *specs: str) -> None:
         """xenstore-chmod from dom0's socket: perms like 'n0', 'r1'."""
-        sock = getattr(self, "_sock", None) or self.daemon.new_connection(0, "socket-tools")
-        self._sock = sock
-        self._req += 1
-        self.daemon.handle(sock, Message(int(T.XS_SET_PERMS), self._req, 0, join_strings(path, *perms)))
-        self._route(sock)
+        self.tools.set_perms(path, perms(*specs))
 
     def tool_read(self, path: str) -> str | None:
-        """Read a node from dom0's socket (None if absent)."""
-        sock = getattr(self, "_sock", None) or self.daemon.new_connection(0, "socket-tools")
-        self._sock = sock
-        self._req += 1
-        self.daemon.handle(sock, Message(int(T.XS_READ), self._req, 0, join_strings(path)))
-        replies = self._route(sock)
-        t, p = replies[-1]
-        return None if t == T.XS_ERROR else p.decode()
+        """xenstore-read from dom0's socket (None if absent)."""
+        try:
+            return self.tools.read(path)
+        except XsError:
+            return None
 
     def tool_rm(self, path: str) -> None:
-        """xenstore-rm from dom0's socket; watch events go to the kernels."""
-        sock = getattr(self, "_sock", None) or self.daemon.new_connection(0, "socket-tools")
-        self._sock = sock
-        self._req += 1
-        self.daemon.handle(sock, Message(int(T.XS_RM), self._req, 0, join_strings(path)))
-        self._route(sock)
+        """xenstore-rm from dom0's socket."""
+        self.tools.rm(path)
 
     def tool_directory(self, path: str) -> list[str]:
-        """The children of a node, read from dom0's socket ([] if absent)."""
-        sock = getattr(self, "_sock", None) or self.daemon.new_connection(0, "socket-tools")
-        self._sock = sock
-        self._req += 1
-        self.daemon.handle(sock, Message(int(T.XS_DIRECTORY), self._req, 0, join_strings(path)))
-        t, p = self._route(sock)[-1]
-        return [] if t == T.XS_ERROR or not p else [x.decode() for x in split_strings(p)]
+        """xenstore-list from dom0's socket ([] if absent)."""
+        try:
+            return self.tools.directory(path)
+        except XsError:
+            return []
 
-    def _route(self, sock: Any) -> list[tuple[int, bytes]]:
-        own = [(m.type, m.payload) for m in sock.take_output()]
-        for other in list(self.kernels.values()):
-            for msg in other.conn.take_output():
-                if msg.type == T.XS_WATCH_EVENT:
-                    path, token = (p.decode() for p in split_strings(msg.payload)[:2])
-                    other.events.append((path, token))
-                    other.kernel.sched.wake_up(other.wq)
-        return own
+    # -- guests -------------------------------------------------------------------------------------
+    def create_domU(self, domid: int = 1, *, vcpus: int | None = None, hvm: bool = False,
+                    faults: tuple[str, ...] = ()) -> Kernel:
+        """xc_domain_create + the domain builder + INTRODUCE; the guest's kernel, not booted yet.
+
+        A PV guest finds its store in start_info; an HVM guest (PV drivers on HVM) in its
+        HVM params STORE_PFN / STORE_EVTCHN.
+        """
+        self.up()
+        hv = self.hv
+        d = hv.domain_create(domid, f"domU{domid}", vcpus=vcpus or self.vcpus, hvm=hvm,
+                             max_evtchn_port=1023, upcalls_masked=True)
+        store_port = hv.evtchn_alloc_unbound(0, domid, 0)
+        console_port = hv.evtchn_alloc_unbound(0, domid, 0)
+        store, console = hv.memory.alloc_page(domid), hv.memory.alloc_page(domid)
+        if hvm:
+            d.hvm_params[HVM_PARAM_STORE_PFN] = d.mfn_to_pfn(store.mfn)
+            d.hvm_params[HVM_PARAM_STORE_EVTCHN] = store_port
+        else:
+            si = d.start_info
+            si.store_mfn, si.store_evtchn = store.mfn, store_port
+            si.console.domU.mfn, si.console.domU.evtchn = console.mfn, console_port
+        hv.gnttab_seed(domid, console.mfn, store.mfn)  # xc_dom_gnttab_init: refs 0 and 1, for dom0
+        self.guests[domid] = Guest(domid, store.mfn, store_port, console.mfn, console_port)
+        kernel = self.new_kernel(domid, faults)
+        self.tools.introduce_domain(domid, store.mfn, store_port)
+        self.settle()
+        return kernel
 
 
-# -- a stand-in hypervisor and IRQ layer, for when only the probe logic is under test ----------
+# -- what tests read from a kernel ----------------------------------------------------------------
+def irq_names(kernel: Kernel) -> list[str]:
+    """The name of every irqaction, by IRQ number (what /proc/interrupts' last column lists)."""
+    core = kernel.irq_core
+    assert core is not None, f"{kernel.name} has no irq_desc table yet"
+    return [a.name for irq in sorted(core.descs) for a in core.descs[irq].actions]
+
+
+def port_irq_name(kernel: Kernel, port: int) -> str:
+    """The irqaction name of the IRQ *kernel* bound event channel *port* to (its evtchn_to_irq)."""
+    core = kernel.irq_core
+    assert core is not None
+    table = kernel.trace.state_at(len(kernel.trace) - 1).get(kernel.table("evtchn_to_irq"), {})
+    irq = table.get(str(port), -1)  # trace keys are strings
+    desc = core.descs.get(irq)
+    assert desc is not None and desc.actions, f"{kernel.name}: port {port} has no IRQ with a handler"
+    return ", ".join(a.name for a in desc.actions)
+
+
+def tasks_of(kernel: Kernel) -> list[str]:
+    """The names of the tasks *kernel* started (kernel threads, workqueues), in start order."""
+    return [t.name for t in kernel.sched.tasks if t.owner == kernel.name]
+
+
+# -- a dom0 with backends and a domU with frontends ----------------------------------------------------
+FE = "/local/domain/1/device"
+BE = "/local/domain/0/backend"
+
+
 @dataclass
-class FakePage:
-    """A machine page: its mfn and 4096 writable bytes."""
+class Pair:
+    """dom0 with backends and a domU with frontends, one store, one scheduler."""
 
-    mfn: int
-    buf: bytearray = field(default_factory=lambda: bytearray(4096))
+    rig: Rig
+    dom0: Kernel
+    domU: Kernel
 
+    @property
+    def hv(self) -> Hypervisor:
+        """The hypervisor."""
+        return self.rig.hv
 
-class FakeMemory:
-    """hv.memory: pages handed out with increasing mfns."""
+    @property
+    def xs(self) -> Rig:
+        """The toolstack's side of the store (tool_write & co)."""
+        return self.rig
 
-    def __init__(self) -> None:
-        self.pages: dict[int, FakePage] = {}
-        self.next_mfn = 0x1000
-        self.freed: list[int] = []
+    @property
+    def sched(self) -> Scheduler:
+        """The one scheduler."""
+        return self.rig.sched
 
-    def alloc_page(self, owner: int) -> FakePage:
-        page = FakePage(self.next_mfn)
-        self.pages[page.mfn] = page
-        self.next_mfn += 1
-        return page
+    def settle(self) -> None:
+        """Run everything until idle."""
+        self.rig.settle()
 
-    def page(self, mfn: int) -> FakePage:
-        return self.pages[mfn]
-
-    def free_page(self, page: FakePage) -> None:
-        self.pages.pop(page.mfn, None)
-        self.freed.append(page.mfn)
-
-
-class FakeDomain:
-    """A domain: start_info, vcpus, its event-channel ports (port -> (state, remote dom, remote port))."""
-
-    def __init__(self, domid: int, initdomain: bool, vcpus: int) -> None:
-        from xenlab.abi.start_info import SIF_INITDOMAIN, SIF_PRIVILEGED, start_info
-
-        self.domid = domid
-        self.initdomain = initdomain
-        self.hvm = False
-        self.hvm_params: dict[int, int] = {}
-        self.max_vcpus = vcpus
-        self.start_info = start_info()
-        if initdomain:
-            self.start_info.flags = SIF_INITDOMAIN | SIF_PRIVILEGED
-        self.ports: dict[int, list[Any]] = {}
-
-    def mfn_to_pfn(self, mfn: int) -> int:
-        return mfn - 0x1000
-
-    def pfn_to_mfn(self, pfn: int) -> int:
-        return pfn + 0x1000
-
-    def free_port(self) -> int:
-        port = 1
-        while port in self.ports:
-            port += 1
-        return port
+    def read(self, path: str) -> str | None:
+        """xenstore-read in dom0 (None if absent)."""
+        return self.rig.tool_read(path)
 
 
-class FakeHV:
-    """The hypervisor calls xenbus and the drivers make: memory and event channels (lowest free port)."""
+def libxl_add_devices(xs: Rig) -> None:
+    """What `xl create` writes for disk xvda (51712) and vif 0 (libxl_device.c), with its permissions."""
+    def node(path: str, value: str = "") -> None:
+        xs.tool_write(path, value)
 
-    def __init__(self) -> None:
-        self.memory = FakeMemory()
-        self.domains: dict[int, FakeDomain] = {}
-        self.enosys = False
-
-    def domain_create(self, domid: int, initdomain: bool = False, vcpus: int = 1) -> FakeDomain:
-        d = FakeDomain(domid, initdomain, vcpus)
-        self.domains[domid] = d
-        return d
-
-    def evtchn_alloc_unbound(self, caller: int, dom: int, remote_dom: int) -> int:
-        from xenlab.abi.event_channel import DOMID_SELF
-
-        d = self.domains[caller if dom == DOMID_SELF else dom]
-        port = d.free_port()
-        d.ports[port] = ["unbound", caller if remote_dom == DOMID_SELF else remote_dom, 0]
-        return port
-
-    def evtchn_bind_interdomain(self, caller: int, remote_dom: int, remote_port: int) -> int:
-        d, r = self.domains[caller], self.domains[remote_dom]
-        rp = r.ports.get(remote_port)
-        if rp is None or rp[0] != "unbound" or rp[1] != caller:
-            return -22
-        port = d.free_port()
-        d.ports[port] = ["interdomain", remote_dom, remote_port]
-        r.ports[remote_port] = ["interdomain", caller, port]
-        return port
-
-    def evtchn_close(self, caller: int, port: int) -> int:
-        d = self.domains[caller]
-        ent = d.ports.pop(port, None)
-        if ent is None:
-            return -22
-        if ent[0] == "interdomain":
-            r = self.domains[ent[1]]
-            r.ports[ent[2]] = ["unbound", caller, 0]
-        return 0
+    for path in ("/local/domain/1", f"{FE}", f"{FE}/vbd", f"{FE}/vif"):
+        node(path)
+        xs.tool_set_perms(path, "n0", "r1")
+    vbd_be, vbd_fe = f"{BE}/vbd/1/51712", f"{FE}/vbd/51712"
+    vif_be, vif_fe = f"{BE}/vif/1/0", f"{FE}/vif/0"
+    for be, fe in ((vbd_be, vbd_fe), (vif_be, vif_fe)):
+        node(be)
+        xs.tool_set_perms(be, "n0", "r1")
+        node(fe)
+        xs.tool_set_perms(fe, "n1", "r0")
+    for k, v in {"frontend": vbd_fe, "frontend-id": "1", "online": "1", "params": "/xenlab/disk.img",
+                 "dev": "xvda", "type": "phy", "mode": "w", "device-type": "disk", "discard-enable": "1",
+                 "script": "/etc/xen/scripts/block", "state": "1"}.items():
+        node(f"{vbd_be}/{k}", v)
+    for k, v in {"backend": vbd_be, "backend-id": "0", "virtual-device": "51712", "device-type": "disk",
+                 "trusted": "1", "state": "1"}.items():
+        node(f"{vbd_fe}/{k}", v)
+    for k, v in {"frontend": vif_fe, "frontend-id": "1", "online": "1", "mac": "00:16:3e:00:00:01",
+                 "bridge": "xenbr0", "handle": "0", "type": "vif", "script": "/etc/xen/scripts/vif-bridge",
+                 "state": "1"}.items():
+        node(f"{vif_be}/{k}", v)
+    for k, v in {"backend": vif_be, "backend-id": "0", "handle": "0", "mac": "00:16:3e:00:00:01",
+                 "mtu": "1500", "trusted": "1", "state": "1"}.items():
+        node(f"{vif_fe}/{k}", v)
 
 
-class FakeIrqLayer:
-    """bind_* / unbind_from_irqhandler over FakeHV: IRQs numbered from *first*, named like the kernel's."""
+def make_pair(flavour: str = "modern", vcpus: int = 1) -> Pair:
+    """dom0 booted (backends loaded, xenstored up), a domU booted without its frontends, vbd + vif added.
 
-    def __init__(self, first: int = 16) -> None:
-        self.first = first
-        self.irqs: dict[int, tuple[int, str]] = {}  # irq -> (port, name)
+    The order is `xl create`'s: the domain and INTRODUCE, the devices (the backends go to
+    InitWait), the hotplug scripts (losetup: /dev/loop0), then the guest boots.
+    """
+    rig = Rig(flavour, vcpus=vcpus)
+    domU = rig.create_domU(1)
+    pair = Pair(rig, rig.dom0, domU)
+    libxl_add_devices(rig)
+    pair.settle()
+    add_disk(rig.dom0, 7, 0, BlockDevice("loop0", sectors=32768, discard_granularity=4096))
+    for k, v in block_hotplug_writes(7, 0, "/dev/loop0"):  # libxl runs the scripts once InitWait
+        rig.tool_write(f"{BE}/vbd/1/51712/{k}", v)
+    for k, v in vif_hotplug_writes():
+        rig.tool_write(f"{BE}/vif/1/0/{k}", v)
+    pair.settle()
+    rig.boot(domU)
+    return pair
 
-    def _irq(self, port: int, name: str) -> int:
-        irq = self.first
-        while irq in self.irqs:
-            irq += 1
-        self.irqs[irq] = (port, name)
-        return irq
 
-    def bind_evtchn_to_irqhandler_lateeoi(self, kernel: Any, port: int, handler: Any, flags: int, name: str,
-                                          dev_id: Any) -> int:
-        return self._irq(port, name)
+def load_frontends(pair: Pair) -> None:
+    """The domU's /init: insmod xen-blkfront.ko; insmod xen-netfront.ko (each waits for its devices)."""
+    pair.domU.init_process(initdomain=False)
+    pair.settle()
 
-    def bind_listening_port_to_irqhandler(self, kernel: Any, remote: int, handler: Any, flags: int, name: str,
-                                          dev_id: Any) -> int:
-        return self._irq(kernel.hv.evtchn_alloc_unbound(kernel.domid, 0x7FF0, remote), name)
-
-    def _interdomain(self, kernel: Any, remote: int, rport: int, handler: Any, flags: int, name: str,
-                     dev_id: Any) -> int:
-        port = kernel.hv.evtchn_bind_interdomain(kernel.domid, remote, rport)
-        return port if port < 0 else self._irq(port, name)
-
-    bind_interdomain_evtchn_to_irqhandler = _interdomain
-    bind_interdomain_evtchn_to_irqhandler_lateeoi = _interdomain
-
-    def irq_to_evtchn_port(self, kernel: Any, irq: int) -> int:
-        return self.irqs[irq][0]
-
-    evtchn_from_irq = irq_to_evtchn_port
-
-    def unbind_from_irqhandler(self, kernel: Any, irq: int, dev_id: Any) -> None:
-        port, _ = self.irqs.pop(irq)
-        kernel.hv.evtchn_close(kernel.domid, port)

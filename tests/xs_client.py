@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from xenlab.abi.xs_wire import xenstore_domain_interface
 from xenlab.abi.xs_wire import xsd_sockmsg_type as T
+from xenlab.xenstored import wire
 from xenlab.xenstored.daemon import Connection, Daemon
 from xenlab.xenstored.wire import Message
+
+U32 = 0xFFFFFFFF
 
 
 class XsError(Exception):
@@ -108,3 +114,35 @@ def introduce(dom0: Client, domid: int, mfn: int = 0x1234, port: int = 1) -> Cli
     """INTRODUCE a guest through dom0 and return a client on the guest's connection."""
     dom0.call(T.XS_INTRODUCE, str(domid), str(mfn), str(port))
     return Client(dom0.daemon, dom0.daemon.domains[domid].conn)
+
+
+class RingEnd:
+    """The client's half of a store page (a guest's xenbus, or the dom0 kernel's): requests into
+    req, replies out of rsp, free-running indices as xs_wire.h defines them."""
+
+    def __init__(self, page: Any, *, strict_types: bool = True) -> None:
+        self.mem = memoryview(page)
+        self.intf = xenstore_domain_interface.from_buffer(page)
+        self.dec = wire.Decoder(strict_types=strict_types)
+        self.req_id = 0
+
+    def put(self, data: bytes) -> None:
+        """Copy *data* into the request ring and advance req_prod."""
+        i = self.intf
+        assert ((i.req_prod - i.req_cons) & U32) + len(data) <= 1024, "test overfilled the ring"
+        for k, byte in enumerate(data):
+            self.mem[(i.req_prod + k) & 1023] = byte
+        i.req_prod = (i.req_prod + len(data)) & U32
+
+    def send(self, msg_type: int, payload: bytes, tx_id: int = 0) -> None:
+        """One request, the next req_id."""
+        self.req_id += 1
+        self.put(wire.encode(Message(msg_type, self.req_id, tx_id, payload)))
+
+    def take(self) -> list[Message]:
+        """Every whole message in the response ring (rsp_cons moves past them)."""
+        i = self.intf
+        n = (i.rsp_prod - i.rsp_cons) & U32
+        data = bytes(self.mem[1024 + ((i.rsp_cons + k) & 1023)] for k in range(n))
+        i.rsp_cons = (i.rsp_cons + n) & U32
+        return self.dec.feed(data)

@@ -7,6 +7,8 @@ paused, HVM, and so on.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 XEN_DOMINF_dying = 1 << 0
 XEN_DOMINF_hvm_guest = 1 << 1
 XEN_DOMINF_shutdown = 1 << 2
@@ -32,3 +34,26 @@ SHUTDOWN_NAMES: dict[int, str] = {
     v: k[len("SHUTDOWN_"):] for k, v in dict(globals()).items()
     if k.startswith("SHUTDOWN_") and k != "SHUTDOWN_MAX"
 }
+
+
+@dataclass(frozen=True)
+class DomainInfoFlags:
+    """struct xen_domctl_getdomaininfo's domid and flags, and what the flags say."""
+
+    domid: int
+    flags: int
+
+    @property
+    def dying(self) -> bool:
+        """XEN_DOMINF_dying."""
+        return bool(self.flags & XEN_DOMINF_dying)
+
+    @property
+    def shutdown(self) -> bool:
+        """XEN_DOMINF_shutdown (crashed guests are shut down with code SHUTDOWN_crash)."""
+        return bool(self.flags & XEN_DOMINF_shutdown)
+
+    @property
+    def shutdown_reason(self) -> int:
+        """The guest's SHUTDOWN_* code, bits 16..23 of flags."""
+        return self.flags >> XEN_DOMINF_shutdownshift & XEN_DOMINF_shutdownmask

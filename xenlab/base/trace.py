@@ -97,6 +97,11 @@ class Trace:
         self.steps.append(step)
         return step
 
+    @property
+    def stage(self) -> str:
+        """The name of the stage steps are recorded into now ("" before the first)."""
+        return self._stage
+
     def begin_stage(self, name: str) -> None:
         """Start a named stage; steps recorded from now on belong to it."""
         self._stage = name

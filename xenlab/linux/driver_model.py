@@ -25,9 +25,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xenlab.abi.errno import EBUSY, EEXIST, EINVAL, ENODEV, ENOMEM, ENXIO, errno_name
+
+if TYPE_CHECKING:
+    from xenlab.linux.kernel import Kernel
 
 SRC_BUS = "drivers/base/bus.c"
 SRC_CORE = "drivers/base/core.c"
@@ -81,31 +84,15 @@ class bus_type:
     probe: Callable[[device], int] | None = None
     remove: Callable[[device], Any] | None = None
     # attribute files every device on this bus gets (bus->dev_groups): name -> show(dev)
-    dev_attrs: dict[str, Callable[[Any], str]] = field(default_factory=dict)
+    dev_attrs: dict[str, Callable[[device], str]] = field(default_factory=dict)
     # bus->uevent: the KEY=value lines the bus adds to a device's uevent file
-    uevent: Callable[[Any], list[str]] | None = None
+    uevent: Callable[[device], list[str]] | None = None
     devices: list[device] = field(default_factory=list)
     drivers: list[device_driver] = field(default_factory=list)
     registered: bool = False
 
     def __repr__(self) -> str:
         return f"bus_type({self.name!r}, {len(self.devices)} devices, {len(self.drivers)} drivers)"
-
-
-def _buses(kernel: Any) -> dict[str, bus_type]:
-    buses = getattr(kernel, "buses", None)
-    if buses is None:
-        buses = {}
-        kernel.buses = buses
-    return buses
-
-
-def _roots(kernel: Any) -> list[device]:
-    roots = getattr(kernel, "root_devices", None)
-    if roots is None:
-        roots = []
-        kernel.root_devices = roots
-    return roots
 
 
 def dev_driver_string(dev: device) -> str:
@@ -115,12 +102,12 @@ def dev_driver_string(dev: device) -> str:
     return dev.bus.name if dev.bus is not None else ""
 
 
-def dev_printk(kernel: Any, level: str, dev: device, text: str) -> None:
+def dev_printk(kernel: Kernel, level: str, dev: device, text: str) -> None:
     """dev_printk/dev_err/dev_warn: printk prefixed with "<driver> <device>: " (include/linux/device.h)."""
     kernel.printk(level, f"{dev_driver_string(dev)} {dev.name}: {text}")
 
 
-def _injected(kernel: Any, fault: str | None, function: str, what: str, source: str) -> int:
+def _injected(kernel: Kernel, fault: str | None, function: str, what: str, source: str) -> int:
     if fault is not None and kernel.fault(fault):
         kernel.record(function, f"{what}: fails with -ENOMEM (fault {fault!r} injected)", source)
         return -ENOMEM
@@ -128,12 +115,12 @@ def _injected(kernel: Any, fault: str | None, function: str, what: str, source: 
 
 
 # -- buses ----------------------------------------------------------------
-def bus_register(kernel: Any, bus: bus_type, *, fault: str | None = None) -> int:
+def bus_register(kernel: Kernel, bus: bus_type, *, fault: str | None = None) -> int:
     """bus_register: create the bus and /sys/bus/<name>/{devices,drivers} (drivers/base/bus.c)."""
     err = _injected(kernel, fault, "bus_register", f"bus {bus.name!r}", SRC_BUS)
     if err:
         return err
-    buses = _buses(kernel)
+    buses = kernel.buses
     if bus.name in buses:
         kernel.record("bus_register", f"bus {bus.name!r} already exists: -EEXIST", SRC_BUS)
         return -EEXIST
@@ -144,13 +131,13 @@ def bus_register(kernel: Any, bus: bus_type, *, fault: str | None = None) -> int
     return 0
 
 
-def bus_unregister(kernel: Any, bus: bus_type) -> None:
+def bus_unregister(kernel: Kernel, bus: bus_type) -> None:
     """bus_unregister: remove the bus's drivers and devices, then the bus (drivers/base/bus.c)."""
     for drv in list(bus.drivers):
         driver_unregister(kernel, drv)
     for dev in list(bus.devices):
         device_unregister(kernel, dev)
-    _buses(kernel).pop(bus.name, None)
+    kernel.buses.pop(bus.name, None)
     bus.registered = False
     kernel.record("bus_unregister", f"unregistered bus {bus.name!r}", SRC_BUS,
                   changes=[(f"{kernel.name}/bus", bus.name, "registered", None)])
@@ -171,11 +158,12 @@ def _dev_key(dev: device) -> str:
     return f"{dev.bus.name}/{dev.name}" if dev.bus is not None else dev.name
 
 
-def _bind_row(kernel: Any, dev: device, before: str | None, after: str | None) -> tuple[str, str, Any, Any]:
+def _bind_row(kernel: Kernel, dev: device, before: str | None,
+              after: str | None) -> tuple[str, str, Any, Any]:
     return (f"{kernel.name}/device_driver", _dev_key(dev), before, after)
 
 
-def really_probe(kernel: Any, dev: device, drv: device_driver) -> int:
+def really_probe(kernel: Kernel, dev: device, drv: device_driver) -> int:
     """really_probe: bind drv, call bus->probe or drv->probe, unbind on error (drivers/base/dd.c)."""
     dev.driver = drv
     kernel.record("really_probe", f"bound {dev.name} to driver {drv.name!r}, probing", SRC_DD,
@@ -199,7 +187,7 @@ def really_probe(kernel: Any, dev: device, drv: device_driver) -> int:
     return 1
 
 
-def driver_probe_device(kernel: Any, drv: device_driver, dev: device) -> int:
+def driver_probe_device(kernel: Kernel, drv: device_driver, dev: device) -> int:
     """driver_probe_device: try drv on dev if the bus says they match; 1 if bound (drivers/base/dd.c)."""
     bus = dev.bus
     if bus is not None and bus.match is not None and not bus.match(dev, drv):
@@ -207,7 +195,7 @@ def driver_probe_device(kernel: Any, drv: device_driver, dev: device) -> int:
     return really_probe(kernel, dev, drv)
 
 
-def device_attach(kernel: Any, dev: device) -> int:
+def device_attach(kernel: Kernel, dev: device) -> int:
     """device_attach: try each driver of the device's bus in order until one binds (drivers/base/dd.c)."""
     if dev.driver is not None or dev.bus is None:
         return 1 if dev.driver is not None else 0
@@ -217,7 +205,7 @@ def device_attach(kernel: Any, dev: device) -> int:
     return 0
 
 
-def driver_attach(kernel: Any, drv: device_driver) -> int:
+def driver_attach(kernel: Kernel, drv: device_driver) -> int:
     """driver_attach: try drv on every unbound device already on its bus (drivers/base/dd.c)."""
     assert drv.bus is not None
     for dev in list(drv.bus.devices):
@@ -226,7 +214,7 @@ def driver_attach(kernel: Any, drv: device_driver) -> int:
     return 0
 
 
-def device_release_driver(kernel: Any, dev: device) -> None:
+def device_release_driver(kernel: Kernel, dev: device) -> None:
     """device_release_driver: call remove and unbind the device's driver (drivers/base/dd.c)."""
     drv = dev.driver
     if drv is None:
@@ -243,7 +231,7 @@ def device_release_driver(kernel: Any, dev: device) -> None:
 
 
 # -- uevents -------------------------------------------------------------
-def kobject_uevent(kernel: Any, dev: device, action: str) -> None:
+def kobject_uevent(kernel: Kernel, dev: device, action: str) -> None:
     """kobject_uevent: tell user space (udev) about *dev*: "add", "remove", "bind", "unbind",
     "online", "offline"; the bus's uevent hook adds its variables (lib/kobject_uevent.c)."""
     env = [f"ACTION={action}", f"DEVPATH=/devices/{dev.name}"]
@@ -254,13 +242,13 @@ def kobject_uevent(kernel: Any, dev: device, action: str) -> None:
 
 
 # -- devices --------------------------------------------------------------
-def device_register(kernel: Any, dev: device, *, fault: str | None = None) -> int:
+def device_register(kernel: Kernel, dev: device, *, fault: str | None = None) -> int:
     """device_register: add the device to sysfs and its bus, then probe drivers (drivers/base/core.c)."""
     err = _injected(kernel, fault, "device_register", f"device {dev.name!r}", SRC_CORE)
     if err:
         return err
     where = f"bus {dev.bus.name!r}" if dev.bus else "/sys/devices"
-    siblings = dev.bus.devices if dev.bus is not None else _roots(kernel)
+    siblings = dev.bus.devices if dev.bus is not None else kernel.root_devices
     if any(d.name == dev.name for d in siblings):
         kernel.record("device_register", f"device {dev.name!r} already on {where}: -EEXIST", SRC_CORE)
         return -EEXIST
@@ -274,12 +262,12 @@ def device_register(kernel: Any, dev: device, *, fault: str | None = None) -> in
     return 0
 
 
-def device_unregister(kernel: Any, dev: device) -> None:
+def device_unregister(kernel: Kernel, dev: device) -> None:
     """device_unregister: unbind the driver, remove the device from bus and sysfs (drivers/base/core.c)."""
     if not dev.registered:
         return
     device_release_driver(kernel, dev)
-    siblings = dev.bus.devices if dev.bus is not None else _roots(kernel)
+    siblings = dev.bus.devices if dev.bus is not None else kernel.root_devices
     if dev in siblings:
         siblings.remove(dev)
     dev.registered = False
@@ -290,7 +278,7 @@ def device_unregister(kernel: Any, dev: device) -> None:
         dev.release(dev)
 
 
-def device_create_file(kernel: Any, dev: device, name: str, show: Callable[[], str]) -> int:
+def device_create_file(kernel: Kernel, dev: device, name: str, show: Callable[[], str]) -> int:
     """device_create_file: add one sysfs attribute file to the device (drivers/base/core.c)."""
     if name in dev.attrs:
         return -EEXIST
@@ -300,7 +288,7 @@ def device_create_file(kernel: Any, dev: device, name: str, show: Callable[[], s
 
 
 # -- drivers --------------------------------------------------------------
-def driver_register(kernel: Any, drv: device_driver, *, fault: str | None = None) -> int:
+def driver_register(kernel: Kernel, drv: device_driver, *, fault: str | None = None) -> int:
     """driver_register: add the driver to its bus, probe the devices waiting there (drivers/base/driver.c)."""
     err = _injected(kernel, fault, "driver_register", f"driver {drv.name!r}", SRC_DRIVER)
     if err:
@@ -320,7 +308,7 @@ def driver_register(kernel: Any, drv: device_driver, *, fault: str | None = None
     return driver_attach(kernel, drv)
 
 
-def driver_unregister(kernel: Any, drv: device_driver) -> None:
+def driver_unregister(kernel: Kernel, drv: device_driver) -> None:
     """driver_unregister: unbind drv's devices and remove it from its bus (drivers/base/driver.c)."""
     bus = drv.bus
     if bus is None or drv not in bus.drivers:

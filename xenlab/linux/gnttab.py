@@ -22,6 +22,10 @@ from typing import Any
 
 from xenlab.abi.errno import ENOSPC
 
+# get_zeroed_page / free_page are mm code (xenlab.linux.mm); named here for this module's old importers
+from xenlab.linux.mm import free_page as free_page
+from xenlab.linux.mm import get_zeroed_page as get_zeroed_page
+
 GNTTAB_NR_RESERVED_ENTRIES = 8
 SRC = "drivers/xen/grant-table.c"
 
@@ -113,30 +117,3 @@ def gnttab_free_grant_references(kernel: Any, chain: list[int]) -> None:
         gnttab(kernel).put_free_entries(list(chain))
         kernel.record("gnttab_free_grant_references", f"returned {len(chain)} unclaimed refs", SRC)
         chain.clear()
-
-
-def get_zeroed_page(kernel: Any) -> Any:
-    """get_zeroed_page: a zeroed page of the guest's own memory (mm/page_alloc.c).
-
-    A page the guest freed earlier is reused first; otherwise the domain gets a new
-    frame at its next pfn (populate_physmap), so pfn and mfn are both known.
-    """
-    free = getattr(kernel, "free_pages", None)
-    if free:
-        page = free.pop()
-        page.buf[:] = bytes(len(page.buf))
-        return page
-    hv = kernel.hv
-    if hasattr(hv, "populate_physmap"):
-        return hv.populate_physmap(kernel.domid)
-    return hv.memory.alloc_page(kernel.domid)
-
-
-def free_page(kernel: Any, page: Any) -> None:
-    """free_page: the page goes back to the guest's free pool (the frame stays the domain's)."""
-    free = getattr(kernel, "free_pages", None)
-    if free is None:
-        free = []
-        kernel.free_pages = free
-    free.append(page)
-    kernel.record("free_page", f"page mfn {page.mfn:#x} back to the free pool", "mm/page_alloc.c")

@@ -23,9 +23,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xenlab.abi.errno import EBUSY, EINVAL, ENOMEM
+
+if TYPE_CHECKING:
+    from xenlab.linux.kernel import Kernel
 
 SRC_MANAGE = "kernel/irq/manage.c"
 SRC_CHIP = "kernel/irq/chip.c"
@@ -99,10 +102,10 @@ class SharedBits:
     the guest kernel code uses.
     """
 
-    def __init__(self, kernel: Any) -> None:
+    def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
         self.sh = kernel.hv.domains[kernel.domid].shared_info
-        self.bits = 64 if getattr(kernel.hv, "bits", 64) == 64 else 32
+        self.bits = 64 if kernel.hv.bits == 64 else 32
 
     # -- per-port bits (sync_*_bit on evtchn_pending / evtchn_mask) ------------------
     def test_pending(self, port: int) -> bool:
@@ -158,7 +161,7 @@ class SharedBits:
 class IrqCore:
     """The kernel's irq_desc table (sparse: only IRQs that exist have a descriptor)."""
 
-    def __init__(self, kernel: Any, nr_cpus: int) -> None:
+    def __init__(self, kernel: Kernel, nr_cpus: int) -> None:
         self.kernel = kernel
         self.nr_cpus = nr_cpus
         self.descs: dict[int, IrqDesc] = {}
@@ -178,7 +181,7 @@ class IrqCore:
 
 
 def request_irq(
-    kernel: Any, irq: int, handler: Handler | None, irqflags: int, devname: str, dev_id: Any
+    kernel: Kernel, irq: int, handler: Handler | None, irqflags: int, devname: str, dev_id: Any
 ) -> int:
     """request_irq: add an irqaction, starting the IRQ up if first; 0 or -errno (kernel/irq/manage.c)."""
     core = kernel.irq_core
@@ -230,7 +233,7 @@ def request_irq(
     return 0
 
 
-def free_irq(kernel: Any, irq: int, dev_id: Any) -> int:
+def free_irq(kernel: Kernel, irq: int, dev_id: Any) -> int:
     """free_irq: remove the irqaction with *dev_id*; shut the IRQ down if it was the last (manage.c)."""
     core = kernel.irq_core
     assert core is not None, f"{kernel.name}: no irq_desc table before xen_init_IRQ"
@@ -265,7 +268,7 @@ def free_irq(kernel: Any, irq: int, dev_id: Any) -> int:
     return -EINVAL
 
 
-def handle_irq_event(kernel: Any, desc: IrqDesc) -> int:
+def handle_irq_event(kernel: Kernel, desc: IrqDesc) -> int:
     """handle_irq_event / handle_IRQ_event: run every action's handler; IRQ_HANDLED if any did."""
     ret = IRQ_NONE
     for act in list(desc.actions):
@@ -280,7 +283,7 @@ def handle_irq_event(kernel: Any, desc: IrqDesc) -> int:
     return ret
 
 
-def do_IRQ(kernel: Any, irq: int, cpu: int = 0) -> int:
+def do_IRQ(kernel: Kernel, irq: int, cpu: int = 0) -> int:
     """do_IRQ / generic_handle_irq: count, ack at the chip, run handlers, end/eoi (kernel/irq/chip.c)."""
     core = kernel.irq_core
     assert core is not None, f"{kernel.name}: no irq_desc table before xen_init_IRQ"
@@ -313,7 +316,7 @@ def do_IRQ(kernel: Any, irq: int, cpu: int = 0) -> int:
 
 
 def evtchn_2l_scan(
-    kernel: Any,
+    kernel: Kernel,
     cpu: int,
     state: dict[str, int],
     port_active: Callable[[int], bool],
@@ -374,7 +377,7 @@ def evtchn_2l_scan(
     return handled
 
 
-def clear_evtchn_pending(kernel: Any, shared: Any, port: int, why: str) -> None:
+def clear_evtchn_pending(kernel: Kernel, shared: SharedBits, port: int, why: str) -> None:
     """sync_clear_bit(port, shared_info->evtchn_pending), recorded as the change to Xen's bit."""
     was = shared.test_pending(port)
     shared.clear_pending(port)

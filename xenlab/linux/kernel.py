@@ -22,15 +22,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from xenlab.base.sched import Scheduler
+from xenlab.base.sched import Scheduler, WaitQueue
 from xenlab.base.trace import Change, Trace
+from xenlab.linux.sysfs import Sysfs
 
 if TYPE_CHECKING:  # only needed for annotations
+    from xenlab.linux.driver_model import bus_type, device
     from xenlab.linux.genhd import BlockDevice
     from xenlab.linux.irq import IrqCore
     from xenlab.xen.hypervisor import Hypervisor
+    from xenlab.xen.memory import Page
 
 FLAVOURS = ("2.6.18", "modern")
 
@@ -70,6 +73,40 @@ class ProcEntry:
     read: Callable[[], str]
 
 
+class EvtchnFile(Protocol):
+    """An open /dev/xen/evtchn (struct per_user_data): what its ioctls, read and write do."""
+
+    waitq: WaitQueue  # evtq: a blocking read() sleeps here
+
+    def bind_interdomain(self, remote_dom: int, remote_port: int) -> int:
+        """IOCTL_EVTCHN_BIND_INTERDOMAIN: the new local port, or -errno."""
+        ...
+
+    def bind_virq(self, virq: int) -> int:
+        """IOCTL_EVTCHN_BIND_VIRQ: the new local port, or -errno."""
+        ...
+
+    def notify(self, port: int) -> int:
+        """IOCTL_EVTCHN_NOTIFY: 0 or -errno."""
+        ...
+
+    def unbind(self, port: int) -> int:
+        """IOCTL_EVTCHN_UNBIND: 0 or -errno."""
+        ...
+
+    def has_pending(self) -> bool:
+        """True if read() would return ports without sleeping."""
+        ...
+
+    def read_pending(self) -> list[int]:
+        """read(): the ports that fired, oldest first."""
+        ...
+
+    def write_ports(self, ports: list[int]) -> int:
+        """write(): re-enable (unmask) these ports; bytes written or -errno."""
+        ...
+
+
 @dataclass
 class Kernel:
     """A simulated Linux kernel running in domain *domid* of *hv* (subclassed once per kernel)."""
@@ -93,10 +130,21 @@ class Kernel:
     irq_core: IrqCore | None = None
     #: block devices this kernel can open, by (major, minor) (block/genhd.c)
     block_devices: dict[tuple[int, int], BlockDevice] = field(default_factory=dict)
+    #: the driver model's registered buses by name, in registration order (drivers/base/bus.c)
+    buses: dict[str, bus_type] = field(default_factory=dict)
+    #: devices registered on no bus (2.6.18's xenbus root devices "xen", "xen-backend")
+    root_devices: list[device] = field(default_factory=list)
+    #: /proc directories that exist while empty (proc_mkdir / mount points: /proc/xen)
+    proc_dirs: set[str] = field(default_factory=set)
+    #: pages free_page gave back, reused first by get_zeroed_page (mm/page_alloc.c)
+    free_pages: list[Page] = field(default_factory=list)
+    #: the read-only /sys view over buses and root_devices (linux/sysfs.py)
+    sysfs: Sysfs = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.name:
             self.name = "dom0" if self.domid == 0 else f"domU{self.domid}"
+        self.sysfs = Sysfs(self)
 
     # -- messages ----------------------------------------------------------
     def printk(self, level: str, text: str) -> None:
@@ -145,13 +193,23 @@ class Kernel:
         """A user-space request through the kernel's store ring (/dev/xen/xenbus or /proc/xen/xenbus)."""
         raise NotImplementedError(f"{type(self).__name__} has no xenbus device")
 
-    def evtchn_open(self, comm: str) -> Any:
+    def xen_store_page(self) -> Page | None:
+        """The page of this kernel's xenstore ring (xen_store_interface; in dom0 what an mmap of
+        /proc/xen/xsd_kva maps), None until its xenbus found or allocated it."""
+        raise NotImplementedError(f"{type(self).__name__} has no xenstore ring")
+
+    def evtchn_open(self, comm: str) -> EvtchnFile:
         """open("/dev/xen/evtchn") by process *comm*: the per-user context of the evtchn device."""
         raise NotImplementedError(f"{type(self).__name__} has no evtchn device")
 
     def show_interrupts(self) -> str:
         """The text of /proc/interrupts, in this kernel's format."""
         raise NotImplementedError(f"{type(self).__name__} has no /proc/interrupts")
+
+    def irq_ranges(self) -> dict[str, tuple[int, int]]:
+        """The fixed IRQ windows of this kernel's build, name -> (first IRQ, count); {} when
+        IRQ numbers are allocated dynamically (irq_alloc_desc), as in Linux 6.1."""
+        return {}
 
     def irq_flags_mismatch(self, irq: int, irqflags: int, devname: str, old_flags: int,
                            old_name: str) -> str:

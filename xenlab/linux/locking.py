@@ -8,14 +8,14 @@ raises ``Deadlock`` if it never can be (e.g. the caller already holds it).
 
 from __future__ import annotations
 
-from typing import Any
-
-from xenlab.base.sched import Scheduler, WaitQueue
+from xenlab.base.sched import Scheduler, Task, WaitQueue
 
 OUTSIDE = "<outside any task>"
+#: who holds a lock: a task, or OUTSIDE for code run from outside any task
+Holder = Task | str
 
 
-def _me(sched: Scheduler) -> Any:
+def _me(sched: Scheduler) -> Holder:
     return sched.current or OUTSIDE
 
 
@@ -25,7 +25,7 @@ class Mutex:
     def __init__(self, sched: Scheduler, name: str) -> None:
         self.sched = sched
         self.name = name
-        self.owner: Any = None
+        self.owner: Holder | None = None
         self.wq = WaitQueue(name)
 
     def lock(self) -> None:
@@ -53,7 +53,7 @@ class RwSem:
         self.sched = sched
         self.name = name
         self.readers = 0
-        self.writer: Any = None
+        self.writer: Holder | None = None
         self.wq = WaitQueue(name)
 
     def down_read(self) -> None:

@@ -26,9 +26,12 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xenlab.linux.driver_model import bus_type, device
+
+if TYPE_CHECKING:
+    from xenlab.linux.kernel import Kernel
 
 Node = tuple[str, Any]  # ("dir", None) | ("file", show) | ("link", absolute target)
 
@@ -91,16 +94,16 @@ def _bus_nodes(tree: dict[str, Node], bus: bus_type) -> None:
                 tree[f"{dbase}/{dev.name}"] = ("link", device_path(dev))
 
 
-def sysfs_tree(kernel: Any) -> dict[str, Node]:
+def sysfs_tree(kernel: Kernel) -> dict[str, Node]:
     """Every /sys path the driver model implies, mapped to its node."""
     tree: dict[str, Node] = {}
     _add_dir(tree, "/sys/bus")
     _add_dir(tree, "/sys/devices")
-    for bus in getattr(kernel, "buses", {}).values():
+    for bus in kernel.buses.values():
         _bus_nodes(tree, bus)
         for dev in bus.devices:
             _device_nodes(tree, dev)
-    for dev in getattr(kernel, "root_devices", []):
+    for dev in kernel.root_devices:
         _device_nodes(tree, dev)
     return tree
 
@@ -108,7 +111,7 @@ def sysfs_tree(kernel: Any) -> dict[str, Node]:
 class Sysfs:
     """A read-only view of one kernel's /sys (what `ls`, `cat`, `readlink` show)."""
 
-    def __init__(self, kernel: Any) -> None:
+    def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
 
     def _resolve(self, path: str, tree: dict[str, Node], follow_last: bool = True) -> str:
@@ -179,10 +182,6 @@ class Sysfs:
         return posixpath.relpath(node[1], posixpath.dirname(real))
 
 
-def sysfs(kernel: Any) -> Sysfs:
-    """The kernel's /sys view (``kernel.sysfs``), created on first use."""
-    view = getattr(kernel, "sysfs", None)
-    if view is None:
-        view = Sysfs(kernel)
-        kernel.sysfs = view
-    return view
+def sysfs(kernel: Kernel) -> Sysfs:
+    """The kernel's /sys view (``kernel.sysfs``)."""
+    return kernel.sysfs

@@ -20,13 +20,14 @@ Each step is a named stage of the trace (``trace.begin_stage``), so a stepper ca
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from xenlab.linux.kernel import Kernel
 from xenlab.sim.xsclient import XsClient
 
 if TYPE_CHECKING:
     from xenlab.sim.machine import Machine
+    from xenlab.xen.memory import Page
 
 
 def boot_kernel(m: Machine, kernel: Kernel, *, initdomain: bool, userspace: bool = True) -> None:
@@ -38,7 +39,7 @@ def boot_kernel(m: Machine, kernel: Kernel, *, initdomain: bool, userspace: bool
         _boot_stages(m, kernel, initdomain=initdomain, userspace=userspace)
     except Deadlock as e:
         # e.g. xs_init failed, then a driver asks xenstore something: the real kernel waits forever
-        msg = f"{kernel.name}: boot hung in stage {m.trace._stage!r}: {e}"
+        msg = f"{kernel.name}: boot hung in stage {m.trace.stage!r}: {e}"
         m.errors.append(msg)
         m.trace.record("boot hung", msg, actor=kernel.name, source="init/main.c")
 
@@ -63,7 +64,7 @@ def kernel_xs_client(m: Machine, kernel: Kernel) -> XsClient:
     return XsClient(kernel.xenbus_dev_request, name=f"{kernel.name}:/dev/xen/xenbus")
 
 
-def dirty_store_page(m: Machine, page: Any) -> None:
+def dirty_store_page(m: Machine, page: Page) -> None:
     """Fault ring-not-quiescent: leave stale bytes and indices in a guest's store page."""
     from xenlab.abi.xs_wire import xenstore_domain_interface
 

@@ -13,13 +13,14 @@ import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from xenlab.linux.sysfs import sysfs
 from xenlab.sim.xsring import decode_ring, xsring_line
 from xenlab.sim.xstools import ToolError, xenstore_tool
 
 if TYPE_CHECKING:
+    from xenlab.linux.kernel import Kernel, ProcEntry
     from xenlab.sim.machine import Machine
 
 GNU_LS_SHORT_OPTIONS = "abcdfghiklmnopqrstuvwxABCDFGHILNQRSTUXZ1"  # coreutils ls.c short_options letters
@@ -55,13 +56,13 @@ class Shell:
     env: dict[str, str] = field(default_factory=dict)
 
     @property
-    def kernel(self) -> Any:
+    def kernel(self) -> Kernel:
         """The kernel of this domain."""
         return self.machine.kernel(self.domid)
 
 
 # -- file system views ---------------------------------------------------------------
-def _proc_entry(sh: Shell, path: str) -> Any:
+def _proc_entry(sh: Shell, path: str) -> ProcEntry | None:
     rel = path.removeprefix("/proc/")
     proc = sh.kernel.proc
     return proc.get(rel) or proc.get(path) or proc.get("/" + rel)
@@ -123,7 +124,7 @@ def _list_dir(sh: Shell, path: str) -> list[tuple[str, int, str, str]] | None:
     return None
 
 
-def sysfs_listdir(kernel: Any, path: str) -> list[str] | None:
+def sysfs_listdir(kernel: Kernel, path: str) -> list[str] | None:
     """The names in a sysfs directory of *kernel*'s driver model (None if it does not exist)."""
     try:
         return sysfs(kernel).listdir(path)
@@ -131,7 +132,7 @@ def sysfs_listdir(kernel: Any, path: str) -> list[str] | None:
         return None
 
 
-def sysfs_read(kernel: Any, path: str) -> str | None:
+def sysfs_read(kernel: Kernel, path: str) -> str | None:
     """The text of a sysfs attribute (None if it does not exist)."""
     try:
         return sysfs(kernel).read(path)
@@ -305,7 +306,9 @@ def cmd_xsring(sh: Shell, argv: list[str]) -> str:
     label = args[0] if args else ("dom0" if sh.domid == 0 else f"domU{sh.domid}")
     lines = [xsring_line(label, intf)]
     if "-d" in argv[1:]:
-        lines += decode_ring(sh.kernel.xb.xen_store_page.buf, intf)
+        page = sh.kernel.xen_store_page()
+        assert page is not None  # store_interface found it
+        lines += decode_ring(page.buf, intf)
     return "\n".join(lines)
 
 

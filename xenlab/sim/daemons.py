@@ -16,12 +16,16 @@ each request is handled at once and the reply picked up, watch events are kept.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from xenlab.abi.grant_table import GNTTAB_RESERVED_CONSOLE
-from xenlab.abi.xs_wire import XS_UNWATCH, XS_WATCH, XS_WATCH_EVENT
-from xenlab.sim.xsclient import XsClient
+from xenlab.abi.xs_wire import XS_WATCH_EVENT
+from xenlab.sim.host import EvtchnDevHost
+from xenlab.sim.xsclient import XsClient, XsError
 from xenlab.xenstored import wire
+from xenlab.xenstored.daemon import Daemon
+from xenlab.xenstored.ring import RingServer
+from xenlab.xenstored.serve import PERSONALITIES
 
 XENSTORED_PATHS = {"oxenstored": "/usr/lib/xen-4.17/bin/oxenstored",
                    "cxenstored": "/usr/lib/xen-4.17/bin/xenstored"}
@@ -33,15 +37,14 @@ if TYPE_CHECKING:
 class SocketConnection:
     """A tool's connection to xenstored's Unix socket: requests in, replies and watch events out."""
 
-    def __init__(self, daemon: Any, label: str) -> None:
+    def __init__(self, daemon: Daemon, label: str) -> None:
         self.daemon = daemon
         self.conn = daemon.new_connection(domid=0, label=f"socket:{label}")
         self.label = label
         self.req_id = 0
         self.inbox: list[wire.Message] = []
         self.events: list[tuple[str, str]] = []
-        if hasattr(self.conn, "on_output"):
-            self.conn.on_output = lambda c: self._drain()
+        self.conn.on_output = lambda c: self._drain()
 
     def _drain(self) -> None:
         for msg in list(self.conn.take_output()):
@@ -68,19 +71,23 @@ class SocketConnection:
         return events
 
 
-def socket_client(m: Machine, label: str) -> XsClient:
+class SocketClient(XsClient):
+    """An XsClient over a SocketConnection (``sock``: its watch events)."""
+
+    def __init__(self, sock: SocketConnection, name: str) -> None:
+        super().__init__(sock.talk, name=name)
+        self.sock = sock
+
+
+def socket_client(m: Machine, label: str) -> SocketClient:
     """An XsClient on a new socket connection of dom0 (what xs_open() gives a dom0 tool)."""
-    sock = SocketConnection(m.daemon, label)
-    xs = XsClient(sock.talk, name=label)
-    xs.sock = sock  # type: ignore[attr-defined]
-    return xs
+    if m.daemon is None:
+        raise RuntimeError(f"{label}: xenstored is not running (no socket to connect to)")
+    return SocketClient(SocketConnection(m.daemon, label), label)
 
 
-def make_daemon(m: Machine, personality: str) -> Any:
+def make_daemon(m: Machine, personality: str) -> Daemon:
     """The lab's xenstored Daemon with the personality's features and name, recording into the trace."""
-    from xenlab.xenstored.daemon import Daemon
-    from xenlab.xenstored.serve import PERSONALITIES
-
     features, name = PERSONALITIES[personality]
     return Daemon(trace=m.trace, features=features, name=name)
 
@@ -100,34 +107,35 @@ def domain_gone(m: Machine, domid: int) -> bool:
 
 
 def start_xenstored(m: Machine, personality: str) -> None:
-    """Start xenstored as a task in dom0 user space (its main loop: service the rings, wait)."""
-    from xenlab.sim.host import EvtchnDevHost
-    from xenlab.xenstored.ring import RingServer
+    """Start xenstored as a task in dom0 user space (its main loop: service the rings, wait).
 
+    Sets the machine's ``daemon``, ``host`` and ``ring_server`` (and ``xenstored_error``
+    if dom0_init fails)."""
     kernel = m.dom0.kernel
-    m.daemon = make_daemon(m, personality)
+    daemon = m.daemon = make_daemon(m, personality)
     comm = XENSTORED_PATHS[personality].rsplit("/", 1)[1]  # the process name: oxenstored / xenstored
-    m.host = EvtchnDevHost(kernel, comm=comm)
-    m.ring_server = RingServer(m.daemon, m.host, trace=m.trace, personality=personality, actor=personality)
+    host = m.host = EvtchnDevHost(kernel, comm=comm)
+    server = m.ring_server = RingServer(daemon, host, trace=m.trace, personality=personality,
+                                        actor=personality)
 
     def xenstored_main() -> None:
         try:
-            m.ring_server.bind_dom_exc(lambda d: domain_gone(m, d))  # domain_init: VIRQ_DOM_EXC first
+            server.bind_dom_exc(lambda d: domain_gone(m, d))  # domain_init: VIRQ_DOM_EXC first
             entry = kernel.proc.get("xen/xsd_port")
             if entry is None:
                 raise OSError(2, "/proc/xen/xsd_port: No such file or directory")
             port = int(entry.read().strip())
-            buf = m.host.map_local_store_page()
+            buf = host.map_local_store_page()
         except (OSError, ValueError) as e:
             # dom0_init fails: the real daemon exits and the init script reports it
             m.xenstored_error = f"{comm}: dom0_init failed: {e}"
             m.trace.record("dom0_init", m.xenstored_error, actor=comm,
                            source="tools/xenstore/xenstored_domain.c")
             return
-        m.ring_server.attach_local(port, buf)
+        server.attach_local(port, buf)
         while True:
-            m.ring_server.service()
-            m.host.wait()
+            server.service()
+            host.wait()
 
     m.sched.kthread_run(xenstored_main, comm, owner="dom0")
 
@@ -147,8 +155,6 @@ def init_script_after_xenstored(m: Machine, personality: str) -> None:
 def xen_init_dom0(m: Machine) -> None:
     """tools/helpers/xen-init-dom0.c: domid, name and the default pool's name, if not there yet."""
     xs = socket_client(m, "xen-init-dom0")
-    from xenlab.sim.xsclient import XsError
-
     for key in ("/local/domain/0/domid", "/local/domain/0/name"):
         try:
             xs.read(key)
@@ -168,7 +174,7 @@ class Xenconsoled:
     def __init__(self, m: Machine) -> None:
         self.m = m
         self.xs = socket_client(m, "xenconsoled")
-        self.host: Any = None
+        self.host: EvtchnDevHost | None = None
         self.ports: dict[int, int] = {}
         self.ptys: dict[int, int] = {}  # domid -> N of the /dev/pts/N its console got
         self.watched: set[int] = set()
@@ -182,7 +188,7 @@ class Xenconsoled:
     def watch(self) -> None:
         """xs_watch(@introduceDomain, "domlist") and xs_watch(@releaseDomain, "domlist")."""
         for path in ("@introduceDomain", "@releaseDomain"):
-            self.xs._req("watch", XS_WATCH, f"{path}\0domlist\0".encode(), path=path)
+            self.xs.watch(path, "domlist")
 
     def handle_ring_read(self) -> bool:
         """handle_ring_read (io.c): read the fired console ports from /dev/xen/evtchn, write them back.
@@ -208,7 +214,7 @@ class Xenconsoled:
         """handle_io's poll: console ports that fired (handle_ring_read), then handle_xs:
         "domlist" -> enum_domains (watch each new guest's console); "<domid>" -> retry it."""
         rings = self.handle_ring_read()
-        events = self.xs.sock.take_events()  # type: ignore[attr-defined]
+        events = self.xs.sock.take_events()
         for _path, token in events:
             if token == "domlist":
                 for domid in sorted(self.m.domains):
@@ -226,7 +232,7 @@ class Xenconsoled:
         """watch_domain: watch the guest's console directory (token = its domid), then try to connect."""
         self.watched.add(domid)
         path = f"/local/domain/{domid}/console"
-        self.xs._req("watch", XS_WATCH, f"{path}\0{domid}\0".encode(), path=path)
+        self.xs.watch(path, str(domid))
 
     def domain_gone(self, domid: int) -> None:
         """cleanup_domain: the guest died: unbind its console port, drop its watch."""
@@ -238,15 +244,12 @@ class Xenconsoled:
             if port is not None:
                 self.host.evtchn_unbind(port)
         path = f"/local/domain/{domid}/console"
-        self.xs._req("unwatch", XS_UNWATCH, f"{path}\0{domid}\0".encode(), path=path)
+        self.xs.unwatch(path, str(domid))
         self.m.trace.record("cleanup_domain", f"d{domid} gone: console port {port} unbound",
                             actor="xenconsoled", source="tools/console/daemon/io.c")
 
     def domain_create_ring(self, domid: int) -> None:
         """domain_create_ring: read console/port, bind it through /dev/xen/evtchn, write console/tty."""
-        from xenlab.sim.host import EvtchnDevHost
-        from xenlab.sim.xsclient import XsError
-
         base = f"/local/domain/{domid}/console"
         try:
             remote = int(self.xs.read(f"{base}/port"))

@@ -12,9 +12,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from xenlab.sim import boot
+from xenlab.sim.daemons import socket_client
 from xenlab.sim.toolstack import (
     BuiltDomain,
     DiskConfig,
@@ -25,7 +27,7 @@ from xenlab.sim.toolstack import (
     libxl_uuid_generate,
     xvd_name,
 )
-from xenlab.sim.xsclient import XsError
+from xenlab.sim.xsclient import XsClient, XsError
 
 if TYPE_CHECKING:
     from xenlab.sim.machine import Domain, Machine
@@ -34,7 +36,14 @@ XenbusStateInitWait, XenbusStateConnected = 2, 4
 MAX_ROUNDS = 50
 
 
-def _state(xs: Any, path: str) -> int:
+def toolstack(m: Machine) -> Toolstack:
+    """`xl`'s libxl context (the machine's ``toolstack``): made on first use, on its own socket."""
+    if m.toolstack is None:
+        m.toolstack = Toolstack(m, socket_client(m, "xl"))
+    return m.toolstack
+
+
+def _state(xs: XsClient, path: str) -> int:
     try:
         return int(xs.read(f"{path}/state") or 0)
     except (XsError, ValueError):
@@ -43,7 +52,7 @@ def _state(xs: Any, path: str) -> int:
 
 def device_states(m: Machine, domid: int, b: BuiltDomain) -> dict[str, tuple[int, int]]:
     """'vbd/51712' -> (frontend state, backend state), read from xenstore."""
-    xs = m.toolstack.xs
+    xs = toolstack(m).xs
     out: dict[str, tuple[int, int]] = {}
     devs = [("vbd", d.devid) for d in b.config.disks] + [("vif", n.devid) for n in b.config.nics]
     for kind, devid in devs:
@@ -53,7 +62,7 @@ def device_states(m: Machine, domid: int, b: BuiltDomain) -> dict[str, tuple[int
     return out
 
 
-def _wait(m: Machine, done: Any) -> bool:
+def _wait(m: Machine, done: Callable[[], bool]) -> bool:
     """Let the machine run until done() holds (or it cannot make progress)."""
     for _ in range(MAX_ROUNDS):
         if done():
@@ -96,15 +105,11 @@ def create_domU(m: Machine, *, name: str, vcpus: int, memory_mb: int, disks: int
     (the devices then wait in Initialising); ``load_frontends`` does that step later.
     """
     from xenlab.linux.kernels import new_kernel
-    from xenlab.sim.daemons import socket_client
     from xenlab.sim.machine import Domain
 
-    domid = m._next_domid
-    m._next_domid += 1
+    domid = m.alloc_domid()
     cfg = make_config(m, name, vcpus, memory_mb, disks, vifs, **kw)
-    if m.toolstack is None:
-        m.toolstack = Toolstack(m, socket_client(m, "xl"))
-    ts: Toolstack = m.toolstack
+    ts = toolstack(m)
 
     m.trace.begin_stage(f"xl create d{domid}: domain")
     ts.xc_domain_create(domid, cfg)
@@ -117,7 +122,7 @@ def create_domU(m: Machine, *, name: str, vcpus: int, memory_mb: int, disks: int
     kernel = new_kernel(m.hv, domid, m.flavour, sched=m.sched, trace=m.trace, name=f"domU{domid}")
     kernel.faults |= m.kernel_faults("domU")
     dom = Domain(m, domid, name, kernel, memory_mb, vcpus, info=b)
-    m.domains[domid] = dom
+    m.add_domain(dom)
     ts.libxl__build_post(domid, b)
     m.settle()
 
@@ -161,7 +166,7 @@ def wait_connected(m: Machine, domid: int) -> None:
     """Let the handshakes run until every vbd and vif is Connected on both ends (or record why not)."""
     from xenlab.sim.machine import MachineError
 
-    b = m.toolstack.built[domid]
+    b = toolstack(m).built[domid]
 
     def connected() -> bool:
         both = (XenbusStateConnected, XenbusStateConnected)
@@ -187,7 +192,7 @@ def destroy_domU(m: Machine, domid: int) -> None:
     if domid == 0 or domid not in m.domains:
         raise MachineError(f"xl destroy: no guest {domid}; guests: "
                            f"{', '.join(str(d) for d in sorted(m.domains) if d) or 'none'}")
-    ts: Toolstack = m.toolstack
+    ts = toolstack(m)
     b = ts.built[domid]
     m.trace.begin_stage(f"xl destroy d{domid}")
     m.hv.domain_pause(domid)
@@ -203,5 +208,4 @@ def destroy_domU(m: Machine, domid: int) -> None:
     m.settle()
     ts.libxl__domain_destroy_paths(domid, b.config.uuid)
     m.settle()
-    del m.domains[domid]
-    m._guest_xs.pop(domid, None)
+    m.remove_domain(domid)

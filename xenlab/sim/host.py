@@ -18,20 +18,24 @@ is not used for it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from xenlab.abi.grant_table import GNTST_NAMES, GNTTAB_RESERVED_XENSTORE, GNTST_okay
 from xenlab.base.sched import WaitQueue
+
+if TYPE_CHECKING:
+    from xenlab.linux.kernel import Kernel
+    from xenlab.xen.memory import PageBuffer
 
 
 class EvtchnDevHost:
     """libxenevtchn over the dom0 kernel's /dev/xen/evtchn, for one process (*comm*)."""
 
-    def __init__(self, kernel: Any, comm: str) -> None:
+    def __init__(self, kernel: Kernel, comm: str) -> None:
         self.kernel = kernel
         self.comm = comm
         self.dev = kernel.evtchn_open(comm)
-        self.mapped: dict[int, Any] = {}
+        self.mapped: dict[int, PageBuffer] = {}
         self.grant_handles: dict[int, int] = {}  # domid -> gntdev handle of its mapped ref
 
     # -- event channels (IOCTL_EVTCHN_*) ------------------------------------------
@@ -66,16 +70,15 @@ class EvtchnDevHost:
         self.kernel.sched.wait_event(wq, self.dev.has_pending)
 
     # -- store pages -----------------------------------------------------------------
-    def map_local_store_page(self) -> Any:
+    def map_local_store_page(self) -> PageBuffer:
         """mmap of /proc/xen/xsd_kva: dom0's own store page, as the dom0 kernel allocated it."""
-        xb = getattr(self.kernel, "xb", None)
-        page = getattr(xb, "xen_store_page", None)
+        page = self.kernel.xen_store_page()
         if page is None:
             raise OSError(6, "/proc/xen/xsd_kva: No such device or address (no store page in this kernel)")
         self.mapped[0] = page.buf
         return page.buf
 
-    def map_store_page(self, domid: int, mfn: int) -> Any:
+    def map_store_page(self, domid: int, mfn: int) -> PageBuffer:
         """xengnttab_map_grant_ref(domid, GNTTAB_RESERVED_XENSTORE): guest *domid*'s store page."""
         return self.map_grant(domid, GNTTAB_RESERVED_XENSTORE, "store page")
 
@@ -84,7 +87,7 @@ class EvtchnDevHost:
         self.mapped.pop(domid, None)
         self.unmap_grant(domid)
 
-    def map_grant(self, domid: int, ref: int, what: str) -> Any:
+    def map_grant(self, domid: int, ref: int, what: str) -> PageBuffer:
         """IOCTL_GNTDEV_MAP_GRANT_REF + mmap: GNTTABOP_map_grant_ref by dom0, writable."""
         status, handle, page = self.kernel.hv.gnttab_map_grant_ref(self.kernel.domid, domid, ref)
         if status != GNTST_okay or page is None:

@@ -8,7 +8,7 @@ Everything comes from ``hv.evtchn_status``, nothing from the guest kernel.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from xenlab.abi.event_channel import (
     EVTCHNSTAT_closed,
@@ -19,8 +19,12 @@ from xenlab.abi.event_channel import (
     EVTCHNSTAT_virq,
 )
 
+if TYPE_CHECKING:
+    from xenlab.abi.event_channel import evtchn_status
+    from xenlab.xen.hypervisor import Hypervisor
 
-def describe_status(status: Any) -> str:
+
+def describe_status(status: evtchn_status) -> str:
     """The text lsevtchn prints after ``VCPU n: `` for one evtchn_status."""
     s = int(status.status)
     if s == EVTCHNSTAT_unbound:
@@ -39,7 +43,7 @@ def describe_status(status: Any) -> str:
     return "Unknown"
 
 
-def lsevtchn(hv: Any, domid: int, caller: int = 0) -> str:
+def lsevtchn(hv: Hypervisor, domid: int, caller: int = 0) -> str:
     """lsevtchn: one line per open port of *domid*, from EVTCHNOP_status issued by *caller* (dom0)."""
     if domid not in hv.domains:
         raise ValueError(f"lsevtchn: no domain {domid} (domains: {', '.join(map(str, sorted(hv.domains)))})")

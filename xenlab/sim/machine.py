@@ -24,15 +24,25 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from xenlab.abi.xs_wire import xenstore_domain_interface
 from xenlab.base.sched import Scheduler
 from xenlab.base.trace import Trace
+from xenlab.linux.kernel import Kernel
 from xenlab.linux.kernels import new_kernel
 from xenlab.sim import boot
 from xenlab.sim.daemons import XENSTORED_PATHS
-from xenlab.sim.faults import MACHINE_FAULTS, check_fault
+from xenlab.sim.faults import MACHINE_FAULTS, Fault, check_fault
 from xenlab.sim.xsclient import XsClient
+from xenlab.xen.hypervisor import Hypervisor
+
+if TYPE_CHECKING:
+    from xenlab.sim.daemons import Xenconsoled
+    from xenlab.sim.host import EvtchnDevHost
+    from xenlab.sim.toolstack import BuiltDomain, Toolstack
+    from xenlab.xenstored.daemon import Daemon
+    from xenlab.xenstored.ring import RingServer
 
 XENSTORED_BINARIES = XENSTORED_PATHS
 
@@ -48,10 +58,10 @@ class Domain:
     machine: Machine
     domid: int
     name: str
-    kernel: Any
+    kernel: Kernel
     memory_mb: int
     vcpus: int
-    info: Any = None  # toolstack.BuiltDomain for guests
+    info: BuiltDomain | None = None  # what the toolstack built, for guests
     last_rc: int = 0
 
     def run(self, cmdline: str) -> str:
@@ -82,14 +92,27 @@ class Machine:
     trace: Trace = field(default_factory=Trace, repr=False)
     sched: Scheduler = field(default_factory=Scheduler, repr=False)
 
+    # -- made by __post_init__ ---------------------------------------------------------
+    hv: Hypervisor = field(init=False, repr=False)
+    rng: random.Random = field(init=False, repr=False)  # the seed's draws: uuids, MACs
+    fault_info: dict[str, Fault] = field(init=False, repr=False)
+    domains: dict[int, Domain] = field(init=False, repr=False)
+    errors: list[str] = field(init=False, repr=False)  # hangs and failures a fault caused
+    # -- dom0's user space: set by xenlab.sim.daemons.start_xenstored / start_xenconsoled --------
+    daemon: Daemon | None = field(init=False, repr=False)  # None: not started, or it exited
+    xenstored_error: str = field(init=False, repr=False)  # why xenstored exited ("" if it did not)
+    host: EvtchnDevHost | None = field(init=False, repr=False)  # xenstored's /dev/xen/evtchn
+    ring_server: RingServer | None = field(init=False, repr=False)  # xenstored's ring side
+    xenconsoled: Xenconsoled | None = field(init=False, repr=False)
+    # -- `xl`: made by the first create_domU (xenlab.sim.guest) ----------------------------------
+    toolstack: Toolstack | None = field(init=False, repr=False)
+
     def __repr__(self) -> str:
         state = "running" if self.daemon is not None else "not started"
         return (f"Machine(flavour={self.flavour!r}, seed={self.seed}, domains={sorted(self.domains)}, "
                 f"{self.xenstored} {state}, {len(self.trace)} trace steps)")
 
     def __post_init__(self) -> None:
-        from xenlab.xen.hypervisor import Hypervisor
-
         if self.xenstored not in XENSTORED_BINARIES:
             raise MachineError(f"unknown xenstored {self.xenstored!r}; choose one of "
                                f"{', '.join(XENSTORED_BINARIES)}")
@@ -99,14 +122,14 @@ class Machine:
         self.fault_info = {name: check_fault(name) for name in self.faults}
         self.rng = random.Random(self.seed)
         self.hv = Hypervisor(trace=self.trace, bits=64)
-        self.domains: dict[int, Domain] = {}
-        self.daemon: Any = None
+        self.domains = {}
+        self.daemon = None
         self.xenstored_error = ""
-        self.errors: list[str] = []
-        self.ring_server: Any = None
-        self.host: Any = None
-        self.xenconsoled: Any = None
-        self.toolstack: Any = None
+        self.errors = []
+        self.ring_server = None
+        self.host = None
+        self.xenconsoled = None
+        self.toolstack = None
         self._dom0_xs: XsClient | None = None
         self._guest_xs: dict[int, XsClient] = {}
         self._next_domid = 1
@@ -145,7 +168,7 @@ class Machine:
             raise KeyError(f"no domain {domid}; domains: {', '.join(str(d) for d in sorted(self.domains))}")
         return self.domains[domid]
 
-    def kernel(self, domid: int) -> Any:
+    def kernel(self, domid: int) -> Kernel:
         """The kernel of domain *domid*."""
         return self.domain(domid).kernel
 
@@ -201,6 +224,21 @@ class Machine:
         return self._dom0_xs
 
     # -- guests -----------------------------------------------------------------------
+    def alloc_domid(self) -> int:
+        """The next domid for a new guest (libxl takes the lowest never used here: 1, 2, ...)."""
+        domid = self._next_domid
+        self._next_domid += 1
+        return domid
+
+    def add_domain(self, dom: Domain) -> None:
+        """The domain exists from now on (xl list shows it)."""
+        self.domains[dom.domid] = dom
+
+    def remove_domain(self, domid: int) -> None:
+        """The domain is gone: forget it and the xenstore client opened in it."""
+        del self.domains[domid]
+        self._guest_xs.pop(domid, None)
+
     def create_domU(self, name: str = "xenlab-domu", vcpus: int = 1, memory_mb: int = 256,
                     disks: int | list[str] = 1, vifs: int | list[int] = 1, **kw: Any) -> Domain:
         """`xl create` of a PV guest (see xenlab.sim.guest); returns the running, Connected domain."""
@@ -240,10 +278,10 @@ class Machine:
         """CPU time the domain used (the lab counts virtual time since it booted)."""
         return self.sched.now_ns
 
-    def store_interface(self, domid: int) -> Any:
+    def store_interface(self, domid: int) -> xenstore_domain_interface | None:
         """The xenstore_domain_interface of domain *domid*'s store page as its kernel maps it (or None)."""
-        xb = getattr(self.kernel(domid), "xb", None)
-        return getattr(xb, "xen_store_interface", None) if xb is not None else None
+        page = self.kernel(domid).xen_store_page()
+        return None if page is None else xenstore_domain_interface.from_buffer(page.buf)
 
     def shutdown(self) -> None:
         """Stop every task (their threads end)."""

@@ -29,6 +29,8 @@ from xenlab.abi.xs_wire import (
     XS_SET_PERMS,
     XS_TRANSACTION_END,
     XS_TRANSACTION_START,
+    XS_UNWATCH,
+    XS_WATCH,
     XS_WRITE,
     XSD_ERROR_BY_NAME,
 )
@@ -150,6 +152,14 @@ class XsClient:
     def get_domain_path(self, domid: int) -> str:
         """xs_get_domain_path: /local/domain/<domid>."""
         return self._req("get_domain_path", XS_GET_DOMAIN_PATH, f"{domid}\0".encode()).rstrip(b"\0").decode()
+
+    def watch(self, path: str, token: str) -> None:
+        """xs_watch: watch *path* (and below); events carry *token*. One event fires at once."""
+        self._req("watch", XS_WATCH, f"{path}\0{token}\0".encode(), path=path)
+
+    def unwatch(self, path: str, token: str) -> None:
+        """xs_unwatch: drop the watch on *path* with *token*."""
+        self._req("unwatch", XS_UNWATCH, f"{path}\0{token}\0".encode(), path=path)
 
     def introduce_domain(self, domid: int, mfn: int, port: int) -> None:
         """xs_introduce_domain: tell xenstored about a new domain's store page and port."""

@@ -8,7 +8,7 @@ still in the two rings (the last up to 1024 bytes before each producer index), l
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from xenlab.abi.xs_wire import (
     XENSTORE_RING_SIZE,
@@ -17,18 +17,21 @@ from xenlab.abi.xs_wire import (
     xsd_sockmsg_type,
 )
 
+if TYPE_CHECKING:
+    from xenlab.xen.memory import PageBuffer
+
 _REQ = xenstore_domain_interface.req.offset
 _RSP = xenstore_domain_interface.rsp.offset
 
 
-def xsring_line(label: str, intf: Any) -> str:
+def xsring_line(label: str, intf: xenstore_domain_interface) -> str:
     """The one-line summary of a store page (the fields of struct xenstore_domain_interface)."""
     return (f"RING {label}: req_cons={intf.req_cons} req_prod={intf.req_prod} rsp_cons={intf.rsp_cons} "
             f"rsp_prod={intf.rsp_prod} server_features={intf.server_features:#x} "
             f"connection={intf.connection} error={intf.error}")
 
 
-def ring_bytes(buf: Any, ring_offset: int, start: int, end: int) -> bytes:
+def ring_bytes(buf: PageBuffer, ring_offset: int, start: int, end: int) -> bytes:
     """The bytes of free-running indices [start, end) of one ring (byte x lives at x % 1024)."""
     mem = memoryview(buf).cast("B")
     return bytes(mem[ring_offset + (i % XENSTORE_RING_SIZE)] for i in range(start, end))
@@ -51,7 +54,7 @@ def decode_messages(data: bytes) -> tuple[list[tuple[str, int, int, bytes]], int
     return out, len(data) - i
 
 
-def decode_ring(buf: Any, intf: Any) -> list[str]:
+def decode_ring(buf: PageBuffer, intf: xenstore_domain_interface) -> list[str]:
     """The messages in both rings, one line each, as realxen's ring-decoded.txt shows them.
 
     Message boundaries are known only from index 0, so a ring whose producer index has

@@ -2,7 +2,9 @@
 
 Every view has a stable text form (``.text()``, also its ``text/plain`` repr) so nbval
 can compare it and a learner without widgets still sees the state; ipywidgets is
-imported lazily, the first time a widget is actually built.
+imported inside the functions that build a widget (``Stepper.widget``,
+``StoreView.controls``), the first time one is actually built, so importing the views
+costs nothing without a notebook.
 
     Stepper(trace, panels)   Play / slider / previous / next / jump to a stage
     StoreView()              xenstore tree, permissions, watches (panel)
@@ -13,20 +15,10 @@ imported lazily, the first time a widget is actually built.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from xenlab.views.bus import BusView
+from xenlab.views.irq import IrqView
+from xenlab.views.ring import RingView
+from xenlab.views.stepper import Context, Stepper, TablePanel
+from xenlab.views.store import StoreView
 
-_EXPORTS = {
-    "Stepper": "stepper", "Context": "stepper", "TablePanel": "stepper",
-    "StoreView": "store", "IrqView": "irq", "BusView": "bus",
-    "RingView": "ring", "decode_ring": "ring",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"xenlab.views.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'xenlab.views' has no attribute {name!r}")
-
-
-__all__ = sorted(_EXPORTS)
+__all__ = ["BusView", "Context", "IrqView", "RingView", "Stepper", "StoreView", "TablePanel"]

@@ -11,10 +11,13 @@ full it is and says so when it is exhausted.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xenlab.views._html import esc, table, text_table
 from xenlab.views.stepper import Context, TablePanel
+
+if TYPE_CHECKING:
+    from xenlab.linux.kernel import Kernel
 
 
 def _num(key: str) -> int | None:
@@ -78,14 +81,9 @@ class IrqView(TablePanel):
         self._more: dict[str, int] = {}
 
     @classmethod
-    def of(cls, kernel: Any, **kw: Any) -> IrqView:
-        """The view of *kernel*'s IRQs; a 2.6.18 kernel's IRQ layer gives the PIRQ/DYNIRQ windows."""
-        space = getattr(getattr(kernel, "irq", None), "space", None)
-        ranges = None
-        if space is not None:
-            ranges = {"PIRQ": (space.PIRQ_BASE, space.NR_PIRQS),
-                      "DYNIRQ": (space.DYNIRQ_BASE, space.NR_DYNIRQS)}
-        kw.setdefault("ranges", ranges)
+    def of(cls, kernel: Kernel, **kw: Any) -> IrqView:
+        """The view of *kernel*'s IRQs, with its fixed IRQ windows (2.6.18: PIRQ, DYNIRQ) if it has any."""
+        kw.setdefault("ranges", kernel.irq_ranges() or None)
         return cls(kernel.name, **kw)
 
     # -- data -----------------------------------------------------------------------------------

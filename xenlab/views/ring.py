@@ -28,6 +28,7 @@ from xenlab.abi.xs_wire import (
     xsd_sockmsg,
     xsd_sockmsg_type,
 )
+from xenlab.base.trace import Trace
 from xenlab.views._html import box, esc, table, text_table
 from xenlab.views.stepper import Context, TablePanel
 
@@ -134,6 +135,7 @@ class RingView(TablePanel):
         if name:
             self.title = f"xenstore ring page ({name})"
         self.snapshots: list[tuple[int, bytes]] = []
+        self._followed: Trace | None = None  # the trace follow() wraps
         # Free-running indices known to start a message; with history=True, index 0 (a fresh
         # page) is one, and framing starts from the earliest one still in the ring.
         self._starts: dict[str, set[int]] = {r: {0} if history else set() for r in ("req", "rsp")}
@@ -149,7 +151,7 @@ class RingView(TablePanel):
             raise ValueError(f"a store page has at least {need} bytes, got {len(raw)}")
         return raw
 
-    def snap(self, trace: Any = None, step: int | None = None) -> None:
+    def snap(self, trace: Trace | None = None, step: int | None = None) -> None:
         """Remember the page's bytes as they are now, for step *step* (default: the trace's last step)."""
         index = step if step is not None else (len(trace) - 1 if trace is not None else len(self.snapshots))
         raw = self._raw()
@@ -158,9 +160,9 @@ class RingView(TablePanel):
         self.decode(raw, learn=True)
         self.snapshots.append((index, raw))
 
-    def follow(self, trace: Any) -> RingView:
+    def follow(self, trace: Trace) -> RingView:
         """Snapshot the page after each step recorded into *trace* that changed its bytes (until unfollow)."""
-        if getattr(self, "_followed", None) is not None:
+        if self._followed is not None:
             self.unfollow()
         original = trace.record
         last: list[bytes | None] = [self.snapshots[-1][1] if self.snapshots else None]
@@ -175,7 +177,7 @@ class RingView(TablePanel):
                     last[0] = raw
             return step
 
-        trace.record = record
+        trace.record = record  # type: ignore[method-assign]
         self._followed = trace
         if not self.snapshots and len(trace):
             self.snap(trace)
@@ -183,7 +185,7 @@ class RingView(TablePanel):
 
     def unfollow(self) -> None:
         """Stop snapshotting the trace given to ``follow``."""
-        trace = getattr(self, "_followed", None)
+        trace = self._followed
         if trace is not None:
             del trace.record  # the instance attribute; the class method shows through again
             self._followed = None

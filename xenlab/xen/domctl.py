@@ -18,45 +18,30 @@ from xenlab.abi import event_channel as ev
 from xenlab.abi.domctl import (
     SHUTDOWN_MAX,
     SHUTDOWN_NAMES,
+    DomainInfoFlags,
     XEN_DOMINF_dying,
     XEN_DOMINF_hvm_guest,
     XEN_DOMINF_paused,
     XEN_DOMINF_shutdown,
-    XEN_DOMINF_shutdownmask,
     XEN_DOMINF_shutdownshift,
 )
 from xenlab.abi.errno import EINVAL, ESRCH
+from xenlab.xen.event_2l import SRC
 from xenlab.xen.evtchn import EventChannels, virq_is_global
+from xenlab.xen.grant_table import GrantTables
 
 SRC_DOMAIN = "xen/common/domain.c"
 
 
 @dataclass(frozen=True)
-class DomainInfo:
+class DomainInfo(DomainInfoFlags):
     """struct xen_domctl_getdomaininfo, the part a toolstack or xenstored looks at."""
 
-    domid: int
-    flags: int
     nr_pages: int
     max_vcpu_id: int
 
-    @property
-    def dying(self) -> bool:
-        """XEN_DOMINF_dying."""
-        return bool(self.flags & XEN_DOMINF_dying)
 
-    @property
-    def shutdown(self) -> bool:
-        """XEN_DOMINF_shutdown."""
-        return bool(self.flags & XEN_DOMINF_shutdown)
-
-    @property
-    def shutdown_reason(self) -> int:
-        """The guest's SHUTDOWN_* code, bits 16..23 of flags."""
-        return self.flags >> XEN_DOMINF_shutdownshift & XEN_DOMINF_shutdownmask
-
-
-class DomainControl(EventChannels):
+class DomainControl(EventChannels, GrantTables):
     """Domain life-cycle operations; mixed into Hypervisor."""
 
     global_virq_handlers: dict[int, int]
@@ -83,7 +68,7 @@ class DomainControl(EventChannels):
         old = self.global_virq_handlers.get(virq)
         self.global_virq_handlers[virq] = domid
         self._rec("set_global_virq_handler", f"VIRQ {virq} now goes to d{domid}",
-                  [("xen/global_virq_handlers", virq, old, domid)])
+                  [("xen/global_virq_handlers", virq, old, domid)], source=SRC)
         return 0
 
     def send_global_virq(self, virq: int) -> bool:
@@ -106,7 +91,7 @@ class DomainControl(EventChannels):
             return 0  # the first reason sticks
         d.is_shut_down, d.shutdown_code = True, reason
         self._rec("domain_shutdown", f"d{domid} shut down ({SHUTDOWN_NAMES[reason]})",
-                  [(f"xen/d{domid}/state", "shutdown", None, SHUTDOWN_NAMES[reason])], SRC_DOMAIN)
+                  [(f"xen/d{domid}/state", "shutdown", None, SHUTDOWN_NAMES[reason])], source=SRC_DOMAIN)
         self.send_global_virq(ev.VIRQ_DOM_EXC)
         return 0
 
@@ -114,9 +99,8 @@ class DomainControl(EventChannels):
         """domain_kill + evtchn_destroy (domain.c): close every port, drop the domain, raise VIRQ_DOM_EXC."""
         d = self.domains[domid]
         d.is_dying = True
-        release = getattr(self, "gnttab_unmap_grant_ref", None)
-        for handle in sorted(d.maptrack) if release else ():  # gnttab_release_mappings
-            release(domid, handle)
+        for handle in sorted(d.maptrack):  # gnttab_release_mappings
+            self.gnttab_unmap_grant_ref(domid, handle)
         rows: list[Any] = []
         for port in range(1, d.valid_evtchns):
             self._close(d, port, rows)
@@ -127,7 +111,7 @@ class DomainControl(EventChannels):
                 rows.append(("xen/global_virq_handlers", virq, domid, None))
         rows.append(("xen/domains", domid, d.name, None))
         self._rec("domain_kill", f"d{domid} '{d.name}' destroyed: its event channels closed", rows,
-                  SRC_DOMAIN)
+                  source=SRC_DOMAIN)
         self.send_global_virq(ev.VIRQ_DOM_EXC)
 
     def getdomaininfo(self, domid: int) -> DomainInfo | int:

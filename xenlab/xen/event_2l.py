@@ -11,30 +11,15 @@ raises the selector and upcall the masked send could not.
 
 from __future__ import annotations
 
-from typing import Any
-
-from xenlab.base.trace import Trace
 from xenlab.xen.domain import Domain
+from xenlab.xen.record import Row, XenPart, domain_table
 
 SRC = "xen/common/event_channel.c"
 SRC_2L = "xen/common/event_2l.c"
 
-Row = tuple[str, Any, Any, Any]
 
-
-def _t(d: Domain, table: str) -> str:
-    return f"xen/d{d.domid}/{table}"
-
-
-class EventTwoLevel:
+class EventTwoLevel(XenPart):
     """The 2-level ABI's delivery half, shared by the hypercalls and Xen-raised VIRQs."""
-
-    domains: dict[int, Domain]
-    trace: Trace
-
-    def _rec(self, function: str, summary: str, changes: list[Row] | tuple[Row, ...] = (),
-             source: str = SRC) -> None:
-        self.trace.record(function, summary, actor="xen", source=source, changes=changes)
 
     def evtchn_set_pending(self, d: Domain, vcpu: int, port: int) -> None:
         """evtchn_2l_set_pending (event_2l.c): PENDING bit, then selector and upcall if unmasked."""
@@ -43,15 +28,15 @@ class EventTwoLevel:
             self._rec("evtchn_2l_set_pending", f"d{d.domid} port {port}: already pending, nothing more",
                       source=SRC_2L)
             return
-        rows: list[Row] = [(_t(d, "evtchn_pending"), port, None, 1)]
+        rows: list[Row] = [(domain_table(d, "evtchn_pending"), port, None, 1)]
         if sh.evtchn_mask[port]:
             self._rec("evtchn_2l_set_pending", f"d{d.domid} port {port}: pending, but masked: no upcall "
-                      "(the edge is lost until unmask)", rows, SRC_2L)
+                      "(the edge is lost until unmask)", rows, source=SRC_2L)
             return
         kick = self._mark_sel(d, vcpu, port, rows)
         self._rec("evtchn_2l_set_pending", f"d{d.domid} port {port}: pending; vcpu {vcpu} "
                   + ("selector and upcall_pending set" if kick else "already has an upcall pending"),
-                  rows, SRC_2L)
+                  rows, source=SRC_2L)
         if kick:
             self._kick(d, vcpu)
 
@@ -63,11 +48,11 @@ class EventTwoLevel:
         if sel >> idx & 1:
             return False
         vi.evtchn_pending_sel = sel | 1 << idx
-        rows.append((_t(d, f"vcpu{vcpu}"), "evtchn_pending_sel", sel or None, sel | 1 << idx))
+        rows.append((domain_table(d, f"vcpu{vcpu}"), "evtchn_pending_sel", sel or None, sel | 1 << idx))
         if vi.evtchn_upcall_pending:
             return False
         vi.evtchn_upcall_pending = 1
-        rows.append((_t(d, f"vcpu{vcpu}"), "evtchn_upcall_pending", None, 1))
+        rows.append((domain_table(d, f"vcpu{vcpu}"), "evtchn_upcall_pending", None, 1))
         return True
 
     def _kick(self, d: Domain, vcpu: int) -> None:
@@ -83,13 +68,13 @@ class EventTwoLevel:
         rows: list[Row] = []
         kick = False
         if sh.evtchn_mask.test_and_clear(port):
-            rows.append((_t(d, "evtchn_mask"), port, 1, None))
+            rows.append((domain_table(d, "evtchn_mask"), port, 1, None))
             if sh.evtchn_pending[port]:
                 kick = self._mark_sel(d, vcpu, port, rows)
         note = "was not masked"
         if rows:
             note = "unmasked" + (": still pending, the lost edge is re-raised" if sh.evtchn_pending[port]
                                  else "")
-        self._rec("evtchn_unmask", f"d{d.domid} port {port} {note}", rows, SRC_2L)
+        self._rec("evtchn_unmask", f"d{d.domid} port {port} {note}", rows, source=SRC_2L)
         if kick:
             self._kick(d, vcpu)

@@ -40,7 +40,8 @@ from xenlab.abi.event_channel import (
     evtchn_status,
 )
 from xenlab.xen.domain import EVTCHNS_PER_BUCKET, Channel, Domain
-from xenlab.xen.event_2l import EventTwoLevel, Row, _t
+from xenlab.xen.event_2l import SRC, EventTwoLevel
+from xenlab.xen.record import Row, domain_table
 
 
 def virq_is_global(virq: int) -> bool:
@@ -55,7 +56,7 @@ class EventChannels(EventTwoLevel):
     def _fail(self, function: str, summary: str, rc: int) -> int:
         from xenlab.abi.errno import errno_name
 
-        self._rec(function, f"{summary} -> -{errno_name(rc)}")
+        self._rec(function, f"{summary} -> -{errno_name(rc)}", source=SRC)
         return rc
 
     def _current(self, caller: int) -> Domain:
@@ -102,9 +103,9 @@ class EventChannels(EventTwoLevel):
             setattr(chn, name, value)
         rows: list[Row] = []
         if chn.summary() != before:
-            rows.append((_t(d, "evtchn"), chn.port, before, chn.summary()))
+            rows.append((domain_table(d, "evtchn"), chn.port, before, chn.summary()))
         if chn.notify_vcpu_id != vcpu:
-            rows.append((_t(d, "evtchn_vcpu"), chn.port, vcpu or None, chn.notify_vcpu_id or None))
+            rows.append((domain_table(d, "evtchn_vcpu"), chn.port, vcpu or None, chn.notify_vcpu_id or None))
         return rows
 
     # -- the operations -------------------------------------------------------------
@@ -124,7 +125,7 @@ class EventChannels(EventTwoLevel):
             return self._fail(fn, f"{what}: d{caller} is not privileged over d{d.domid}", rc)
         rdom = cur.domid if remote_dom == DOMID_SELF else remote_dom
         rows = self._set_state(d, d.chns[port], state=ECS.ECS_UNBOUND, remote_dom=rdom, notify_vcpu_id=0)
-        self._rec(fn, f"{what}: d{d.domid} port {port} UNBOUND, reserved for d{rdom}", rows)
+        self._rec(fn, f"{what}: d{d.domid} port {port} UNBOUND, reserved for d{rdom}", rows, source=SRC)
         return port
 
     def evtchn_bind_interdomain(self, caller: int, remote_dom: int, remote_port: int) -> int:
@@ -149,7 +150,7 @@ class EventChannels(EventTwoLevel):
                                remote_port=remote_port)
         rows += self._set_state(rd, rchn, state=ECS.ECS_INTERDOMAIN, remote_dom=ld.domid, remote_port=lport)
         self._rec(fn, f"{what}: d{caller} port {lport} <-> d{rd.domid} port {remote_port}, local port "
-                  "set pending (covers an early notify)", rows)
+                  "set pending (covers an early notify)", rows, source=SRC)
         self.evtchn_set_pending(ld, lchn.notify_vcpu_id, lport)
         return lport
 
@@ -171,7 +172,8 @@ class EventChannels(EventTwoLevel):
             return self._fail(fn, f"{what}: no free port", port)
         rows = self._set_state(d, d.chns[port], state=ECS.ECS_VIRQ, virq=virq, notify_vcpu_id=vcpu)
         d.virq_to_evtchn[vcpu][virq] = port
-        self._rec(fn, f"{what}: port {port}", [*rows, (_t(d, f"vcpu{vcpu}_virq"), virq, None, port)])
+        row = (domain_table(d, f"vcpu{vcpu}_virq"), virq, None, port)
+        self._rec(fn, f"{what}: port {port}", [*rows, row], source=SRC)
         return port
 
     def evtchn_bind_ipi(self, caller: int, vcpu: int) -> int:
@@ -184,7 +186,7 @@ class EventChannels(EventTwoLevel):
         if port < 0:
             return self._fail(fn, f"{what}: no free port", port)
         rows = self._set_state(d, d.chns[port], state=ECS.ECS_IPI, notify_vcpu_id=vcpu)
-        self._rec(fn, f"{what}: port {port}", rows)
+        self._rec(fn, f"{what}: port {port}", rows, source=SRC)
         return port
 
     def evtchn_bind_pirq(self, caller: int, pirq: int, flags: int = 0) -> int:
@@ -204,7 +206,8 @@ class EventChannels(EventTwoLevel):
             return self._fail(fn, f"{what}: no free port", port)
         rows = self._set_state(d, d.chns[port], state=ECS.ECS_PIRQ, pirq=pirq, notify_vcpu_id=0)
         d.pirq_to_evtchn[pirq] = port
-        self._rec(fn, f"{what}: port {port}", [*rows, (_t(d, "pirq"), pirq, None, port)])
+        self._rec(fn, f"{what}: port {port}", [*rows, (domain_table(d, "pirq"), pirq, None, port)],
+                  source=SRC)
         return port
 
     def _close(self, d: Domain, port: int, rows: list[Row]) -> int:
@@ -215,12 +218,12 @@ class EventChannels(EventTwoLevel):
         if chn.state in (ECS.ECS_FREE, ECS.ECS_RESERVED):
             return -EINVAL
         if chn.state == ECS.ECS_PIRQ:
-            rows.append((_t(d, "pirq"), chn.pirq, port, None))
+            rows.append((domain_table(d, "pirq"), chn.pirq, port, None))
             del d.pirq_to_evtchn[chn.pirq]
         elif chn.state == ECS.ECS_VIRQ:
             for v, table in enumerate(d.virq_to_evtchn):
                 if table.get(chn.virq) == port:
-                    rows.append((_t(d, f"vcpu{v}_virq"), chn.virq, port, None))
+                    rows.append((domain_table(d, f"vcpu{v}_virq"), chn.virq, port, None))
                     del table[chn.virq]
         elif chn.state == ECS.ECS_INTERDOMAIN:
             d2 = self.domains[chn.remote_dom]
@@ -228,7 +231,7 @@ class EventChannels(EventTwoLevel):
                                     remote_dom=d.domid, remote_port=0)
         # evtchn_free: clear pending (no surprise on re-bind), back to vcpu 0, FREE.
         if d.shared_info.evtchn_pending.test_and_clear(port):
-            rows.append((_t(d, "evtchn_pending"), port, 1, None))
+            rows.append((domain_table(d, "evtchn_pending"), port, 1, None))
         rows += self._set_state(d, chn, state=ECS.ECS_FREE, notify_vcpu_id=0, remote_dom=0,
                                 remote_port=0, virq=0, pirq=0)
         d.free_hint = min(d.free_hint, port)
@@ -246,7 +249,7 @@ class EventChannels(EventTwoLevel):
         if before and before[0] == "interdomain":
             extra = f"; peer d{before[1]} port {before[2]} back to UNBOUND for d{caller}"
         kind = before[0] if before else "?"
-        self._rec("evtchn_close", f"d{caller}: port {port} ({kind}) closed{extra}", rows)
+        self._rec("evtchn_close", f"d{caller}: port {port} ({kind}) closed{extra}", rows, source=SRC)
         return 0
 
     def evtchn_send(self, caller: int, port: int) -> int:
@@ -259,13 +262,13 @@ class EventChannels(EventTwoLevel):
         if chn.state == ECS.ECS_INTERDOMAIN:
             rd = self.domains[chn.remote_dom]
             rchn = rd.chns[chn.remote_port]
-            self._rec(fn, f"d{caller} port {port} -> d{rd.domid} port {rchn.port}")
+            self._rec(fn, f"d{caller} port {port} -> d{rd.domid} port {rchn.port}", source=SRC)
             self.evtchn_set_pending(rd, rchn.notify_vcpu_id, rchn.port)
         elif chn.state == ECS.ECS_IPI:
-            self._rec(fn, f"d{caller} port {port}: IPI to own vcpu {chn.notify_vcpu_id}")
+            self._rec(fn, f"d{caller} port {port}: IPI to own vcpu {chn.notify_vcpu_id}", source=SRC)
             self.evtchn_set_pending(ld, chn.notify_vcpu_id, port)
         elif chn.state == ECS.ECS_UNBOUND:
-            self._rec(fn, f"d{caller} port {port} is UNBOUND: notification silently dropped")
+            self._rec(fn, f"d{caller} port {port} is UNBOUND: notification silently dropped", source=SRC)
         else:
             return self._fail(fn, f"d{caller}: send on port {port} ({chn.state.name})", -EINVAL)
         return 0
@@ -298,7 +301,7 @@ class EventChannels(EventTwoLevel):
             st.status, st.u.virq = EVTCHNSTAT_virq, chn.virq
         else:
             st.status = EVTCHNSTAT_ipi
-        self._rec(fn, f"{what}: {s.name}")
+        self._rec(fn, f"{what}: {s.name}", source=SRC)
         return st
 
     def evtchn_unmask(self, caller: int, port: int) -> int:
@@ -325,7 +328,7 @@ class EventChannels(EventTwoLevel):
         rows: list[Row] = []
         if old != vcpu:
             rows = self._set_state(d, chn, notify_vcpu_id=vcpu)
-        self._rec(fn, f"{what}: notify vcpu {old} -> {vcpu}", rows)
+        self._rec(fn, f"{what}: notify vcpu {old} -> {vcpu}", rows, source=SRC)
         return 0
 
     def evtchn_reset(self, caller: int, dom: int) -> int:
@@ -342,7 +345,7 @@ class EventChannels(EventTwoLevel):
             return self._fail(fn, f"{what}: d{d.domid} is not paused", -EINVAL)
         rows: list[Row] = []
         closed = [p for p in range(1, d.valid_evtchns) if self._close(d, p, rows) == 0]
-        self._rec(fn, f"{what}: closed ports {_ports(closed)}", rows)
+        self._rec(fn, f"{what}: closed ports {_ports(closed)}", rows, source=SRC)
         return 0
 
     def send_guest_virq(self, domid: int, virq: int, vcpu: int = 0) -> bool:
@@ -351,10 +354,10 @@ class EventChannels(EventTwoLevel):
         v = vcpu if not virq_is_global(virq) else 0
         port = d.virq_to_evtchn[v].get(virq, 0) if v < d.max_vcpus else 0
         if not port:
-            self._rec("send_guest_virq", f"d{domid}: VIRQ {virq} has no port bound: nothing sent")
+            self._rec("send_guest_virq", f"d{domid}: VIRQ {virq} has no port bound: nothing sent", source=SRC)
             return False
         chn = d.chns[port]
-        self._rec("send_guest_virq", f"d{domid}: VIRQ {virq} -> port {port}")
+        self._rec("send_guest_virq", f"d{domid}: VIRQ {virq} -> port {port}", source=SRC)
         self.evtchn_set_pending(d, chn.notify_vcpu_id, port)
         return True
 

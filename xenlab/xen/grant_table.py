@@ -19,7 +19,6 @@ that machine-frame numbers elsewhere do not move.
 from __future__ import annotations
 
 import ctypes
-from typing import Any
 
 from xenlab.abi.event_channel import DOMID_SELF
 from xenlab.abi.grant_table import (
@@ -44,10 +43,10 @@ from xenlab.abi.grant_table import (
     grant_entry_v1,
 )
 from xenlab.xen.domain import Domain
-from xenlab.xen.memory import Page
+from xenlab.xen.memory import MachineMemory, Page
+from xenlab.xen.record import Row, XenPart
 
 SRC_GNT = "xen/common/grant_table.c"
-Row = tuple[str, Any, Any, Any]
 ENTRIES_PER_FRAME = 4096 // ctypes.sizeof(grant_entry_v1)
 
 
@@ -62,15 +61,10 @@ def shared_entry_v1(d: Domain, ref: int) -> grant_entry_v1:
     return grant_entry_v1.from_buffer(page.buf, (ref % ENTRIES_PER_FRAME) * ctypes.sizeof(grant_entry_v1))
 
 
-class GrantTables:
+class GrantTables(XenPart):
     """GNTTABOP_setup_table / map_grant_ref / unmap_grant_ref and the toolstack's seeding."""
 
-    domains: dict[int, Domain]
-    memory: Any
-    trace: Any
-
-    def _grec(self, function: str, summary: str, changes: list[Row] | None = None) -> None:
-        self.trace.record(function, summary, actor="xen", source=SRC_GNT, changes=changes or ())
+    memory: MachineMemory
 
     def gnttab_grow_table(self, d: Domain, nr_frames: int) -> bool:
         """gnttab_grow_table (grant_table.c): add zeroed frames up to *nr_frames*; False if over the limit."""
@@ -80,8 +74,8 @@ class GrantTables:
             page = self.memory.alloc_page(d.domid, xenheap=True)
             d.grant_frames.append(page)
             n = len(d.grant_frames) - 1
-            self._grec("gnttab_grow_table", f"d{d.domid}: grant frame {n} is mfn {page.mfn:#x}",
-                       [(f"xen/d{d.domid}/grant_frames", n, None, page.mfn)])
+            self._rec("gnttab_grow_table", f"d{d.domid}: grant frame {n} is mfn {page.mfn:#x}",
+                      [(f"xen/d{d.domid}/grant_frames", n, None, page.mfn)], source=SRC_GNT)
         return True
 
     def gnttab_setup_table(self, caller: int, dom: int, nr_frames: int) -> list[int] | int:
@@ -97,11 +91,12 @@ class GrantTables:
             return self._gfail("gnttab_setup_table", f"{what}: d{d.domid} may have {d.max_grant_frames} "
                                "frames", GNTST_general_error)
         mfns = [p.mfn for p in d.grant_frames[:nr_frames]]
-        self._grec("gnttab_setup_table", f"{what}: frames {', '.join(f'{m:#x}' for m in mfns)}")
+        self._rec("gnttab_setup_table", f"{what}: frames {', '.join(f'{m:#x}' for m in mfns)}",
+                  source=SRC_GNT)
         return mfns
 
     def _gfail(self, function: str, summary: str, status: int) -> int:
-        self._grec(function, f"{summary} -> {GNTST_NAMES[status]}")
+        self._rec(function, f"{summary} -> {GNTST_NAMES[status]}", source=SRC_GNT)
         return status
 
     def gnttab_seed(self, domid: int, console_frame: int, xenstore_frame: int, console_domid: int = 0,
@@ -159,7 +154,7 @@ class GrantTables:
         if int(e.flags) != before:
             rows.append((f"xen/d{dom}/grant", ref, (before, int(e.domid), int(e.frame)),
                          (int(e.flags), int(e.domid), int(e.frame))))
-        self._grec(fn, f"{what}: frame {page.mfn:#x}, handle {handle}", rows)
+        self._rec(fn, f"{what}: frame {page.mfn:#x}, handle {handle}", rows, source=SRC_GNT)
         return GNTST_okay, handle, page
 
     def gnttab_unmap_grant_ref(self, caller: int, handle: int) -> int:
@@ -184,5 +179,5 @@ class GrantTables:
             if int(e.flags) != before:
                 rows.append((f"xen/d{dom}/grant", ref, (before, int(e.domid), int(e.frame)),
                              (int(e.flags), int(e.domid), int(e.frame))))
-        self._grec(fn, f"d{caller}: handle {handle} (d{dom} ref {ref}) unmapped", rows)
+        self._rec(fn, f"d{caller}: handle {handle} (d{dom} ref {ref}) unmapped", rows, source=SRC_GNT)
         return GNTST_okay

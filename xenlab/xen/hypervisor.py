@@ -19,13 +19,12 @@ from xenlab.xen.domain import Channel, Domain
 from xenlab.xen.domctl import DomainControl
 from xenlab.xen.errors import XenError
 from xenlab.xen.event_2l import SRC
-from xenlab.xen.grant_table import GrantTables
 from xenlab.xen.memory import DEFAULT_MFN_BASE, MachineMemory, Page
 
 SRC_DOMAIN = "xen/common/domain.c"
 
 
-class Hypervisor(DomainControl, GrantTables):
+class Hypervisor(DomainControl):
     """Xen: machine memory, the domain list, event channels (2-level ABI) and grant tables (v1)."""
 
     def __init__(self, trace: Trace | None = None, bits: int = 64, *, real: bool = False,

@@ -8,19 +8,23 @@ without the "(XEN) [timestamp]" prefix the console adds.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from xenlab.abi.event_channel import ECS
 
+if TYPE_CHECKING:
+    from xenlab.xen.domain import Domain
+    from xenlab.xen.hypervisor import Hypervisor
 
-def evtchn_2l_print_state(d: Any, port: int) -> str:
+
+def evtchn_2l_print_state(d: Domain, port: int) -> str:
     """evtchn_2l_print_state (xen/common/event_2l.c): the selector bit of the port's word on its vcpu."""
     vcpu = d.chns[port].notify_vcpu_id
     sel = int(d.shared_info.vcpu_info[vcpu].evtchn_pending_sel)
     return str(sel >> (port // d.bits) & 1)
 
 
-def domain_dump_evtchn_info(d: Any) -> list[str]:
+def domain_dump_evtchn_info(d: Domain) -> list[str]:
     """domain_dump_evtchn_info: one line per port in use (port 0 is never shown)."""
     lines = [f"Event channel information for domain {d.domid}:", "Polling vCPUs: {}", "    port [p/m/s]"]
     sh = d.shared_info
@@ -42,7 +46,7 @@ def domain_dump_evtchn_info(d: Any) -> list[str]:
     return lines
 
 
-def dump_evtchn_info(hv: Any) -> str:
+def dump_evtchn_info(hv: Hypervisor) -> str:
     """The 'e' debug key: every domain's event channels, lowest domid first."""
     lines = ["'e' pressed -> dumping event-channel info"]
     for domid in sorted(hv.domains):

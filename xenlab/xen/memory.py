@@ -25,7 +25,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xenlab.abi.errno import ENOMEM
 from xenlab.base.trace import Trace
@@ -36,13 +36,19 @@ PAGE_SHIFT = 12
 SRC_PAGE_ALLOC = "xen/common/page_alloc.c"
 DEFAULT_MFN_BASE = 0x10000
 
+if TYPE_CHECKING:
+    from xenlab.xen.domain import Domain
+
+#: a frame's bytes: a bytearray (simulated) or an mmap.mmap (real, shared with other processes)
+PageBuffer = bytearray | mmap.mmap
+
 
 @dataclass(eq=False)
 class Page:
     """One machine frame: ``mfn``, its writable 4096-byte ``buf``, the owning domain."""
 
     mfn: int
-    buf: Any  # bytearray (simulated) or mmap.mmap (real, shared with other processes)
+    buf: PageBuffer
     owner: int
     path: str | None = None  # real pages: the file another process can mmap
 
@@ -76,7 +82,7 @@ class MachineMemory:
     frames: dict[int, Page] = field(default_factory=dict)
     #: Domains by id (the Hypervisor's ``domains``): a frame allocated to one of them gets a
     #: pfn in its p2m, the next one after its highest, as a guest's own pages all have.
-    domains: dict[int, Any] = field(default_factory=dict)
+    domains: dict[int, Domain] = field(default_factory=dict)
     next_mfn: int = -1
     _own_dir: bool = False
 
@@ -91,7 +97,7 @@ class MachineMemory:
         if self.trace is not None:
             self.trace.record(function, summary, actor="xen", source=SRC_PAGE_ALLOC, changes=changes)
 
-    def _new_buffer(self, mfn: int) -> tuple[Any, str | None]:
+    def _new_buffer(self, mfn: int) -> tuple[PageBuffer, str | None]:
         if not self.real:
             return bytearray(PAGE_SIZE), None
         assert self.directory is not None

@@ -18,9 +18,14 @@ ports it masks the port and remembers it; ``evtchn_pending()`` hands the ports o
 from __future__ import annotations
 
 import errno as _errno
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from xenlab.abi.errno import errno_name
+from xenlab.base.sched import Scheduler, WaitQueue
+
+if TYPE_CHECKING:
+    from xenlab.xen.domain import Domain
+    from xenlab.xen.hypervisor import Hypervisor
 
 
 class HostError(OSError):
@@ -74,7 +79,7 @@ class XenstoredHost(Protocol):
 class HypervisorHost:
     """A host made directly on xenlab.xen's Hypervisor, acting as a kernel-less dom0 (tests, benches)."""
 
-    def __init__(self, hv: Any, domid: int = 0, *, sched: Any = None) -> None:
+    def __init__(self, hv: Hypervisor, domid: int = 0, *, sched: Scheduler | None = None) -> None:
         self.hv = hv
         self.domid = domid
         self.sched = sched
@@ -82,15 +87,13 @@ class HypervisorHost:
         self.fired: list[int] = []
         self.mapped: dict[int, Any] = {}
         self.notifies = 0
-        self._wq: Any = None
+        self._wq: WaitQueue | None = None
         if sched is not None:
-            from xenlab.base.sched import WaitQueue
-
             self._wq = WaitQueue("xenstored-host")
         self.domain.upcall = self._upcall
 
     @property
-    def domain(self) -> Any:
+    def domain(self) -> Domain:
         """The Domain this host acts for."""
         return self.hv.domains[self.domid]
 
@@ -149,7 +152,7 @@ class HypervisorHost:
 
     def wait(self) -> None:
         """Block (on the Scheduler) until one of our ports fires."""
-        if self._wq is None:
+        if self._wq is None or self.sched is None:
             raise RuntimeError("HypervisorHost.wait needs a Scheduler (HypervisorHost(hv, sched=...))")
         self.sched.wait_event(self._wq, lambda: bool(self.fired) or self._collect())
 

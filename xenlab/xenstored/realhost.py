@@ -33,12 +33,17 @@ import struct
 import sys
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from xenlab.abi.domctl import DomainInfoFlags
 from xenlab.abi.start_info import GNTTAB_RESERVED_XENSTORE
 from xenlab.abi.xs_wire import XENSTORE_RING_SIZE
 from xenlab.xenstored.host import HostError
+from xenlab.xenstored.ring import RingServer
+
+if TYPE_CHECKING:
+    from xenlab.xenstored.daemon import Daemon
+    from xenlab.xenstored.unix import UnixServer
 
 PAGE_SIZE = 4096
 
@@ -63,10 +68,6 @@ HYPERVISOR_domctl = 36  # __HYPERVISOR_domctl (a leading __ would be name-mangle
 XEN_DOMCTL_getdomaininfo = 5
 XEN_DOMCTL_INTERFACE_VERSION = 0x15  # 4.17 only: other releases use other values
 XEN_DOMCTL_SIZE = 144  # sizeof(struct xen_domctl): 16 bytes of header + the 128-byte union
-XEN_DOMINF_dying = 1 << 0
-XEN_DOMINF_shutdown = 1 << 2
-XEN_DOMINF_paused = 1 << 3
-XEN_DOMINF_shutdownshift = 16
 
 PR_SET_NAME = 15  # include/uapi/linux/prctl.h
 
@@ -115,28 +116,10 @@ def pack_getdomaininfo(domid: int) -> bytes:
         XEN_DOMCTL_SIZE, b"\0")
 
 
-@dataclass(frozen=True)
-class DomainInfo:
-    """The two fields of xen_domctl_getdomaininfo that xenstored looks at."""
-
-    domid: int
-    flags: int
-
-    @property
-    def dying(self) -> bool:
-        """XEN_DOMINF_dying."""
-        return bool(self.flags & XEN_DOMINF_dying)
-
-    @property
-    def shutdown(self) -> bool:
-        """XEN_DOMINF_shutdown (crashed guests are shut down with code SHUTDOWN_crash)."""
-        return bool(self.flags & XEN_DOMINF_shutdown)
-
-
-def unpack_getdomaininfo(buf: bytes) -> DomainInfo:
+def unpack_getdomaininfo(buf: bytes) -> DomainInfoFlags:
     """The answer: getdomaininfo.domain (u16 @16) and flags (u32 @20)."""
     domid, flags = struct.unpack_from("<HxxI", buf, 16)
-    return DomainInfo(domid, flags)
+    return DomainInfoFlags(domid, flags)
 
 
 # -- the edge: every system call -------------------------------------------------------------
@@ -361,7 +344,7 @@ class RealHost:
         self._say(f"unmapped d{domid}'s store page")
 
     # -- the hypervisor's view of a domain ----------------------------------------------------
-    def getdomaininfo(self, domid: int) -> DomainInfo | None:
+    def getdomaininfo(self, domid: int) -> DomainInfoFlags | None:
         """xc_domain_getinfo() (tools/libs/ctrl): XEN_DOMCTL_getdomaininfo via privcmd; None on ESRCH."""
         if self._privcmd_fd is None:
             self._privcmd_fd = self.sys.open(self.paths["privcmd"], os.O_RDWR | os.O_CLOEXEC)
@@ -388,7 +371,7 @@ class RealHost:
         self._gntdev_fd = self._privcmd_fd = None
 
 
-def domain_gone(host: RealHost, daemon: Any, domid: int) -> bool:
+def domain_gone(host: RealHost, daemon: Daemon, domid: int) -> bool:
     """domain_cleanup() (xenstored_domain.c): gone = ESRCH, another domid answered, or dying.
 
     In 4.17 getdomaininfo answers with the first domain whose id is >= the one asked for.
@@ -402,18 +385,16 @@ def domain_gone(host: RealHost, daemon: Any, domid: int) -> bool:
     return False
 
 
-def serve_real(daemon: Any, unix_server: Any, host: RealHost, *, personality: str = "cxenstored",
-               log: Callable[[str], None] | None = None) -> Any:
+def serve_real(daemon: Daemon, unix_server: UnixServer, host: RealHost, *, personality: str = "cxenstored",
+               log: Callable[[str], None] | None = None) -> RingServer:
     """domain_init() + dom0_init() (xenstored_domain.c): VIRQ_DOM_EXC, then dom0's ring, kicked once.
 
     Registers the evtchn fd with *unix_server*'s selectors loop; returns the RingServer,
     whose ``service()`` the loop must also call after each socket turn (a socket request
     may fire a watch of a ring connection).
     """
-    from xenlab.xenstored.ring import RingServer
-
     ring = RingServer(daemon, host, trace=daemon.trace, personality=personality,
-                      actor=getattr(daemon, "name", "xenstored"))
+                      actor=daemon.name)
     ring.bind_dom_exc(lambda d: domain_gone(host, daemon, d))
     port = host.xsd_port()
     buf = host.map_local_store_page()
@@ -426,7 +407,7 @@ def serve_real(daemon: Any, unix_server: Any, host: RealHost, *, personality: st
     return ring
 
 
-def service_rings(ring: Any, log: Callable[[str], None] | None = None) -> None:
+def service_rings(ring: RingServer, log: Callable[[str], None] | None = None) -> None:
     """ring.service(); a failure is logged with its traceback and the daemon goes on.
 
     On a real dom0 a dead xenstored hangs every client (the kernel's and the tools'), so one
@@ -442,7 +423,7 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def serve_turn(unix_server: Any, ring: Any, timeout: float | None = None,
+def serve_turn(unix_server: UnixServer, ring: RingServer, timeout: float | None = None,
                log: Callable[[str], None] | None = None) -> None:
     """One turn of main() (xenstored_core.c): socket and evtchn activity, then every ring.
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xenlab.abi.event_channel import VIRQ_DOM_EXC
 from xenlab.abi.xs_wire import (
@@ -51,6 +51,11 @@ from xenlab.abi.xs_wire import (
 )
 from xenlab.base.trace import Trace
 from xenlab.xenstored import wire
+from xenlab.xenstored.connection import Connection
+
+if TYPE_CHECKING:
+    from xenlab.xenstored.daemon import Daemon
+    from xenlab.xenstored.host import XenstoredHost
 
 _U32 = 0xFFFFFFFF
 _REQ = xenstore_domain_interface.req.offset
@@ -72,7 +77,7 @@ def check_indexes(cons: int, prod: int) -> bool:
 class RingConnection:
     """One domain's store page, its local event-channel port and its daemon connection."""
 
-    def __init__(self, server: RingServer, domid: int, port: int, buf: Any, conn: Any) -> None:
+    def __init__(self, server: RingServer, domid: int, port: int, buf: Any, conn: Connection) -> None:
         self.server = server
         self.domid = domid
         self.port = port
@@ -88,7 +93,7 @@ class RingConnection:
 
     # Daemon output --------------------------------------------------------------------
 
-    def _take_output(self, conn: Any) -> None:
+    def _take_output(self, conn: Connection) -> None:
         """conn.on_output: queue the daemon's replies and events as ring segments."""
         msgs = list(conn.take_output())
         if self.ignored:
@@ -119,8 +124,7 @@ class RingConnection:
             return False
         if self.conn.privileged:
             return True
-        quotas = getattr(self.server.daemon, "quotas", None)
-        return quotas is None or self.replies_queued < quotas.outstanding
+        return self.replies_queued < self.server.daemon.quotas.outstanding
 
     def conn_can_write(self) -> bool:
         """conn_can_write(): output queued and the response ring not full (domain_can_write)."""
@@ -128,12 +132,6 @@ class RingConnection:
                 and ((self.intf.rsp_prod - self.intf.rsp_cons) & _U32) != XENSTORE_RING_SIZE)
 
     # The ring ---------------------------------------------------------------------------
-
-    def _record(self, function: str, summary: str, changes: list[tuple[str, str, Any, Any]]) -> None:
-        trace = self.server.trace
-        if trace is not None and trace.enabled:
-            trace.record(function, summary, actor=self.server.actor,
-                         source=RING_CODE[self.server.personality][0], changes=changes)
 
     def _set(self, field: str, value: int, changes: list[tuple[str, str, Any, Any]]) -> None:
         before = getattr(self.intf, field)
@@ -159,7 +157,7 @@ class RingConnection:
         if n:
             self._set("req_cons", cons + n, changes)
         self.server.host.evtchn_notify(self.port)  # readchn kicks even after copying 0 bytes
-        self._record(fn, f"d{self.domid}: {n} bytes from req[{MASK_XENSTORE_IDX(cons)}], "
+        self.server.record(fn, f"d{self.domid}: {n} bytes from req[{MASK_XENSTORE_IDX(cons)}], "
                      f"req_cons {cons:#x} -> {(cons + n) & _U32:#x}; notify port {self.port}", changes)
         return data
 
@@ -201,7 +199,7 @@ class RingConnection:
         if n:
             self._set("rsp_prod", prod + n, changes)
         self.server.host.evtchn_notify(self.port)  # writechn kicks even after copying 0 bytes
-        self._record(fn, f"d{self.domid}: {n} bytes to rsp[{start}], "
+        self.server.record(fn, f"d{self.domid}: {n} bytes to rsp[{start}], "
                      f"rsp_prod {prod:#x} -> {(prod + n) & _U32:#x}; notify port {self.port}", changes)
         return n
 
@@ -267,7 +265,7 @@ class RingConnection:
         self.out.clear()
         self.replies_queued = 0
         self.decoder.reset()
-        self._record("ignore_connection", f"d{self.domid} ignored, error={ERROR_NAMES[err]}: {why}",
+        self.server.record("ignore_connection", f"d{self.domid} ignored, error={ERROR_NAMES[err]}: {why}",
                      changes)
         self.server.daemon.close_connection(self.conn)
 
@@ -286,7 +284,7 @@ class RingConnection:
         self.conn.on_output = self._take_output
         self._set("connection", XENSTORE_CONNECTED, changes)
         self.server.host.evtchn_notify(self.port)
-        self._record("ml_interface_close", f"d{self.domid} reconnected: rings emptied, watches and "
+        self.server.record("ml_interface_close", f"d{self.domid} reconnected: rings emptied, watches and "
                      f"transactions dropped; notify port {self.port}", changes)
 
     def check_reconnect(self) -> None:
@@ -299,7 +297,7 @@ class RingConnection:
 class RingServer:
     """The daemon's ring side: dom0's local ring, INTRODUCE'd domains, the event loop step."""
 
-    def __init__(self, daemon: Any, host: Any, *, trace: Trace | None = None,
+    def __init__(self, daemon: Daemon, host: XenstoredHost, *, trace: Trace | None = None,
                  personality: str = "cxenstored", features: int | None = None,
                  actor: str = "xenstored") -> None:
         if personality not in RING_CODE:
@@ -308,16 +306,20 @@ class RingServer:
         self.host = host
         self.trace = trace
         self.personality = personality
-        self.features = getattr(daemon, "features", 0) if features is None else features
+        self.features = daemon.features if features is None else features
         self.actor = actor
         self.rings: dict[int, RingConnection] = {}
         self.by_port: dict[int, RingConnection] = {}
         self.virq_port: int | None = None
         self.domain_gone: Callable[[int], bool] | None = None
-        if hasattr(daemon, "on_introduce"):
-            daemon.on_introduce = self.introduce
-        if hasattr(daemon, "on_release"):
-            daemon.on_release = self.release
+        daemon.on_introduce = self.introduce
+        daemon.on_release = self.release
+
+    def record(self, function: str, summary: str, changes: list[tuple[str, str, Any, Any]]) -> None:
+        """Record one step of the ring code (actor: the daemon's name; source: its ring file)."""
+        if self.trace is not None:
+            self.trace.record(function, summary, actor=self.actor, source=RING_CODE[self.personality][0],
+                              changes=changes)
 
     def _add(self, domid: int, port: int, buf: Any, function: str, summary: str) -> RingConnection:
         conn = self.daemon.new_connection(domid=domid, label=f"domain{domid}")
@@ -327,9 +329,7 @@ class RingServer:
             rc._set("server_features", rc.intf.server_features | self.features, changes)
         self.rings[domid] = rc
         self.by_port[port] = rc
-        if self.trace is not None:
-            self.trace.record(function, summary, actor=self.actor, source=RING_CODE[self.personality][0],
-                              changes=[(rc.table, "port", None, port), *changes])
+        self.record(function, summary, [(rc.table, "port", None, port), *changes])
         return rc
 
     def attach_local(self, remote_port: int, buf: Any) -> RingConnection:
@@ -369,19 +369,15 @@ class RingServer:
             self.daemon.close_connection(rc.conn)
         self.host.evtchn_unbind(rc.port)
         self.host.unmap_store_page(domid)
-        if self.trace is not None:
-            self.trace.record("destroy_domain", f"d{domid}: unbound port {rc.port}, page unmapped",
-                              actor=self.actor, source=RING_CODE[self.personality][0],
-                              changes=[(rc.table, "port", rc.port, None)])
+        self.record("destroy_domain", f"d{domid}: unbound port {rc.port}, page unmapped",
+                    [(rc.table, "port", rc.port, None)])
 
     def bind_dom_exc(self, domain_gone: Callable[[int], bool]) -> int:
         """domain_init(): bind VIRQ_DOM_EXC; on it, ask *domain_gone* (getdomaininfo: dying or shut down)."""
         self.virq_port = self.host.evtchn_bind_virq(VIRQ_DOM_EXC)
         self.domain_gone = domain_gone
-        if self.trace is not None:
-            self.trace.record("domain_init", f"bound VIRQ_DOM_EXC as local port {self.virq_port}",
-                              actor=self.actor, source=RING_CODE[self.personality][0],
-                              changes=[("xenstored/virq", "VIRQ_DOM_EXC", None, self.virq_port)])
+        self.record("domain_init", f"bound VIRQ_DOM_EXC as local port {self.virq_port}",
+                    [("xenstored/virq", "VIRQ_DOM_EXC", None, self.virq_port)])
         return self.virq_port
 
     def domain_cleanup(self) -> list[int]:

@@ -22,11 +22,15 @@ import signal
 import socket
 import sys
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xenlab.abi.xs_wire import XENSTORE_SERVER_FEATURE_RECONNECTION
 from xenlab.base.trace import Trace
+from xenlab.xenstored.daemon import Daemon
 from xenlab.xenstored.unix import DEFAULT_MAX_OUTPUT, UnixServer
+
+if TYPE_CHECKING:
+    from xenlab.xenstored.ring import RingServer
 
 #: personality -> the server_features it advertises on a ring (C xenstored 4.17 leaves 0;
 #: oxenstored sets RECONNECTION in xb.ml) and the name the daemon goes by.
@@ -55,10 +59,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def make_daemon(personality: str) -> Any:
+def make_daemon(personality: str) -> Daemon:
     """A fresh lab Daemon with the personality's features and name."""
-    from xenlab.xenstored.daemon import Daemon
-
     features, name = PERSONALITIES[personality]
     # A long-running daemon must not keep every step it ever took: the trace is for the
     # simulated machine's views; here --trace logs lines instead.
@@ -88,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"xenlab serve: cannot listen on {args.socket}: {exc.strerror or exc}", file=sys.stderr)
         return 1
 
-    ring: Any = None
+    ring: RingServer | None = None
     if args.real:
         from xenlab.xenstored.realhost import RealHost, serve_real, serve_turn
 

@@ -25,10 +25,14 @@ import socket
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from xenlab.abi.xs_wire import XS_WATCH_EVENT
 from xenlab.xenstored import wire
+from xenlab.xenstored.connection import Connection
+
+if TYPE_CHECKING:
+    from xenlab.xenstored.daemon import Daemon
 
 #: Unread reply bytes a client may leave queued before it is dropped.
 DEFAULT_MAX_OUTPUT = 256 * 1024
@@ -40,7 +44,7 @@ class SocketClient:
     """One accepted socket and its daemon connection."""
 
     sock: socket.socket
-    conn: Any
+    conn: Connection
     number: int
     decoder: wire.Decoder = field(default_factory=wire.Decoder)
     outbuf: bytearray = field(default_factory=bytearray)
@@ -60,7 +64,7 @@ def describe(msg: wire.Message, limit: int = 60) -> str:
 class UnixServer:
     """A non-blocking Unix-socket front end for a Daemon (accept, read, dispatch, write)."""
 
-    def __init__(self, daemon: Any, path: str, *, log: Callable[[str], None] | None = None,
+    def __init__(self, daemon: Daemon, path: str, *, log: Callable[[str], None] | None = None,
                  max_output: int = DEFAULT_MAX_OUTPUT) -> None:
         self.daemon = daemon
         self.path = path

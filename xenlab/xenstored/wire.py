@@ -16,8 +16,8 @@ Only framing errors are fatal to a connection (the daemon cannot find the next h
 ``error = XENSTORE_ERROR_PROTO``) and ``Truncated`` (the peer closed mid-message).
 Payload format errors (``MissingNul``, ``BadField``) are answered with an error reply
 (C xenstored: EINVAL from ``onearg``/``get_strings``) and the connection lives on;
-``UnknownType`` is answered ENOSYS. The payload helpers (payload.py, also reachable as
-``wire.<name>``) raise them so the dispatcher can map each to its errno.
+``UnknownType`` is answered ENOSYS. The payload helpers (``xenlab.xenstored.payload``)
+raise them so the dispatcher can map each to its errno.
 """
 
 from __future__ import annotations
@@ -228,16 +228,6 @@ def decode_all(data: bytes) -> list[Message]:
     msgs = dec.feed(data)
     dec.close()
     return msgs
-
-
-def __getattr__(name: str) -> object:
-    """The payload helpers (join_strings, parse_introduce, reply_error, ...) live in payload.py."""
-    from xenlab.xenstored import payload
-
-    try:
-        return getattr(payload, name)
-    except AttributeError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
 
 
 assert _HEADER.size == XSD_SOCKMSG_SIZE

@@ -20,10 +20,7 @@ XEN_EOI_FLAG_SPURIOUS = 1  # include/xen/events.h: the event brought no work
 
 
 def _layer(kernel: Any) -> Any:
-    """The IRQ layer: ``kernel.irq_ops`` if a test set one, else evtchn (2.6.18) / events (modern)."""
-    ops = getattr(kernel, "irq_ops", None)
-    if ops is not None:
-        return ops
+    """The IRQ layer: evtchn (2.6.18) / events (modern)."""
     if kernel.flavour == "2.6.18":
         from xenlab.linux import evtchn
         return evtchn

@@ -24,7 +24,6 @@ mce_core                   arch/x86/kernel/cpu/mce/core.c
 x86_irq                    arch/x86/kernel/irq.c (arch_show_interrupts)
 irq_proc                   kernel/irq/proc.c (show_interrupts)
 proc_generic               fs/proc/generic.c
-page_alloc                 mm/page_alloc.c
 grant_table                drivers/xen/grant-table.c
 pcpu                       drivers/xen/pcpu.c
 mcelog                     drivers/xen/mcelog.c

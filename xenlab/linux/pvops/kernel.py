@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from xenlab.abi.start_info import SIF_INITDOMAIN
-from xenlab.linux.driver_model import bus_type, device
 from xenlab.linux.kernel import BootStage, Kernel
 from xenlab.linux.pvops import (
     blkback_xenbus,
@@ -71,7 +70,6 @@ from xenlab.linux.pvops.grant_table import GrantTable
 from xenlab.linux.pvops.xenbus_comms import XbComms
 from xenlab.linux.pvops.xenbus_probe import XenbusGlobals, xen_bus_type, xenbus_driver
 from xenlab.linux.pvops.xenbus_xs import XsState
-from xenlab.linux.sysfs import Sysfs
 from xenlab.xen.memory import Page
 
 
@@ -98,10 +96,6 @@ class PvopsKernel(Kernel):
     xenbus_backend: xen_bus_type = field(init=False)
     #: grant-table.c's free list
     gnttab: GrantTable = field(default_factory=GrantTable)
-    #: pages the kernel freed (mm/page_alloc.c), reused first
-    free_pages: list[Page] = field(default_factory=list)
-    #: empty /proc directories (mount points)
-    proc_dirs: set[str] = field(default_factory=set)
     #: open /dev/xen/evtchn files
     evtchn_users: list[per_user_data] = field(default_factory=list)
     #: net devices xen-netfront made (eth0, ...)
@@ -111,10 +105,6 @@ class PvopsKernel(Kernel):
     netfront_driver: xenbus_driver | None = None
     blkback_driver: xenbus_driver | None = None
     netback_driver: xenbus_driver | None = None
-    #: the driver model (drivers/base): registered buses, root devices, the /sys view
-    buses: dict[str, bus_type] = field(default_factory=dict)
-    root_devices: list[device] = field(default_factory=list)
-    sysfs: Sysfs | None = None
     #: booted with dyndbg="file drivers/xen/xenbus/* +p" (as the reference machine was)
     xenbus_dyndbg: bool = True
     #: the reset_devices boot parameter (xb_init_comms leaves a non-quiescent ring alone)
@@ -220,6 +210,10 @@ class PvopsKernel(Kernel):
     def xenbus_dev_request(self, mtype: int, tx_id: int, payload: bytes) -> tuple[int, bytes]:
         """/dev/xen/xenbus (xenbus_dev_frontend.c): one request through the xenbus thread."""
         return xenbus_dev_frontend.xenbus_file_write(self, mtype, tx_id, payload)
+
+    def xen_store_page(self) -> Page | None:
+        """The page behind xen_store_interface (xenbus_probe.c), None until xenbus_init found it."""
+        return self.xb.xen_store_page
 
     def evtchn_open(self, comm: str) -> per_user_data:
         """open("/dev/xen/evtchn") (drivers/xen/evtchn.c)."""

@@ -27,6 +27,7 @@ from xenlab.abi.xenbus import (
 )
 from xenlab.linux.irq import IRQ_HANDLED
 from xenlab.linux.kernel import KERN_INFO
+from xenlab.linux.mm import get_zeroed_page
 from xenlab.linux.pvops.events_base import (
     XEN_EOI_FLAG_SPURIOUS,
     bind_evtchn_to_irqhandler_lateeoi,
@@ -40,7 +41,6 @@ from xenlab.linux.pvops.grant_table import (
     gnttab_free_grant_references,
     gnttab_grant_foreign_access_ref,
 )
-from xenlab.linux.pvops.page_alloc import get_zeroed_page
 from xenlab.linux.pvops.xenbus_client import (
     xenbus_alloc_evtchn,
     xenbus_dev_fatal,

@@ -16,8 +16,8 @@ from xenlab.abi.xenbus import XenbusStateClosed, XenbusStateClosing
 from xenlab.abi.xenbus import xenbus_strstate as _strstate
 from xenlab.linux.driver_model import dev_printk
 from xenlab.linux.kernel import KERN_ERR
+from xenlab.linux.mm import get_zeroed_page
 from xenlab.linux.pvops.grant_table import gnttab_end_foreign_access, gnttab_grant_foreign_access
-from xenlab.linux.pvops.page_alloc import get_zeroed_page
 from xenlab.linux.pvops.xenbus_xs import (
     XBT_NIL,
     register_xenbus_watch,

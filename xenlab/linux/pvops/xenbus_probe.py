@@ -47,7 +47,7 @@ from xenlab.linux.driver_model import (
     driver_register,
 )
 from xenlab.linux.kernel import KERN_WARNING
-from xenlab.linux.pvops.page_alloc import free_page, get_zeroed_page
+from xenlab.linux.mm import free_page, get_zeroed_page
 from xenlab.linux.pvops.proc_generic import proc_create_mount_point
 from xenlab.linux.pvops.xenbus_client import (
     xenbus_dev_error,

@@ -29,10 +29,7 @@ XBT_NIL = 0
 
 # -- the xs layer (xenbus_xs.c) --------------------------------------------------------
 def _xs(kernel: Any) -> Any:
-    """The xs layer: ``kernel.xs_ops`` if set (a test talking to a daemon directly), else xs.py."""
-    ops = getattr(kernel, "xs_ops", None)
-    if ops is not None:
-        return ops
+    """The xs layer: xs.py (xenbus_xs.c)."""
     from xenlab.linux.xenbus import xs  # imported late: xs.py is written alongside
     return xs
 

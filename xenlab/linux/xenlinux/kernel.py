@@ -7,9 +7,12 @@ stage calls the mirrored functions of this package.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from xenlab.linux.kernel import BootStage, Kernel
+
+if TYPE_CHECKING:
+    from xenlab.xen.memory import Page
 
 
 @dataclass
@@ -18,6 +21,15 @@ class XenLinuxKernel(Kernel):
 
     flavour: ClassVar[str] = "2.6.18"
     release: ClassVar[str] = "2.6.18-xen"
+
+    def irq_ranges(self) -> dict[str, tuple[int, int]]:
+        """PIRQ and DYNIRQ windows of include/asm-x86_64/mach-xen/irq_vectors.h ({} before xen_init_IRQ)."""
+        from xenlab.linux import evtchn
+
+        if self.irq_core is None:
+            return {}
+        sp = evtchn._state(self).space
+        return {"PIRQ": (sp.PIRQ_BASE, sp.NR_PIRQS), "DYNIRQ": (sp.DYNIRQ_BASE, sp.NR_DYNIRQS)}
 
     def irq_flags_mismatch(self, irq: int, irqflags: int, devname: str, old_flags: int,
                            old_name: str) -> str:
@@ -66,6 +78,13 @@ class XenLinuxKernel(Kernel):
         from xenlab.linux.xenbus import xs
 
         return xs.xenbus_dev_request(self, mtype, tx_id, payload)
+
+    def xen_store_page(self) -> Page | None:
+        """The page behind xen_store_interface (drivers/xen/xenbus/xenbus_probe.c, 2.6.18)."""
+        from xenlab.linux.xenbus.globals import xb_globals
+
+        page: Page | None = xb_globals(self).xen_store_page
+        return page
 
     def evtchn_open(self, comm: str) -> Any:
         """open("/dev/xen/evtchn") (drivers/xen/evtchn/evtchn.c)."""
