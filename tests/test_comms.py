@@ -15,12 +15,16 @@ from xenlab.abi.errno import EIO, ENOSPC
 from xenlab.abi.xs_wire import PAGE_SIZE
 from xenlab.base.sched import Scheduler
 from xenlab.base.trace import Trace
+from xenlab.linux.irq import IRQ_HANDLED
 from xenlab.linux.kernel import Kernel
 from xenlab.linux.kernels import new_kernel
+from xenlab.linux.pvops import xenbus_comms as pvops_comms
 from xenlab.linux.xenbus import comms
 from xenlab.linux.xenbus.globals import xb_globals
 
 STORE_PORT = 5
+#: each kernel's xenbus_comms.c (XenLinux 2.6.18: still the shared module)
+COMMS: dict[str, Any] = {"2.6.18": comms, "modern": pvops_comms}
 
 
 class SendRecorder:
@@ -50,10 +54,15 @@ def make_guest(flavour: str) -> tuple[Kernel, Any, SendRecorder, Page]:
     hv = SendRecorder()
     k = new_kernel(hv, 1, flavour=flavour, sched=Scheduler(), trace=Trace())  # type: ignore[arg-type]
     page = Page(PAGE_SIZE)
-    xb = xb_globals(k)
+    xb = k.xb if flavour == "modern" else xb_globals(k)
     xb.xen_store_interface = comms.store_interface(page)
     xb.xen_store_evtchn = STORE_PORT
     return k, xb.xen_store_interface, hv, page
+
+
+def xenbus_irq(k: Any) -> int:
+    """The "xenbus" IRQ: a xenbus_comms.c static in Linux 6.1, kept with the globals by XenLinux."""
+    return int(k.comms.xenbus_irq if k.flavour == "modern" else xb_globals(k).xenbus_irq)
 
 
 def set_indices(intf: Any, **kw: int) -> None:
@@ -90,7 +99,7 @@ def test_write_into_a_wrapped_ring_lands_at_offset_16(flavour: str) -> None:
     k, intf, hv, page = make_guest(flavour)
     set_indices(intf, req_cons=0xFFFFFFF0, req_prod=0x10)
     data = bytes(range(40))
-    rc = comms.xb_write(k, data)
+    rc = COMMS[flavour].xb_write(k, data)
     assert rc == (0 if flavour == "2.6.18" else 40)
     assert intf.req_prod == 0x38
     assert bytes(page.req[16:56]) == data
@@ -104,7 +113,7 @@ def test_write_across_2_to_the_32_is_two_chunks(flavour: str, kicks: int) -> Non
     k, intf, hv, page = make_guest(flavour)
     set_indices(intf, req_cons=0xFFFFFFF8, req_prod=0xFFFFFFF8)
     data = b"ABCDEFGHijklmnopqrst"  # 20 bytes: 8 at offset 1016, then 12 at offset 0
-    comms.xb_write(k, data)
+    COMMS[flavour].xb_write(k, data)
     assert intf.req_prod == 0x0C
     assert bytes(page.req[1016:1024]) == b"ABCDEFGH"
     assert bytes(page.req[0:12]) == b"ijklmnopqrst"
@@ -117,11 +126,11 @@ def test_2618_kicks_after_every_chunk_modern_only_when_xenstored_caught_up() -> 
     for intf in (old_intf, new_intf):
         set_indices(intf, req_cons=0, req_prod=10)  # xenstored has not consumed 10 bytes yet
     comms.xb_write(old, b"hello")
-    comms.xb_write(new, b"hello")
+    pvops_comms.xb_write(new, b"hello")
     assert old_hv.sent == [(1, STORE_PORT)]
     assert new_hv.sent == []  # it will see the new bytes when it reads the first ten
     set_indices(new_intf, req_cons=15)
-    comms.xb_write(new, b"again")
+    pvops_comms.xb_write(new, b"again")
     assert new_hv.sent == [(1, STORE_PORT)]
 
 
@@ -130,7 +139,7 @@ def test_modern_prod_le_cons_test_is_not_wrap_safe() -> None:
     # 0xFFFFFFF0 and kicks although xenstored had not caught up (a harmless extra kick).
     k, intf, hv, page = make_guest("modern")
     set_indices(intf, req_cons=0xFFFFFFF0, req_prod=0xFFFFFFF8)
-    comms.xb_write(k, bytes(16))
+    pvops_comms.xb_write(k, bytes(16))
     assert intf.req_prod == 0x8
     assert len(hv.sent) == 1
 
@@ -138,9 +147,9 @@ def test_modern_prod_le_cons_test_is_not_wrap_safe() -> None:
 def test_modern_write_into_a_full_ring_returns_short() -> None:
     k, intf, hv, page = make_guest("modern")
     set_indices(intf, req_cons=0, req_prod=1020)
-    assert comms.xb_write(k, b"0123456789") == 4  # 4 bytes fit; the xenbus thread retries later
+    assert pvops_comms.xb_write(k, b"0123456789") == 4  # 4 bytes fit; the xenbus thread retries later
     assert intf.req_prod == 1024
-    assert comms.xb_write(k, b"456789") == 0
+    assert pvops_comms.xb_write(k, b"456789") == 0
 
 
 def test_2618_writer_sleeps_on_xb_waitq_while_the_ring_is_full() -> None:
@@ -166,7 +175,7 @@ def test_2618_writer_sleeps_on_xb_waitq_while_the_ring_is_full() -> None:
 def test_bad_request_indices_reset_that_ring_and_fail_with_eio(flavour: str) -> None:
     k, intf, hv, page = make_guest(flavour)
     set_indices(intf, req_cons=0, req_prod=1025, rsp_cons=3, rsp_prod=9)
-    assert comms.xb_write(k, b"x") == -EIO
+    assert COMMS[flavour].xb_write(k, b"x") == -EIO
     assert (intf.req_cons, intf.req_prod) == (0, 0)
     assert (intf.rsp_cons, intf.rsp_prod) == (3, 9)  # the other ring is untouched
     assert hv.sent == []
@@ -179,7 +188,7 @@ def test_read_from_1016_to_1032_is_8_bytes_then_8_bytes(flavour: str, kicks: int
     set_indices(intf, rsp_cons=1016, rsp_prod=1032)
     page.rsp[1016:1024] = b"first-8."
     page.rsp[0:8] = b"second-8"
-    assert comms.xb_read(k, 16) == b"first-8.second-8"
+    assert COMMS[flavour].xb_read(k, 16) == b"first-8.second-8"
     assert intf.rsp_cons == 1032
     reads = [s for s in k.trace if s.function == "xb_read"]
     assert [c.after for s in reads for c in s.changes] == [1024, 1032]
@@ -189,9 +198,9 @@ def test_read_from_1016_to_1032_is_8_bytes_then_8_bytes(flavour: str, kicks: int
 def test_modern_read_kicks_only_when_the_ring_had_been_full() -> None:
     k, intf, hv, page = make_guest("modern")
     set_indices(intf, rsp_cons=0, rsp_prod=1024)
-    comms.xb_read(k, 16)
+    pvops_comms.xb_read(k, 16)
     assert len(hv.sent) == 1  # xenstored may be waiting for room
-    comms.xb_read(k, 16)
+    pvops_comms.xb_read(k, 16)
     assert len(hv.sent) == 1
 
 
@@ -199,23 +208,31 @@ def test_modern_read_returns_what_is_there() -> None:
     k, intf, hv, page = make_guest("modern")
     set_indices(intf, rsp_cons=0, rsp_prod=5)
     page.rsp[0:5] = b"abcde"
-    assert comms.xb_read(k, 16) == b"abcde"
-    assert comms.xb_read(k, 16) == b""
+    assert pvops_comms.xb_read(k, 16) == b"abcde"
+    assert pvops_comms.xb_read(k, 16) == b""
 
 
 @pytest.mark.parametrize("flavour", ["2.6.18", "modern"])
 def test_bad_response_indices_reset_that_ring(flavour: str) -> None:
     k, intf, hv, page = make_guest(flavour)
     set_indices(intf, rsp_cons=0x10, rsp_prod=0xFFFFFFF0, req_cons=4, req_prod=4)
-    assert comms.xb_read(k, 16) == -EIO
+    assert COMMS[flavour].xb_read(k, 16) == -EIO
     assert (intf.rsp_cons, intf.rsp_prod) == (0, 0)
     assert (intf.req_cons, intf.req_prod) == (4, 4)
 
 
 # -- xb_init_comms ---------------------------------------------------------------------------
-def stand_in_irq(monkeypatch: pytest.MonkeyPatch, result: int) -> list[Any]:
+def stand_in_irq(monkeypatch: pytest.MonkeyPatch, result: int, flavour: str = "2.6.18") -> list[Any]:
     """Replace the IRQ-layer seam; returns the list of (handler, dev_id) it was given."""
     bound: list[Any] = []
+    if flavour == "modern":
+        def bind_evtchn_to_irqhandler(kernel: Any, evtchn: int, handler: Any, irqflags: int, devname: str,
+                                      dev_id: Any) -> int:
+            bound.append((handler, dev_id))
+            return result
+
+        monkeypatch.setattr(pvops_comms, "bind_evtchn_to_irqhandler", bind_evtchn_to_irqhandler)
+        return bound
 
     def bind(kernel: Any, handler: Any, dev_id: Any) -> int:
         bound.append((handler, dev_id))
@@ -245,8 +262,8 @@ def test_2618_init_reports_the_request_ring_and_fixes_the_response_ring(monkeypa
 def test_modern_init_messages_carry_the_xenbus_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
     k, intf, hv, page = make_guest("modern")
     set_indices(intf, req_cons=24, req_prod=40, rsp_cons=16, rsp_prod=32)
-    stand_in_irq(monkeypatch, 27)
-    assert comms.xb_init_comms(k) == 0
+    stand_in_irq(monkeypatch, 27, "modern")
+    assert pvops_comms.xb_init_comms(k) == 0
     assert [line.text for line in k.log] == [
         "xenbus: request ring is not quiescent (00000018:00000028)!",
         "xenbus: response ring is not quiescent (00000010:00000020): fixing up",
@@ -266,10 +283,10 @@ def test_quiet_rings_print_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
                                           ("modern", "xenbus: request irq failed -28")])
 def test_irq_binding_failure_is_reported(monkeypatch: pytest.MonkeyPatch, flavour: str, text: str) -> None:
     k, intf, hv, page = make_guest(flavour)
-    stand_in_irq(monkeypatch, -ENOSPC)
-    assert comms.xb_init_comms(k) == -ENOSPC
+    stand_in_irq(monkeypatch, -ENOSPC, flavour)
+    assert COMMS[flavour].xb_init_comms(k) == -ENOSPC
     assert [line.text for line in k.log] == [text]
-    assert xb_globals(k).xenbus_irq == 0
+    assert xenbus_irq(k) == 0
 
 
 def test_2618_wake_waiting_marks_xenstored_ready_once_and_queues_the_probe() -> None:
@@ -284,26 +301,27 @@ def test_2618_wake_waiting_marks_xenstored_ready_once_and_queues_the_probe() -> 
 
 def test_modern_wake_waiting_only_wakes() -> None:
     k, intf, hv, page = make_guest("modern")
-    probes: list[str] = []
-    xb = xb_globals(k)
-    xb.probe_work = lambda: probes.append("probe_work")
-    assert comms.wake_waiting(k, 27, comms.xb_waitq(k)) == comms.IRQ_HANDLED
-    assert xb.xenstored_ready == 0 and probes == []
+    assert pvops_comms.wake_waiting(k, 27, k.comms.xb_waitq) == IRQ_HANDLED
+    assert k.xb.xenstored_ready == 0  # xenbus_probe_thread marks it when it wakes, not the handler
 
 
 # -- with the real hypervisor and IRQ layer ---------------------------------------------------
 def real_dom0(flavour: str) -> tuple[Kernel, Any, int]:
     """dom0 before xenstored: its store page and an unbound port for itself; xenstored's end bound."""
     from xenlab.linux.boot_irqs import xen_init_IRQ
+    from xenlab.linux.pvops import events_2l, events_base
     from xenlab.xen.hypervisor import Hypervisor
 
     trace = Trace()
     hv = Hypervisor(trace=trace)
     hv.domain_create(0, "Domain-0", privileged=True, initdomain=True)
     k = new_kernel(hv, 0, flavour=flavour, sched=Scheduler(), trace=trace)
-    xen_init_IRQ(k)
+    if flavour == "modern":
+        events_base.xen_init_IRQ(k, events_2l.xen_evtchn_2l_init)  # type: ignore[arg-type]
+    else:
+        xen_init_IRQ(k)
     page = hv.memory.alloc_page(0)
-    xb = xb_globals(k)
+    xb = k.xb if flavour == "modern" else xb_globals(k)
     xb.xen_store_interface = comms.store_interface(page.buf)
     xb.xen_store_evtchn = hv.evtchn_alloc_unbound(0, 0x7FF0, 0)  # DOMID_SELF, remote dom0
     daemon_port = hv.evtchn_bind_interdomain(0, 0, xb.xen_store_evtchn)  # what xenstored does
@@ -315,13 +333,12 @@ def real_dom0(flavour: str) -> tuple[Kernel, Any, int]:
 def test_the_first_kick_from_xenstored_reaches_wake_waiting(flavour: str) -> None:
     k, xb, daemon_port = real_dom0(flavour)
     probes: list[int] = []
-    xb.probe_work = lambda: probes.append(1)
-    assert comms.xb_init_comms(k) == 0
-    assert xb.xenbus_irq > 0
-    from xenlab.linux.interrupts import show_interrupts
-
-    line = next(x for x in show_interrupts(k).splitlines() if x.endswith("xenbus"))
-    assert line.split(":")[0].strip() == str(xb.xenbus_irq)
+    if flavour == "2.6.18":
+        xb.probe_work = lambda: probes.append(1)
+    assert COMMS[flavour].xb_init_comms(k) == 0
+    assert xenbus_irq(k) > 0
+    line = next(x for x in k.show_interrupts().splitlines() if x.endswith("xenbus"))
+    assert line.split(":")[0].strip() == str(xenbus_irq(k))
     assert k.hv.evtchn_send(0, daemon_port) == 0  # xenstored's dom0_init kick
     # 2.6.18's handler marks xenstored ready and schedules the probe; modern's only wakes xb_waitq.
     assert (xb.xenstored_ready, probes) == ((1, [1]) if flavour == "2.6.18" else (0, []))
@@ -331,10 +348,10 @@ def test_the_first_kick_from_xenstored_reaches_wake_waiting(flavour: str) -> Non
 @pytest.mark.parametrize("flavour", ["2.6.18", "modern"])
 def test_xb_write_kicks_xenstored_through_the_hypervisor(flavour: str) -> None:
     k, xb, daemon_port = real_dom0(flavour)
-    assert comms.xb_init_comms(k) == 0
+    assert COMMS[flavour].xb_init_comms(k) == 0
     shared = k.hv.domains[0].shared_info
     shared.clear_pending(daemon_port)  # xenstored took the bind's own event off /dev/xen/evtchn
-    comms.xb_write(k, b"\x02\0\0\0" + bytes(12))
+    COMMS[flavour].xb_write(k, b"\x02\0\0\0" + bytes(12))
     assert shared.test_pending(daemon_port)
     k.sched.shutdown()
 
@@ -355,10 +372,10 @@ def test_2618_init_again_unbinds_the_old_irq_first() -> None:
 
 def test_modern_init_again_only_rebinds() -> None:
     k, xb, daemon_port = real_dom0("modern")
-    assert comms.xb_init_comms(k) == 0
-    irq = xb.xenbus_irq
-    assert comms.xb_init_comms(k) == 0
-    assert xb.xenbus_irq == irq
+    assert pvops_comms.xb_init_comms(k) == 0
+    irq = k.comms.xenbus_irq
+    assert pvops_comms.xb_init_comms(k) == 0
+    assert k.comms.xenbus_irq == irq
     assert [t.name for t in k.sched.tasks] == ["xenbus"]  # the thread is not started twice
     assert k.trace[-1].function == "rebind_evtchn_irq"
     k.sched.shutdown()

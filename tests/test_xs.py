@@ -9,6 +9,7 @@ IRQ handler (wake_waiting) at once, as an interrupt would.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -19,6 +20,8 @@ from xenlab.abi.xs_wire import PAGE_SIZE
 from xenlab.base.sched import Scheduler, WaitQueue
 from xenlab.base.trace import Trace
 from xenlab.linux.kernels import new_kernel
+from xenlab.linux.pvops import xenbus_comms as pvops_comms
+from xenlab.linux.pvops import xenbus_xs as pvops_xs
 from xenlab.linux.xenbus import comms, xs
 from xenlab.linux.xenbus.globals import xb_globals
 from xenlab.xenstored import wire
@@ -26,6 +29,9 @@ from xenlab.xenstored.daemon import Daemon
 from xenlab.xenstored.ring import RingServer
 
 GUEST_PORT, DAEMON_PORT, XENBUS_IRQ = 3, 41, 260
+#: each kernel's xenbus_xs.c and xenbus_comms.c (XenLinux 2.6.18: still the shared modules)
+XS: dict[str, Any] = {"2.6.18": xs, "modern": pvops_xs}
+COMMS: dict[str, Any] = {"2.6.18": comms, "modern": pvops_comms}
 
 
 class Rig:
@@ -33,12 +39,15 @@ class Rig:
 
     def __init__(self, flavour: str, monkeypatch: Any, domid: int = 1) -> None:
         self.sched, self.trace = Scheduler(), Trace()
+        self.xs, self.comms = XS[flavour], COMMS[flavour]
+        self.domains = {domid: SimpleNamespace(hvm=False, initdomain=False,
+                                               start_info=SimpleNamespace(flags=0))}
         self.daemon = Daemon(trace=self.trace)
         self.server = RingServer(self.daemon, self, trace=self.trace)
         self.kernel = new_kernel(self, domid, flavour=flavour, sched=self.sched,  # type: ignore[arg-type]
                              trace=self.trace)
         self.page = bytearray(PAGE_SIZE)
-        xb = xb_globals(self.kernel)
+        xb = self.kernel.xb if flavour == "modern" else xb_globals(self.kernel)
         xb.xen_store_interface = comms.store_interface(self.page)
         xb.xen_store_evtchn = GUEST_PORT
         self.fired: list[int] = []
@@ -46,12 +55,17 @@ class Rig:
         self.kicks_to_daemon = 0
         self.handler: Any = None
         self.daemon_wq = WaitQueue("xenstored:evtchn")
-        monkeypatch.setattr(comms, "_bind_store_irq", self._bind)
+        if flavour == "modern":
+            monkeypatch.setattr(pvops_comms, "bind_evtchn_to_irqhandler",
+                                lambda kernel, port, handler, flags, name, dev_id: self._bind(kernel, handler,
+                                                                                             dev_id))
+        else:
+            monkeypatch.setattr(comms, "_bind_store_irq", self._bind)
         self.sched.kthread_run(self._xenstored, "xenstored")
         self.daemon.write(f"/local/domain/{domid}", "")
         self.daemon.set_perms(f"/local/domain/{domid}", f"n{domid}")
         assert self.server.introduce(domid, 0x1234, GUEST_PORT) == 0
-        assert xs.xs_init(self.kernel) == 0
+        assert self.xs.xs_init(self.kernel) == 0
         self.sched.run()
 
     # the guest's hypervisor: EVTCHNOP_send on the store port
@@ -102,7 +116,7 @@ class Rig:
 
     def requests(self) -> list[wire.Message]:
         """Every message the guest wrote into the request ring so far (from offset 0)."""
-        n = comms.ring_indices(self.kernel)["req_prod"]
+        n = self.comms.ring_indices(self.kernel)["req_prod"]
         return wire.Decoder().feed(bytes(self.page[0:n]))
 
     def steps(self, function: str) -> list[Any]:
@@ -119,21 +133,22 @@ def rig(request: Any, monkeypatch: Any) -> Rig:
 def test_xs_init_starts_the_two_threads_in_each_flavours_order(rig: Rig) -> None:
     names = [t.name for t in rig.sched.tasks if t.name != "xenstored"]
     assert names == (["xenwatch", "xenbus"] if rig.kernel.flavour == "2.6.18" else ["xenbus", "xenwatch"])
-    assert xb_globals(rig.kernel).xenbus_irq == XENBUS_IRQ
+    k = rig.kernel
+    assert (k.comms if k.flavour == "modern" else xb_globals(k)).xenbus_irq == XENBUS_IRQ
     assert all(t.state == "sleeping" for t in rig.sched.tasks)
 
 
 def test_write_then_read_round_trip_over_the_ring(rig: Rig) -> None:
     k = rig.kernel
-    assert xs.xenbus_write(k, xs.XBT_NIL, "data", "greeting", "hello ring") == 0
-    assert xs.xenbus_read(k, xs.XBT_NIL, "data", "greeting") == "hello ring"
+    assert rig.xs.xenbus_write(k, rig.xs.XBT_NIL, "data", "greeting", "hello ring") == 0
+    assert rig.xs.xenbus_read(k, rig.xs.XBT_NIL, "data", "greeting") == "hello ring"
     assert rig.daemon.request(xsw.XS_READ, "/local/domain/1/data/greeting") == b"hello ring"
     reqs = rig.requests()
     assert [(m.type, m.payload) for m in reqs] == [(xsw.XS_WRITE, b"data/greeting\0hello ring"),
                                                    (xsw.XS_READ, b"data/greeting\0")]
     # 2.6.18 has one request in flight and always sends req_id 0; modern numbers them from 0.
     assert [m.req_id for m in reqs] == ([0, 0] if k.flavour == "2.6.18" else [0, 1])
-    idx = comms.ring_indices(k)
+    idx = rig.comms.ring_indices(k)
     assert idx["req_cons"] == idx["req_prod"] == 16 + 24 + 16 + 14
     assert idx["rsp_cons"] == idx["rsp_prod"] == 16 + 3 + 16 + 10
     talks = [(c.key, c.after) for s in rig.steps("xs_talkv") for c in s.changes]
@@ -143,7 +158,7 @@ def test_write_then_read_round_trip_over_the_ring(rig: Rig) -> None:
 
 def test_kicks_per_flavour(rig: Rig) -> None:
     before = rig.kicks_to_daemon
-    xs.xenbus_read(rig.kernel, xs.XBT_NIL, "missing", "")
+    rig.xs.xenbus_read(rig.kernel, rig.xs.XBT_NIL, "missing", "")
     # 2.6.18 kicks after the header and after the payload, then after each read chunk (2);
     # modern writes both before xenstored looks and kicks once, and never on reads of a non-full ring.
     assert rig.kicks_to_daemon - before == (4 if rig.kernel.flavour == "2.6.18" else 1)
@@ -151,23 +166,23 @@ def test_kicks_per_flavour(rig: Rig) -> None:
 
 def test_error_replies_become_minus_errno(rig: Rig) -> None:
     k = rig.kernel
-    assert xs.xenbus_read(k, xs.XBT_NIL, "no", "such") == -ENOENT
-    assert xs.xenbus_directory(k, xs.XBT_NIL, "no", "such") == -ENOENT
-    assert xs.xenbus_exists(k, xs.XBT_NIL, "no", "such") == 0
-    assert xs.xenbus_mkdir(k, xs.XBT_NIL, "a/b", "c") == 0
-    assert xs.xenbus_directory(k, xs.XBT_NIL, "a", "") == ["b"]
-    assert xs.xenbus_exists(k, xs.XBT_NIL, "a/b", "c") == 1
-    assert xs.xenbus_rm(k, xs.XBT_NIL, "a", "") == 0
-    assert xs.xenbus_exists(k, xs.XBT_NIL, "a", "") == 0
+    assert rig.xs.xenbus_read(k, rig.xs.XBT_NIL, "no", "such") == -ENOENT
+    assert rig.xs.xenbus_directory(k, rig.xs.XBT_NIL, "no", "such") == -ENOENT
+    assert rig.xs.xenbus_exists(k, rig.xs.XBT_NIL, "no", "such") == 0
+    assert rig.xs.xenbus_mkdir(k, rig.xs.XBT_NIL, "a/b", "c") == 0
+    assert rig.xs.xenbus_directory(k, rig.xs.XBT_NIL, "a", "") == ["b"]
+    assert rig.xs.xenbus_exists(k, rig.xs.XBT_NIL, "a/b", "c") == 1
+    assert rig.xs.xenbus_rm(k, rig.xs.XBT_NIL, "a", "") == 0
+    assert rig.xs.xenbus_exists(k, rig.xs.XBT_NIL, "a", "") == 0
 
 
 def test_unknown_error_names_are_einval_with_the_kernel_warning(rig: Rig) -> None:
     k = rig.kernel
-    assert xs.get_error(k, "EQUOTA") == EINVAL  # oxenstored's quota error
+    assert rig.xs.get_error(k, "EQUOTA") == EINVAL  # oxenstored's quota error
     prefix = "XENBUS " if k.flavour == "2.6.18" else "xenbus: "
     assert k.log[-1].text == f"{prefix}xen store gave: unknown error EQUOTA"
     # E2BIG joined the table with Xen 4.4: a 2.6.18 kernel does not know it.
-    assert xs.get_error(k, "E2BIG") == (EINVAL if k.flavour == "2.6.18" else 7)
+    assert rig.xs.get_error(k, "E2BIG") == (EINVAL if k.flavour == "2.6.18" else 7)
 
 
 def test_watch_registration_and_the_immediate_event_on_xenwatch(rig: Rig) -> None:
@@ -177,16 +192,17 @@ def test_watch_registration_and_the_immediate_event_on_xenwatch(rig: Rig) -> Non
     def backend_changed(watch: Any, path: str, token: str) -> None:
         seen.append((k.sched.current.name, path, token))
 
-    w = xs.xenbus_watch(node="device", callback=backend_changed)
-    assert xs.register_xenbus_watch(k, w) == 0
-    token = xs.watch_token(k, w)
-    assert token == f"{xs.WATCH_ADDR_BASE[k.flavour]:X}"
+    w = rig.xs.xenbus_watch(node="device", callback=backend_changed)
+    assert rig.xs.register_xenbus_watch(k, w) == 0
+    token = rig.xs.watch_token(k, w)
+    base = rig.xs.WATCH_ADDR_BASE
+    assert token == f"{base if k.flavour == 'modern' else base[k.flavour]:X}"
     assert token.startswith("FFFF810" if k.flavour == "2.6.18" else "FFFF888")
     rig.sched.run()
     assert seen == [("xenwatch", "device", token)]  # OK, then the one immediate event
     # A driver's static watch (struct in the kernel image) gets an image address instead.
-    static = xs.xenbus_watch(node="cpu", callback=backend_changed, static=True)
-    assert xs.watch_token(k, static).startswith("FFFFFFFF8")
+    static = rig.xs.xenbus_watch(node="cpu", callback=backend_changed, static=True)
+    assert rig.xs.watch_token(k, static).startswith("FFFFFFFF8")
     rig.dom0_write("/local/domain/1/device/vbd/51712/state", "1")
     rig.sched.run()
     assert seen[1:] == [("xenwatch", "device/vbd/51712/state", token)]
@@ -196,21 +212,21 @@ def test_watch_registration_and_the_immediate_event_on_xenwatch(rig: Rig) -> Non
 
 def test_events_for_an_unknown_token_are_dropped(rig: Rig) -> None:
     k = rig.kernel
-    rtype, body = xs.xenbus_dev_request(k, xsw.XS_WATCH, 0, b"data\0DEADBEEF\0")
+    rtype, body = k.xenbus_dev_request(xsw.XS_WATCH, 0, b"data\0DEADBEEF\0")
     assert (rtype, body) == (xsw.XS_WATCH, b"OK\0")
     rig.sched.run()
     summaries = [s.summary for s in rig.trace if "DEADBEEF" in s.summary]
     assert any("no such watch, dropped" in s for s in summaries)
-    assert not xs.xs_state(k).watch_events
+    assert not (k.xs if k.flavour == "modern" else rig.xs.xs_state(k)).watch_events
 
 
 def test_unregister_sends_unwatch_and_stops_callbacks(rig: Rig) -> None:
     k = rig.kernel
     seen: list[str] = []
-    w = xs.xenbus_watch(node="control", callback=lambda watch, path, token: seen.append(path))
-    xs.register_xenbus_watch(k, w)
+    w = rig.xs.xenbus_watch(node="control", callback=lambda watch, path, token: seen.append(path))
+    rig.xs.register_xenbus_watch(k, w)
     rig.sched.run()
-    xs.unregister_xenbus_watch(k, w)
+    rig.xs.unregister_xenbus_watch(k, w)
     rig.dom0_write("/local/domain/1/control/shutdown", "poweroff")
     rig.sched.run()
     assert seen == ["control"]
@@ -219,48 +235,56 @@ def test_unregister_sends_unwatch_and_stops_callbacks(rig: Rig) -> None:
 
 def test_eexist_on_register_is_ignored_only_by_2618(rig: Rig) -> None:
     k = rig.kernel
-    w = xs.xenbus_watch(node="memory/target", callback=lambda *a: None)
-    token = xs.watch_token(k, w)
+    w = rig.xs.xenbus_watch(node="memory/target", callback=lambda *a: None)
+    token = rig.xs.watch_token(k, w)
     # Someone (a previous kernel before kexec) already registered this exact path and token.
-    xs.xenbus_dev_request(k, xsw.XS_WATCH, 0, b"memory/target\0" + token.encode() + b"\0")
-    assert xs.register_xenbus_watch(k, w) == -EEXIST
-    assert (w in xs.xs_state(k).watches) == (k.flavour == "2.6.18")
+    k.xenbus_dev_request(xsw.XS_WATCH, 0, b"memory/target\0" + token.encode() + b"\0")
+    assert rig.xs.register_xenbus_watch(k, w) == -EEXIST
+    assert (w in (k.xs if k.flavour == "modern" else rig.xs.xs_state(k)).watches) == (k.flavour == "2.6.18")
 
 
 def test_transactions_commit_and_conflict(rig: Rig) -> None:
     k = rig.kernel
-    err, t = xs.xenbus_transaction_start(k)
+    err, t = rig.xs.xenbus_transaction_start(k)
     assert (err, t) == (0, 1)
-    assert xs.xenbus_write(k, t, "tx", "a", "1") == 0
-    assert xs.xenbus_read(k, xs.XBT_NIL, "tx", "a") == -ENOENT  # not visible before commit
-    assert xs.xenbus_transaction_end(k, t, False) == 0
-    assert xs.xenbus_read(k, xs.XBT_NIL, "tx", "a") == "1"
+    assert rig.xs.xenbus_write(k, t, "tx", "a", "1") == 0
+    assert rig.xs.xenbus_read(k, rig.xs.XBT_NIL, "tx", "a") == -ENOENT  # not visible before commit
+    assert rig.xs.xenbus_transaction_end(k, t, False) == 0
+    assert rig.xs.xenbus_read(k, rig.xs.XBT_NIL, "tx", "a") == "1"
     # A conflict: the node read inside the transaction changes before the commit.
-    err, t = xs.xenbus_transaction_start(k)
-    assert xs.xenbus_read(k, t, "tx", "a") == "1"
+    err, t = rig.xs.xenbus_transaction_start(k)
+    assert rig.xs.xenbus_read(k, t, "tx", "a") == "1"
     rig.dom0_write("/local/domain/1/tx/a", "2")
-    assert xs.xenbus_write(k, t, "tx", "a", "3") == 0
-    assert xs.xenbus_transaction_end(k, t, False) == -EAGAIN  # the caller retries
-    assert xs.xenbus_read(k, xs.XBT_NIL, "tx", "a") == "2"
+    assert rig.xs.xenbus_write(k, t, "tx", "a", "3") == 0
+    assert rig.xs.xenbus_transaction_end(k, t, False) == -EAGAIN  # the caller retries
+    assert rig.xs.xenbus_read(k, rig.xs.XBT_NIL, "tx", "a") == "2"
     if k.flavour == "2.6.18":
-        assert xs.xs_state(k).transaction_mutex.readers == 0
+        assert rig.xs.xs_state(k).transaction_mutex.readers == 0
 
 
 def test_scanf_printf_gather(rig: Rig) -> None:
     k = rig.kernel
-    assert xs.xenbus_printf(k, xs.XBT_NIL, "device/vif/0", "tx-ring-ref", "%u", 8) == 0
-    assert xs.xenbus_printf(k, xs.XBT_NIL, "device/vif/0", "mac", "00:16:3e:00:00:01") == 0
-    assert xs.xenbus_scanf(k, xs.XBT_NIL, "device/vif/0", "tx-ring-ref") == 8
-    assert xs.xenbus_scanf(k, xs.XBT_NIL, "device/vif/0", "nothing") == -ENOENT
-    assert xs.xenbus_gather(k, xs.XBT_NIL, "device/vif/0", ("tx-ring-ref", int), ("mac", None)) == [
+    assert rig.xs.xenbus_printf(k, rig.xs.XBT_NIL, "device/vif/0", "tx-ring-ref", "%u", 8) == 0
+    assert rig.xs.xenbus_printf(k, rig.xs.XBT_NIL, "device/vif/0", "mac", "00:16:3e:00:00:01") == 0
+    if k.flavour == "modern":  # 6.1: C formats, out parameters as (status, value)
+        assert pvops_xs.xenbus_scanf(k, 0, "device/vif/0", "tx-ring-ref", "%u") == (1, 8)
+        assert pvops_xs.xenbus_scanf(k, 0, "device/vif/0", "nothing", "%u") == (-ENOENT, None)
+        assert pvops_xs.xenbus_scanf(k, 0, "device/vif/0", "mac", "%u") == (1, 0)  # sscanf stops at ':'
+        assert pvops_xs.xenbus_gather(k, 0, "device/vif/0", ("tx-ring-ref", "%u"), ("mac", None)) == (
+            0, [8, "00:16:3e:00:00:01"])
+        assert pvops_xs.xenbus_gather(k, 0, "device/vif/0", ("mac", "%x"), ("nothing", None)) == (-ENOENT, [])
+        return
+    assert rig.xs.xenbus_scanf(k, rig.xs.XBT_NIL, "device/vif/0", "tx-ring-ref") == 8
+    assert rig.xs.xenbus_scanf(k, rig.xs.XBT_NIL, "device/vif/0", "nothing") == -ENOENT
+    assert rig.xs.xenbus_gather(k, rig.xs.XBT_NIL, "device/vif/0", ("tx-ring-ref", int), ("mac", None)) == [
         8, "00:16:3e:00:00:01"]
 
 
 def test_notebook_wrapper_raises_naming_the_errno(rig: Rig) -> None:
-    store = xs.XenStore(rig.kernel)
+    store = rig.xs.XenStore(rig.kernel)
     store.write("name", "guest")
     assert store.read("name") == "guest"
-    with pytest.raises(xs.XenbusError, match="read nothing: ENOENT"):
+    with pytest.raises(rig.xs.XenbusError, match="read nothing: ENOENT"):
         store.read("nothing")
 
 
@@ -275,16 +299,17 @@ def test_wrong_reply_type_is_einval_with_the_kernel_warning(rig: Rig) -> None:
         rig.daemon._flush()  # hand the queued reply to the ring, as handle() does
 
     rig.daemon.handle = liar  # type: ignore[method-assign]
-    assert xs.xenbus_read(k, xs.XBT_NIL, "x", "") == -EINVAL
+    assert rig.xs.xenbus_read(k, rig.xs.XBT_NIL, "x", "") == -EINVAL
     prefix = "XENBUS " if k.flavour == "2.6.18" else "xenbus: "
     assert k.log[-1].text == f"{prefix}unexpected type [11], expected [2]"
 
 
 def test_corrupted_response_indices_are_reset_and_reported_by_the_xenbus_thread(rig: Rig) -> None:
     k = rig.kernel
-    intf = xb_globals(k).xen_store_interface
+    intf = (k.xb if k.flavour == "modern" else xb_globals(k)).xen_store_interface
     intf.rsp_prod = (intf.rsp_cons + 2000) & 0xFFFFFFFF  # more than a ring's worth "in flight"
-    comms.wake_waiting(k, XENBUS_IRQ, comms.xb_waitq(k))
+    waitq = k.comms.xb_waitq if k.flavour == "modern" else rig.comms.xb_waitq(k)
+    rig.comms.wake_waiting(k, XENBUS_IRQ, waitq)
     rig.sched.run()
     assert (intf.rsp_cons, intf.rsp_prod) == (0, 0)
     prefix = "XENBUS " if k.flavour == "2.6.18" else "xenbus: "
@@ -292,7 +317,8 @@ def test_corrupted_response_indices_are_reset_and_reported_by_the_xenbus_thread(
 
 
 def test_a_watch_event_with_one_string_is_refused(rig: Rig) -> None:
-    assert xs._dispatch_watch_event(rig.kernel, b"only-a-path\0") == -EINVAL
+    watch_msg = pvops_xs.xs_watch_msg if rig.kernel.flavour == "modern" else rig.xs._dispatch_watch_event
+    assert watch_msg(rig.kernel, b"only-a-path\0") == -EINVAL
 
 
 @pytest.fixture
@@ -304,16 +330,14 @@ def modern_rig(monkeypatch: Any) -> Rig:
 
 def test_modern_hvm_guest_resets_stale_watches_when_the_toolstack_offers_it(modern_rig: Rig) -> None:
     """xs_reset_watches is modern only (2.6.18 has no XS_RESET_WATCHES)."""
-    from types import SimpleNamespace
-
     rig = modern_rig
     k = rig.kernel
     # A watch left behind by the kernel that ran before a kexec.
-    xs.xenbus_dev_request(k, xsw.XS_WATCH, 0, b"data\0FFFF888000001000\0")
+    k.xenbus_dev_request(xsw.XS_WATCH, 0, b"data\0FFFF888000001000\0")
     rig.dom0_write("/local/domain/1/control/platform-feature-xs_reset_watches", "1")
     rig.sched.run()
-    rig.domains = {1: SimpleNamespace(hvm=True)}  # type: ignore[attr-defined]
-    xs.xs_reset_watches(k)
+    rig.domains[1].hvm = True
+    rig.xs.xs_reset_watches(k)
     assert rig.requests()[-1].type == xsw.XS_RESET_WATCHES
     before = len([s for s in rig.trace if "FFFF888000001000" in s.summary])
     rig.dom0_write("/local/domain/1/data/x", "1")
