@@ -17,11 +17,12 @@ from hypothesis import strategies as st
 
 from xenlab.abi.event_channel import EVTCHNSTAT_closed
 from xenlab.base.trace import Trace
-from xenlab.linux import events as ev
 from xenlab.linux import evtchn as l18
 from xenlab.linux.irq import IRQF_SHARED
 from xenlab.linux.kernel import Kernel
 from xenlab.linux.kernels import new_kernel
+from xenlab.linux.pvops import events_2l
+from xenlab.linux.pvops import events_base as ev
 from xenlab.xen.hypervisor import Hypervisor
 
 EXAMPLES = int(os.environ.get("XENLAB_FUZZ_EXAMPLES", "40"))
@@ -50,7 +51,7 @@ def kernel(flavour: str) -> Kernel:
         k.irq.irq_bindcount = k.irq.irq_bindcount[: k.irq.space.NR_IRQS]
         k.irq.irq_info = k.irq.irq_info[: k.irq.space.NR_IRQS]
     else:
-        ev.xen_init_IRQ(k)
+        ev.xen_init_IRQ(k, events_2l.xen_evtchn_2l_init)
     return k
 
 
@@ -87,7 +88,7 @@ def check(k: Kernel, bindings: list[tuple[int, int, object]]) -> None:
     else:
         for irq, info in k.irq.info.items():
             if info.evtchn:
-                assert ev.get_evtchn_to_irq(k, info.evtchn) == irq
+                assert ev.irq_from_evtchn(k, info.evtchn) == irq
         bound = {irq for _p, irq, _d in bindings}
         assert {i for i in k.irq.core.descs if i >= k.irq.gsi_top} == bound
     for port, _irq, _dev in bindings:

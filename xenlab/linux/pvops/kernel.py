@@ -105,6 +105,8 @@ class PvopsKernel(Kernel):
     netfront_driver: xenbus_driver | None = None
     blkback_driver: xenbus_driver | None = None
     netback_driver: xenbus_driver | None = None
+    #: the xen.fifo_events boot parameter (default on: Xen 4.17 offers FIFO; off: 2-level, a debug VIRQ)
+    fifo_events: bool = True
     #: booted with dyndbg="file drivers/xen/xenbus/* +p" (as the reference machine was)
     xenbus_dyndbg: bool = True
     #: the reset_devices boot parameter (xb_init_comms leaves a non-quiescent ring alone)
@@ -160,7 +162,7 @@ class PvopsKernel(Kernel):
     def boot_stages(self, *, initdomain: bool) -> list[BootStage]:
         """early IRQs, xenbus_init + the bus inits, late IRQs, built-in drivers + xenbus_probe_initcall."""
         def early() -> None:
-            st = events_base.xen_init_IRQ(self, events_2l.xen_evtchn_2l_init)
+            st = events_base.xen_init_IRQ(self, events_2l.xen_evtchn_2l_init, fifo_events=self.fifo_events)
             for cpu in range(st.nr_cpus):
                 self._setup_cpu_irqs(cpu)
                 xen_asm.xen_irq_enable_direct(self, cpu)
