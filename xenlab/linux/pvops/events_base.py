@@ -368,11 +368,9 @@ def __unbind_from_irq(kernel: PvopsKernel, info: irq_info, irq: int) -> None:
 
 
 def xen_irq_info_cleanup(kernel: PvopsKernel, info: irq_info) -> None:
-    """xen_irq_info_cleanup: forget the port's IRQ and its vcpu binding; info->evtchn = 0."""
+    """xen_irq_info_cleanup: forget the port's IRQ and its vcpu binding (the irq_info itself goes next)."""
     set_evtchn_to_irq(kernel, info.evtchn, -1)
     xen_evtchn_port_remove(kernel, info.evtchn, info.cpu)
-    info.evtchn = 0
-    info.cpu = 0
 
 
 def xen_bind_pirq_gsi_to_irq(kernel: PvopsKernel, gsi: int, pirq: int, shareable: bool, name: str) -> int:

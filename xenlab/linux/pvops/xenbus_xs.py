@@ -431,10 +431,10 @@ def xenwatch_thread(kernel: PvopsKernel) -> None:
         if st.watch_events:
             watch, path, token = st.watch_events.popleft()
             watch.nr_pending -= 1
-            name = getattr(watch.callback, "__name__", "callback")
+            assert watch.callback is not None
+            name = watch.callback.__name__
             kernel.record("xenwatch_thread", f"{path} (token {token}) -> {name}", SRC,
                           changes=[(kernel.table("watch_events"), token, path, None)])
-            assert watch.callback is not None
             watch.callback(watch, path, token)
         st.xenwatch_mutex.unlock()
 
