@@ -14,8 +14,9 @@ import time
 
 from xenlab.abi.event_channel import DOMID_SELF
 from xenlab.base.trace import Trace
-from xenlab.linux import events as ev
 from xenlab.linux.kernels import new_kernel
+from xenlab.linux.pvops import events_2l
+from xenlab.linux.pvops import events_base as ev
 from xenlab.linux.xenlinux import evtchn as l18
 from xenlab.xen.hypervisor import Hypervisor
 
@@ -36,7 +37,7 @@ def run(flavour: str, n: int) -> tuple[int, int, float, int]:
         if flavour == "2.6.18":
             l18.xen_init_IRQ(k, variant="RH5-274", arch="x86_64")
         else:
-            ev.xen_init_IRQ(k)
+            ev.xen_init_IRQ(k, events_2l.xen_evtchn_2l_init)  # type: ignore[arg-type]
         ports = []
         while len(ports) < n and (p := hv.evtchn_alloc_unbound(0, DOMID_SELF, 0)) > 0:
             ports.append(p)

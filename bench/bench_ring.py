@@ -2,7 +2,7 @@
 
 A guest (domid 1) is introduced to the lab xenstored on a simulated Hypervisor: its
 store page and an event channel. Each round trip: the guest kernel's ``xb_write``
-(linux/xenbus/comms.py, modern flavour) puts an XS_READ into the request ring and kicks
+(linux/pvops/xenbus_comms.py, Linux 6.1) puts an XS_READ into the request ring and kicks
 its port, the daemon's RingServer services the ring (readchn, dispatch, writechn,
 notifies through the hypervisor's event channels), the guest's ``xb_read`` takes the reply.
 The baseline is the same request handed to ``daemon.handle`` directly. The ratio is the
@@ -15,12 +15,20 @@ from __future__ import annotations
 import os
 import time
 
-from xenlab.abi.xs_wire import PAGE_SIZE, XS_INTRODUCE, XS_READ, XS_SET_PERMS, XS_WRITE, XSD_SOCKMSG_SIZE
+from xenlab.abi.xs_wire import (
+    PAGE_SIZE,
+    XS_INTRODUCE,
+    XS_READ,
+    XS_SET_PERMS,
+    XS_WRITE,
+    XSD_SOCKMSG_SIZE,
+    xenstore_domain_interface,
+)
 from xenlab.base.sched import Scheduler
 from xenlab.base.trace import Trace
 from xenlab.linux.kernels import new_kernel
-from xenlab.linux.xenbus import comms
-from xenlab.linux.xenbus.globals import xb_globals
+from xenlab.linux.pvops import xenbus_comms as comms
+from xenlab.linux.pvops.kernel import PvopsKernel
 from xenlab.xen.hypervisor import Hypervisor
 from xenlab.xenstored import payload as pl
 from xenlab.xenstored import wire
@@ -48,10 +56,11 @@ def main() -> None:
     perms = pl.perms_payload("/local/domain/1/name", ["n0", "r1"])
     daemon.handle(sock, wire.Message(XS_SET_PERMS, 3, 0, perms))
     assert [m.payload for m in sock.take_output()] == [b"OK\0", b"OK\0"]
-    # The guest: a modern-flavour kernel whose xb_write/xb_read never sleep (comms.py).
+    # The guest: a Linux 6.1 kernel whose xb_write/xb_read never sleep (xenbus_comms.py).
     kernel = new_kernel(hv, 1, "modern", sched=Scheduler(), trace=trace)
-    xb = xb_globals(kernel)
-    xb.xen_store_interface = comms.store_interface(page.buf)
+    assert isinstance(kernel, PvopsKernel)
+    xb = kernel.xb
+    xb.xen_store_interface = xenstore_domain_interface.from_buffer(page.buf)
     xb.xen_store_evtchn = guest_port
     request = wire.encode(wire.Message(XS_READ, 1, 0, b"name\0"))
     reply_len = XSD_SOCKMSG_SIZE + len(b"guest")

@@ -17,7 +17,7 @@ import pytest
 from xenlab.abi.errno import EIO
 from xenlab.abi.xs_wire import XENSTORE_PAYLOAD_MAX, XENSTORE_RING_SIZE
 from xenlab.cli import main
-from xenlab.linux.xenbus import comms
+from xenlab.linux.pvops import xenbus_comms as comms
 from xenlab.sim.machine import Machine, MachineError
 from xenlab.sim.scenarios import build
 
@@ -119,7 +119,7 @@ def test_comms_with_impossible_indices_return_eio_and_reset_them() -> None:
     machine = build("dom0-early")
     try:
         kernel = machine.dom0.kernel
-        intf = comms._intf(kernel)
+        intf = kernel.xb.xen_store_interface
         intf.req_cons, intf.req_prod = 0, XENSTORE_RING_SIZE + 1
         assert comms.xb_write(kernel, b"abc") == -EIO
         assert (intf.req_cons, intf.req_prod) == (0, 0)

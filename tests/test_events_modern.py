@@ -14,13 +14,12 @@ from real_captures import CAPTURES
 from xenlab.abi.event_channel import DOMID_SELF, VIRQ_DOM_EXC
 from xenlab.base.sched import WaitQueue
 from xenlab.base.trace import Trace
-from xenlab.linux import boot_irqs
-from xenlab.linux import events as ev
-from xenlab.linux.evtchn_dev import evtchn_open
-from xenlab.linux.interrupts import show_interrupts
 from xenlab.linux.irq import IRQ_HANDLED
-from xenlab.linux.kernel import Kernel
 from xenlab.linux.kernels import new_kernel
+from xenlab.linux.pvops import events_base as ev
+from xenlab.linux.pvops.evtchn import evtchn_open
+from xenlab.linux.pvops.irq_proc import show_interrupts
+from xenlab.linux.pvops.kernel import PvopsKernel
 from xenlab.sim.lsevtchn import lsevtchn
 from xenlab.xen.hypervisor import Hypervisor
 
@@ -41,6 +40,18 @@ def zero_counts(text: str) -> str:
     return "\n".join(re.sub(r"^(\s*\w+:)((?: +\d+)+)", zero, ln) for ln in text.splitlines()) + "\n"
 
 
+def pvops(hv: Hypervisor, domid: int, trace: Trace) -> PvopsKernel:
+    """A Linux 6.1 kernel for domain *domid* (not booted)."""
+    k = new_kernel(hv, domid, flavour="modern", trace=trace)
+    assert isinstance(k, PvopsKernel)
+    return k
+
+
+def boot_stage(k: PvopsKernel, name: str) -> None:
+    """Run one of the kernel's boot stages ("early IRQs", "late IRQs", ...) by itself."""
+    dict(k.boot_stages(initdomain=k.domid == 0))[name]()
+
+
 class Machine:
     """The smallest stand-in for the machine: a hypervisor, kernels booted in order, a store port."""
 
@@ -48,11 +59,11 @@ class Machine:
         self.trace = Trace()
         self.hv = Hypervisor(trace=self.trace, bits=64)
         self.hv.domain_create(0, "Domain-0", vcpus=dom0_vcpus, privileged=True, initdomain=True)
-        self.dom0 = new_kernel(self.hv, 0, flavour="modern", trace=self.trace)
+        self.dom0 = pvops(self.hv, 0, self.trace)
         self.xb_waitq = WaitQueue("xb_waitq")
         self.dom0_store_port, self.dom0_xenbus_irq = self.boot(self.dom0)
 
-    def xenbus_init(self, k: Kernel) -> tuple[int, int]:
+    def xenbus_init(self, k: PvopsKernel) -> tuple[int, int]:
         """The part of xenbus_init/xs_init that touches event channels (the real code is linux/xenbus's)."""
         if k.domid == 0:
             port = self.hv.evtchn_alloc_unbound(0, DOMID_SELF, 0)  # xenstored_local_init
@@ -61,20 +72,20 @@ class Machine:
         irq = ev.bind_evtchn_to_irqhandler(k, port, lambda i, d: IRQ_HANDLED, 0, "xenbus", self.xb_waitq)
         return port, irq
 
-    def boot(self, k: Kernel) -> tuple[int, int]:
-        boot_irqs.boot_early_irqs(k)
+    def boot(self, k: PvopsKernel) -> tuple[int, int]:
+        boot_stage(k, "early IRQs")
         port_irq = self.xenbus_init(k)
-        boot_irqs.boot_late_irqs(k)
+        boot_stage(k, "late IRQs")
         return port_irq
 
-    def domU(self, domid: int = 1, vcpus: int = 1) -> tuple[Kernel, int, int]:
+    def domU(self, domid: int = 1, vcpus: int = 1) -> tuple[PvopsKernel, int, int]:
         """xl create: the toolstack allocates the store and console ports in the new domain, then it boots."""
         d = self.hv.domain_create(domid, "guest", vcpus=vcpus)
         store = self.hv.evtchn_alloc_unbound(0, domid, 0)
         console = self.hv.evtchn_alloc_unbound(0, domid, 0)
         d.start_info.store_evtchn = store
         d.start_info.console.domU.evtchn = console
-        k = new_kernel(self.hv, domid, flavour="modern", trace=self.trace)
+        k = pvops(self.hv, domid, self.trace)
         port, irq = self.boot(k)
         assert port == store
         return k, store, console
@@ -86,7 +97,7 @@ def test_dom0_xenbus_is_irq_29_on_port_6_because_of_what_came_before() -> None:
     assert (m.dom0_store_port, m.dom0_xenbus_irq) == (6, 29)
     st = m.dom0.irq
     assert st.gsi_top == 24  # the IO-APIC's pins: event-channel IRQs start above them
-    assert ev.get_evtchn_to_irq(m.dom0, 6) == 29
+    assert ev.irq_from_evtchn(m.dom0, 6) == 29
     assert st.info[29].row() == ("IRQT_EVTCHN", 6, 0, -1, 0)
 
 
@@ -96,8 +107,8 @@ def test_domU_timer_on_port_3_and_xenbus_irq_5_on_store_port_1() -> None:
     assert (store, console) == (1, 2)
     assert k.irq.gsi_top == 0
     assert k.irq.virq_to_irq[0][0] == 0 and k.irq.info[0].evtchn == 3
-    assert ev.get_evtchn_to_irq(k, store) == 5
-    assert ev.get_evtchn_to_irq(k, console) == 6
+    assert ev.irq_from_evtchn(k, store) == 5
+    assert ev.irq_from_evtchn(k, console) == 6
     assert k.irq.core.descs[6].chip.name == "xen-dyn-lateeoi"
 
 
@@ -116,8 +127,9 @@ def test_two_level_events_add_the_debug_virq() -> None:
     trace = Trace()
     hv = Hypervisor(trace=trace, bits=64)
     hv.domain_create(0, "Domain-0", vcpus=1, privileged=True, initdomain=True)
-    k = new_kernel(hv, 0, flavour="modern", trace=trace)
-    boot_irqs.boot_early_irqs(k, fifo_events=False)
+    k = pvops(hv, 0, trace)
+    k.fifo_events = False  # xen.fifo_events=0 on the kernel command line
+    boot_stage(k, "early IRQs")
     names = [d.actions[0].name for _, d in sorted(k.irq.core.descs.items()) if d.actions]
     assert names == ["timer0", "resched0", "callfunc0", "debug0", "callfuncsingle0", "irqwork0"]
 
@@ -179,7 +191,7 @@ def test_evtchn_to_irq_rows_are_allocated_on_demand_and_every_port_binds() -> No
         irqs = [ev.bind_evtchn_to_irqhandler(k, p, lambda i, d: 1, 0, f"p{p}", p) for p in ports]
     assert ports[-1] == 4095 and all(i > 0 for i in irqs)
     assert sorted(k.irq.evtchn_rows) == [0, 1, 2, 3]
-    assert ev.get_evtchn_to_irq(k, 4095) == irqs[-1]
+    assert ev.irq_from_evtchn(k, 4095) == irqs[-1]
     # freeing an IRQ makes its number the lowest free one again
     ev.unbind_from_irqhandler(k, irqs[0], ports[0])
     p = m.hv.evtchn_alloc_unbound(0, DOMID_SELF, 0)
@@ -205,7 +217,7 @@ def test_no_irq_descriptor_left_fails_cleanly() -> None:
     k.faults.add("xen_allocate_irq")  # what the machine's exhaust-irqs fault switches on
     port = m.hv.evtchn_alloc_unbound(0, DOMID_SELF, 0)
     assert ev.bind_evtchn_to_irqhandler(k, port, lambda i, d: 1, 0, "late", None) == -12  # -ENOMEM
-    assert ev.get_evtchn_to_irq(k, port) == -1
+    assert ev.irq_from_evtchn(k, port) == -1
     before = len(m.hv.domains[0].ports_in_use())
     assert ev.bind_virq_to_irqhandler(k, 5, 0, lambda i, d: 1, 0, "virq5", None) == -12
     assert len(m.hv.domains[0].ports_in_use()) == before  # no port bound for an IRQ we could not get
@@ -218,8 +230,8 @@ def test_a_builder_masked_vcpu_gets_its_upcalls_once_the_kernel_enables_interrup
     d = hv.domain_create(1, "guest", vcpus=1, upcalls_masked=True)
     store = hv.evtchn_alloc_unbound(0, 1, 0)
     assert d.shared_info.vcpu_info[0].evtchn_upcall_mask == 1
-    k = new_kernel(hv, 1, flavour="modern", trace=trace)
-    boot_irqs.boot_early_irqs(k)
+    k = pvops(hv, 1, trace)
+    boot_stage(k, "early IRQs")
     assert d.shared_info.vcpu_info[0].evtchn_upcall_mask == 0
     got: list[int] = []
     handler = lambda i, dv: got.append(i) or IRQ_HANDLED  # noqa: E731

@@ -25,7 +25,7 @@ from xenlab.exercises.machine import gen_numbering, gen_xenbus
 from xenlab.exercises.perms import NODE, gen_perms
 from xenlab.exercises.ports import gen_evtchn, gen_irq, guest_2618, two_domains
 from xenlab.exercises.ring import gen_framing, gen_ring, guest_with_store_page
-from xenlab.linux.xenbus import comms
+from xenlab.linux.pvops import xenbus_comms as comms
 from xenlab.linux.xenlinux import evtchn as l18
 from xenlab.sim.machine import Machine
 from xenlab.xenstored import wire

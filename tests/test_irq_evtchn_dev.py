@@ -8,13 +8,10 @@ from xenlab.abi.errno import EINVAL, ENOTCONN
 from xenlab.abi.event_channel import DOMID_SELF, VIRQ_DOM_EXC, EVTCHNSTAT_closed, EVTCHNSTAT_unbound
 from xenlab.base.sched import Scheduler
 from xenlab.base.trace import Trace
-from xenlab.linux import boot_irqs
-from xenlab.linux import events as ev
-from xenlab.linux.evtchn_dev import evtchn_open
 from xenlab.linux.kernel import Kernel
 from xenlab.linux.kernels import new_kernel
+from xenlab.linux.pvops import events_base as ev
 from xenlab.linux.xenlinux import evtchn as l18
-from xenlab.linux.xenlinux.kernel import XenLinuxKernel
 from xenlab.xen.hypervisor import Hypervisor
 
 
@@ -23,18 +20,15 @@ def dom0(flavour: str) -> Kernel:
     hv = Hypervisor(trace=trace, bits=64)
     hv.domain_create(0, "Domain-0", vcpus=1, privileged=True, initdomain=True)
     k = new_kernel(hv, 0, flavour=flavour, sched=Scheduler(), trace=trace)
-    if isinstance(k, XenLinuxKernel):
-        k.boot_early_irqs()
-    else:
-        boot_irqs.boot_early_irqs(k)
+    dict(k.boot_stages(initdomain=True))["early IRQs"]()
     return k
 
 
 def test_modern_each_port_gets_a_lateeoi_irq_named_after_the_process() -> None:
     k = dom0("modern")
-    u = evtchn_open(k, "oxenstored")
+    u = k.evtchn_open("oxenstored")
     port = u.bind_virq(VIRQ_DOM_EXC)
-    irq = ev.get_evtchn_to_irq(k, port)
+    irq = ev.irq_from_evtchn(k, port)
     desc = k.irq.core.descs[irq]
     assert (desc.chip.name, desc.name, [a.name for a in desc.actions]) == (
         "xen-dyn-lateeoi", "event", ["evtchn:oxenstored"])
@@ -44,7 +38,7 @@ def test_modern_each_port_gets_a_lateeoi_irq_named_after_the_process() -> None:
 
 def test_modern_fire_read_write_back_and_wakeup() -> None:
     k = dom0("modern")
-    u = evtchn_open(k, "xenstored")
+    u = k.evtchn_open("xenstored")
     port = u.bind_virq(VIRQ_DOM_EXC)
     woken: list[str] = []
 
@@ -73,12 +67,12 @@ def test_modern_fire_read_write_back_and_wakeup() -> None:
 
 def test_modern_unbind_frees_the_irq_and_closes_the_port() -> None:
     k = dom0("modern")
-    u = evtchn_open(k, "xenstored")
+    u = k.evtchn_open("xenstored")
     port = u.bind_unbound_port(0)
-    irq = ev.get_evtchn_to_irq(k, port)
+    irq = ev.irq_from_evtchn(k, port)
     assert k.hv.evtchn_status(0, 0, port).status == EVTCHNSTAT_unbound
     assert u.unbind(port) == 0
-    assert irq not in k.irq.core.descs and ev.get_evtchn_to_irq(k, port) == -1
+    assert irq not in k.irq.core.descs and ev.irq_from_evtchn(k, port) == -1
     assert k.hv.evtchn_status(0, 0, port).status == EVTCHNSTAT_closed
     assert u.unbind(port) == -ENOTCONN and u.notify(port) == -ENOTCONN
 
@@ -86,11 +80,10 @@ def test_modern_unbind_frees_the_irq_and_closes_the_port() -> None:
 def test_2618_device_ports_have_no_irq_and_go_through_evtchn_device_upcall() -> None:
     k = dom0("2.6.18")
     u = k.evtchn_open("xenstored")
-    st = l18.evtchn_state(k)
-    before = dict(st.core.descs[256].__dict__)
+    before = dict(k.irq_core.descs[256].__dict__)
     port = u.bind_virq(VIRQ_DOM_EXC)
-    assert st.evtchn_to_irq[port] == -1  # no IRQ: the old device works below the IRQ layer
-    assert st.core.descs[256].actions == before["actions"]
+    assert k.evtchn.evtchn_to_irq[port] == -1  # no IRQ: the old device works below the IRQ layer
+    assert k.irq_core.descs[256].actions == before["actions"]
     k.hv.send_guest_virq(0, VIRQ_DOM_EXC)
     assert u.read_pending() == [port]
     assert k.hv.domains[0].shared_info.evtchn_mask[port]

@@ -17,10 +17,11 @@ from hypothesis import strategies as st
 
 from xenlab.abi.event_channel import EVTCHNSTAT_closed
 from xenlab.base.trace import Trace
-from xenlab.linux import events as ev
 from xenlab.linux.irq import IRQF_SHARED
 from xenlab.linux.kernel import Kernel
 from xenlab.linux.kernels import new_kernel
+from xenlab.linux.pvops import events_2l
+from xenlab.linux.pvops import events_base as ev
 from xenlab.linux.xenlinux import evtchn as l18
 from xenlab.xen.hypervisor import Hypervisor
 
@@ -51,7 +52,7 @@ def kernel(flavour: str) -> Kernel:
         st_.irq_bindcount = st_.irq_bindcount[: st_.space.NR_IRQS]
         st_.irq_info = st_.irq_info[: st_.space.NR_IRQS]
     else:
-        ev.xen_init_IRQ(k)
+        ev.xen_init_IRQ(k, events_2l.xen_evtchn_2l_init)
     return k
 
 
@@ -88,7 +89,7 @@ def check(k: Kernel, bindings: list[tuple[int, int, object]]) -> None:
     else:
         for irq, info in k.irq.info.items():
             if info.evtchn:
-                assert ev.get_evtchn_to_irq(k, info.evtchn) == irq
+                assert ev.irq_from_evtchn(k, info.evtchn) == irq
         bound = {irq for _p, irq, _d in bindings}
         assert {i for i in k.irq.core.descs if i >= k.irq.gsi_top} == bound
     for port, _irq, _dev in bindings:

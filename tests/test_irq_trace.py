@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from xenlab.abi.event_channel import DOMID_SELF
 from xenlab.base.trace import Trace
-from xenlab.linux import boot_irqs
-from xenlab.linux import events as ev
-from xenlab.linux.interrupts import show_interrupts
 from xenlab.linux.kernel import Kernel
 from xenlab.linux.kernels import new_kernel
+from xenlab.linux.pvops import events_base as ev
+from xenlab.linux.pvops import events_internal
 from xenlab.linux.xenlinux import evtchn as l18
-from xenlab.linux.xenlinux.kernel import XenLinuxKernel
 from xenlab.xen.hypervisor import Hypervisor
 
 
@@ -19,10 +17,7 @@ def booted(flavour: str, vcpus: int = 1) -> Kernel:
     hv = Hypervisor(trace=trace, bits=64)
     hv.domain_create(0, "Domain-0", vcpus=vcpus, privileged=True, initdomain=True)
     k = new_kernel(hv, 0, flavour=flavour, trace=trace)
-    if isinstance(k, XenLinuxKernel):
-        k.boot_early_irqs()
-    else:
-        boot_irqs.boot_early_irqs(k)
+    dict(k.boot_stages(initdomain=True))["early IRQs"]()
     return k
 
 
@@ -78,7 +73,7 @@ def test_ipis_are_counted_per_cpu_and_in_res() -> None:
     port = k.irq.info[resched1].evtchn
     k.hv.evtchn_send(0, port)  # smp_send_reschedule(1): the IPI's port is bound to vcpu 1
     assert k.irq.core.descs[resched1].kstat == [0, 1]
-    text = show_interrupts(k)
+    text = k.show_interrupts()
     assert f" {resched1}:          0          1  xen-percpu    -ipi       resched1" in text
     assert "RES:          0          1   Rescheduling interrupts" in text
     assert "MCP:          1          1   Machine check polls" in text
@@ -88,8 +83,8 @@ def test_unmasking_another_vcpus_port_is_a_hypercall() -> None:
     k = booted("modern", vcpus=2)
     timer1 = k.irq.virq_to_irq[1][0]
     port = k.irq.info[timer1].evtchn
-    ev.mask_evtchn(k, port)
-    ev.unmask_evtchn(k, port)  # we run on cpu0; the port is cpu1's
+    events_internal.mask_evtchn(k, port)
+    events_internal.unmask_evtchn(k, port)  # we run on cpu0; the port is cpu1's
     assert "EVTCHNOP_unmask" in k.trace.steps[-1].summary
 
 
@@ -99,6 +94,6 @@ def test_prec_grows_when_irq_numbers_pass_999() -> None:
         for _ in range(1000):
             p = k.hv.evtchn_alloc_unbound(0, DOMID_SELF, 0)
             ev.bind_evtchn_to_irqhandler(k, p, lambda i, d: 1, 0, "x", p)
-    lines = show_interrupts(k).splitlines()
+    lines = k.show_interrupts().splitlines()
     assert lines[0] == " " * 12 + "CPU0       "
     assert lines[1] == "  24:          0  xen-percpu     -virq      timer0"  # 4 wide

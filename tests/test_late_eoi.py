@@ -13,6 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from xenlab.linux.pvops.events_base import evtchn_from_irq
+from xenlab.linux.pvops.kernel import PvopsKernel
 from xenlab.sim.machine import Machine
 from xenlab.sim.scenarios import build
 
@@ -29,23 +31,24 @@ def steps(m: Machine, function: str, text: str) -> list[int]:
     return [s.index for s in m.trace if s.function == function and text in s.summary]
 
 
+def mask_bit(k: PvopsKernel, port: int) -> bool:
+    """The port's mask bit in the domain's shared_info (what evtchn_2l_mask / _unmask flip)."""
+    return bool(k.hv.domains[k.domid].shared_info.evtchn_mask[port])
+
+
 def dom0_port(m: Machine, name: str) -> int:
     """dom0's port behind the IRQ whose handler is called *name* (as /proc/interrupts names it)."""
-    from xenlab.linux.drivers.common import irq_port
-
-    k = m.dom0.kernel
-    [irq] = [d.irq for d in k.irq.core.descs.values() if any(a.name == name for a in d.actions)]
-    return irq_port(k, irq)
+    return port_of(m, 0, name)
 
 
 def test_blkback_port_is_masked_by_the_ack_and_unmasked_by_its_ring_thread(domu: Machine) -> None:
     port = dom0_port(domu, "blkif-backend")
-    masked = steps(domu, "lateeoi_ack_dynirq", f"port {port} masked")
+    masked = steps(domu, "evtchn_2l_mask", f"port {port} masked")
     eoi_by_thread = [s.index for s in domu.trace if s.function == "xen_blkif_schedule"]
     unmasked = steps(domu, "xen_irq_lateeoi", f"port {port} unmasked")
     assert masked and eoi_by_thread and unmasked
     assert masked[0] < eoi_by_thread[0] < unmasked[0]
-    assert not domu.dom0.kernel.irq.shared.test_mask(port)
+    assert not mask_bit(domu.dom0.kernel, port)
 
 
 def test_the_ring_thread_is_named_like_the_real_one(domu: Machine) -> None:
@@ -55,7 +58,7 @@ def test_the_ring_thread_is_named_like_the_real_one(domu: Machine) -> None:
 
 def test_netback_sends_the_spurious_eoi_from_its_handler(domu: Machine) -> None:
     for port in (dom0_port(domu, "vif1.0-q0-tx"), dom0_port(domu, "vif1.0-q0-rx")):
-        masked = steps(domu, "lateeoi_ack_dynirq", f"port {port} masked")
+        masked = steps(domu, "evtchn_2l_mask", f"port {port} masked")
         unmasked = steps(domu, "xen_irq_lateeoi", f"port {port} unmasked")
         assert masked and unmasked and masked[0] < unmasked[0], port
 
@@ -65,7 +68,7 @@ def test_xenconsoled_writes_the_fired_console_port_back(domu: Machine) -> None:
     read = steps(domu, "handle_ring_read", f"console port {port} fired")
     unmasked = steps(domu, "xen_irq_lateeoi", f"port {port} unmasked")
     assert read and unmasked and read[0] < unmasked[0]
-    assert not domu.dom0.kernel.irq.shared.test_mask(port)
+    assert not mask_bit(domu.dom0.kernel, port)
 
 
 def test_xl_destroy_stops_the_ring_thread() -> None:
@@ -81,11 +84,10 @@ def test_xl_destroy_stops_the_ring_thread() -> None:
 
 def port_of(m: Machine, domid: int, name: str) -> int:
     """The port behind the IRQ called *name* in domain *domid*'s kernel."""
-    from xenlab.linux.drivers.common import irq_port
-
     k = m.kernel(domid)
-    [irq] = [d.irq for d in k.irq.core.descs.values() if any(a.name == name for a in d.actions)]
-    return irq_port(k, irq)
+    assert isinstance(k, PvopsKernel) and k.irq_core is not None
+    [irq] = [d.irq for d in k.irq_core.descs.values() if any(a.name == name for a in d.actions)]
+    return evtchn_from_irq(k, irq)
 
 
 @pytest.mark.parametrize("name", ["blkif", "vif0-q0-tx", "vif0-q0-rx"])
@@ -97,8 +99,8 @@ def test_a_kick_from_the_backend_leaves_the_frontends_port_unmasked(name: str) -
         n = len(m.trace)
         assert m.hv.evtchn_send(0, be_port) == 0  # notify_remote_via_irq in dom0's backend
         new = [s.function for s in m.trace.steps[n:] if s.actor == "domU1"]
-        assert new.index("lateeoi_ack_dynirq") < new.index("xen_irq_lateeoi")
-        assert not m.kernel(1).irq.shared.test_mask(fe_port)
+        assert new.index("evtchn_2l_mask") < new.index("xen_irq_lateeoi")  # lateeoi_ack_dynirq's mask
+        assert not mask_bit(m.kernel(1), fe_port)
     finally:
         m.shutdown()
 
@@ -109,8 +111,8 @@ def test_blkbacks_port_stays_masked_until_its_thread_has_run() -> None:
         be_port = dom0_port(m, "blkif-backend")
         fe_port = m.hv.domains[0].chns[be_port].remote_port
         assert m.hv.evtchn_send(1, fe_port) == 0  # the frontend kicks: requests queued
-        assert m.dom0.kernel.irq.shared.test_mask(be_port)  # acked, the EOI is the thread's
+        assert mask_bit(m.dom0.kernel, be_port)  # acked, the EOI is the thread's
         m.settle()
-        assert not m.dom0.kernel.irq.shared.test_mask(be_port)
+        assert not mask_bit(m.dom0.kernel, be_port)
     finally:
         m.shutdown()

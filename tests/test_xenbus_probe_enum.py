@@ -6,10 +6,10 @@ import pytest
 from xenbus_harness import Rig
 
 from xenlab.linux.kernel import Kernel
+from xenlab.linux.pvops import xenbus_client as pvops_client
+from xenlab.linux.pvops import xenbus_probe as pvops_probe
+from xenlab.linux.pvops import xenbus_probe_frontend as pvops_frontend
 from xenlab.linux.sysfs import sysfs
-from xenlab.linux.xenbus.bus import xenbus_driver
-from xenlab.linux.xenbus.client import xenbus_strstate
-from xenlab.linux.xenbus.probe_frontend import xenbus_register_frontend
 from xenlab.linux.xenlinux import xenbus_client as xl_client
 
 DEV = "/local/domain/1/device"
@@ -56,8 +56,9 @@ def test_a_bus_id_must_fit_in_twenty_characters() -> None:
 def test_a_frontend_without_backend_details_fails_its_probe_and_says_why() -> None:
     k, xs = domU("modern", {f"{DEV}/vbd/51712/state": "1"})
     probed: list[str] = []
-    drv = xenbus_driver(name="vbd", ids=["vbd"], probe=lambda kernel, dev: probed.append(dev.nodename) or 0)
-    assert xenbus_register_frontend(k, drv) == 0
+    drv = pvops_probe.xenbus_driver(name="vbd", ids=["vbd"],
+                                    probe=lambda kernel, dev: probed.append(dev.nodename) or 0)
+    assert pvops_frontend.xenbus_register_frontend(k, drv) == 0
     k.sched.run()
     assert probed == []  # talk_to_otherend failed first
     msg = "2 reading other end details from device/vbd/51712"
@@ -69,8 +70,6 @@ def test_a_frontend_without_backend_details_fails_its_probe_and_says_why() -> No
 
 
 def test_switch_state_skips_unchanged_and_vanished_nodes() -> None:
-    k2, _ = domU("modern", {})
-    assert xenbus_strstate(k2, 7) == "Reconfiguring"
     k, xs = domU("2.6.18", {f"{DEV}/vif/0/state": "1"})
     dev = k.buses["xen"].devices[0]
 
@@ -86,6 +85,7 @@ def test_switch_state_skips_unchanged_and_vanished_nodes() -> None:
     assert xl_client.xenbus_switch_state(k, dev, 5) == 0  # node gone: not resurrected
     assert xs.tool_read(f"{DEV}/vif/0/state") is None and writes() == before + 1
     assert xl_client.xenbus_strstate(7) == "INVALID"  # 2.6.18 names states 0-6 only
+    assert pvops_client.xenbus_strstate(7) == "Reconfiguring"
 
 
 def test_uevent_files_carry_what_udev_and_the_hotplug_scripts_get() -> None:
@@ -97,15 +97,13 @@ def test_uevent_files_carry_what_udev_and_the_hotplug_scripts_get() -> None:
 
 
 def test_a_driver_loaded_after_boot_waits_for_its_device_and_reports_the_timeout() -> None:
-    from xenlab.linux.xenbus.probe_frontend import boot_wait_for_devices
-
     k, xs = domU("modern", {f"{DEV}/vbd/51712/state": "1", f"{DEV}/vbd/51712/backend-id": "0",
                             f"{DEV}/vbd/51712/backend": "/local/domain/1/fake-backend",
                             "/local/domain/1/fake-backend/state": "1"})  # a backend that never moves
-    boot_wait_for_devices(k)
+    pvops_frontend.boot_wait_for_devices(k)
     start = k.sched.now_ns
-    drv = xenbus_driver(name="vbd", ids=["vbd"], probe=lambda kernel, dev: 0)
-    assert xenbus_register_frontend(k, drv) == 0
+    drv = pvops_probe.xenbus_driver(name="vbd", ids=["vbd"], probe=lambda kernel, dev: 0)
+    assert pvops_frontend.xenbus_register_frontend(k, drv) == 0
     assert (k.sched.now_ns - start) // 10**9 == 270  # 30 s for all devices, then up to 270 s in all
     lines = [line.text for line in k.log]
     wait = next(line for line in lines if "Waiting for devices" in line)

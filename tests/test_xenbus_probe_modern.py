@@ -14,19 +14,22 @@ from xenbus_harness import BE, FE, Rig, load_frontends, make_pair, tasks_of
 
 from xenlab.abi.errno import ENOENT, ENOMEM
 from xenlab.abi.start_info import HVM_PARAM_STORE_PFN
-from xenlab.linux.drivers.blkfront import blkfront_init
-from xenlab.linux.drivers.netfront import netfront_init
 from xenlab.linux.kernel import Kernel
-from xenlab.linux.procfs_xen import proc_xen_entries, xenfs_mount
-from xenlab.linux.sysfs import sysfs
-from xenlab.linux.xenbus.globals import XS_HVM, XS_LOCAL, XS_PV, XS_UNKNOWN
-from xenlab.linux.xenbus.probe import (
+from xenlab.linux.pvops.xen_blkfront import xlblk_init
+from xenlab.linux.pvops.xen_netfront import netif_init
+from xenlab.linux.pvops.xenbus_probe import (
+    XS_HVM,
+    XS_LOCAL,
+    XS_PV,
+    XS_UNKNOWN,
     xenbus_init,
-    xenbus_probe_backend_init,
-    xenbus_probe_frontend_init,
     xenbus_probe_initcall,
     xenbus_probe_ran,
 )
+from xenlab.linux.pvops.xenbus_probe_backend import xenbus_probe_backend_init
+from xenlab.linux.pvops.xenbus_probe_frontend import xenbus_probe_frontend_init
+from xenlab.linux.pvops.xenfs_super import proc_xen_entries, xenfs_fill_super
+from xenlab.linux.sysfs import sysfs
 
 
 def capture(name: str) -> str:
@@ -77,7 +80,7 @@ def test_proc_xen_is_empty_until_xenfs_is_mounted_then_has_the_real_modes() -> N
     k, rig = dom0()
     boot(k, rig)
     assert "xen" in k.proc_dirs and proc_xen_entries(k) == []
-    xenfs_mount(k)
+    xenfs_fill_super(k)
     real = {}
     for line in capture("oxenstored/08-proc-xen-listing.txt").splitlines():
         m = re.match(r"/proc/xen/(\S+) (\S+) 0$", line)
@@ -200,7 +203,7 @@ def test_dom0_has_the_real_xen_buses() -> None:
 def test_insmod_of_the_frontends_prints_what_the_real_domU_printed() -> None:
     pair = make_pair("modern")  # the domU booted: boot_wait_for_devices (late_initcall) ran
     before = len(pair.domU.log)
-    assert blkfront_init(pair.domU) == 0 and netfront_init(pair.domU) == 0
+    assert xlblk_init(pair.domU) == 0 and netif_init(pair.domU) == 0
     ours = [line.text for line in pair.domU.log[before:]]
     real = [re.sub(r"^\[\s*[\d.]+\] ", "", line)
             for line in capture("domU/domU-04-insmod-frontends.txt").splitlines()[1:]]

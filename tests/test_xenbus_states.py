@@ -24,7 +24,7 @@ from xenlab.abi.xenbus import (
     XenbusStateReconfiguring,
     XenbusStateUnknown,
 )
-from xenlab.linux.xenbus.client import xenbus_switch_state
+from xenlab.linux.pvops import xenbus_client as pvops_client
 from xenlab.linux.xenbus_transitions import (
     BACKEND,
     FRONTEND,
@@ -40,7 +40,16 @@ from xenlab.linux.xenbus_transitions import (
     handshake_text,
     illegal_switches,
 )
+from xenlab.linux.xenlinux import xenbus_client as xl_client
 from xenlab.sim.machine import Machine
+
+#: each kernel's xenbus_client.c
+CLIENT: dict[str, Any] = {"2.6.18": xl_client, "modern": pvops_client}
+
+
+def xenbus_switch_state(k: Any, dev: Any, state: int) -> int:
+    """xenbus_switch_state of *k*'s own kernel."""
+    return int(CLIENT[k.flavour].xenbus_switch_state(k, dev, state))
 
 
 def booted(flavour: str) -> tuple[Machine, int]:

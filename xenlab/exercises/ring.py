@@ -1,6 +1,6 @@
 """Ring and framing exercises: xb_write on a real store page, xsd_sockmsg frames in req[].
 
-Both run the guest's side of the ring (xenlab.linux.xenbus.comms, modern flavour: it never
+Both run the guest's side of the ring (xenlab.linux.pvops.xenbus_comms, Linux 6.1: it never
 sleeps) on a page the lab's hypervisor allocated, with the real xenstore_domain_interface
 laid over it. The answers are read back from the page, the trace the writer recorded and
 the hypervisor's record of each EVTCHNOP_send; framing answers come from the lab
@@ -14,35 +14,35 @@ import random
 from typing import Any
 
 from xenlab.abi.errno import EIO
-from xenlab.abi.xs_wire import XENSTORE_RING_SIZE
+from xenlab.abi.xs_wire import XENSTORE_RING_SIZE, xenstore_domain_interface
 from xenlab.abi.xs_wire import xsd_sockmsg_type as T
 from xenlab.base.trace import Trace
 from xenlab.exercises.common import Question, yes_no
-from xenlab.linux.kernel import Kernel
 from xenlab.linux.kernels import new_kernel
-from xenlab.linux.xenbus import comms
-from xenlab.linux.xenbus.globals import xb_globals
+from xenlab.linux.pvops import xenbus_comms as comms
+from xenlab.linux.pvops.kernel import PvopsKernel
 from xenlab.xen.hypervisor import Hypervisor
 from xenlab.xenstored import wire
 
 U32 = 0xFFFFFFFF
 
 
-def guest_with_store_page() -> tuple[Kernel, Any]:
+def guest_with_store_page() -> tuple[PvopsKernel, Any]:
     """A modern domU (domid 1) whose xen_store_interface is a real page and whose store port is dom0's."""
     trace = Trace()
     hv = Hypervisor(trace=trace, bits=64)
     hv.domain_create(0, "Domain-0", vcpus=1, privileged=True, initdomain=True)
     hv.domain_create(1, "guest", vcpus=1)
     k = new_kernel(hv, 1, flavour="modern", trace=trace)
+    assert isinstance(k, PvopsKernel)
     page = hv.memory.alloc_page(1)
-    xb = xb_globals(k)
-    xb.xen_store_interface = comms.store_interface(page.buf)
+    xb = k.xb
+    xb.xen_store_interface = xenstore_domain_interface.from_buffer(page.buf)
     xb.xen_store_evtchn = hv.evtchn_alloc_unbound(0, 1, 0)  # what the toolstack made for xenstored
     return k, xb.xen_store_interface
 
 
-def _write_steps(k: Kernel, start: int) -> tuple[list[tuple[int, int, int, bool]], int]:
+def _write_steps(k: PvopsKernel, start: int) -> tuple[list[tuple[int, int, int, bool]], int]:
     """After *start*, from the trace: each chunk xb_write copied (offset, length, prod before, kicked
     after it) and the number of EVTCHNOP_sends Xen recorded."""
     chunks: list[tuple[int, int, int, bool]] = []

@@ -1,0 +1,695 @@
+"""drivers/xen/events/events_base.c, Linux 6.1: event channels bound to IRQs, the irq_chips, the upcall.
+
+Theory of operation
+-------------------
+Linux 6.1 has no fixed DYNIRQ window: every event channel gets an IRQ descriptor from the
+generic allocator (``xen_allocate_irq_dynamic`` -> ``irq_alloc_desc_from(0)``), which hands
+out the lowest free number at or above the first non-legacy IRQ. On x86 that bound is
+``gsi_top`` once the IO-APICs are known (``arch_dynirq_lower_bound``): a PV dom0 sees the
+host's IO-APIC pins (GSIs 0..23 on a one-IO-APIC PC), so its first event-channel IRQ is
+24; a PV domU has no IO-APIC and no legacy PIC, so it starts at 0. Legacy PIRQs in dom0
+keep their GSI numbers (``xen_allocate_irq_gsi``).
+
+Per IRQ a ``struct irq_info`` holds the binding type (IRQT_UNBOUND 0, PIRQ 1, VIRQ 2,
+IPI 3, EVTCHN 4), a refcount, the port, the vcpu and the VIRQ/IPI/PIRQ number.
+``evtchn_to_irq`` is two-level: rows of one page (1024 ints) allocated on first use and
+filled with -1. The chips: "xen-dyn" (edge, ordinary ports and global VIRQs),
+"xen-percpu" (timer VIRQ and IPIs), "xen-pirq" (physical IRQs, named
+"ioapic-edge"/"ioapic-level"), "xen-dyn-lateeoi" (ports whose EOI the driver or user
+space signals late: /dev/xen/evtchn, hvc, blkback/netback). A lateeoi chip's ack masks
+the port for EVT_MASK_REASON_EOI_PENDING; it stays masked until ``xen_irq_lateeoi``.
+
+The port ABI is behind ``evtchn_ops`` (events_internal.h). The kernel on the captured
+machine used the FIFO ABI (Xen 4.17 offers it); that is why ``xen_smp_intr_init`` bound
+no "debug%d" VIRQ. ``EventsState.fifo_events`` keeps that choice (default True) for what
+the kernel binds; the ABI the lab installs is the 2-level one (events_2l.c), whose bits the
+upcall scans.
+
+Trace tables: ``<kernel>/evtchn_to_irq`` (port -> IRQ, rows recorded when allocated),
+``/irq_info`` (IRQ -> (type, port, cpu, refcnt, index)), ``/virq_to_irq``, ``/ipi_to_irq``,
+``/evtchn_mask``, ``/irq_action``, ``/kstat_irqs``.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from xenlab.abi.errno import EINVAL, ENOENT, ENOMEM
+from xenlab.abi.event_channel import BIND_PIRQ__WILL_SHARE, NR_VIRQS
+from xenlab.linux import irq as irqcore
+from xenlab.linux.irq import IRQF_PERCPU, IRQF_SHARED, Handler, IrqChip, IrqCore
+from xenlab.linux.pvops.events_internal import (
+    clear_evtchn,
+    evtchn_ops,
+    mask_evtchn,
+    unmask_evtchn,
+    xen_evtchn_handle_events,
+    xen_evtchn_max_channels,
+    xen_evtchn_port_bind_to_cpu,
+    xen_evtchn_port_remove,
+)
+
+if TYPE_CHECKING:
+    from xenlab.linux.pvops.events_2l import Evtchn2lState
+    from xenlab.linux.pvops.kernel import PvopsKernel
+    from xenlab.linux.pvops.xenbus_probe import xenbus_device
+
+SRC = "drivers/xen/events/events_base.c"
+
+IRQT_UNBOUND, IRQT_PIRQ, IRQT_VIRQ, IRQT_IPI, IRQT_EVTCHN = range(5)
+IRQT_NAMES = ("IRQT_UNBOUND", "IRQT_PIRQ", "IRQT_VIRQ", "IRQT_IPI", "IRQT_EVTCHN")
+
+# arch/x86/include/asm/xen/events.h enum ipi_vector
+(
+    XEN_RESCHEDULE_VECTOR,
+    XEN_CALL_FUNCTION_VECTOR,
+    XEN_CALL_FUNCTION_SINGLE_VECTOR,
+    XEN_SPIN_UNLOCK_VECTOR,
+    XEN_IRQ_WORK_VECTOR,
+    XEN_NMI_VECTOR,
+) = range(6)
+XEN_NR_IPIS = 6
+
+EVTCHN_PER_ROW = 4096 // 4  # PAGE_SIZE / sizeof(*evtchn_to_irq[0])
+IOAPIC_PINS = 24  # one IO-APIC with 24 pins (what a PC, and qemu's pc/q35, has)
+NR_IRQS_LEGACY = 16
+XEN_EOI_FLAG_SPURIOUS = 1  # include/xen/events.h: the event brought no work
+
+
+@dataclass
+class irq_info:
+    """struct irq_info: binding type, refcnt, port, vcpu, VIRQ/IPI/PIRQ number, lateeoi state."""
+
+    type: int = IRQT_UNBOUND
+    refcnt: int = -1
+    evtchn: int = 0
+    cpu: int = 0
+    index: int = 0  # virq, ipi, or pirq
+    gsi: int = -1
+    is_static: bool = False
+    eoi_pending: bool = False  # mask_reason & EVT_MASK_REASON_EOI_PENDING
+
+    def row(self) -> tuple[str, int, int, int, int]:
+        """The trace row: (type name, port, cpu, refcnt, VIRQ/IPI/PIRQ number)."""
+        return (IRQT_NAMES[self.type], self.evtchn, self.cpu, self.refcnt, self.index)
+
+
+@dataclass
+class EventsState:
+    """What events_base.c keeps: irq_info per IRQ, evtchn_to_irq, the per-cpu VIRQ/IPI maps, the ABI."""
+
+    name: str
+    nr_cpus: int
+    gsi_top: int
+    core: IrqCore
+    fifo_events: bool = True
+    evtchn_ops: evtchn_ops | None = None
+    #: the 2-level ABI's per-kernel state (events_2l.c), set by xen_evtchn_2l_init
+    events_2l: Evtchn2lState | None = None
+    info: dict[int, irq_info] = field(default_factory=dict)
+    evtchn_rows: dict[int, list[int]] = field(default_factory=dict)
+    virq_to_irq: list[list[int]] = field(default_factory=list)
+    ipi_to_irq: list[list[int]] = field(default_factory=list)
+    free_irqs: list[int] = field(default_factory=list)  # heap of freed numbers below next_irq
+    next_irq: int = 0
+    this_cpu: int = 0
+    in_upcall: bool = False
+    chips: dict[str, IrqChip] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        dyn = sorted(i for i in self.core.descs if i >= self.gsi_top)
+        return (f"EventsState({self.name}, dynamic IRQs from {self.gsi_top}: {len(dyn)} allocated"
+                + (f", highest {dyn[-1]})" if dyn else ")"))
+
+    @property
+    def nr_irqs(self) -> int:
+        """nr_irqs as x86 arch_probe_nr_irqs sizes it, grown when descriptors go past it."""
+        legacy = NR_IRQS_LEGACY if self.gsi_top else 0
+        nr = self.gsi_top + legacy + 8 * self.nr_cpus
+        nr += 8 * self.nr_cpus if self.gsi_top <= NR_IRQS_LEGACY else self.gsi_top * 16
+        return max(nr, max(self.core.descs, default=-1) + 1)
+
+
+def _st(kernel: PvopsKernel) -> EventsState:
+    assert kernel.irq is not None, f"{kernel.name}: no event-channel layer before xen_init_IRQ"
+    return kernel.irq
+
+
+def _rec(kernel: PvopsKernel, fn: str, summary: str, changes: Any = ()) -> None:
+    kernel.record(fn, summary, SRC, changes=changes)
+
+
+# -- the tables ---------------------------------------------------------------------------
+def set_evtchn_to_irq(kernel: PvopsKernel, port: int, irq: int) -> int:
+    """set_evtchn_to_irq: store the mapping, allocating (and -1 filling) the row's page on first use."""
+    st = _st(kernel)
+    if port >= xen_evtchn_max_channels(kernel):
+        return -EINVAL
+    r, c = divmod(port, EVTCHN_PER_ROW)
+    row = st.evtchn_rows.get(r)
+    if row is None:
+        if irq == -1:
+            return 0
+        row = st.evtchn_rows[r] = [-1] * EVTCHN_PER_ROW
+        _rec(kernel, "set_evtchn_to_irq",
+             f"row {r} (ports {r * EVTCHN_PER_ROW}..{(r + 1) * EVTCHN_PER_ROW - 1}) allocated: one page, "
+             "filled with -1")
+    old = row[c]
+    row[c] = irq
+    _rec(kernel, "set_evtchn_to_irq", f"evtchn_to_irq[{port}] = {irq}",
+         [(kernel.table("evtchn_to_irq"), port, old, irq)])
+    return 0
+
+
+def set_info_for_irq(kernel: PvopsKernel, irq: int, info: irq_info | None) -> None:
+    """set_info_for_irq: attach (or drop) the IRQ's irq_info, recording the row."""
+    st = _st(kernel)
+    old = st.info.get(irq)
+    before = old.row() if old else None
+    if info is None:
+        st.info.pop(irq, None)
+    else:
+        st.info[irq] = info
+    after = info.row() if info else None
+    if before != after:
+        fn = ("xen_irq_init" if after and after[0] == "IRQT_UNBOUND"
+              else ("xen_free_irq" if after is None else "xen_irq_info_common_setup"))
+        _rec(kernel, fn, f"irq_info[{irq}] = {after}", [(kernel.table("irq_info"), irq, before, after)])
+
+
+def evtchn_to_info(kernel: PvopsKernel, evtchn: int) -> irq_info | None:
+    """evtchn_to_info: the irq_info of the port's IRQ, None if its row is missing or it is unbound."""
+    irq = irq_from_evtchn(kernel, evtchn)
+    return None if irq < 0 else _st(kernel).info.get(irq)
+
+
+def evtchn_from_irq(kernel: PvopsKernel, irq: int) -> int:
+    """evtchn_from_irq: the IRQ's port (0 if none)."""
+    info = _st(kernel).info.get(irq)
+    return info.evtchn if info else 0
+
+
+def irq_from_evtchn(kernel: PvopsKernel, evtchn: int) -> int:
+    """irq_from_evtchn: the IRQ of a port, -1 if its row was never allocated or it is unbound."""
+    row = _st(kernel).evtchn_rows.get(evtchn // EVTCHN_PER_ROW)
+    return -1 if row is None else row[evtchn % EVTCHN_PER_ROW]
+
+
+def irq_evtchn_from_virq(kernel: PvopsKernel, cpu: int, virq: int) -> tuple[int, int]:
+    """irq_evtchn_from_virq: (the IRQ of *virq* on *cpu* or -1, its port)."""
+    irq = _st(kernel).virq_to_irq[cpu][virq]
+    return irq, evtchn_from_irq(kernel, irq)
+
+
+def cpu_from_evtchn(kernel: PvopsKernel, evtchn: int) -> int:
+    """cpu_from_evtchn: the vcpu the port is bound to (0 if it has no IRQ)."""
+    info = evtchn_to_info(kernel, evtchn)
+    return info.cpu if info else 0
+
+
+def do_mask(kernel: PvopsKernel, info: irq_info, eoi_pending: bool = False) -> None:
+    """do_mask: mask the port (EVT_MASK_REASON_EXPLICIT, or EOI_PENDING for a late EOI)."""
+    if eoi_pending:
+        info.eoi_pending = True
+    mask_evtchn(kernel, info.evtchn)
+
+
+def do_unmask(kernel: PvopsKernel, info: irq_info, eoi_pending: bool = False) -> None:
+    """do_unmask: drop a mask reason; unmask once none is left (a pending late EOI keeps it masked)."""
+    if eoi_pending:
+        info.eoi_pending = False
+    elif info.eoi_pending:
+        return
+    unmask_evtchn(kernel, info.evtchn)
+
+
+def bind_evtchn_to_cpu(kernel: PvopsKernel, info: irq_info, cpu: int) -> None:
+    """bind_evtchn_to_cpu: tell the ABI which vcpu's upcall delivers the port; info->cpu = cpu."""
+    xen_evtchn_port_bind_to_cpu(kernel, info.evtchn, cpu, info.cpu)
+    info.cpu = cpu
+
+
+def notify_remote_via_evtchn(kernel: PvopsKernel, port: int) -> int:
+    """notify_remote_via_evtchn: EVTCHNOP_send (include/xen/events.h)."""
+    rc = kernel.hv.evtchn_send(kernel.domid, port)
+    _rec(kernel, "notify_remote_via_evtchn", f"EVTCHNOP_send port {port} -> {rc}")
+    return rc
+
+
+def notify_remote_via_irq(kernel: PvopsKernel, irq: int) -> None:
+    """notify_remote_via_irq: send on the IRQ's port if it has one."""
+    port = evtchn_from_irq(kernel, irq)
+    if port:
+        notify_remote_via_evtchn(kernel, port)
+
+
+def xen_irq_lateeoi(kernel: PvopsKernel, irq: int, eoi_flags: int = 0) -> None:
+    """xen_irq_lateeoi: the late EOI -- clear the EOI_PENDING mask reason and unmask the port."""
+    info = _st(kernel).info.get(irq)
+    if info is None or not info.evtchn:
+        return
+    _rec(kernel, "xen_irq_lateeoi", f"IRQ {irq}: late EOI, port {info.evtchn} unmasked")
+    do_unmask(kernel, info, eoi_pending=True)
+
+
+# -- allocation -------------------------------------------------------------------------
+def xen_irq_init(kernel: PvopsKernel, irq: int) -> irq_info:
+    """xen_irq_init: a fresh irq_info (IRQT_UNBOUND, refcnt -1) for the IRQ."""
+    info = irq_info()
+    set_info_for_irq(kernel, irq, info)
+    return info
+
+
+def xen_allocate_irq_dynamic(kernel: PvopsKernel) -> int:
+    """xen_allocate_irq_dynamic: irq_alloc_desc_from(0), the lowest free IRQ >= the first non-legacy one."""
+    st = _st(kernel)
+    if kernel.fault("xen_allocate_irq"):
+        _rec(kernel, "xen_allocate_irqs_dynamic", "irq_alloc_descs_from(0) failed: no descriptor -> -ENOMEM")
+        return -ENOMEM
+    if st.free_irqs:
+        irq = heapq.heappop(st.free_irqs)
+        how = "lowest freed number"
+    else:
+        irq = st.next_irq
+        st.next_irq += 1
+        how = "next never-used number" if irq > st.gsi_top else f"first non-legacy IRQ (gsi_top {st.gsi_top})"
+    st.core.alloc_desc(irq)
+    _rec(kernel, "xen_allocate_irqs_dynamic", f"irq_alloc_descs_from(0) -> IRQ {irq} ({how})")
+    xen_irq_init(kernel, irq)
+    return irq
+
+
+def xen_allocate_irq_gsi(kernel: PvopsKernel, gsi: int) -> int:
+    """xen_allocate_irq_gsi: a legacy GSI keeps its number as IRQ (dom0 with an IO-APIC)."""
+    st = _st(kernel)
+    if gsi >= st.gsi_top:
+        return xen_allocate_irq_dynamic(kernel)
+    if gsi not in st.core.descs:
+        st.core.alloc_desc(gsi)
+    xen_irq_init(kernel, gsi)
+    return gsi
+
+
+def xen_free_irq(kernel: PvopsKernel, irq: int) -> None:
+    """xen_free_irq: drop irq_info and give the descriptor (and its number) back."""
+    st = _st(kernel)
+    set_info_for_irq(kernel, irq, None)
+    st.core.free_desc(irq)
+    if irq >= st.gsi_top:
+        heapq.heappush(st.free_irqs, irq)
+    _rec(kernel, "xen_free_irq", f"IRQ {irq} freed")
+
+
+def xen_evtchn_close(kernel: PvopsKernel, port: int) -> None:
+    """xen_evtchn_close: EVTCHNOP_close."""
+    rc = kernel.hv.evtchn_close(kernel.domid, port)
+    _rec(kernel, "xen_evtchn_close", f"EVTCHNOP_close port {port} -> {rc}")
+
+
+def event_handler_exit(kernel: PvopsKernel, info: irq_info, why: str) -> None:
+    """event_handler_exit: the handler is done with the port: clear its pending bit."""
+    clear_evtchn(kernel, info.evtchn, why)
+
+
+# -- the chips ------------------------------------------------------------------------------
+def startup_pirq(kernel: PvopsKernel, irq: int) -> None:
+    """startup_pirq: EVTCHNOP_bind_pirq on first use, then unmask."""
+    st = _st(kernel)
+    info = st.info[irq]
+    if not info.evtchn:
+        desc = st.core.descs[irq]
+        flags = BIND_PIRQ__WILL_SHARE if desc.actions and desc.actions[0].flags & IRQF_SHARED else 0
+        p = kernel.hv.evtchn_bind_pirq(kernel.domid, info.index, flags)
+        _rec(kernel, "startup_pirq", f"EVTCHNOP_bind_pirq(PIRQ {info.index}) -> {p}")
+        if p < 0:
+            return
+        set_info_for_irq(kernel, irq, irq_info(IRQT_PIRQ, info.refcnt, p, 0, info.index, info.gsi))
+        set_evtchn_to_irq(kernel, p, irq)
+    enable_dynirq(kernel, irq)
+
+
+def shutdown_pirq(kernel: PvopsKernel, irq: int) -> None:
+    """shutdown_pirq: mask and close the port, forget the mapping."""
+    info = _st(kernel).info[irq]
+    if info.evtchn:
+        mask_evtchn(kernel, info.evtchn)
+        kernel.hv.evtchn_close(kernel.domid, info.evtchn)
+        set_evtchn_to_irq(kernel, info.evtchn, -1)
+        set_info_for_irq(kernel, irq, irq_info(IRQT_PIRQ, info.refcnt, 0, 0, info.index, info.gsi))
+
+
+def __unbind_from_irq(kernel: PvopsKernel, info: irq_info, irq: int) -> None:
+    """__unbind_from_irq: refcnt--; at the end close the port (unless static), clear maps, free the IRQ."""
+    st = _st(kernel)
+    if info.refcnt > 0:
+        info.refcnt -= 1
+        _rec(kernel, "unbind_from_irq", f"IRQ {irq}: refcnt -> {info.refcnt}",
+             [(kernel.table("irq_info"), irq, None, info.row())])
+        if info.refcnt != 0:
+            return
+    port = info.evtchn
+    if port:
+        cpu = info.cpu
+        if not info.is_static:
+            xen_evtchn_close(kernel, port)
+        if info.type == IRQT_VIRQ:
+            st.virq_to_irq[cpu][info.index] = -1
+            _rec(kernel, "unbind_from_irq", f"virq_to_irq[cpu{cpu}][{info.index}] = -1",
+                 [(kernel.table("virq_to_irq"), f"{cpu}/{info.index}", irq, -1)])
+        elif info.type == IRQT_IPI:
+            st.ipi_to_irq[cpu][info.index] = -1
+            _rec(kernel, "unbind_from_irq", f"ipi_to_irq[cpu{cpu}][{info.index}] = -1",
+                 [(kernel.table("ipi_to_irq"), f"{cpu}/{info.index}", irq, -1)])
+        xen_irq_info_cleanup(kernel, info)
+    xen_free_irq(kernel, irq)
+
+
+def xen_irq_info_cleanup(kernel: PvopsKernel, info: irq_info) -> None:
+    """xen_irq_info_cleanup: forget the port's IRQ and its vcpu binding (the irq_info itself goes next)."""
+    set_evtchn_to_irq(kernel, info.evtchn, -1)
+    xen_evtchn_port_remove(kernel, info.evtchn, info.cpu)
+
+
+def xen_bind_pirq_gsi_to_irq(kernel: PvopsKernel, gsi: int, pirq: int, shareable: bool, name: str) -> int:
+    """xen_bind_pirq_gsi_to_irq: IRQ = GSI for legacy pins, chip "xen-pirq" named ioapic-edge/-level."""
+    irq = xen_allocate_irq_gsi(kernel, gsi)
+    _set_chip(kernel, irq, "xen-pirq", "fasteoi", name)
+    set_info_for_irq(kernel, irq, irq_info(IRQT_PIRQ, -1, 0, 0, pirq, gsi))
+    return irq
+
+
+def _set_chip(kernel: PvopsKernel, irq: int, chip: str, flow: str, name: str) -> None:
+    """irq_set_chip_and_handler_name (kernel/irq/chip.c)."""
+    st = _st(kernel)
+    desc = st.core.descs[irq]
+    desc.chip, desc.flow, desc.name = st.chips[chip], flow, name
+
+
+# -- binding ------------------------------------------------------------------------------
+def bind_evtchn_to_irq_chip(kernel: PvopsKernel, evtchn: int, chip: str) -> int:
+    """bind_evtchn_to_irq_chip: the port's IRQ if it has one, else a new IRQ on *chip* bound to vcpu 0."""
+    st = _st(kernel)
+    if evtchn <= 0 or evtchn >= xen_evtchn_max_channels(kernel):
+        return -EINVAL
+    irq = irq_from_evtchn(kernel, evtchn)
+    if irq != -1:
+        _rec(kernel, "bind_evtchn_to_irq_chip", f"port {evtchn} already IRQ {irq}")
+        return irq
+    irq = xen_allocate_irq_dynamic(kernel)
+    if irq < 0:
+        return irq
+    _set_chip(kernel, irq, chip, "edge", "event")
+    info = irq_info(IRQT_EVTCHN, -1, evtchn, 0)
+    set_info_for_irq(kernel, irq, info)
+    set_evtchn_to_irq(kernel, evtchn, irq)
+    bind_evtchn_to_cpu(kernel, st.info[irq], 0)
+    return irq
+
+
+def bind_ipi_to_irq(kernel: PvopsKernel, ipi: int, cpu: int) -> int:
+    """bind_ipi_to_irq: reuse the per-cpu mapping or allocate (xen-percpu, "ipi") + EVTCHNOP_bind_ipi."""
+    st = _st(kernel)
+    irq = st.ipi_to_irq[cpu][ipi]
+    if irq != -1:
+        return irq
+    irq = xen_allocate_irq_dynamic(kernel)
+    if irq < 0:
+        return irq
+    _set_chip(kernel, irq, "xen-percpu", "percpu", "ipi")
+    port = kernel.hv.evtchn_bind_ipi(kernel.domid, cpu)
+    _rec(kernel, "bind_ipi_to_irq", f"EVTCHNOP_bind_ipi(vcpu {cpu}) -> {port}")
+    if port < 0:  # the kernel BUG()s here; the model gives the IRQ back and returns the error
+        xen_free_irq(kernel, irq)
+        return port
+    set_info_for_irq(kernel, irq, irq_info(IRQT_IPI, -1, port, cpu, ipi))
+    set_evtchn_to_irq(kernel, port, irq)
+    st.ipi_to_irq[cpu][ipi] = irq
+    _rec(kernel, "bind_ipi_to_irq", f"ipi_to_irq[cpu{cpu}][{ipi}] = {irq}",
+         [(kernel.table("ipi_to_irq"), f"{cpu}/{ipi}", -1, irq)])
+    bind_evtchn_to_cpu(kernel, st.info[irq], cpu)
+    return irq
+
+
+def bind_interdomain_evtchn_to_irq_chip(kernel: PvopsKernel, dev: xenbus_device, remote_port: int,
+                                        chip: str) -> int:
+    """bind_interdomain_evtchn_to_irq_chip: EVTCHNOP_bind_interdomain to the device's other end, then bind."""
+    port = kernel.hv.evtchn_bind_interdomain(kernel.domid, dev.otherend_id, remote_port)
+    _rec(kernel, "bind_interdomain_evtchn_to_irq_chip",
+         f"EVTCHNOP_bind_interdomain(dom {dev.otherend_id}, port {remote_port}) -> {port}")
+    if port < 0:
+        return port
+    return bind_evtchn_to_irq_chip(kernel, port, chip)
+
+
+def bind_virq_to_irq(kernel: PvopsKernel, virq: int, cpu: int, percpu: bool) -> int:
+    """bind_virq_to_irq: reuse the per-cpu mapping or allocate + EVTCHNOP_bind_virq."""
+    st = _st(kernel)
+    irq = st.virq_to_irq[cpu][virq]
+    if irq != -1:
+        return irq
+    irq = xen_allocate_irq_dynamic(kernel)
+    if irq < 0:
+        return irq
+    if percpu:
+        _set_chip(kernel, irq, "xen-percpu", "percpu", "virq")
+    else:
+        _set_chip(kernel, irq, "xen-dyn", "edge", "virq")
+    port = kernel.hv.evtchn_bind_virq(kernel.domid, virq, cpu)
+    _rec(kernel, "bind_virq_to_irq", f"EVTCHNOP_bind_virq(VIRQ {virq}, vcpu {cpu}) -> {port}")
+    if port < 0:  # the kernel BUG()s here; the model gives the IRQ back and returns the error
+        xen_free_irq(kernel, irq)
+        return port
+    set_info_for_irq(kernel, irq, irq_info(IRQT_VIRQ, -1, port, cpu, virq))
+    set_evtchn_to_irq(kernel, port, irq)
+    st.virq_to_irq[cpu][virq] = irq
+    _rec(kernel, "bind_virq_to_irq", f"virq_to_irq[cpu{cpu}][{virq}] = {irq}",
+         [(kernel.table("virq_to_irq"), f"{cpu}/{virq}", -1, irq)])
+    bind_evtchn_to_cpu(kernel, st.info[irq], cpu)
+    return irq
+
+
+def unbind_from_irq(kernel: PvopsKernel, irq: int) -> None:
+    """unbind_from_irq: __unbind_from_irq of the IRQ's irq_info, if it has one."""
+    info = _st(kernel).info.get(irq)
+    if info is not None:
+        __unbind_from_irq(kernel, info, irq)
+
+
+def bind_evtchn_to_irqhandler_chip(kernel: PvopsKernel, evtchn: int, handler: Handler, irqflags: int,
+                                   devname: str, dev_id: Any, chip: str) -> int:
+    """bind_evtchn_to_irqhandler_chip: bind, then request_irq; on failure unbind_from_irq.
+
+    If the port was already bound (a second bind of the same port), that unbind drops the
+    existing IRQ and closes the port under its first user: what 6.1 does (the refcnt of a
+    plain port is -1, "not counted").
+    """
+    irq = bind_evtchn_to_irq_chip(kernel, evtchn, chip)
+    if irq < 0:
+        return irq
+    retval = irqcore.request_irq(kernel, irq, handler, irqflags, devname, dev_id)
+    if retval != 0:
+        unbind_from_irq(kernel, irq)
+        return retval
+    return irq
+
+
+def bind_evtchn_to_irqhandler(kernel: PvopsKernel, evtchn: int, handler: Handler, irqflags: int,
+                              devname: str, dev_id: Any) -> int:
+    """bind_evtchn_to_irqhandler: a "xen-dyn" IRQ for a port we hold (xenbus: "xenbus"); IRQ or -errno."""
+    return bind_evtchn_to_irqhandler_chip(kernel, evtchn, handler, irqflags, devname, dev_id, "xen-dyn")
+
+
+def bind_evtchn_to_irqhandler_lateeoi(kernel: PvopsKernel, evtchn: int, handler: Handler, irqflags: int,
+                                      devname: str, dev_id: Any) -> int:
+    """bind_evtchn_to_irqhandler_lateeoi: the same on the "xen-dyn-lateeoi" chip (EOI via xen_irq_lateeoi)."""
+    return bind_evtchn_to_irqhandler_chip(kernel, evtchn, handler, irqflags, devname, dev_id,
+                                          "xen-dyn-lateeoi")
+
+
+def bind_interdomain_evtchn_to_irqhandler_chip(kernel: PvopsKernel, dev: xenbus_device, remote_port: int,
+                                               handler: Handler, irqflags: int, devname: str, dev_id: Any,
+                                               chip: str) -> int:
+    """bind_interdomain_evtchn_to_irqhandler_chip: bind the other end's port, then request_irq."""
+    irq = bind_interdomain_evtchn_to_irq_chip(kernel, dev, remote_port, chip)
+    if irq < 0:
+        return irq
+    retval = irqcore.request_irq(kernel, irq, handler, irqflags, devname, dev_id)
+    if retval != 0:
+        unbind_from_irq(kernel, irq)
+        return retval
+    return irq
+
+
+def bind_interdomain_evtchn_to_irqhandler_lateeoi(kernel: PvopsKernel, dev: xenbus_device, remote_port: int,
+                                                  handler: Handler, irqflags: int, devname: str,
+                                                  dev_id: Any) -> int:
+    """bind_interdomain_evtchn_to_irqhandler_lateeoi: the backends' form (blkback, netback)."""
+    return bind_interdomain_evtchn_to_irqhandler_chip(kernel, dev, remote_port, handler, irqflags, devname,
+                                                      dev_id, "xen-dyn-lateeoi")
+
+
+def bind_virq_to_irqhandler(kernel: PvopsKernel, virq: int, cpu: int, handler: Handler, irqflags: int,
+                            devname: str, dev_id: Any) -> int:
+    """bind_virq_to_irqhandler: per-cpu chip if IRQF_PERCPU, else "xen-dyn"; request_irq."""
+    irq = bind_virq_to_irq(kernel, virq, cpu, bool(irqflags & IRQF_PERCPU))
+    if irq < 0:
+        return irq
+    retval = irqcore.request_irq(kernel, irq, handler, irqflags, devname, dev_id)
+    if retval != 0:
+        unbind_from_irq(kernel, irq)
+        return retval
+    return irq
+
+
+def bind_ipi_to_irqhandler(kernel: PvopsKernel, ipi: int, cpu: int, handler: Handler, irqflags: int,
+                           devname: str, dev_id: Any) -> int:
+    """bind_ipi_to_irqhandler: bind_ipi_to_irq + request_irq."""
+    irq = bind_ipi_to_irq(kernel, ipi, cpu)
+    if irq < 0:
+        return irq
+    retval = irqcore.request_irq(kernel, irq, handler, irqflags, devname, dev_id)
+    if retval != 0:
+        unbind_from_irq(kernel, irq)
+        return retval
+    return irq
+
+
+def unbind_from_irqhandler(kernel: PvopsKernel, irq: int, dev_id: Any) -> None:
+    """unbind_from_irqhandler: free_irq + unbind_from_irq."""
+    irqcore.free_irq(kernel, irq, dev_id)
+    unbind_from_irq(kernel, irq)
+
+
+def evtchn_make_refcounted(kernel: PvopsKernel, evtchn: int) -> int:
+    """evtchn_make_refcounted: refcnt -1 ("not counted") -> 1 (the evtchn device's ports)."""
+    irq = irq_from_evtchn(kernel, evtchn)
+    info = _st(kernel).info.get(irq)
+    if info is None:
+        return -ENOENT
+    info.refcnt = 1
+    _rec(kernel, "evtchn_make_refcounted", f"port {evtchn}: IRQ {irq} refcnt = 1",
+         [(kernel.table("irq_info"), irq, None, info.row())])
+    return 0
+
+
+# -- the upcall ---------------------------------------------------------------------------
+def handle_irq_for_port(kernel: PvopsKernel, port: int, cpu: int) -> None:
+    """handle_irq_for_port: generic_handle_irq of the port's IRQ (a port with no IRQ is left alone)."""
+    irq = irq_from_evtchn(kernel, port)
+    if irq == -1:
+        return
+    _rec(kernel, "handle_irq_for_port", f"port {port} pending -> generic_handle_irq({irq})")
+    irqcore.do_IRQ(kernel, irq, cpu)
+
+
+def xen_evtchn_do_upcall(kernel: PvopsKernel, cpu: int = 0) -> int:
+    """xen_evtchn_do_upcall: clear upcall_pending, let the ABI handle the events; again while it is set."""
+    st = _st(kernel)
+    vcpu = kernel.hv.domains[kernel.domid].shared_info.vcpu_info[cpu]
+    if st.in_upcall:
+        return 0
+    st.in_upcall, old_cpu, st.this_cpu = True, st.this_cpu, cpu
+    old_umask = int(vcpu.evtchn_upcall_mask)
+    vcpu.evtchn_upcall_mask = 1
+    handled = 0
+    try:
+        while True:
+            vcpu.evtchn_upcall_pending = 0
+            _rec(kernel, "xen_evtchn_do_upcall",
+                 f"vcpu {cpu}: upcall_pending cleared, pending_sel {int(vcpu.evtchn_pending_sel):#x}")
+            handled += xen_evtchn_handle_events(kernel, cpu)
+            if not vcpu.evtchn_upcall_pending:
+                break
+    finally:
+        vcpu.evtchn_upcall_mask = old_umask
+        st.in_upcall, st.this_cpu = False, old_cpu
+    return handled
+
+
+def enable_dynirq(kernel: PvopsKernel, irq: int) -> None:
+    """enable_dynirq: unmask the port (EVT_MASK_REASON_EXPLICIT), unless a late EOI is pending."""
+    info = _st(kernel).info.get(irq)
+    if info is not None and info.evtchn:
+        do_unmask(kernel, info)
+
+
+def disable_dynirq(kernel: PvopsKernel, irq: int) -> None:
+    """disable_dynirq: mask the port (EVT_MASK_REASON_EXPLICIT)."""
+    info = _st(kernel).info.get(irq)
+    if info is not None and info.evtchn:
+        do_mask(kernel, info)
+
+
+def ack_dynirq(kernel: PvopsKernel, irq: int) -> None:
+    """ack_dynirq: event_handler_exit -> clear the port's pending bit."""
+    info = _st(kernel).info.get(irq)
+    if info is not None and info.evtchn:
+        event_handler_exit(kernel, info, "ack_dynirq")
+
+
+def lateeoi_ack_dynirq(kernel: PvopsKernel, irq: int) -> None:
+    """lateeoi_ack_dynirq: mask the port for EOI_PENDING, clear it; xen_irq_lateeoi unmasks it later."""
+    info = _st(kernel).info.get(irq)
+    if info is not None and info.evtchn:
+        do_mask(kernel, info, eoi_pending=True)
+        clear_evtchn(kernel, info.evtchn, "lateeoi_ack_dynirq: masked until the late EOI")
+
+
+def _chips(kernel: PvopsKernel) -> dict[str, IrqChip]:
+    """xen_dynamic_chip, xen_lateeoi_chip, xen_percpu_chip and xen_pirq_chip of this kernel."""
+    def enable(irq: int) -> None:
+        enable_dynirq(kernel, irq)
+
+    def disable(irq: int) -> None:
+        disable_dynirq(kernel, irq)
+
+    def ack(irq: int) -> None:
+        ack_dynirq(kernel, irq)
+
+    return {
+        "xen-dyn": IrqChip("xen-dyn", startup=enable, shutdown=disable, ack=ack, mask=disable, unmask=enable),
+        "xen-dyn-lateeoi": IrqChip("xen-dyn-lateeoi", startup=enable, shutdown=disable,
+                                   ack=lambda irq: lateeoi_ack_dynirq(kernel, irq), mask=disable,
+                                   unmask=enable),
+        "xen-percpu": IrqChip("xen-percpu", startup=enable, shutdown=disable, ack=ack, mask=disable,
+                              unmask=enable),
+        "xen-pirq": IrqChip("xen-pirq", startup=lambda irq: startup_pirq(kernel, irq),
+                            shutdown=lambda irq: shutdown_pirq(kernel, irq), ack=ack, end=enable,
+                            mask=disable, unmask=enable),
+    }
+
+
+# -- init ---------------------------------------------------------------------------------
+def xen_init_IRQ(kernel: PvopsKernel, port_abi_init: Callable[[PvopsKernel], evtchn_ops], *,
+                 fifo_events: bool = True) -> EventsState:
+    """xen_init_IRQ: pick the event ABI, mask every port, set the upcall; IRQs below gsi_top stay legacy.
+
+    *port_abi_init* is the ABI's init (``events_2l.xen_evtchn_2l_init``): it returns the
+    ``evtchn_ops`` the kernel uses from now on.
+    """
+    d = kernel.hv.domains[kernel.domid]
+    pv_dom0 = d.initdomain and not d.hvm
+    gsi_top = IOAPIC_PINS if pv_dom0 else 0
+    n = kernel.num_possible_cpus()
+    st = EventsState(kernel.name, n, gsi_top, IrqCore(kernel, n), fifo_events)
+    kernel.irq = st
+    kernel.irq_core = st.core
+    st.evtchn_ops = port_abi_init(kernel)
+    st.next_irq = gsi_top
+    st.virq_to_irq = [[-1] * NR_VIRQS for _ in range(n)]
+    st.ipi_to_irq = [[-1] * XEN_NR_IPIS for _ in range(n)]
+    st.chips = _chips(kernel)
+    nports = st.evtchn_ops.nr_channels(kernel)
+    with kernel.trace.muted():  # one step for all of them: the summary below
+        for evtchn in range(nports):
+            mask_evtchn(kernel, evtchn)
+    d.upcall = lambda vcpu: xen_evtchn_do_upcall(kernel, vcpu)
+    _rec(kernel, "xen_init_IRQ",
+         f"{'FIFO' if fifo_events else '2-level'} event ABI chosen (delivery modelled "
+         f"2-level); all {nports} ports masked; dynamic IRQs from {gsi_top} "
+         + (f"(GSIs 0..{gsi_top - 1} are the IO-APIC's)" if gsi_top else "(no legacy IRQs in a PV domU)"))
+    return st
+

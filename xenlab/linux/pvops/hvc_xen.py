@@ -1,0 +1,67 @@
+"""drivers/tty/hvc/hvc_xen.c, Linux 6.1: the Xen console's IRQ and the "xenconsole" frontend driver.
+
+The first PV console of a guest is not a xenbus device: ``xen_hvc_init`` takes its port
+from start_info (dom0: VIRQ_CONSOLE) and binds it (a domU's with the lateeoi chip: its
+read path signals the late EOI); hvc_alloc then requests the IRQ as "hvc_console". The
+driver "xenconsole" (ids "console") is for extra consoles (device/console/<id>;
+console/0 is skipped by the frontend probe). The lab does the two halves at the times
+its boot records them: the IRQ with the late IRQs, the driver with the built-in drivers.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from xenlab.abi.event_channel import VIRQ_CONSOLE
+from xenlab.linux import irq as irqcore
+from xenlab.linux.irq import IRQ_HANDLED, IRQF_SHARED
+from xenlab.linux.kernel import KERN_ERR
+from xenlab.linux.pvops.events_base import bind_evtchn_to_irq_chip, bind_virq_to_irq, xen_irq_lateeoi
+from xenlab.linux.pvops.xenbus_probe import xenbus_device, xenbus_driver
+from xenlab.linux.pvops.xenbus_probe_frontend import xenbus_register_frontend
+
+if TYPE_CHECKING:
+    from xenlab.linux.pvops.kernel import PvopsKernel
+
+SRC = "drivers/tty/hvc/hvc_xen.c"
+
+
+def _check(kernel: PvopsKernel, rc: int, what: str) -> int:
+    if rc < 0:
+        kernel.printk(KERN_ERR, f"{what} failed: {rc}")
+    return rc
+
+
+def xen_hvc_init(kernel: PvopsKernel) -> int:
+    """xen_hvc_init: bind the console port (dom0: VIRQ_CONSOLE; domU: start_info's), request "hvc_console"."""
+    initial = kernel.xen_initial_domain()
+    port = int(kernel.hv.domains[kernel.domid].start_info.console.domU.evtchn or 0)
+    if not initial and not port:
+        kernel.record("hvc_console_init", "no console event channel in start_info: no console IRQ", SRC)
+        return 0
+
+    def hvc_handle_interrupt(irq: int, dev_id: Any) -> int:
+        if not initial:
+            xen_irq_lateeoi(kernel, irq)  # domU_read_console signals the late EOI
+        return IRQ_HANDLED
+
+    if initial:
+        irq = bind_virq_to_irq(kernel, VIRQ_CONSOLE, 0, False)  # xen_initial_domain_console_init
+    else:
+        irq = bind_evtchn_to_irq_chip(kernel, port, "xen-dyn-lateeoi")  # bind_evtchn_to_irq_lateeoi
+    if irq < 0:
+        return _check(kernel, irq, "xen_hvc_init")
+    rc = irqcore.request_irq(kernel, irq, hvc_handle_interrupt, IRQF_SHARED, "hvc_console", kernel)
+    return irq if rc == 0 else _check(kernel, rc, "hvc_console request_irq")
+
+
+def xencons_probe(kernel: PvopsKernel, dev: xenbus_device) -> int:
+    """xencons_probe: an extra console device (none in the lab's scenarios; only recorded)."""
+    kernel.record("xencons_probe", f"{dev.nodename}: xencons device (not connected by the lab)", SRC)
+    return 0
+
+
+def xencons_driver_register(kernel: PvopsKernel) -> int:
+    """xen_hvc_init's tail: xenbus_register_frontend(&xencons_driver), "xenconsole" for ids "console"."""
+    drv = xenbus_driver(name="xenconsole", ids=["console"], probe=xencons_probe)
+    return xenbus_register_frontend(kernel, drv)
