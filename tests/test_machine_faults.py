@@ -10,11 +10,10 @@ from xenlab.sim.scenarios import build
 
 def test_every_probe_fault_is_offered() -> None:
     from xenlab.linux.pvops.kernel import PvopsKernel
-    from xenlab.linux.xenbus.probe import FAULTS
     from xenlab.linux.xenlinux.kernel import XenLinuxKernel
 
     names = all_faults()
-    for name, _what in FAULTS + XenLinuxKernel.FAULTS + PvopsKernel.FAULTS:
+    for name, _what in XenLinuxKernel.FAULTS + PvopsKernel.FAULTS:
         assert name in names
     assert {"ring-not-quiescent", "exhaust-irqs"} <= set(names)
 

@@ -10,10 +10,10 @@ modern kernels), the flow handler's name (``desc->name``: "event", "virq", "ipi"
 counts (what ``/proc/interrupts`` prints). ``do_IRQ`` runs the flow: count, ack at the
 chip, run every action's handler, end/eoi.
 
-The event-channel layers (``evtchn.py`` for 2.6.18, ``events.py`` for modern) decide
-which IRQ a port gets and install the chips; this module is the part both share, plus
-the guest's view of the 2-level bits in its ``shared_info`` (``SharedBits``) and the
-round-robin 2-level scan both upcalls use.
+The event-channel layers (XenLinux 2.6.18's drivers/xen/core/evtchn.c in
+``xenlinux/evtchn.py``, Linux 6.1's drivers/xen/events/ in ``pvops/events_*.py``) decide
+which IRQ a port gets, install the chips and scan the pending bits themselves; this
+module is the part both kernels share.
 
 Functions mirror kernel/irq/manage.c and kernel/irq/chip.c (and 2.6.18's
 kernel/irq/handle.c ``__do_IRQ``) and take the Kernel as first argument.
@@ -92,70 +92,6 @@ class IrqDesc:
     def count(self) -> int:
         """Sum of the per-cpu counts (kstat_irqs)."""
         return sum(self.kstat)
-
-
-class SharedBits:
-    """The guest's view of its shared_info: 2-level pending/mask bits, selector, upcall flag.
-
-    Linux touches these bits itself with sync_set_bit & co; here the hypervisor's
-    ``shared_info`` object holds them, and this class is the handful of bit operations
-    the guest kernel code uses.
-    """
-
-    def __init__(self, kernel: Kernel) -> None:
-        self.kernel = kernel
-        self.sh = kernel.hv.domains[kernel.domid].shared_info
-        self.bits = 64 if kernel.hv.bits == 64 else 32
-
-    # -- per-port bits (sync_*_bit on evtchn_pending / evtchn_mask) ------------------
-    def test_pending(self, port: int) -> bool:
-        """sync_test_bit(port, evtchn_pending)."""
-        return bool(self.sh.evtchn_pending[port])
-
-    def clear_pending(self, port: int) -> None:
-        """sync_clear_bit(port, evtchn_pending) (clear_evtchn)."""
-        self.sh.evtchn_pending[port] = 0
-
-    def set_pending(self, port: int) -> None:
-        """sync_set_bit(port, evtchn_pending) (resend_irq_on_evtchn)."""
-        self.sh.evtchn_pending[port] = 1
-
-    def test_mask(self, port: int) -> bool:
-        """sync_test_bit(port, evtchn_mask)."""
-        return bool(self.sh.evtchn_mask[port])
-
-    def set_mask(self, port: int) -> bool:
-        """sync_test_and_set_bit on the mask: True if it was already set."""
-        old = bool(self.sh.evtchn_mask[port])
-        self.sh.evtchn_mask[port] = 1
-        return old
-
-    def clear_mask(self, port: int) -> None:
-        """sync_clear_bit(port, evtchn_mask) (no re-raise: see unmask_evtchn)."""
-        self.sh.evtchn_mask[port] = 0
-
-    def active_word(self, idx: int) -> int:
-        """evtchn_pending[idx] & ~evtchn_mask[idx] as one machine word."""
-        return self.sh.evtchn_pending.word(idx) & ~self.sh.evtchn_mask.word(idx) & ((1 << self.bits) - 1)
-
-    # -- per-vcpu ----------------------------------------------------------------------
-    def vcpu(self, cpu: int) -> Any:
-        """The vcpu_info of *cpu* (upcall_pending, upcall_mask, pending_sel)."""
-        return self.sh.vcpu_info[cpu]
-
-    def xchg_pending_sel(self, cpu: int) -> int:
-        """xchg(&vcpu_info->evtchn_pending_sel, 0)."""
-        v = self.sh.vcpu_info[cpu]
-        old = int(v.evtchn_pending_sel)
-        v.evtchn_pending_sel = 0
-        return old
-
-    def test_and_set_sel(self, cpu: int, idx: int) -> bool:
-        """sync_test_and_set_bit(idx, &vcpu_info->evtchn_pending_sel)."""
-        v = self.sh.vcpu_info[cpu]
-        old = int(v.evtchn_pending_sel)
-        v.evtchn_pending_sel = old | (1 << idx)
-        return bool(old >> idx & 1)
 
 
 class IrqCore:
@@ -313,75 +249,3 @@ def do_IRQ(kernel: Kernel, irq: int, cpu: int = 0) -> int:
     if chip is not None and chip.end is not None and desc.flow in ("do_IRQ", "percpu", "fasteoi"):
         chip.end(irq)
     return ret
-
-
-def evtchn_2l_scan(
-    kernel: Kernel,
-    cpu: int,
-    state: dict[str, int],
-    port_active: Callable[[int], bool],
-    handle_port: Callable[[int], None],
-) -> int:
-    """The 2-level round-robin scan shared by L18 evtchn_do_upcall and events_2l.c: selector, then words.
-
-    Takes the selector word with xchg, then walks selector bits and pending&~mask words
-    starting after the last port handled (``state`` keeps last l1i/l2i per cpu), calling
-    ``handle_port`` for each active port (``port_active`` filters ports bound to other
-    cpus). Returns how many ports were handled.
-    """
-    bits = kernel.irq.shared.bits
-    sb: SharedBits = kernel.irq.shared
-    l1 = sb.xchg_pending_sel(cpu)
-    l1i = state.setdefault("l1i", bits - 1)
-    l2i = state.setdefault("l2i", bits - 1)
-    handled = 0
-    full = (1 << bits) - 1
-
-    def active(word_idx: int) -> int:
-        w = sb.active_word(word_idx)
-        if not w:
-            return 0
-        out = 0
-        base = word_idx * bits
-        while w:
-            low = w & -w
-            b = low.bit_length() - 1
-            if port_active(base + b):
-                out |= low
-            w ^= low
-        return out
-
-    while l1:
-        l1i = (l1i + 1) % bits
-        masked_l1 = l1 & ((full << l1i) & full)
-        if not masked_l1:
-            l1i = bits - 1
-            l2i = bits - 1
-            continue
-        l1i = (masked_l1 & -masked_l1).bit_length() - 1
-        while True:
-            l2 = active(l1i)
-            l2i = (l2i + 1) % bits
-            masked_l2 = l2 & ((full << l2i) & full)
-            if not masked_l2:
-                l2i = bits - 1
-                break
-            l2i = (masked_l2 & -masked_l2).bit_length() - 1
-            handle_port(l1i * bits + l2i)
-            handled += 1
-            state["l1i"], state["l2i"] = l1i, l2i
-            if l2i == bits - 1:
-                break
-        if not active(l1i):
-            l1 &= ~(1 << l1i)
-    return handled
-
-
-def clear_evtchn_pending(kernel: Kernel, shared: SharedBits, port: int, why: str) -> None:
-    """sync_clear_bit(port, shared_info->evtchn_pending), recorded as the change to Xen's bit."""
-    was = shared.test_pending(port)
-    shared.clear_pending(port)
-    if was:
-        kernel.record("clear_evtchn", f"port {port}: pending bit cleared ({why})",
-                      "include/xen/events.h",
-                      changes=[(f"xen/d{kernel.domid}/evtchn_pending", port, 1, None)])

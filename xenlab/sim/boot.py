@@ -2,8 +2,8 @@
 
 A real kernel runs its initcalls in a fixed order, and every IRQ and port number a
 learner sees follows from it (each is the lowest free one at the moment of binding).
-For a PV kernel (``xenlab.linux.boot_irqs`` and ``xenlab.linux.xenbus.probe`` document
-each step):
+Each kernel says its own order (``Kernel.boot_stages``: ``xenlab.linux.xenlinux.kernel``
+and ``xenlab.linux.pvops.kernel``); for a PV kernel the stages are:
 
 1. early IRQs: ``xen_init_IRQ``, then per vcpu the timer VIRQ and the IPIs;
 2. xenbus: modern ``xenbus_init`` (postcore) + ``xenbus_probe_backend_init`` /

@@ -1,1 +1,0 @@
-"""Xen split drivers: blkfront/blkback, netfront/netback, and the console-side frontends."""

@@ -1,1 +1,0 @@
-"""See ../shared/DESIGN.md for what lives in this layer."""
