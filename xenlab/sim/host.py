@@ -8,12 +8,12 @@ UNBIND, ``read()`` for the ports that fired, ``write()`` of the same ports to re
 them. Each bound port becomes an IRQ of the dom0 kernel named ``evtchn:<comm>``
 (``xen-dyn-lateeoi``), which is why /proc/interrupts shows ``evtchn:oxenstored``.
 ``EvtchnDevHost`` is that user: it opens the dom0 kernel's evtchn device model
-(``Kernel.evtchn_open``: drivers/xen/evtchn.c of each kernel) and offers what
-xenstored's RingServer needs (the host contract in DEVELOPERS.md). dom0's own store
-page comes from ``/proc/xen/xsd_kva`` (mmap of the page the kernel allocated); a guest's
-page is mapped the way the real daemon maps it: grant ref 1 (GNTTAB_RESERVED_XENSTORE, seeded by the domain builder)
-through /dev/xen/gntdev, i.e. GNTTABOP_map_grant_ref by dom0; the mfn INTRODUCE names
-is not used for it.
+(``Kernel.evtchn_open``: drivers/xen/evtchn.c of each kernel) and offers what xenstored's
+RingServer needs (the host contract in DEVELOPERS.md). dom0's own store page comes from
+``/proc/xen/xsd_kva`` (mmap of the page the kernel allocated); a guest's page is mapped the
+way the real daemon maps it: grant ref 1 (GNTTAB_RESERVED_XENSTORE, seeded by the domain
+builder) through /dev/xen/gntdev, i.e. GNTTABOP_map_grant_ref by dom0; the mfn INTRODUCE
+names is not used for it.
 """
 
 from __future__ import annotations
