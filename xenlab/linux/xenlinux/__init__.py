@@ -15,7 +15,6 @@ reboot                     drivers/xen/core/reboot.c (control/shutdown and contr
 cpu_hotplug                drivers/xen/core/cpu_hotplug.c (the "cpu" watch)
 time_xen                   arch/i386/kernel/time-xen.c (the timer VIRQ; x86_64 builds it too)
 irq_xen                    arch/x86_64/kernel/irq-xen.c (/proc/interrupts)
-page_alloc                 mm/page_alloc.c (get_zeroed_page, free_page)
 xenbus_comms               drivers/xen/xenbus/xenbus_comms.c
 xenbus_xs                  drivers/xen/xenbus/xenbus_xs.c
 xenbus_probe               drivers/xen/xenbus/xenbus_probe.c (with the frontend bus, as in 2.6.18)
@@ -35,6 +34,9 @@ netfront                   drivers/xen/netfront/netfront.c
 netback_interface          drivers/xen/netback/interface.c
 netback_xenbus             drivers/xen/netback/xenbus.c
 =========================  ===================================================================
+
+mm/page_alloc.c (get_zeroed_page, free_page) is the shared ``xenlab.linux.mm``: both kernels
+allocate pages the same way.
 
 Python conventions for the C idioms (every module follows them): the kernel object is the
 first argument (``kernel: XenLinuxKernel``); a C function returning a pointer or ERR_PTR

@@ -26,6 +26,7 @@ from xenlab.abi.xenbus import (
     XenbusStateInitialised,
 )
 from xenlab.linux.irq import IRQ_HANDLED
+from xenlab.linux.mm import get_zeroed_page
 from xenlab.linux.xenlinux.evtchn import (
     bind_listening_port_to_irqhandler,
     irq_to_evtchn_port,
@@ -38,7 +39,6 @@ from xenlab.linux.xenlinux.gnttab import (
     gnttab_free_grant_references,
     gnttab_grant_foreign_access_ref,
 )
-from xenlab.linux.xenlinux.page_alloc import get_zeroed_page
 from xenlab.linux.xenlinux.xenbus_client import (
     xenbus_dev_fatal,
     xenbus_frontend_closed,

@@ -24,6 +24,7 @@ from xenlab.abi.xenbus import (
 )
 from xenlab.linux.irq import IRQ_HANDLED
 from xenlab.linux.kernel import KERN_ALERT, KERN_INFO
+from xenlab.linux.mm import get_zeroed_page
 from xenlab.linux.xenlinux.evtchn import (
     bind_listening_port_to_irqhandler,
     irq_to_evtchn_port,
@@ -34,7 +35,6 @@ from xenlab.linux.xenlinux.gnttab import (
     gnttab_end_foreign_access,
     gnttab_free_grant_references,
 )
-from xenlab.linux.xenlinux.page_alloc import get_zeroed_page
 from xenlab.linux.xenlinux.xenbus_client import (
     xenbus_dev_fatal,
     xenbus_frontend_closed,

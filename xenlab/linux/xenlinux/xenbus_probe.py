@@ -52,7 +52,7 @@ from xenlab.linux.driver_model import (
     driver_register,
 )
 from xenlab.linux.kernel import KERN_INFO, KERN_WARNING
-from xenlab.linux.xenlinux.page_alloc import free_page, get_zeroed_page
+from xenlab.linux.mm import free_page, get_zeroed_page
 from xenlab.linux.xenlinux.xen_proc import create_xen_proc_entry
 from xenlab.linux.xenlinux.xenbus_client import (
     xenbus_dev_error,
