@@ -14,7 +14,7 @@ import pytest
 from xenlab.abi.xenbus import XenbusStateInitialised, XenbusStateInitialising, XenbusStateInitWait
 from xenlab.base.trace import Trace
 from xenlab.linux.xenbus_transitions import handshake_edges
-from xenlab.views import HandshakeDiagram, IrqMap, RingPicture, SequenceDiagram, Stepper
+from xenlab.views import HandshakeDiagram, IrqMap, RingPicture, SequenceDiagram, Stepper, TableView
 from xenlab.views.picture import NO_MATPLOTLIB, have_matplotlib
 from xenlab.views.stepper import Context
 
@@ -55,6 +55,22 @@ def test_ring_picture_text_shows_the_hands_the_bytes_in_flight_and_the_wrap():
     assert "20 bytes in flight (slots 0..19)" in after
     alt = pic.alt(Context.at(t, 2))
     assert "40 bytes in flight between req_cons at slot 1000 and req_prod at slot 16" in alt
+
+
+def test_ring_picture_reads_what_the_toolstack_left_in_the_page_before_either_side():
+    t = Trace()
+    t.record("fault ring-not-quiescent", "stale indices", actor="toolstack", source="xenlab/sim/faults.py",
+             changes=[("toolstack/store_page", k, 0, v) for k, v in
+                      (("req_prod", 24), ("req_cons", 24), ("rsp_prod", 32), ("rsp_cons", 16))])
+    t.record("xb_init_comms", "response ring not quiescent: rsp_cons = rsp_prod", actor="domU1", source=COMMS,
+             changes=[("domU1/ring", "rsp_cons", 16, 32)])
+    pic = RingPicture("domU1", initial="toolstack/store_page")
+    assert "rsp (xenstored -> guest): cons 0x10 -> slot 16, prod 0x20 -> slot 32" in pic.text_at(t, 0)
+    assert "16 bytes in flight (slots 16..31)" in pic.text_at(t, 0)
+    fixed = pic.text_at(t, 1)
+    assert "rsp (xenstored -> guest): cons 0x20 -> slot 32, prod 0x20 -> slot 32, 0 full turns; empty" \
+        in fixed
+    assert "this step: rsp_cons 0x10 -> 0x20, 16 bytes over slots 16..31" in fixed
 
 
 def test_ring_picture_steps_back_by_replay():
@@ -186,10 +202,10 @@ def test_a_picture_in_a_stepper_updates_its_image_in_place():
 @needs_mpl
 def test_a_picture_at_a_step_displays_as_png_with_its_text():
     shown = RingPicture("dom0").at(ring_trace(), 2)
-    data, meta = shown._repr_mimebundle_()
-    assert set(data) == {"text/plain", "image/png"} and "40 bytes in flight" in data["text/plain"]
-    assert "req_prod at slot 16" in meta["image/png"]["alt"]
-    assert "alt='Two circles of 1024 slots" in shown._repr_html_()
+    data = shown._repr_mimebundle_()
+    assert set(data) == {"text/plain", "text/html"} and "40 bytes in flight" in data["text/plain"]
+    assert "<img alt='Two circles of 1024 slots" in data["text/html"]
+    assert "req_prod at slot 16" in data["text/html"] and "data:image/png;base64," in data["text/html"]
 
 
 def test_without_matplotlib_a_picture_is_its_text_and_says_so(monkeypatch):
@@ -202,8 +218,8 @@ def test_without_matplotlib_a_picture_is_its_text_and_says_so(monkeypatch):
     text = pic.text(ctx)
     assert text.endswith(NO_MATPLOTLIB) and "40 bytes in flight" in text
     assert "matplotlib is not installed" in pic.html(ctx) and "40 bytes in flight" in pic.html(ctx)
-    data, _ = pic.at(t, 2)._repr_mimebundle_()
-    assert set(data) == {"text/plain"}
+    data = pic.at(t, 2)._repr_mimebundle_()
+    assert "<img" not in data["text/html"] and "matplotlib is not installed" in data["text/html"]
     stepper = Stepper(t, [pic, SequenceDiagram(), HandshakeDiagram(), IrqMap()], start=2)
     assert stepper.text().count(NO_MATPLOTLIB) == 4 and "cannot draw" not in stepper.text()
 
@@ -212,3 +228,19 @@ def test_importing_the_views_imports_no_matplotlib():
     code = "import sys, xenlab.views; print(any(m.startswith('matplotlib') for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_table_view_shows_proc_xen_modes_and_marks_what_the_step_changed():
+    t = Trace()
+    src = "drivers/xen/core/xen_proc.c"
+    t.record("create_xen_proc_entry", "/proc/xen/xsd_kva mode 0600", actor="dom0", source=src,
+             changes=[("dom0/proc", "xen/xsd_kva", None, "0600")])
+    t.record("create_xen_proc_entry", "/proc/xen/xsd_port mode 0400", actor="dom0", source=src,
+             changes=[("dom0/proc", "xen/xsd_port", None, "0400")])
+    view = TableView({"/proc/xen entries (mode)": "dom0/proc", "xenbus globals": "dom0/xenbus"})
+    text = view.text_at(t, 1)
+    assert "/proc/xen entries (mode) (dom0/proc):" in text and "xenbus globals (dom0/xenbus): (empty)" in text
+    lines = text.splitlines()
+    assert any(line.startswith("  xen/xsd_kva ") and "0600" in line for line in lines)
+    assert any(line.startswith("* xen/xsd_port") and "0400" in line and "was None" in line for line in lines)
+    assert "xen/xsd_port" not in view.text_at(t, 0)  # one step back: not created yet

@@ -11,6 +11,7 @@ costs nothing without a notebook.
     IrqView("dom0")          IRQ space, evtchn_to_irq, port tables (panel)
     BusView()                buses, drivers, devices, xenbus states (panel)
     RingView(buf)            req/rsp rings of a store page (panel or standalone)
+    TableView({label: table}) a few trace tables row by row (/proc/xen modes, xenbus globals...)
 
 Pictures (matplotlib, imported only when one is drawn; text form only without it):
     RingPicture("dom0")      the store ring drawn as two rings of 1024 slots, cons/prod hands
@@ -32,6 +33,7 @@ from xenlab.views.ring_picture import RingPicture
 from xenlab.views.sequence import SequenceDiagram
 from xenlab.views.stepper import Context, Stepper, TablePanel
 from xenlab.views.store import StoreView
+from xenlab.views.tables import TableView
 
 __all__ = ["BusView", "Context", "HandshakeDiagram", "IrqMap", "IrqView", "Picture", "RingPicture",
-           "RingView", "SequenceDiagram", "Stepper", "StoreView", "TablePanel"]
+           "RingView", "SequenceDiagram", "Stepper", "StoreView", "TablePanel", "TableView"]

@@ -10,7 +10,9 @@ current step moved an index over are outlined.
 The indices come from the trace (the guest's ``<kernel>/ring`` table: ``req_prod``,
 ``rsp_cons``; the daemon's ``xenstored/ring/d<N>``: ``req_cons``, ``rsp_prod``), so the
 picture steps back by replay like every view. Given a followed ``RingView``
-(``frames=``), the arc is cut into headers and payloads as RingView frames them.
+(``frames=``), the arc is cut into headers and payloads as RingView frames them;
+``initial=`` names a table holding indices written into the page before either side
+ran (the ``ring-not-quiescent`` fault's ``toolstack/store_page``).
 """
 
 from __future__ import annotations
@@ -54,25 +56,28 @@ class RingPicture(Picture):
     size = (5.2, 5.2)
 
     def __init__(self, kernel: str = "dom0", domid: int | None = None, *,
-                 frames: RingView | None = None) -> None:
+                 frames: RingView | None = None, initial: str | None = None) -> None:
         super().__init__()
         self.kernel = kernel
         # the lab names kernels dom0, domU1, domU2...: the domid is the number
         self.domid = domid if domid is not None else int(kernel.removeprefix("domU").removeprefix("dom") or 0)
         self.frames = frames
+        self.initial = initial  # a table holding what was in the page before either side wrote it
         self.title = f"the store ring of {kernel}, drawn as a ring"
 
     # -- data ------------------------------------------------------------------------------------
-    def _tables(self) -> tuple[str, str]:
-        return f"{self.kernel}/ring", f"xenstored/ring/d{self.domid}"
+    def _tables(self) -> tuple[str, ...]:
+        tables = (f"{self.kernel}/ring", f"xenstored/ring/d{self.domid}")
+        return tables + ((self.initial,) if self.initial else ())
 
     def indices(self, ctx: Context) -> dict[str, int]:
         """The four free-running indices after this step (0 where nothing was recorded yet)."""
-        guest, daemon = (ctx.table(t) for t in self._tables())
+        guest, daemon = (ctx.table(t) for t in self._tables()[:2])
+        initial = ctx.table(self.initial) if self.initial else {}
         out = {}
         for f in GUEST_FIELDS + DAEMON_FIELDS:
             first, second = (guest, daemon) if f in GUEST_FIELDS else (daemon, guest)
-            v = first.get(f, second.get(f, 0))
+            v = first.get(f, second.get(f, initial.get(f, 0)))
             out[f] = int(v) if isinstance(v, int) else 0
         return out
 
