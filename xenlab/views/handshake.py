@@ -124,12 +124,12 @@ class HandshakeDiagram(Picture):
                 at.setdefault(s, []).append(_short(node))
             for s in nodes:
                 has = s in at
-                ax.text(x[s], 0, s if s != "*" else "* (any)", ha="center", va="center", fontsize=6.5,
+                ax.text(x[s], 0, s if s != "*" else "* (any)", ha="center", va="center", fontsize=7.5,
                         fontweight="bold" if has else "normal",
                         bbox={"boxstyle": "round,pad=0.3", "fc": "#d9ead3" if has else "#f3f3f3",
                               "ec": "#6a7fa0", "lw": 0.6})
                 if has:
-                    ax.text(x[s], -0.3, "\n".join(at[s]), ha="center", va="top", fontsize=5.8,
+                    ax.text(x[s], -0.3, "\n".join(at[s]), ha="center", va="top", fontsize=7,
                             color="#1a5e1a")
             ax.text(-0.55, 1.15, f"{role} ({kernel})", fontsize=8, fontweight="bold", va="top")
         fig.suptitle(f"XenbusState handshake ({self.flavour}) after step {ctx.index}: arcs above go forward, "

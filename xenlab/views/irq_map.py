@@ -26,7 +26,7 @@ KINDS = {  # irq_info type -> (label, colour)
     "IRQT_IPI": ("IPI", "#93c47d"),
     "IRQT_CALLER_PORT": ("caller port", "#f4a742"),
     "IRQT_LOCAL_PORT": ("local port", "#c27ba0"),
-    "IRQT_EVTCHN": ("event channel", "#f4a742"),
+    "IRQT_EVTCHN": ("event channel (modern)", "#8e7cc3"),
     "IRQT_PIRQ": ("PIRQ", "#a0a0a0"),
     "taken": ("taken (no binding recorded)", "#e06666"),
 }
@@ -222,7 +222,7 @@ class IrqMap(Picture):
             ax.add_patch(Rectangle((i % COLS - 0.08, rows - 1 - i // COLS - 0.08), 1.08, 1.08,
                                    facecolor="none", edgecolor="#c00000", linewidth=2.0))
         for r in range(rows):
-            ax.text(-0.2, r + 0.46, str(base + (rows - 1 - r) * COLS), ha="right", va="center", fontsize=5.5,
+            ax.text(-0.2, r + 0.46, str(base + (rows - 1 - r) * COLS), ha="right", va="center", fontsize=6.5,
                     color="#777")
         free = count - len(cells)
         head = f"{label}: IRQ {base}..{base + count - 1}, {len(cells)} in use"
@@ -241,14 +241,14 @@ class IrqMap(Picture):
             y = rows - 0.5 - j * gap
             i = irq - base
             hit = ctx.is_changed(f"{kernel}/evtchn_to_irq", str(p))
-            ax.text(-6.9, y, f"port {p}", fontsize=6, va="center", ha="left",
+            ax.text(-6.9, y, f"port {p}", fontsize=7, va="center", ha="left",
                     bbox={"boxstyle": "round,pad=0.2", "fc": "#fff3a0" if hit else "white", "ec": "#999",
                           "lw": 0.4})
             ax.annotate("", xy=(i % COLS + 0.46, rows - 1 - i // COLS + 0.46), xytext=(-5.0, y),
                         arrowprops={"arrowstyle": "->", "lw": 1.4 if hit else 0.5,
                                     "color": "#c00000" if hit else "#555", "shrinkA": 0, "shrinkB": 1})
         if len(ports) > len(shown):
-            ax.text(-6.9, -0.4, f"+{len(ports) - len(shown)} more ports", fontsize=6, color="#777")
+            ax.text(-6.9, -0.4, f"+{len(ports) - len(shown)} more ports", fontsize=7, color="#777")
 
     def draw(self, fig: Any, ctx: Context) -> None:
         """The grid (with port arrows and the scan), and the modern numbering beside it when given."""
@@ -263,12 +263,12 @@ class IrqMap(Picture):
             ax2 = fig.add_axes((0.64, 0.30, 0.35, 0.55))
             self._grid(ax2, other, k, 0, max(32, (top // COLS + 1) * COLS), "modern", None, arrows=False)
             ax2.text(0, -0.5, f"Linux 6.1 at step {other.index}: numbers\nfrom irq_alloc_descs, after the"
-                     " legacy 0..23", fontsize=6, va="top", color="#555")
-        kinds = sorted({v for v in KINDS if v != "IRQT_EVTCHN"}, key=list(KINDS).index)
+                     " legacy 0..23", fontsize=7, va="top", color="#555")
+        kinds = list(KINDS)
         handles = [Patch(facecolor=FREE_COLOR, edgecolor="#bbb", label="free")]
         handles += [Patch(facecolor=KINDS[k][1], label=KINDS[k][0]) for k in kinds]
         handles.append(Patch(facecolor="#ffe600", alpha=0.45, label="scanned this step"))
-        fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=6, frameon=False)
+        fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=7, frameon=False)
         step = ctx.step
         fig.suptitle(f"{self.kernel} IRQ map after step {ctx.index}" + (f": {step.function}" if step else ""),
                      fontsize=9, y=0.985)

@@ -39,7 +39,7 @@ RC: dict[str, Any] = {
     "savefig.facecolor": "white",
     "figure.facecolor": "white",
 }
-DPI = 100
+DPI = 80
 #: PNG text chunks: none (matplotlib writes "Software: matplotlib version..." by default).
 PNG_METADATA: dict[str, Any] = {"Software": None}
 
@@ -64,7 +64,7 @@ def render_png(draw: Callable[[Any], None], size: tuple[float, float], dpi: int 
         FigureCanvasAgg(fig)
         draw(fig)
         out = io.BytesIO()
-        fig.savefig(out, format="png", dpi=dpi, metadata=PNG_METADATA)
+        fig.savefig(out, format="png", dpi=dpi, metadata=PNG_METADATA, pil_kwargs={"compress_level": 4})
     return out.getvalue()
 
 

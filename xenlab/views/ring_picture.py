@@ -200,18 +200,18 @@ class RingPicture(Picture):
                 label = (f"{ring}_cons = {ring}_prod\n{idx:#x} (slot {MASK_XENSTORE_IDX(idx)})" if same
                          else f"{f}\n{idx:#x} (slot {MASK_XENSTORE_IDX(idx)})")
                 r = 1.2 if ring == "req" else 0.3
-                ax.text(r * math.cos(th), r * math.sin(th), label, ha="center", va="center", fontsize=6.5,
+                ax.text(r * math.cos(th), r * math.sin(th), label, ha="center", va="center", fontsize=7.5,
                         color=color if not same else "#333",
                         bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})
         # slot numbers around the outside and the wrap
         for s in range(128, XENSTORE_RING_SIZE, 128):
             th = math.radians(_angle(s))
-            ax.text(1.06 * math.cos(th), 1.06 * math.sin(th), str(s), ha="center", va="center", fontsize=6,
+            ax.text(1.06 * math.cos(th), 1.06 * math.sin(th), str(s), ha="center", va="center", fontsize=7,
                     color="#777")
         ax.annotate("", xy=(0.07, 0.97), xytext=(-0.07, 0.97),
                     arrowprops={"arrowstyle": "->", "color": "#555", "connectionstyle": "arc3,rad=-0.2"})
         ax.text(-1.3, 1.25, "slot 0 at the top, clockwise;\n1023 wraps to 0 at the top\n"
-                "red: cons, green: prod;\noutlined: moved this step", ha="left", va="top", fontsize=6,
+                "red: cons, green: prod;\noutlined: moved this step", ha="left", va="top", fontsize=7,
                 color="#555")
         flight = [f"{r}: {(ix[f'{r}_prod'] - ix[f'{r}_cons']) & _U32} B in flight" for r in RINGS]
         ax.text(0, 0.0, "\n".join(flight), ha="center", va="center", fontsize=7.5)

@@ -171,22 +171,22 @@ class SequenceDiagram(Picture):
             if cur:
                 ax.add_patch(Rectangle((0.05, y - 0.48), 1.6 + 1.5 * len(LANES) - 0.1, 0.96,
                                        facecolor="#fff3a0", edgecolor="#c00000", linewidth=1.0, zorder=0))
-            ax.text(0.1, y, f"#{e.index}", fontsize=6, va="center", color="#c00000" if cur else "#777",
+            ax.text(0.1, y, f"#{e.index}", fontsize=7, va="center", color="#c00000" if cur else "#777",
                     fontweight="bold" if cur else "normal")
             color = KIND_COLOR[e.kind]
             weight = "bold" if cur else "normal"
             if e.dst is None or e.dst == e.src:
                 ax.plot([x[e.src]], [y], marker="o", markersize=3.5, color=color)
                 label = e.label if e.dst is None else f"{e.kind}: {e.label}"
-                ax.text(x[e.src] + 0.08, y, label, fontsize=5.8, va="center", color=color, fontweight=weight)
+                ax.text(x[e.src] + 0.08, y, label, fontsize=7, va="center", color=color, fontweight=weight)
                 continue
             x0, x1 = x[e.src], x[e.dst]
             ax.annotate("", xy=(x1, y - 0.12), xytext=(x0, y - 0.12),
                         arrowprops={"arrowstyle": "-|>", "color": color, "lw": 1.6 if cur else 0.8,
                                     "linestyle": "--" if e.kind == "notify" else "-", "shrinkA": 0,
                                     "shrinkB": 0, "mutation_scale": 7})
-            ax.text(min(x0, x1) + 0.06, y + 0.14, e.label, fontsize=5.6, va="center", color=color,
+            ax.text(min(x0, x1) + 0.06, y + 0.14, e.label, fontsize=7, va="center", color=color,
                     fontweight=weight)
         ax.text(0.1, -n - 0.05, "blue: hypercall   orange, dashed: event-channel notification   "
-                "green: ring message   grey dot: local step", fontsize=6, color="#555", va="center")
+                "green: ring message   grey dot: local step", fontsize=7, color="#555", va="center")
         fig.suptitle(f"bring-up around step {ctx.index}", fontsize=9, y=0.99)
