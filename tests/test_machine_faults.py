@@ -65,6 +65,25 @@ def test_non_quiescent_guest_ring_is_reported_and_fixed_up() -> None:
         m.shutdown()
 
 
+def test_a_stale_request_is_answered_by_xenstored_and_its_reply_skipped_by_the_guest() -> None:
+    """req's consumer (xenstored) drains the stale request; rsp's consumer (the guest) skips the answer."""
+    m = build("domU", faults=["ring-not-quiescent"])
+    try:
+        t = m.trace
+        dirty = next(s.index for s in t.steps if s.function == "fault ring-not-quiescent")
+        fixup = next(s for s in t.steps if s.actor == "domU1" and s.function == "xb_init_comms")
+        daemon = [s for s in t.steps[dirty:fixup.index]
+                  if s.actor.endswith("xenstored") and s.summary.startswith("d1:")]
+        assert [s.function for s in daemon][-3:] == ["ml_interface_read", "ml_interface_read",
+                                                      "ml_interface_write"]
+        assert t.state_at(fixup.index - 1)["xenstored/ring/d1"]["req_cons"] == 47  # req drained: 24 -> 47
+        assert (fixup.printk or "").endswith("response ring is not quiescent (00000010:00000038): fixing up")
+        assert not any("request ring is not quiescent" in (s.printk or "") for s in t.steps)
+        assert m.domain(1).run("cat /sys/bus/xen/devices/vbd-51712/state") == "Connected"
+    finally:
+        m.shutdown()
+
+
 @pytest.mark.parametrize("fault", ["get_zeroed_page", "alloc_unbound_enosys"])
 def test_without_a_store_page_or_port_xenstored_cannot_start(fault: str) -> None:
     """dom0's kernel gave up on its store: xenstored's dom0_init fails, so no tree, no guest."""

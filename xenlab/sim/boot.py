@@ -65,14 +65,27 @@ def kernel_xs_client(m: Machine, kernel: Kernel) -> XsClient:
 
 
 def dirty_store_page(m: Machine, page: Page) -> None:
-    """Fault ring-not-quiescent: leave stale bytes and indices in a guest's store page."""
-    from xenlab.abi.xs_wire import xenstore_domain_interface
+    """Fault ring-not-quiescent: leave a stale request and stale response bytes in a guest's store page.
 
+    The request (DIRECTORY "device", req_id 0) is well-formed and unread: xenstored, the
+    consumer of ``req``, answers it as soon as the domain is introduced, so the guest's
+    ``xb_init_comms`` finds ``req`` drained and ``rsp`` holding the 16 stale bytes and that
+    answer, which it skips.
+    """
+    from xenlab.abi.xs_wire import XS_DIRECTORY, xenstore_domain_interface, xsd_sockmsg
+
+    payload = b"device\0"
+    stale = bytes(xsd_sockmsg(type=XS_DIRECTORY, req_id=0, tx_id=0, len=len(payload))) + payload
     intf = xenstore_domain_interface.from_buffer(page.buf)
-    intf.req_prod = intf.req_cons = 24
+    req_cons, req_prod = 24, 24 + len(stale)
+    at = xenstore_domain_interface.req.offset + req_cons
+    page.buf[at:at + len(stale)] = stale
+    intf.req_cons, intf.req_prod = req_cons, req_prod
     intf.rsp_prod, intf.rsp_cons = 32, 16
-    m.trace.record("fault ring-not-quiescent", "stale indices in the guest's store page: req 24/24, "
-                   "16 unread response bytes (rsp_cons 16, rsp_prod 32)", actor="toolstack",
+    m.trace.record("fault ring-not-quiescent", f"stale store page: an unread DIRECTORY request in "
+                   f"req[{req_cons}..{req_prod}) (req_cons {req_cons}, req_prod {req_prod}), 16 unread "
+                   "response bytes (rsp_cons 16, rsp_prod 32)", actor="toolstack",
                    source="xenlab/sim/faults.py",
                    changes=[("toolstack/store_page", k, 0, v) for k, v in
-                            (("req_prod", 24), ("req_cons", 24), ("rsp_prod", 32), ("rsp_cons", 16))])
+                            (("req_prod", req_prod), ("req_cons", req_cons), ("rsp_prod", 32),
+                             ("rsp_cons", 16))])

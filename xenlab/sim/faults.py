@@ -25,8 +25,9 @@ class Fault:
 #: Faults the machine itself injects (not a kernel switch).
 MACHINE_FAULTS: tuple[Fault, ...] = (
     Fault("ring-not-quiescent", "domU",
-          "the toolstack leaves stale request and response bytes in the guest's store page, "
-          "so xb_init_comms reports and fixes up a non-quiescent ring"),
+          "the toolstack leaves a stale request and stale response bytes in the guest's store page: "
+          "xenstored answers the request when the domain is introduced, and xb_init_comms reports "
+          "the non-quiescent response ring and skips it all"),
     Fault("exhaust-irqs", "dom0",
           "every dynamic IRQ is taken before xenbus binds its store port: 2.6.18's find_unbound_irq "
           "finds none (-ENOSPC), a modern kernel's irq_alloc_descs fails (-ENOMEM)"),

@@ -11,14 +11,29 @@ costs nothing without a notebook.
     IrqView("dom0")          IRQ space, evtchn_to_irq, port tables (panel)
     BusView()                buses, drivers, devices, xenbus states (panel)
     RingView(buf)            req/rsp rings of a store page (panel or standalone)
+    TableView({label: table}) a few trace tables row by row (/proc/xen modes, xenbus globals...)
+
+Pictures (matplotlib, imported only when one is drawn; text form only without it):
+    RingPicture("dom0")      the store ring drawn as two rings of 1024 slots, cons/prod hands
+    IrqMap("dom0")           the dynamic IRQ range as a grid, ports -> IRQs, find_unbound_irq's scan
+    SequenceDiagram()        the bring-up around the current step: lanes, hypercalls, notifications
+    HandshakeDiagram()       the XenbusState handshake from the transition table, devices on it
+    picture.at(trace, i)     one picture at one step, for a cell (PNG + its text form)
 """
 
 from __future__ import annotations
 
 from xenlab.views.bus import BusView
+from xenlab.views.handshake import HandshakeDiagram
 from xenlab.views.irq import IrqView
+from xenlab.views.irq_map import IrqMap
+from xenlab.views.picture import Picture
 from xenlab.views.ring import RingView
+from xenlab.views.ring_picture import RingPicture
+from xenlab.views.sequence import SequenceDiagram
 from xenlab.views.stepper import Context, Stepper, TablePanel
 from xenlab.views.store import StoreView
+from xenlab.views.tables import TableView
 
-__all__ = ["BusView", "Context", "IrqView", "RingView", "Stepper", "StoreView", "TablePanel"]
+__all__ = ["BusView", "Context", "HandshakeDiagram", "IrqMap", "IrqView", "Picture", "RingPicture",
+           "RingView", "SequenceDiagram", "Stepper", "StoreView", "TablePanel", "TableView"]

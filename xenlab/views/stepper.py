@@ -53,7 +53,12 @@ class Context:
 
 
 class Panel(Protocol):
-    """A view drawn under the step: title, text and HTML from a Context."""
+    """A view drawn under the step: title, text and HTML from a Context.
+
+    Optional: ``controls()`` (widgets beside the stage menu), ``on_change`` (set to the
+    stepper's refresh), ``widgets()`` (widgets under the body, e.g. a Picture's Image,
+    which the panel's ``html`` updates in place on every step).
+    """
 
     title: str
 
@@ -319,7 +324,9 @@ class Stepper:
         for p in self.panels:
             if hasattr(p, "on_change"):
                 p.on_change = self._refresh
-        rows = [W.HBox([play, slider, prev, nxt]), W.HBox([stages, goto] + extra), msg, body]
+        # A panel with widgets() (a Picture) gets them under the body; it updates them in place.
+        figures = [w for p in self.panels for w in getattr(p, "widgets", lambda: [])()]
+        rows = [W.HBox([play, slider, prev, nxt]), W.HBox([stages, goto] + extra), msg, body, *figures]
         root = W.VBox(rows)
         root.add_class("xenlab-stepper")
         self._w = dict(root=root, play=play, slider=slider, prev=prev, next=nxt, stages=stages,
