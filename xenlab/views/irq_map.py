@@ -45,7 +45,7 @@ def _num(key: str) -> int | None:
 def irq_kind(info: Any, bindcount: Any = 0) -> str | None:
     """The irq_info type name of one IRQ (2.6.18 packs it in an int, modern keeps a tuple); None if free."""
     if isinstance(info, int) and info:
-        from xenlab.linux import evtchn  # 2.6.18's type << 24 | index << 16 | port
+        from xenlab.linux.xenlinux import evtchn  # 2.6.18's type << 24 | index << 16 | port
 
         t = evtchn.type_from_irq_info(info)
         return evtchn.IRQT_NAMES_L18[t] if t < len(evtchn.IRQT_NAMES_L18) else str(t)
