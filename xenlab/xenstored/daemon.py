@@ -17,7 +17,7 @@ other label is a domain's connection (its ring) and belongs to ``daemon.domains`
 
 Hooks for transports and the machine: ``on_introduce(domid, mfn, port) -> 0 | -errno``
 (map the page, bind the port, make the connection), ``on_release(domid)``,
-``domain_exists(domid) -> bool`` (the hypervisor's view, for SET_PERMS), and per
+``domain_exists(domid) -> bool`` (get_domain_info(): the hypervisor's view, XSA-322), and per
 connection ``on_output`` / ``on_close`` / ``on_reset`` (INTRODUCE zeroes the ring).
 ``name="oxenstored"`` selects that daemon's visible differences: sorted children, the
 ``/@introduceDomain`` and ``/@releaseDomain`` nodes, its quota defaults, ``EQUOTA``.
@@ -98,8 +98,10 @@ class Daemon:
         self.features = features
         self.name = name
         self.on_introduce = on_introduce
-        #: asked whether a domain exists in the hypervisor (None: every domid does); SET_PERMS
-        #: entries naming a domain that does not are ignored, an owner that does not is ENOENT
+        #: get_domain_info(): does the domain exist in the hypervisor (None: every domid does)?
+        #: C xenstored ignores SET_PERMS entries naming one that does not (an owner that does not
+        #: is ENOENT) and forgets a never-introduced domain once it is gone (XSA-322). The
+        #: machine (sim/daemons.py) and ``serve --real`` (realhost.py) set it.
         self.domain_exists: Callable[[int], bool] | None = None
         #: called with the domid when a domain's connection goes (RELEASE or its death)
         self.on_release: Callable[[int], None] | None = None
@@ -160,9 +162,13 @@ class Daemon:
         return dom
 
     def node_perms(self, node: Node) -> Perms:
-        """domain_adjust_node_perms(): entries for a domain unknown or newer than the node are ignored."""
+        """domain_adjust_node_perms(): entries for a domain unknown or newer than the node are ignored.
+
+        C xenstored only: oxenstored honours every entry as written, and instead removes the
+        entries naming a domain when it is RELEASEd (Store.reset_permissions).
+        """
         perms = node.perms
-        if len(perms) == 1:
+        if len(perms) == 1 or self.personality == "oxenstored":
             return perms
         out = [perms[0]]
         for bits, domid in perms[1:]:
@@ -350,6 +356,17 @@ class Daemon:
         try:
             domain_ops.destroy_domain(self, domid)
             self.record("destroy_domain", f"domain {domid} gone: @releaseDomain", domain_ops.SOURCE)
+        finally:
+            self._flush()
+
+    def check_domains(self) -> list[int]:
+        """check_domains(), on VIRQ_DOM_EXC: forget the never-introduced domains that are gone."""
+        try:
+            gone = domain_ops.forget_dead_domains(self)
+            if gone:
+                self.record("check_domains", "forgot domain(s) " + ", ".join(map(str, gone))
+                            + ": no longer in the hypervisor", domain_ops.SOURCE)
+            return gone
         finally:
             self._flush()
 

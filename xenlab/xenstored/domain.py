@@ -145,12 +145,40 @@ def destroy_domain(daemon: Daemon, domid: int) -> None:
         daemon.on_release(domid)
 
 
+def forget_dead_domains(daemon: Daemon) -> list[int]:
+    """check_domains(): a domain known only from permissions (never introduced) is freed once gone.
+
+    Its record holds the generation that tells a permission entry older than the domain
+    from a newer one; a later domain with the same domid gets a new record (XSA-322).
+    """
+    if daemon.domain_exists is None:
+        return []
+    gone = [d for d, dom in sorted(daemon.domains.items())
+            if d != 0 and not dom.introduced and not daemon.domain_exists(d)]
+    for domid in gone:
+        del daemon.domains[domid]
+        daemon.row("xenstored/domains", str(domid), "known", None)
+    return gone
+
+
+def reset_permissions(daemon: Daemon, domid: int) -> None:
+    """Store.reset_permissions (oxenstored store.ml): drop every entry naming *domid* from every node."""
+    store = daemon.store
+    for path in list(store.nodes):
+        node = store.nodes[path]
+        kept = node.perms[:1] + tuple(p for p in node.perms[1:] if p[1] != domid)
+        if kept != node.perms:
+            store.write_node(path, replace(node, perms=kept))
+
+
 def do_release(daemon: Daemon, conn: Connection, req: Message, tx: Transaction | None) -> None:
     """do_release(): the toolstack says the domain is gone."""
     dom = onearg_domain(daemon, req.payload)
     if dom.conn is not None:
         daemon.conn_delete_all_watches(dom.conn)  # no events for its own nodes going
     destroy_domain(daemon, dom.domid)
+    if daemon.personality == "oxenstored":  # do_release (process.ml): its ACL entries go (XSA-322)
+        reset_permissions(daemon, dom.domid)
     daemon.send_ack(conn, req)
 
 

@@ -301,9 +301,10 @@ def do_set_perms(daemon: Daemon, conn: Connection, req: Message, tx: Transaction
     perms = xs_strings_to_perms(strings[1:])
     if perms is None:
         raise XenstoreError(EINVAL, f"bad permissions {strings[1:]}")
-    perms = domain_alloc_permrefs(daemon, perms)
-    if perms[0][0] & XS_PERM_IGNORE:
-        raise XenstoreError(ENOENT, "owner ignored")
+    if daemon.personality != "oxenstored":  # oxenstored takes the list as written
+        perms = domain_alloc_permrefs(daemon, perms)
+        if perms[0][0] & XS_PERM_IGNORE:
+            raise XenstoreError(ENOENT, "owner ignored")
     if strings[0].startswith("@"):
         set_perms_special(daemon, conn, strings[0], perms)
         daemon.send_ack(conn, req)

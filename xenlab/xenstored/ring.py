@@ -381,7 +381,11 @@ class RingServer:
         return self.virq_port
 
     def domain_cleanup(self) -> list[int]:
-        """domain_cleanup(): every introduced guest that is gone gets @releaseDomain and is unmapped."""
+        """domain_cleanup(): every introduced guest that is gone gets @releaseDomain and is unmapped.
+
+        (check_domains() also forgets the domains known only from permissions that are gone.)
+        """
+        self.daemon.check_domains()
         gone = [d for d in sorted(self.rings) if d != 0 and self.domain_gone is not None
                 and self.domain_gone(d)]
         for domid in gone:
