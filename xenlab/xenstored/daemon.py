@@ -198,6 +198,23 @@ class Daemon:
         if conn.on_close is not None:
             conn.on_close(conn)
 
+    def ignore_connection(self, conn: Connection) -> None:
+        """ignore_connection(): a domain's connection is no longer served; it stays the domain's.
+
+        Its watches, transactions and unsent output go. Unlike a closed socket it is not
+        freed: RELEASE finds it, and a new INTRODUCE reuses it (C 4.17 keeps it ignored).
+        """
+        if conn.closed:
+            return
+        conn.closed = True
+        self.conn_delete_all_watches(conn)
+        self.conn_delete_all_transactions(conn)
+        conn.out.clear()
+        conn.outstanding = 0
+        if conn in self.connections:
+            self.connections.remove(conn)
+        self.record("ignore_connection", f"{conn.name}: connection ignored")
+
     def conn_delete_all_watches(self, conn: Connection) -> None:
         """conn_delete_all_watches() (xenstored_watch.c)."""
         for w in conn.watches:

@@ -269,14 +269,14 @@ def control_quota(daemon: Daemon, args: list[str]) -> str:
             lines.append(f"{name:<17}: {getattr(daemon.quotas, field):8d} {descr}")
         lines.append(f"{'memory':<17}: {QUOTA_MEMORY_HARD:8d} Total Xenstore memory per domain (error level)")
         return "\n".join(lines) + "\n"
-    if args[0] == "set" and len(args) == 3:
+    if args[0] == "set":  # quota_set(): atoi() of the value, which must be at least 1
         fields = {name: field for name, field, _ in _QUOTA_ROWS}
-        if args[1] not in fields or not args[2].isdigit():
+        if len(args) != 3 or atoi(args[2]) < 1 or args[1] not in fields:
             raise XenstoreError(EINVAL, f"quota set {args[1:]}")
-        daemon.quotas = replace(daemon.quotas, **{fields[args[1]]: int(args[2])})
+        daemon.quotas = replace(daemon.quotas, **{fields[args[1]]: atoi(args[2])})
         return "OK"
-    if len(args) == 1 and args[0].isdigit():
-        domid = int(args[0])
+    if len(args) == 1:  # quota_get(): atoi() of the domid ("x" or "²" is domain 0)
+        domid = atoi(args[0]) & 0xFFFFFFFF
         dom = daemon.domains.get(domid)
         if dom is None:
             raise XenstoreError(ENOENT, f"no domain {domid}")
