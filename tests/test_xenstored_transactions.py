@@ -199,3 +199,23 @@ def test_no_snapshot_outlives_its_transaction(name: str) -> None:
     other.end(tx, commit=False)
     me.daemon.close_connection(me.conn)
     assert me.daemon.store.snapshots == []
+
+
+@pytest.mark.parametrize(("name", "events"),
+                         [("xenstored", ["/b", "/a"]), ("oxenstored", ["/a", "/b", "/a"])])
+def test_watches_fired_by_a_commit(name: str, events: list[str]) -> None:
+    # C: once per changed node, in the order the transaction first accessed them (/b was read
+    # first); oxenstored: once per write operation, in order
+    me, other = pair(name)
+    me.write("/a", "0")
+    me.write("/b", "0")
+    other.watch("/", "w")
+    other.take_events()
+    tx = me.start()
+    me.read("/b", tx=tx)
+    me.write("/a", "1", tx=tx)
+    me.write("/b", "1", tx=tx)
+    me.write("/a", "2", tx=tx)
+    assert other.take_events() == []
+    me.end(tx)
+    assert other.take_events() == [(path, "w") for path in events]

@@ -33,8 +33,12 @@ The snapshot is kept the other way round, as an undo log: while an oxenstored
 transaction is open, ``Store.store_node`` / ``remove_node`` save the previous record of
 each path they change into the transaction's ``saved`` (first change only). The
 snapshot is the committed tree with ``saved`` laid over it; "untouched since start" is
-"no saved path at or below". Watches touched inside a transaction of either daemon are
-queued and fire at commit.
+"no saved path at or below".
+
+Watches fire at commit (``changed``, which the daemon walks): C xenstored once per changed
+node, in the order the nodes were first accessed (a non-exact change wins over an exact
+one, the node's permissions at first access decide who may see it); oxenstored once per
+write operation, in order.
 """
 
 from __future__ import annotations
@@ -63,6 +67,11 @@ class AccessedNode:
     #: the transaction's copy of the node (ta_node), None if it has none (absent or deleted)
     node: Node | None
     modified: bool = False
+    #: the node's permissions at first access (None: it did not exist), for its watch event
+    perms: Perms | None = None
+    #: a change here fires watches at commit; only exact ones if every change said exact
+    fire_watch: bool = False
+    watch_exact: bool = False
 
 
 @dataclass
@@ -87,7 +96,8 @@ class Transaction:
                 raise QuotaError(ENOSPC, f"transaction {self.id} touched {self.node_limit} nodes")
             node = self.store.read_node(path)
             gen = node.generation if node is not None else None
-            acc = AccessedNode(gen, kind == NODE_ACCESS_READ, node)
+            acc = AccessedNode(gen, kind == NODE_ACCESS_READ, node,
+                               perms=node.perms if node is not None else None)
             self.accessed[path] = acc
         if kind != NODE_ACCESS_READ:
             acc.modified = True
@@ -130,8 +140,15 @@ class Transaction:
                 raise QuotaError(ENOSPC, f"domain {domid} would own {count} nodes")
 
     def queue_watches(self, path: str, exact: bool, perms: Perms | None) -> None:
-        """queue_watches(): remember a change whose watches fire at commit (xenstored_transaction.c)."""
-        self.changed.append((path, exact, perms))
+        """queue_watches(): mark the node's watches to fire at commit, once; non-exact wins over exact."""
+        acc = self.accessed.get(path)
+        if acc is None:
+            self.fail = True
+            return
+        if not acc.fire_watch:
+            acc.fire_watch, acc.watch_exact = True, exact
+        elif not exact:
+            acc.watch_exact = False
 
     def set_read_lowpath(self, path: str) -> None:
         """oxenstored notes the paths a transaction read; C xenstored did in access_node(): nothing here."""
@@ -156,13 +173,14 @@ class Transaction:
         if bad:
             raise XenstoreError(EAGAIN, f"transaction {self.id}: {bad[0]} changed meanwhile")
         for path, acc in self.accessed.items():
-            if not acc.modified:
-                continue
-            if acc.node is None:
-                self.store.remove_node(path)
-            else:
-                self.store.generation += 1  # hdr->generation = ++generation
-                self.store.store_node(path, acc.node, self.store.generation)
+            if acc.modified:
+                if acc.node is None:
+                    self.store.remove_node(path)
+                else:
+                    self.store.generation += 1  # hdr->generation = ++generation
+                    self.store.store_node(path, acc.node, self.store.generation)
+            if acc.fire_watch:  # fired by the daemon once all are written, in this order
+                self.changed.append((path, acc.watch_exact, acc.perms))
 
     def destroy(self) -> None:
         """destroy_transaction(): the transaction's copies go (they were never in the tree)."""
@@ -240,6 +258,10 @@ class OcamlTransaction(Transaction):
         self.write_lowpath = (lowpath if self.write_lowpath is None
                               else get_common_prefix(lowpath, self.write_lowpath))
         self.paths.append(path)
+
+    def queue_watches(self, path: str, exact: bool, perms: Perms | None) -> None:
+        """process_watch() fires the transaction's paths at commit: one event per operation."""
+        self.changed.append((path, exact, perms))
 
     def add_operation(self, request: Message, response: Message) -> None:
         """add_operation(): remember a request and its reply in case the commit replays them."""
