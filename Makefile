@@ -24,7 +24,7 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check xenlab tests bench tools
 
 test: $(VENV)/.installed
-	@tools/ensure-debs gcc libxen-dev xenstore-utils chromium
+	@tools/ensure-debs gcc libxen-dev xenstore-utils xen-utils-4.17 chromium
 	$(BIN)/ruff check xenlab tests bench tools
 	$(BIN)/python tools/run_notebooks.py --check
 	$(BIN)/python -m pytest tests notebooks --nbval --nbval-sanitize-with notebooks/sanitize.cfg -m "not slow" -q -rs

@@ -110,6 +110,12 @@ def domain_gone(m: Machine, domid: int) -> bool:
     return False
 
 
+def get_domain_info(m: Machine, domid: int) -> bool:
+    """get_domain_info() (xenstored_domain.c): XEN_DOMCTL_getdomaininfo answers for this very domid."""
+    info = m.hv.getdomaininfo(domid)
+    return not isinstance(info, int) and info.domid == domid
+
+
 def start_xenstored(m: Machine, personality: str) -> None:
     """Start xenstored as a task in dom0 user space (its main loop: service the rings, wait).
 
@@ -117,6 +123,7 @@ def start_xenstored(m: Machine, personality: str) -> None:
     if dom0_init fails)."""
     kernel = m.dom0.kernel
     daemon = m.daemon = make_daemon(m, personality)
+    daemon.domain_exists = lambda d: get_domain_info(m, d)  # XSA-322: perms naming no domain
     comm = XENSTORED_PATHS[personality].rsplit("/", 1)[1]  # the process name: oxenstored / xenstored
     host = m.host = EvtchnDevHost(kernel, comm=comm)
     server = m.ring_server = RingServer(daemon, host, trace=m.trace, personality=personality,

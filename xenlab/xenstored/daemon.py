@@ -17,7 +17,7 @@ other label is a domain's connection (its ring) and belongs to ``daemon.domains`
 
 Hooks for transports and the machine: ``on_introduce(domid, mfn, port) -> 0 | -errno``
 (map the page, bind the port, make the connection), ``on_release(domid)``,
-``domain_exists(domid) -> bool`` (the hypervisor's view, for SET_PERMS), and per
+``domain_exists(domid) -> bool`` (get_domain_info(): the hypervisor's view, XSA-322), and per
 connection ``on_output`` / ``on_close`` / ``on_reset`` (INTRODUCE zeroes the ring).
 ``name="oxenstored"`` selects that daemon's visible differences: sorted children, the
 ``/@introduceDomain`` and ``/@releaseDomain`` nodes, its quota defaults, ``EQUOTA``.
@@ -25,6 +25,7 @@ connection ``on_output`` / ``on_close`` / ``on_reset`` (INTRODUCE zeroes the rin
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable
 
 from xenlab.abi.errno import EACCES, EINVAL, EIO, ENOENT, ENOSYS
@@ -38,7 +39,7 @@ from xenlab.xenstored.paths import SPECIAL_PATHS, get_parent, is_child
 from xenlab.xenstored.perms import XS_PERM_IGNORE, XS_PERM_NONE, XS_PERM_READ, Perms, perms_text
 from xenlab.xenstored.quota import Quotas
 from xenlab.xenstored.store import Node, QuotaError, Store, XenstoreError, initial_store, value_text
-from xenlab.xenstored.transaction import Transaction
+from xenlab.xenstored.transaction import OcamlTransaction, Transaction
 from xenlab.xenstored.watch import Watch, get_watch_path
 from xenlab.xenstored.wire import Message
 
@@ -97,8 +98,10 @@ class Daemon:
         self.features = features
         self.name = name
         self.on_introduce = on_introduce
-        #: asked whether a domain exists in the hypervisor (None: every domid does); SET_PERMS
-        #: entries naming a domain that does not are ignored, an owner that does not is ENOENT
+        #: get_domain_info(): does the domain exist in the hypervisor (None: every domid does)?
+        #: C xenstored ignores SET_PERMS entries naming one that does not (an owner that does not
+        #: is ENOENT) and forgets a never-introduced domain once it is gone (XSA-322). The
+        #: machine (sim/daemons.py) and ``serve --real`` (realhost.py) set it.
         self.domain_exists: Callable[[int], bool] | None = None
         #: called with the domid when a domain's connection goes (RELEASE or its death)
         self.on_release: Callable[[int], None] | None = None
@@ -107,12 +110,17 @@ class Daemon:
         self.domains: dict[int, Domain] = {0: Domain(0, introduced=True)}
         self.special_perms: dict[str, Perms] = {p: ((XS_PERM_NONE, 0),) for p in SPECIAL_PATHS}
         self.bugs: list[str] = []
+        #: called with each internal error and its traceback (``xenlab serve`` prints them)
+        self.log_error: Callable[[str], None] | None = None
         self.log: list[str] = []
         self._numbers = 0
         self._rows: list[tuple[str, str, object, object]] = []
         self._touched: list[Connection] = []
         self._events = 0
         self._lab: Connection | None = None
+        #: perform() collects the replies here instead of sending them; _answered: the last reply
+        self._capture: list[Message] | None = None
+        self._answered: Message | None = None
         self.record("setup_structure", "initial tree: " + " ".join(self.store.nodes))
 
     @property
@@ -154,9 +162,13 @@ class Daemon:
         return dom
 
     def node_perms(self, node: Node) -> Perms:
-        """domain_adjust_node_perms(): entries for a domain unknown or newer than the node are ignored."""
+        """domain_adjust_node_perms(): entries for a domain unknown or newer than the node are ignored.
+
+        C xenstored only: oxenstored honours every entry as written, and instead removes the
+        entries naming a domain when it is RELEASEd (Store.reset_permissions).
+        """
         perms = node.perms
-        if len(perms) == 1:
+        if len(perms) == 1 or self.personality == "oxenstored":
             return perms
         out = [perms[0]]
         for bits, domid in perms[1:]:
@@ -186,6 +198,23 @@ class Daemon:
         if conn.on_close is not None:
             conn.on_close(conn)
 
+    def ignore_connection(self, conn: Connection) -> None:
+        """ignore_connection(): a domain's connection is no longer served; it stays the domain's.
+
+        Its watches, transactions and unsent output go. Unlike a closed socket it is not
+        freed: RELEASE finds it, and a new INTRODUCE reuses it (C 4.17 keeps it ignored).
+        """
+        if conn.closed:
+            return
+        conn.closed = True
+        self.conn_delete_all_watches(conn)
+        self.conn_delete_all_transactions(conn)
+        conn.out.clear()
+        conn.outstanding = 0
+        if conn in self.connections:
+            self.connections.remove(conn)
+        self.record("ignore_connection", f"{conn.name}: connection ignored")
+
     def conn_delete_all_watches(self, conn: Connection) -> None:
         """conn_delete_all_watches() (xenstored_watch.c)."""
         for w in conn.watches:
@@ -196,6 +225,7 @@ class Daemon:
         """conn_delete_all_transactions() (xenstored_transaction.c)."""
         for tid in sorted(conn.transactions):
             self.row(TRANSACTIONS, f"{conn.name} {tid}", "open", None)
+            conn.transactions[tid].destroy()
         conn.transactions.clear()
         conn.transaction_started = 0
 
@@ -229,13 +259,21 @@ class Daemon:
         if conn not in self._touched:
             self._touched.append(conn)
 
+    def _answer(self, conn: Connection, msg: Message) -> None:
+        """The reply to a request: queued for the connection (or kept by perform())."""
+        self._answered = msg
+        if self._capture is not None:
+            self._capture.append(msg)
+            return
+        conn.outstanding += 1
+        self._queue(conn, msg)
+
     def send_reply(self, conn: Connection, req: Message, payload: bytes, type: int | None = None) -> None:
         """send_reply(): the answer with the request's header fields; E2BIG if over 4096 bytes."""
         if len(payload) > XENSTORE_PAYLOAD_MAX:
             self.send_error(conn, req, 7)  # E2BIG
             return
-        conn.outstanding += 1
-        self._queue(conn, Message(req.type if type is None else type, req.req_id, req.tx_id, payload))
+        self._answer(conn, Message(req.type if type is None else type, req.req_id, req.tx_id, payload))
 
     def send_ack(self, conn: Connection, req: Message) -> None:
         """send_ack(): ``OK\\0``."""
@@ -244,8 +282,7 @@ class Daemon:
     def send_error(self, conn: Connection, req: Message, err: int) -> None:
         """send_error(): type ERROR with the errno's name; untranslatable values go out as EINVAL."""
         name = XSD_ERROR_BY_ERRNO.get(err, "EINVAL")
-        conn.outstanding += 1
-        self._queue(conn, Message(T.XS_ERROR, req.req_id, req.tx_id, name.encode() + b"\0"))
+        self._answer(conn, Message(T.XS_ERROR, req.req_id, req.tx_id, name.encode() + b"\0"))
 
     def send_event(self, conn: Connection, path: str, token: str) -> None:
         """send_event(): a WATCH_EVENT (req_id 0); over-long ones dropped, and queued duplicates too.
@@ -339,6 +376,17 @@ class Daemon:
         finally:
             self._flush()
 
+    def check_domains(self) -> list[int]:
+        """check_domains(), on VIRQ_DOM_EXC: forget the never-introduced domains that are gone."""
+        try:
+            gone = domain_ops.forget_dead_domains(self)
+            if gone:
+                self.record("check_domains", "forgot domain(s) " + ", ".join(map(str, gone))
+                            + ": no longer in the hypervisor", domain_ops.SOURCE)
+            return gone
+        finally:
+            self._flush()
+
     def fire_domain_shutdown(self, domid: int) -> bool:
         """VIRQ_DOM_EXC saw *domid* shut down (not yet dead): @releaseDomain once; True if it fired."""
         try:
@@ -380,19 +428,15 @@ class Daemon:
                 return
         before = len(conn.out)
         self._events = 0
-        try:
-            func(self, conn, msg, tx)
-        except QuotaError as e:
-            if self.personality == "oxenstored":  # process.ml: Quota.Limit_reached -> "EQUOTA"
-                conn.outstanding += 1
-                self._queue(conn, Message(T.XS_ERROR, msg.req_id, msg.tx_id, b"EQUOTA\0"))
+        if isinstance(tx, OcamlTransaction) and msg.type != T.XS_TRANSACTION_END:
+            # check_quota_exn (transaction.ml): a guest's transaction holds quota-maxrequests
+            # requests; the next ones get EQUOTA and are not remembered for the replay
+            if tx.node_limit is not None and len(tx.operations) >= tx.node_limit:
+                self._answer(conn, Message(T.XS_ERROR, msg.req_id, msg.tx_id, b"EQUOTA\0"))
             else:
-                self.send_error(conn, msg, e.errno)
-        except XenstoreError as e:
-            self.send_error(conn, msg, e.errno)
-        except Exception as e:  # a daemon bug must cost one request, never the tree or other clients
-            self.bugs.append(f"{fname}: {type(e).__name__}: {e}")
-            self.send_error(conn, msg, EIO)
+                tx.add_operation(msg, self.run_op(conn, msg, tx, func, fname))
+        else:
+            self.run_op(conn, msg, tx, func, fname)
         if self.trace.enabled:
             events = f"; {self._events} watch event{'s' * (self._events != 1)}" if self._events else ""
             reply = outcome(conn, msg, before)
@@ -400,6 +444,40 @@ class Daemon:
         else:
             self.store.pending.clear()
             self._rows.clear()
+
+
+    def run_op(self, conn: Connection, msg: Message, tx: Transaction | None, func: Handler,
+               fname: str) -> Message:
+        """Run one operation; its errors become the error reply. Returns the reply."""
+        self._answered = None
+        try:
+            func(self, conn, msg, tx)
+        except QuotaError as e:
+            if self.personality == "oxenstored":  # process.ml: Quota.Limit_reached -> "EQUOTA"
+                self._answer(conn, Message(T.XS_ERROR, msg.req_id, msg.tx_id, b"EQUOTA\0"))
+            else:
+                self.send_error(conn, msg, e.errno)
+        except XenstoreError as e:
+            self.send_error(conn, msg, e.errno)
+        except Exception as e:  # a daemon bug must cost one request, never the tree or other clients
+            self.bugs.append(f"{fname}: {type(e).__name__}: {e}")
+            if self.log_error is not None:
+                self.log_error(f"{self.name}: internal error in {fname} for {conn.name} {describe(msg)}, "
+                               f"answered EIO:\n{traceback.format_exc().rstrip()}")
+            self.send_error(conn, msg, EIO)
+        answered = self._answered
+        if answered is None:  # every operation answers; a silent one is a daemon bug
+            answered = Message(T.XS_ERROR, msg.req_id, msg.tx_id, b"EIO\0")
+        return answered
+
+    def perform(self, conn: Connection, msg: Message, tx: Transaction) -> Message:
+        """Run *msg* again inside *tx* for its reply only (oxenstored's replay); nothing is sent."""
+        func, fname, _, _ = WIRE_FUNCS[msg.type]
+        outer, self._capture = self._capture, []
+        try:
+            return self.run_op(conn, msg, tx, func, fname)
+        finally:
+            self._capture = outer
 
 
 def describe(msg: Message) -> str:

@@ -145,12 +145,40 @@ def destroy_domain(daemon: Daemon, domid: int) -> None:
         daemon.on_release(domid)
 
 
+def forget_dead_domains(daemon: Daemon) -> list[int]:
+    """check_domains(): a domain known only from permissions (never introduced) is freed once gone.
+
+    Its record holds the generation that tells a permission entry older than the domain
+    from a newer one; a later domain with the same domid gets a new record (XSA-322).
+    """
+    if daemon.domain_exists is None:
+        return []
+    gone = [d for d, dom in sorted(daemon.domains.items())
+            if d != 0 and not dom.introduced and not daemon.domain_exists(d)]
+    for domid in gone:
+        del daemon.domains[domid]
+        daemon.row("xenstored/domains", str(domid), "known", None)
+    return gone
+
+
+def reset_permissions(daemon: Daemon, domid: int) -> None:
+    """Store.reset_permissions (oxenstored store.ml): drop every entry naming *domid* from every node."""
+    store = daemon.store
+    for path in list(store.nodes):
+        node = store.nodes[path]
+        kept = node.perms[:1] + tuple(p for p in node.perms[1:] if p[1] != domid)
+        if kept != node.perms:
+            store.write_node(path, replace(node, perms=kept))
+
+
 def do_release(daemon: Daemon, conn: Connection, req: Message, tx: Transaction | None) -> None:
     """do_release(): the toolstack says the domain is gone."""
     dom = onearg_domain(daemon, req.payload)
     if dom.conn is not None:
         daemon.conn_delete_all_watches(dom.conn)  # no events for its own nodes going
     destroy_domain(daemon, dom.domid)
+    if daemon.personality == "oxenstored":  # do_release (process.ml): its ACL entries go (XSA-322)
+        reset_permissions(daemon, dom.domid)
     daemon.send_ack(conn, req)
 
 
@@ -241,14 +269,14 @@ def control_quota(daemon: Daemon, args: list[str]) -> str:
             lines.append(f"{name:<17}: {getattr(daemon.quotas, field):8d} {descr}")
         lines.append(f"{'memory':<17}: {QUOTA_MEMORY_HARD:8d} Total Xenstore memory per domain (error level)")
         return "\n".join(lines) + "\n"
-    if args[0] == "set" and len(args) == 3:
+    if args[0] == "set":  # quota_set(): atoi() of the value, which must be at least 1
         fields = {name: field for name, field, _ in _QUOTA_ROWS}
-        if args[1] not in fields or not args[2].isdigit():
+        if len(args) != 3 or atoi(args[2]) < 1 or args[1] not in fields:
             raise XenstoreError(EINVAL, f"quota set {args[1:]}")
-        daemon.quotas = replace(daemon.quotas, **{fields[args[1]]: int(args[2])})
+        daemon.quotas = replace(daemon.quotas, **{fields[args[1]]: atoi(args[2])})
         return "OK"
-    if len(args) == 1 and args[0].isdigit():
-        domid = int(args[0])
+    if len(args) == 1:  # quota_get(): atoi() of the domid ("x" or "²" is domain 0)
+        domid = atoi(args[0]) & 0xFFFFFFFF
         dom = daemon.domains.get(domid)
         if dom is None:
             raise XenstoreError(ENOENT, f"no domain {domid}")

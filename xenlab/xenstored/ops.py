@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from xenlab.abi.errno import EACCES, EBUSY, EINVAL, ENOENT, ENOMEM, ENOSPC, EPERM
+from xenlab.abi.errno import EACCES, EAGAIN, EBUSY, EINVAL, ENOENT, ENOMEM, ENOSPC, EPERM
 from xenlab.abi.xs_wire import XENSTORE_PAYLOAD_MAX
+from xenlab.abi.xs_wire import xsd_sockmsg_type as T
 from xenlab.xenstored.paths import (
     atoi,
     basename,
@@ -32,11 +33,11 @@ from xenlab.xenstored.perms import (
     xs_strings_to_perms,
 )
 from xenlab.xenstored.store import Node, QuotaError, Store, XenstoreError
-from xenlab.xenstored.transaction import Transaction
+from xenlab.xenstored.transaction import OcamlTransaction, Transaction
+from xenlab.xenstored.wire import Message
 
 if TYPE_CHECKING:
     from xenlab.xenstored.daemon import Connection, Daemon
-    from xenlab.xenstored.wire import Message
 
 View = Store | Transaction
 
@@ -177,13 +178,17 @@ def rm_node(daemon: Daemon, conn: Connection | None, v: View, name: str) -> None
 # -- the operations ----------------------------------------------------------------------------
 def do_read(daemon: Daemon, conn: Connection, req: Message, tx: Transaction | None) -> None:
     """do_read(): the value, without a trailing NUL."""
-    node, _ = get_node_canonicalized(daemon, conn, view(daemon, tx), onearg(req.payload), XS_PERM_READ)
+    node, name = get_node_canonicalized(daemon, conn, view(daemon, tx), onearg(req.payload), XS_PERM_READ)
+    if tx is not None:
+        tx.set_read_lowpath(name)
     daemon.send_reply(conn, req, node.value)
 
 
 def send_directory(daemon: Daemon, conn: Connection, req: Message, tx: Transaction | None) -> None:
     """send_directory(): the children field (each name NUL-terminated); E2BIG over 4096 bytes."""
-    node, _ = get_node_canonicalized(daemon, conn, view(daemon, tx), onearg(req.payload), XS_PERM_READ)
+    node, name = get_node_canonicalized(daemon, conn, view(daemon, tx), onearg(req.payload), XS_PERM_READ)
+    if tx is not None:
+        tx.set_read_lowpath(name)
     daemon.send_reply(conn, req, node.children_bytes())
 
 
@@ -192,7 +197,9 @@ def send_directory_part(daemon: Daemon, conn: Connection, req: Message, tx: Tran
     if req.payload.count(b"\0") != 2:
         raise XenstoreError(EINVAL, "DIRECTORY_PART wants path and offset")
     path, offset = get_strings(req.payload)[:2]
-    node, _ = get_node_canonicalized(daemon, conn, view(daemon, tx), path, XS_PERM_READ)
+    node, name = get_node_canonicalized(daemon, conn, view(daemon, tx), path, XS_PERM_READ)
+    if tx is not None:
+        tx.set_read_lowpath(name)
     off = atoi(offset) & 0xFFFFFFFF
     gen = str(node.generation).encode() + b"\0"
     children = node.children_bytes()
@@ -217,7 +224,9 @@ def send_directory_part(daemon: Daemon, conn: Connection, req: Message, tx: Tran
 
 def do_get_perms(daemon: Daemon, conn: Connection, req: Message, tx: Transaction | None) -> None:
     """do_get_perms(): the permission strings, each NUL-terminated."""
-    node, _ = get_node_canonicalized(daemon, conn, view(daemon, tx), onearg(req.payload), XS_PERM_READ)
+    node, name = get_node_canonicalized(daemon, conn, view(daemon, tx), onearg(req.payload), XS_PERM_READ)
+    if tx is not None:
+        tx.set_read_lowpath(name)
     daemon.send_reply(conn, req, b"".join(s.encode() + b"\0" for s in perms_to_strings(node.perms)))
 
 
@@ -228,14 +237,18 @@ def do_write(daemon: Daemon, conn: Connection, req: Message, tx: Transaction | N
     raw, value = req.payload.split(b"\0", 1)
     v = view(daemon, tx)
     name = canonicalize(raw.decode("latin-1"), conn.domid)
+    lowpath = name
     try:
         node = get_node(daemon, conn, v, name, XS_PERM_WRITE)
     except XenstoreError as e:
         if e.errno != ENOENT:
             raise
         node = create_node(daemon, conn, v, name, value)
+        lowpath = get_parent(name)
     else:
         node = write_node(daemon, conn, v, name, Node(value, node.perms, node.children))
+    if tx is not None:
+        tx.add_wop(name, lowpath)
     daemon.fire_watches(tx, name, node, False)
     daemon.send_ack(conn, req)
 
@@ -251,6 +264,8 @@ def do_mkdir(daemon: Daemon, conn: Connection, req: Message, tx: Transaction | N
         if e.errno != ENOENT or name is None:
             raise
         node = create_node(daemon, conn, v, name, b"")
+        if tx is not None:
+            tx.add_wop(name, get_parent(name))
         daemon.fire_watches(tx, name, node, False)
     daemon.send_ack(conn, req)
 
@@ -271,6 +286,8 @@ def do_rm(daemon: Daemon, conn: Connection, req: Message, tx: Transaction | None
     if name == "/":
         raise XenstoreError(EINVAL, "cannot remove /")
     rm_node(daemon, conn, v, name)
+    if tx is not None:
+        tx.add_wop(name, get_parent(name))
     daemon.send_ack(conn, req)
 
 
@@ -284,9 +301,10 @@ def do_set_perms(daemon: Daemon, conn: Connection, req: Message, tx: Transaction
     perms = xs_strings_to_perms(strings[1:])
     if perms is None:
         raise XenstoreError(EINVAL, f"bad permissions {strings[1:]}")
-    perms = domain_alloc_permrefs(daemon, perms)
-    if perms[0][0] & XS_PERM_IGNORE:
-        raise XenstoreError(ENOENT, "owner ignored")
+    if daemon.personality != "oxenstored":  # oxenstored takes the list as written
+        perms = domain_alloc_permrefs(daemon, perms)
+        if perms[0][0] & XS_PERM_IGNORE:
+            raise XenstoreError(ENOENT, "owner ignored")
     if strings[0].startswith("@"):
         set_perms_special(daemon, conn, strings[0], perms)
         daemon.send_ack(conn, req)
@@ -297,6 +315,8 @@ def do_set_perms(daemon: Daemon, conn: Connection, req: Message, tx: Transaction
         raise XenstoreError(EPERM, f"domain {conn.domid} may not give {name} away")
     old = node.perms
     node = write_node(daemon, conn, v, name, Node(node.value, perms, node.children))
+    if tx is not None:
+        tx.add_wop(name, name)
     daemon.fire_watches(tx, name, node, False, old)
     daemon.send_ack(conn, req)
 
@@ -344,7 +364,8 @@ def do_transaction_start(daemon: Daemon, conn: Connection, req: Message, tx: Tra
         tid = conn.next_transaction_id
         conn.next_transaction_id = (tid + 1) & 0xFFFFFFFF
     limit = None if conn.privileged else daemon.quotas.transaction_nodes
-    conn.transactions[tid] = Transaction(tid, store, store.generation, limit)
+    kind = OcamlTransaction if daemon.personality == "oxenstored" else Transaction
+    conn.transactions[tid] = kind(tid, store, store.generation, limit)
     conn.transaction_started += 1
     daemon.row("xenstored/transactions", f"{conn.name} {tid}", None, "open")
     daemon.send_reply(conn, req, str(tid).encode() + b"\0")
@@ -360,15 +381,49 @@ def do_transaction_end(daemon: Daemon, conn: Connection, req: Message, tx: Trans
     del conn.transactions[tx.id]
     conn.transaction_started -= 1
     daemon.row("xenstored/transactions", f"{conn.name} {tx.id}", "open", None)
-    if arg == "T":
-        if tx.fail:
-            raise XenstoreError(ENOMEM, f"transaction {tx.id} failed earlier")
-        tx.fix_domains(daemon.quotas.nodes)
-        tx.finalize()
-        for path, exact, perms in tx.changed:
-            daemon.fire_watches(None, path, None, exact, perms)
-        daemon.store.generation += 1
+    try:
+        if arg == "T":
+            if tx.fail:
+                raise XenstoreError(ENOMEM, f"transaction {tx.id} failed earlier")
+            tx.fix_domains(daemon.quotas.nodes)
+            if isinstance(tx, OcamlTransaction):
+                # process.ml: a read-only transaction is not committed at all; else commit,
+                # or replay its requests on the current tree (Connection.end_transaction)
+                if not tx.is_read_only() and not tx.commit() and not transaction_replay(daemon, conn, tx):
+                    raise XenstoreError(EAGAIN, f"transaction {tx.id}: tree changed, replay differs")
+            else:
+                tx.finalize()
+            for path, exact, perms in tx.changed:
+                daemon.fire_watches(None, path, None, exact, perms)
+            daemon.store.generation += 1
+    finally:
+        tx.destroy()
     daemon.send_ack(conn, req)
+
+
+#: function_of_type_simple_op (process.ml): the requests oxenstored can replay
+REPLAYABLE = frozenset({
+    T.XS_DIRECTORY, T.XS_READ, T.XS_GET_PERMS, T.XS_GET_DOMAIN_PATH, T.XS_WRITE, T.XS_MKDIR,
+    T.XS_RM, T.XS_SET_PERMS, T.XS_DIRECTORY_PART,
+})
+
+
+def transaction_replay(daemon: Daemon, conn: Connection, tx: OcamlTransaction) -> bool:
+    """transaction_replay() (process.ml): redo the requests on the tree of now; commit if no reply differs."""
+    store = daemon.store
+    store.generation += 1
+    replay = OcamlTransaction(tx.id, store, store.generation, None)
+    try:
+        for request, response in tx.operations:
+            if request.type in REPLAYABLE:
+                again = daemon.perform(conn, request, replay)
+            else:  # function_of_type_simple_op raises Invalid_argument: the reply is EINVAL
+                again = Message(T.XS_ERROR, request.req_id, request.tx_id, b"EINVAL\0")
+            if (again.type, again.payload) != (response.type, response.payload):
+                return False
+        return replay.commit()
+    finally:
+        replay.destroy()
 
 
 __all__ = ["get_node", "create_node", "rm_node", "XS_PERM_READ"]

@@ -85,7 +85,7 @@ def is_child(child: str, parent: str) -> bool:
 
 def atoi(text: str) -> int:
     """C atoi(): optional blanks and sign, then leading digits; 0 when there are none."""
-    m = re.match(r"[ \t\n\r\f\v]*([+-]?\d+)", text)
+    m = re.match(r"[ \t\n\r\f\v]*([+-]?[0-9]+)", text)
     if not m:
         return 0
     value = int(m.group(1))

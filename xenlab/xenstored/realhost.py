@@ -385,6 +385,15 @@ def domain_gone(host: RealHost, daemon: Daemon, domid: int) -> bool:
     return False
 
 
+def get_domain_info(host: RealHost, domid: int) -> bool:
+    """get_domain_info() (xenstored_domain.c): getdomaininfo answers for this very domid."""
+    try:
+        info = host.getdomaininfo(domid)
+    except OSError:
+        return False
+    return info is not None and info.domid == domid
+
+
 def serve_real(daemon: Daemon, unix_server: UnixServer, host: RealHost, *, personality: str = "cxenstored",
                log: Callable[[str], None] | None = None) -> RingServer:
     """domain_init() + dom0_init() (xenstored_domain.c): VIRQ_DOM_EXC, then dom0's ring, kicked once.
@@ -396,6 +405,7 @@ def serve_real(daemon: Daemon, unix_server: UnixServer, host: RealHost, *, perso
     ring = RingServer(daemon, host, trace=daemon.trace, personality=personality,
                       actor=daemon.name)
     ring.bind_dom_exc(lambda d: domain_gone(host, daemon, d))
+    daemon.domain_exists = lambda d: get_domain_info(host, d)  # XSA-322: perms naming no domain
     port = host.xsd_port()
     buf = host.map_local_store_page()
     if len(memoryview(buf).cast("B")) < 2 * XENSTORE_RING_SIZE:

@@ -90,6 +90,7 @@ class RingConnection:
         self.ignored = False
         self.table = f"xenstored/ring/d{domid}"
         conn.on_output = self._take_output
+        conn.on_reset = self._conn_reset
 
     # Daemon output --------------------------------------------------------------------
 
@@ -254,6 +255,25 @@ class RingConnection:
             moved += n
         return moved
 
+    def _conn_reset(self, conn: Connection) -> None:
+        """domain_conn_reset() (INTRODUCE): unsent output and partial input go, all four indices 0.
+
+        C xenstored only: oxenstored's do_introduce leaves a known domain's ring as it is.
+        """
+        if not self.cxs:
+            return
+        changes: list[tuple[str, str, Any, Any]] = []
+        for field in ("req_cons", "req_prod", "rsp_cons", "rsp_prod"):
+            if getattr(self.intf, field):
+                self._set(field, 0, changes)
+        self.decoder.reset()
+        self.out.clear()
+        self.replies_queued = 0
+        if not changes:
+            return
+        self.server.record("domain_conn_reset", f"d{self.domid}: ring indices zeroed"
+                           + (" (the connection stays ignored)" if self.ignored else ""), changes)
+
     def ignore(self, err: int, why: str) -> None:
         """ignore_connection() (xenstored_core.c): set the error field, drop watches/transactions/output."""
         if self.ignored:
@@ -267,7 +287,7 @@ class RingConnection:
         self.decoder.reset()
         self.server.record("ignore_connection", f"d{self.domid} ignored, error={ERROR_NAMES[err]}: {why}",
                      changes)
-        self.server.daemon.close_connection(self.conn)
+        self.server.daemon.ignore_connection(self.conn)
 
     def reconnect(self) -> None:
         """ml_interface_close() (xs_ring_stubs.c) for connection=1: empty rings, forget the session, kick."""
@@ -381,7 +401,11 @@ class RingServer:
         return self.virq_port
 
     def domain_cleanup(self) -> list[int]:
-        """domain_cleanup(): every introduced guest that is gone gets @releaseDomain and is unmapped."""
+        """domain_cleanup(): every introduced guest that is gone gets @releaseDomain and is unmapped.
+
+        (check_domains() also forgets the domains known only from permissions that are gone.)
+        """
+        self.daemon.check_domains()
         gone = [d for d in sorted(self.rings) if d != 0 and self.domain_gone is not None
                 and self.domain_gone(d)]
         for domid in gone:

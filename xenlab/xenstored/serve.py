@@ -7,7 +7,9 @@ Point any libxenstore tool at it with ``XENSTORED_PATH=PATH``::
     XENSTORED_PATH=/tmp/xs.sock xenstore-ls -f
 
 Clients are dom0 (as on the real daemon's socket). No TCP. SIGTERM or SIGINT ends it
-cleanly and removes the socket file.
+cleanly and removes the socket file. With no Xen below it, INTRODUCE fails (EINVAL, as
+when C xenstored cannot map the guest's page); an internal error is logged to stderr
+with its traceback, answered EIO, and the daemon goes on.
 
 ``xenlab serve --real`` runs as the xenstored of a real Xen dom0 (realhost.py): the
 socket (default /run/xenstored/socket), dom0's own store ring and every INTRODUCE'd
@@ -17,6 +19,7 @@ guest, in one selectors loop, in the foreground (it never daemonizes).
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import socket
@@ -59,6 +62,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+def no_xen_introduce(domid: int, mfn: int, port: int) -> int:
+    """introduce_domain() with no Xen below: map_interface() of the domain's page fails (EINVAL).
+
+    Without ``--real`` there is no hypervisor to map a guest's store page from, so every
+    INTRODUCE fails as C xenstored's does when gntdev cannot map grant ref 1.
+    """
+    return -errno.EINVAL
+
+
 def make_daemon(personality: str) -> Daemon:
     """A fresh lab Daemon with the personality's features and name."""
     features, name = PERSONALITIES[personality]
@@ -83,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"xenlab serve: --max-output must be at least 1 byte, not {args.max_output}", file=sys.stderr)
         return 2
     daemon = make_daemon(args.personality)
+    daemon.log_error = log  # an internal error is always logged, with its traceback
+    daemon.on_introduce = no_xen_introduce  # --real replaces it with the ring server's
     try:
         server = UnixServer(daemon, args.socket, log=log if args.trace else None,
                             max_output=args.max_output)

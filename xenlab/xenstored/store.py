@@ -10,9 +10,11 @@ full name, like the TDB: ``/local/domain/0`` is one record whose children field 
 
 ``Store`` is the committed tree. A ``Transaction`` (transaction.py) offers the same
 ``read_node`` / ``write_node`` / ``delete_node`` methods over a private copy, so the
-request handlers work on either. Every committed change is queued as trace rows
-(``xenstored/tree``: path -> value text; ``xenstored/perms``: path -> ``n0,r1``) that the
-daemon attaches to the step recording the request.
+request handlers work on either. While an oxenstored transaction is open, every change
+here first saves the record it replaces into that transaction's undo log (its snapshot).
+Every committed change is queued as trace rows (``xenstored/tree``: path -> value text;
+``xenstored/perms``: path -> ``n0,r1``) that the daemon attaches to the step recording
+the request.
 """
 
 from __future__ import annotations
@@ -86,6 +88,9 @@ class Store:
     pending: list[tuple[str, str, object, object]] = field(default_factory=list)
     #: oxenstored keeps children in a sorted map; C xenstored in creation order
     sorted_children: bool = False
+    #: the undo logs of open oxenstored transactions (transaction.py): each gets the old
+    #: record of every path changed while it is open, on the path's first change
+    snapshots: list[dict[str, Node | None]] = field(default_factory=list)
 
     def add_child(self, children: tuple[str, ...], name: str) -> tuple[str, ...]:
         """add_child(): *children* with *name* appended (or inserted in order for oxenstored)."""
@@ -106,6 +111,8 @@ class Store:
     def store_node(self, path: str, node: Node, generation: int) -> Node:
         """do_tdb_write(): store the record with the given generation count."""
         old = self.nodes.get(path)
+        for saved in self.snapshots:
+            saved.setdefault(path, old)
         node = Node(node.value, node.perms, node.children, generation)
         self.nodes[path] = node
         if old is None:
@@ -128,6 +135,8 @@ class Store:
         """do_tdb_delete(): drop the record of *path* (its parent's children field is the caller's job)."""
         old = self.nodes.pop(path, None)
         if old is not None:
+            for saved in self.snapshots:
+                saved.setdefault(path, old)
             self.entries[old.owner] -= 1
             self.pending.append((TREE, path, value_text(old.value), None))
             self.pending.append((PERMS, path, perms_text(old.perms), None))
