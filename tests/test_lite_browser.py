@@ -6,16 +6,19 @@ on any address but the site's, and Chromium's resolver maps every other host to 
 lesson is opened in a fresh browser context, every cell is run by JupyterLab's own command in the
 Pyodide kernel, and the test fails on an error or stderr output, a cell left unexecuted, a stepper
 that did not render as a widget (or does not move), a missing "in the browser" note, or any request
-that left the site. Skipped (naming the cause) without Chromium, Playwright or a built site.
+that left the site. Skipped (naming the cause) without Chromium, Playwright or a built site, or when
+the site's xenlab is not this checkout's (`make lite` rebuilds it).
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import re
 import threading
 import time
+import zipfile
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -56,6 +59,10 @@ def site() -> Iterator[str]:
     pytest.importorskip("playwright.sync_api")
     if not (SITE / "jupyter-lite.json").exists():
         pytest.skip("no JupyterLite site in build/lite: `make lite` builds it")
+    stale = stale_sources()
+    if stale:
+        pytest.skip(f"build/lite was built from other sources than this checkout's ({stale[0]}...):"
+                    " `make lite` rebuilds it")
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_SiteHandler, directory=str(SITE)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -77,6 +84,25 @@ def browser(site: str) -> Iterator[Any]:
             yield b
         finally:
             b.close()
+
+
+def stale_sources() -> list[str]:
+    """The xenlab sources and lessons whose copy in the site differs from this checkout's."""
+    (wheel,) = (SITE / "static" / "pyodide").glob("xenlab-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        served = {n: zf.read(n) for n in zf.namelist() if n.startswith("xenlab/") and n.endswith(".py")}
+    here = {p.relative_to(ROOT).as_posix(): p.read_bytes() for p in (ROOT / "xenlab").rglob("*.py")}
+    stale = sorted(n for n in served.keys() | here.keys() if served.get(n) != here.get(n))
+    spec = importlib.util.spec_from_file_location("build_lite", ROOT / "tools" / "build_lite.py")
+    assert spec and spec.loader
+    build_lite = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build_lite)
+    for src, rel in build_lite.lesson_notebooks():
+        site_copy = SITE / "files" / rel
+        want = build_lite.browser_notebook(json.loads(src.read_text()))[0]
+        if not site_copy.exists() or json.loads(site_copy.read_text()) != want:
+            stale.append(f"notebooks/{rel}")
+    return stale
 
 
 def expected_steppers(lesson: Path) -> int:
