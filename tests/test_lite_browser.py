@@ -32,7 +32,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.threads]  # the static server and Pla
 
 ROOT = Path(__file__).resolve().parent.parent
 SITE = ROOT / "build" / "lite"
-LESSONS = sorted((ROOT / "notebooks").glob("0*.ipynb"))
+#: (notebook, its path in the site): the lessons and any exercise notebooks, as tools/build_lite.py has them
+NOTEBOOKS = [(p, p.name) for p in sorted((ROOT / "notebooks").glob("0*.ipynb"))] + [
+    (p, f"exercises/{p.name}") for p in sorted((ROOT / "notebooks" / "exercises").glob("*.ipynb"))]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run",
@@ -105,9 +107,9 @@ def stale_sources() -> list[str]:
     return stale
 
 
-def expected_steppers(lesson: Path) -> int:
+def expected_steppers(lesson: Path, rel: str) -> int:
     """How many steppers the lesson shows in the cells the site runs (their stored text form)."""
-    served = json.loads((SITE / "files" / lesson.name).read_text())
+    served = json.loads((SITE / "files" / rel).read_text())
     run_here = {"".join(c["source"]) for c in served["cells"] if c["cell_type"] == "code"}
     count = 0
     for cell in json.loads(lesson.read_text())["cells"]:
@@ -131,8 +133,8 @@ ALL_RUN = ("() => { const w = window.jupyterapp.shell.currentWidget;"
            "   && prompts.length > 0 && prompts.every(p => /^\\[\\d+\\]:$/.test(p)); }")
 
 
-@pytest.mark.parametrize("lesson", LESSONS, ids=[n.stem for n in LESSONS])
-def test_lesson_runs_in_the_static_site_offline(site: str, browser: Any, lesson: Path) -> None:
+@pytest.mark.parametrize(("lesson", "rel"), NOTEBOOKS, ids=[r.removesuffix(".ipynb") for _, r in NOTEBOOKS])
+def test_lesson_runs_in_the_static_site_offline(site: str, browser: Any, lesson: Path, rel: str) -> None:
     outside: list[str] = []
 
     def only_the_site(route: Any) -> None:
@@ -152,7 +154,7 @@ def test_lesson_runs_in_the_static_site_offline(site: str, browser: Any, lesson:
     page = context.new_page()
     try:
         started = time.monotonic()
-        page.goto(f"{site}/lab/index.html?path={lesson.name}")
+        page.goto(f"{site}/lab/index.html?path={rel}")
         page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
         page.wait_for_function(KERNEL_IDLE, timeout=180_000)
         kernel_ready = time.monotonic() - started
@@ -169,13 +171,16 @@ def test_lesson_runs_in_the_static_site_offline(site: str, browser: Any, lesson:
         for mime in ("application/vnd.jupyter.error", "application/vnd.jupyter.stderr"):
             bad = page.locator(f".jp-OutputArea-output[data-mime-type='{mime}']")
             assert bad.count() == 0, f"{mime} output: {bad.first.inner_text()[:1000]}"
-        served = json.loads((SITE / "files" / lesson.name).read_text())
+        served = json.loads((SITE / "files" / rel).read_text())
         code_cells = sum(1 for c in served["cells"] if c["cell_type"] == "code")
         prompts = page.locator(".jp-Notebook .jp-CodeCell .jp-InputArea-prompt")
         assert prompts.count() == code_cells, "not every code cell of the lesson is on the page"
 
         steppers = page.locator(".jp-OutputArea-output .xenlab-stepper.widget-vbox")  # the ipywidgets VBox
-        assert steppers.count() == expected_steppers(lesson) > 0, "a stepper is missing or not a widget"
+        assert steppers.count() == expected_steppers(lesson, rel), "a stepper is missing or not a widget"
+        assert not outside, f"requests that left the site: {outside}"
+        if not steppers.count():
+            return
         stepper = steppers.first
         stepper.scroll_into_view_if_needed()
         body = stepper.locator(".widget-html-content").last
