@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export PYTHONHASHSEED := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: lab test e2e fuzz bench notebooks lint clean setup realxen
+.PHONY: lab test e2e fuzz bench notebooks lint clean setup realxen lite lite-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,23 @@ test: $(VENV)/.installed
 e2e: $(VENV)/.installed
 	@tools/ensure-debs chromium
 	$(BIN)/python -m pytest tests -m e2e -q
+
+# The lessons as a static JupyterLite site in build/lite/ (README: "For a class without installs"), built
+# in its own pinned environment (build/lite-venv) from PyPI and the npm registry; tools/build_lite.py.
+LITE_VENV := build/lite-venv
+$(LITE_VENV)/.installed: tools/lite-requirements.txt
+	rm -rf $(LITE_VENV)
+	$(PYTHON) -m venv $(LITE_VENV)
+	$(LITE_VENV)/bin/python -m pip install -q -r tools/lite-requirements.txt
+	touch $@
+
+lite: $(LITE_VENV)/.installed
+	@command -v npm >/dev/null || tools/ensure-debs npm
+	$(LITE_VENV)/bin/python tools/build_lite.py
+
+lite-test: lite $(VENV)/.installed
+	@tools/ensure-debs chromium
+	$(BIN)/python -m pytest tests/test_lite_browser.py -q -rs
 
 FUZZ_EXAMPLES ?= 5000
 fuzz: $(VENV)/.installed
