@@ -14,6 +14,15 @@ key is gone.
 Because every change is recorded, ``state_at(i)`` rebuilds every table as it was
 after step *i* by replaying changes (with checkpoints), so a view can step backwards
 as cheaply as forwards without re-running the machine.
+
+The contract that makes replay true: whoever changes a table records the change, and
+each row's *before* is what the table held at that moment (absent = ``None``). A
+table holds only entries that differ from its owner's initial value (an unbound
+port's ``evtchn_to_irq`` -1, a count of 0), so going back to that value is recorded
+as ``None``. A queue is one key whose value is a tuple, oldest first, so order and
+duplicates survive. ``mismatches()`` replays the whole trace once and lists every row
+whose *before* disagrees; ``Trace(checked=True)`` raises ``ReplayMismatch`` at the
+recording call itself, which is where a missing record is found fastest.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from typing import Any
 
 Value = Any
 _CHECKPOINT_EVERY = 256
+_MUTABLE = (list, dict, set, bytearray)  # a replayed state shares values with the steps
 
 
 @dataclass(frozen=True)
@@ -58,15 +68,51 @@ class Step:
         return f"#{self.index} [{self.actor}] {self.function}: {self.summary} ({self.source})"
 
 
+@dataclass(frozen=True)
+class Mismatch:
+    """A change row whose *before* is not what replaying the steps before it gives."""
+
+    index: int
+    function: str
+    change: Change
+    replayed: Value
+
+    def __str__(self) -> str:
+        c = self.change
+        return (f"step #{self.index} {self.function}: {c.table}[{c.key}] recorded before={c.before!r}, "
+                f"replay has {self.replayed!r}")
+
+
+class ReplayMismatch(AssertionError):
+    """Raised by a checked Trace when a recorded *before* disagrees with the replayed state."""
+
+
+State = dict[str, dict[str, Value]]
+
+
+def _apply(state: State, change: Change) -> None:
+    table = state.setdefault(change.table, {})
+    if change.after is None:
+        table.pop(change.key, None)
+    else:
+        table[change.key] = change.after
+
+
 @dataclass
 class Trace:
-    """An append-only list of steps with named stages and replayable state."""
+    """An append-only list of steps with named stages and replayable state.
+
+    ``checked=True`` keeps the replayed state as steps are recorded and raises
+    ``ReplayMismatch`` when a row's *before* disagrees with it (tests, tooling).
+    """
 
     steps: list[Step] = field(default_factory=list)
     stages: list[tuple[str, int]] = field(default_factory=list)
     enabled: bool = True
+    checked: bool = False
     _stage: str = ""
-    _checkpoints: dict[int, dict[str, dict[str, Value]]] = field(default_factory=dict, repr=False)
+    _checkpoints: dict[int, State] = field(default_factory=dict, repr=False)
+    _live: State = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.steps)
@@ -93,9 +139,31 @@ class Trace:
         rows = tuple(
             c if isinstance(c, Change) else Change(c[0], str(c[1]), c[2], c[3]) for c in changes
         )
+        for c in rows:
+            if type(c.before) in _MUTABLE or type(c.after) in _MUTABLE:
+                raise TypeError(f"{function}: {c.table}[{c.key}] records a mutable value; "
+                                "record a tuple (a queue is a tuple, oldest first)")
         step = Step(len(self.steps), actor, function, summary, source, self._stage, rows, printk)
+        if self.checked:
+            for c in rows:
+                now = self._live.get(c.table, {}).get(c.key)
+                if now != c.before:
+                    raise ReplayMismatch(str(Mismatch(step.index, function, c, now)))
+                _apply(self._live, c)
         self.steps.append(step)
         return step
+
+    def mismatches(self, start: int = 0) -> list[Mismatch]:
+        """Every row from step *start* on whose *before* is not the replayed value ([]: all true)."""
+        state = self.state_at(start - 1)
+        out: list[Mismatch] = []
+        for step in self.steps[start:]:
+            for c in step.changes:
+                now = state.get(c.table, {}).get(c.key)
+                if now != c.before:
+                    out.append(Mismatch(step.index, step.function, c, now))
+                _apply(state, c)
+        return out
 
     def begin_stage(self, name: str) -> None:
         """Start a named stage; steps recorded from now on belong to it."""
@@ -122,21 +190,18 @@ class Trace:
         finally:
             self.enabled = old
 
-    def state_at(self, index: int) -> dict[str, dict[str, Value]]:
-        """Every table as it was after step *index* (``-1``: before the first step)."""
+    def state_at(self, index: int) -> State:
+        """Every table as it was after step *index* (``-1``: before the first step); a fresh copy."""
         if not -1 <= index < len(self.steps):
-            raise IndexError(f"step {index} out of range: the trace has steps 0..{len(self.steps) - 1}")
+            have = f"steps 0..{len(self.steps) - 1}" if self.steps else "no steps (only -1 is valid)"
+            raise IndexError(f"step {index} out of range: the trace has {have}")
         base = (index + 1) // _CHECKPOINT_EVERY * _CHECKPOINT_EVERY
         while base and base not in self._checkpoints:
             base -= _CHECKPOINT_EVERY
         state = {t: dict(rows) for t, rows in self._checkpoints.get(base, {}).items()}
         for i in range(base, index + 1):
             for c in self.steps[i].changes:
-                table = state.setdefault(c.table, {})
-                if c.after is None:
-                    table.pop(c.key, None)
-                else:
-                    table[c.key] = c.after
+                _apply(state, c)
             if (i + 1) % _CHECKPOINT_EVERY == 0 and (i + 1) not in self._checkpoints:
                 self._checkpoints[i + 1] = {t: dict(rows) for t, rows in state.items()}
         return state
