@@ -67,7 +67,7 @@ from xenlab.linux.events_tables import (  # noqa: F401  (part of this module's A
     xen_allocate_irq_gsi,
     xen_free_irq,
 )
-from xenlab.linux.irq import IRQF_SHARED, IrqCore, SharedBits
+from xenlab.linux.irq import IRQF_SHARED, IrqCore, Row, SharedBits
 
 
 def notify_remote_via_evtchn(kernel: Any, port: int) -> int:
@@ -109,8 +109,9 @@ def xen_init_IRQ(kernel: Any, *, fifo_events: bool = True) -> ModernIrq:
     kernel.irq = st
     st.chips = _chips(kernel)
     nports = st.shared.bits * st.shared.bits
+    masks: list[Row] = []
     for p in range(nports):
-        st.shared.set_mask(p)
+        st.shared.set_mask(p, masks)
     d.upcall = lambda vcpu: xen_evtchn_do_upcall(kernel, vcpu)
     _rec(
         kernel,
@@ -118,6 +119,7 @@ def xen_init_IRQ(kernel: Any, *, fifo_events: bool = True) -> ModernIrq:
         f"{'FIFO' if fifo_events else '2-level'} event ABI chosen (delivery modelled "
         f"2-level); all {nports} ports masked; dynamic IRQs from {gsi_top} "
         + (f"(GSIs 0..{gsi_top - 1} are the IO-APIC's)" if gsi_top else "(no legacy IRQs in a PV domU)"),
+        masks,
     )
     return st
 
@@ -152,12 +154,13 @@ def bind_evtchn_to_irq_chip(kernel: Any, evtchn: int, chip: str, shared: bool) -
     else:
         info = st.info[irq]
         if shared and info.refcnt >= 0:
+            before = info.row()
             info.refcnt += 1
             _rec(
                 kernel,
                 "bind_evtchn_to_irq_chip",
                 f"port {evtchn} already IRQ {irq}: shared, refcnt {info.refcnt - 1} -> {info.refcnt}",
-                [(_t(kernel, "irq_info"), irq, None, info.row())],
+                [(_t(kernel, "irq_info"), irq, before, info.row())],
             )
         else:
             _rec(kernel, "bind_evtchn_to_irq_chip", f"port {evtchn} already IRQ {irq} (not shared)")
@@ -238,12 +241,13 @@ def unbind_from_irq(kernel: Any, irq: int) -> None:
     if info is None:
         return
     if info.refcnt > 0:
+        before = info.row()
         info.refcnt -= 1
         _rec(
             kernel,
             "unbind_from_irq",
             f"IRQ {irq}: refcnt -> {info.refcnt}",
-            [(_t(kernel, "irq_info"), irq, None, info.row())],
+            [(_t(kernel, "irq_info"), irq, before, info.row())],
         )
         if info.refcnt != 0:
             return
@@ -380,12 +384,13 @@ def evtchn_make_refcounted(kernel: Any, evtchn: int) -> int:
     info = _st(kernel).info.get(irq)
     if info is None:
         return -ENOENT
+    before = info.row()
     info.refcnt = 1
     _rec(
         kernel,
         "evtchn_make_refcounted",
         f"port {evtchn}: IRQ {irq} refcnt = 1",
-        [(_t(kernel, "irq_info"), irq, None, info.row())],
+        [(_t(kernel, "irq_info"), irq, before, info.row())],
     )
     return 0
 

@@ -40,10 +40,9 @@ def _rec(kernel: Any, fn: str, summary: str, changes: Any = (), source: str = SR
 # -- mask / unmask (events_2l.c) --------------------------------------------------------
 def mask_evtchn(kernel: Any, port: int) -> None:
     """evtchn_2l_mask: sync_set_bit(port, evtchn_mask)."""
-    if not _st(kernel).shared.set_mask(port):
-        _rec(
-            kernel, "evtchn_2l_mask", f"port {port} masked", [(_t(kernel, "evtchn_mask"), port, 0, 1)], SRC_2L
-        )
+    rows: list[irqcore.Row] = []
+    if not _st(kernel).shared.set_mask(port, rows):
+        _rec(kernel, "evtchn_2l_mask", f"port {port} masked", rows, SRC_2L)
 
 
 def unmask_evtchn(kernel: Any, port: int) -> None:
@@ -57,22 +56,22 @@ def unmask_evtchn(kernel: Any, port: int) -> None:
             kernel,
             "evtchn_2l_unmask",
             f"port {port} is vcpu {st.evtchn_cpu.get(port, 0)}'s: EVTCHNOP_unmask",
-            [(_t(kernel, "evtchn_mask"), port, 1, 0)],
-            SRC_2L,
+            source=SRC_2L,
         )
         return
-    was = sb.test_mask(port)
-    sb.clear_mask(port)
-    refire = sb.test_pending(port) and not sb.test_and_set_sel(cpu, port // sb.bits)
+    rows: list[irqcore.Row] = []
+    sb.clear_mask(port, rows)
+    refire = sb.test_pending(port) and not sb.test_and_set_sel(cpu, port // sb.bits, rows)
+    if refire:
+        sb.set_upcall_pending(cpu, 1, rows)
     _rec(
         kernel,
         "evtchn_2l_unmask",
         f"port {port} unmasked" + (" and pending: upcall re-raised" if refire else ""),
-        [(_t(kernel, "evtchn_mask"), port, 1, 0)] if was else (),
+        rows,
         SRC_2L,
     )
     if refire:
-        sb.vcpu(cpu).evtchn_upcall_pending = 1
         if not st.in_upcall and not sb.vcpu(cpu).evtchn_upcall_mask:  # events on: the callback comes now
             xen_evtchn_do_upcall(kernel, cpu)
 
@@ -101,10 +100,8 @@ def _chips(kernel: Any) -> dict[str, IrqChip]:
         p = port(irq)
         if p:
             st.info[irq].eoi_pending = True
-            was = st.shared.set_mask(p)
-            irqcore.clear_evtchn_pending(kernel, st.shared, p, "lateeoi_ack_dynirq")
-            _rec(kernel, "lateeoi_ack_dynirq", f"port {p} masked until the late EOI (xen_irq_lateeoi)",
-                 () if was else [(_t(kernel, "evtchn_mask"), p, 0, 1)])
+            irqcore.mask_and_clear_evtchn(kernel, st.shared, p, "lateeoi_ack_dynirq",
+                                          "masked until the late EOI, xen_irq_lateeoi", SRC)
 
     def startup_pirq(irq: int) -> None:
         """startup_pirq: EVTCHNOP_bind_pirq on first use, then unmask (drivers/xen/events/events_base.c)."""
@@ -175,16 +172,17 @@ def xen_evtchn_do_upcall(kernel: Any, cpu: int = 0) -> int:
         if irq != -1:
             irqcore.do_IRQ(kernel, irq, cpu)
         else:
-            sb.set_mask(p)
-            irqcore.clear_evtchn_pending(kernel, sb, p, "no IRQ for the port")
+            irqcore.mask_and_clear_evtchn(kernel, sb, p, "handle_irq_for_port", "no IRQ for the port", SRC)
 
     try:
         while True:
-            vcpu.evtchn_upcall_pending = 0
+            rows: list[irqcore.Row] = []
+            sb.set_upcall_pending(cpu, 0, rows)
             _rec(
                 kernel,
                 "xen_evtchn_do_upcall",
                 f"vcpu {cpu}: upcall_pending cleared, pending_sel {int(vcpu.evtchn_pending_sel):#x}",
+                rows,
                 source=SRC,
             )
             timer = st.virq_to_irq[cpu][0]
@@ -193,7 +191,12 @@ def xen_evtchn_do_upcall(kernel: Any, cpu: int = 0) -> int:
                 if sb.test_pending(tp) and not sb.test_mask(tp):
                     handle(tp)
                     handled += 1
-            handled += irqcore.evtchn_2l_scan(kernel, cpu, st.scan_state[cpu], mine, handle)
+            rows = []
+            sel = sb.xchg_pending_sel(cpu, rows)
+            if rows:
+                _rec(kernel, "evtchn_2l_handle_events", f"vcpu {cpu}: pending_sel {sel:#x} taken (xchg)",
+                     rows, SRC_2L)
+            handled += irqcore.evtchn_2l_scan(kernel, cpu, st.scan_state[cpu], mine, handle, sel)
             if not vcpu.evtchn_upcall_pending:
                 break
     finally:

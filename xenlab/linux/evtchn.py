@@ -68,7 +68,7 @@ from xenlab.linux.evtchn_tables import (  # noqa: F401  (part of this module's A
     nr_vcpus,
     type_from_irq_info,
 )
-from xenlab.linux.irq import IrqCore, SharedBits
+from xenlab.linux.irq import IrqCore, Row, SharedBits
 from xenlab.linux.kernel import KERN_WARNING
 
 
@@ -90,8 +90,9 @@ def xen_init_IRQ(kernel: Any, variant: str = "L18", arch: str = "x86_64") -> Xen
     st.ipi_to_irq = [[-1] * NR_IPIS for _ in range(nr_cpus)]
     st.upcall_count = [0] * nr_cpus
     st.scan_state = [{} for _ in range(nr_cpus)]
+    masks: list[Row] = []
     for port in range(nports):
-        st.shared.set_mask(port)
+        st.shared.set_mask(port, masks)
     dyn, phys = _dynirq_chip(kernel), _pirq_chip(kernel)
     for i in range(space.NR_DYNIRQS):
         desc = st.core.alloc_desc(space.DYNIRQ_BASE + i)
@@ -111,6 +112,7 @@ def xen_init_IRQ(kernel: Any, variant: str = "L18", arch: str = "x86_64") -> Xen
         f"IRQs {space.DYNIRQ_BASE}..{space.NR_IRQS - 1} 'Dynamic-irq' bindcount 0, "
         f"PIRQs {space.PIRQ_BASE}..{space.PIRQ_BASE + space.NR_PIRQS - 1} 'Phys-irq' bindcount nailed to 1 "
         "(tables record only entries that differ from these values)",
+        masks,
     )
     _domain(kernel).upcall = lambda vcpu: evtchn_do_upcall(kernel, vcpu)
     return st

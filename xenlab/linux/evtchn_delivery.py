@@ -37,10 +37,9 @@ def _t(kernel: Any, table: str) -> str:
 # -- mask / unmask / notify ------------------------------------------------------------
 def mask_evtchn(kernel: Any, port: int) -> None:
     """mask_evtchn: sync_set_bit(port, shared_info->evtchn_mask) -- the guest does it itself."""
-    sb = _state(kernel).shared
-    was = sb.set_mask(port)
-    if not was:
-        _rec(kernel, "mask_evtchn", f"port {port} masked", [(_t(kernel, "evtchn_mask"), port, 0, 1)])
+    rows: list[irqcore.Row] = []
+    if not _state(kernel).shared.set_mask(port, rows):
+        _rec(kernel, "mask_evtchn", f"port {port} masked", rows)
 
 
 def unmask_evtchn(kernel: Any, port: int) -> None:
@@ -54,21 +53,21 @@ def unmask_evtchn(kernel: Any, port: int) -> None:
             kernel,
             "unmask_evtchn",
             f"port {port} belongs to vcpu {st.cpu_evtchn.get(port, 0)}: EVTCHNOP_unmask hypercall",
-            [(_t(kernel, "evtchn_mask"), port, 1, 0)],
         )
         return
-    was = sb.test_mask(port)
-    sb.clear_mask(port)
-    refire = sb.test_pending(port) and not sb.test_and_set_sel(cpu, port // sb.bits)
+    rows: list[irqcore.Row] = []
+    sb.clear_mask(port, rows)
+    refire = sb.test_pending(port) and not sb.test_and_set_sel(cpu, port // sb.bits, rows)
+    if refire:
+        sb.set_upcall_pending(cpu, 1, rows)
     _rec(
         kernel,
         "unmask_evtchn",
         f"port {port} unmasked"
         + (" and still pending: missed edge re-raised (upcall_pending = 1)" if refire else ""),
-        [(_t(kernel, "evtchn_mask"), port, int(was), 0)] if was else (),
+        rows,
     )
     if refire:
-        sb.vcpu(cpu).evtchn_upcall_pending = 1
         if not st.in_upcall and not sb.vcpu(cpu).evtchn_upcall_mask:  # events on: the callback comes now
             evtchn_do_upcall(kernel, cpu)
 
@@ -122,19 +121,17 @@ def _dynirq_chip(kernel: Any) -> IrqChip:
         if port_of(irq):
             mask_evtchn(kernel, port_of(irq))
 
-    def ack(irq: int) -> None:
+    def ack(irq: int) -> None:  # ack_dynirq: mask_evtchn + clear_evtchn
         if port_of(irq):
-            st.shared.set_mask(port_of(irq))
-            clear_evtchn(kernel, port_of(irq))
+            irqcore.mask_and_clear_evtchn(kernel, st.shared, port_of(irq), "ack_dynirq", "ack", SRC)
 
-    def end(irq: int) -> None:
+    def end(irq: int) -> None:  # end_dynirq: unmask_evtchn unless the IRQ was disabled
         if port_of(irq) and not st.core.descs[irq].disabled:
-            st.shared.clear_mask(port_of(irq))
-            sb = st.shared
-            if sb.test_pending(port_of(irq)) and not sb.test_and_set_sel(
-                st.this_cpu, port_of(irq) // sb.bits
-            ):
-                sb.vcpu(st.this_cpu).evtchn_upcall_pending = 1
+            port, sb, rows = port_of(irq), st.shared, []
+            sb.clear_mask(port, rows)
+            if sb.test_pending(port) and not sb.test_and_set_sel(st.this_cpu, port // sb.bits, rows):
+                sb.set_upcall_pending(st.this_cpu, 1, rows)
+            _rec(kernel, "end_dynirq", f"IRQ {irq}: port {port} unmasked", rows)
 
     return IrqChip(
         "Dynamic-irq", startup=startup, shutdown=shutdown, ack=ack, end=end, mask=shutdown, unmask=startup
@@ -218,10 +215,12 @@ def evtchn_do_upcall(kernel: Any, cpu: int = 0) -> int:
     handled = 0
     try:
         while True:
-            vcpu.evtchn_upcall_pending = 0
-            sel = int(vcpu.evtchn_pending_sel)
+            rows: list[irqcore.Row] = []
+            sb.set_upcall_pending(cpu, 0, rows)
+            sel = sb.xchg_pending_sel(cpu, rows)
             _rec(
-                kernel, "evtchn_do_upcall", f"vcpu {cpu}: upcall_pending cleared, pending_sel {sel:#x} taken"
+                kernel, "evtchn_do_upcall", f"vcpu {cpu}: upcall_pending cleared, pending_sel {sel:#x} taken",
+                rows,
             )
 
             def handle(port: int) -> None:
@@ -236,7 +235,7 @@ def evtchn_do_upcall(kernel: Any, cpu: int = 0) -> int:
                     _rec(kernel, "evtchn_do_upcall", f"port {port} has no IRQ: evtchn_device_upcall")
 
             handled += irqcore.evtchn_2l_scan(
-                kernel, cpu, st.scan_state[cpu], lambda p: st.cpu_evtchn.get(p, 0) == cpu, handle
+                kernel, cpu, st.scan_state[cpu], lambda p: st.cpu_evtchn.get(p, 0) == cpu, handle, sel
             )
             if not vcpu.evtchn_upcall_pending:
                 break

@@ -29,7 +29,7 @@ from xenlab.abi.errno import EINVAL, ENOTCONN
 from xenlab.abi.event_channel import DOMID_SELF
 from xenlab.base.sched import WaitQueue
 from xenlab.linux import events as ev
-from xenlab.linux.irq import IRQ_HANDLED, IRQF_SHARED, clear_evtchn_pending
+from xenlab.linux.irq import IRQ_HANDLED, IRQF_SHARED, mask_and_clear_evtchn
 
 SRC = "drivers/xen/evtchn.c"
 SRC_2618 = "drivers/xen/evtchn/evtchn.c"
@@ -149,7 +149,9 @@ class EvtchnUser:
             ev.unbind_from_irqhandler(k, evtchn.irq, evtchn)
         else:
             k.irq.device_ports.pop(port, None)
-            k.irq.shared.set_mask(port)
+            from xenlab.linux import evtchn as l18
+
+            l18.mask_evtchn(k, port)
             k.hv.evtchn_close(k.domid, port)
         self._rec("evtchn_ioctl", f"UNBIND({port})")
         return 0
@@ -197,8 +199,8 @@ class EvtchnUser:
 def evtchn_device_upcall(kernel: Any, port: int) -> bool:
     """2.6.18 evtchn_device_upcall: a port with no IRQ: mask, clear, queue to its owner; False if unowned."""
     user = kernel.irq.device_ports.get(port)
-    kernel.irq.shared.set_mask(port)
-    clear_evtchn_pending(kernel, kernel.irq.shared, port, "evtchn_device_upcall")
+    mask_and_clear_evtchn(kernel, kernel.irq.shared, port, "evtchn_device_upcall",
+                          "no IRQ: queued to user space", SRC_2618)
     if user is None:
         return False
     user._queue(port)

@@ -91,45 +91,64 @@ class IrqDesc:
         return sum(self.kstat)
 
 
+Row = tuple[str, Any, Any, Any]
+
+
 class SharedBits:
     """The guest's view of its shared_info: 2-level pending/mask bits, selector, upcall flag.
 
     Linux touches these bits itself with sync_set_bit & co; here the hypervisor's
     ``shared_info`` object holds them, and this class is the handful of bit operations
-    the guest kernel code uses.
+    the guest kernel code uses. The bits live in one page that Xen writes too, so the
+    trace keeps them in Xen's tables (``xen/d<N>/evtchn_pending``, ``/evtchn_mask``: port
+    -> 1; ``xen/d<N>/vcpu<V>``: ``evtchn_upcall_pending``, ``evtchn_pending_sel``; absent =
+    0) and every write here appends its change row to *rows*, which the caller records in
+    its own step: the guest's write is the guest's step, on the table it changed.
     """
 
     def __init__(self, kernel: Any) -> None:
         self.kernel = kernel
         self.sh = kernel.hv.domains[kernel.domid].shared_info
         self.bits = 64 if getattr(kernel.hv, "bits", 64) == 64 else 32
+        self.pending_table = f"xen/d{kernel.domid}/evtchn_pending"
+        self.mask_table = f"xen/d{kernel.domid}/evtchn_mask"
+
+    def vcpu_table(self, cpu: int) -> str:
+        """The trace table of vcpu_info[cpu] (upcall_pending, pending_sel)."""
+        return f"xen/d{self.kernel.domid}/vcpu{cpu}"
+
+    @staticmethod
+    def _bit(array: Any, table: str, port: int, value: int, rows: list[Row]) -> int:
+        old = array[port]
+        if old != value:
+            array[port] = value
+            rows.append((table, port, old or None, value or None))
+        return old
 
     # -- per-port bits (sync_*_bit on evtchn_pending / evtchn_mask) ------------------
     def test_pending(self, port: int) -> bool:
         """sync_test_bit(port, evtchn_pending)."""
         return bool(self.sh.evtchn_pending[port])
 
-    def clear_pending(self, port: int) -> None:
+    def clear_pending(self, port: int, rows: list[Row]) -> None:
         """sync_clear_bit(port, evtchn_pending) (clear_evtchn)."""
-        self.sh.evtchn_pending[port] = 0
+        self._bit(self.sh.evtchn_pending, self.pending_table, port, 0, rows)
 
-    def set_pending(self, port: int) -> None:
+    def set_pending(self, port: int, rows: list[Row]) -> None:
         """sync_set_bit(port, evtchn_pending) (resend_irq_on_evtchn)."""
-        self.sh.evtchn_pending[port] = 1
+        self._bit(self.sh.evtchn_pending, self.pending_table, port, 1, rows)
 
     def test_mask(self, port: int) -> bool:
         """sync_test_bit(port, evtchn_mask)."""
         return bool(self.sh.evtchn_mask[port])
 
-    def set_mask(self, port: int) -> bool:
+    def set_mask(self, port: int, rows: list[Row]) -> bool:
         """sync_test_and_set_bit on the mask: True if it was already set."""
-        old = bool(self.sh.evtchn_mask[port])
-        self.sh.evtchn_mask[port] = 1
-        return old
+        return bool(self._bit(self.sh.evtchn_mask, self.mask_table, port, 1, rows))
 
-    def clear_mask(self, port: int) -> None:
+    def clear_mask(self, port: int, rows: list[Row]) -> None:
         """sync_clear_bit(port, evtchn_mask) (no re-raise: see unmask_evtchn)."""
-        self.sh.evtchn_mask[port] = 0
+        self._bit(self.sh.evtchn_mask, self.mask_table, port, 0, rows)
 
     def active_word(self, idx: int) -> int:
         """evtchn_pending[idx] & ~evtchn_mask[idx] as one machine word."""
@@ -137,21 +156,33 @@ class SharedBits:
 
     # -- per-vcpu ----------------------------------------------------------------------
     def vcpu(self, cpu: int) -> Any:
-        """The vcpu_info of *cpu* (upcall_pending, upcall_mask, pending_sel)."""
+        """The vcpu_info of *cpu* (upcall_pending, upcall_mask, pending_sel): read it, write via below."""
         return self.sh.vcpu_info[cpu]
 
-    def xchg_pending_sel(self, cpu: int) -> int:
+    def set_upcall_pending(self, cpu: int, value: int, rows: list[Row]) -> None:
+        """vcpu_info->evtchn_upcall_pending = value."""
+        v = self.sh.vcpu_info[cpu]
+        old = int(v.evtchn_upcall_pending)
+        if old != value:
+            v.evtchn_upcall_pending = value
+            rows.append((self.vcpu_table(cpu), "evtchn_upcall_pending", old or None, value or None))
+
+    def xchg_pending_sel(self, cpu: int, rows: list[Row]) -> int:
         """xchg(&vcpu_info->evtchn_pending_sel, 0)."""
         v = self.sh.vcpu_info[cpu]
         old = int(v.evtchn_pending_sel)
-        v.evtchn_pending_sel = 0
+        if old:
+            v.evtchn_pending_sel = 0
+            rows.append((self.vcpu_table(cpu), "evtchn_pending_sel", old, None))
         return old
 
-    def test_and_set_sel(self, cpu: int, idx: int) -> bool:
+    def test_and_set_sel(self, cpu: int, idx: int, rows: list[Row]) -> bool:
         """sync_test_and_set_bit(idx, &vcpu_info->evtchn_pending_sel)."""
         v = self.sh.vcpu_info[cpu]
         old = int(v.evtchn_pending_sel)
-        v.evtchn_pending_sel = old | (1 << idx)
+        if not old >> idx & 1:
+            v.evtchn_pending_sel = old | (1 << idx)
+            rows.append((self.vcpu_table(cpu), "evtchn_pending_sel", old or None, old | (1 << idx)))
         return bool(old >> idx & 1)
 
 
@@ -321,17 +352,18 @@ def evtchn_2l_scan(
     state: dict[str, int],
     port_active: Callable[[int], bool],
     handle_port: Callable[[int], None],
+    l1: int,
 ) -> int:
     """The 2-level round-robin scan shared by L18 evtchn_do_upcall and events_2l.c: selector, then words.
 
-    Takes the selector word with xchg, then walks selector bits and pending&~mask words
+    *l1* is the selector word the caller took with xchg (and recorded); the scan walks
+    selector bits and pending&~mask words
     starting after the last port handled (``state`` keeps last l1i/l2i per cpu), calling
     ``handle_port`` for each active port (``port_active`` filters ports bound to other
     cpus). Returns how many ports were handled.
     """
     bits = kernel.irq.shared.bits
     sb: SharedBits = kernel.irq.shared
-    l1 = sb.xchg_pending_sel(cpu)
     l1i = state.setdefault("l1i", bits - 1)
     l2i = state.setdefault("l2i", bits - 1)
     handled = 0
@@ -377,11 +409,20 @@ def evtchn_2l_scan(
     return handled
 
 
-def clear_evtchn_pending(kernel: Any, shared: Any, port: int, why: str) -> None:
+def clear_evtchn_pending(kernel: Any, shared: SharedBits, port: int, why: str) -> None:
     """sync_clear_bit(port, shared_info->evtchn_pending), recorded as the change to Xen's bit."""
-    was = shared.test_pending(port)
-    shared.clear_pending(port)
-    if was:
+    rows: list[Row] = []
+    shared.clear_pending(port, rows)
+    if rows:
         kernel.record("clear_evtchn", f"port {port}: pending bit cleared ({why})",
-                      "include/xen/events.h",
-                      changes=[(f"xen/d{kernel.domid}/evtchn_pending", port, 1, None)])
+                      "include/xen/events.h", changes=rows)
+
+
+def mask_and_clear_evtchn(kernel: Any, shared: SharedBits, port: int, function: str, why: str,
+                          source: str) -> None:
+    """sync_set_bit on the mask, then sync_clear_bit on pending: one recorded step, *function*'s."""
+    rows: list[Row] = []
+    shared.set_mask(port, rows)
+    shared.clear_pending(port, rows)
+    if rows:
+        kernel.record(function, f"port {port} masked, pending cleared ({why})", source, changes=rows)

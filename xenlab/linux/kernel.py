@@ -24,6 +24,27 @@ LEVEL_NAMES = {KERN_EMERG: "emerg", KERN_ALERT: "alert", KERN_CRIT: "crit", KERN
                KERN_WARNING: "warn", KERN_NOTICE: "notice", KERN_INFO: "info", KERN_DEBUG: "debug"}
 
 
+#: What a kernel table holds where nothing was written (the free slot of an array, a zero
+#: count, a zeroed ring page). The trace keeps only other values, so a row going back to
+#: it is recorded as absent (None): replaying the trace then gives the table exactly.
+TABLE_INITIAL: dict[str, Any] = {
+    "evtchn_to_irq": -1, "virq_to_irq": -1, "ipi_to_irq": -1,  # -1: no IRQ
+    "irq_info": 0,  # 2.6.18 mk_irq_info(IRQT_UNBOUND, 0, 0)
+    "irq_bindcount": 0, "kstat_irqs": 0, "ring": 0, "xenbus": 0,
+}
+
+
+def _absent(table: str, prefix: str, value: Any) -> Any:
+    """*value* as a row of *table* records it: None where it is the table's initial value."""
+    if value is None or not table.startswith(prefix):
+        return value
+    initial = TABLE_INITIAL.get(table[len(prefix):], _NO_INITIAL)
+    return None if type(value) is type(initial) and value == initial else value
+
+
+_NO_INITIAL = object()
+
+
 class KernelPanic(RuntimeError):
     """panic(): the simulated kernel stopped."""
 
@@ -90,9 +111,12 @@ class Kernel:
 
     def record(self, function: str, summary: str, source: str, changes: Any = (),
                printk: str | None = None) -> None:
-        """Record one step of this kernel in the trace."""
+        """Record one step of this kernel in the trace (a table's initial value is recorded as absent)."""
+        prefix = self.name + "/"
+        rows = [(t, k, _absent(t, prefix, before), _absent(t, prefix, after))
+                for t, k, before, after in changes]
         self.trace.record(function, summary, actor=self.name, source=source,
-                          changes=changes, printk=printk)
+                          changes=rows, printk=printk)
 
     # -- /proc -------------------------------------------------------------
     def proc_create(self, path: str, mode: int, read: Any) -> None:

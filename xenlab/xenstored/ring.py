@@ -138,7 +138,7 @@ class RingConnection:
     def _set(self, field: str, value: int, changes: list[tuple[str, str, Any, Any]]) -> None:
         before = getattr(self.intf, field)
         setattr(self.intf, field, value & _U32)
-        changes.append((self.table, field, before, value & _U32))
+        changes.append((self.table, field, before or None, (value & _U32) or None))  # zeroed page: absent
 
     def readchn(self, want: int) -> bytes | None:
         """readchn() (xenstored_domain.c): up to *want* request bytes, req_cons on, notify; None if bad."""

@@ -64,6 +64,8 @@ from xenlab.linux.xenbus.probe_frontend import (
     xenbus_probe_frontend_init,
 )
 
+XS_NAMES = {XS_PV: "XS_PV", XS_HVM: "XS_HVM", XS_LOCAL: "XS_LOCAL"}
+
 SRC = "drivers/xen/xenbus/xenbus_probe.c"
 
 #: Faults the probe checks (kernel.faults), with what each does.
@@ -232,6 +234,8 @@ def xenbus_probe_init(kernel: Any) -> int:
         d.start_info.store_evtchn = xb.xen_store_evtchn
         create_xen_proc_entries_2618(kernel)
     elif getattr(d, "hvm", False):
+        kernel.record("xenbus_probe_init", "HVM: xenstored_ready = 1", SRC,
+                      changes=[(f"{kernel.name}/xenbus", "xenstored_ready", xb.xenstored_ready, 1)])
         xb.xenstored_ready = 1
         evtchn = d.hvm_params.get(HVM_PARAM_STORE_EVTCHN, 0)
         pfn = d.hvm_params.get(HVM_PARAM_STORE_PFN, 0)
@@ -283,12 +287,12 @@ def xenbus_init(kernel: Any) -> int:
     kind = XS_HVM if hvm else XS_PV
     if (hvm and initial) or (not hvm and not d.start_info.store_evtchn):
         kind = XS_LOCAL
+    rows = [(f"{kernel.name}/xenbus", "xen_store_domain_type", None, XS_NAMES[kind])]
     if not hvm and d.start_info.store_evtchn:
+        rows.append((f"{kernel.name}/xenbus", "xenstored_ready", xb.xenstored_ready, 1))
         xb.xenstored_ready = 1
     xb.xen_store_domain_type = kind
-    names = {XS_PV: "XS_PV", XS_HVM: "XS_HVM", XS_LOCAL: "XS_LOCAL"}
-    kernel.record("xenbus_init", f"postcore_initcall: store kind {names[kind]}", SRC,
-                  changes=[(f"{kernel.name}/xenbus", "xen_store_domain_type", None, names[kind])])
+    kernel.record("xenbus_init", f"postcore_initcall: store kind {XS_NAMES[kind]}", SRC, changes=rows)
     err = 0
     if kind == XS_LOCAL:
         err = _alloc_store_locally(kernel, DOMID_SELF)

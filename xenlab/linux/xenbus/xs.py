@@ -109,6 +109,10 @@ class XsState:
     msg: dict[str, Any] = field(default_factory=dict)  # modern process_msg's static state
     wr: dict[str, Any] = field(default_factory=dict)  # modern process_writes' static state
 
+    def queued_events(self) -> tuple[tuple[str, str], ...] | None:
+        """watch_events as the trace records it: ((path, token), ...) oldest first; None if empty."""
+        return tuple((path, token) for _, path, token in self.watch_events) or None
+
 
 def xs_state(kernel: Any) -> XsState:
     """The kernel's xs_state (``kernel.xs_state``), created on first use."""
@@ -195,12 +199,13 @@ def _dispatch_watch_event(kernel: Any, body: bytes) -> int:
 
     watch = find_watch(kernel, token)
     if watch is not None and (watch.will_handle is None or watch.will_handle(watch, path, token)):
+        before = st.queued_events()
         st.watch_events.append((watch, path, token))
         watch.nr_pending += 1
         kernel.sched.wake_up(st.watch_events_waitq)
         kernel.record("xs_watch_msg" if not _old(kernel) else "process_msg",
                       f"WATCH_EVENT {path} token {token}: queued for xenwatch", SRC,
-                      changes=[(f"{kernel.name}/watch_events", token, None, path)])
+                      changes=[(f"{kernel.name}/watch_events", "queue", before, st.queued_events())])
     else:
         kernel.record("xs_watch_msg" if not _old(kernel) else "process_msg",
                       f"WATCH_EVENT {path} token {token}: no such watch, dropped", SRC)
@@ -339,11 +344,12 @@ def xenwatch_thread(kernel: Any) -> None:
         kernel.sched.wait_event(st.watch_events_waitq, lambda: bool(st.watch_events))
         st.xenwatch_mutex.lock()
         if st.watch_events:
+            before = st.queued_events()
             watch, path, token = st.watch_events.popleft()
             watch.nr_pending -= 1
             name = getattr(watch.callback, "__name__", "callback")
             kernel.record("xenwatch_thread", f"{path} (token {token}) -> {name}", SRC,
-                          changes=[(f"{kernel.name}/watch_events", token, path, None)])
+                          changes=[(f"{kernel.name}/watch_events", "queue", before, st.queued_events())])
             if _old(kernel) and watch.flags & XBWF_new_thread:
                 kernel.sched.kthread_run(watch.callback, "xenwatch_cb", watch, path, token, owner=kernel.name)
             else:

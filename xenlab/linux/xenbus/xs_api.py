@@ -222,9 +222,13 @@ def unregister_xenbus_watch(kernel: Any, watch: Any) -> None:
     me_is_xenwatch = kernel.sched.current is not None and kernel.sched.current is st.xenwatch_task
     if not me_is_xenwatch and kernel.flavour != "2.6.18":
         st.xenwatch_mutex.lock()
+    before = st.queued_events()
     kept = [ev for ev in st.watch_events if ev[0] is not watch]
     st.watch_events.clear()
     st.watch_events.extend(kept)
+    if st.queued_events() != before:
+        kernel.record("unregister_xenbus_watch", f"{watch.node}: its queued events dropped", SRC,
+                      changes=[(f"{kernel.name}/watch_events", "queue", before, st.queued_events())])
     watch.nr_pending = 0
     if not me_is_xenwatch:
         if kernel.flavour == "2.6.18":
