@@ -145,9 +145,11 @@ class Trace:
                                 "record a tuple (a queue is a tuple, oldest first)")
         step = Step(len(self.steps), actor, function, summary, source, self._stage, rows, printk)
         if self.checked:
-            for c in rows:
+            for n, c in enumerate(rows):
                 now = self._live.get(c.table, {}).get(c.key)
                 if now != c.before:
+                    for done in reversed(rows[:n]):  # leave the trace as it was
+                        _apply(self._live, Change(done.table, done.key, done.after, done.before))
                     raise ReplayMismatch(str(Mismatch(step.index, function, c, now)))
                 _apply(self._live, c)
         self.steps.append(step)
