@@ -15,7 +15,7 @@ N = 700  # spans checkpoints at 256 and 512
 
 
 def counting_trace(n: int = N) -> Trace:
-    """Step i sets t/counter to i, adds t/k<i>, and drops t/k<i-3>: values overwritten and keys come and go."""
+    """Step i sets t/counter to i, adds t/k<i>, drops t/k<i-3>: values overwritten, keys come and go."""
     trace = Trace()
     for i in range(n):
         rows = [("t", "counter", i - 1 if i else None, i), ("t", f"k{i}", None, f"v{i}")]
