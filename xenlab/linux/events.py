@@ -25,7 +25,8 @@ through the hypervisor's 2-level bits (events_2l.c), which the upcall scans.
 
 Trace tables: ``<kernel>/evtchn_to_irq`` (port -> IRQ, rows recorded when allocated),
 ``/irq_info`` (IRQ -> (type, port, cpu, refcnt, index)), ``/virq_to_irq``, ``/ipi_to_irq``,
-``/evtchn_mask``, ``/irq_action``, ``/kstat_irqs``.
+``/irq_action``, ``/kstat_irqs``; mask and pending bits are rows on Xen's
+``xen/d<N>/evtchn_mask`` and ``/evtchn_pending`` (the shared_info page), in this kernel's steps.
 """
 
 from __future__ import annotations

@@ -28,8 +28,9 @@ warns "increase NR_IRQS!"), ``"RH5-8.el5"`` (RHEL 5.0: types without CALLER/LOCA
 ports -- IRQT_EVTCHN = 4 --, ``panic`` when exhausted, every unbind closes the port).
 
 Trace tables: ``<kernel>/evtchn_to_irq``, ``/irq_info`` (the packed u32), ``/irq_bindcount``,
-``/virq_to_irq`` and ``/ipi_to_irq`` (key ``"<cpu>/<index>"``), ``/evtchn_mask``,
-``/irq_action``, ``/kstat_irqs``.
+``/virq_to_irq`` and ``/ipi_to_irq`` (key ``"<cpu>/<index>"``), ``/irq_action``,
+``/kstat_irqs``; mask and pending bits are rows on Xen's ``xen/d<N>/evtchn_mask`` and
+``/evtchn_pending`` (the shared_info page), in this kernel's steps.
 """
 
 from __future__ import annotations
