@@ -34,10 +34,10 @@ from typing import Any
 
 Value = Any
 _CHECKPOINT_EVERY = 256
-_MUTABLE = (list, dict, set, bytearray)  # a replayed state shares values with the steps
+_MUTABLE = frozenset({list, dict, set, bytearray})  # a replayed state shares values with the steps
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Change:
     """One key of one table changed from *before* to *after* (None = absent)."""
 
@@ -46,11 +46,16 @@ class Change:
     before: Value
     after: Value
 
+    def __init__(self, table: str, key: str, before: Value, after: Value) -> None:
+        # frozen, but filled in one go: a boot records tens of thousands of rows
+        d = self.__dict__
+        d["table"], d["key"], d["before"], d["after"] = table, key, before, after
+
     def __str__(self) -> str:
         return f"{self.table}[{self.key}]: {self.before!r} -> {self.after!r}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Step:
     """One recorded step of the machine."""
 
@@ -62,6 +67,12 @@ class Step:
     stage: str
     changes: tuple[Change, ...] = ()
     printk: str | None = None
+
+    def __init__(self, index: int, actor: str, function: str, summary: str, source: str, stage: str,
+                 changes: tuple[Change, ...] = (), printk: str | None = None) -> None:
+        d = self.__dict__  # frozen, but filled in one go: a boot records some 15,000 steps
+        d["index"], d["actor"], d["function"], d["summary"] = index, actor, function, summary
+        d["source"], d["stage"], d["changes"], d["printk"] = source, stage, changes, printk
 
     def line(self) -> str:
         """The step as one stable line of text."""
@@ -136,9 +147,7 @@ class Trace:
         """Append one step; *changes* are ``(table, key, before, after)`` tuples or ``Change``."""
         if not self.enabled:
             return None
-        rows = tuple(
-            c if isinstance(c, Change) else Change(c[0], str(c[1]), c[2], c[3]) for c in changes
-        )
+        rows = tuple([c if isinstance(c, Change) else Change(c[0], str(c[1]), c[2], c[3]) for c in changes])
         for c in rows:
             if type(c.before) in _MUTABLE or type(c.after) in _MUTABLE:
                 raise TypeError(f"{function}: {c.table}[{c.key}] records a mutable value; "

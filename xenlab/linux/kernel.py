@@ -112,11 +112,13 @@ class Kernel:
     def record(self, function: str, summary: str, source: str, changes: Any = (),
                printk: str | None = None) -> None:
         """Record one step of this kernel in the trace (a table's initial value is recorded as absent)."""
-        prefix = self.name + "/"
-        rows = [(t, k, _absent(t, prefix, before), _absent(t, prefix, after))
-                for t, k, before, after in changes]
+        if changes:
+            prefix = self.name + "/"
+            changes = [row if not row[0].startswith(prefix) else
+                       (row[0], row[1], _absent(row[0], prefix, row[2]), _absent(row[0], prefix, row[3]))
+                       for row in changes]
         self.trace.record(function, summary, actor=self.name, source=source,
-                          changes=rows, printk=printk)
+                          changes=changes, printk=printk)
 
     # -- /proc -------------------------------------------------------------
     def proc_create(self, path: str, mode: int, read: Any) -> None:
