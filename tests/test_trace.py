@@ -147,3 +147,17 @@ def test_a_checked_trace_refuses_a_row_whose_before_is_wrong_and_stays_as_it_was
     assert len(trace) == 1
     trace.record("clear", "", actor="a", source="s", changes=[("t", "a", 1, None)])  # t[a] is still 1
     assert trace.state_at(1) == {"t": {}}
+
+
+def test_a_table_with_an_initial_value_records_the_owners_values_and_replays_without_them() -> None:
+    trace = Trace(checked=True)
+    trace.set_initial("dom0/evtchn_to_irq", -1)  # an unbound port
+    trace.record("bind", "", actor="dom0", source="s", changes=[("dom0/evtchn_to_irq", 3, -1, 24)])
+    trace.record("bind", "", actor="dom0", source="s", changes=[("dom0/evtchn_to_irq", 4, None, 25)])
+    assert trace.state_at(1) == {"dom0/evtchn_to_irq": {"3": 24, "4": 25}}
+    trace.record("unbind", "", actor="dom0", source="s", changes=[("dom0/evtchn_to_irq", 3, 24, -1)])
+    assert trace.state_at(2) == {"dom0/evtchn_to_irq": {"4": 25}}  # back to -1: absent
+    assert str(trace[0].changes[0]) == "dom0/evtchn_to_irq[3]: -1 -> 24"  # what a learner reads
+    with pytest.raises(ReplayMismatch, match=r"evtchn_to_irq\[4\] recorded before=-1, replay has 25"):
+        trace.record("bind", "", actor="dom0", source="s", changes=[("dom0/evtchn_to_irq", 4, -1, 26)])
+    assert trace.mismatches() == []

@@ -17,12 +17,14 @@ as cheaply as forwards without re-running the machine.
 
 The contract that makes replay true: whoever changes a table records the change, and
 each row's *before* is what the table held at that moment (absent = ``None``). A
-table holds only entries that differ from its owner's initial value (an unbound
-port's ``evtchn_to_irq`` -1, a count of 0), so going back to that value is recorded
-as ``None``. A queue is one key whose value is a tuple, oldest first, so order and
-duplicates survive. ``mismatches()`` replays the whole trace once and lists every row
-whose *before* disagrees; ``Trace(checked=True)`` raises ``ReplayMismatch`` at the
-recording call itself, which is where a missing record is found fastest.
+table whose slots start at another value (an unbound port's ``evtchn_to_irq`` -1, a
+count of 0) says so once with ``set_initial``; its rows then carry the owner's own
+values (``-1 -> 24``), and the replayed table holds only the entries that differ from
+the initial value (a key set back to it disappears). A queue is one key whose value
+is a tuple, oldest first, so order and duplicates survive. ``mismatches()`` replays
+the whole trace once and lists every row whose *before* disagrees;
+``Trace(checked=True)`` raises ``ReplayMismatch`` at the recording call itself, which
+is where a missing record is found fastest.
 """
 
 from __future__ import annotations
@@ -101,12 +103,23 @@ class ReplayMismatch(AssertionError):
 State = dict[str, dict[str, Value]]
 
 
-def _apply(state: State, change: Change) -> None:
+_NONE = object()  # a table with no initial value: only None means absent
+
+
+def _apply(state: State, change: Change, initial: Value = _NONE) -> None:
     table = state.setdefault(change.table, {})
-    if change.after is None:
+    after = change.after
+    if after is None or (type(after) is type(initial) and after == initial):
         table.pop(change.key, None)
     else:
-        table[change.key] = change.after
+        table[change.key] = after
+
+
+def _same(replayed: Value, before: Value, initial: Value) -> bool:
+    """Does a row's *before* agree with the *replayed* value (absent), given the table's initial value?"""
+    if replayed is None:
+        return before is None or (type(before) is type(initial) and before == initial)
+    return replayed == before
 
 
 @dataclass
@@ -121,6 +134,7 @@ class Trace:
     stages: list[tuple[str, int]] = field(default_factory=list)
     enabled: bool = True
     checked: bool = False
+    initial: dict[str, Value] = field(default_factory=dict)  # table -> what an absent key means
     _stage: str = ""
     _checkpoints: dict[int, State] = field(default_factory=dict, repr=False)
     _live: State = field(default_factory=dict, repr=False)
@@ -154,27 +168,35 @@ class Trace:
                                 "record a tuple (a queue is a tuple, oldest first)")
         step = Step(len(self.steps), actor, function, summary, source, self._stage, rows, printk)
         if self.checked:
+            initial = self.initial
             for n, c in enumerate(rows):
                 now = self._live.get(c.table, {}).get(c.key)
-                if now != c.before:
+                if not _same(now, c.before, initial.get(c.table, _NONE)):
                     for done in reversed(rows[:n]):  # leave the trace as it was
-                        _apply(self._live, Change(done.table, done.key, done.after, done.before))
+                        _apply(self._live, Change(done.table, done.key, done.after, done.before),
+                               initial.get(done.table, _NONE))
                     raise ReplayMismatch(str(Mismatch(step.index, function, c, now)))
-                _apply(self._live, c)
+                _apply(self._live, c, initial.get(c.table, _NONE))
         self.steps.append(step)
         return step
 
     def mismatches(self, start: int = 0) -> list[Mismatch]:
         """Every row from step *start* on whose *before* is not the replayed value ([]: all true)."""
         state = self.state_at(start - 1)
+        initial = self.initial
         out: list[Mismatch] = []
         for step in self.steps[start:]:
             for c in step.changes:
                 now = state.get(c.table, {}).get(c.key)
-                if now != c.before:
+                init = initial.get(c.table, _NONE)
+                if not _same(now, c.before, init):
                     out.append(Mismatch(step.index, step.function, c, now))
-                _apply(state, c)
+                _apply(state, c, init)
         return out
+
+    def set_initial(self, table: str, value: Value) -> None:
+        """Say what every key of *table* holds until written (-1, 0): rows may name it, replay omits it."""
+        self.initial[table] = value
 
     def begin_stage(self, name: str) -> None:
         """Start a named stage; steps recorded from now on belong to it."""
@@ -210,9 +232,10 @@ class Trace:
         while base and base not in self._checkpoints:
             base -= _CHECKPOINT_EVERY
         state = {t: dict(rows) for t, rows in self._checkpoints.get(base, {}).items()}
+        initial = self.initial
         for i in range(base, index + 1):
             for c in self.steps[i].changes:
-                _apply(state, c)
+                _apply(state, c, initial.get(c.table, _NONE))
             if (i + 1) % _CHECKPOINT_EVERY == 0 and (i + 1) not in self._checkpoints:
                 self._checkpoints[i + 1] = {t: dict(rows) for t, rows in state.items()}
         return state

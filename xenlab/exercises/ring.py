@@ -57,8 +57,7 @@ def _write_steps(k: Kernel, start: int) -> tuple[list[tuple[int, int, int, bool]
             continue  # the -EIO reset of both indices, not a copy
         for c in step.changes:
             if c.key == "req_prod" and c.table == f"{k.name}/ring":
-                before, after = c.before or 0, c.after or 0  # absent: the zeroed page's 0
-                chunks.append((before % XENSTORE_RING_SIZE, (after - before) & U32, before, False))
+                chunks.append((c.before % XENSTORE_RING_SIZE, (c.after - c.before) & U32, c.before, False))
     return chunks, kicks
 
 

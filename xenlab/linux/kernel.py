@@ -25,24 +25,13 @@ LEVEL_NAMES = {KERN_EMERG: "emerg", KERN_ALERT: "alert", KERN_CRIT: "crit", KERN
 
 
 #: What a kernel table holds where nothing was written (the free slot of an array, a zero
-#: count, a zeroed ring page). The trace keeps only other values, so a row going back to
-#: it is recorded as absent (None): replaying the trace then gives the table exactly.
+#: count, a zeroed ring index). The kernel tells its trace (``Trace.set_initial``), so its
+#: rows keep the kernel's own values (``-1 -> 24``) and replay leaves such entries out.
 TABLE_INITIAL: dict[str, Any] = {
     "evtchn_to_irq": -1, "virq_to_irq": -1, "ipi_to_irq": -1,  # -1: no IRQ
     "irq_info": 0,  # 2.6.18 mk_irq_info(IRQT_UNBOUND, 0, 0)
     "irq_bindcount": 0, "kstat_irqs": 0, "ring": 0, "xenbus": 0,
 }
-
-
-def _absent(table: str, prefix: str, value: Any) -> Any:
-    """*value* as a row of *table* records it: None where it is the table's initial value."""
-    if value is None or not table.startswith(prefix):
-        return value
-    initial = TABLE_INITIAL.get(table[len(prefix):], _NO_INITIAL)
-    return None if type(value) is type(initial) and value == initial else value
-
-
-_NO_INITIAL = object()
 
 
 class KernelPanic(RuntimeError):
@@ -89,6 +78,8 @@ class Kernel:
             raise ValueError(f"unknown kernel flavour {self.flavour!r}; choose one of {', '.join(FLAVOURS)}")
         if not self.name:
             self.name = "dom0" if self.domid == 0 else f"domU{self.domid}"
+        for table, value in TABLE_INITIAL.items():
+            self.trace.set_initial(f"{self.name}/{table}", value)
 
     # -- messages ----------------------------------------------------------
     def printk(self, level: str, text: str) -> None:
@@ -111,12 +102,7 @@ class Kernel:
 
     def record(self, function: str, summary: str, source: str, changes: Any = (),
                printk: str | None = None) -> None:
-        """Record one step of this kernel in the trace (a table's initial value is recorded as absent)."""
-        if changes:
-            prefix = self.name + "/"
-            changes = [row if not row[0].startswith(prefix) else
-                       (row[0], row[1], _absent(row[0], prefix, row[2]), _absent(row[0], prefix, row[3]))
-                       for row in changes]
+        """Record one step of this kernel in the trace."""
         self.trace.record(function, summary, actor=self.name, source=source,
                           changes=changes, printk=printk)
 

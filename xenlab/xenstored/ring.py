@@ -84,6 +84,8 @@ class RingConnection:
         self.replies_queued = 0
         self.ignored = False
         self.table = f"xenstored/ring/d{domid}"
+        if server.trace is not None:
+            server.trace.set_initial(self.table, 0)  # the fields of a zeroed page
         conn.on_output = self._take_output
 
     # Daemon output --------------------------------------------------------------------
@@ -138,7 +140,7 @@ class RingConnection:
     def _set(self, field: str, value: int, changes: list[tuple[str, str, Any, Any]]) -> None:
         before = getattr(self.intf, field)
         setattr(self.intf, field, value & _U32)
-        changes.append((self.table, field, before or None, (value & _U32) or None))  # zeroed page: absent
+        changes.append((self.table, field, before, value & _U32))
 
     def readchn(self, want: int) -> bytes | None:
         """readchn() (xenstored_domain.c): up to *want* request bytes, req_cons on, notify; None if bad."""
