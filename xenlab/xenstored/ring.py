@@ -89,6 +89,8 @@ class RingConnection:
         self.replies_queued = 0
         self.ignored = False
         self.table = f"xenstored/ring/d{domid}"
+        if server.trace is not None:
+            server.trace.set_initial(self.table, 0)  # the fields of a zeroed page
         conn.on_output = self._take_output
 
     # Daemon output --------------------------------------------------------------------

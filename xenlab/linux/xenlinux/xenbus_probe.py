@@ -543,6 +543,8 @@ def xenbus_probe_init(kernel: XenLinuxKernel) -> int:
         create_xen_proc_entry(kernel, "xsd_kva", 0o600, lambda: xsd_kva_read(kernel))
         create_xen_proc_entry(kernel, "xsd_port", 0o400, lambda: xsd_port_read(kernel))
     elif d.hvm:  # the PV-on-HVM build (no CONFIG_XEN)
+        kernel.record("xenbus_probe_init", "HVM: xenstored_ready = 1", SRC,
+                      changes=[(kernel.table("xenbus"), "xenstored_ready", xb.xenstored_ready, 1)])
         xb.xenstored_ready = 1
         evtchn = d.hvm_params.get(HVM_PARAM_STORE_EVTCHN, 0)
         pfn = d.hvm_params.get(HVM_PARAM_STORE_PFN, 0)
