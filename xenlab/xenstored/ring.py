@@ -326,7 +326,10 @@ class RingServer:
     def _add(self, domid: int, port: int, buf: Any, function: str, summary: str) -> RingConnection:
         conn = self.daemon.new_connection(domid=domid, label=f"domain{domid}")
         rc = RingConnection(self, domid, port, buf, conn)
-        changes: list[tuple[str, str, Any, Any]] = []
+        # the fields as the page holds them when the connection is made (a zeroed page: all 0)
+        changes: list[tuple[str, str, Any, Any]] = [
+            (rc.table, f, None, int(getattr(rc.intf, f)))
+            for f in ("req_cons", "rsp_prod", "server_features", "error", "connection")]
         if self.features:
             rc._set("server_features", rc.intf.server_features | self.features, changes)
         self.rings[domid] = rc

@@ -159,7 +159,9 @@ def set_evtchn_to_irq(kernel: PvopsKernel, port: int, irq: int) -> int:
         row = st.evtchn_rows[r] = [-1] * EVTCHN_PER_ROW
         _rec(kernel, "set_evtchn_to_irq",
              f"row {r} (ports {r * EVTCHN_PER_ROW}..{(r + 1) * EVTCHN_PER_ROW - 1}) allocated: one page, "
-             "filled with -1")
+             "filled with -1",
+             [(kernel.table("evtchn_to_irq"), p, None, -1)
+              for p in range(r * EVTCHN_PER_ROW, (r + 1) * EVTCHN_PER_ROW)])
     old = row[c]
     row[c] = irq
     _rec(kernel, "set_evtchn_to_irq", f"evtchn_to_irq[{port}] = {irq}",
@@ -279,8 +281,9 @@ def xen_allocate_irq_dynamic(kernel: PvopsKernel) -> int:
         irq = st.next_irq
         st.next_irq += 1
         how = "next never-used number" if irq > st.gsi_top else f"first non-legacy IRQ (gsi_top {st.gsi_top})"
-    st.core.alloc_desc(irq)
-    _rec(kernel, "xen_allocate_irqs_dynamic", f"irq_alloc_descs_from(0) -> IRQ {irq} ({how})")
+    desc = st.core.alloc_desc(irq)
+    _rec(kernel, "xen_allocate_irqs_dynamic", f"irq_alloc_descs_from(0) -> IRQ {irq} ({how})",
+         [(kernel.table("kstat_irqs"), f"{irq}/cpu{cpu}", None, 0) for cpu in range(len(desc.kstat))])
     xen_irq_init(kernel, irq)
     return irq
 
@@ -691,7 +694,9 @@ def xen_init_IRQ(kernel: PvopsKernel, port_abi_init: Callable[[PvopsKernel], evt
     st.ipi_to_irq = [[-1] * XEN_NR_IPIS for _ in range(n)]
     st.chips = _chips(kernel)
     nports = st.evtchn_ops.nr_channels(kernel)
-    masks: list[ChangeRow] = []  # one step for all of them: the summary below
+    masks: list[ChangeRow] = [(kernel.table(t), f"{cpu}/{i}", None, -1)  # the per-cpu arrays as filled
+                              for t, k in (("virq_to_irq", NR_VIRQS), ("ipi_to_irq", XEN_NR_IPIS))
+                              for cpu in range(n) for i in range(k)]
     for evtchn in range(nports):
         mask_evtchn(kernel, evtchn, masks)
     d.upcall = lambda vcpu: xen_evtchn_do_upcall(kernel, vcpu)

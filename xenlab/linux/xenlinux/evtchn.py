@@ -786,13 +786,19 @@ def xen_init_IRQ(kernel: XenLinuxKernel, variant: str = "L18", arch: str = "x86_
     st.upcall_count = [0] * nr_cpus
     st.last_processed_l1i = [bits - 1] * nr_cpus
     st.last_processed_l2i = [bits - 1] * nr_cpus
-    masks: list[ChangeRow] = []
+    # the arrays as this function fills them (replay keeps only entries that differ later)
+    rows: list[ChangeRow] = [(kernel.table("evtchn_to_irq"), port, None, -1) for port in range(nports)]
+    rows += [(kernel.table("irq_info"), irq, None, IRQ_UNBOUND) for irq in range(space.NR_IRQS)]
+    rows += [(kernel.table(t), f"{cpu}/{i}", None, -1)
+             for t, n in (("virq_to_irq", NR_VIRQS), ("ipi_to_irq", NR_IPIS))
+             for cpu in range(nr_cpus) for i in range(n)]
     for port in range(nports):  # "No event channels are 'live' right now."
-        st.shared.set_mask(port, masks)
+        st.shared.set_mask(port, rows)
     dyn, phys = dynirq_type(kernel), pirq_type(kernel)
     for i in range(space.NR_DYNIRQS):  # "Dynamic IRQ space is currently unbound. Zero the refcnts."
         desc = st.core.alloc_desc(space.DYNIRQ_BASE + i)
         desc.chip, desc.flow = dyn, "do_IRQ"
+        rows.append((kernel.table("irq_bindcount"), desc.irq, None, 0))
     for i in range(space.NR_PIRQS):  # "Phys IRQ space is statically bound (1:1 mapping). Nail refcnts."
         irq = space.PIRQ_BASE + i
         st.irq_bindcount[irq] = 1
@@ -804,7 +810,9 @@ def xen_init_IRQ(kernel: XenLinuxKernel, variant: str = "L18", arch: str = "x86_
          f"{variant}: all {nports} ports masked, evtchn_to_irq all -1, "
          f"IRQs {space.DYNIRQ_BASE}..{space.NR_IRQS - 1} 'Dynamic-irq' bindcount 0, "
          f"PIRQs {space.PIRQ_BASE}..{space.PIRQ_BASE + space.NR_PIRQS - 1} 'Phys-irq' bindcount nailed to 1 "
-         "(tables record only entries that differ from these values)", masks)
+         "(tables record only entries that differ from these values)",
+         rows + [(kernel.table("kstat_irqs"), f"{irq}/cpu{cpu}", None, 0)
+                 for irq in st.core.descs for cpu in range(nr_cpus)])
     d.upcall = _upcall(kernel)
     return st
 

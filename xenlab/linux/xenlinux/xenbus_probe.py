@@ -504,13 +504,18 @@ def _set_store(kernel: XenLinuxKernel, page: Page, evtchn: int) -> None:
     xb.xen_store_mfn = page.mfn
     xb.xen_store_evtchn = evtchn
     xb.xen_store_interface = xenstore_domain_interface.from_buffer(page.buf)
+    intf = xb.xen_store_interface  # the indices as the page holds them (a zeroed page: all 0)
+    rows += [(kernel.table("ring"), k, None, int(getattr(intf, k)))
+             for k in ("req_cons", "req_prod", "rsp_cons", "rsp_prod")]
     kernel.record("xen_store_interface", f"store page mfn {page.mfn:#x}, event channel {evtchn}", SRC,
                   changes=rows)
 
 
 def xenbus_probe_init(kernel: XenLinuxKernel) -> int:
     """xenbus_probe_init (postcore_initcall): buses, store page and port, xs_init, root devices."""
-    kernel.record("xenbus_probe_init", "postcore_initcall", SRC)
+    kernel.record("xenbus_probe_init", "postcore_initcall", SRC,  # the statics, as the image holds them
+                  changes=[(kernel.table("xenbus"), "xenstored_ready", None, kernel.xb.xenstored_ready),
+                           (kernel.table("xenbus"), "xenbus_irq", None, kernel.xb.xenbus_irq)])
     xb = kernel.xb
     fe = kernel.xenbus_frontend
     fe.error = bus_register(kernel, fe.bus, fault="bus_register_frontend")
