@@ -303,10 +303,13 @@ def xen_free_irq(kernel: PvopsKernel, irq: int) -> None:
     """xen_free_irq: drop irq_info and give the descriptor (and its number) back."""
     st = _st(kernel)
     set_info_for_irq(kernel, irq, None)
+    desc = st.core.descs.get(irq)
+    counts = [(kernel.table("kstat_irqs"), f"{irq}/cpu{cpu}", n, None)  # its counters go with it
+              for cpu, n in enumerate(desc.kstat if desc is not None else ()) if n]
     st.core.free_desc(irq)
     if irq >= st.gsi_top:
         heapq.heappush(st.free_irqs, irq)
-    _rec(kernel, "xen_free_irq", f"IRQ {irq} freed")
+    _rec(kernel, "xen_free_irq", f"IRQ {irq} freed", counts)
 
 
 def xen_evtchn_close(kernel: PvopsKernel, port: int) -> None:
