@@ -36,7 +36,11 @@ def test_modern_bind_is_replayable_step_by_step() -> None:
     assert after["dom0/evtchn_to_irq"][str(port)] == irq == 29
     assert after["dom0/irq_info"]["29"] == ("IRQT_EVTCHN", port, 0, -1, 0)
     assert after["dom0/irq_action"]["29"] == "xenbus"
-    assert after["dom0/evtchn_mask"][str(port)] == 0  # startup unmasked it
+    # the mask bit is in dom0's shared_info page, so in Xen's table, changed by dom0's own step
+    assert before["xen/d0/evtchn_mask"][str(port)] == 1  # xen_init_IRQ masked every port
+    assert str(port) not in after["xen/d0/evtchn_mask"]  # startup unmasked it
+    unmask = next(s for s in steps if any(c.table == "xen/d0/evtchn_mask" for c in s.changes))
+    assert (unmask.actor, unmask.function) == ("dom0", "evtchn_2l_unmask")
 
 
 def test_2618_tables_replay_and_find_unbound_irq_summary() -> None:

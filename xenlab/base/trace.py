@@ -14,6 +14,17 @@ key is gone.
 Because every change is recorded, ``state_at(i)`` rebuilds every table as it was
 after step *i* by replaying changes (with checkpoints), so a view can step backwards
 as cheaply as forwards without re-running the machine.
+
+The contract that makes replay true: whoever changes a table records the change, and
+each row's *before* is what the table held at that moment (absent = ``None``). A
+table whose slots start at another value (an unbound port's ``evtchn_to_irq`` -1, a
+count of 0) says so once with ``set_initial``; its rows then carry the owner's own
+values (``-1 -> 24``), and the replayed table holds only the entries that differ from
+the initial value (a key set back to it disappears). A queue is one key whose value
+is a tuple, oldest first, so order and duplicates survive. ``mismatches()`` replays
+the whole trace once and lists every row whose *before* disagrees;
+``Trace(checked=True)`` raises ``ReplayMismatch`` at the recording call itself, which
+is where a missing record is found fastest.
 """
 
 from __future__ import annotations
@@ -25,9 +36,10 @@ from typing import Any
 
 Value = Any
 _CHECKPOINT_EVERY = 256
+_MUTABLE = frozenset({list, dict, set, bytearray})  # a replayed state shares values with the steps
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Change:
     """One key of one table changed from *before* to *after* (None = absent)."""
 
@@ -36,11 +48,16 @@ class Change:
     before: Value
     after: Value
 
+    def __init__(self, table: str, key: str, before: Value, after: Value) -> None:
+        # frozen, but filled in one go: a boot records tens of thousands of rows
+        d = self.__dict__
+        d["table"], d["key"], d["before"], d["after"] = table, key, before, after
+
     def __str__(self) -> str:
         return f"{self.table}[{self.key}]: {self.before!r} -> {self.after!r}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Step:
     """One recorded step of the machine."""
 
@@ -53,20 +70,74 @@ class Step:
     changes: tuple[Change, ...] = ()
     printk: str | None = None
 
+    def __init__(self, index: int, actor: str, function: str, summary: str, source: str, stage: str,
+                 changes: tuple[Change, ...] = (), printk: str | None = None) -> None:
+        d = self.__dict__  # frozen, but filled in one go: a boot records some 15,000 steps
+        d["index"], d["actor"], d["function"], d["summary"] = index, actor, function, summary
+        d["source"], d["stage"], d["changes"], d["printk"] = source, stage, changes, printk
+
     def line(self) -> str:
         """The step as one stable line of text."""
         return f"#{self.index} [{self.actor}] {self.function}: {self.summary} ({self.source})"
 
 
+@dataclass(frozen=True)
+class Mismatch:
+    """A change row whose *before* is not what replaying the steps before it gives."""
+
+    index: int
+    function: str
+    change: Change
+    replayed: Value
+
+    def __str__(self) -> str:
+        c = self.change
+        return (f"step #{self.index} {self.function}: {c.table}[{c.key}] recorded before={c.before!r}, "
+                f"replay has {self.replayed!r}")
+
+
+class ReplayMismatch(AssertionError):
+    """Raised by a checked Trace when a recorded *before* disagrees with the replayed state."""
+
+
+State = dict[str, dict[str, Value]]
+
+
+_NONE = object()  # a table with no initial value: only None means absent
+
+
+def _apply(state: State, change: Change, initial: Value = _NONE) -> None:
+    table = state.setdefault(change.table, {})
+    after = change.after
+    if after is None or (type(after) is type(initial) and after == initial):
+        table.pop(change.key, None)
+    else:
+        table[change.key] = after
+
+
+def _same(replayed: Value, before: Value, initial: Value) -> bool:
+    """Does a row's *before* agree with the *replayed* value (absent), given the table's initial value?"""
+    if replayed is None:
+        return before is None or (type(before) is type(initial) and before == initial)
+    return replayed == before
+
+
 @dataclass
 class Trace:
-    """An append-only list of steps with named stages and replayable state."""
+    """An append-only list of steps with named stages and replayable state.
+
+    ``checked=True`` keeps the replayed state as steps are recorded and raises
+    ``ReplayMismatch`` when a row's *before* disagrees with it (tests, tooling).
+    """
 
     steps: list[Step] = field(default_factory=list)
     stages: list[tuple[str, int]] = field(default_factory=list)
     enabled: bool = True
+    checked: bool = False
+    initial: dict[str, Value] = field(default_factory=dict)  # table -> what an absent key means
     _stage: str = ""
-    _checkpoints: dict[int, dict[str, dict[str, Value]]] = field(default_factory=dict, repr=False)
+    _checkpoints: dict[int, State] = field(default_factory=dict, repr=False)
+    _live: State = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.steps)
@@ -90,10 +161,22 @@ class Trace:
         """Append one step; *changes* are ``(table, key, before, after)`` tuples or ``Change``."""
         if not self.enabled:
             return None
-        rows = tuple(
-            c if isinstance(c, Change) else Change(c[0], str(c[1]), c[2], c[3]) for c in changes
-        )
+        rows = tuple([c if isinstance(c, Change) else Change(c[0], str(c[1]), c[2], c[3]) for c in changes])
+        for c in rows:
+            if type(c.before) in _MUTABLE or type(c.after) in _MUTABLE:
+                raise TypeError(f"{function}: {c.table}[{c.key}] records a mutable value; "
+                                "record a tuple (a queue is a tuple, oldest first)")
         step = Step(len(self.steps), actor, function, summary, source, self._stage, rows, printk)
+        if self.checked:
+            initial = self.initial
+            for n, c in enumerate(rows):
+                now = self._live.get(c.table, {}).get(c.key)
+                if not _same(now, c.before, initial.get(c.table, _NONE)):
+                    for done in reversed(rows[:n]):  # leave the trace as it was
+                        _apply(self._live, Change(done.table, done.key, done.after, done.before),
+                               initial.get(done.table, _NONE))
+                    raise ReplayMismatch(str(Mismatch(step.index, function, c, now)))
+                _apply(self._live, c, initial.get(c.table, _NONE))
         self.steps.append(step)
         return step
 
@@ -101,6 +184,24 @@ class Trace:
     def stage(self) -> str:
         """The name of the stage steps are recorded into now ("" before the first)."""
         return self._stage
+
+    def mismatches(self, start: int = 0) -> list[Mismatch]:
+        """Every row from step *start* on whose *before* is not the replayed value ([]: all true)."""
+        state = self.state_at(start - 1)
+        initial = self.initial
+        out: list[Mismatch] = []
+        for step in self.steps[start:]:
+            for c in step.changes:
+                now = state.get(c.table, {}).get(c.key)
+                init = initial.get(c.table, _NONE)
+                if not _same(now, c.before, init):
+                    out.append(Mismatch(step.index, step.function, c, now))
+                _apply(state, c, init)
+        return out
+
+    def set_initial(self, table: str, value: Value) -> None:
+        """Say what every key of *table* holds until written (-1, 0): rows may name it, replay omits it."""
+        self.initial[table] = value
 
     def begin_stage(self, name: str) -> None:
         """Start a named stage; steps recorded from now on belong to it."""
@@ -127,21 +228,19 @@ class Trace:
         finally:
             self.enabled = old
 
-    def state_at(self, index: int) -> dict[str, dict[str, Value]]:
-        """Every table as it was after step *index* (``-1``: before the first step)."""
+    def state_at(self, index: int) -> State:
+        """Every table as it was after step *index* (``-1``: before the first step); a fresh copy."""
         if not -1 <= index < len(self.steps):
-            raise IndexError(f"step {index} out of range: the trace has steps 0..{len(self.steps) - 1}")
+            have = f"steps 0..{len(self.steps) - 1}" if self.steps else "no steps (only -1 is valid)"
+            raise IndexError(f"step {index} out of range: the trace has {have}")
         base = (index + 1) // _CHECKPOINT_EVERY * _CHECKPOINT_EVERY
         while base and base not in self._checkpoints:
             base -= _CHECKPOINT_EVERY
         state = {t: dict(rows) for t, rows in self._checkpoints.get(base, {}).items()}
+        initial = self.initial
         for i in range(base, index + 1):
             for c in self.steps[i].changes:
-                table = state.setdefault(c.table, {})
-                if c.after is None:
-                    table.pop(c.key, None)
-                else:
-                    table[c.key] = c.after
+                _apply(state, c, initial.get(c.table, _NONE))
             if (i + 1) % _CHECKPOINT_EVERY == 0 and (i + 1) not in self._checkpoints:
                 self._checkpoints[i + 1] = {t: dict(rows) for t, rows in state.items()}
         return state

@@ -48,6 +48,16 @@ ChangeRow = tuple[str, Any, Any, Any] | Change
 BootStage = tuple[str, Callable[[], None]]
 
 
+#: What a kernel table holds where nothing was written (the free slot of an array, a zero
+#: count, a zeroed ring index). The kernel tells its trace (``Trace.set_initial``), so its
+#: rows keep the kernel's own values (``-1 -> 24``) and replay leaves such entries out.
+TABLE_INITIAL: dict[str, Any] = {
+    "evtchn_to_irq": -1, "virq_to_irq": -1, "ipi_to_irq": -1,  # -1: no IRQ
+    "irq_info": 0,  # 2.6.18 mk_irq_info(IRQT_UNBOUND, 0, 0)
+    "irq_bindcount": 0, "kstat_irqs": 0, "ring": 0, "xenbus": 0,
+}
+
+
 class KernelPanic(RuntimeError):
     """panic(): the simulated kernel stopped."""
 
@@ -147,6 +157,8 @@ class Kernel:
         if not self.name:
             self.name = "dom0" if self.domid == 0 else f"domU{self.domid}"
         self.sysfs = Sysfs(self)
+        for table, value in TABLE_INITIAL.items():
+            self.trace.set_initial(f"{self.name}/{table}", value)
 
     # -- messages ----------------------------------------------------------
     def printk(self, level: str, text: str) -> None:

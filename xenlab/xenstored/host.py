@@ -173,14 +173,24 @@ class HypervisorHost:
         """Move pending, unmasked ports of ours into self.fired, masking them (evtchn_interrupt)."""
         si = self.domain.shared_info
         got = False
+        t = f"xen/d{self.domid}"
+        rows: list[tuple[str, Any, Any, Any]] = []  # Xen's tables: this "kernel" records its own writes
+        masked = []
         for port in sorted(self.ports):
             if si.test_pending(port) and not si.test_mask(port):
                 si.set_mask(port)
                 si.clear_pending(port)
+                rows += [(f"{t}/evtchn_mask", port, None, 1), (f"{t}/evtchn_pending", port, 1, None)]
+                masked.append(port)
                 if port not in self.fired:
                     self.fired.append(port)
                 got = True
         vcpu = si.vcpu_info[0]
-        vcpu.evtchn_upcall_pending = 0
-        vcpu.evtchn_pending_sel = 0
+        for field in ("evtchn_upcall_pending", "evtchn_pending_sel"):
+            if getattr(vcpu, field):
+                rows.append((f"{t}/vcpu0", field, int(getattr(vcpu, field)), None))
+                setattr(vcpu, field, 0)
+        if rows:
+            self.hv.trace.record("evtchn_interrupt", f"ports {masked} masked, pending cleared, queued",
+                                 actor=f"dom{self.domid}", source="drivers/xen/evtchn.c", changes=rows)
         return got

@@ -341,8 +341,9 @@ def set_perms_special(daemon: Daemon, conn: Connection, name: str, perms: tuple)
     need = XS_PERM_WRITE | XS_PERM_OWNER
     if conn.perm(daemon.special_perms[name]) & need != need:
         raise XenstoreError(EACCES, name)
-    daemon.row("xenstored/perms", name, ",".join(perms_to_strings(daemon.special_perms[name])),
-               ",".join(perms_to_strings(perms)))
+    initial = ",".join(perms_to_strings(((XS_PERM_NONE, 0),)))  # what setup gave every special path
+    old, new = (",".join(perms_to_strings(p)) for p in (daemon.special_perms[name], perms))
+    daemon.row("xenstored/perms", name, None if old == initial else old, None if new == initial else new)
     daemon.special_perms[name] = perms
     node = daemon.store.read_node("/" + name)
     if daemon.personality == "oxenstored" and node is not None:  # its special nodes hold them

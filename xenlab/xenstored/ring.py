@@ -89,6 +89,8 @@ class RingConnection:
         self.replies_queued = 0
         self.ignored = False
         self.table = f"xenstored/ring/d{domid}"
+        if server.trace is not None:
+            server.trace.set_initial(self.table, 0)  # the fields of a zeroed page
         conn.on_output = self._take_output
         conn.on_reset = self._conn_reset
 
@@ -344,7 +346,10 @@ class RingServer:
     def _add(self, domid: int, port: int, buf: Any, function: str, summary: str) -> RingConnection:
         conn = self.daemon.new_connection(domid=domid, label=f"domain{domid}")
         rc = RingConnection(self, domid, port, buf, conn)
-        changes: list[tuple[str, str, Any, Any]] = []
+        # the fields as the page holds them when the connection is made (a zeroed page: all 0)
+        changes: list[tuple[str, str, Any, Any]] = [
+            (rc.table, f, None, int(getattr(rc.intf, f)))
+            for f in ("req_cons", "rsp_prod", "server_features", "error", "connection")]
         if self.features:
             rc._set("server_features", rc.intf.server_features | self.features, changes)
         self.rings[domid] = rc

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from xenlab.abi.event_channel import VIRQ_TIMER
+from xenlab.linux.kernel import ChangeRow
 from xenlab.linux.pvops.events_base import (
     cpu_from_evtchn,
     handle_irq_for_port,
@@ -40,59 +41,87 @@ class SharedBits:
 
     Linux touches these bits itself with sync_set_bit & co; here the hypervisor's
     ``shared_info`` object holds them, and this class is the handful of bit operations
-    the 2-level code uses.
+    the 2-level code uses. The page is Xen's, so the trace keeps the bits in Xen's tables
+    (``xen/d<N>/evtchn_pending``, ``/evtchn_mask``: port -> 1; ``xen/d<N>/vcpu<V>``:
+    ``evtchn_upcall_pending``, ``evtchn_pending_sel``; absent = 0); every write appends its
+    change row to *rows*, which the caller records in its own step.
     """
 
     def __init__(self, kernel: PvopsKernel) -> None:
         self.sh = kernel.hv.domains[kernel.domid].shared_info
         self.bits = 64 if kernel.hv.bits == 64 else 32  # BITS_PER_EVTCHN_WORD
+        self.domid = kernel.domid
+        self.pending_table = f"xen/d{kernel.domid}/evtchn_pending"
+        self.mask_table = f"xen/d{kernel.domid}/evtchn_mask"
+
+    def vcpu_table(self, cpu: int) -> str:
+        """The trace table of vcpu_info[cpu] (upcall_pending, pending_sel)."""
+        return f"xen/d{self.domid}/vcpu{cpu}"
+
+    @staticmethod
+    def _bit(array: Any, table: str, port: int, value: int, rows: list[ChangeRow]) -> int:
+        old = array[port]
+        if old != value:
+            array[port] = value
+            rows.append((table, port, old or None, value or None))
+        return old
 
     def test_pending(self, port: int) -> bool:
         """sync_test_bit(port, evtchn_pending)."""
         return bool(self.sh.evtchn_pending[port])
 
-    def clear_pending(self, port: int) -> None:
+    def clear_pending(self, port: int, rows: list[ChangeRow]) -> None:
         """sync_clear_bit(port, evtchn_pending)."""
-        self.sh.evtchn_pending[port] = 0
+        self._bit(self.sh.evtchn_pending, self.pending_table, port, 0, rows)
 
-    def set_pending(self, port: int) -> None:
+    def set_pending(self, port: int, rows: list[ChangeRow]) -> None:
         """sync_set_bit(port, evtchn_pending)."""
-        self.sh.evtchn_pending[port] = 1
+        self._bit(self.sh.evtchn_pending, self.pending_table, port, 1, rows)
 
     def test_mask(self, port: int) -> bool:
         """sync_test_bit(port, evtchn_mask)."""
         return bool(self.sh.evtchn_mask[port])
 
-    def set_mask(self, port: int) -> bool:
+    def set_mask(self, port: int, rows: list[ChangeRow]) -> bool:
         """sync_test_and_set_bit on the mask: True if it was already set."""
-        old = bool(self.sh.evtchn_mask[port])
-        self.sh.evtchn_mask[port] = 1
-        return old
+        return bool(self._bit(self.sh.evtchn_mask, self.mask_table, port, 1, rows))
 
-    def clear_mask(self, port: int) -> None:
+    def clear_mask(self, port: int, rows: list[ChangeRow]) -> None:
         """sync_clear_bit(port, evtchn_mask)."""
-        self.sh.evtchn_mask[port] = 0
+        self._bit(self.sh.evtchn_mask, self.mask_table, port, 0, rows)
 
     def pending_and_unmasked(self, idx: int) -> int:
         """evtchn_pending[idx] & ~evtchn_mask[idx] as one machine word."""
         return self.sh.evtchn_pending.word(idx) & ~self.sh.evtchn_mask.word(idx) & ((1 << self.bits) - 1)
 
     def vcpu(self, cpu: int) -> Any:
-        """The vcpu_info of *cpu* (upcall_pending, upcall_mask, pending_sel)."""
+        """The vcpu_info of *cpu* (upcall_pending, upcall_mask, pending_sel): read it, write via below."""
         return self.sh.vcpu_info[cpu]
 
-    def xchg_pending_sel(self, cpu: int) -> int:
+    def set_upcall_pending(self, cpu: int, value: int, rows: list[ChangeRow]) -> None:
+        """vcpu_info->evtchn_upcall_pending = value."""
+        v = self.sh.vcpu_info[cpu]
+        old = int(v.evtchn_upcall_pending)
+        if old != value:
+            v.evtchn_upcall_pending = value
+            rows.append((self.vcpu_table(cpu), "evtchn_upcall_pending", old or None, value or None))
+
+    def xchg_pending_sel(self, cpu: int, rows: list[ChangeRow]) -> int:
         """xchg_xen_ulong(&vcpu_info->evtchn_pending_sel, 0)."""
         v = self.sh.vcpu_info[cpu]
         old = int(v.evtchn_pending_sel)
-        v.evtchn_pending_sel = 0
+        if old:
+            v.evtchn_pending_sel = 0
+            rows.append((self.vcpu_table(cpu), "evtchn_pending_sel", old, None))
         return old
 
-    def test_and_set_sel(self, cpu: int, idx: int) -> bool:
+    def test_and_set_sel(self, cpu: int, idx: int, rows: list[ChangeRow]) -> bool:
         """sync_test_and_set_bit(idx, &vcpu_info->evtchn_pending_sel)."""
         v = self.sh.vcpu_info[cpu]
         old = int(v.evtchn_pending_sel)
-        v.evtchn_pending_sel = old | (1 << idx)
+        if not old >> idx & 1:
+            v.evtchn_pending_sel = old | (1 << idx)
+            rows.append((self.vcpu_table(cpu), "evtchn_pending_sel", old or None, old | (1 << idx)))
         return bool(old >> idx & 1)
 
 
@@ -131,17 +160,19 @@ def evtchn_2l_bind_to_cpu(kernel: PvopsKernel, evtchn: int, cpu: int, old_cpu: i
 
 def evtchn_2l_clear_pending(kernel: PvopsKernel, port: int, why: str) -> None:
     """evtchn_2l_clear_pending: sync_clear_bit(port, evtchn_pending), recorded as the change to Xen's bit."""
-    sb = _st(kernel).shared
-    was = sb.test_pending(port)
-    sb.clear_pending(port)
-    if was:
+    rows: list[ChangeRow] = []
+    _st(kernel).shared.clear_pending(port, rows)
+    if rows:
         kernel.record("clear_evtchn", f"port {port}: pending bit cleared ({why})", "include/xen/events.h",
-                      changes=[(f"xen/d{kernel.domid}/evtchn_pending", port, 1, None)])
+                      changes=rows)
 
 
 def evtchn_2l_set_pending(kernel: PvopsKernel, port: int) -> None:
     """evtchn_2l_set_pending: sync_set_bit(port, evtchn_pending)."""
-    _st(kernel).shared.set_pending(port)
+    rows: list[ChangeRow] = []
+    _st(kernel).shared.set_pending(port, rows)
+    if rows:
+        kernel.record("evtchn_2l_set_pending", f"port {port}: pending bit set", SRC, changes=rows)
 
 
 def evtchn_2l_is_pending(kernel: PvopsKernel, port: int) -> bool:
@@ -149,11 +180,15 @@ def evtchn_2l_is_pending(kernel: PvopsKernel, port: int) -> bool:
     return _st(kernel).shared.test_pending(port)
 
 
-def evtchn_2l_mask(kernel: PvopsKernel, port: int) -> None:
-    """evtchn_2l_mask: sync_set_bit(port, evtchn_mask)."""
-    if not _st(kernel).shared.set_mask(port):
-        kernel.record("evtchn_2l_mask", f"port {port} masked", SRC,
-                      changes=[(kernel.table("evtchn_mask"), port, 0, 1)])
+def evtchn_2l_mask(kernel: PvopsKernel, port: int, rows: list[ChangeRow] | None = None) -> None:
+    """evtchn_2l_mask: sync_set_bit(port, evtchn_mask).
+
+    With *rows* the change row goes to the caller's step (xen_init_IRQ masks every port
+    in one), else this is a step of its own.
+    """
+    own: list[ChangeRow] = [] if rows is None else rows
+    if not _st(kernel).shared.set_mask(port, own) and rows is None:
+        kernel.record("evtchn_2l_mask", f"port {port} masked", SRC, changes=own)
 
 
 def evtchn_2l_unmask(kernel: PvopsKernel, port: int) -> None:
@@ -164,17 +199,17 @@ def evtchn_2l_unmask(kernel: PvopsKernel, port: int) -> None:
     owner = cpu_from_evtchn(kernel, port)
     if owner != cpu:
         kernel.hv.evtchn_unmask(kernel.domid, port)
-        kernel.record("evtchn_2l_unmask", f"port {port} is vcpu {owner}'s: EVTCHNOP_unmask", SRC,
-                      changes=[(kernel.table("evtchn_mask"), port, 1, 0)])
+        kernel.record("evtchn_2l_unmask", f"port {port} is vcpu {owner}'s: EVTCHNOP_unmask", SRC)
         return
-    was = sb.test_mask(port)
-    sb.clear_mask(port)
-    refire = sb.test_pending(port) and not sb.test_and_set_sel(cpu, port // sb.bits)
+    rows: list[ChangeRow] = []
+    sb.clear_mask(port, rows)
+    refire = sb.test_pending(port) and not sb.test_and_set_sel(cpu, port // sb.bits, rows)
+    if refire:
+        sb.set_upcall_pending(cpu, 1, rows)
     kernel.record("evtchn_2l_unmask",
                   f"port {port} unmasked" + (" and pending: upcall re-raised" if refire else ""),
-                  SRC, changes=[(kernel.table("evtchn_mask"), port, 1, 0)] if was else ())
+                  SRC, changes=rows)
     if refire:
-        sb.vcpu(cpu).evtchn_upcall_pending = 1
         if not kernel.irq.in_upcall and not sb.vcpu(cpu).evtchn_upcall_mask:  # events on: the callback now
             xen_evtchn_do_upcall(kernel, cpu)
 
@@ -205,7 +240,11 @@ def evtchn_2l_handle_events(kernel: PvopsKernel, cpu: int) -> int:
         handle_irq_for_port(kernel, evtchn, cpu)
         handled += 1
 
-    pending_words = st.shared.xchg_pending_sel(cpu)
+    rows: list[ChangeRow] = []
+    pending_words = st.shared.xchg_pending_sel(cpu, rows)
+    if rows:
+        kernel.record("evtchn_2l_handle_events", f"vcpu {cpu}: pending_sel {pending_words:#x} taken (xchg)",
+                      SRC, changes=rows)
     start_word_idx = st.current_word_idx[cpu]
     start_bit_idx = st.current_bit_idx[cpu]
     word_idx = start_word_idx

@@ -27,7 +27,9 @@ upcall scans.
 
 Trace tables: ``<kernel>/evtchn_to_irq`` (port -> IRQ, rows recorded when allocated),
 ``/irq_info`` (IRQ -> (type, port, cpu, refcnt, index)), ``/virq_to_irq``, ``/ipi_to_irq``,
-``/evtchn_mask``, ``/irq_action``, ``/kstat_irqs``.
+``/irq_action``, ``/kstat_irqs``; mask and pending bits are rows on Xen's
+``xen/d<N>/evtchn_mask`` and ``/evtchn_pending``, the upcall flag and selector on
+``xen/d<N>/vcpu<V>`` (the shared_info page), recorded in this kernel's own steps.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from xenlab.abi.errno import EINVAL, ENOENT, ENOMEM
 from xenlab.abi.event_channel import BIND_PIRQ__WILL_SHARE, NR_VIRQS
 from xenlab.linux import irq as irqcore
 from xenlab.linux.irq import IRQF_PERCPU, IRQF_SHARED, Handler, IrqChip, IrqCore
+from xenlab.linux.kernel import ChangeRow
 from xenlab.linux.pvops.events_internal import (
     clear_evtchn,
     evtchn_ops,
@@ -156,7 +159,9 @@ def set_evtchn_to_irq(kernel: PvopsKernel, port: int, irq: int) -> int:
         row = st.evtchn_rows[r] = [-1] * EVTCHN_PER_ROW
         _rec(kernel, "set_evtchn_to_irq",
              f"row {r} (ports {r * EVTCHN_PER_ROW}..{(r + 1) * EVTCHN_PER_ROW - 1}) allocated: one page, "
-             "filled with -1")
+             "filled with -1",
+             [(kernel.table("evtchn_to_irq"), p, None, -1)
+              for p in range(r * EVTCHN_PER_ROW, (r + 1) * EVTCHN_PER_ROW)])
     old = row[c]
     row[c] = irq
     _rec(kernel, "set_evtchn_to_irq", f"evtchn_to_irq[{port}] = {irq}",
@@ -276,8 +281,9 @@ def xen_allocate_irq_dynamic(kernel: PvopsKernel) -> int:
         irq = st.next_irq
         st.next_irq += 1
         how = "next never-used number" if irq > st.gsi_top else f"first non-legacy IRQ (gsi_top {st.gsi_top})"
-    st.core.alloc_desc(irq)
-    _rec(kernel, "xen_allocate_irqs_dynamic", f"irq_alloc_descs_from(0) -> IRQ {irq} ({how})")
+    desc = st.core.alloc_desc(irq)
+    _rec(kernel, "xen_allocate_irqs_dynamic", f"irq_alloc_descs_from(0) -> IRQ {irq} ({how})",
+         [(kernel.table("kstat_irqs"), f"{irq}/cpu{cpu}", None, 0) for cpu in range(len(desc.kstat))])
     xen_irq_init(kernel, irq)
     return irq
 
@@ -297,10 +303,13 @@ def xen_free_irq(kernel: PvopsKernel, irq: int) -> None:
     """xen_free_irq: drop irq_info and give the descriptor (and its number) back."""
     st = _st(kernel)
     set_info_for_irq(kernel, irq, None)
+    desc = st.core.descs.get(irq)
+    counts = [(kernel.table("kstat_irqs"), f"{irq}/cpu{cpu}", n, None)  # its counters go with it
+              for cpu, n in enumerate(desc.kstat if desc is not None else ()) if n]
     st.core.free_desc(irq)
     if irq >= st.gsi_top:
         heapq.heappush(st.free_irqs, irq)
-    _rec(kernel, "xen_free_irq", f"IRQ {irq} freed")
+    _rec(kernel, "xen_free_irq", f"IRQ {irq} freed", counts)
 
 
 def xen_evtchn_close(kernel: PvopsKernel, port: int) -> None:
@@ -345,9 +354,10 @@ def __unbind_from_irq(kernel: PvopsKernel, info: irq_info, irq: int) -> None:
     """__unbind_from_irq: refcnt--; at the end close the port (unless static), clear maps, free the IRQ."""
     st = _st(kernel)
     if info.refcnt > 0:
+        before = info.row()
         info.refcnt -= 1
         _rec(kernel, "unbind_from_irq", f"IRQ {irq}: refcnt -> {info.refcnt}",
-             [(kernel.table("irq_info"), irq, None, info.row())])
+             [(kernel.table("irq_info"), irq, before, info.row())])
         if info.refcnt != 0:
             return
     port = info.evtchn
@@ -569,9 +579,10 @@ def evtchn_make_refcounted(kernel: PvopsKernel, evtchn: int) -> int:
     info = _st(kernel).info.get(irq)
     if info is None:
         return -ENOENT
+    before = info.row()
     info.refcnt = 1
     _rec(kernel, "evtchn_make_refcounted", f"port {evtchn}: IRQ {irq} refcnt = 1",
-         [(kernel.table("irq_info"), irq, None, info.row())])
+         [(kernel.table("irq_info"), irq, before, info.row())])
     return 0
 
 
@@ -597,9 +608,12 @@ def xen_evtchn_do_upcall(kernel: PvopsKernel, cpu: int = 0) -> int:
     handled = 0
     try:
         while True:
-            vcpu.evtchn_upcall_pending = 0
+            rows: list[ChangeRow] = []
+            if vcpu.evtchn_upcall_pending:  # a write to Xen's vcpu_info, recorded on its table
+                vcpu.evtchn_upcall_pending = 0
+                rows.append((f"xen/d{kernel.domid}/vcpu{cpu}", "evtchn_upcall_pending", 1, None))
             _rec(kernel, "xen_evtchn_do_upcall",
-                 f"vcpu {cpu}: upcall_pending cleared, pending_sel {int(vcpu.evtchn_pending_sel):#x}")
+                 f"vcpu {cpu}: upcall_pending cleared, pending_sel {int(vcpu.evtchn_pending_sel):#x}", rows)
             handled += xen_evtchn_handle_events(kernel, cpu)
             if not vcpu.evtchn_upcall_pending:
                 break
@@ -683,13 +697,16 @@ def xen_init_IRQ(kernel: PvopsKernel, port_abi_init: Callable[[PvopsKernel], evt
     st.ipi_to_irq = [[-1] * XEN_NR_IPIS for _ in range(n)]
     st.chips = _chips(kernel)
     nports = st.evtchn_ops.nr_channels(kernel)
-    with kernel.trace.muted():  # one step for all of them: the summary below
-        for evtchn in range(nports):
-            mask_evtchn(kernel, evtchn)
+    masks: list[ChangeRow] = [(kernel.table(t), f"{cpu}/{i}", None, -1)  # the per-cpu arrays as filled
+                              for t, k in (("virq_to_irq", NR_VIRQS), ("ipi_to_irq", XEN_NR_IPIS))
+                              for cpu in range(n) for i in range(k)]
+    for evtchn in range(nports):
+        mask_evtchn(kernel, evtchn, masks)
     d.upcall = lambda vcpu: xen_evtchn_do_upcall(kernel, vcpu)
     _rec(kernel, "xen_init_IRQ",
          f"{'FIFO' if fifo_events else '2-level'} event ABI chosen (delivery modelled "
          f"2-level); all {nports} ports masked; dynamic IRQs from {gsi_top} "
-         + (f"(GSIs 0..{gsi_top - 1} are the IO-APIC's)" if gsi_top else "(no legacy IRQs in a PV domU)"))
+         + (f"(GSIs 0..{gsi_top - 1} are the IO-APIC's)" if gsi_top else "(no legacy IRQs in a PV domU)"),
+         masks)
     return st
 

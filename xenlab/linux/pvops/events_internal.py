@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from xenlab.linux.kernel import ChangeRow
     from xenlab.linux.pvops.kernel import PvopsKernel
 
 PortOp = Callable[["PvopsKernel", int], None]
@@ -31,7 +32,7 @@ class evtchn_ops:
     clear_pending: Callable[[PvopsKernel, int, str], None]
     set_pending: PortOp
     is_pending: Callable[[PvopsKernel, int], bool]
-    mask: PortOp
+    mask: Callable[[PvopsKernel, int, list[ChangeRow] | None], None]
     unmask: PortOp
     handle_events: Callable[[PvopsKernel, int], int]
 
@@ -71,9 +72,9 @@ def test_evtchn(kernel: PvopsKernel, port: int) -> bool:
     return _ops(kernel).is_pending(kernel, port)
 
 
-def mask_evtchn(kernel: PvopsKernel, port: int) -> None:
-    """mask_evtchn: mask the port."""
-    _ops(kernel).mask(kernel, port)
+def mask_evtchn(kernel: PvopsKernel, port: int, rows: list[ChangeRow] | None = None) -> None:
+    """mask_evtchn: mask the port (its change row into *rows* if given, else a step of its own)."""
+    _ops(kernel).mask(kernel, port, rows)
 
 
 def unmask_evtchn(kernel: PvopsKernel, port: int) -> None:

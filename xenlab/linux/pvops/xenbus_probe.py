@@ -46,7 +46,7 @@ from xenlab.linux.driver_model import (
     device_unregister,
     driver_register,
 )
-from xenlab.linux.kernel import KERN_WARNING
+from xenlab.linux.kernel import KERN_WARNING, ChangeRow
 from xenlab.linux.mm import free_page, get_zeroed_page
 from xenlab.linux.pvops.proc_generic import proc_create_mount_point
 from xenlab.linux.pvops.xenbus_client import (
@@ -451,6 +451,9 @@ def _set_store(kernel: PvopsKernel, page: Page, evtchn: int) -> None:
     xb.xen_store_mfn = page.mfn
     xb.xen_store_evtchn = evtchn
     xb.xen_store_interface = xenstore_domain_interface.from_buffer(page.buf)
+    intf = xb.xen_store_interface  # the indices as the page holds them (a zeroed page: all 0)
+    rows += [(kernel.table("ring"), k, None, int(getattr(intf, k)))
+             for k in ("req_cons", "req_prod", "rsp_cons", "rsp_prod")]
     kernel.record("xen_store_interface", f"store page mfn {page.mfn:#x}, event channel {evtchn}", SRC,
                   changes=rows)
 
@@ -487,12 +490,16 @@ def xenbus_init(kernel: PvopsKernel) -> int:
     kind = XS_HVM if hvm else XS_PV
     if (hvm and initial) or (not hvm and not d.start_info.store_evtchn):
         kind = XS_LOCAL
+    name = XS_DOMAIN_TYPE_NAMES[kind]
+    rows: list[ChangeRow] = [  # the statics as the image holds them, then what xenbus_init sets
+        (kernel.table("xenbus"), "xenstored_ready", None, xb.xenstored_ready),
+        (kernel.table("xenbus"), "xenbus_irq", None, kernel.comms.xenbus_irq),
+        (kernel.table("xenbus"), "xen_store_domain_type", None, name)]
     if not hvm and d.start_info.store_evtchn:
+        rows.append((kernel.table("xenbus"), "xenstored_ready", xb.xenstored_ready, 1))
         xb.xenstored_ready = 1
     xb.xen_store_domain_type = kind
-    name = XS_DOMAIN_TYPE_NAMES[kind]
-    kernel.record("xenbus_init", f"postcore_initcall: store kind {name}", SRC,
-                  changes=[(kernel.table("xenbus"), "xen_store_domain_type", None, name)])
+    kernel.record("xenbus_init", f"postcore_initcall: store kind {name}", SRC, changes=rows)
     err = 0
     if kind == XS_LOCAL:
         err = xenstored_local_init(kernel)

@@ -75,6 +75,10 @@ class XsState:
     watch_count: int = 0
     static_watch_count: int = 0
 
+    def queued_events(self) -> tuple[tuple[str, str], ...] | None:
+        """watch_events as the trace records it: ((path, token), ...) oldest first; None if empty."""
+        return tuple((path, token) for _, path, token in self.watch_events) or None
+
 
 def new_xs_state(kernel: PvopsKernel) -> XsState:
     """The statically initialised globals (DECLARE_RWSEM, DEFINE_MUTEX, DECLARE_WAIT_QUEUE_HEAD)."""
@@ -353,11 +357,12 @@ def xs_watch_msg(kernel: PvopsKernel, body: bytes) -> int:
     path, token = (s.decode("utf-8", "surrogateescape") for s in strings)
     watch = find_watch(kernel, token)
     if watch is not None and (watch.will_handle is None or watch.will_handle(watch, path, token)):
+        before = st.queued_events()
         st.watch_events.append((watch, path, token))
         watch.nr_pending += 1
         kernel.sched.wake_up(st.watch_events_waitq)
         kernel.record("xs_watch_msg", f"WATCH_EVENT {path} token {token}: queued for xenwatch", SRC,
-                      changes=[(kernel.table("watch_events"), token, None, path)])
+                      changes=[(kernel.table("watch_events"), "queue", before, st.queued_events())])
     else:
         kernel.record("xs_watch_msg", f"WATCH_EVENT {path} token {token}: no such watch, dropped", SRC)
     return 0
@@ -414,9 +419,13 @@ def unregister_xenbus_watch(kernel: PvopsKernel, watch: xenbus_watch) -> None:
     me_is_xenwatch = kernel.sched.current is not None and kernel.sched.current is st.xenwatch_task
     if not me_is_xenwatch:
         st.xenwatch_mutex.lock()
+    before = st.queued_events()
     kept = [ev for ev in st.watch_events if ev[0] is not watch]
     st.watch_events.clear()
     st.watch_events.extend(kept)
+    if st.queued_events() != before:
+        kernel.record("unregister_xenbus_watch", f"{watch.node}: its queued events dropped", SRC,
+                      changes=[(kernel.table("watch_events"), "queue", before, st.queued_events())])
     watch.nr_pending = 0
     if not me_is_xenwatch:
         st.xenwatch_mutex.unlock()
@@ -430,12 +439,13 @@ def xenwatch_thread(kernel: PvopsKernel) -> None:
     st = kernel.xs
     st.xenwatch_mutex.lock()
     if st.watch_events:
+        before = st.queued_events()
         watch, path, token = st.watch_events.popleft()
         watch.nr_pending -= 1
         assert watch.callback is not None
         name = watch.callback.__name__
         kernel.record("xenwatch_thread", f"{path} (token {token}) -> {name}", SRC,
-                      changes=[(kernel.table("watch_events"), token, path, None)])
+                      changes=[(kernel.table("watch_events"), "queue", before, st.queued_events())])
         watch.callback(watch, path, token)
     st.xenwatch_mutex.unlock()
 

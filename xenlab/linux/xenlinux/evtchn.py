@@ -39,8 +39,10 @@ warns "increase NR_IRQS!"), ``"RH5-8.el5"`` (RHEL 5.0: types without CALLER/LOCA
 ports -- IRQT_EVTCHN = 4 --, ``panic`` when exhausted, every unbind closes the port).
 
 Trace tables: ``<kernel>/evtchn_to_irq``, ``/irq_info`` (the packed u32), ``/irq_bindcount``,
-``/virq_to_irq`` and ``/ipi_to_irq`` (key ``"<cpu>/<index>"``), ``/evtchn_mask``,
-``/irq_action``, ``/kstat_irqs``.
+``/virq_to_irq`` and ``/ipi_to_irq`` (key ``"<cpu>/<index>"``), ``/irq_action``,
+``/kstat_irqs``; mask and pending bits are rows on Xen's ``xen/d<N>/evtchn_mask`` and
+``/evtchn_pending`` (port -> 1), the upcall flag and selector on ``xen/d<N>/vcpu<V>`` (the
+shared_info page), recorded in this kernel's own steps.
 """
 
 from __future__ import annotations
@@ -127,55 +129,83 @@ class SharedBits:
     """HYPERVISOR_shared_info as evtchn.c touches it: synch_*_bit on the 2-level bits, the selector.
 
     The hypervisor's ``shared_info`` object holds the bits; this class is the handful of
-    bit operations the 2.6.18 code does on them itself.
+    bit operations the 2.6.18 code does on them itself. The page is Xen's, so the trace
+    keeps the bits in Xen's tables (``xen/d<N>/evtchn_pending``, ``/evtchn_mask``: port ->
+    1; ``xen/d<N>/vcpu<V>``: ``evtchn_upcall_pending``, ``evtchn_pending_sel``; absent = 0);
+    every write appends its change row to *rows*, which the caller records in its own step.
     """
 
     def __init__(self, kernel: XenLinuxKernel) -> None:
         self.sh = kernel.hv.domains[kernel.domid].shared_info
         self.bits = 64 if kernel.hv.bits == 64 else 32  # BITS_PER_LONG
+        self.domid = kernel.domid
+        self.pending_table = f"xen/d{kernel.domid}/evtchn_pending"
+        self.mask_table = f"xen/d{kernel.domid}/evtchn_mask"
+
+    def vcpu_table(self, cpu: int) -> str:
+        """The trace table of vcpu_info[cpu] (upcall_pending, pending_sel)."""
+        return f"xen/d{self.domid}/vcpu{cpu}"
+
+    @staticmethod
+    def _bit(array: Any, table: str, port: int, value: int, rows: list[ChangeRow]) -> int:
+        old = array[port]
+        if old != value:
+            array[port] = value
+            rows.append((table, port, old or None, value or None))
+        return old
 
     def test_pending(self, port: int) -> bool:
         """synch_test_bit(port, s->evtchn_pending)."""
         return bool(self.sh.evtchn_pending[port])
 
-    def clear_pending(self, port: int) -> None:
+    def clear_pending(self, port: int, rows: list[ChangeRow]) -> None:
         """synch_clear_bit(port, s->evtchn_pending)."""
-        self.sh.evtchn_pending[port] = 0
+        self._bit(self.sh.evtchn_pending, self.pending_table, port, 0, rows)
 
     def test_mask(self, port: int) -> bool:
         """synch_test_bit(port, s->evtchn_mask)."""
         return bool(self.sh.evtchn_mask[port])
 
-    def set_mask(self, port: int) -> bool:
+    def set_mask(self, port: int, rows: list[ChangeRow]) -> bool:
         """synch_test_and_set_bit on the mask: True if it was already set."""
-        old = bool(self.sh.evtchn_mask[port])
-        self.sh.evtchn_mask[port] = 1
-        return old
+        return bool(self._bit(self.sh.evtchn_mask, self.mask_table, port, 1, rows))
 
-    def clear_mask(self, port: int) -> None:
+    def clear_mask(self, port: int, rows: list[ChangeRow]) -> None:
         """synch_clear_bit(port, s->evtchn_mask) (no re-raise: see unmask_evtchn)."""
-        self.sh.evtchn_mask[port] = 0
+        self._bit(self.sh.evtchn_mask, self.mask_table, port, 0, rows)
 
     def active_word(self, idx: int) -> int:
         """s->evtchn_pending[idx] & ~s->evtchn_mask[idx] as one machine word."""
         return self.sh.evtchn_pending.word(idx) & ~self.sh.evtchn_mask.word(idx) & ((1 << self.bits) - 1)
 
     def vcpu(self, cpu: int) -> Any:
-        """&s->vcpu_info[cpu] (upcall_pending, upcall_mask, pending_sel)."""
+        """&s->vcpu_info[cpu] (upcall_pending, upcall_mask, pending_sel): read it, write via below."""
         return self.sh.vcpu_info[cpu]
 
-    def xchg_pending_sel(self, cpu: int) -> int:
+    def set_upcall_pending(self, cpu: int, value: int, rows: list[ChangeRow]) -> None:
+        """vcpu_info->evtchn_upcall_pending = value."""
+        v = self.sh.vcpu_info[cpu]
+        old = int(v.evtchn_upcall_pending)
+        if old != value:
+            v.evtchn_upcall_pending = value
+            rows.append((self.vcpu_table(cpu), "evtchn_upcall_pending", old or None, value or None))
+
+    def xchg_pending_sel(self, cpu: int, rows: list[ChangeRow]) -> int:
         """xchg(&vcpu_info->evtchn_pending_sel, 0)."""
         v = self.sh.vcpu_info[cpu]
         old = int(v.evtchn_pending_sel)
-        v.evtchn_pending_sel = 0
+        if old:
+            v.evtchn_pending_sel = 0
+            rows.append((self.vcpu_table(cpu), "evtchn_pending_sel", old, None))
         return old
 
-    def test_and_set_sel(self, cpu: int, idx: int) -> bool:
+    def test_and_set_sel(self, cpu: int, idx: int, rows: list[ChangeRow]) -> bool:
         """synch_test_and_set_bit(idx, &vcpu_info->evtchn_pending_sel)."""
         v = self.sh.vcpu_info[cpu]
         old = int(v.evtchn_pending_sel)
-        v.evtchn_pending_sel = old | (1 << idx)
+        if not old >> idx & 1:
+            v.evtchn_pending_sel = old | (1 << idx)
+            rows.append((self.vcpu_table(cpu), "evtchn_pending_sel", old or None, old | (1 << idx)))
         return bool(old >> idx & 1)
 
 
@@ -243,12 +273,10 @@ def _rec(kernel: XenLinuxKernel, fn: str, summary: str, changes: list[ChangeRow]
 # -- include/xen/evtchn.h ------------------------------------------------------------------
 def clear_evtchn(kernel: XenLinuxKernel, port: int, *, caller: str = "clear_evtchn") -> None:
     """clear_evtchn: synch_clear_bit(port, s->evtchn_pending), recorded on Xen's bit (evtchn.h)."""
-    sb = evtchn_state(kernel).shared
-    was = sb.test_pending(port)
-    sb.clear_pending(port)
-    if was:
-        kernel.record("clear_evtchn", f"port {port}: pending bit cleared ({caller})", SRC_H,
-                      changes=[(f"xen/d{kernel.domid}/evtchn_pending", port, 1, None)])
+    rows: list[ChangeRow] = []
+    evtchn_state(kernel).shared.clear_pending(port, rows)
+    if rows:
+        kernel.record("clear_evtchn", f"port {port}: pending bit cleared ({caller})", SRC_H, changes=rows)
 
 
 def notify_remote_via_evtchn(kernel: XenLinuxKernel, port: int) -> int:
@@ -304,11 +332,11 @@ def evtchn_do_upcall(kernel: XenLinuxKernel, cpu: int = 0) -> int:
     full = (1 << bits) - 1
     try:
         while True:
-            vcpu.evtchn_upcall_pending = 0
-            sel = int(vcpu.evtchn_pending_sel)
+            rows: list[ChangeRow] = []
+            sb.set_upcall_pending(cpu, 0, rows)
+            l1 = sb.xchg_pending_sel(cpu, rows)
             _rec(kernel, "evtchn_do_upcall",
-                 f"vcpu {cpu}: upcall_pending cleared, pending_sel {sel:#x} taken")
-            l1 = sb.xchg_pending_sel(cpu)
+                 f"vcpu {cpu}: upcall_pending cleared, pending_sel {l1:#x} taken", rows)
             l1i, l2i = st.last_processed_l1i[cpu], st.last_processed_l2i[cpu]
             while l1:
                 l1i = (l1i + 1) % bits
@@ -612,12 +640,15 @@ def shutdown_dynirq(kernel: XenLinuxKernel, irq: int) -> None:
 
 
 def ack_dynirq(kernel: XenLinuxKernel, irq: int) -> None:
-    """ack_dynirq: mask and clear the port before the handlers run."""
+    """ack_dynirq: mask and clear the port before the handlers run (mask_evtchn + clear_evtchn)."""
     st = evtchn_state(kernel)
     port = evtchn_from_irq_info(st.irq_info[irq])
     if port:
-        st.shared.set_mask(port)
-        clear_evtchn(kernel, port)
+        rows: list[ChangeRow] = []
+        st.shared.set_mask(port, rows)
+        st.shared.clear_pending(port, rows)
+        if rows:
+            _rec(kernel, "ack_dynirq", f"port {port} masked, pending cleared (ack)", rows)
 
 
 def end_dynirq(kernel: XenLinuxKernel, irq: int) -> None:
@@ -625,10 +656,11 @@ def end_dynirq(kernel: XenLinuxKernel, irq: int) -> None:
     st = evtchn_state(kernel)
     port = evtchn_from_irq_info(st.irq_info[irq])
     if port and not st.core.descs[irq].disabled:
-        sb = st.shared
-        sb.clear_mask(port)
-        if sb.test_pending(port) and not sb.test_and_set_sel(st.this_cpu, port // sb.bits):
-            sb.vcpu(st.this_cpu).evtchn_upcall_pending = 1
+        sb, rows = st.shared, []
+        sb.clear_mask(port, rows)
+        if sb.test_pending(port) and not sb.test_and_set_sel(st.this_cpu, port // sb.bits, rows):
+            sb.set_upcall_pending(st.this_cpu, 1, rows)
+        _rec(kernel, "end_dynirq", f"IRQ {irq}: port {port} unmasked", rows)
 
 
 def dynirq_type(kernel: XenLinuxKernel) -> IrqChip:
@@ -707,8 +739,9 @@ def irq_to_evtchn_port(kernel: XenLinuxKernel, irq: int) -> int:
 
 def mask_evtchn(kernel: XenLinuxKernel, port: int) -> None:
     """mask_evtchn: synch_set_bit(port, s->evtchn_mask) -- the guest does it itself."""
-    if not evtchn_state(kernel).shared.set_mask(port):
-        _rec(kernel, "mask_evtchn", f"port {port} masked", [(kernel.table("evtchn_mask"), port, 0, 1)])
+    rows: list[ChangeRow] = []
+    if not evtchn_state(kernel).shared.set_mask(port, rows):
+        _rec(kernel, "mask_evtchn", f"port {port} masked", rows)
 
 
 def unmask_evtchn(kernel: XenLinuxKernel, port: int) -> None:
@@ -719,17 +752,16 @@ def unmask_evtchn(kernel: XenLinuxKernel, port: int) -> None:
     if cpu_from_evtchn(kernel, port) != cpu:  # slow path (hypercall) if this is a non-local port
         kernel.hv.evtchn_unmask(kernel.domid, port)
         _rec(kernel, "unmask_evtchn",
-             f"port {port} belongs to vcpu {cpu_from_evtchn(kernel, port)}: EVTCHNOP_unmask hypercall",
-             [(kernel.table("evtchn_mask"), port, 1, 0)])
+             f"port {port} belongs to vcpu {cpu_from_evtchn(kernel, port)}: EVTCHNOP_unmask hypercall")
         return
-    was = sb.test_mask(port)
-    sb.clear_mask(port)
-    refire = sb.test_pending(port) and not sb.test_and_set_sel(cpu, port // sb.bits)
-    _rec(kernel, "unmask_evtchn", f"port {port} unmasked"
-         + (" and still pending: missed edge re-raised (upcall_pending = 1)" if refire else ""),
-         [(kernel.table("evtchn_mask"), port, int(was), 0)] if was else ())
+    rows: list[ChangeRow] = []
+    sb.clear_mask(port, rows)
+    refire = sb.test_pending(port) and not sb.test_and_set_sel(cpu, port // sb.bits, rows)
     if refire:
-        sb.vcpu(cpu).evtchn_upcall_pending = 1
+        sb.set_upcall_pending(cpu, 1, rows)
+    _rec(kernel, "unmask_evtchn", f"port {port} unmasked"
+         + (" and still pending: missed edge re-raised (upcall_pending = 1)" if refire else ""), rows)
+    if refire:
         if not st.in_upcall and not sb.vcpu(cpu).evtchn_upcall_mask:  # events on: the callback comes now
             evtchn_do_upcall(kernel, cpu)
 
@@ -754,12 +786,19 @@ def xen_init_IRQ(kernel: XenLinuxKernel, variant: str = "L18", arch: str = "x86_
     st.upcall_count = [0] * nr_cpus
     st.last_processed_l1i = [bits - 1] * nr_cpus
     st.last_processed_l2i = [bits - 1] * nr_cpus
+    # the arrays as this function fills them (replay keeps only entries that differ later)
+    rows: list[ChangeRow] = [(kernel.table("evtchn_to_irq"), port, None, -1) for port in range(nports)]
+    rows += [(kernel.table("irq_info"), irq, None, IRQ_UNBOUND) for irq in range(space.NR_IRQS)]
+    rows += [(kernel.table(t), f"{cpu}/{i}", None, -1)
+             for t, n in (("virq_to_irq", NR_VIRQS), ("ipi_to_irq", NR_IPIS))
+             for cpu in range(nr_cpus) for i in range(n)]
     for port in range(nports):  # "No event channels are 'live' right now."
-        st.shared.set_mask(port)
+        st.shared.set_mask(port, rows)
     dyn, phys = dynirq_type(kernel), pirq_type(kernel)
     for i in range(space.NR_DYNIRQS):  # "Dynamic IRQ space is currently unbound. Zero the refcnts."
         desc = st.core.alloc_desc(space.DYNIRQ_BASE + i)
         desc.chip, desc.flow = dyn, "do_IRQ"
+        rows.append((kernel.table("irq_bindcount"), desc.irq, None, 0))
     for i in range(space.NR_PIRQS):  # "Phys IRQ space is statically bound (1:1 mapping). Nail refcnts."
         irq = space.PIRQ_BASE + i
         st.irq_bindcount[irq] = 1
@@ -771,7 +810,9 @@ def xen_init_IRQ(kernel: XenLinuxKernel, variant: str = "L18", arch: str = "x86_
          f"{variant}: all {nports} ports masked, evtchn_to_irq all -1, "
          f"IRQs {space.DYNIRQ_BASE}..{space.NR_IRQS - 1} 'Dynamic-irq' bindcount 0, "
          f"PIRQs {space.PIRQ_BASE}..{space.PIRQ_BASE + space.NR_PIRQS - 1} 'Phys-irq' bindcount nailed to 1 "
-         "(tables record only entries that differ from these values)")
+         "(tables record only entries that differ from these values)",
+         rows + [(kernel.table("kstat_irqs"), f"{irq}/cpu{cpu}", None, 0)
+                 for irq in st.core.descs for cpu in range(nr_cpus)])
     d.upcall = _upcall(kernel)
     return st
 

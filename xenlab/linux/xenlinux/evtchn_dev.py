@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING
 from xenlab.abi.errno import EINVAL, ENOTCONN
 from xenlab.abi.event_channel import DOMID_SELF
 from xenlab.base.sched import WaitQueue
-from xenlab.linux.xenlinux.evtchn import clear_evtchn, evtchn_state, unmask_evtchn
+from xenlab.linux.kernel import ChangeRow
+from xenlab.linux.xenlinux.evtchn import evtchn_state, mask_evtchn, unmask_evtchn
 
 if TYPE_CHECKING:
     from xenlab.linux.xenlinux.kernel import XenLinuxKernel
@@ -91,7 +92,7 @@ class per_user_data:
         k = self.kernel
         self.evtchns.discard(port)
         evtchn_dev(k).port_user.pop(port, None)
-        evtchn_state(k).shared.set_mask(port)
+        mask_evtchn(k, port)
         k.hv.evtchn_close(k.domid, port)
         self._rec("evtchn_ioctl", f"UNBIND({port})")
         return 0
@@ -144,8 +145,14 @@ def evtchn_dev(kernel: XenLinuxKernel) -> EvtchnDev:
 
 def evtchn_device_upcall(kernel: XenLinuxKernel, port: int) -> bool:
     """evtchn_device_upcall: a port with no IRQ: mask, clear, queue to its owner; False if unowned."""
-    evtchn_state(kernel).shared.set_mask(port)
-    clear_evtchn(kernel, port, caller="evtchn_device_upcall")
+    sb = evtchn_state(kernel).shared  # mask_evtchn(port); clear_evtchn(port), as one step
+    rows: list[ChangeRow] = []
+    sb.set_mask(port, rows)
+    sb.clear_pending(port, rows)
+    if rows:
+        kernel.record("evtchn_device_upcall",
+                      f"port {port} masked, pending cleared (no IRQ: queued to user space)", SRC,
+                      changes=rows)
     user = kernel.evtchn_dev.port_user.get(port) if kernel.evtchn_dev is not None else None
     if user is None:
         return False

@@ -504,13 +504,18 @@ def _set_store(kernel: XenLinuxKernel, page: Page, evtchn: int) -> None:
     xb.xen_store_mfn = page.mfn
     xb.xen_store_evtchn = evtchn
     xb.xen_store_interface = xenstore_domain_interface.from_buffer(page.buf)
+    intf = xb.xen_store_interface  # the indices as the page holds them (a zeroed page: all 0)
+    rows += [(kernel.table("ring"), k, None, int(getattr(intf, k)))
+             for k in ("req_cons", "req_prod", "rsp_cons", "rsp_prod")]
     kernel.record("xen_store_interface", f"store page mfn {page.mfn:#x}, event channel {evtchn}", SRC,
                   changes=rows)
 
 
 def xenbus_probe_init(kernel: XenLinuxKernel) -> int:
     """xenbus_probe_init (postcore_initcall): buses, store page and port, xs_init, root devices."""
-    kernel.record("xenbus_probe_init", "postcore_initcall", SRC)
+    kernel.record("xenbus_probe_init", "postcore_initcall", SRC,  # the statics, as the image holds them
+                  changes=[(kernel.table("xenbus"), "xenstored_ready", None, kernel.xb.xenstored_ready),
+                           (kernel.table("xenbus"), "xenbus_irq", None, kernel.xb.xenbus_irq)])
     xb = kernel.xb
     fe = kernel.xenbus_frontend
     fe.error = bus_register(kernel, fe.bus, fault="bus_register_frontend")
@@ -543,6 +548,8 @@ def xenbus_probe_init(kernel: XenLinuxKernel) -> int:
         create_xen_proc_entry(kernel, "xsd_kva", 0o600, lambda: xsd_kva_read(kernel))
         create_xen_proc_entry(kernel, "xsd_port", 0o400, lambda: xsd_port_read(kernel))
     elif d.hvm:  # the PV-on-HVM build (no CONFIG_XEN)
+        kernel.record("xenbus_probe_init", "HVM: xenstored_ready = 1", SRC,
+                      changes=[(kernel.table("xenbus"), "xenstored_ready", xb.xenstored_ready, 1)])
         xb.xenstored_ready = 1
         evtchn = d.hvm_params.get(HVM_PARAM_STORE_EVTCHN, 0)
         pfn = d.hvm_params.get(HVM_PARAM_STORE_PFN, 0)

@@ -102,6 +102,10 @@ class XsState:
     xenwatch_task: Task | None = None  # xenwatch_pid
     xenbus_task: Task | None = None
 
+    def queued_events(self) -> tuple[tuple[str, str], ...] | None:
+        """watch_events as the trace records it: ((path, token), ...) oldest first; None if empty."""
+        return tuple((path, token) for _, path, token in self.watch_events) or None
+
     @classmethod
     def new(cls, kernel: XenLinuxKernel) -> XsState:
         """The statics as the kernel image holds them (named after the kernel, for the scheduler)."""
@@ -441,9 +445,13 @@ def unregister_xenbus_watch(kernel: XenLinuxKernel, watch: xenbus_watch) -> None
     if err:
         _warn(kernel, f"Failed to release watch {watch.node}: {err}")
     st.watch_mutex.up_read()
+    before = st.queued_events()
     kept = [ev for ev in st.watch_events if ev[0] is not watch]  # cancel pending watch events
     st.watch_events.clear()
     st.watch_events.extend(kept)
+    if st.queued_events() != before:
+        kernel.record("unregister_xenbus_watch", f"{watch.node}: its queued events dropped", SRC,
+                      changes=[(kernel.table("watch_events"), "queue", before, st.queued_events())])
     if kernel.sched.current is None or kernel.sched.current is not st.xenwatch_task:
         st.xenwatch_mutex.lock()  # flush a currently-executing callback, unless we are it
         st.xenwatch_mutex.unlock()
@@ -467,10 +475,11 @@ def xenwatch_thread(kernel: XenLinuxKernel) -> None:
     if not st.watch_events:
         st.xenwatch_mutex.unlock()
         return
+    before = st.queued_events()
     watch, path, token = st.watch_events.popleft()
     name = getattr(watch.callback, "__name__", "callback")
     kernel.record("xenwatch_thread", f"{path} (token {token}) -> {name}", SRC,
-                  changes=[(kernel.table("watch_events"), token, path, None)])
+                  changes=[(kernel.table("watch_events"), "queue", before, st.queued_events())])
     if watch.flags & XBWF_new_thread:
         st.xenwatch_mutex.unlock()
         kernel.sched.kthread_run(xenwatch_handle_callback, "xenwatch_cb", kernel, watch, path, token,
@@ -504,10 +513,11 @@ def process_msg(kernel: XenLinuxKernel) -> int:
             path, token = vec[xsw.XS_WATCH_PATH], vec[xsw.XS_WATCH_TOKEN]
             watch = find_watch(kernel, token)
             if watch is not None:
+                before = st.queued_events()
                 st.watch_events.append((watch, path, token))
                 kernel.sched.wake_up(st.watch_events_waitq)
                 kernel.record("process_msg", f"WATCH_EVENT {path} token {token}: queued for xenwatch", SRC,
-                              changes=[(kernel.table("watch_events"), token, None, path)])
+                              changes=[(kernel.table("watch_events"), "queue", before, st.queued_events())])
             else:
                 kernel.record("process_msg", f"WATCH_EVENT {path} token {token}: no such watch, dropped", SRC)
             return 0
