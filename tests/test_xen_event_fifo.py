@@ -4,158 +4,24 @@ A domain is born on the 2-level ABI. Its guest switches it to FIFO with
 EVTCHNOP_init_control (a control block per vCPU in its own page), gives Xen pages of
 event words with EVTCHNOP_expand_array, and from then on Xen links each raised port
 into a queue per vCPU and priority, through the LINK fields of the words, and sets the
-priority's READY bit. ``FifoGuest`` below does by hand what Linux 6.1's events_fifo.c
+priority's READY bit. ``FifoGuest`` (tests/fifo_guest.py) does by hand what Linux 6.1's events_fifo.c
 does with its own memory (fill a new array page with MASKED words, unmask, consume a
 queue from its head), recording its writes in the same trace tables, as a guest must.
 """
 
 from __future__ import annotations
 
-import ctypes
 import re
 
+from fifo_guest import WORDS, B, FifoGuest, L, M, P, fifo_domain
 from real_captures import CAPTURES
 
 from xenlab.abi import event_channel as ev
 from xenlab.abi.errno import EACCES, EINVAL, ENOENT, ENOSPC, ENOSYS, EOPNOTSUPP
-from xenlab.abi.event_channel import (
-    EVTCHN_FIFO_BUSY,
-    EVTCHN_FIFO_LINK_MASK,
-    EVTCHN_FIFO_LINKED,
-    EVTCHN_FIFO_MASKED,
-    EVTCHN_FIFO_PENDING,
-    event_word_bits,
-)
+from xenlab.abi.event_channel import EVTCHN_FIFO_LINK_MASK, event_word_bits
 from xenlab.base.trace import Trace
 from xenlab.xen import Hypervisor, dump_evtchn_info
 from xenlab.xen.event_fifo import EVTCHN_FIFO_MAX_EVENT_ARRAY_PAGES
-
-P, M, L, B = (1 << EVTCHN_FIFO_PENDING, 1 << EVTCHN_FIFO_MASKED, 1 << EVTCHN_FIFO_LINKED,
-              1 << EVTCHN_FIFO_BUSY)
-WORDS = 1024
-SRC_LINUX = "drivers/xen/events/events_fifo.c"
-
-
-class FifoGuest:
-    """A guest's side of the FIFO ABI, done by hand in the guest's own pages, recorded as the guest."""
-
-    def __init__(self, hv: Hypervisor, domid: int) -> None:
-        self.hv, self.domid = hv, domid
-        self.d = hv.domains[domid]
-        self.cb: dict[int, ev.evtchn_fifo_control_block] = {}
-        self.cb_gfn: dict[int, int] = {}
-        self.pages: list[ctypes.Array[ctypes.c_uint32]] = []
-        self.head: dict[tuple[int, int], int] = {}  # Linux's per-cpu q->head[priority]
-        self.upcalls: list[int] = []
-        self.d.upcall = self._upcall
-
-    def _upcall(self, vcpu: int) -> None:
-        self.upcalls.append(vcpu)
-        self.d.shared_info.vcpu_info[vcpu].evtchn_upcall_pending = 0  # as the upcall handler does first
-
-    def record(self, function: str, summary: str, rows: list) -> None:
-        self.hv.trace.record(function, summary, actor=f"d{self.domid}", source=SRC_LINUX, changes=rows)
-
-    def init_control(self, vcpu: int = 0, offset: int = 0) -> int:
-        page = self.hv.populate_physmap(self.domid)
-        arg = ev.evtchn_init_control(control_gfn=page.mfn, offset=offset, vcpu=vcpu)  # PV: gfn = mfn
-        rc = self.hv.event_channel_op(self.domid, ev.EVTCHNOP_init_control, arg)
-        if rc == 0:
-            assert arg.link_bits == 17
-            self.cb[vcpu] = ev.evtchn_fifo_control_block.from_buffer(page.buf, offset)
-            self.cb_gfn[vcpu] = page.mfn
-        return rc
-
-    def expand(self, init: bool = True) -> int:
-        """evtchn_fifo_setup's part: a new page, every word MASKED (init_array_page), then the hypercall."""
-        page = self.hv.populate_physmap(self.domid)
-        words = (ctypes.c_uint32 * WORDS).from_buffer(page.buf)
-        base = len(self.pages) * WORDS
-        if init:
-            for i in range(WORDS):
-                words[i] = M
-            self.record("init_array_page", f"ports {base}..{base + WORDS - 1} masked",
-                        [(self.table("event_word"), base + i, None, event_word_bits(M))
-                         for i in range(WORDS)])
-        rc = self.hv.event_channel_op(self.domid, ev.EVTCHNOP_expand_array,
-                                      ev.evtchn_expand_array(array_gfn=page.mfn))
-        if rc == 0:
-            self.pages.append(words)
-        return rc
-
-    def table(self, name: str) -> str:
-        return f"xen/d{self.domid}/{name}"
-
-    def word(self, port: int) -> int:
-        return int(self.pages[port // WORDS][port % WORDS])
-
-    def write(self, function: str, port: int, value: int) -> None:
-        old = self.word(port)
-        self.pages[port // WORDS][port % WORDS] = value
-        self.record(function, f"port {port}", [(self.table("event_word"), port, event_word_bits(old),
-                                                event_word_bits(value))])
-
-    def mask(self, port: int) -> None:
-        self.write("evtchn_fifo_mask", port, self.word(port) | M)
-
-    def unmask(self, port: int) -> None:
-        """evtchn_fifo_unmask: clear MASKED ourselves unless PENDING (or BUSY); then Xen must do it."""
-        w = self.word(port)
-        if w & (P | B):
-            assert self.hv.evtchn_unmask(self.domid, port) == 0
-        else:
-            self.write("evtchn_fifo_unmask", port, w & ~M)
-
-    def chain(self, port: int) -> tuple[int, ...]:
-        """The queue from *port*: follow LINK while the word is LINKED."""
-        out = []
-        while port and self.word(port) & L:
-            out.append(port)
-            port = self.word(port) & EVTCHN_FIFO_LINK_MASK
-        return tuple(out)
-
-    def queue(self, vcpu: int, prio: int) -> tuple[int, ...]:
-        """What the guest would consume next on (vcpu, prio), in order."""
-        if not self.cb[vcpu].ready >> prio & 1:
-            return ()
-        return self.chain(self.head.get((vcpu, prio)) or self.cb[vcpu].head[prio])
-
-    def consume(self, vcpu: int, prio: int) -> int:
-        """consume_one_event: take the head, unlink it (LINKED and LINK cleared), READY off when last."""
-        before = self.queue(vcpu, prio)
-        port = before[0]
-        w = self.word(port)
-        nxt = w & EVTCHN_FIFO_LINK_MASK
-        rows = [(self.table("event_word"), port, event_word_bits(w),
-                 event_word_bits(w & ~(L | EVTCHN_FIFO_LINK_MASK)))]
-        self.pages[port // WORDS][port % WORDS] = w & ~(L | EVTCHN_FIFO_LINK_MASK)
-        if nxt == 0:
-            ready = int(self.cb[vcpu].ready)
-            self.cb[vcpu].ready = ready & ~(1 << prio)
-            rows.append((self.table(f"vcpu{vcpu}"), "fifo_ready", ready, int(self.cb[vcpu].ready) or None))
-        self.head[(vcpu, prio)] = nxt
-        rows.append((self.table(f"fifo_queue/v{vcpu}"), prio, before, before[1:] or None))
-        self.record("consume_one_event", f"port {port}", rows)
-        return port
-
-    def handle(self, port: int) -> None:
-        """The irq's ack: clear PENDING."""
-        self.write("evtchn_fifo_clear_pending", port, self.word(port) & ~P)
-
-
-def fifo_domain(vcpus: int = 1, ipis: int = 3) -> tuple[Hypervisor, FifoGuest, list[int]]:
-    """A guest d1 on FIFO with one array page and *ipis* IPI ports on vcpu 0, each unmasked and idle."""
-    hv = Hypervisor(trace=Trace())
-    hv.domain_create(0, "Domain-0", privileged=True, initdomain=True)
-    hv.domain_create(1, "guest", vcpus=vcpus, max_evtchn_port=1023)
-    g = FifoGuest(hv, 1)
-    for v in range(vcpus):
-        assert g.init_control(v) == 0
-    assert g.expand() == 0
-    ports = [hv.evtchn_bind_ipi(1, 0) for _ in range(ipis)]
-    for p in ports:
-        g.unmask(p)
-    return hv, g, ports
 
 
 def test_two_level_is_the_default_until_the_guest_asks() -> None:
@@ -234,6 +100,20 @@ def test_events_queue_in_the_order_they_were_raised() -> None:
     # a drained queue starts afresh at the head: Xen finds its old tail no longer LINKED
     hv.evtchn_send(1, a)
     assert cb.head[7] == a and cb.ready == 1 << 7 and g.upcalls == [0, 0]
+
+
+def test_a_tail_that_was_consumed_is_forgotten() -> None:
+    """The old queue's tail is invalidated when that port is linked again, here or on another queue."""
+    hv, g, (a, b, _) = fifo_domain()
+    hv.evtchn_send(1, a)
+    assert g.consume(0, 7) == a  # a was the tail; the queue is empty
+    hv.evtchn_send(1, a)  # linked again: the head of a fresh queue, not linked after itself
+    assert g.word(a) == P | L and g.cb[0].head[7] == a and g.queue(0, 7) == (a,)
+    assert g.consume(0, 7) == a
+    hv.evtchn_set_priority(1, a, 1)
+    hv.evtchn_send(1, a)  # now on priority 1: priority 7's tail must not still name a
+    hv.evtchn_send(1, b)
+    assert g.queue(0, 1) == (a,) and g.queue(0, 7) == (b,) and g.word(a) & EVTCHN_FIFO_LINK_MASK == 0
 
 
 def test_each_priority_has_its_own_queue_and_ready_bit() -> None:
