@@ -38,6 +38,7 @@ class FifoGuest:
         self.cb_gfn: dict[int, int] = {}
         self.pages: list[ctypes.Array[ctypes.c_uint32]] = []
         self.head: dict[tuple[int, int], int] = {}  # Linux's per-cpu q->head[priority]
+        self.ready: dict[int, int] = {}  # the READY bits the handler took (its local `ready`)
         self.upcalls: list[int] = []
         self.d.upcall = self._upcall
 
@@ -110,12 +111,22 @@ class FifoGuest:
 
     def queue(self, vcpu: int, prio: int) -> tuple[int, ...]:
         """What the guest would consume next on (vcpu, prio), in order."""
-        if not self.cb[vcpu].ready >> prio & 1:
+        if not (self.ready.get(vcpu, 0) | self.cb[vcpu].ready) >> prio & 1:
             return ()
         return self.chain(self.head.get((vcpu, prio)) or self.cb[vcpu].head[prio])
 
+    def take_ready(self, vcpu: int) -> None:
+        """__evtchn_fifo_handle_events' ``ready |= xchg(&control_block->ready, 0)``."""
+        ready = int(self.cb[vcpu].ready)
+        if ready:
+            self.cb[vcpu].ready = 0
+            self.ready[vcpu] = self.ready.get(vcpu, 0) | ready
+            self.record("evtchn_fifo_handle_events", f"vcpu {vcpu} takes READY {ready:#x}",
+                        [(self.table(f"vcpu{vcpu}"), "fifo_ready", ready, None)])
+
     def consume(self, vcpu: int, prio: int) -> int:
-        """consume_one_event: take the head, unlink it (LINKED and LINK cleared), READY off when last."""
+        """consume_one_event: take the head, unlink it (LINKED and LINK cleared); drained: READY off."""
+        self.take_ready(vcpu)
         before = self.queue(vcpu, prio)
         port = before[0]
         w = self.word(port)
@@ -123,10 +134,8 @@ class FifoGuest:
         rows = [(self.table("event_word"), port, event_word_bits(w),
                  event_word_bits(w & ~(L | EVTCHN_FIFO_LINK_MASK)))]
         self.pages[port // WORDS][port % WORDS] = w & ~(L | EVTCHN_FIFO_LINK_MASK)
-        if nxt == 0:
-            ready = int(self.cb[vcpu].ready)
-            self.cb[vcpu].ready = ready & ~(1 << prio)
-            rows.append((self.table(f"vcpu{vcpu}"), "fifo_ready", ready, int(self.cb[vcpu].ready) or None))
+        if nxt == 0:  # clear_bit(priority, ready): the handler's own copy
+            self.ready[vcpu] &= ~(1 << prio)
         self.head[(vcpu, prio)] = nxt
         rows.append((self.table(f"fifo_queue/v{vcpu}"), prio, before, before[1:] or None))
         self.record("consume_one_event", f"port {port}", rows)

@@ -232,7 +232,7 @@ class evtchn_set_priority(ctypes.Structure):
 
 
 class evtchn_fifo_control_block(ctypes.Structure):
-    """struct evtchn_fifo_control_block: per vcpu, in a guest page: READY bit per priority, head[] per queue."""
+    """struct evtchn_fifo_control_block: one per vcpu, in a guest page: READY bits, head[] per queue."""
 
     _fields_ = [
         ("ready", ctypes.c_uint32),
