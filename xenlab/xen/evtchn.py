@@ -51,6 +51,7 @@ from xenlab.xen.event import (
     evtchn_port_set_pending,
     evtchn_port_set_priority,
     evtchn_port_unmask,
+    evtchn_usable,
 )
 from xenlab.xen.event_2l import SRC, EventTwoLevel
 from xenlab.xen.event_fifo import EventFifo
@@ -331,7 +332,10 @@ class EventChannels(EventTwoLevel, EventFifo):
         d = self._current(caller)
         if not d.port_is_valid(port):
             return self._fail("evtchn_unmask", f"d{caller}: unmask port {port}: no such port", -EINVAL)
-        evtchn_port_unmask(d, d.chns[port])
+        chn = d.chns[port]
+        if not evtchn_usable(chn):  # evtchn_port_unmask skips it: a free port has no ABI state
+            self._rec("evtchn_unmask", f"d{caller} port {port} is not bound: nothing to unmask", source=SRC)
+        evtchn_port_unmask(d, chn)
         return 0
 
     def evtchn_set_priority(self, caller: int, port: int, priority: int) -> int:
