@@ -246,6 +246,11 @@ def test_the_probe_covers_every_kind_of_fact(real: dict) -> None:
     assert v["offsetof(shared_info_x86_64, vcpu_info[1].evtchn_pending_sel)"] == 64 + 8
     assert v["offsetof(evtchn_status, u.interdomain.port)"] == 16 + 4
     assert v["XenbusStateReconfigured"] == 8 and v["sizeof(domid_t)"] == 2
+    # the FIFO ABI: 2^17 ports, 16 queues, the control block's head[] after READY and a reserved word
+    assert v["EVTCHN_FIFO_NR_CHANNELS"] == 131072 and v["EVTCHN_FIFO_MAX_QUEUES"] == 16
+    assert v["offsetof(evtchn_fifo_control_block, head)"] == 8
+    assert v["sizeof(struct evtchn_fifo_control_block)"] == 72 and v["sizeof(event_word_t)"] == 4
+    assert v["sizeof(struct evtchn_init_control)"] == 24
     if not real["has32"]:
         pytest.skip("cc cannot target i386 here (-m32): the x86_32 layouts were not checked")
     assert v["offsetof(shared_info_x86_32, evtchn_mask)"] == 2176

@@ -67,17 +67,22 @@ EVTCHNSTAT_ipi = 5
 # Limits. The 2-level ABI has (bits per xen_ulong_t)^2 ports.
 EVTCHN_2L_NR_CHANNELS_64 = 64 * 64  # sizeof(xen_ulong_t) * sizeof(xen_ulong_t) * 64 on x86_64
 EVTCHN_2L_NR_CHANNELS_32 = 32 * 32
-EVTCHN_FIFO_NR_CHANNELS = 1 << 17
+
+# The FIFO ABI (Xen 4.4+). Priority 0 is the highest, 15 the lowest; a port is bound at 7.
 EVTCHN_FIFO_PRIORITY_MAX = 0
 EVTCHN_FIFO_PRIORITY_DEFAULT = 7
 EVTCHN_FIFO_PRIORITY_MIN = 15
 EVTCHN_FIFO_MAX_QUEUES = EVTCHN_FIFO_PRIORITY_MIN + 1
-EVTCHN_FIFO_LINK_BITS = 17
-EVTCHN_FIFO_LINK_MASK = (1 << EVTCHN_FIFO_LINK_BITS) - 1
+#: One 32-bit event word per port, in the guest's event array pages.
+event_word_t = ctypes.c_uint32
+#: The event word's flag bits (bit numbers) and its LINK field (the next port in the queue).
 EVTCHN_FIFO_PENDING = 31
 EVTCHN_FIFO_MASKED = 30
 EVTCHN_FIFO_LINKED = 29
 EVTCHN_FIFO_BUSY = 28
+EVTCHN_FIFO_LINK_BITS = 17
+EVTCHN_FIFO_LINK_MASK = (1 << EVTCHN_FIFO_LINK_BITS) - 1
+EVTCHN_FIFO_NR_CHANNELS = 1 << EVTCHN_FIFO_LINK_BITS
 
 
 def EVTCHN_2L_NR_CHANNELS(bits: int = 64) -> int:
@@ -210,6 +215,7 @@ class evtchn_init_control(ctypes.Structure):
         ("offset", ctypes.c_uint32),
         ("vcpu", ctypes.c_uint32),
         ("link_bits", ctypes.c_uint8),
+        ("_pad", ctypes.c_uint8 * 7),
     ]
 
 
@@ -223,6 +229,28 @@ class evtchn_set_priority(ctypes.Structure):
     """struct evtchn_set_priority: IN port, priority."""
 
     _fields_ = [("port", evtchn_port_t), ("priority", ctypes.c_uint32)]
+
+
+class evtchn_fifo_control_block(ctypes.Structure):
+    """struct evtchn_fifo_control_block: one per vcpu, in a guest page: READY bits, head[] per queue."""
+
+    _fields_ = [
+        ("ready", ctypes.c_uint32),
+        ("_rsvd", ctypes.c_uint32),
+        ("head", ctypes.c_uint32 * EVTCHN_FIFO_MAX_QUEUES),
+    ]
+
+
+#: How an event word's flags read in the lab's trace and views: P, M, L, B or "-" each.
+EVENT_WORD_FLAGS = ((EVTCHN_FIFO_PENDING, "P"), (EVTCHN_FIFO_MASKED, "M"), (EVTCHN_FIFO_LINKED, "L"),
+                    (EVTCHN_FIFO_BUSY, "B"))
+
+
+def event_word_bits(word: int) -> tuple[str, int] | None:
+    """An event word as the trace table ``xen/d<N>/event_word`` holds it: ("P-L-", LINK); None for 0."""
+    if not word:
+        return None
+    return "".join(c if word >> b & 1 else "-" for b, c in EVENT_WORD_FLAGS), word & EVTCHN_FIFO_LINK_MASK
 
 
 #: The argument struct of each EVTCHNOP_* command.

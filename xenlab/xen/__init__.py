@@ -1,4 +1,4 @@
-"""The simulated hypervisor: machine memory, domains, event channels (2-level ABI).
+"""The simulated hypervisor: machine memory, domains, event channels (2-level and FIFO ABIs).
 
 See ../shared/DESIGN.md and DEVELOPERS.md ("Hypervisor") for the contract.
 """

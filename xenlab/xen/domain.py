@@ -4,19 +4,25 @@ Identity and flags (domid, name, vcpus, privileged = is_control_domain, initdoma
 the hardware domain, hvm), its memory (p2m / m2p), the two pages a PV guest starts
 from (start_info in its own memory, shared_info from Xen's heap), its HVM params, and
 its event-channel table (``chns``, ports 0..valid_evtchns-1, grown in buckets as Xen
-grows them). The event-channel operations themselves live in ``evtchn.py``.
+grows them), its port ABI (``evtchn_port_ops``: 2-level until the guest's first
+EVTCHNOP_init_control, then FIFO with ``evtchn_fifo``). The event-channel operations
+themselves live in ``evtchn.py``, ``event_2l.py`` and ``event_fifo.py``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from xenlab.abi.event_channel import ECS
+from xenlab.abi.event_channel import ECS, EVTCHN_FIFO_NR_CHANNELS
 from xenlab.abi.start_info import SIF_INITDOMAIN, SIF_PRIVILEGED, start_info_layout
 from xenlab.xen.memory import Page
 from xenlab.xen.shared_info import SharedInfo
+
+if TYPE_CHECKING:
+    from xenlab.xen.event import EvtchnPortOps
+    from xenlab.xen.event_fifo import EvtchnFifoDomain
 
 #: Ports per bucket of struct evtchn: PAGE_SIZE / next_power_of_2(sizeof(struct evtchn)).
 #: struct evtchn is declared __attribute__((aligned(64))) in xen/include/xen/sched.h, so 64
@@ -35,6 +41,10 @@ class Channel:
     remote_port: int = 0  # u.interdomain.remote_port
     virq: int = 0  # u.virq
     pirq: int = 0  # u.pirq.irq
+    # FIFO ABI only (Xen keeps them in every struct evtchn; evtchn_free resets none of them):
+    pending: bool = False  # raised while the port had no event word yet; re-raised when its page comes
+    priority: int = 0  # its queue; evtchn_fifo_init sets EVTCHN_FIFO_PRIORITY_DEFAULT when bound
+    fifo_lastq: tuple[int, int] = (0, 0)  # (last_vcpu_id, last_priority): the queue it was last linked on
 
     def summary(self) -> tuple[Any, ...] | None:
         """The state as a short tuple for the trace (None when the port is free)."""
@@ -86,6 +96,8 @@ class Domain:
     max_grant_frames: int = 64  # gnttab_max_frames (xl.cfg max_grant_frames) default
     grant_pins: dict[int, list[int]] = field(default_factory=dict)  # ref -> [ro maps, rw maps, mapper]
     maptrack: dict[int, tuple[int, int, bool]] = field(default_factory=dict)  # handle -> (dom, ref, ro)
+    evtchn_port_ops: EvtchnPortOps | None = None  # d->evtchn_port_ops: 2-level from evtchn_init
+    evtchn_fifo: EvtchnFifoDomain | None = None  # d->evtchn_fifo: set by the first EVTCHNOP_init_control
 
     def __post_init__(self) -> None:
         self.shared_info = SharedInfo(self.shared_info_page.buf, self.bits)
@@ -110,8 +122,8 @@ class Domain:
 
     @property
     def max_evtchns(self) -> int:
-        """d->max_evtchns of the 2-level ABI: BITS_PER_EVTCHN_WORD(d) squared."""
-        return self.bits * self.bits
+        """max_evtchns(d) (event_channel.h): 2-level BITS_PER_EVTCHN_WORD(d) squared; FIFO 2^17."""
+        return EVTCHN_FIFO_NR_CHANNELS if self.evtchn_fifo is not None else self.bits * self.bits
 
     @property
     def valid_evtchns(self) -> int:

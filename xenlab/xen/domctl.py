@@ -104,6 +104,9 @@ class DomainControl(EventChannels, GrantTables):
         rows: list[Any] = []
         for port in range(1, d.valid_evtchns):
             self._close(d, port, rows)
+        if d.evtchn_fifo is not None:  # evtchn_destroy ends with evtchn_fifo_destroy
+            self.evtchn_fifo_destroy(d, rows)
+            rows.append((f"xen/d{domid}/evtchn_port_ops", "abi", "FIFO", None))
         del self.domains[domid]
         for virq, handler in list(self.global_virq_handlers.items()):
             if handler == domid:  # clear_global_virq_handlers

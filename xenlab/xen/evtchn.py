@@ -1,4 +1,4 @@
-"""Event channels as the hypervisor implements them (xen/common/event_channel.c, event_2l.c).
+"""Event channels as the hypervisor implements them (xen/common/event_channel.c).
 
 Theory of operation
 -------------------
@@ -9,8 +9,12 @@ ports for a 64-bit guest, 1024 for a 32-bit one) or the domain's ``max_evtchn_po
 
 Every operation returns -errno exactly where Xen 4.17 does, and a failed call
 changes no port's state (as in Xen, ``get_free_port`` may already have grown the
-table by an empty bucket, which ``status`` can tell). Delivery is the 2-level ABI in
-``event_2l.py``.
+table by an empty bucket, which ``status`` can tell). These operations never touch a
+port's pending or mask state themselves: they go through the domain's port ops
+(``xenlab.xen.event``), the 2-level ABI of ``event_2l.py`` from domain_create, the
+FIFO ABI of ``event_fifo.py`` once the guest called EVTCHNOP_init_control (its 2^17
+ports raise ``max_evtchns``, and a closed port still LINKED on a queue is busy: not
+handed out again until the guest unlinks it).
 
 Each hypercall records one step (actor "xen") with rows for the tables it changed:
 ``xen/d<N>/evtchn`` (port -> state tuple, e.g. ``("unbound", 0)``,
@@ -24,7 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from xenlab.abi.errno import EEXIST, EINVAL, ENOENT, ENOSPC, EPERM, ESRCH
+from xenlab.abi.errno import EACCES, EEXIST, EINVAL, ENOENT, ENOSPC, ENOSYS, EPERM, ESRCH
 from xenlab.abi.event_channel import (
     BIND_PIRQ__WILL_SHARE,
     DOMID_SELF,
@@ -40,7 +44,17 @@ from xenlab.abi.event_channel import (
     evtchn_status,
 )
 from xenlab.xen.domain import EVTCHNS_PER_BUCKET, Channel, Domain
+from xenlab.xen.event import (
+    evtchn_is_busy,
+    evtchn_port_clear_pending,
+    evtchn_port_init,
+    evtchn_port_set_pending,
+    evtchn_port_set_priority,
+    evtchn_port_unmask,
+    evtchn_usable,
+)
 from xenlab.xen.event_2l import SRC, EventTwoLevel
+from xenlab.xen.event_fifo import EventFifo
 from xenlab.xen.record import Row, domain_table
 
 
@@ -49,7 +63,7 @@ def virq_is_global(virq: int) -> bool:
     return virq not in PER_VCPU_VIRQS
 
 
-class EventChannels(EventTwoLevel):
+class EventChannels(EventTwoLevel, EventFifo):
     """The EVTCHNOP_* operations; mixed into Hypervisor (needs ``domains`` and ``trace``)."""
 
     # -- helpers --------------------------------------------------------------------
@@ -79,21 +93,26 @@ class EventChannels(EventTwoLevel):
 
     @staticmethod
     def get_free_port(d: Domain) -> int:
-        """get_free_port (event_channel.c): the lowest ECS_FREE port, adding a bucket if needed; or -errno."""
+        """get_free_port (event_channel.c): the lowest ECS_FREE port not busy, adding a bucket if needed."""
         if d.is_dying:
             return -EINVAL
         free = ECS.ECS_FREE
+        busy = None  # the first free port still busy (FIFO: LINKED): the hint may not pass it
         for port in range(d.free_hint, len(d.chns)):  # every port below free_hint is in use
-            if port > d.max_evtchn_port:
+            if port > d.max_evtchn_port or port >= d.max_evtchns:
                 return -ENOSPC
-            if d.chns[port].state is free:
-                d.free_hint = port
+            chn = d.chns[port]
+            if chn.state is free:
+                if evtchn_is_busy(d, chn):  # evtchn_allocate_port: -EBUSY, try the next
+                    busy = port if busy is None else busy
+                    continue
+                d.free_hint = port if busy is None else busy
                 return port
         port = len(d.chns)
         if port >= d.max_evtchns or port > d.max_evtchn_port:
             return -ENOSPC
         d.chns.extend(Channel(p) for p in range(port, port + EVTCHNS_PER_BUCKET))
-        d.free_hint = port
+        d.free_hint = port if busy is None else busy
         return port
 
     def _set_state(self, d: Domain, chn: Channel, **fields: Any) -> list[Row]:
@@ -125,6 +144,7 @@ class EventChannels(EventTwoLevel):
             return self._fail(fn, f"{what}: d{caller} is not privileged over d{d.domid}", rc)
         rdom = cur.domid if remote_dom == DOMID_SELF else remote_dom
         rows = self._set_state(d, d.chns[port], state=ECS.ECS_UNBOUND, remote_dom=rdom, notify_vcpu_id=0)
+        evtchn_port_init(d, d.chns[port], rows)
         self._rec(fn, f"{what}: d{d.domid} port {port} UNBOUND, reserved for d{rdom}", rows, source=SRC)
         return port
 
@@ -149,9 +169,10 @@ class EventChannels(EventTwoLevel):
         rows = self._set_state(ld, lchn, state=ECS.ECS_INTERDOMAIN, remote_dom=rd.domid,
                                remote_port=remote_port)
         rows += self._set_state(rd, rchn, state=ECS.ECS_INTERDOMAIN, remote_dom=ld.domid, remote_port=lport)
+        evtchn_port_init(ld, lchn, rows)
         self._rec(fn, f"{what}: d{caller} port {lport} <-> d{rd.domid} port {remote_port}, local port "
                   "set pending (covers an early notify)", rows, source=SRC)
-        self.evtchn_set_pending(ld, lchn.notify_vcpu_id, lport)
+        evtchn_port_set_pending(ld, lchn.notify_vcpu_id, lchn)
         return lport
 
     def evtchn_bind_virq(self, caller: int, virq: int, vcpu: int) -> int:
@@ -171,6 +192,7 @@ class EventChannels(EventTwoLevel):
         if port < 0:
             return self._fail(fn, f"{what}: no free port", port)
         rows = self._set_state(d, d.chns[port], state=ECS.ECS_VIRQ, virq=virq, notify_vcpu_id=vcpu)
+        evtchn_port_init(d, d.chns[port], rows)
         d.virq_to_evtchn[vcpu][virq] = port
         row = (domain_table(d, f"vcpu{vcpu}_virq"), virq, None, port)
         self._rec(fn, f"{what}: port {port}", [*rows, row], source=SRC)
@@ -186,6 +208,7 @@ class EventChannels(EventTwoLevel):
         if port < 0:
             return self._fail(fn, f"{what}: no free port", port)
         rows = self._set_state(d, d.chns[port], state=ECS.ECS_IPI, notify_vcpu_id=vcpu)
+        evtchn_port_init(d, d.chns[port], rows)
         self._rec(fn, f"{what}: port {port}", rows, source=SRC)
         return port
 
@@ -205,6 +228,7 @@ class EventChannels(EventTwoLevel):
         if port < 0:
             return self._fail(fn, f"{what}: no free port", port)
         rows = self._set_state(d, d.chns[port], state=ECS.ECS_PIRQ, pirq=pirq, notify_vcpu_id=0)
+        evtchn_port_init(d, d.chns[port], rows)
         d.pirq_to_evtchn[pirq] = port
         self._rec(fn, f"{what}: port {port}", [*rows, (domain_table(d, "pirq"), pirq, None, port)],
                   source=SRC)
@@ -230,8 +254,7 @@ class EventChannels(EventTwoLevel):
             rows += self._set_state(d2, d2.chns[chn.remote_port], state=ECS.ECS_UNBOUND,
                                     remote_dom=d.domid, remote_port=0)
         # evtchn_free: clear pending (no surprise on re-bind), back to vcpu 0, FREE.
-        if d.shared_info.evtchn_pending.test_and_clear(port):
-            rows.append((domain_table(d, "evtchn_pending"), port, 1, None))
+        evtchn_port_clear_pending(d, chn, rows)
         rows += self._set_state(d, chn, state=ECS.ECS_FREE, notify_vcpu_id=0, remote_dom=0,
                                 remote_port=0, virq=0, pirq=0)
         d.free_hint = min(d.free_hint, port)
@@ -263,10 +286,10 @@ class EventChannels(EventTwoLevel):
             rd = self.domains[chn.remote_dom]
             rchn = rd.chns[chn.remote_port]
             self._rec(fn, f"d{caller} port {port} -> d{rd.domid} port {rchn.port}", source=SRC)
-            self.evtchn_set_pending(rd, rchn.notify_vcpu_id, rchn.port)
+            evtchn_port_set_pending(rd, rchn.notify_vcpu_id, rchn)
         elif chn.state == ECS.ECS_IPI:
             self._rec(fn, f"d{caller} port {port}: IPI to own vcpu {chn.notify_vcpu_id}", source=SRC)
-            self.evtchn_set_pending(ld, chn.notify_vcpu_id, port)
+            evtchn_port_set_pending(ld, chn.notify_vcpu_id, chn)
         elif chn.state == ECS.ECS_UNBOUND:
             self._rec(fn, f"d{caller} port {port} is UNBOUND: notification silently dropped", source=SRC)
         else:
@@ -305,11 +328,33 @@ class EventChannels(EventTwoLevel):
         return st
 
     def evtchn_unmask(self, caller: int, port: int) -> int:
-        """evtchn_unmask (event_channel.c): a valid port goes to evtchn_2l_unmask; 0 or -EINVAL."""
+        """evtchn_unmask (event_channel.c): a valid port goes to its ABI's unmask hook; 0 or -EINVAL."""
         d = self._current(caller)
         if not d.port_is_valid(port):
             return self._fail("evtchn_unmask", f"d{caller}: unmask port {port}: no such port", -EINVAL)
-        self.evtchn_2l_unmask(d, port)
+        chn = d.chns[port]
+        if not evtchn_usable(chn):  # evtchn_port_unmask skips it: a free port has no ABI state
+            self._rec("evtchn_unmask", f"d{caller} port {port} is not bound: nothing to unmask", source=SRC)
+        evtchn_port_unmask(d, chn)
+        return 0
+
+    def evtchn_set_priority(self, caller: int, port: int, priority: int) -> int:
+        """evtchn_set_priority (event_channel.c): a port's FIFO queue; -ENOSYS on the 2-level ABI."""
+        d = self._current(caller)
+        fn, what = "evtchn_set_priority", f"d{caller}: set_priority(port={port}, priority={priority})"
+        if not d.port_is_valid(port):
+            return self._fail(fn, f"{what}: no such port", -EINVAL)
+        chn = d.chns[port]
+        before = chn.priority
+        rc = evtchn_port_set_priority(d, chn, priority)
+        if rc:
+            why = {-ENOSYS: f"d{caller} uses the 2-level ABI (no priorities)",
+                   -EACCES: f"port {port} is not bound"}.get(rc, "priorities are 0 (highest) to 15")
+            return self._fail(fn, f"{what}: {why}", rc)
+        rows: list[Row] = []
+        if chn.priority != before:
+            rows.append((domain_table(d, "evtchn_priority"), port, before, chn.priority))
+        self._rec(fn, f"{what}: its next events queue at priority {priority}", rows, source=SRC)
         return 0
 
     def evtchn_bind_vcpu(self, caller: int, port: int, vcpu: int) -> int:
@@ -345,7 +390,13 @@ class EventChannels(EventTwoLevel):
             return self._fail(fn, f"{what}: d{d.domid} is not paused", -EINVAL)
         rows: list[Row] = []
         closed = [p for p in range(1, d.valid_evtchns) if self._close(d, p, rows) == 0]
-        self._rec(fn, f"{what}: closed ports {_ports(closed)}", rows, source=SRC)
+        back = ""
+        if d.evtchn_fifo is not None:  # switching back to the 2-level ABI
+            self.evtchn_fifo_destroy(d, rows)
+            self.evtchn_2l_init(d)
+            rows.append((domain_table(d, "evtchn_port_ops"), "abi", "FIFO", None))
+            back = "; FIFO ABI torn down, back to 2-level"
+        self._rec(fn, f"{what}: closed ports {_ports(closed)}{back}", rows, source=SRC)
         return 0
 
     def send_guest_virq(self, domid: int, virq: int, vcpu: int = 0) -> bool:
@@ -358,7 +409,7 @@ class EventChannels(EventTwoLevel):
             return False
         chn = d.chns[port]
         self._rec("send_guest_virq", f"d{domid}: VIRQ {virq} -> port {port}", source=SRC)
-        self.evtchn_set_pending(d, chn.notify_vcpu_id, port)
+        evtchn_port_set_pending(d, chn.notify_vcpu_id, chn)
         return True
 
 

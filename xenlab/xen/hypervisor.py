@@ -2,7 +2,8 @@
 
 ``Hypervisor`` is what the guests and xenstored meet through: pages (``memory``),
 domains (``domains``, ``domain_create``; life cycle in ``domctl.py``), the EVTCHNOP_*
-operations (``evtchn.py``, delivery in ``event_2l.py``, and ``event_channel_op``, the
+operations (``evtchn.py``; delivery through the domain's port ops, ``event_2l.py`` until
+the guest switches itself to ``event_fifo.py``; and ``event_channel_op``, the
 ctypes-level hypercall entry that fills the OUT fields of the argument struct as
 HYPERVISOR_event_channel_op does) and grant tables (``grant_table.py``).
 """
@@ -22,10 +23,12 @@ from xenlab.xen.event_2l import SRC
 from xenlab.xen.memory import DEFAULT_MFN_BASE, MachineMemory, Page
 
 SRC_DOMAIN = "xen/common/domain.c"
+#: evtchn_init caps max_evtchn_port at INT_MAX (dom0's -1 becomes this).
+INT_MAX = 2**31 - 1
 
 
 class Hypervisor(DomainControl):
-    """Xen: machine memory, the domain list, event channels (2-level ABI) and grant tables (v1)."""
+    """Xen: machine memory, the domain list, event channels (2-level and FIFO) and grant tables (v1)."""
 
     def __init__(self, trace: Trace | None = None, bits: int = 64, *, real: bool = False,
                  mfn_base: int = DEFAULT_MFN_BASE, directory: str | None = None) -> None:
@@ -50,7 +53,8 @@ class Hypervisor(DomainControl):
         """domain_create + evtchn_init (xen/common/domain.c): a domain with port 0 reserved.
 
         *max_evtchn_port* limits the ports (libxl passes event_channels, 1023 by
-        default, for a guest; dom0 has the ABI's whole range). *upcalls_masked*: domain
+        default, for a guest; dom0 is created with -1, which evtchn_init caps at INT_MAX,
+        so only the ABI limits it: 4096 ports on 2-level, 2^17 on FIFO). *upcalls_masked*: domain
         builders set evtchn_upcall_mask = 1 on every vcpu and the guest clears it when it
         enables interrupts; left False, upcalls arrive from the start. *bits* (default:
         the hypervisor's) is the guest's word size: 32 for a 32-bit PV guest on a 64-bit Xen.
@@ -66,14 +70,14 @@ class Hypervisor(DomainControl):
             raise ValueError(f"vcpus must be 1..32 (the legacy vcpu_info slots), not {vcpus}")
         shinfo = self.memory.alloc_page(domid, xenheap=True)
         sinfo = self.memory.alloc_page(domid)
-        nports = bits * bits
         d = Domain(domid, name, vcpus, privileged, initdomain, hvm, bits, shinfo, sinfo,
-                   max_evtchn_port if max_evtchn_port is not None else nports - 1)
+                   max_evtchn_port if max_evtchn_port is not None else INT_MAX)
         self._map(d, sinfo, 0)
         if upcalls_masked:
             for v in range(32):
                 d.shared_info.vcpu_info[v].evtchn_upcall_mask = 1
-        # evtchn_init: first bucket, port 0 reserved so that 0 never names a real port.
+        # evtchn_init: 2-level port ops, first bucket, port 0 reserved so that 0 never names a real port.
+        self.evtchn_2l_init(d)
         port0 = self.get_free_port(d)
         assert port0 == 0
         d.chns[0] = Channel(0, ECS.ECS_RESERVED)
@@ -106,11 +110,9 @@ class Hypervisor(DomainControl):
     def event_channel_op(self, caller: int, cmd: int, arg_struct: ctypes.Structure) -> int:
         """do_event_channel_op (xen/common/event_channel.c): run *cmd*, fill the OUT fields; 0 or -errno."""
         want = ev.EVTCHNOP_ARGS.get(cmd)
-        fifo = (ev.EVTCHNOP_init_control, ev.EVTCHNOP_expand_array, ev.EVTCHNOP_set_priority)
-        if want is None or cmd in fifo:
-            self.trace.record("do_event_channel_op", f"d{caller}: cmd {cmd} "
-                              f"({ev.EVTCHNOP_NAMES.get(cmd, 'unknown')}) -> -ENOSYS (only the 2-level ABI "
-                              "is modelled)", actor="xen", source=SRC)
+        if want is None:
+            self.trace.record("do_event_channel_op", f"d{caller}: cmd {cmd} -> -ENOSYS (no such command)",
+                              actor="xen", source=SRC)
             return -ENOSYS
         if not isinstance(arg_struct, want):
             raise TypeError(f"EVTCHNOP_{ev.EVTCHNOP_NAMES[cmd]} takes struct {want.__name__}, "
@@ -137,6 +139,15 @@ class Hypervisor(DomainControl):
             return self.evtchn_bind_vcpu(caller, a.port, a.vcpu)
         if cmd == ev.EVTCHNOP_reset:
             return self.evtchn_reset(caller, a.dom)
+        if cmd == ev.EVTCHNOP_init_control:
+            rc = self.evtchn_fifo_init_control(caller, a.control_gfn, a.offset, a.vcpu)
+            if rc == 0:  # copied back only on success
+                a.link_bits = ev.EVTCHN_FIFO_LINK_BITS
+            return rc
+        if cmd == ev.EVTCHNOP_expand_array:
+            return self.evtchn_fifo_expand_array(caller, a.array_gfn)
+        if cmd == ev.EVTCHNOP_set_priority:
+            return self.evtchn_set_priority(caller, a.port, a.priority)
         if cmd == ev.EVTCHNOP_reset_cont:
             # evtchn_reset(d, resuming=true) with no preempted reset to resume: d->next_evtchn is 0
             self.trace.record("evtchn_reset", f"d{caller}: reset_cont: no reset in progress -> -EBUSY",
