@@ -18,7 +18,7 @@ from xenlab.linux.xenlinux.xenbus_probe import register_xenstore_notifier
 from xenlab.linux.xenlinux.xenbus_xs import (
     XBT_NIL,
     register_xenbus_watch,
-    watch_callback,
+    static_watch,
     xenbus_printf,
     xenbus_read,
     xenbus_transaction_end,
@@ -65,12 +65,12 @@ def sysrq_handler(kernel: XenLinuxKernel, watch: xenbus_watch, path: str, token:
 def setup_shutdown_watcher(kernel: XenLinuxKernel) -> int:
     """setup_shutdown_watcher: read fast_suspend, then watch control/shutdown and control/sysrq."""
     xenbus_read(kernel, XBT_NIL, "control", "platform-feature-multiprocessor-suspend")
-    err = register_xenbus_watch(kernel, xenbus_watch("control/shutdown",
-                                                     watch_callback(kernel, shutdown_handler)))
+    err = register_xenbus_watch(kernel, static_watch(kernel, "shutdown_watch", "control/shutdown",
+                                                     shutdown_handler))
     if err:
         kernel.printk(KERN_ERR, "Failed to set shutdown watcher")
         return err
-    err = register_xenbus_watch(kernel, xenbus_watch("control/sysrq", watch_callback(kernel, sysrq_handler)))
+    err = register_xenbus_watch(kernel, static_watch(kernel, "sysrq_watch", "control/sysrq", sysrq_handler))
     if err:
         kernel.printk(KERN_ERR, "Failed to set sysrq watcher")
         return err
