@@ -248,7 +248,7 @@ def otherend_changed(kernel: XenLinuxKernel, dev: xenbus_device, path: str) -> N
     if dev.otherend is None or not path.startswith(dev.otherend):
         return  # "Ignoring watch at %s"
     state = xenbus_read_driver_state(kernel, dev.otherend)
-    kernel.record("xenbus_otherend_changed", f"{dev.nodename}: other end is {xenbus_strstate(state)}", SRC)
+    kernel.record("otherend_changed", f"{dev.nodename}: other end is {xenbus_strstate(state)}", SRC)
     xdrv = dev.driver.owner if dev.driver is not None else None
     if isinstance(xdrv, xenbus_driver) and xdrv.otherend_changed is not None:
         xdrv.otherend_changed(kernel, dev, state)
@@ -309,11 +309,15 @@ def xenbus_dev_remove(kernel: XenLinuxKernel, dev: xenbus_device) -> None:
 
 
 def xenbus_register_driver_common(kernel: XenLinuxKernel, drv: xenbus_driver, bus: xen_bus_type) -> int:
-    """xenbus_register_driver_common: the bus's error, or driver_register of the embedded driver."""
+    """xenbus_register_driver_common: the bus's error, or driver_register of the embedded driver
+    under xenwatch_mutex (no watch callback runs while the driver probes its devices)."""
     if bus.error:
         return bus.error
     drv.driver = device_driver(drv.name or drv.ids[0], bus=bus.bus, owner=drv)
-    return driver_register(kernel, drv.driver)
+    kernel.xs_state.xenwatch_mutex.lock()
+    ret = driver_register(kernel, drv.driver)
+    kernel.xs_state.xenwatch_mutex.unlock()
+    return ret
 
 
 def xenbus_register_frontend(kernel: XenLinuxKernel, drv: xenbus_driver) -> int:
