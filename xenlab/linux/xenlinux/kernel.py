@@ -1,11 +1,18 @@
 """XenLinux 2.6.18 as one object: its subsystems as typed fields, its boot order, its /init.
 
-The boot order is the initcall order of the linux-2.6.18-xen tree (``boot_stages``); each
-stage calls the mirrored functions of this package. The few calls that go "up" between
-two files of the package (drivers/xen/core/evtchn.c calls evtchn_device_upcall in
-drivers/xen/evtchn/evtchn.c; xenbus_probe.c calls the xenbus_backend_* functions of
-xenbus_probe_backend.c) are resolved here, as the linker resolves them in C: the
-lower file calls a method of the kernel, which calls the other file.
+The boot order is the initcall order of the linux-2.6.18-xen tree (``boot_stages``: what
+start_kernel and smp_init do first, then one stage per initcall level -- xenbus_probe_init is
+postcore, cpu_hotplug arch, reboot.c and balloon subsys, the drivers device, and
+boot_wait_for_devices late -- each level in link order); each stage calls the mirrored
+functions of this package. Which build it is (``XenLinuxConfig``, ``KCONFIGS``) decides
+what a config-dependent step does: a CONFIG_HOTPLUG_CPU domU's secondary vcpus come up
+only through cpu_hotplug.c's watch, a dom0 without CONFIG_RTC binds no rtc PIRQ.
+
+The few calls that go "up" between two files of the package (drivers/xen/core/evtchn.c
+calls evtchn_device_upcall in drivers/xen/evtchn/evtchn.c; xenbus_probe.c calls the
+xenbus_backend_* functions of xenbus_probe_backend.c; cpu_up of kernel/cpu.c calls
+smpboot.c's __cpu_up) are resolved here, as the linker resolves them in C: the lower file
+calls a method of the kernel, which calls the other file.
 """
 
 from __future__ import annotations
