@@ -49,6 +49,7 @@ FAMILIES = (
     "K/evtchn_to_irq", "K/irq_info", "K/irq_bindcount", "K/virq_to_irq", "K/ipi_to_irq",
     "K/irq_action", "K/kstat_irqs",
     "K/xenbus", "K/ring", "K/watches", "K/watch_events", "K/xenbus_state",
+    "K/cpu_present_map", "K/cpu_online_map",
     "K/bus", "K/device", "K/driver", "K/device_driver", "K/block", "K/netdev", "K/proc", "K/grant_table",
     "xenstored/tree", "xenstored/perms", "xenstored/domains", "xenstored/transactions",
     "xenstored/watches", "xenstored/ring/dN", "xenstored/virq",
@@ -215,6 +216,10 @@ def xenlinux_xenbus_state(kernel: XenLinuxKernel) -> State:
     for w in xs.watches:
         _put(out, f"{n}/watches", l18_xs.watch_token(kernel, w), w.node)
     _put(out, f"{n}/watch_events", "queue", xs.queued_events())
+    for cpu in kernel.cpu_present_map:
+        _put(out, f"{n}/cpu_present_map", str(cpu), 1)
+    for cpu in kernel.cpu_online_map:
+        _put(out, f"{n}/cpu_online_map", str(cpu), 1)
     for dev in _xenbus_devices(kernel):
         _put(out, f"{n}/xenbus_state", dev.nodename, dev.state)
     return out

@@ -233,11 +233,14 @@ def test_2618_dom0_uses_the_dynirq_window_and_its_chip_names(n: int) -> None:
 
 
 def test_2618_proc_xen_modes_are_its_own_not_xenfs() -> None:
-    """2.6.18 creates xsd_kva 0600, xsd_port 0400 and xenbus 0400 itself (no xenfs, no capabilities)."""
+    """2.6.18 creates its /proc/xen entries itself (no xenfs): xsd_kva 0600 and xsd_port 0400
+    (xenbus_probe.c:947,955), xenbus 0400 (xenbus_dev.c:403), privcmd 0400 and capabilities 0400
+    (privcmd/privcmd.c:273,277 privcmd_init), balloon 0644 (balloon/balloon.c:549 balloon_init)."""
     m = build("dom0", flavour="2.6.18")
     try:
         modes = {line.split()[-1]: line.split()[0] for line in m.dom0.run("ls -l /proc/xen").splitlines()[1:]}
-        assert modes == {"xenbus": "-r--------", "xsd_kva": "-rw-------", "xsd_port": "-r--------"}
+        assert modes == {"balloon": "-rw-r--r--", "capabilities": "-r--------", "privcmd": "-r--------",
+                         "xenbus": "-r--------", "xsd_kva": "-rw-------", "xsd_port": "-r--------"}
     finally:
         m.shutdown()
 

@@ -252,7 +252,7 @@ def test_2618_dom0_pirq_port_is_bound_when_request_irq_starts_it() -> None:
     hv.domain_create(0, "Domain-0", vcpus=1, privileged=True, initdomain=True)
     k = XenLinuxKernel(hv, 0, trace=trace)
     k.boot_early_irqs()
-    k.boot_late_irqs(initdomain=True)  # first the ACPI SCI: request_irq(9, "acpi")
+    k.subsys_initcalls(initdomain=True)  # acpi_init (subsys_initcall): request_irq(9, "acpi")
     port = l18.irq_to_evtchn_port(k, 9)
     assert l18.type_from_irq_info(k.evtchn.irq_info[9]) == l18.IRQT_PIRQ
     assert k.evtchn.evtchn_to_irq[port] == 9 and k.evtchn.irq_bindcount[9] == 1

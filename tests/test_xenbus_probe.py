@@ -75,7 +75,8 @@ def test_dom0_makes_the_store_page_and_port_and_waits_for_xenstored() -> None:
     rig.boot(k, after="xenbus init", userspace=True)
     rig.start_xenstored()
     assert xenbus_probe_ran(k) and k.xb.xenstored_ready == 1
-    assert tasks_of(k) == ["xenwatch", "xenbus", "oxenstored", "events/0"]
+    # the cpu watch's first event runs on its own thread: cpu_hotplug.c:91 `.flags = XBWF_new_thread`
+    assert tasks_of(k) == ["xenwatch", "xenbus", "oxenstored", "events/0", "xenwatch_cb"]
 
 
 def test_a_domU_takes_the_store_from_start_info_and_probes_at_once() -> None:

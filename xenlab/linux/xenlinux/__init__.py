@@ -10,9 +10,9 @@ evtchn                     drivers/xen/core/evtchn.c (+ the inlines of include/x
 evtchn_dev                 drivers/xen/evtchn/evtchn.c (/dev/xen/evtchn)
 gnttab                     drivers/xen/core/gnttab.c
 xen_proc                   drivers/xen/core/xen_proc.c (/proc/xen)
-smpboot                    drivers/xen/core/smpboot.c (each vcpu's IPIs)
+smpboot                    drivers/xen/core/smpboot.c (cpu_present_map, __cpu_up: each vcpu's IPIs)
 reboot                     drivers/xen/core/reboot.c (control/shutdown and control/sysrq watches)
-cpu_hotplug                drivers/xen/core/cpu_hotplug.c (the "cpu" watch)
+cpu_hotplug                drivers/xen/core/cpu_hotplug.c (the "cpu" watch: a domU's vcpus come up)
 time_xen                   arch/i386/kernel/time-xen.c (the timer VIRQ; x86_64 builds it too)
 irq_xen                    arch/x86_64/kernel/irq-xen.c (/proc/interrupts)
 xenbus_comms               drivers/xen/xenbus/xenbus_comms.c
@@ -22,7 +22,8 @@ xenbus_probe_backend       drivers/xen/xenbus/xenbus_probe_backend.c
 xenbus_client              drivers/xen/xenbus/xenbus_client.c
 xenbus_backend_client      drivers/xen/xenbus/xenbus_backend_client.c
 xenbus_dev                 drivers/xen/xenbus/xenbus_dev.c (/proc/xen/xenbus)
-balloon                    drivers/xen/balloon/balloon.c (the memory/target watch)
+balloon                    drivers/xen/balloon/balloon.c (the memory/target watch, /proc/xen/balloon)
+privcmd                    drivers/xen/privcmd/privcmd.c (/proc/xen/privcmd and capabilities)
 console                    drivers/xen/console/console.c
 xencons_ring               drivers/xen/console/xencons_ring.c
 blkfront                   drivers/xen/blkfront/blkfront.c
@@ -48,4 +49,10 @@ return value and the out values (``xenbus_transaction_start -> (err, t)``,
 a chain of grant references is a list. A watch callback is ``callback(watch, path, token)``.
 The shared layers below (xenlab.linux.irq, driver_model, genhd, locking) are common to
 both kernels the lab models.
+
+Which build: ``kernel.XenLinuxConfig`` holds the .config symbols the modelled paths test
+(CONFIG_HOTPLUG_CPU, CONFIG_RTC); ``kernel.KCONFIGS`` says which config file each variant
+of evtchn.VARIANTS stands for (L18: the tree's xen0/xenU defconfigs; RH5: RHEL5's one
+x86_64-xen config), and ``XenLinuxKernel.kconfig()`` picks dom0's or a domU's. A config
+fact is tested where the C code has its #ifdef, never by the variant's name.
 """

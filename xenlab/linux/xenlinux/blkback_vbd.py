@@ -26,6 +26,6 @@ def vbd_create(kernel: XenLinuxKernel, dev: xenbus_device, blkif: blkif_t, major
     if bdev is None:
         return -ENOENT  # DPRINTK("vbd_creat: device %08x could not be opened.")
     blkif.bdev, blkif.readonly, blkif.cdrom = bdev, readonly, cdrom
-    kernel.record("xen_vbd_create", f"{dev.nodename}: vbd on {bdev.name} ({major}:{minor}), "
+    kernel.record("vbd_create", f"{dev.nodename}: vbd on {bdev.name} ({major}:{minor}), "
                   f"{'ro' if readonly else 'rw'}", SRC)
     return 0

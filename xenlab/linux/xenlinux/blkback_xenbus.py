@@ -3,7 +3,7 @@
 ``blkback_probe`` watches the device's own physical-device node and goes InitWait. The
 hotplug script (run by the toolstack) writes physical-device "major:minor" (hex): the
 watch (``backend_changed``) opens that block device (``vbd_create``, vbd.c). When the
-frontend is Initialised, ``connect_ring`` reads its protocol, ring-ref and event-channel
+frontend is Initialised, ``connect_ring`` gathers its ring-ref and event-channel, then its protocol,
 and maps them (``blkif_map``, interface.c: IRQ "blkif-backend"); once both are there
 ``update_blkif_status`` runs ``connect``, which writes feature-barrier, sectors, info
 and sector-size in one transaction and switches to Connected.
@@ -56,8 +56,7 @@ if TYPE_CHECKING:
 
 SRC = "drivers/xen/blkback/xenbus.c"
 XEN_IO_PROTO_ABI = {"x86_64-abi": BLKIF_PROTOCOL_X86_64, "x86_32-abi": BLKIF_PROTOCOL_X86_32}
-PROTOCOL_NAMES = {BLKIF_PROTOCOL_NATIVE: "x86_64-abi", BLKIF_PROTOCOL_X86_32: "x86_32-abi",
-                  BLKIF_PROTOCOL_X86_64: "x86_64-abi"}
+XEN_IO_PROTO_ABI_NATIVE = "x86_64-abi"  # include/xen/interface/io/protocols.h on x86_64
 VDISK_CDROM, VDISK_REMOVABLE, VDISK_READONLY = 1, 2, 4
 
 
@@ -109,7 +108,7 @@ def blkback_probe(kernel: XenLinuxKernel, dev: xenbus_device) -> int:
     if err:
         dev.drvdata = None
         return err
-    kernel.record("xen_blkbk_probe", f"{dev.nodename}: backend for domain {dev.otherend_id}", SRC)
+    kernel.record("blkback_probe", f"{dev.nodename}: backend for domain {dev.otherend_id}", SRC)
     return xenbus_switch_state(kernel, dev, XenbusStateInitWait)
 
 
@@ -208,22 +207,31 @@ def connect(kernel: XenLinuxKernel, be: backend_info) -> None:
 
 
 def connect_ring(kernel: XenLinuxKernel, be: backend_info) -> int:
-    """connect_ring: the frontend's protocol, event-channel and ring-ref; map them (blkif_map)."""
+    """connect_ring: gather the frontend's ring-ref and event-channel, then its protocol ("%63s";
+    missing: "unspecified, assuming native"); map them (blkif_map)."""
     dev = be.dev
     assert dev.otherend is not None
-    proto = xenbus_read(kernel, XBT_NIL, dev.otherend, "protocol")
-    protocol = "x86_64-abi" if isinstance(proto, int) or not proto else proto
-    if protocol not in XEN_IO_PROTO_ABI:
-        xenbus_dev_fatal(kernel, dev, -EINVAL, f"unknown fe protocol {protocol}")
-        return -EINVAL
-    be.blkif.blk_protocol = BLKIF_PROTOCOL_NATIVE if protocol == "x86_64-abi" else XEN_IO_PROTO_ABI[protocol]
-    err, values = xenbus_gather(kernel, XBT_NIL, dev.otherend, ("event-channel", "%u"), ("ring-ref", "%lu"))
+    err, values = xenbus_gather(kernel, XBT_NIL, dev.otherend, ("ring-ref", "%lu"), ("event-channel", "%u"))
     if err:
-        xenbus_dev_fatal(kernel, dev, err, f"reading {dev.otherend}/ring-ref")
+        xenbus_dev_fatal(kernel, dev, err, f"reading {dev.otherend}/ring-ref and event-channel")
         return err
-    evtchn, ring_ref = values
+    ring_ref, evtchn = values
+    be.blkif.blk_protocol = BLKIF_PROTOCOL_NATIVE
+    err, proto = xenbus_gather(kernel, XBT_NIL, dev.otherend, ("protocol", None))
+    words = proto[0].split() if not err else []
+    if not words:  # unreadable, or "%63s" matched nothing (-EINVAL)
+        protocol = "unspecified, assuming native"
+    else:
+        protocol = words[0][:63]
+        if protocol == XEN_IO_PROTO_ABI_NATIVE:
+            be.blkif.blk_protocol = BLKIF_PROTOCOL_NATIVE
+        elif protocol in XEN_IO_PROTO_ABI:
+            be.blkif.blk_protocol = XEN_IO_PROTO_ABI[protocol]
+        else:
+            xenbus_dev_fatal(kernel, dev, err, f"unknown fe protocol {protocol}")
+            return -1
     kernel.printk(KERN_INFO, f"blkback: ring-ref {ring_ref}, event-channel {evtchn}, protocol "
-                  f"{be.blkif.blk_protocol} ({PROTOCOL_NAMES[be.blkif.blk_protocol]})")
+                  f"{be.blkif.blk_protocol} ({protocol})")
     err = blkif_map(kernel, dev, be.blkif, ring_ref, evtchn)
     if err:
         xenbus_dev_fatal(kernel, dev, err, f"mapping ring-ref {ring_ref} port {evtchn}")

@@ -135,7 +135,7 @@ def talk_to_backend(kernel: XenLinuxKernel, dev: xenbus_device, info: blkfront_i
             blkif_free(kernel, info)
             return err
         break
-    kernel.record("talk_to_blkback", f"{dev.nodename}: ring-ref {info.ring_ref} event-channel {info.evtchn}",
+    kernel.record("talk_to_backend", f"{dev.nodename}: ring-ref {info.ring_ref} event-channel {info.evtchn}",
                   SRC)
     xenbus_switch_state(kernel, dev, XenbusStateInitialised)
     return 0
@@ -144,7 +144,7 @@ def talk_to_backend(kernel: XenLinuxKernel, dev: xenbus_device, info: blkfront_i
 def setup_blkring(kernel: XenLinuxKernel, dev: xenbus_device, info: blkfront_info) -> int:
     """setup_blkring: a ring page granted to the backend, a port for it bound as IRQ "blkif"."""
     page = get_zeroed_page(kernel)
-    kernel.record("xenbus_setup_ring", f"{dev.nodename}: ring page mfn {page.mfn:#x}", SRC)
+    kernel.record("setup_blkring", f"{dev.nodename}: ring page mfn {page.mfn:#x}", SRC)
     err = xenbus_grant_ring(kernel, dev, page.mfn)
     if err < 0:
         return err
@@ -191,7 +191,7 @@ def connect(kernel: XenLinuxKernel, dev: xenbus_device, info: blkfront_info) -> 
     info.disk_name = xlbd_disk_name(info.vdevice)
     xenbus_switch_state(kernel, dev, XenbusStateConnected)
     info.connected = True
-    kernel.record("blkfront_connect", f"{dev.nodename}: disk {info.disk_name}, {info.sectors} sectors of "
+    kernel.record("connect", f"{dev.nodename}: disk {info.disk_name}, {info.sectors} sectors of "
                   f"{info.sector_size} bytes", SRC,
                   changes=[(kernel.table("block"), info.disk_name, None, info.sectors)])
     blkif_queue_request(kernel, dev, info)

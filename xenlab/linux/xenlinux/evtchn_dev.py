@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from xenlab.abi.errno import EINVAL, ENOTCONN
 from xenlab.abi.event_channel import DOMID_SELF
 from xenlab.base.sched import WaitQueue
-from xenlab.linux.kernel import ChangeRow
+from xenlab.linux.kernel import KERN_WARNING, ChangeRow
 from xenlab.linux.xenlinux.evtchn import evtchn_state, mask_evtchn, unmask_evtchn
 
 if TYPE_CHECKING:
@@ -181,7 +181,8 @@ def evtchn_open(kernel: XenLinuxKernel, comm: str) -> per_user_data:
 
 
 def evtchn_init(kernel: XenLinuxKernel) -> EvtchnDev:
-    """evtchn_init (module_init): clear port_user[] and register the misc device "evtchn"."""
+    """evtchn_init (module_init): clear port_user[], register the misc device "evtchn", say so."""
     if kernel.evtchn_dev is None:
         kernel.evtchn_dev = EvtchnDev()
+        kernel.printk(KERN_WARNING, "Event-channel device installed.")  # no level: default_message_loglevel 4
     return kernel.evtchn_dev

@@ -1,11 +1,18 @@
 """XenLinux 2.6.18 as one object: its subsystems as typed fields, its boot order, its /init.
 
-The boot order is the initcall order of the linux-2.6.18-xen tree (``boot_stages``); each
-stage calls the mirrored functions of this package. The few calls that go "up" between
-two files of the package (drivers/xen/core/evtchn.c calls evtchn_device_upcall in
-drivers/xen/evtchn/evtchn.c; xenbus_probe.c calls the xenbus_backend_* functions of
-xenbus_probe_backend.c) are resolved here, as the linker resolves them in C: the
-lower file calls a method of the kernel, which calls the other file.
+The boot order is the initcall order of the linux-2.6.18-xen tree (``boot_stages``: what
+start_kernel and smp_init do first, then one stage per initcall level -- xenbus_probe_init is
+postcore, cpu_hotplug arch, reboot.c and balloon subsys, the drivers device, and
+boot_wait_for_devices late -- each level in link order); each stage calls the mirrored
+functions of this package. Which build it is (``XenLinuxConfig``, ``KCONFIGS``) decides
+what a config-dependent step does: a CONFIG_HOTPLUG_CPU domU's secondary vcpus come up
+only through cpu_hotplug.c's watch, a dom0 without CONFIG_RTC binds no rtc PIRQ.
+
+The few calls that go "up" between two files of the package (drivers/xen/core/evtchn.c
+calls evtchn_device_upcall in drivers/xen/evtchn/evtchn.c; xenbus_probe.c calls the
+xenbus_backend_* functions of xenbus_probe_backend.c; cpu_up of kernel/cpu.c calls
+smpboot.c's __cpu_up) are resolved here, as the linker resolves them in C: the lower file
+calls a method of the kernel, which calls the other file.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
+from xenlab.abi.errno import EINVAL
 from xenlab.base.sched import WaitQueue
 from xenlab.linux.irq import IRQ_HANDLED, IRQF_SHARED, request_irq
 from xenlab.linux.kernel import KERN_ERR, BootStage, Kernel
@@ -27,6 +35,7 @@ from xenlab.linux.xenlinux import (
     irq_xen,
     netback_xenbus,
     netfront,
+    privcmd,
     reboot,
     smpboot,
     time_xen,
@@ -34,19 +43,50 @@ from xenlab.linux.xenlinux import (
     xenbus_probe,
     xenbus_probe_backend,
 )
+from xenlab.linux.xenlinux.balloon import balloon_stats
 from xenlab.linux.xenlinux.evtchn import EvtchnState
 from xenlab.linux.xenlinux.evtchn_dev import EvtchnDev, per_user_data
 from xenlab.linux.xenlinux.gnttab import GrantTable
+from xenlab.linux.xenlinux.smpboot import __cpu_up as arch_cpu_up  # a dunder name: no mangling here
 from xenlab.linux.xenlinux.xenbus_comms import XenbusGlobals
 from xenlab.linux.xenlinux.xenbus_probe import XenbusProbe, xen_bus_type, xenbus_driver
-from xenlab.linux.xenlinux.xenbus_xs import XsState
+from xenlab.linux.xenlinux.xenbus_xs import XsState, xenbus_watch
 
 if TYPE_CHECKING:
     from xenlab.xen.memory import Page
 
-#: dom0's legacy devices and their PIRQs, in driver init order: (irq, request_irq name, shared)
-ACPI_SCI = (9, "acpi", True)  # drivers/acpi/osl.c acpi_os_install_interrupt_handler
-DOM0_LEGACY_DEVICES = ((12, "i8042", True), (1, "i8042", True), (8, "rtc", False))  # i8042.c, char/rtc.c
+#: dom0's legacy devices and their PIRQs: (irq, request_irq name, shared). The ACPI SCI is bound by
+#: acpi_init (subsys_initcall, drivers/acpi/osl.c acpi_os_install_interrupt_handler); the rtc by
+#: rtc_init (drivers/char/rtc.c, a device initcall linked before drivers/xen/) when CONFIG_RTC is set;
+#: the two i8042 ports by i8042_init (drivers/input/serio/, linked after drivers/xen/).
+ACPI_SCI = (9, "acpi", True)
+RTC = (8, "rtc", False)
+I8042_PORTS = ((12, "i8042", True), (1, "i8042", True))
+
+
+@dataclass(frozen=True)
+class XenLinuxConfig:
+    """The .config symbols the modelled code paths test (one build: a defconfig of the tree)."""
+
+    #: the config file this stands for
+    name: str
+    #: drivers/xen/core/cpu_hotplug.c is built; smp_prepare_cpus leaves a domU's secondary
+    #: vcpus out of cpu_present_map (they come up through the xenstore "cpu" watch)
+    CONFIG_HOTPLUG_CPU: bool
+    #: drivers/char/rtc.c is built: dom0's rtc_init binds PIRQ 8
+    CONFIG_RTC: bool
+
+
+#: The config each variant (evtchn.VARIANTS) stands for, as (dom0's, a domU's). L18: the tree's
+#: buildconfigs/linux-defconfig_xen0_x86_64 and linux-defconfig_xenU_x86_64 (HOTPLUG_CPU=y,
+#: "# CONFIG_RTC is not set" in both); RH5 -8.el5 and -274: one kernel for both,
+#: configs/kernel-2.6.18-x86_64-xen.config (HOTPLUG_CPU=y, RTC=y).
+KCONFIGS: dict[str, tuple[XenLinuxConfig, XenLinuxConfig]] = {
+    "L18": (XenLinuxConfig("linux-defconfig_xen0_x86_64", True, False),
+            XenLinuxConfig("linux-defconfig_xenU_x86_64", True, False)),
+    "RH5-274": (XenLinuxConfig("kernel-2.6.18-x86_64-xen.config (-274)", True, True),) * 2,
+    "RH5-8.el5": (XenLinuxConfig("kernel-2.6.18-x86_64-xen.config (-8.el5)", True, True),) * 2,
+}
 
 
 def _legacy_handler(irq: int, dev_id: object) -> int:
@@ -66,6 +106,11 @@ class XenLinuxKernel(Kernel):
 
     #: which 2.6.18 build the IRQ layer is (evtchn.VARIANTS: "L18", "RH5-274", "RH5-8.el5")
     irq_variant: str = "L18"
+    #: the .config of the build (None: KCONFIGS[irq_variant] for this domain, set at boot)
+    config: XenLinuxConfig | None = None
+    #: smpboot.c's cpu_present_map and cpu_online_map
+    cpu_present_map: set[int] = field(default_factory=set)
+    cpu_online_map: set[int] = field(default_factory=set)
     #: drivers/xen/core/evtchn.c (xen_init_IRQ)
     evtchn: EvtchnState | None = None
     #: drivers/xen/evtchn/evtchn.c: port_user[] and the open files of /dev/xen/evtchn
@@ -81,11 +126,15 @@ class XenLinuxKernel(Kernel):
     #: the static xen_bus_types of xenbus_probe.c and xenbus_probe_backend.c
     xenbus_frontend: xen_bus_type = field(init=False)
     xenbus_backend: xen_bus_type = field(init=False)
+    #: drivers/xen/balloon/balloon.c's bs (balloon_init)
+    balloon: balloon_stats | None = None
     #: the xenbus drivers the modules registered
     blkfront_driver: xenbus_driver | None = None
     netfront_driver: xenbus_driver | None = None
     blkback_driver: xenbus_driver | None = None
     netback_driver: xenbus_driver | None = None
+    #: the static struct xenbus_watch of the drivers (xenbus_xs.STATIC_WATCHES), made on first use
+    static_watches: dict[str, xenbus_watch] = field(default_factory=dict)
     #: net devices netfront created (eth0, eth1...)
     netdevs: list[str] = field(default_factory=list)
 
@@ -126,28 +175,43 @@ class XenLinuxKernel(Kernel):
         xenbus_probe_backend.xenbus_backend_probe_and_watch(self)
 
     # -- boot --------------------------------------------------------------------------------------
-    def xen_irq_enable(self, cpu: int) -> None:
-        """local_irq_enable on vcpu *cpu* (__sti, mach-xen/asm/system.h): clear evtchn_upcall_mask and
-        take the events that wait (force_evtchn_callback)."""
+    def kconfig(self) -> XenLinuxConfig:
+        """The build this kernel is: ``config`` if set, else its variant's defconfig for its domain."""
+        if self.config is None:
+            dom0, domu = KCONFIGS[self.irq_variant]
+            self.config = dom0 if self.hv.domains[self.domid].initdomain else domu
+        return self.config
+
+    def local_irq_enable(self, cpu: int) -> None:
+        """local_irq_enable on vcpu *cpu* (__sti, include/asm-x86_64/mach-xen/asm/system.h): clear
+        evtchn_upcall_mask and take the events that wait (force_evtchn_callback)."""
         vcpu = self.hv.domains[self.domid].shared_info.vcpu_info[cpu]
         if vcpu.evtchn_upcall_mask:
             vcpu.evtchn_upcall_mask = 0
-            self.record("xen_irq_enable", f"vcpu {cpu}: evtchn_upcall_mask cleared (interrupts on)",
+            self.record("local_irq_enable", f"vcpu {cpu}: evtchn_upcall_mask cleared (interrupts on)",
                         "include/asm-x86_64/mach-xen/asm/system.h")
             if vcpu.evtchn_upcall_pending:
                 evtchn.evtchn_do_upcall(self, cpu)
 
+    def cpu_up(self, cpu: int) -> int:
+        """cpu_up (kernel/cpu.c): -EINVAL if *cpu* is online or not present, else the arch's __cpu_up."""
+        if cpu in self.cpu_online_map or cpu not in self.cpu_present_map:
+            return -EINVAL
+        return arch_cpu_up(self, cpu)
+
     def boot_early_irqs(self) -> None:
-        """init_IRQ (xen_init_IRQ), then cpu0's timer (late_time_init) and IPIs (smp_prepare_cpus),
-        then each secondary vcpu's (__cpu_up); each vcpu then turns interrupts on."""
-        st = evtchn.xen_init_IRQ(self, variant=self.irq_variant)
-        for cpu in range(st.nr_cpus):
-            self.record("xen_setup_cpu_irqs", f"cpu{cpu}: timer VIRQ and IPIs", "drivers/xen/core/smpboot.c")
-            if cpu == 0 and time_xen.setup_cpu0_timer_irq(self) >= 0:
-                smpboot.xen_smp_intr_init(self, 0)
-            elif cpu:
-                smpboot.xen_smp_intr_init(self, cpu)
-            self.xen_irq_enable(cpu)
+        """start_kernel's init_IRQ (xen_init_IRQ), local_irq_enable and late_time_init (cpu0's timer),
+        then init's smp_prepare_cpus (cpu0's IPIs; cpu_present_map) and smp_init (cpu_up of each
+        present cpu)."""
+        evtchn.xen_init_IRQ(self, variant=self.irq_variant)
+        self.cpu_online_map = {0}
+        self.record("boot_cpu_init", "cpu0 is online (the boot vcpu)", "init/main.c",
+                    changes=[(self.table("cpu_online_map"), "0", None, 1)])
+        self.local_irq_enable(0)
+        time_xen.setup_cpu0_timer_irq(self)
+        smpboot.smp_prepare_cpus(self)
+        for cpu in sorted(self.cpu_present_map - {0}):  # init/main.c smp_init
+            self.cpu_up(cpu)
         self.proc_create("interrupts", 0o444, self.show_interrupts)
 
     def _request_legacy_irq(self, irq: int, name: str, shared: bool) -> int:
@@ -157,28 +221,43 @@ class XenLinuxKernel(Kernel):
             self.printk(KERN_ERR, f"request_irq({irq}) failed: {rc}")
         return rc
 
-    def boot_late_irqs(self, *, initdomain: bool) -> None:
-        """The IRQs bound after xenbus: dom0's ACPI SCI, the console, then dom0's i8042 and rtc."""
+    def arch_initcalls(self) -> None:
+        """arch_initcall level: core_initcall's initialize_cpu_present_map ran before (smpboot.c:
+        present = possible); then setup_vcpu_hotplug_event (cpu_hotplug.c)."""
+        smpboot.initialize_cpu_present_map(self)
+        cpu_hotplug.setup_vcpu_hotplug_event(self)
+
+    def subsys_initcalls(self, *, initdomain: bool) -> None:
+        """subsys_initcall level in link order: acpi_init (dom0's SCI, drivers/acpi/), then
+        drivers/xen/: setup_shutdown_event (core/reboot.c), balloon_init (balloon/)."""
         if initdomain:
             self._request_legacy_irq(*ACPI_SCI)
+        reboot.setup_shutdown_event(self)
+        balloon.balloon_init(self)
+
+    def device_initcalls(self, *, initdomain: bool) -> None:
+        """device_initcall level in link order: dom0's rtc_init (drivers/char/, if CONFIG_RTC); then
+        drivers/xen/: xencons_init (console/), evtchn_init (evtchn/), privcmd_init (privcmd/); then
+        dom0's i8042_init (drivers/input/serio/)."""
+        if initdomain and self.kconfig().CONFIG_RTC:
+            self._request_legacy_irq(*RTC)
         console.xencons_init(self)
+        evtchn_dev.evtchn_init(self)
+        privcmd.privcmd_init(self)
         if initdomain:
-            for irq, name, shared in DOM0_LEGACY_DEVICES:
+            for irq, name, shared in I8042_PORTS:
                 self._request_legacy_irq(irq, name, shared)
 
     def boot_stages(self, *, initdomain: bool) -> list[BootStage]:
-        """early IRQs, xenbus_probe_init (postcore), late IRQs, the built-in drivers' initcalls."""
-        def drivers() -> None:
-            balloon.balloon_init(self)
-            reboot.setup_shutdown_event(self)
-            cpu_hotplug.setup_vcpu_hotplug_event(self)
-            if not initdomain:
-                xenbus_probe.boot_wait_for_devices(self)
-
+        """The initcalls of the modelled files by level, each level in link order (init/main.c
+        do_initcalls): early IRQs (before the initcalls), xenbus_probe_init (postcore), arch,
+        subsys, device, late (boot_wait_for_devices)."""
         return [("early IRQs", self.boot_early_irqs),
                 ("xenbus init", lambda: xenbus_probe.xenbus_probe_init(self)),
-                ("late IRQs", lambda: self.boot_late_irqs(initdomain=initdomain)),
-                ("drivers", drivers)]
+                ("arch initcalls", self.arch_initcalls),
+                ("subsys initcalls", lambda: self.subsys_initcalls(initdomain=initdomain)),
+                ("device initcalls", lambda: self.device_initcalls(initdomain=initdomain)),
+                ("late initcalls", lambda: xenbus_probe.boot_wait_for_devices(self))]
 
     def init_process(self, *, initdomain: bool) -> None:
         """dom0: modprobe blkbk, netbk (no xenfs in 2.6.18); a domU: insmod xenblk, xennet."""

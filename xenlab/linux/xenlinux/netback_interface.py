@@ -42,7 +42,7 @@ def netif_be_int(kernel: XenLinuxKernel, irq: int, netif: netif_t) -> int:
 def netif_alloc(kernel: XenLinuxKernel, dev: xenbus_device, domid: int, handle: int) -> netif_t:
     """netif_alloc: the net device "vif<domid>.<handle>", carrier off."""
     netif = netif_t(domid, handle, f"vif{domid}.{handle}")
-    kernel.record("xenvif_alloc", f"{dev.nodename}: net device {netif.name}", SRC,
+    kernel.record("netif_alloc", f"{dev.nodename}: net device {netif.name}", SRC,
                   changes=[(kernel.table("netdev"), netif.name, None, "down")])
     return netif
 
@@ -62,9 +62,9 @@ def netif_map(kernel: XenLinuxKernel, dev: xenbus_device, netif: netif_t, tx_rin
     if err < 0:
         return err
     netif.irq, netif.tx_ring_ref, netif.rx_ring_ref = err, tx_ring_ref, rx_ring_ref
-    kernel.record("xenvif_connect_data", f"{netif.name}: rings {tx_ring_ref}/{rx_ring_ref} mapped, ports "
+    kernel.record("netif_map", f"{netif.name}: rings {tx_ring_ref}/{rx_ring_ref} mapped, ports "
                   f"{evtchn}/{evtchn} bound", SRC)
-    kernel.record("xenvif_carrier_on", f"{netif.name} up", SRC,
+    kernel.record("netif_carrier_on", f"{netif.name} up", SRC,
                   changes=[(kernel.table("netdev"), netif.name, "down", "up")])
     return 0
 
@@ -75,11 +75,11 @@ def netif_disconnect(kernel: XenLinuxKernel, netif: netif_t) -> None:
         return
     unbind_from_irqhandler(kernel, netif.irq, netif)
     netif.irq = 0
-    kernel.record("xenvif_disconnect_data", f"{netif.name}: rings unmapped, IRQs freed", SRC,
+    kernel.record("netif_disconnect", f"{netif.name}: rings unmapped, IRQs freed", SRC,
                   changes=[(kernel.table("netdev"), netif.name, "up", "down")])
 
 
 def free_netdev(kernel: XenLinuxKernel, netif: netif_t) -> None:
     """netif_free's free_netdev: the net device goes."""
-    kernel.record("xenvif_free", f"net device {netif.name} removed", SRC,
+    kernel.record("free_netdev", f"net device {netif.name} removed", SRC,
                   changes=[(kernel.table("netdev"), netif.name, "down", None)])

@@ -6,8 +6,9 @@ vif<domid>.<handle> (``backend_create_netif``, netif_alloc in interface.c). When
 frontend is Connected, ``connect`` -> ``connect_rings`` reads its ring refs and port,
 maps them and binds the port (``netif_map``), and the backend goes Connected.
 
-The reads of the frontend's keys follow the lab's seed model, which also asks for
-event-channel-tx / event-channel-rx (absent in 2.6.18) before event-channel.
+``connect_rings`` gathers tx-ring-ref, rx-ring-ref and event-channel (one port for both
+rings: 2.6.18 has no event-channel-tx/-rx), then reads request-rx-copy and the frontend's
+feature flags, one READ each.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from xenlab.abi.errno import EAGAIN, EINVAL
+from xenlab.abi.errno import EAGAIN, EINVAL, ENOENT
 from xenlab.abi.xenbus import (
     XenbusStateClosed,
     XenbusStateClosing,
@@ -40,6 +41,7 @@ from xenlab.linux.xenlinux.xenbus_probe import xenbus_device, xenbus_driver
 from xenlab.linux.xenlinux.xenbus_probe_backend import xenbus_register_backend
 from xenlab.linux.xenlinux.xenbus_xs import (
     XBT_NIL,
+    xenbus_gather,
     xenbus_printf,
     xenbus_read,
     xenbus_scanf,
@@ -149,30 +151,33 @@ def connect(kernel: XenLinuxKernel, be: backend_info) -> int:
     return connect_rings(kernel, be)
 
 
-def _scan(kernel: XenLinuxKernel, path: str, node: str) -> int | None:
-    """One "%u" node of the frontend, or None."""
-    err, values = xenbus_scanf(kernel, XBT_NIL, path, node, "%u")
-    return values[0] if err == 1 else None
+def _scan_int(kernel: XenLinuxKernel, path: str, node: str) -> int:
+    """xenbus_scanf(XBT_NIL, path, node, "%d", &val) < 0 ? 0 : val -- a feature flag of the frontend."""
+    err, values = xenbus_scanf(kernel, XBT_NIL, path, node, "%d")
+    return values[0] if err >= 1 else 0
 
 
 def connect_rings(kernel: XenLinuxKernel, be: backend_info) -> int:
-    """connect_rings: request-rx-copy, the ring refs and the port of the frontend; netif_map them."""
+    """connect_rings: gather the ring refs and the port, then request-rx-copy and the feature flags
+    (feature-rx-notify as the device's tx_queue_len is not 0, feature-sg, feature-gso-tcpv4,
+    feature-no-csum-offload); netif_map them."""
     dev = be.dev
     fe = dev.otherend
     assert fe is not None and be.netif is not None
-    if _scan(kernel, fe, "request-rx-copy") != 1:
-        xenbus_dev_fatal(kernel, dev, -EINVAL, "reading request-rx-copy")
-        return -EINVAL
-    tx_ring_ref, rx_ring_ref = _scan(kernel, fe, "tx-ring-ref"), _scan(kernel, fe, "rx-ring-ref")
-    if tx_ring_ref is None or rx_ring_ref is None:
-        xenbus_dev_fatal(kernel, dev, -EINVAL, f"reading {fe}/ring-ref")
-        return -EINVAL
-    _scan(kernel, fe, "event-channel-tx")
-    _scan(kernel, fe, "event-channel-rx")
-    evtchn = _scan(kernel, fe, "event-channel")
-    if evtchn is None:
-        xenbus_dev_fatal(kernel, dev, -EINVAL, f"reading {fe}/event-channel(-tx/rx)")
-        return -EINVAL
+    err, values = xenbus_gather(kernel, XBT_NIL, fe, ("tx-ring-ref", "%lu"), ("rx-ring-ref", "%lu"),
+                                ("event-channel", "%u"))
+    if err:
+        xenbus_dev_fatal(kernel, dev, err, f"reading {fe}/ring-ref and event-channel")
+        return err
+    tx_ring_ref, rx_ring_ref, evtchn = values
+    err, _rx_copy = xenbus_scanf(kernel, XBT_NIL, fe, "request-rx-copy", "%u")  # copying_receiver
+    if err == -ENOENT:
+        err = 0
+    if err < 0:
+        xenbus_dev_fatal(kernel, dev, err, f"reading {fe}/request-rx-copy")
+        return err
+    for flag in ("feature-rx-notify", "feature-sg", "feature-gso-tcpv4", "feature-no-csum-offload"):
+        _scan_int(kernel, fe, flag)  # the lab keeps no features: only the reads matter
     err = netif_map(kernel, dev, be.netif, tx_ring_ref, rx_ring_ref, evtchn)
     if err:
         xenbus_dev_fatal(kernel, dev, err, f"mapping shared-frames {tx_ring_ref}/{rx_ring_ref} port {evtchn}")

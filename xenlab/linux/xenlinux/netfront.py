@@ -133,7 +133,7 @@ def network_connect(kernel: XenLinuxKernel, dev: xenbus_device, info: netfront_i
 def _grant_ring_page(kernel: XenLinuxKernel, dev: xenbus_device) -> int:
     """A zeroed ring page (__get_free_page) granted to the backend: its ref, or -errno."""
     page = get_zeroed_page(kernel)
-    kernel.record("xenbus_setup_ring", f"{dev.nodename}: ring page mfn {page.mfn:#x}", SRC)
+    kernel.record("setup_device", f"{dev.nodename}: ring page mfn {page.mfn:#x}", SRC)
     return xenbus_grant_ring(kernel, dev, page.mfn)
 
 
@@ -191,7 +191,7 @@ def talk_to_backend(kernel: XenLinuxKernel, dev: xenbus_device, info: netfront_i
             netif_disconnect_backend(kernel, info)
             return err
         break
-    kernel.record("talk_to_netback", f"{dev.nodename}: tx-ring-ref {info.tx_ring_ref}, rx-ring-ref "
+    kernel.record("talk_to_backend", f"{dev.nodename}: tx-ring-ref {info.tx_ring_ref}, rx-ring-ref "
                   f"{info.rx_ring_ref}, ports {info.evtchn}/{info.evtchn}", SRC)
     return 0
 

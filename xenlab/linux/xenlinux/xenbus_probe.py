@@ -248,7 +248,7 @@ def otherend_changed(kernel: XenLinuxKernel, dev: xenbus_device, path: str) -> N
     if dev.otherend is None or not path.startswith(dev.otherend):
         return  # "Ignoring watch at %s"
     state = xenbus_read_driver_state(kernel, dev.otherend)
-    kernel.record("xenbus_otherend_changed", f"{dev.nodename}: other end is {xenbus_strstate(state)}", SRC)
+    kernel.record("otherend_changed", f"{dev.nodename}: other end is {xenbus_strstate(state)}", SRC)
     xdrv = dev.driver.owner if dev.driver is not None else None
     if isinstance(xdrv, xenbus_driver) and xdrv.otherend_changed is not None:
         xdrv.otherend_changed(kernel, dev, state)
@@ -309,11 +309,15 @@ def xenbus_dev_remove(kernel: XenLinuxKernel, dev: xenbus_device) -> None:
 
 
 def xenbus_register_driver_common(kernel: XenLinuxKernel, drv: xenbus_driver, bus: xen_bus_type) -> int:
-    """xenbus_register_driver_common: the bus's error, or driver_register of the embedded driver."""
+    """xenbus_register_driver_common: the bus's error, or driver_register of the embedded driver
+    under xenwatch_mutex (no watch callback runs while the driver probes its devices)."""
     if bus.error:
         return bus.error
     drv.driver = device_driver(drv.name or drv.ids[0], bus=bus.bus, owner=drv)
-    return driver_register(kernel, drv.driver)
+    kernel.xs_state.xenwatch_mutex.lock()
+    ret = driver_register(kernel, drv.driver)
+    kernel.xs_state.xenwatch_mutex.unlock()
+    return ret
 
 
 def xenbus_register_frontend(kernel: XenLinuxKernel, drv: xenbus_driver) -> int:
@@ -440,10 +444,10 @@ def frontend_changed(kernel: XenLinuxKernel, watch: xenbus_watch, path: str, tok
 
 
 def fe_watch(kernel: XenLinuxKernel) -> xenbus_watch:
-    """The static fe_watch on "device" (the watch's address as the lab hands them out)."""
+    """The static fe_watch on "device" (an address in the kernel image)."""
     bus = kernel.xenbus_frontend
     if bus.watch is None:
-        bus.watch = xenbus_watch("device", watch_callback(kernel, frontend_changed))
+        bus.watch = xenbus_watch("device", watch_callback(kernel, frontend_changed), symbol="fe_watch")
     return bus.watch
 
 
@@ -465,8 +469,7 @@ def xenbus_probe(kernel: XenLinuxKernel) -> None:
     kernel.record("xenbus_probe", "enumerate device/ and backend/, watch them, notify", SRC)
     xenbus_probe_devices(kernel, kernel.xenbus_frontend)
     register_xenbus_watch(kernel, fe_watch(kernel))
-    if not kernel.xenbus_backend.error:
-        kernel.xenbus_backend_probe_and_watch()
+    kernel.xenbus_backend_probe_and_watch()  # no bus check: be_watch is registered even if the bus failed
     for fn in list(kernel.xenbus.xenstore_chain):  # blocking_notifier_call_chain
         fn(kernel)
 
@@ -498,8 +501,9 @@ def xsd_port_read(kernel: XenLinuxKernel) -> str:
 def _set_store(kernel: XenLinuxKernel, page: Page, evtchn: int) -> None:
     """xen_store_mfn, xen_store_evtchn, xen_store_interface = mfn_to_virt(xen_store_mfn)."""
     xb = kernel.xb
-    rows = [(kernel.table("xenbus"), "xen_store_mfn", xb.xen_store_mfn or None, page.mfn),
-            (kernel.table("xenbus"), "xen_store_evtchn", xb.xen_store_evtchn or None, evtchn)]
+    rows = [row for row in ((kernel.table("xenbus"), "xen_store_mfn", xb.xen_store_mfn or None, page.mfn),
+                            (kernel.table("xenbus"), "xen_store_evtchn", xb.xen_store_evtchn or None, evtchn))
+            if row[2] != row[3]]
     xb.xen_store_page = page
     xb.xen_store_mfn = page.mfn
     xb.xen_store_evtchn = evtchn
@@ -531,19 +535,23 @@ def xenbus_probe_init(kernel: XenLinuxKernel) -> int:
             return -ENOMEM
         page = get_zeroed_page(kernel)
         kernel.record("get_zeroed_page", f"store page: mfn {page.mfn:#x}", "mm/page_alloc.c")
+        # xen_store_mfn = xen_start_info->store_mfn = pfn_to_mfn(...): set before the port is asked for
+        kernel.record("xenbus_probe_init", f"xen_store_mfn = start_info->store_mfn = {page.mfn:#x}", SRC,
+                      changes=[(kernel.table("xenbus"), "xen_store_mfn", xb.xen_store_mfn or None, page.mfn)])
+        xb.xen_store_mfn = page.mfn
+        d.start_info.store_mfn = page.mfn
         if kernel.fault("alloc_unbound_enosys"):
             err = -ENOSYS
             kernel.record("HYPERVISOR_event_channel_op", "EVTCHNOP_alloc_unbound: -ENOSYS (fault "
                           "'alloc_unbound_enosys' injected)", SRC)
         else:
             err = kernel.hv.evtchn_alloc_unbound(kernel.domid, DOMID_SELF, 0)
-        if err == -ENOSYS:
+        if err == -ENOSYS:  # goto err: the page is freed, xen_store_mfn and store_mfn keep its mfn
             free_page(kernel, page)
             return err
         if err < 0:
             kernel.panic(f"kernel BUG at {SRC}: EVTCHNOP_alloc_unbound returned {err}")
         _set_store(kernel, page, err)
-        d.start_info.store_mfn = xb.xen_store_mfn
         d.start_info.store_evtchn = xb.xen_store_evtchn
         create_xen_proc_entry(kernel, "xsd_kva", 0o600, lambda: xsd_kva_read(kernel))
         create_xen_proc_entry(kernel, "xsd_port", 0o400, lambda: xsd_port_read(kernel))

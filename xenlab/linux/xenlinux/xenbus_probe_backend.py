@@ -107,10 +107,10 @@ def backend_changed(kernel: XenLinuxKernel, watch: xenbus_watch, path: str, toke
 
 
 def be_watch(kernel: XenLinuxKernel) -> xenbus_watch:
-    """The static be_watch on "backend" (the watch's address as the lab hands them out)."""
+    """The static be_watch on "backend" (an address in the kernel image)."""
     bus = kernel.xenbus_backend
     if bus.watch is None:
-        bus.watch = xenbus_watch("backend", watch_callback(kernel, backend_changed))
+        bus.watch = xenbus_watch("backend", watch_callback(kernel, backend_changed), symbol="be_watch")
     return bus.watch
 
 

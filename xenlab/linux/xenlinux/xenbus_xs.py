@@ -54,11 +54,16 @@ SRC = "drivers/xen/xenbus/xenbus_xs.c"
 XBT_NIL = 0
 XBWF_new_thread = 1
 HDR = struct.Struct("<IIII")  # struct xsd_sockmsg: type, req_id, tx_id, len
-#: where the lab's watch structs "live": kmalloc space of the x86_64 direct map, and (static=True:
-#: a driver's static struct, e.g. fe_watch) the kernel image's .data
-WATCH_ADDR_BASE = 0xFFFF810001C00000
+#: where the lab's watch structs "live": kmalloc space of the x86_64 direct map (__PAGE_OFFSET of
+#: include/asm-x86_64/mach-xen/asm/page.h is 0xffff880000000000; the native page.h's
+#: 0xffff810000000000 is not what a Xen build uses), and for a driver's static struct (``symbol``)
+#: the kernel image's .data (__START_KERNEL_map 0xffffffff80000000), one slot per symbol in link order
+WATCH_ADDR_BASE = 0xFFFF880001C00000
 STATIC_WATCH_ADDR_BASE = 0xFFFFFFFF80500000
 WATCH_ADDR_STEP = 0x80
+#: the static struct xenbus_watch of the modelled files, in link order (drivers/xen/core/reboot.o,
+#: core/cpu_hotplug.o, xenbus/xenbus_probe.o, xenbus/xenbus_probe_backend.o, balloon/balloon.o)
+STATIC_WATCHES = ("shutdown_watch", "sysrq_watch", "cpu_watch", "fe_watch", "be_watch", "target_watch")
 
 
 def _tname(t: int) -> str:
@@ -72,14 +77,15 @@ def _tname(t: int) -> str:
 class xenbus_watch:
     """struct xenbus_watch (include/xen/xenbus.h): a node and a callback(watch, path, token).
 
-    ``addr`` stands for the struct's address (the token); ``static`` says where it lives.
+    ``addr`` stands for the struct's address (the token); ``symbol`` names a static struct
+    (one of STATIC_WATCHES, in the kernel image); empty, the struct was kmalloc'd.
     """
 
     node: str
     callback: Callable[[xenbus_watch, str, str], Any]
     flags: int = 0
     addr: int = 0  # 0: given one at registration (kernel image if static, else kmalloc space)
-    static: bool = False
+    symbol: str = ""
 
 
 @dataclass(eq=False)
@@ -97,7 +103,6 @@ class XsState:
     watches: list[xenbus_watch] = field(default_factory=list)
     watch_events: deque[tuple[xenbus_watch, str, str]] = field(default_factory=deque)
     watch_count: int = 0  # the lab's kmalloc addresses handed out so far
-    static_watch_count: int = 0
     talks: int = 0  # requests made so far (numbers the <kernel>/xs_requests rows)
     xenwatch_task: Task | None = None  # xenwatch_pid
     xenbus_task: Task | None = None
@@ -378,13 +383,22 @@ def watch_callback(kernel: XenLinuxKernel, fn: Callable[[XenLinuxKernel, xenbus_
     return callback
 
 
+def static_watch(kernel: XenLinuxKernel, symbol: str, node: str,
+                 fn: Callable[[XenLinuxKernel, xenbus_watch, str, str], Any], flags: int = 0) -> xenbus_watch:
+    """The driver's static struct xenbus_watch *symbol* (one per kernel, made on first use)."""
+    watch = kernel.static_watches.get(symbol)
+    if watch is None:
+        watch = xenbus_watch(node, watch_callback(kernel, fn), flags=flags, symbol=symbol)
+        kernel.static_watches[symbol] = watch
+    return watch
+
+
 def watch_token(kernel: XenLinuxKernel, watch: xenbus_watch) -> str:
     """sprintf(token, "%lX", (long)watch): the watch's address (a stable made-up one in the lab)."""
     if not watch.addr:
         st = kernel.xs_state
-        if watch.static:
-            watch.addr = STATIC_WATCH_ADDR_BASE + st.static_watch_count * WATCH_ADDR_STEP
-            st.static_watch_count += 1
+        if watch.symbol:
+            watch.addr = STATIC_WATCH_ADDR_BASE + STATIC_WATCHES.index(watch.symbol) * WATCH_ADDR_STEP
         else:
             watch.addr = WATCH_ADDR_BASE + st.watch_count * WATCH_ADDR_STEP
             st.watch_count += 1
