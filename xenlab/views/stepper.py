@@ -347,6 +347,10 @@ class Stepper:
         return (f"play: one step every {self.interval_ms / 1000:g} s up to the last step here "
                 "(from the first if at the end); click again to pause")
 
+    def _slider_tip(self) -> str:
+        return (f"the step shown; the slider moves through the {len(self.shown)} steps shown here "
+                f"({self.span()}), arrow keys one at a time")
+
     def _build(self) -> dict[str, Any]:
         if self._w is not None:
             return self._w
@@ -361,10 +365,11 @@ class Stepper:
                               layout=W.Layout(width="90px"))
         play.add_class("xl-play")
         W.jslink((play, "value"), (timer, "playing"))
+        # No readout: the one place to type a step is the go-to box, which answers bad input.
         slider = W.IntSlider(value=max(self.pos, 0), min=0, max=n, readout=False, continuous_update=False,
-                             tooltip=f"drag to move through the {len(self.shown)} steps shown here "
-                                     f"({self.span()}); arrow keys step one at a time",
                              layout=W.Layout(width="360px"))
+        slider.add_class("xl-slider")
+
         W.jslink((timer, "value"), (slider, "value"))
         where = W.HTML("")
         where.add_class("xl-step")
@@ -382,6 +387,7 @@ class Stepper:
         msg = W.HTML("")
         msg.add_class("xl-message")
         body = W.HTML("")
+        body.add_class("xl-body")
         slider.observe(lambda ch: self._from_widget(self._go_pos, ch["new"]), names="value")
         prev.on_click(lambda _b: self.prev())
         nxt.on_click(lambda _b: self.next())
@@ -430,7 +436,7 @@ class Stepper:
         try:
             if self.pos >= 0:
                 w["slider"].value = self.pos
-                w["where"].value = f"<b>step {self.index}</b>"
+                w["where"].value = f"<b title='{esc(self._slider_tip())}'>step {self.index}</b>"
             w["stages"].value = -1  # the menu always offers every stage, the current one included
             if self.message:
                 w["message"].value = f"<span style='color:#b00;font-weight:bold'>{esc(self.message)}</span>"
