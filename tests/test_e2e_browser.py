@@ -266,10 +266,6 @@ def test_lesson_runs_in_jupyterlab_with_every_widget(lessons: dict[str, Any], na
         step, count, first, last = steppers[0].where()
         body = steppers[0].root.locator(".xl-body").text_content() or ""
         assert step == first and "xenbus_probe_init()" in body
-    first = steppers[0]
-    first.root.evaluate("el => el.scrollIntoView({block: 'start'})")  # the stepper fills the screenshot
-    page.wait_for_timeout(300)
-    save_screenshot(page.screenshot(), SHOTS / f"{name}.png")
 
 
 @pytest.mark.parametrize("name", IDS)
@@ -414,23 +410,42 @@ def test_play_pauses_where_it_is_and_every_button_says_what_it_does(
         assert s.step() == paused, "pause stays on the step (the old stop rewound to the first)"
 
 
-def test_02_wrap_stepper_answers_each_move(lessons: dict[str, Any]) -> None:
-    """Prints the browser's time per move of the wrap stepper (bench/bench_steppers.py: the kernel side)."""
-    s = next(s for s in _steppers(lessons["02_store_ring"])
-             if "reaches slot 1023" in (s.root.locator(".xl-body").text_content() or ""))
-    s.root.scroll_into_view_if_needed()
-    step, count, first, last = s.where()
-    s.goto(str(first))
-    s.until_step(first)
-    times = []
-    for _ in range(count - 1):
-        started = time.perf_counter()
-        s.click(".xl-next")
-        step = s.until_moved(step)
-        times.append(time.perf_counter() - started)
-    assert step == last
-    print(f"\n02 wrap stepper in the browser: {count - 1} moves, worst {max(times) * 1000:.0f} ms, "
-          f"mean {sum(times) / len(times) * 1000:.0f} ms (click to redraw)")
+MOVES_JS = """async ([el, moves]) => {
+  const where = () => el.querySelector('.xl-body .xl-where').textContent;
+  const times = [];
+  for (let k = 0; k < moves; k++) {
+    const old = where(), started = performance.now();
+    el.querySelector('.xl-next').click();
+    await new Promise((done) => {
+      const tick = () => (where() !== old ? done() : requestAnimationFrame(tick));
+      tick();
+    });
+    times.push(performance.now() - started);
+  }
+  return times;
+}"""
+
+
+@pytest.mark.parametrize("name", IDS)
+def test_each_move_redraws_and_its_time_is_printed(lessons: dict[str, Any], name: str) -> None:
+    """Clicks "next" through up to 10 steps of every stepper, timing click to redraw in the page.
+
+    Printed, never asserted (bench/bench_steppers.py has the kernel's side); issue 12 measured
+    up to 943 ms per move in 02's wrap stepper, where a <style> in every redraw restyled the page.
+    """
+    for s in _steppers(lessons[name]):
+        s.root.scroll_into_view_if_needed()
+        step, count, first, last = s.where()
+        if count < 2:
+            continue
+        s.goto(str(first))
+        s.until_step(first)
+        moves = min(count - 1, 10)
+        times = s.page.evaluate(MOVES_JS, [s.root.element_handle(), moves])
+        assert len(times) == moves and s.step() > first
+        title = (s.root.locator(".xl-body h4").first.text_content() or "")[:48]
+        print(f"\n{name} {title!r}: {moves} moves, worst {max(times):.0f} ms, "
+              f"mean {sum(times) / moves:.0f} ms (click to redraw)", end="")
 
 
 def test_the_lab_config_turns_off_the_news_popup(lab: tuple[str, str], lessons: dict[str, Any]) -> None:
@@ -444,3 +459,34 @@ def test_the_lab_config_turns_off_the_news_popup(lab: tuple[str, str], lessons: 
     assert schema["fetchNews"]["default"] == "false" and schema["checkForUpdates"]["default"] is False
     page.wait_for_timeout(500)
     assert not page.locator(".jp-Notification-Toast, .Toastify__toast").filter(has_text="news").count()
+
+
+#: The README's screenshot of each lesson: its first stepper, moved on to the step calling this function.
+SHOT_AT = {"01_bus_registration": "xb_init_comms()", "02_store_ring": "ml_interface_read()",
+           "03_evtchn_irq": "request_irq()"}
+
+
+@pytest.mark.parametrize("name", IDS)
+def test_readme_screenshots(lessons: dict[str, Any], name: str) -> None:
+    """Last, once every control was driven: each lesson's first stepper at an instructive step."""
+    page = lessons[name]
+    s = _steppers(page)[0]
+    s.root.scroll_into_view_if_needed()
+    step, count, first, last = s.where()
+    s.goto(str(first))
+    s.until_step(first)
+    for _ in range(count):
+        if SHOT_AT[name] in (s.root.locator(".xl-body").text_content() or ""):
+            break
+        s.click(".xl-next")
+        step = s.until_moved(step)
+    else:
+        pytest.fail(f"{SHOT_AT[name]} is not a step of the first stepper")
+    for _ in range(3):  # JupyterLab lays out cells lazily: scroll until the stepper stays at the top
+        s.root.evaluate("el => el.closest('.jp-Cell').scrollIntoView({block: 'start'})")
+        page.wait_for_timeout(400)
+        top = s.root.bounding_box()["y"]
+        if 0 < top < 250:
+            break
+    assert 0 < s.root.bounding_box()["y"] < 250, "the stepper is at the top of the screenshot"
+    save_screenshot(page.screenshot(), SHOTS / f"{name}.png")

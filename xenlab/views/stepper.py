@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from xenlab.base.trace import Change, Step, Trace
-from xenlab.views._html import box, esc
+from xenlab.views._html import STYLE, box, esc
 
 
 @dataclass
@@ -319,15 +319,15 @@ class Stepper:
                        + "</div>")
         return "".join(out)
 
-    def html(self) -> str:
-        """Everything the stepper shows, as HTML (what the body widget holds)."""
+    def html(self, style: bool = True) -> str:
+        """Everything the stepper shows, as HTML (the widget's body holds it without the <style>)."""
         parts = [f"<h4>{esc(self.title)}</h4>"] if self.title else []
         parts.append(self.step_html())
         if self.index >= 0:
             ctx = self.context()
             for p in self.panels:
                 parts.append(f"<h4>{esc(p.title)}</h4>{_draw(p, 'html', ctx)}")
-        return box("".join(parts))
+        return box("".join(parts), style=style)
 
     def __repr__(self) -> str:
         return self.text()
@@ -380,7 +380,7 @@ class Stepper:
         stages = W.Dropdown(options=[("jump to a stage...", -1)] + self._stages, value=-1,
                             tooltip="go to the first step of a stage", layout=W.Layout(width="300px"))
         stages.add_class("xl-stages")
-        goto = W.Text(placeholder="go to: step number or stage, Enter", continuous_update=False,
+        goto = W.Text(placeholder="go to: step or stage, Enter", continuous_update=False,
                       tooltip=f"type a step number ({self.span()}) or a stage name, then Enter",
                       layout=W.Layout(width="240px"))
         goto.add_class("xl-goto")
@@ -388,6 +388,7 @@ class Stepper:
         msg.add_class("xl-message")
         body = W.HTML("")
         body.add_class("xl-body")
+        style = W.HTML(STYLE, layout=W.Layout(display="none"))
         slider.observe(lambda ch: self._from_widget(self._go_pos, ch["new"]), names="value")
         prev.on_click(lambda _b: self.prev())
         nxt.on_click(lambda _b: self.next())
@@ -401,7 +402,7 @@ class Stepper:
                 p.on_change = self._refresh
         # A stage menu with fewer than two entries has nothing to choose: it is left out.
         second = ([stages] if len(self._stages) >= 2 else []) + [goto] + extra
-        rows = [W.HBox([play, prev, nxt, slider, where, timer]), W.HBox(second), msg, body]
+        rows = [W.HBox([play, prev, nxt, slider, where, timer]), W.HBox(second), msg, body, style]
         root = W.VBox(rows)
         root.add_class("xenlab-stepper")
         self._w = dict(root=root, play=play, timer=timer, slider=slider, where=where, prev=prev, next=nxt,
@@ -444,7 +445,9 @@ class Stepper:
                 w["message"].value = f"<span style='color:#555'>{esc(self.note)}</span>"
             else:
                 w["message"].value = ""
-            w["body"].value = self.html()
+            # The stylesheet is in the widget once (``style`` below): a <style> in every redraw makes the
+            # browser restyle the whole page on every step.
+            w["body"].value = self.html(style=False)
         finally:
             self._syncing = False
 
