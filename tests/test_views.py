@@ -87,14 +87,108 @@ def test_stage_menu_and_goto_box_jump_to_a_stage_or_a_step():
 def test_bad_input_shows_a_message_never_a_traceback():
     s = Stepper(bind_trace(), [])
     s["goto"].value = "99"
-    assert "step 99 is out of range: this trace has steps 0..3" in s["message"].value
-    assert s.index == 0
+    assert "step 99 is not in this stepper: it shows steps 0..3" in s["message"].value
+    assert s.index == 0 and s["goto"].value == "99"  # a bad value stays in the box to be corrected
     s["goto"].value = "no such stage"
-    assert s.message == "no stage named 'no such stage'; stages: xenstored starts, bind ports"
+    assert s.message == "no stage named 'no such stage'; this stepper's stages: xenstored starts, bind ports"
     assert "no such stage" in s["message"].value
     assert s.go("x") is False and "'x' is not a step number" in s.text()
+    assert s.go(1.5) is False and s.go(True) is False and s.index == 0
     empty = Stepper(Trace(), [StoreView()])
     assert "the trace is empty" in empty.text() and empty.next() is False
+
+
+def test_clearing_the_goto_box_clears_its_old_error():
+    s = Stepper(bind_trace(), [])
+    s["goto"].value = "nowhere"
+    assert "no stage named &#x27;nowhere&#x27;" in s["message"].value
+    s["goto"].value = ""
+    assert s["message"].value == "" and s.message == "" and s.index == 0
+
+
+def test_the_goto_box_takes_the_same_value_twice():
+    """Type 2, Enter; next; type 2, Enter again: back at step 2 (a good value is cleared from the box)."""
+    s = Stepper(bind_trace(), [])
+    s["goto"].value = "2"
+    assert s.index == 2 and s["goto"].value == ""
+    s["next"].click()
+    assert s.index == 3
+    s["goto"].value = "2"
+    assert s.index == 2
+
+
+def test_the_stage_menu_jumps_to_the_start_of_the_current_stage_too():
+    t = bind_trace()
+    s = Stepper(t, [], start=3)
+    assert s.stage() == "bind ports" and s["stages"].value == -1  # the menu never sits on a stage
+    s["stages"].value = dict((label.split(" (")[0], pos) for label, pos in s._stages)["bind ports"]
+    assert s.index == t.stage_start("bind ports") == 1 and s["stages"].value == -1
+    s["stages"].value = 1  # the same stage again: still a jump
+    assert s.index == 1
+
+
+def test_a_stage_menu_with_nothing_to_choose_is_left_out():
+    t = bind_trace()
+    one = Stepper(t, [], steps=range(1, 4))  # only "bind ports"
+    assert [label for label, _ in one._stages] == ["bind ports (step 1)"]
+    assert one["stages"] not in one["root"].children[1].children
+    none = Stepper(Trace(steps=[], stages=[]), [])
+    assert none["stages"] not in none["root"].children[1].children
+    both = Stepper(t, [])
+    assert both["stages"] in both["root"].children[1].children
+
+
+def test_the_goto_box_offers_only_this_steppers_stages():
+    t = bind_trace()
+    s = Stepper(t, [], steps=range(1, 4))
+    assert s.stage_names() == ["bind ports"]
+    assert s.goto("xenstored starts") is False and s.index == 1
+    assert s.message == ("stage 'xenstored starts' is not in this stepper (steps 1..3); "
+                         "this stepper has one stage, 'bind ports'")
+    assert s.goto("bind ports") and s.index == 1
+
+
+def test_one_numbering_the_trace_step_numbers_everywhere():
+    """Header, label beside the slider, stage menu and go-to box all use the trace's step numbers."""
+    t = bind_trace(n_irqs=3)
+    t.record("do_IRQ", "IRQ 256 on CPU0", actor="dom0", source="kernel/irq/chip.c")
+    s = Stepper(t, [], steps=range(1, 5), only=lambda st: st.function == "bind_evtchn_to_irq")
+    assert s.shown == [1, 2, 3]
+    s["slider"].value = 1  # the second step shown: step 2
+    assert s.index == 2 and s.text().splitlines()[0].startswith("step 2 (this stepper: 3 steps, 1..3)")
+    assert s["where"].value.endswith(">step 2</b>") and "step 2 (this stepper" in s["body"].value
+    assert [label for label, _ in s._stages] == ["bind ports (step 1)"]
+    s["goto"].value = "3"
+    assert s.index == 3 and s["slider"].value == 2
+    s["goto"].value = "0"  # before this stepper's first step: refused, said, not moved
+    assert s.index == 3 and "step 0 is not in this stepper: it shows steps 1..3" in s["message"].value
+
+
+def test_a_step_the_filter_hides_goes_to_the_next_shown_and_says_so():
+    t = bind_trace(n_irqs=3)
+    t.record("do_IRQ", "IRQ 256 on CPU0", actor="dom0", source="kernel/irq/chip.c")
+    t.record("bind_evtchn_to_irq", "port 9 -> IRQ 300", actor="dom0", source=SRC)
+    s = Stepper(t, [], only=lambda st: st.function == "bind_evtchn_to_irq")
+    assert s.go(4) and s.index == 5
+    assert s.note == "step 4 is not one this stepper stops at: went on to step 5, the next one it shows"
+    assert "went on to step 5" in s["message"].value and s.message == ""
+    s.prev()  # the note is about the move that made it; the next move clears it
+    assert s.index == 3 and s["message"].value == "" and s.note == ""
+
+
+def test_play_is_one_toggle_with_tooltips_and_pause_stays_on_the_step():
+    s = Stepper(bind_trace(), [], start=2)
+    play, timer = s["play"], s["timer"]
+    assert timer.layout.display == "none" and not timer.show_repeat  # Play's own ■ never shows
+    assert play.tooltip.startswith("play:") and s["prev"].tooltip and s["next"].tooltip
+    assert "the slider moves through the 4 steps shown here (0..3)" in s["where"].value
+    assert s["goto"].tooltip and not s["slider"].readout  # no readout box that reverts bad input silently
+    play.value = True
+    assert play.description == "⏸ pause" and play.tooltip.startswith("pause: stop playing and stay")
+    timer.value = 3  # what the browser's timer does, through the link to the slider
+    s["slider"].value = 3
+    play.value = False
+    assert s.index == 3 and play.description == "▶ play"
 
 
 def test_exhausted_dynirq_range_is_visible_with_the_printk():
@@ -302,15 +396,15 @@ def test_a_filtered_stepper_walks_only_the_chosen_steps_but_shows_the_whole_stat
     t.record("do_IRQ", "IRQ 256 on CPU0", actor="dom0", source="kernel/irq/chip.c")
     s = Stepper(t, [IrqView("dom0")], only=lambda st: st.function == "bind_evtchn_to_irq")
     assert s.shown == [1, 2, 3] and s.index == 1
-    assert "step 1 of 0..4 (1 of 3 shown)" in s.text()
+    assert "step 1 (this stepper: 3 steps, 1..3)" in s.text()
     s["slider"].value = 2
     assert s.index == 3 and "port 3 -> IRQ 258" in s.text()
     s["next"].click()
     assert "already at the last step (3)" in s.message
-    s["goto"].value = "0"  # hidden by the filter: the next shown step
-    assert s.index == 1
+    s["goto"].value = "0"  # before the first shown step: refused
+    assert s.index == 3 and "step 0 is not in this stepper" in s.message
     s["goto"].value = "4"
-    assert "step 4 is after the last step shown here (3)" in s.message
+    assert "step 4 is not in this stepper: it shows steps 1..3" in s.message
     assert Stepper(t, [], only=lambda st: False).text().startswith("! no step matches the filter")
     assert Stepper(t, [], steps=range(2, 4)).shown == [2, 3]
 
@@ -330,9 +424,9 @@ def test_a_stepper_shows_the_trace_as_it_was_when_made_and_its_stage_menu_starts
     t = bind_trace(n_irqs=3)
     s = Stepper(t, [], steps=range(2, 4))
     t.record("later", "recorded by a later cell", actor="dom0", source="-")
-    assert "step 2 of 0..3 (1 of 2 shown)" in s.text()
-    assert s.go(4) is False and "out of range: this trace has steps 0..3" in s.message
-    assert [label for label, _ in s._stages] == ["#2 bind ports"]
+    assert "step 2 (this stepper: 2 steps, 2..3)" in s.text()
+    assert s.go(4) is False and "step 4 is not in this stepper: it shows steps 2..3" in s.message
+    assert [label for label, _ in s._stages] == ["bind ports (step 2)"]
 
 
 def test_bus_view_takes_root_devices_keyed_by_name_alone():
@@ -368,3 +462,13 @@ def test_port_states_and_modern_irq_info_read_as_words():
     text = IrqView("dom0").text_at(t)
     assert "unbound, for d1" in text and "interdomain -> d0 port 15" in text and "virq 0 (vcpu 0)" in text
     assert "29   6     IRQT_EVTCHN port 6 cpu0 idx 0 refcnt 1" in text
+
+
+def test_the_stylesheet_is_in_the_widget_once_not_in_every_redraw():
+    """A <style> in each redraw made the browser restyle the page on every step (943 ms in 02's wrap)."""
+    s = Stepper(bind_trace(), [IrqView("dom0")])
+    s.next()
+    assert "<style>" not in s["body"].value and "xl-box" in s["body"].value
+    styles = [c for c in s["root"].children if "<style>" in str(getattr(c, "value", ""))]
+    assert len(styles) == 1 and styles[0].layout.display == "none"
+    assert s.html().startswith("<style>")  # the stored output (no widgets) still carries its style

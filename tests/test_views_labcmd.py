@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,17 @@ def test_lab_starts_jupyterlab_in_the_folder(tmp_path: Path, monkeypatch: pytest
     (cmd,) = calls
     assert cmd[1:3] == ["-m", "jupyterlab"] and f"--notebook-dir={tmp_path / 'w'}" in cmd
     assert "--ServerApp.port=8890" in cmd and "--no-browser" in cmd
+
+
+def test_the_lab_starts_with_its_own_settings_no_news_popup(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[list[str]] = []
+    monkeypatch.setattr(labcmd.subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    assert run_lab(str(tmp_path / "w"), "--no-browser") == 0
+    (cmd,) = calls
+    settings = tmp_path / "w" / ".xenlab" / "jupyterlab-settings"
+    assert f"--LabApp.app_settings_dir={settings.resolve()}" in cmd and "--LabApp.news_url=None" in cmd
+    overrides = json.loads((settings / "overrides.json").read_text())
+    assert overrides["@jupyterlab/apputils-extension:notification"] == {"fetchNews": "false",
+                                                                        "checkForUpdates": False}
+    assert sorted(p.name for p in (tmp_path / "w").glob("*.ipynb")) == LESSONS  # copies, not the tracked

@@ -3,12 +3,15 @@
 The notebooks ship in the wheel as data files (``<prefix>/share/xenlab/notebooks``);
 in a source checkout they are found in ``notebooks/`` next to the package. The copy
 never overwrites a notebook already in the working folder, so a learner's edits
-survive a second ``xenlab lab``.
+survive a second ``xenlab lab``; JupyterLab only ever sees (and autosaves) the copies.
+The lab's own settings, on the command line: no news popup and no update check (a
+learner opening a lesson should see the lesson).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -50,6 +53,37 @@ def copy_notebooks(source: Path, workdir: Path) -> tuple[list[str], list[str]]:
     return copied, kept
 
 
+#: JupyterLab options of the lab itself: no announcements feed and no check for a newer JupyterLab.
+LAB_OPTIONS = ["--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+#: The lab's default settings (JupyterLab's overrides.json): never ask "Would you like to get
+#: notified about official Jupyter news?" (asked while fetchNews is "none"), never check for updates.
+LAB_SETTINGS = {"@jupyterlab/apputils-extension:notification": {"fetchNews": "false",
+                                                                 "checkForUpdates": False}}
+SETTINGS_DIR = ".xenlab/jupyterlab-settings"
+
+
+def write_lab_settings(workdir: Path) -> Path:
+    """Write the lab's overrides.json under *workdir*; return the folder (JupyterLab's app settings dir)."""
+    folder = workdir / SETTINGS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "overrides.json").write_text(json.dumps(LAB_SETTINGS, indent=2) + "\n")
+    return folder
+
+
+def jupyterlab_command(workdir: Path, *, no_browser: bool = False, port: int | None = None) -> list[str]:
+    """The command that starts JupyterLab on *workdir* with the lab's settings (written under *workdir*)."""
+    settings = write_lab_settings(workdir)
+    cmd = [sys.executable, "-m", "jupyterlab", f"--notebook-dir={workdir}", *LAB_OPTIONS,
+           f"--LabApp.app_settings_dir={settings.resolve()}"]
+    if no_browser:
+        cmd.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")  # containers and CI run as root; JupyterLab refuses otherwise
+    if port:
+        cmd.append(f"--ServerApp.port={port}")
+    return cmd
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register `xenlab lab`."""
     p = subparsers.add_parser("lab", help="copy the lessons to a working folder and open JupyterLab there")
@@ -80,13 +114,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"kept your {workdir / name} (not overwritten)")
     if args.copy_only:
         return 0
-    cmd = [sys.executable, "-m", "jupyterlab", f"--notebook-dir={workdir}"]
-    if args.no_browser:
-        cmd.append("--no-browser")
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        cmd.append("--allow-root")  # containers and CI run as root; JupyterLab refuses otherwise
-    if args.port:
-        cmd.append(f"--ServerApp.port={args.port}")
+    cmd = jupyterlab_command(workdir, no_browser=args.no_browser, port=args.port)
     try:
         return subprocess.call(cmd)
     except KeyboardInterrupt:

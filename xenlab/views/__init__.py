@@ -6,7 +6,7 @@ imported inside the functions that build a widget (``Stepper.widget``,
 ``StoreView.controls``), the first time one is actually built, so importing the views
 costs nothing without a notebook.
 
-    Stepper(trace, panels)   Play / slider / previous / next / jump to a stage
+    Stepper(trace, panels)   play/pause, previous/next, slider, stage menu, go-to box
     StoreView()              xenstore tree, permissions, watches (panel)
     IrqView("dom0")          IRQ space, evtchn_to_irq, port tables (panel)
     BusView()                buses, drivers, devices, xenbus states (panel)

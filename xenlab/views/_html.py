@@ -55,6 +55,6 @@ def text_table(headers: Sequence[str], rows: Iterable[Sequence[object]], marks: 
     return "\n".join(lines)
 
 
-def box(inner: str) -> str:
-    """Wrap view HTML in the styled container."""
-    return f'{STYLE}<div class="xl-box">{inner}</div>'
+def box(inner: str, style: bool = True) -> str:
+    """Wrap view HTML in the styled container (with the stylesheet unless the page has it already)."""
+    return f'{STYLE if style else ""}<div class="xl-box">{inner}</div>'
