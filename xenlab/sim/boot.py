@@ -3,17 +3,11 @@
 A real kernel runs its initcalls in a fixed order, and every IRQ and port number a
 learner sees follows from it (each is the lowest free one at the moment of binding).
 Each kernel says its own order (``Kernel.boot_stages``: ``xenlab.linux.xenlinux.kernel``
-and ``xenlab.linux.pvops.kernel``); for a PV kernel the stages are:
-
-1. early IRQs: ``xen_init_IRQ``, then per vcpu the timer VIRQ and the IPIs;
-2. xenbus: modern ``xenbus_init`` (postcore) + ``xenbus_probe_backend_init`` /
-   ``xenbus_probe_frontend_init`` (subsys); 2.6.18 ``xenbus_probe_init``;
-3. late IRQs: dom0's PIRQs and VIRQs, the console (``hvc_console_init``);
-4. built-in drivers and the device initcall: ``console_init`` (xenconsole, vfb, vkbd),
-   ``xenbus_probe_initcall`` (a domU probes now, dom0 starts "xenbus_probe", which waits
-   for xenstored's first event), and in a domU ``boot_wait_for_devices`` (late);
-5. user space: dom0's /init mounts xenfs and loads the backends (xen-blkback,
-   xen-netback); a domU's /init loads the frontends (xen-blkfront, xen-netfront).
+and ``xenlab.linux.pvops.kernel``): first "early IRQs" (``xen_init_IRQ``, each vcpu's
+timer VIRQ and IPIs), then "xenbus init" and the kernel's later initcalls by level
+(XenLinux 2.6.18: arch, subsys, device and late initcalls; Linux 6.1: its own stages),
+then, after this module's ``boot_kernel`` has let the threads settle, "user space": dom0's
+/init mounts xenfs and loads the backends, a domU's /init loads the frontends.
 
 Each step is a named stage of the trace (``trace.begin_stage``), so a stepper can jump to it.
 """

@@ -3,8 +3,8 @@
 Theory of operation
 -------------------
 One Trace and one Scheduler serve everything. ``Machine(...)`` creates the hypervisor
-and dom0, and boots dom0's kernel in the real order (``xenlab.sim.boot``): early IRQs,
-xenbus init, late IRQs, drivers. dom0's xenbus then waits: nothing answers its store
+and dom0, and boots dom0's kernel in its own initcall order (``Kernel.boot_stages``, run by
+``xenlab.sim.boot``). dom0's xenbus then waits: nothing answers its store
 ring until ``start_xenstored()`` starts the daemon as a task in dom0's user space. The
 daemon's host (``xenlab.sim.host``) is built on the dom0 kernel's ``/dev/xen/evtchn``
 and the store page from ``/proc/xen/xsd_kva`` + ``xsd_port``, so its ports and IRQs
@@ -154,6 +154,8 @@ class Machine:
         # dom0_build.c masks every vcpu's upcalls; the kernel unmasks them in xen_irq_enable
         self.hv.domain_create(0, "Domain-0", vcpus=self.dom0_vcpus, privileged=True, initdomain=True,
                               upcalls_masked=True)
+        # dom0_construct_pv (xen/arch/x86/pv/dom0_build.c) gives dom0 its memory in start_info
+        self.hv.domains[0].start_info.nr_pages = self.dom0_mem_mb * 256
         kernel = new_kernel(self.hv, 0, self.flavour, sched=self.sched, trace=self.trace, name="dom0")
         kernel.faults |= self.kernel_faults("dom0")
         self.domains[0] = Domain(self, 0, "Domain-0", kernel, self.dom0_mem_mb, self.dom0_vcpus)
