@@ -34,7 +34,7 @@ from xenlab.xenstored import domain as domain_ops
 from xenlab.xenstored import ops
 from xenlab.xenstored import watch as watch_ops
 from xenlab.xenstored.connection import Connection, Domain
-from xenlab.xenstored.paths import SPECIAL_PATHS, get_parent, is_child
+from xenlab.xenstored.paths import SPECIAL_PATHS, get_parent, watch_prefixes
 from xenlab.xenstored.perms import XS_PERM_IGNORE, XS_PERM_NONE, XS_PERM_READ, Perms, perms_text
 from xenlab.xenstored.quota import Quotas
 from xenlab.xenstored.store import Node, QuotaError, Store, XenstoreError, initial_store, value_text
@@ -113,6 +113,10 @@ class Daemon:
         self._touched: list[Connection] = []
         self._events = 0
         self._lab: Connection | None = None
+        #: watched path -> [(connection number, registration number, connection, watch)]: a write
+        #: looks up its path and each ancestor, so it costs O(depth + events), not O(watches)
+        self.watch_index: dict[str, list[tuple[int, int, Connection, Watch]]] = {}
+        self._watch_seq = 0
         self.record("setup_structure", "initial tree: " + " ".join(self.store.nodes))
 
     @property
@@ -190,7 +194,30 @@ class Daemon:
         """conn_delete_all_watches() (xenstored_watch.c)."""
         for w in conn.watches:
             self.row(WATCHES, self.watch_key(conn, w), "watch", None)
+            self.unindex_watch(conn, w)
         conn.watches.clear()
+
+    def index_watch(self, conn: Connection, w: Watch) -> None:
+        """Add a just-registered watch to the path index (its order: connection, then registration)."""
+        self._watch_seq += 1
+        self.watch_index.setdefault(w.node, []).append((conn.number, self._watch_seq, conn, w))
+
+    def unindex_watch(self, conn: Connection, w: Watch) -> None:
+        """Drop a watch from the path index."""
+        entries = self.watch_index.get(w.node, [])
+        for i, (_, _, c, x) in enumerate(entries):
+            if c is conn and x == w:
+                del entries[i]
+                break
+        if not entries:
+            self.watch_index.pop(w.node, None)
+
+    def find_watch(self, conn: Connection, path: str, token: str) -> Watch | None:
+        """The connection's watch on (*path*, *token*), found through the index."""
+        for _, _, c, w in self.watch_index.get(path, ()):
+            if c is conn and w.token == token:
+                return w
+        return None
 
     def conn_delete_all_transactions(self, conn: Connection) -> None:
         """conn_delete_all_transactions() (xenstored_transaction.c)."""
@@ -290,15 +317,22 @@ class Daemon:
             tx.queue_watches(name, exact, perms if perms is not None else (node.perms if node else None))
             return
         special = name in self.special_perms
-        for conn in list(self.connections):
-            if special:
-                if not conn.perm(self.special_perms[name]) & XS_PERM_READ:
-                    continue
-            elif not self.watch_permitted(conn, name, node, perms):
-                continue
-            for w in conn.watches:
-                if (name == w.node) if exact else is_child(name, w.node):
-                    self.send_event(conn, get_watch_path(w, name), w.token)
+        matches = [m for key in ((name,) if exact else watch_prefixes(name))
+                   for m in self.watch_index.get(key, ())]
+        if not matches:
+            return
+        matches.sort(key=lambda m: (m[0], m[1]))  # connection order, then registration order
+        allowed: dict[int, bool] = {}
+        for number, _, conn, w in matches:
+            ok = allowed.get(number)
+            if ok is None:
+                if special:
+                    ok = bool(conn.perm(self.special_perms[name]) & XS_PERM_READ)
+                else:
+                    ok = self.watch_permitted(conn, name, node, perms)
+                allowed[number] = ok
+            if ok:
+                self.send_event(conn, get_watch_path(w, name), w.token)
 
     # -- Python-facing requests as dom0 (traced, watches fire) ---------------------------------------
     def request(self, type: int, *args: str, value: bytes | None = None) -> bytes:

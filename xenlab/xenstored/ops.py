@@ -140,33 +140,34 @@ def create_node(daemon: Daemon, conn: Connection, v: View, name: str, value: byt
 
 
 def rm_node(daemon: Daemon, conn: Connection | None, v: View, name: str) -> None:
-    """rm_node(): delete *name* and everything below it, children first, firing watches as it goes."""
+    """rm_node(): delete *name* and everything below it, children first, firing watches as it goes.
+
+    walk_node_tree() with delnode_sub() as exit function, post-order. After each child C's
+    rm_from_parent() rewrites the parent (inside the subtree) without it: one write_node(),
+    so one generation number, for a record deleted a moment later and never seen by anyone.
+    Here the walk takes that generation number and skips rebuilding the children list, so
+    removing n children costs O(n), not O(n^2).
+    """
     parent_name = get_parent(name)
     if v.read_node(parent_name) is None:
         raise XenstoreError(EINVAL, f"{name}: no parent")
     tx = v if isinstance(v, Transaction) else None
-    # walk_node_tree() with delnode_sub() as exit function: post-order.
-    stack: list[tuple[str, int]] = [(name, 0)]
+    root = v.read_node(name)
+    stack: list[tuple[str, Node | None, int]] = [(name, root, 0)]
     while stack:
-        path, idx = stack[-1]
-        node = v.read_node(path)
+        path, node, idx = stack[-1]
         if node is not None and idx < len(node.children):
-            stack[-1] = (path, idx + 1)
-            stack.append((child_name(path, node.children[idx]), 0))
+            stack[-1] = (path, node, idx + 1)
+            child = child_name(path, node.children[idx])
+            stack.append((child, v.read_node(child), 0))
             continue
         stack.pop()
         if node is None:
             continue
         v.delete_node(path)
         daemon.fire_watches(tx, path, node, path != name)
-        if stack:  # rm_from_parent(): the parent inside the subtree is rewritten without it
-            up = stack[-1][0]
-            pnode = v.read_node(up)
-            if pnode is not None:
-                kids = list(pnode.children)
-                kids.remove(basename(path))
-                stack[-1] = (up, stack[-1][1] - 1)
-                v.write_node(up, Node(pnode.value, pnode.perms, tuple(kids)))
+        if stack:  # rm_from_parent(): the parent's write_node() (generation++)
+            daemon.store.generation += 1
     parent = v.read_node(parent_name)
     if parent is not None and basename(name) in parent.children:
         kids = list(parent.children)

@@ -17,6 +17,7 @@ daemon attaches to the step recording the request.
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -87,10 +88,19 @@ class Store:
     #: oxenstored keeps children in a sorted map; C xenstored in creation order
     sorted_children: bool = False
 
+    #: bytes of the records (and keys) each unprivileged owner's nodes take (do_tdb_write accounting)
+    memory: Counter[int] = field(default_factory=Counter)
+
     def add_child(self, children: tuple[str, ...], name: str) -> tuple[str, ...]:
-        """add_child(): *children* with *name* appended (or inserted in order for oxenstored)."""
-        kids = children + (name,)
-        return tuple(sorted(kids)) if self.sorted_children else kids
+        """add_child(): *children* with *name* appended (or inserted in order for oxenstored).
+
+        oxenstored's children are a sorted map: a binary search finds the place, so a create
+        costs one copy of the list, never a re-sort.
+        """
+        if not self.sorted_children:
+            return children + (name,)
+        at = bisect.bisect_left(children, name)
+        return children[:at] + (name,) + children[at:]
 
     # -- the interface shared with Transaction ------------------------------------------
     def read_node(self, path: str) -> Node | None:
@@ -108,6 +118,10 @@ class Store:
         old = self.nodes.get(path)
         node = Node(node.value, node.perms, node.children, generation)
         self.nodes[path] = node
+        if old is not None and old.owner:
+            self.memory[old.owner] -= old.record_size() + len(path)
+        if node.owner:  # dom0's nodes are never checked, so never summed (a 100k-child /local is cheap)
+            self.memory[node.owner] += node.record_size() + len(path)
         if old is None:
             self.entries[node.owner] += 1
         elif old.owner != node.owner:
@@ -129,6 +143,8 @@ class Store:
         old = self.nodes.pop(path, None)
         if old is not None:
             self.entries[old.owner] -= 1
+            if old.owner:
+                self.memory[old.owner] -= old.record_size() + len(path)
             self.pending.append((TREE, path, value_text(old.value), None))
             self.pending.append((PERMS, path, perms_text(old.perms), None))
 
@@ -240,6 +256,12 @@ class Store:
         counted = Counter(n.owner for n in self.nodes.values())
         if +counted != +self.entries:
             problems.append(f"node counts {dict(+self.entries)} differ from owners {dict(counted)}")
+        used: Counter[int] = Counter()
+        for name, node in self.nodes.items():
+            if node.owner:
+                used[node.owner] += node.record_size() + len(name)
+        if +used != +self.memory:
+            problems.append(f"node memory {dict(+self.memory)} differs from the records {dict(used)}")
         return sorted(problems)
 
 
