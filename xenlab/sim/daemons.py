@@ -47,7 +47,7 @@ class SocketConnection:
         self.conn.on_output = lambda c: self._drain()
 
     def _drain(self) -> None:
-        for msg in list(self.conn.take_output()):
+        for msg in self.daemon.take_all(self.conn):
             if msg.type == XS_WATCH_EVENT:
                 parts = msg.payload.split(b"\0")
                 self.events.append((parts[0].decode(), parts[1].decode() if len(parts) > 1 else ""))

@@ -94,7 +94,35 @@ def write_node(daemon: Daemon, conn: Connection, v: View, name: str, node: Node,
         if isinstance(v, Transaction):
             v.fail = True
         raise QuotaError(ENOSPC, f"{name}: node record of {node.record_size()} bytes")
+    if not no_quota_check:
+        node_memory_chk(daemon, conn, v, [(name, node)])
     return v.write_node(name, node)
+
+
+def node_memory_chk(daemon: Daemon, conn: Connection, v: View, records: list[tuple[str, Node]]) -> None:
+    """do_tdb_write()'s domain_memory_add(): ENOMEM if writing *records* takes a guest over its quota.
+
+    A committed record is charged to its owner (record + name, the old record given back); one
+    written inside a transaction to the transaction's connection, keyed ``<generation>/<name>``.
+    """
+    add: dict[int, int] = {}
+    tx = v if isinstance(v, Transaction) else None
+    for name, node in records:
+        domid = conn.domid if tx is not None else node.owner
+        if not domid or daemon.personality != "cxenstored":  # dom0 is never checked: no sizes to sum
+            continue
+        if tx is not None:
+            key = len(str(tx.generation)) + 1 + len(name)
+            old = tx.overlay.get(name)
+            gone = old.record_size() + key if old is not None else 0
+        else:
+            key = len(name)
+            old = daemon.store.nodes.get(name)
+            gone = old.record_size() + key if old is not None and old.owner == domid else 0
+        add[domid] = add.get(domid, 0) + node.record_size() + key - gone
+    for domid, mem in sorted(add.items()):
+        if daemon.domain_memory_chk(domid, mem):
+            raise XenstoreError(ENOMEM, f"{name}: domain {domid} over its memory quota")
 
 
 def create_node(daemon: Daemon, conn: Connection, v: View, name: str, value: bytes) -> Node:
@@ -134,6 +162,7 @@ def create_node(daemon: Daemon, conn: Connection, v: View, name: str, value: byt
         if tx is not None:
             tx.fail = True
         raise QuotaError(ENOSPC, f"{parent_name}: node record of {top.record_size()} bytes")
+    node_memory_chk(daemon, conn, v, [*new, (parent_name, top)])
     written = [v.write_node(n, node) for n, node in new]
     v.write_node(parent_name, top)
     return written[0]

@@ -195,7 +195,7 @@ class UnixServer:
 
     def _queue_output(self, client: SocketClient) -> None:
         """conn.on_output: move the daemon's queued replies into this client's byte buffer."""
-        msgs = list(client.conn.take_output())
+        msgs = self.daemon.take_all(client.conn)
         if client.closed or client.doomed:
             return
         client.last_out += msgs

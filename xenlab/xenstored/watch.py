@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from xenlab.abi.errno import E2BIG, EEXIST, EINVAL, ENOENT
+from xenlab.abi.errno import E2BIG, EEXIST, EINVAL, ENOENT, ENOMEM
 from xenlab.abi.xs_wire import XENSTORE_REL_PATH_MAX
 from xenlab.xenstored.paths import canonicalize, get_implicit_path, get_strings, is_valid_nodename
 from xenlab.xenstored.store import QuotaError, XenstoreError
@@ -75,6 +75,8 @@ def do_watch(daemon: Daemon, conn: Connection, req: Message, tx: Transaction | N
         raise XenstoreError(EEXIST, f"watch {path} {token}")
     if not conn.privileged and len(conn.watches) > daemon.quotas.watches:
         raise QuotaError(E2BIG, f"domain {conn.domid} has {len(conn.watches)} watches")
+    if not conn.privileged and daemon.domain_memory_chk(conn.domid, len(path) + len(token)):
+        raise XenstoreError(ENOMEM, f"domain {conn.domid} over its memory quota")
     watch = add_watch(path, token, relative, conn.domid)
     conn.watches.append(watch)
     daemon.index_watch(conn, watch)
