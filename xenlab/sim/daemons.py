@@ -87,9 +87,14 @@ def socket_client(m: Machine, label: str) -> SocketClient:
 
 
 def make_daemon(m: Machine, personality: str) -> Daemon:
-    """The lab's xenstored Daemon with the personality's features and name, recording into the trace."""
+    """The lab's xenstored Daemon with the personality's features and name, recording into the trace.
+
+    Its clock is the scheduler's simulated one, so event timeouts are deterministic."""
     features, name = PERSONALITIES[personality]
-    return Daemon(trace=m.trace, features=features, name=name)
+    daemon = Daemon(trace=m.trace, features=features, name=name)
+    sched = m.sched
+    daemon.clock = lambda: sched.now_ns / 1e9
+    return daemon
 
 
 def domain_gone(m: Machine, domid: int) -> bool:
