@@ -116,12 +116,36 @@ def test_a_write_with_10k_watches_looks_at_its_path_only() -> None:
     assert [m.payload for m in sock.out if m.type == xsw.XS_WATCH_EVENT] == [b"/w/77\0root\0"]
 
 
-def test_oxenstored_creates_do_not_resort() -> None:
-    store = Store(sorted_children=True)
-    kids: tuple[str, ...] = ()
-    for name in ("m", "b", "z", "a", "q"):
-        kids = store.add_child(kids, name)
-    assert kids == ("a", "b", "m", "q", "z")
+def test_adding_children_shares_the_list_and_keeps_older_records_as_they_were() -> None:
+    for store, shown in ((Store(), ["m", "b", "z"]), (Store(sorted_children=True), ["b", "m", "z"])):
+        one = store.add_child((), "m")
+        two = store.add_child(one, "b")
+        three = store.add_child(two, "z")
+        assert list(three) == shown and three[-1] == shown[-1] and "b" in three and "q" not in three
+        assert list(one) == ["m"] and len(two) == 2  # what a transaction or snapshot holds stays
+        assert two._names is three._names  # appended in place: no copy per create
+        branch = store.add_child(two, "a")  # adding to an older record copies
+        assert sorted(branch) == ["a", "b", "m"] and len(three) == 3 and "a" not in three
+        assert list(three.without("m")) == [c for c in shown if c != "m"] and len(three) == 3
+
+
+def test_creating_100k_children_copies_no_list() -> None:
+    for name in ("xenstored", "oxenstored"):
+        daemon = quiet_daemon(name)
+        sock = daemon.new_connection(0, "socket")
+        daemon.handle(sock, Message(xsw.XS_MKDIR, 0, 0, b"/big\0"))
+        first = daemon.store.read_node("/big")
+        for i in range(100_000):
+            daemon.handle(sock, Message(xsw.XS_WRITE, i, 0, b"/big/c%d\0v" % i))
+            sock.out.clear()
+        big = daemon.store.read_node("/big")
+        assert first is not None and big is not None and len(first.children) == 0
+        names = big.children._names  # one list, grown in place by every create
+        daemon.handle(sock, Message(xsw.XS_WRITE, 0, 0, b"/big/zz\0v"))
+        after = daemon.store.read_node("/big")
+        assert after is not None and after.children._names is names and len(names) == 100_001
+        first_three = ["c0", "c1", "c2"] if name == "xenstored" else ["c0", "c1", "c10"]  # ox: sorted
+        assert list(after.children)[:3] == first_three
 
 
 @pytest.fixture

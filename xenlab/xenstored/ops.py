@@ -199,9 +199,7 @@ def rm_node(daemon: Daemon, conn: Connection | None, v: View, name: str) -> None
             daemon.store.generation += 1
     parent = v.read_node(parent_name)
     if parent is not None and basename(name) in parent.children:
-        kids = list(parent.children)
-        kids.remove(basename(name))
-        v.write_node(parent_name, Node(parent.value, parent.perms, tuple(kids)))
+        v.write_node(parent_name, Node(parent.value, parent.perms, parent.children.without(basename(name))))
 
 
 # -- the operations ----------------------------------------------------------------------------
