@@ -21,6 +21,15 @@ Hooks for transports and the machine: ``on_introduce(domid, mfn, port) -> 0 | -e
 connection ``on_output`` / ``on_close`` / ``on_reset`` (INTRODUCE zeroes the ring).
 ``name="oxenstored"`` selects that daemon's visible differences: sorted children, the
 ``/@introduceDomain`` and ``/@releaseDomain`` nodes, its quota defaults, ``EQUOTA``.
+
+Output and memory (XSA-326, see quota.py): ``conn.out`` is the connection's out_list.
+A transport takes messages with ``take_message(conn)`` (one, when it has room: the ring)
+or ``take_all(conn)`` (a socket that buffers bytes itself), never by emptying ``out``
+itself, so the daemon's accounting and oxenstored's event pipes stay right. It reads a
+connection only while ``domain_can_read(conn)`` and calls ``check_event_timeout(conn)``
+once per turn. ``clock`` (seconds) drives the watch-event timeout; None stops time.
+Watches are found through ``watch_index`` (path -> watches), so a write costs its
+path's depth plus the events it fires, not the number of watches.
 """
 
 from __future__ import annotations
