@@ -238,3 +238,35 @@ def test_dropped_keeps_only_the_latest(server: Any) -> None:
             srv.service(0)
     assert srv.dropped_total == 300
     assert len(srv.dropped) == DROPPED_KEPT
+
+
+def test_a_writer_oxenstored_holds_back_waits_without_a_busy_loop() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "s")
+        daemon = quiet_daemon("oxenstored")
+        srv = UnixServer(daemon, path)
+        guest = daemon.new_connection(1, "domain1")  # a guest that never reads its ring
+        daemon.write("/data", "")
+        daemon.set_perms("/data", "n0", "r1")
+        daemon.handle(guest, Message(xsw.XS_WATCH, 1, 0, b"/data\0t\0"))
+        writer = connect(path)
+        srv.service(0)
+        burst = b"".join(wire.encode(Message(xsw.XS_WRITE, i, 0, b"/data/%d\0v" % (i % 50)))
+                         for i in range(3000))
+        writer.sendall(burst[:60000])
+        [client] = srv.clients.values()
+        for _ in range(200):  # 64 requests a turn; 2048 events fit (1024 queued, 1024 in the pipe)
+            srv.service(0)
+            if not daemon.domain_can_read(client.conn):
+                break
+        assert client.pending and not daemon.domain_can_read(client.conn)  # held back, requests kept
+        polls = []
+        real_select = srv._sel.select
+        srv._sel.select = lambda timeout=None: polls.append(timeout) or real_select(0)  # type: ignore[method-assign]
+        srv.service(5.0)
+        assert polls == [5.0]  # it would sleep in poll, not spin
+        daemon.take_all(guest)  # the guest reads: the writer goes on
+        srv.service(0)
+        assert daemon.domain_can_read(client.conn)
+        writer.close()
+        srv.close()

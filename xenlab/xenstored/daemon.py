@@ -352,6 +352,8 @@ class Daemon:
 
     def take_all(self, conn: Connection) -> list[Message]:
         """Every message queued for *conn* (a transport that buffers them itself)."""
+        if not conn.watch_pending and not self._overflowing:  # nothing waits for room: all at once
+            return conn.take_output()
         msgs = []
         while True:
             msg = self.take_message(conn)

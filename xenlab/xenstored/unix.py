@@ -103,6 +103,8 @@ class UnixServer:
         self.accept_backoff = ACCEPT_BACKOFF
         self._accept_logged = False
         self._doomed: list[SocketClient] = []
+        #: clients with decoded requests (or an EOF / protocol error) waiting, by number, in order
+        self._queued: dict[int, SocketClient] = {}
         self._numbers = 0
         self._sel = selectors.DefaultSelector()
         self._listener = self._listen(path)
@@ -155,8 +157,8 @@ class UnixServer:
 
     def service(self, timeout: float | None = None) -> None:
         """Wait up to *timeout* seconds for activity and process everything that is ready."""
-        if any(c.pending for c in self.clients.values()):
-            timeout = 0
+        if any(c.finish or c.pending and self.daemon.domain_can_read(c.conn) for c in self._queued.values()):
+            timeout = 0  # requests to serve (a client the daemon holds back waits for the poll)
         elif self.accept_paused is not None:
             timeout = self.accept_backoff if timeout is None else min(timeout, self.accept_backoff)
         if self.accept_paused is not None and time.monotonic() - self.accept_paused >= self.accept_backoff:
@@ -173,27 +175,34 @@ class UnixServer:
                     self._read(client)
                 if events & selectors.EVENT_WRITE and not client.closed:
                     self._write(client)
-        self._serve_pending()
+        if self._queued:
+            self._serve_pending()
         while self._doomed:
             victim = self._doomed.pop()
             self._drop(victim, victim.doomed)
 
     def _serve_pending(self) -> None:
         """Round-robin: one request per client per round, _BURST rounds at most."""
+        queued = self._queued
         for _ in range(_BURST):
-            ready = [c for c in self.clients.values()
-                     if c.pending and not c.closed and self.daemon.domain_can_read(c.conn)]
-            if not ready:
-                break
-            for client in ready:
-                if not client.closed and client.pending:
+            served = False
+            for client in list(queued.values()):
+                if client.pending and not client.closed and self.daemon.domain_can_read(client.conn):
                     self._dispatch(client, client.pending.popleft())
-        for client in list(self.clients.values()):
+                    served = True
+            if not served:
+                break
+        for number, client in list(queued.items()):
             if client.closed:
-                continue
-            if client.finish and not client.pending:
-                self._drop(client, client.finish)
-            elif not client.reading and len(client.pending) < _MAX_PENDING // 2:
+                del queued[number]
+            elif not client.pending:
+                del queued[number]
+                if client.finish:
+                    self._drop(client, client.finish)
+                elif not client.reading:
+                    client.reading = True
+                    self._set_interest(client)
+            elif not client.reading and not client.finish and len(client.pending) < _MAX_PENDING // 2:
                 client.reading = True
                 self._set_interest(client)
 
@@ -263,6 +272,8 @@ class UnixServer:
                 client.pending.extend(client.decoder.iter_feed(data))
         except wire.ProtocolError as exc:
             client.finish = f"protocol error: {exc}"
+        if client.pending or client.finish:
+            self._queued[client.number] = client
         if client.finish or len(client.pending) >= _MAX_PENDING:
             client.reading = False  # back-pressure: the socket waits until the queue drains
             self._set_interest(client)
