@@ -47,6 +47,8 @@ class Connection:
     watch_pending: dict[Watch, deque[Message]] = field(default_factory=dict)
     #: oxenstored: watch events now in ``out`` (its class count in the xb output queue)
     out_event_count: int = 0
+    #: (transaction id, its generation) -> path -> bytes of the record it wrote (C's accounting)
+    tx_memory: dict[tuple[int, int], dict[str, int]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:

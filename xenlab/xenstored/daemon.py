@@ -268,9 +268,11 @@ class Daemon:
         c = dom.conn if dom is not None else None
         if c is not None:
             mem += c.out_bytes + sum(len(w.node) + len(w.token) for w in c.watches)
-            for tx in c.transactions.values():  # nodes kept as "<generation>/<name>" records
-                prefix = len(str(tx.generation)) + 1
-                mem += sum(n.record_size() + prefix + len(p) for p, n in tx.overlay.items() if n is not None)
+            if c.tx_memory:  # nodes its open transactions wrote ("<generation>/<name>" records)
+                open_now = {(t.id, t.generation) for t in c.transactions.values()}
+                for key in [k for k in c.tx_memory if k not in open_now]:
+                    del c.tx_memory[key]  # ended: the records went with the transaction
+                mem += sum(sum(sizes.values()) for sizes in c.tx_memory.values())
         return mem
 
     def domain_chk_quota(self, domid: int, mem: int) -> bool:

@@ -107,22 +107,26 @@ def node_memory_chk(daemon: Daemon, conn: Connection, v: View, records: list[tup
     """
     add: dict[int, int] = {}
     tx = v if isinstance(v, Transaction) else None
+    sizes = conn.tx_memory.setdefault((tx.id, tx.generation), {}) if tx is not None else None
+    written: dict[str, int] = {}
     for name, node in records:
         domid = conn.domid if tx is not None else node.owner
         if not domid or daemon.personality != "cxenstored":  # dom0 is never checked: no sizes to sum
             continue
-        if tx is not None:
-            key = len(str(tx.generation)) + 1 + len(name)
-            old = tx.overlay.get(name)
-            gone = old.record_size() + key if old is not None else 0
+        if sizes is not None and tx is not None:
+            size = node.record_size() + len(str(tx.generation)) + 1 + len(name)
+            gone = sizes.get(name, 0)
+            written[name] = size
         else:
-            key = len(name)
+            size = node.record_size() + len(name)
             old = daemon.store.nodes.get(name)
-            gone = old.record_size() + key if old is not None and old.owner == domid else 0
-        add[domid] = add.get(domid, 0) + node.record_size() + key - gone
+            gone = old.record_size() + len(name) if old is not None and old.owner == domid else 0
+        add[domid] = add.get(domid, 0) + size - gone
     for domid, mem in sorted(add.items()):
         if daemon.domain_memory_chk(domid, mem):
             raise XenstoreError(ENOMEM, f"{name}: domain {domid} over its memory quota")
+    if sizes is not None:
+        sizes.update(written)
 
 
 def create_node(daemon: Daemon, conn: Connection, v: View, name: str, value: bytes) -> Node:
@@ -194,6 +198,8 @@ def rm_node(daemon: Daemon, conn: Connection | None, v: View, name: str) -> None
         if node is None:
             continue
         v.delete_node(path)
+        if tx is not None and conn is not None and conn.tx_memory:
+            conn.tx_memory.get((tx.id, tx.generation), {}).pop(path, None)
         daemon.fire_watches(tx, path, node, path != name)
         if stack:  # rm_from_parent(): the parent's write_node() (generation++)
             daemon.store.generation += 1
