@@ -511,9 +511,10 @@ def test_a_trace_handed_over_later_starts_with_the_tree_as_it_stands() -> None:
 def test_control_quota_of_a_domain(dom0: Client) -> None:
     guest = introduce(dom0, 1)
     guest.watch("/w", "t")
+    # domain_get_quota()'s "%-16s: %8d" rows; memory: the watch's path and token (3 bytes)
     assert dom0.call(T.XS_CONTROL, "quota", "1").decode() == (
-        "Domain 1:\nnodes                   0\nwatches                 1\n"
-        "transactions            0\noutstanding             0\n\0")
+        "Domain 1:\nnodes           :        0\nwatches         :        1\n"
+        "transactions    :        0\noutstanding     :        0\nmemory          :        3\n\0")
     assert dom0.call(T.XS_CONTROL, "quota", "set", "watches", "5") == b"OK\0"
     assert dom0.daemon.quotas.watches == 5
     assert dom0.error(T.XS_CONTROL, "quota", "9") == "ENOENT"

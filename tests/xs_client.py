@@ -40,7 +40,7 @@ class Client:
 
     def pump(self) -> None:
         """Move queued output into replies / events."""
-        for m in self.conn.take_output():
+        for m in self.daemon.take_all(self.conn):
             if m.type == T.XS_WATCH_EVENT:
                 path, token = m.payload.split(b"\0")[:2]
                 self.events.append((path.decode(), token.decode()))

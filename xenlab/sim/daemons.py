@@ -49,7 +49,7 @@ class SocketConnection:
         self.conn.on_output = lambda c: self._drain()
 
     def _drain(self) -> None:
-        for msg in list(self.conn.take_output()):
+        for msg in self.daemon.take_all(self.conn):
             if msg.type == XS_WATCH_EVENT:
                 parts = msg.payload.split(b"\0")
                 self.events.append((parts[0].decode(), parts[1].decode() if len(parts) > 1 else ""))
@@ -91,9 +91,14 @@ def socket_client(m: Machine, label: str) -> SocketClient:
 
 
 def make_daemon(m: Machine, personality: str) -> Daemon:
-    """The lab's xenstored Daemon with the personality's features and name, recording into the trace."""
+    """The lab's xenstored Daemon with the personality's features and name, recording into the trace.
+
+    Its clock is the scheduler's simulated one, so event timeouts are deterministic."""
     features, name = PERSONALITIES[personality]
-    return Daemon(trace=m.trace, features=features, name=name)
+    daemon = Daemon(trace=m.trace, features=features, name=name)
+    sched = m.sched
+    daemon.clock = lambda: sched.now_ns / 1e9
+    return daemon
 
 
 def domain_gone(m: Machine, domid: int) -> bool:

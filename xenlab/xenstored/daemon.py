@@ -21,23 +21,33 @@ Hooks for transports and the machine: ``on_introduce(domid, mfn, port) -> 0 | -e
 connection ``on_output`` / ``on_close`` / ``on_reset`` (INTRODUCE zeroes the ring).
 ``name="oxenstored"`` selects that daemon's visible differences: sorted children, the
 ``/@introduceDomain`` and ``/@releaseDomain`` nodes, its quota defaults, ``EQUOTA``.
+
+Output and memory (XSA-326, see quota.py): ``conn.out`` is the connection's out_list.
+A transport takes messages with ``take_message(conn)`` (one, when it has room: the ring)
+or ``take_all(conn)`` (a socket that buffers bytes itself), never by emptying ``out``
+itself, so the daemon's accounting and oxenstored's event pipes stay right. It reads a
+connection only while ``domain_can_read(conn)`` and calls ``check_event_timeout(conn)``
+once per turn. ``clock`` (seconds) drives the watch-event timeout; None stops time.
+Watches are found through ``watch_index`` (path -> watches), so a write costs its
+path's depth plus the events it fires, not the number of watches.
 """
 
 from __future__ import annotations
 
 import traceback
+from collections import deque
 from collections.abc import Callable
 
-from xenlab.abi.errno import EACCES, EINVAL, EIO, ENOENT, ENOSYS
+from xenlab.abi.errno import EACCES, EINVAL, EIO, ENOENT, ENOMEM, ENOSYS
 from xenlab.abi.xs_wire import XENSTORE_PAYLOAD_MAX, XSD_ERROR_BY_ERRNO, XSD_ERROR_BY_NAME, xsd_sockmsg_type
 from xenlab.base.trace import Trace
 from xenlab.xenstored import domain as domain_ops
 from xenlab.xenstored import ops
 from xenlab.xenstored import watch as watch_ops
 from xenlab.xenstored.connection import Connection, Domain
-from xenlab.xenstored.paths import SPECIAL_PATHS, get_parent, is_child
+from xenlab.xenstored.paths import SPECIAL_PATHS, get_parent, watch_prefixes
 from xenlab.xenstored.perms import XS_PERM_IGNORE, XS_PERM_NONE, XS_PERM_READ, Perms, perms_text
-from xenlab.xenstored.quota import Quotas
+from xenlab.xenstored.quota import DEFAULT_BUFFER_SIZE, MEM_WARN_MINTIME_SEC, XSD_SOCKMSG_SIZE, Quotas
 from xenlab.xenstored.store import Node, QuotaError, Store, XenstoreError, initial_store, value_text
 from xenlab.xenstored.transaction import OcamlTransaction, Transaction
 from xenlab.xenstored.watch import Watch, get_watch_path
@@ -121,6 +131,20 @@ class Daemon:
         #: perform() collects the replies here instead of sending them; _answered: the last reply
         self._capture: list[Message] | None = None
         self._answered: Message | None = None
+        #: watched path -> [(connection number, registration number, connection, watch)]: a write
+        #: looks up its path and each ancestor, so it costs O(depth + events), not O(watches)
+        self.watch_index: dict[str, list[tuple[int, int, Connection, Watch]]] = {}
+        self._watch_seq = 0
+        #: seconds, for the watch-event timeout and the quota messages' rate limit; None: time
+        #: stands still (no timeouts). ``xenlab serve`` uses the monotonic clock, a Machine its
+        #: scheduler's simulated clock.
+        self.clock: Callable[[], float] | None = None
+        #: the connection whose request is being processed (oxenstored: who fired the events)
+        self._source: Connection | None = None
+        #: oxenstored: connections whose fired events wait for room (pending_source_watchevents)
+        self._overflowing: list[Connection] = []
+        self._dropped = 0
+        self._reply: Message | None = None
         self.record("setup_structure", "initial tree: " + " ".join(self.store.nodes))
 
     @property
@@ -187,6 +211,9 @@ class Daemon:
         if conn.closed:
             return
         conn.closed = True
+        conn.overflow.clear()
+        if conn in self._overflowing:
+            self._overflowing.remove(conn)
         self.conn_delete_all_watches(conn)
         self.conn_delete_all_transactions(conn)
         if conn in self.connections:
@@ -219,7 +246,32 @@ class Daemon:
         """conn_delete_all_watches() (xenstored_watch.c)."""
         for w in conn.watches:
             self.row(WATCHES, self.watch_key(conn, w), "watch", None)
+            self.unindex_watch(conn, w)
         conn.watches.clear()
+        conn.watch_pending.clear()
+
+    def index_watch(self, conn: Connection, w: Watch) -> None:
+        """Add a just-registered watch to the path index (its order: connection, then registration)."""
+        self._watch_seq += 1
+        self.watch_index.setdefault(w.node, []).append((conn.number, self._watch_seq, conn, w))
+
+    def unindex_watch(self, conn: Connection, w: Watch) -> None:
+        """Drop a watch from the path index."""
+        entries = self.watch_index.get(w.node, [])
+        for i, (_, _, c, x) in enumerate(entries):
+            if c is conn and x == w:
+                del entries[i]
+                break
+        if not entries:
+            self.watch_index.pop(w.node, None)
+        conn.watch_pending.pop(w, None)
+
+    def find_watch(self, conn: Connection, path: str, token: str) -> Watch | None:
+        """The connection's watch on (*path*, *token*), found through the index."""
+        for _, _, c, w in self.watch_index.get(path, ()):
+            if c is conn and w.token == token:
+                return w
+        return None
 
     def conn_delete_all_transactions(self, conn: Connection) -> None:
         """conn_delete_all_transactions() (xenstored_transaction.c)."""
@@ -236,6 +288,160 @@ class Daemon:
     def can_read(self, conn: Connection) -> bool:
         """domain_can_read(): False while a guest has quota-many replies it has not taken yet."""
         return conn.privileged or conn.outstanding < self.quotas.outstanding
+
+
+    # -- memory (C xenstored 4.17, xenstored_domain.c) -----------------------------------------
+    def domain_memory(self, domid: int) -> int:
+        """domain->memory: its nodes, its transactions' nodes, its watches, its queued output."""
+        mem = self.store.memory[domid]
+        dom = self.domains.get(domid)
+        c = dom.conn if dom is not None else None
+        if c is not None:
+            mem += c.out_bytes + sum(len(w.node) + len(w.token) for w in c.watches)
+            if c.tx_memory:  # nodes its open transactions wrote ("<generation>/<name>" records)
+                open_now = {(t.id, t.generation) for t in c.transactions.values()}
+                for key in [k for k in c.tx_memory if k not in open_now]:
+                    del c.tx_memory[key]  # ended: the records went with the transaction
+                mem += sum(sum(sizes.values()) for sizes in c.tx_memory.values())
+        return mem
+
+    def domain_chk_quota(self, domid: int, mem: int) -> bool:
+        """domain_chk_quota(): True at or over the hard quota; logs each crossing (10 s apart at most)."""
+        dom = self.domains.get(domid)
+        if dom is None or domid == 0 or self.personality != "cxenstored":
+            return False
+        hard, soft = self.quotas.memory, self.quotas.memory_soft
+        now = self.clock() if self.clock is not None else 0.0
+        if hard and mem >= hard:
+            if not dom.hard_quota_reported:
+                dom.hard_quota_reported, dom.mem_last_msg = True, now
+                self._quota_message(dom, "hard", f"Domain {domid} exceeds hard memory quota, "
+                                    "Xenstore interface to domain stalled")
+            return True
+        if dom.mem_last_msg is None or now - dom.mem_last_msg >= MEM_WARN_MINTIME_SEC:
+            if dom.hard_quota_reported:
+                dom.hard_quota_reported, dom.mem_last_msg = False, now
+                self._quota_message(dom, "soft" if dom.soft_quota_reported else "ok",
+                                    f"Domain {domid} below hard memory quota again")
+            if soft and mem >= soft and not dom.soft_quota_reported:
+                dom.soft_quota_reported, dom.mem_last_msg = True, now
+                self._quota_message(dom, "soft", f"Domain {domid} exceeds soft memory quota")
+            if mem < soft and dom.soft_quota_reported:
+                dom.soft_quota_reported, dom.mem_last_msg = False, now
+                self._quota_message(dom, "ok", f"Domain {domid} below soft memory quota again")
+        return False
+
+    def _quota_message(self, dom: Domain, state: str, text: str) -> None:
+        before = "hard" if state != "hard" and dom.hard_quota_reported else None
+        self.row("xenstored/memory_quota", f"d{dom.domid}", before, None if state == "ok" else state)
+        self.log.append(text)
+
+    def domain_memory_chk(self, domid: int, add: int) -> bool:
+        """domain_memory_add_chk(): True (the caller answers ENOMEM) if *domid* would be over its quota."""
+        if domid == 0 or self.personality != "cxenstored" or not self.quotas.memory:
+            return False
+        return self.domain_chk_quota(domid, self.domain_memory(domid) + add)
+
+    def domain_can_read(self, conn: Connection) -> bool:
+        """domain_can_read()'s quota part: a guest at its hard memory quota, or (oxenstored) one
+        whose fired events wait in its overflow queue, is not read from."""
+        if conn.overflow:
+            return False
+        if conn.privileged or self.personality != "cxenstored" or not self.quotas.memory:
+            return True
+        return not self.domain_chk_quota(conn.domid, self.domain_memory(conn.domid))
+
+    def check_event_timeout(self, conn: Connection) -> int:
+        """check_event_timeout(): drop watch events not yet started that waited too long; how many."""
+        if not conn.deadlines or self.clock is None:
+            return 0
+        now = self.clock()
+        doomed: set[int] = set()
+        while conn.deadlines and conn.deadlines[0][0] <= now:
+            doomed.add(id(conn.deadlines.popleft()[1]))
+        if not doomed:
+            return 0
+        before = conn.out_bytes
+        conn.drop_output(doomed)
+        gone = len(doomed) if before != conn.out_bytes else 0
+        if gone:
+            self.log.append(f"{conn.name}: {gone} watch events timed out")
+            self.record("check_event_timeout", f"{conn.name}: {gone} watch event{'s' * (gone != 1)} "
+                        f"unsent for {self.quotas.watch_event_timeout} s dropped")
+        return gone
+
+    def take_message(self, conn: Connection) -> Message | None:
+        """The next message for a transport to send (freed as C's free_buffered_data frees it).
+
+        oxenstored: the room it leaves lets waiting watch events move up (flush_pipe).
+        """
+        msg = conn.pop_output()
+        if msg is not None and conn.deadlines and conn.deadlines[0][1] is msg:
+            conn.deadlines.popleft()
+        if self.personality == "oxenstored" and (conn.watch_pending or self._overflowing):
+            self.flush_watch_events(conn)
+        return msg
+
+    def take_all(self, conn: Connection) -> list[Message]:
+        """Every message queued for *conn* (a transport that buffers them itself)."""
+        if not conn.watch_pending and not self._overflowing:  # nothing waits for room: all at once
+            return conn.take_output()
+        msgs = []
+        while True:
+            msg = self.take_message(conn)
+            if msg is None:
+                return msgs
+            msgs.append(msg)
+
+    # -- oxenstored's bounded event pipes (connection.ml, xb.ml) -----------------------------------
+    def _xb_queue(self, target: Connection, msg: Message) -> bool:
+        """Xb.queue: room for one more event in the output queue (quota-maxwatchevents of them)."""
+        limit = self.quotas.watch_events
+        if target.out_event_count >= limit or len(target.out) >= self.quotas.outstanding + limit:
+            return False
+        self._queue(target, msg)
+        return True
+
+    def _flush_watch(self, target: Connection, w: Watch) -> None:
+        pend = target.watch_pending.get(w)
+        while pend and self._xb_queue(target, pend[0]):
+            pend.popleft()
+        if pend is not None and not pend:
+            del target.watch_pending[w]
+
+    def _push_watch(self, target: Connection, w: Watch, msg: Message) -> bool:
+        """BoundedPipe.push into the watch's pending_watchevents (capacity quota-maxwatchevents)."""
+        self._flush_watch(target, w)
+        pend = target.watch_pending.setdefault(w, deque())
+        if len(pend) >= self.quotas.watch_events:
+            return False
+        pend.append(msg)
+        self._flush_watch(target, w)
+        return True
+
+    def _flush_source(self, source: Connection) -> None:
+        while source.overflow:
+            target, w, msg = source.overflow[0]
+            if not target.closed and not self._push_watch(target, w, msg):
+                return
+            source.overflow.popleft()
+
+    def flush_watch_events(self, conn: Connection) -> None:
+        """send_watchevents(): move waiting events on as far as there is room."""
+        for w in list(conn.watch_pending):
+            self._flush_watch(conn, w)
+        for source in list(self._overflowing):
+            self._flush_source(source)
+            if not source.overflow:
+                self._overflowing.remove(source)
+
+    def fire_single_watch(self, target: Connection, w: Watch, msg: Message) -> None:
+        """fire_single_watch_unchecked(): the event joins the firing connection's overflow pipe."""
+        source = self._source if self._source is not None and not self._source.closed else target
+        source.overflow.append((target, w, msg))
+        self._flush_source(source)
+        if source.overflow and source not in self._overflowing:
+            self._overflowing.append(source)
 
     # -- trace ---------------------------------------------------------------------------
     def row(self, table: str, key: str, before: object, after: object) -> None:
@@ -255,7 +461,9 @@ class Daemon:
 
     # -- output ----------------------------------------------------------------------------
     def _queue(self, conn: Connection, msg: Message) -> None:
-        conn.out.append(msg)
+        conn.push_output(msg)
+        if conn is self._source and msg.type != T.XS_WATCH_EVENT:
+            self._reply = msg
         if conn not in self._touched:
             self._touched.append(conn)
 
@@ -273,6 +481,10 @@ class Daemon:
         if len(payload) > XENSTORE_PAYLOAD_MAX:
             self.send_error(conn, req, 7)  # E2BIG
             return
+        if len(payload) > DEFAULT_BUFFER_SIZE and self.domain_memory_chk(conn.domid,
+                                                                         len(payload) + XSD_SOCKMSG_SIZE):
+            self.send_error(conn, req, ENOMEM)
+            return
         self._answer(conn, Message(req.type if type is None else type, req.req_id, req.tx_id, payload))
 
     def send_ack(self, conn: Connection, req: Message) -> None:
@@ -284,21 +496,35 @@ class Daemon:
         name = XSD_ERROR_BY_ERRNO.get(err, "EINVAL")
         self._answer(conn, Message(T.XS_ERROR, req.req_id, req.tx_id, name.encode() + b"\0"))
 
-    def send_event(self, conn: Connection, path: str, token: str) -> None:
-        """send_event(): a WATCH_EVENT (req_id 0); over-long ones dropped, and queued duplicates too.
+    def send_event(self, conn: Connection, path: str, token: str, w: Watch | None = None) -> None:
+        """send_event(): a WATCH_EVENT (req_id 0); what each daemon then does with it.
 
-        Dropping an event identical to one still queued is C xenstored's (XSA-326, "don't buffer
-        multiple identical watch events"); oxenstored sends every one: a transaction that mkdirs
-        and then set_perms the same node fires two events there (libxl's device add does that).
+        C xenstored (XSA-326): an event identical to one still queued is dropped ("don't buffer
+        multiple identical watch events"), so is one that would take a guest over its hard
+        memory quota, and a guest's event gets a deadline (``-w watch-event=``, 20 s).
+        oxenstored sends every one (a transaction that mkdirs and then set_perms the same node
+        fires two events there, libxl's device add does that) through its bounded pipes.
         """
         payload = path.encode("latin-1") + b"\0" + token.encode("latin-1") + b"\0"
         if len(payload) > XENSTORE_PAYLOAD_MAX:
             return
         msg = Message(T.XS_WATCH_EVENT, 0, 0, payload)
-        if self.personality == "cxenstored" and not path.startswith("@") and msg in conn.out:
+        if self.personality == "oxenstored":
+            self._events += 1
+            if w is None or not self.quotas.watch_events:
+                self._queue(conn, msg)
+            else:
+                self.fire_single_watch(conn, w, msg)
+            return
+        if not path.startswith("@") and conn.out_events[payload]:
+            return
+        if self.domain_memory_chk(conn.domid, len(payload) + XSD_SOCKMSG_SIZE):
+            self._dropped += 1
             return
         self._events += 1
         self._queue(conn, msg)
+        if self.quotas.watch_event_timeout and not conn.privileged and self.clock is not None:
+            conn.deadlines.append((self.clock() + self.quotas.watch_event_timeout, msg))
 
     def _flush(self) -> None:
         touched, self._touched = self._touched, []
@@ -327,15 +553,22 @@ class Daemon:
             tx.queue_watches(name, exact, perms if perms is not None else (node.perms if node else None))
             return
         special = name in self.special_perms
-        for conn in list(self.connections):
-            if special:
-                if not conn.perm(self.special_perms[name]) & XS_PERM_READ:
-                    continue
-            elif not self.watch_permitted(conn, name, node, perms):
-                continue
-            for w in conn.watches:
-                if (name == w.node) if exact else is_child(name, w.node):
-                    self.send_event(conn, get_watch_path(w, name), w.token)
+        matches = [m for key in ((name,) if exact else watch_prefixes(name))
+                   for m in self.watch_index.get(key, ())]
+        if not matches:
+            return
+        matches.sort(key=lambda m: (m[0], m[1]))  # connection order, then registration order
+        allowed: dict[int, bool] = {}
+        for number, _, conn, w in matches:
+            ok = allowed.get(number)
+            if ok is None:
+                if special:
+                    ok = bool(conn.perm(self.special_perms[name]) & XS_PERM_READ)
+                else:
+                    ok = self.watch_permitted(conn, name, node, perms)
+                allowed[number] = ok
+            if ok:
+                self.send_event(conn, get_watch_path(w, name), w.token, w)
 
     # -- Python-facing requests as dom0 (traced, watches fire) ---------------------------------------
     def request(self, type: int, *args: str, value: bytes | None = None) -> bytes:
@@ -344,7 +577,7 @@ class Daemon:
             self._lab = self.new_connection(0, "socket-lab")
         payload = b"".join(a.encode("latin-1") + b"\0" for a in args) + (value or b"")
         self.handle(self._lab, Message(type, 0, 0, payload))
-        replies = [m for m in self._lab.take_output() if m.type != T.XS_WATCH_EVENT]
+        replies = [m for m in self.take_all(self._lab) if m.type != T.XS_WATCH_EVENT]
         reply = replies[-1]
         if reply.type == T.XS_ERROR:
             name = reply.payload.rstrip(b"\0").decode()
@@ -426,20 +659,27 @@ class Daemon:
                 self.send_error(conn, msg, ENOENT)
                 self.record("process_message", f"{conn.name}: no transaction {msg.tx_id} -> ENOENT")
                 return
-        before = len(conn.out)
         self._events = 0
-        if isinstance(tx, OcamlTransaction) and msg.type != T.XS_TRANSACTION_END:
-            # check_quota_exn (transaction.ml): a guest's transaction holds quota-maxrequests
-            # requests; the next ones get EQUOTA and are not remembered for the replay
-            if tx.node_limit is not None and len(tx.operations) >= tx.node_limit:
-                self._answer(conn, Message(T.XS_ERROR, msg.req_id, msg.tx_id, b"EQUOTA\0"))
+        self._dropped = 0
+        self._reply = None
+        self._source = conn
+        try:
+            if isinstance(tx, OcamlTransaction) and msg.type != T.XS_TRANSACTION_END:
+                # check_quota_exn (transaction.ml): a guest's transaction holds quota-maxrequests
+                # requests; the next ones get EQUOTA and are not remembered for the replay
+                if tx.node_limit is not None and len(tx.operations) >= tx.node_limit:
+                    self._answer(conn, Message(T.XS_ERROR, msg.req_id, msg.tx_id, b"EQUOTA\0"))
+                else:
+                    tx.add_operation(msg, self.run_op(conn, msg, tx, func, fname))
             else:
-                tx.add_operation(msg, self.run_op(conn, msg, tx, func, fname))
-        else:
-            self.run_op(conn, msg, tx, func, fname)
+                self.run_op(conn, msg, tx, func, fname)
+        finally:
+            self._source = None
         if self.trace.enabled:
             events = f"; {self._events} watch event{'s' * (self._events != 1)}" if self._events else ""
-            reply = outcome(conn, msg, before)
+            if self._dropped:
+                events += f"; {self._dropped} dropped (hard memory quota)"
+            reply = outcome(msg, self._reply)
             self.record(fname, f"{conn.name}: {describe(msg)} -> {reply}{events}", source)
         else:
             self.store.pending.clear()
@@ -493,18 +733,16 @@ def describe(msg: Message) -> str:
     return f"{kind}{tx} {text!r}"
 
 
-def outcome(conn: Connection, msg: Message, before: int) -> str:
+def outcome(msg: Message, reply: Message | None) -> str:
     """The reply to *msg* as one stable word or short text."""
-    for reply in list(conn.out)[before:]:
-        if reply.type == T.XS_WATCH_EVENT or reply.req_id != msg.req_id:
-            continue
-        if reply.type == T.XS_ERROR:
-            return reply.payload.rstrip(b"\0").decode()
-        if reply.payload == b"OK\0":
-            return "OK"
-        text = reply.payload[:48].decode("latin-1").replace("\0", " ").rstrip()
-        return repr(text) + ("..." if len(reply.payload) > 48 else "")
-    return "no reply"
+    if reply is None or reply.req_id != msg.req_id:
+        return "no reply"
+    if reply.type == T.XS_ERROR:
+        return reply.payload.rstrip(b"\0").decode()
+    if reply.payload == b"OK\0":
+        return "OK"
+    text = reply.payload[:48].decode("latin-1").replace("\0", " ").rstrip()
+    return repr(text) + ("..." if len(reply.payload) > 48 else "")
 
 
 __all__ = ["Connection", "Daemon", "Domain", "WIRE_FUNCS"]

@@ -32,8 +32,6 @@ if TYPE_CHECKING:
 
 SOURCE = "tools/xenstore/xenstored_domain.c"
 DOMID_SELF = 0x7FF0
-#: quota_memory_per_domain_hard (bytes); listed by CONTROL quota, not enforced by the lab.
-QUOTA_MEMORY_HARD = 2 * 1024 * 1024 + 512 * 1024
 
 
 def onearg_domain(daemon: Daemon, payload: bytes) -> Domain:
@@ -93,8 +91,7 @@ def domain_conn_reset(daemon: Daemon, conn: Connection) -> None:
     """domain_conn_reset(): forget the connection's watches, transactions and unsent output."""
     daemon.conn_delete_all_watches(conn)
     daemon.conn_delete_all_transactions(conn)
-    conn.out.clear()
-    conn.outstanding = 0
+    conn.clear_output()
     if conn.on_reset is not None:  # req_cons = req_prod = rsp_cons = rsp_prod = 0
         conn.on_reset(conn)
 
@@ -229,6 +226,7 @@ _QUOTA_ROWS = (
     ("transactions", "transactions", "Transactions per domain"),
     ("outstanding", "outstanding", "Outstanding requests per domain"),
     ("transaction-nodes", "transaction_nodes", "Max. number of accessed nodes per transaction"),
+    ("memory", "memory", "Total Xenstore memory per domain (error level)"),
     ("node-size", "node_size", "Max. size of a node"),
     ("path-max", "path_max", "Max. length of a node path"),
     ("permissions", "perms", "Max. number of permissions per node"),
@@ -267,7 +265,6 @@ def control_quota(daemon: Daemon, args: list[str]) -> str:
         lines = ["Quota settings:"]
         for name, field, descr in _QUOTA_ROWS:
             lines.append(f"{name:<17}: {getattr(daemon.quotas, field):8d} {descr}")
-        lines.append(f"{'memory':<17}: {QUOTA_MEMORY_HARD:8d} Total Xenstore memory per domain (error level)")
         return "\n".join(lines) + "\n"
     if args[0] == "set":  # quota_set(): atoi() of the value, which must be at least 1
         fields = {name: field for name, field, _ in _QUOTA_ROWS}
@@ -283,6 +280,6 @@ def control_quota(daemon: Daemon, args: list[str]) -> str:
         c = dom.conn
         rows = [("nodes", daemon.store.entries_of(domid)), ("watches", len(c.watches) if c else 0),
                 ("transactions", c.transaction_started if c else 0),
-                ("outstanding", c.outstanding if c else 0)]
-        return f"Domain {domid}:\n" + "".join(f"{n:<16} {v:8d}\n" for n, v in rows)
+                ("outstanding", c.outstanding if c else 0), ("memory", daemon.domain_memory(domid))]
+        return f"Domain {domid}:\n" + "".join(f"{n:<16}: {v:8d}\n" for n, v in rows)
     raise XenstoreError(EINVAL, "quota arguments")

@@ -95,7 +95,39 @@ def write_node(daemon: Daemon, conn: Connection, v: View, name: str, node: Node,
         if isinstance(v, Transaction):
             v.fail = True
         raise QuotaError(ENOSPC, f"{name}: node record of {node.record_size()} bytes")
+    if not no_quota_check:
+        node_memory_chk(daemon, conn, v, [(name, node)])
     return v.write_node(name, node)
+
+
+def node_memory_chk(daemon: Daemon, conn: Connection, v: View, records: list[tuple[str, Node]]) -> None:
+    """do_tdb_write()'s domain_memory_add(): ENOMEM if writing *records* takes a guest over its quota.
+
+    A committed record is charged to its owner (record + name, the old record given back); one
+    written inside a transaction to the transaction's connection, keyed ``<generation>/<name>``.
+    """
+    add: dict[int, int] = {}
+    tx = v if isinstance(v, Transaction) else None
+    sizes = conn.tx_memory.setdefault((tx.id, tx.generation), {}) if tx is not None else None
+    written: dict[str, int] = {}
+    for name, node in records:
+        domid = conn.domid if tx is not None else node.owner
+        if not domid or daemon.personality != "cxenstored":  # dom0 is never checked: no sizes to sum
+            continue
+        if sizes is not None and tx is not None:
+            size = node.record_size() + len(str(tx.generation)) + 1 + len(name)
+            gone = sizes.get(name, 0)
+            written[name] = size
+        else:
+            size = node.record_size() + len(name)
+            old = daemon.store.nodes.get(name)
+            gone = old.record_size() + len(name) if old is not None and old.owner == domid else 0
+        add[domid] = add.get(domid, 0) + size - gone
+    for domid, mem in sorted(add.items()):
+        if daemon.domain_memory_chk(domid, mem):
+            raise XenstoreError(ENOMEM, f"{name}: domain {domid} over its memory quota")
+    if sizes is not None:
+        sizes.update(written)
 
 
 def create_node(daemon: Daemon, conn: Connection, v: View, name: str, value: bytes) -> Node:
@@ -135,44 +167,46 @@ def create_node(daemon: Daemon, conn: Connection, v: View, name: str, value: byt
         if tx is not None:
             tx.fail = True
         raise QuotaError(ENOSPC, f"{parent_name}: node record of {top.record_size()} bytes")
+    node_memory_chk(daemon, conn, v, [*new, (parent_name, top)])
     written = [v.write_node(n, node) for n, node in new]
     v.write_node(parent_name, top)
     return written[0]
 
 
 def rm_node(daemon: Daemon, conn: Connection | None, v: View, name: str) -> None:
-    """rm_node(): delete *name* and everything below it, children first, firing watches as it goes."""
+    """rm_node(): delete *name* and everything below it, children first, firing watches as it goes.
+
+    walk_node_tree() with delnode_sub() as exit function, post-order. After each child C's
+    rm_from_parent() rewrites the parent (inside the subtree) without it: one write_node(),
+    so one generation number, for a record deleted a moment later and never seen by anyone.
+    Here the walk takes that generation number and skips rebuilding the children list, so
+    removing n children costs O(n), not O(n^2).
+    """
     parent_name = get_parent(name)
     if v.read_node(parent_name) is None:
         raise XenstoreError(EINVAL, f"{name}: no parent")
     tx = v if isinstance(v, Transaction) else None
-    # walk_node_tree() with delnode_sub() as exit function: post-order.
-    stack: list[tuple[str, int]] = [(name, 0)]
+    root = v.read_node(name)
+    stack: list[tuple[str, Node | None, int]] = [(name, root, 0)]
     while stack:
-        path, idx = stack[-1]
-        node = v.read_node(path)
+        path, node, idx = stack[-1]
         if node is not None and idx < len(node.children):
-            stack[-1] = (path, idx + 1)
-            stack.append((child_name(path, node.children[idx]), 0))
+            stack[-1] = (path, node, idx + 1)
+            child = child_name(path, node.children[idx])
+            stack.append((child, v.read_node(child), 0))
             continue
         stack.pop()
         if node is None:
             continue
         v.delete_node(path)
+        if tx is not None and conn is not None and conn.tx_memory:
+            conn.tx_memory.get((tx.id, tx.generation), {}).pop(path, None)
         daemon.fire_watches(tx, path, node, path != name)
-        if stack:  # rm_from_parent(): the parent inside the subtree is rewritten without it
-            up = stack[-1][0]
-            pnode = v.read_node(up)
-            if pnode is not None:
-                kids = list(pnode.children)
-                kids.remove(basename(path))
-                stack[-1] = (up, stack[-1][1] - 1)
-                v.write_node(up, Node(pnode.value, pnode.perms, tuple(kids)))
+        if stack:  # rm_from_parent(): the parent's write_node() (generation++)
+            daemon.store.generation += 1
     parent = v.read_node(parent_name)
     if parent is not None and basename(name) in parent.children:
-        kids = list(parent.children)
-        kids.remove(basename(name))
-        v.write_node(parent_name, Node(parent.value, parent.perms, tuple(kids)))
+        v.write_node(parent_name, Node(parent.value, parent.perms, parent.children.without(basename(name))))
 
 
 # -- the operations ----------------------------------------------------------------------------

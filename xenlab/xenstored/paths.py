@@ -74,6 +74,15 @@ def child_name(parent: str, child: str) -> str:
     return f"/{child}" if parent == "/" else f"{parent}/{child}"
 
 
+def watch_prefixes(name: str) -> list[str]:
+    """Every *parent* with is_child(*name*, parent): ``/``, each ancestor of *name*, *name* itself."""
+    out = ["/"]
+    out += [name[:i] for i in range(1, len(name)) if name[i] == "/"]
+    if name != "/":
+        out.append(name)
+    return out
+
+
 def is_child(child: str, parent: str) -> bool:
     """is_child(): *child* is *parent* or below it; everything is below ``/`` (xenstored_watch.c)."""
     if parent == "/":

@@ -97,19 +97,23 @@ class RingConnection:
     # Daemon output --------------------------------------------------------------------
 
     def _take_output(self, conn: Connection) -> None:
-        """conn.on_output: queue the daemon's replies and events as ring segments."""
-        msgs = list(conn.take_output())
+        """conn.on_output: the replies stay on the daemon's queue (out_list) until there is room."""
         if self.ignored:
+            conn.clear_output()
+
+    def _fill(self) -> None:
+        """write_messages() taking the head of out_list: one message as ring segments."""
+        msg = self.server.daemon.take_message(self.conn)
+        if msg is None:
             return
-        for msg in msgs:
-            data = wire.encode(msg)
-            counted = msg.type != XS_WATCH_EVENT
-            self.replies_queued += counted
-            if self.cxs:  # write_messages(): the header, then the payload (even an empty one)
-                self.out.append([bytearray(data[:XSD_SOCKMSG_SIZE]), True, False])
-                self.out.append([bytearray(data[XSD_SOCKMSG_SIZE:]), False, counted])
-            else:
-                self.out.append([bytearray(data), False, counted])
+        data = wire.encode(msg)
+        counted = msg.type != XS_WATCH_EVENT
+        self.replies_queued += counted
+        if self.cxs:  # write_messages(): the header, then the payload (even an empty one)
+            self.out.append([bytearray(data[:XSD_SOCKMSG_SIZE]), True, False])
+            self.out.append([bytearray(data[XSD_SOCKMSG_SIZE:]), False, counted])
+        else:
+            self.out.append([bytearray(data), False, counted])
 
     @property
     def cxs(self) -> bool:
@@ -118,19 +122,23 @@ class RingConnection:
 
     @property
     def queued(self) -> int:
-        """Reply bytes waiting for room in the response ring."""
-        return sum(len(seg[0]) for seg in self.out)
+        """Reply bytes waiting for room in the response ring (the message being written, and the rest)."""
+        return sum(len(seg[0]) for seg in self.out) + self.conn.out_bytes
 
     def conn_can_read(self) -> bool:
         """conn_can_read(): requests waiting, and the guest not over its outstanding-replies quota."""
         if self.ignored or self.intf.req_cons == self.intf.req_prod:
             return False
+        if not self.server.daemon.domain_can_read(self.conn):
+            return False
         if self.conn.privileged:
             return True
-        return self.replies_queued < self.server.daemon.quotas.outstanding
+        return self.replies_queued + self.conn.outstanding < self.server.daemon.quotas.outstanding
 
     def conn_can_write(self) -> bool:
         """conn_can_write(): output queued and the response ring not full (domain_can_write)."""
+        if not self.out and not self.ignored:
+            self._fill()
         return (not self.ignored and bool(self.out)
                 and ((self.intf.rsp_prod - self.intf.rsp_cons) & _U32) != XENSTORE_RING_SIZE)
 
@@ -428,6 +436,8 @@ class RingServer:
         moved = 0
         for rc in self.rings.values():
             rc.check_reconnect()
+            if not rc.ignored:
+                self.daemon.check_event_timeout(rc.conn)
         # main(): pass over every connection, one input and one output step each, and poll
         # again at once (timeout 0) while any ring still has work.
         busy = True

@@ -19,17 +19,20 @@ guest, in one selectors loop, in the foreground (it never daemonizes).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import os
 import signal
 import socket
 import sys
+import time
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from xenlab.abi.xs_wire import XENSTORE_SERVER_FEATURE_RECONNECTION
 from xenlab.base.trace import Trace
 from xenlab.xenstored.daemon import Daemon
+from xenlab.xenstored.quota import Quotas
 from xenlab.xenstored.unix import DEFAULT_MAX_OUTPUT, UnixServer
 
 if TYPE_CHECKING:
@@ -59,6 +62,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="which real daemon to behave like (default: cxenstored)")
     p.add_argument("--max-output", type=int, default=DEFAULT_MAX_OUTPUT, metavar="BYTES",
                    help="unread reply bytes after which a client is dropped")
+    p.add_argument("-Q", "--quota", action="append", default=[], metavar="WHAT=NB",
+                   help="cxenstored: hard quota (memory, outstanding, transaction-nodes), as xenstored -Q")
+    p.add_argument("-q", "--quota-soft", action="append", default=[], metavar="WHAT=NB",
+                   help="cxenstored: soft quota (memory), as xenstored -q")
+    p.add_argument("-w", "--timeout", action="append", default=[], metavar="WHAT=SECONDS",
+                   help="cxenstored: timeout (watch-event), as xenstored -w")
+    p.add_argument("--config-file", metavar="FILE",
+                   help="oxenstored: read quota-* settings from an oxenstored.conf")
     return p
 
 
@@ -71,14 +82,51 @@ def no_xen_introduce(domid: int, mfn: int, port: int) -> int:
     return -errno.EINVAL
 
 
-def make_daemon(personality: str) -> Daemon:
-    """A fresh lab Daemon with the personality's features and name."""
+#: xenstored -Q / -q / -w names (set_quota(), set_timeout() in xenstored_core.c) -> Quotas fields
+C_HARD = {"outstanding": "outstanding", "transaction-nodes": "transaction_nodes", "memory": "memory"}
+C_SOFT = {"memory": "memory_soft"}
+C_TIMEOUT = {"watch-event": "watch_event_timeout"}
+#: oxenstored.conf keys (xenstored.ml) -> Quotas fields
+OX_CONF = {"quota-maxentity": "nodes", "quota-maxsize": "node_size", "quota-maxwatch": "watches",
+           "quota-transaction": "transactions", "quota-maxrequests": "transaction_nodes",
+           "quota-path-max": "path_max", "quota-maxoutstanding": "outstanding",
+           "quota-maxwatchevents": "watch_events"}
+
+
+def quotas_from_args(personality: str, args: argparse.Namespace) -> Quotas:
+    """The personality's defaults with the command line's settings applied (ValueError: bad one)."""
+    quotas = Quotas.oxenstored() if personality == "oxenstored" else Quotas()
+    c_opts = [(C_HARD, a, "-Q") for a in args.quota] + [(C_SOFT, a, "-q") for a in args.quota_soft] + \
+        [(C_TIMEOUT, a, "-w") for a in args.timeout]
+    if c_opts and personality != "cxenstored":
+        raise ValueError("-Q/-q/-w are C xenstored's options; oxenstored reads --config-file")
+    for names, arg, opt in c_opts:
+        what, eq, value = arg.partition("=")
+        if not eq or what not in names or not value.isascii() or not value.isdigit():
+            raise ValueError(f"{opt} {arg}: want <what>=<number>, <what> one of {', '.join(names)}")
+        quotas = dataclasses.replace(quotas, **{names[what]: int(value)})
+    if args.config_file is not None:
+        if personality != "oxenstored":
+            raise ValueError("--config-file is oxenstored's option")
+        with open(args.config_file, encoding="utf-8") as f:
+            for line in f:
+                key, eq, value = line.split("#", 1)[0].partition("=")
+                key, value = key.strip(), value.strip()
+                if eq and key in OX_CONF:
+                    quotas = dataclasses.replace(quotas, **{OX_CONF[key]: int(value)})
+    return quotas
+
+
+def make_daemon(personality: str, quotas: Quotas | None = None) -> Daemon:
+    """A fresh lab Daemon with the personality's features and name, on the monotonic clock."""
     features, name = PERSONALITIES[personality]
     # A long-running daemon must not keep every step it ever took: the trace is for the
     # simulated machine's views; here --trace logs lines instead.
     trace = Trace()
     trace.enabled = False
-    return Daemon(trace=trace, features=features, name=name)
+    daemon = Daemon(trace=trace, features=features, name=name, quotas=quotas)
+    daemon.clock = time.monotonic
+    return daemon
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,7 +142,12 @@ def run(args: argparse.Namespace) -> int:
     if args.max_output < 1:
         print(f"xenlab serve: --max-output must be at least 1 byte, not {args.max_output}", file=sys.stderr)
         return 2
-    daemon = make_daemon(args.personality)
+    try:
+        quotas = quotas_from_args(args.personality, args)
+    except (ValueError, OSError) as exc:
+        print(f"xenlab serve: {exc}", file=sys.stderr)
+        return 2
+    daemon = make_daemon(args.personality, quotas)
     daemon.log_error = log  # an internal error is always logged, with its traceback
     daemon.on_introduce = no_xen_introduce  # --real replaces it with the ring server's
     try:

@@ -19,8 +19,9 @@ the request.
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from xenlab.abi.errno import EINVAL, ENOENT, errno_name
@@ -45,14 +46,97 @@ class QuotaError(XenstoreError):
     """A per-domain quota was hit (C xenstored answers the errno; oxenstored says EQUOTA)."""
 
 
+class Children(Sequence[str]):
+    """A node's child names: an immutable view of the first n names of a list it may share.
+
+    Adding a name to the newest view of a list extends that list in place, O(1); every
+    older view (a record a transaction or a snapshot still holds) keeps seeing its own n
+    names. Removing one copies, O(n). A *sorted* view (oxenstored's children are a sorted
+    map) keeps the names as they came and shows them sorted, sorting once per view when
+    first read, so a create never re-sorts and never copies.
+    """
+
+    __slots__ = ("_names", "_n", "_sorted", "_order")
+
+    def __init__(self, names: Iterable[str] = (), n: int | None = None, *, ordered: bool = False) -> None:
+        if n is not None and isinstance(names, list):
+            self._names, self._n = names, n
+        else:
+            self._names = list(names)
+            self._n = len(self._names)
+        self._order = ordered
+        self._sorted: list[str] | None = None
+
+    def _view(self) -> list[str]:
+        if not self._order:
+            return self._names[:self._n] if self._n != len(self._names) else self._names
+        if self._sorted is None:
+            self._sorted = sorted(itertools.islice(self._names, self._n))
+        return self._sorted
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: int | slice) -> str | tuple[str, ...]:  # type: ignore[override]
+        if isinstance(i, slice):
+            return tuple(self._view()[i])
+        if i < 0:
+            i += self._n
+        if not 0 <= i < self._n:
+            raise IndexError(i)
+        return self._view()[i] if self._order else self._names[i]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._view()) if self._order else itertools.islice(self._names, self._n)
+
+    def __contains__(self, name: object) -> bool:
+        try:
+            self._names.index(name, 0, self._n)  # type: ignore[arg-type]
+        except ValueError:
+            return False
+        return True
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Children):
+            return self._n == other._n and list(self) == list(other)
+        if isinstance(other, tuple | list):
+            return list(self) == list(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"Children({list(self)!r})"
+
+    def added(self, name: str, *, ordered: bool = False) -> Children:
+        """A view with *name* added: at the end, or (``ordered``) in sorted place."""
+        if self._order == ordered and self._n and len(self._names) == self._n:
+            self._names.append(name)  # in place: older views still see their first n
+            return Children(self._names, self._n + 1, ordered=ordered)
+        names = list(self) if ordered else self._names[:self._n]
+        names.append(name)
+        return Children(names, len(names), ordered=ordered)
+
+    def without(self, name: str) -> Children:
+        """A copy without *name*."""
+        names = self._names[:self._n]
+        names.remove(name)
+        return Children(names, len(names), ordered=self._order)
+
+
 @dataclass(frozen=True)
 class Node:
     """One TDB record: value, permissions (owner first), child names, generation."""
 
     value: bytes = b""
     perms: Perms = ((XS_PERM_NONE, 0),)
-    children: tuple[str, ...] = ()
+    children: Children = Children()
     generation: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.children, Children):  # a tuple or list given by hand
+            object.__setattr__(self, "children", Children(self.children))
 
     @property
     def owner(self) -> int:
@@ -92,10 +176,17 @@ class Store:
     #: record of every path changed while it is open, on the path's first change
     snapshots: list[dict[str, Node | None]] = field(default_factory=list)
 
-    def add_child(self, children: tuple[str, ...], name: str) -> tuple[str, ...]:
-        """add_child(): *children* with *name* appended (or inserted in order for oxenstored)."""
-        kids = children + (name,)
-        return tuple(sorted(kids)) if self.sorted_children else kids
+    #: bytes of the records (and keys) each unprivileged owner's nodes take (do_tdb_write accounting)
+    memory: Counter[int] = field(default_factory=Counter)
+
+    def add_child(self, children: Sequence[str], name: str) -> Children:
+        """add_child(): *children* with *name* appended (oxenstored: in sorted place), O(1).
+
+        C xenstored appends; oxenstored's children are a sorted map, shown sorted here
+        (sorted once when next read), never re-sorted or copied per create.
+        """
+        kids = children if isinstance(children, Children) else Children(children)
+        return kids.added(name, ordered=self.sorted_children)
 
     # -- the interface shared with Transaction ------------------------------------------
     def read_node(self, path: str) -> Node | None:
@@ -115,6 +206,10 @@ class Store:
             saved.setdefault(path, old)
         node = Node(node.value, node.perms, node.children, generation)
         self.nodes[path] = node
+        if old is not None and old.owner:
+            self.memory[old.owner] -= old.record_size() + len(path)
+        if node.owner:  # dom0's nodes are never checked, so never summed (a 100k-child /local is cheap)
+            self.memory[node.owner] += node.record_size() + len(path)
         if old is None:
             self.entries[node.owner] += 1
         elif old.owner != node.owner:
@@ -138,6 +233,8 @@ class Store:
             for saved in self.snapshots:
                 saved.setdefault(path, old)
             self.entries[old.owner] -= 1
+            if old.owner:
+                self.memory[old.owner] -= old.record_size() + len(path)
             self.pending.append((TREE, path, value_text(old.value), None))
             self.pending.append((PERMS, path, perms_text(old.perms), None))
 
@@ -249,6 +346,12 @@ class Store:
         counted = Counter(n.owner for n in self.nodes.values())
         if +counted != +self.entries:
             problems.append(f"node counts {dict(+self.entries)} differ from owners {dict(counted)}")
+        used: Counter[int] = Counter()
+        for name, node in self.nodes.items():
+            if node.owner:
+                used[node.owner] += node.record_size() + len(name)
+        if +used != +self.memory:
+            problems.append(f"node memory {dict(+self.memory)} differs from the records {dict(used)}")
         return sorted(problems)
 
 

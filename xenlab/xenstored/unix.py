@@ -13,6 +13,16 @@ A client loses its own connection, and nothing else, when it sends a header with
 len > 4096, closes inside a message, or lets more than ``max_output`` bytes of replies
 pile up unread (the XSA-326 lesson: unread replies must not grow without bound).
 Everything it already stored stays stored.
+
+Fairness: decoded requests wait in their client's queue; each turn serves the clients in
+rounds, one request each per round (C xenstored's main loop handles one input per
+connection per pass), at most ``_BURST`` rounds before it polls again, and a client whose
+queue is full is not read until it drains. A client the daemon holds back
+(``daemon.domain_can_read``: oxenstored's overflowing event pipe) waits its turn.
+
+At the descriptor limit (EMFILE/ENFILE) the listener leaves the poll set, with one log
+line, until a client goes or a second has passed: no busy loop. ``dropped`` keeps the
+last ``DROPPED_KEPT`` drops; ``dropped_total`` counts them all.
 """
 
 from __future__ import annotations
@@ -23,6 +33,8 @@ import os
 import selectors
 import socket
 import stat
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -37,6 +49,14 @@ if TYPE_CHECKING:
 #: Unread reply bytes a client may leave queued before it is dropped.
 DEFAULT_MAX_OUTPUT = 256 * 1024
 _READ_SIZE = 65536
+#: requests served per client in one turn before polling again
+_BURST = 64
+#: decoded requests a client may have waiting before its socket is not read
+_MAX_PENDING = 1024
+#: how many recent drops ``UnixServer.dropped`` keeps
+DROPPED_KEPT = 64
+#: seconds the listener rests after EMFILE when no client has gone meanwhile
+ACCEPT_BACKOFF = 1.0
 
 
 @dataclass
@@ -52,6 +72,11 @@ class SocketClient:
     why: str = ""
     doomed: str = ""
     last_out: list[wire.Message] = field(default_factory=list)
+    #: decoded requests not yet handed to the daemon, oldest first
+    pending: deque[wire.Message] = field(default_factory=deque)
+    #: why to drop the client once its pending requests are served (EOF, a protocol error)
+    finish: str = ""
+    reading: bool = True
 
 
 def describe(msg: wire.Message, limit: int = 60) -> str:
@@ -71,8 +96,15 @@ class UnixServer:
         self.log = log
         self.max_output = max_output
         self.clients: dict[int, SocketClient] = {}
-        self.dropped: list[tuple[int, str]] = []
+        self.dropped: deque[tuple[int, str]] = deque(maxlen=DROPPED_KEPT)
+        self.dropped_total = 0
+        #: monotonic time the listener was taken out of the poll set at the fd limit (None: listening)
+        self.accept_paused: float | None = None
+        self.accept_backoff = ACCEPT_BACKOFF
+        self._accept_logged = False
         self._doomed: list[SocketClient] = []
+        #: clients with decoded requests (or an EOF / protocol error) waiting, by number, in order
+        self._queued: dict[int, SocketClient] = {}
         self._numbers = 0
         self._sel = selectors.DefaultSelector()
         self._listener = self._listen(path)
@@ -125,6 +157,12 @@ class UnixServer:
 
     def service(self, timeout: float | None = None) -> None:
         """Wait up to *timeout* seconds for activity and process everything that is ready."""
+        if any(c.finish or c.pending and self.daemon.domain_can_read(c.conn) for c in self._queued.values()):
+            timeout = 0  # requests to serve (a client the daemon holds back waits for the poll)
+        elif self.accept_paused is not None:
+            timeout = self.accept_backoff if timeout is None else min(timeout, self.accept_backoff)
+        if self.accept_paused is not None and time.monotonic() - self.accept_paused >= self.accept_backoff:
+            self._resume_accept()
         for key, events in self._sel.select(timeout):
             data = key.data
             if data is None:
@@ -137,9 +175,68 @@ class UnixServer:
                     self._read(client)
                 if events & selectors.EVENT_WRITE and not client.closed:
                     self._write(client)
+        if self._queued:
+            self._serve_pending()
         while self._doomed:
             victim = self._doomed.pop()
             self._drop(victim, victim.doomed)
+
+    def _serve_pending(self) -> None:
+        """Round-robin: one request per client per round, _BURST rounds at most."""
+        queued = self._queued
+        for _ in range(_BURST):
+            served = False
+            for client in list(queued.values()):
+                if client.pending and not client.closed and self.daemon.domain_can_read(client.conn):
+                    self._dispatch(client, client.pending.popleft())
+                    served = True
+            if not served:
+                break
+        for number, client in list(queued.items()):
+            if client.closed:
+                del queued[number]
+            elif not client.pending:
+                del queued[number]
+                if client.finish:
+                    self._drop(client, client.finish)
+                elif not client.reading:
+                    client.reading = True
+                    self._set_interest(client)
+            elif not client.reading and not client.finish and len(client.pending) < _MAX_PENDING // 2:
+                client.reading = True
+                self._set_interest(client)
+
+    def _set_interest(self, client: SocketClient) -> None:
+        """Poll the socket for reading while its queue has room, for writing while output waits."""
+        want = selectors.EVENT_READ if client.reading else 0
+        if client.outbuf:
+            want |= selectors.EVENT_WRITE
+        key = self._sel.get_map().get(client.sock.fileno())
+        if key is None:
+            if want:
+                self._sel.register(client.sock, want, client)
+        elif not want:
+            self._sel.unregister(client.sock)
+        elif key.events != want:
+            self._sel.modify(client.sock, want, client)
+
+    def _pause_accept(self, why: str) -> None:
+        """At the fd limit: stop polling the listener until a descriptor frees; logged once until an
+        accept succeeds again."""
+        if self.accept_paused is not None:
+            return
+        self.accept_paused = time.monotonic()
+        with contextlib.suppress(KeyError, ValueError):
+            self._sel.unregister(self._listener)
+        if self.log is not None and not self._accept_logged:
+            self.log(f"accept failed: {why}; not accepting until a connection closes")
+        self._accept_logged = True
+
+    def _resume_accept(self) -> None:
+        if self.accept_paused is None:
+            return
+        self.accept_paused = None
+        self._sel.register(self._listener, selectors.EVENT_READ, None)
 
     def _accept(self) -> None:
         while True:
@@ -147,11 +244,11 @@ class UnixServer:
                 sock, _ = self._listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # EMFILE and friends: refuse this one, keep serving the others
-                if self.log is not None:
-                    self.log(f"accept failed: {errno.errorcode.get(exc.errno or 0, exc)}")
+            except OSError as exc:  # EMFILE and friends: rest the listener, keep serving the others
+                self._pause_accept(errno.errorcode.get(exc.errno or 0, str(exc)))
                 return
             sock.setblocking(False)
+            self._accept_logged = False
             self._numbers += 1
             conn = self.daemon.new_connection(domid=0, label=f"socket{self._numbers}")
             client = SocketClient(sock, conn, self._numbers)
@@ -170,14 +267,16 @@ class UnixServer:
         try:
             if not data:
                 client.decoder.close()
-                self._drop(client, "closed by client")
-                return
-            for msg in client.decoder.iter_feed(data):
-                self._dispatch(client, msg)
-                if client.closed:
-                    return
+                client.finish = "closed by client"
+            else:
+                client.pending.extend(client.decoder.iter_feed(data))
         except wire.ProtocolError as exc:
-            self._drop(client, f"protocol error: {exc}")
+            client.finish = f"protocol error: {exc}"
+        if client.pending or client.finish:
+            self._queued[client.number] = client
+        if client.finish or len(client.pending) >= _MAX_PENDING:
+            client.reading = False  # back-pressure: the socket waits until the queue drains
+            self._set_interest(client)
 
     def _dispatch(self, client: SocketClient, msg: wire.Message) -> None:
         client.last_out = []
@@ -195,7 +294,7 @@ class UnixServer:
 
     def _queue_output(self, client: SocketClient) -> None:
         """conn.on_output: move the daemon's queued replies into this client's byte buffer."""
-        msgs = list(client.conn.take_output())
+        msgs = self.daemon.take_all(client.conn)
         if client.closed or client.doomed:
             return
         client.last_out += msgs
@@ -219,22 +318,23 @@ class UnixServer:
             self._drop(client, f"send failed: {errno.errorcode.get(exc.errno or 0, exc)}")
             return
         del client.outbuf[:sent]
-        want = selectors.EVENT_READ | (selectors.EVENT_WRITE if client.outbuf else 0)
-        if self._sel.get_key(client.sock).events != want:
-            self._sel.modify(client.sock, want, client)
+        self._set_interest(client)
 
     def _drop(self, client: SocketClient, why: str) -> None:
         """Close one client (ignore_connection/talloc_free(conn) in xenstored_core.c); others carry on."""
         if client.closed:
             return
         client.closed, client.why = True, why
+        client.pending.clear()
         self.dropped.append((client.number, why))
+        self.dropped_total += 1
         if self.log is not None:
             self.log(f"socket{client.number} dropped: {why}")
         with contextlib.suppress(KeyError, ValueError):
             self._sel.unregister(client.sock)
         client.sock.close()
         self.clients.pop(client.number, None)
+        self._resume_accept()  # a descriptor is free again
         try:
             self.daemon.close_connection(client.conn)
         except Exception as exc:  # keep serving the others whatever happened

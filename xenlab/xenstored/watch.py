@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from xenlab.abi.errno import E2BIG, EEXIST, EINVAL, ENOENT
+from xenlab.abi.errno import E2BIG, EEXIST, EINVAL, ENOENT, ENOMEM
 from xenlab.abi.xs_wire import XENSTORE_REL_PATH_MAX
 from xenlab.xenstored.paths import canonicalize, get_implicit_path, get_strings, is_valid_nodename
 from xenlab.xenstored.store import QuotaError, XenstoreError
@@ -71,12 +71,15 @@ def do_watch(daemon: Daemon, conn: Connection, req: Message, tx: Transaction | N
         raise XenstoreError(EINVAL, f"invalid watch path {strings[0]!r}")
     path, relative = checked
     token = strings[1]
-    if any(w.node == path and w.token == token for w in conn.watches):
+    if daemon.find_watch(conn, path, token) is not None:
         raise XenstoreError(EEXIST, f"watch {path} {token}")
     if not conn.privileged and len(conn.watches) > daemon.quotas.watches:
         raise QuotaError(E2BIG, f"domain {conn.domid} has {len(conn.watches)} watches")
+    if not conn.privileged and daemon.domain_memory_chk(conn.domid, len(path) + len(token)):
+        raise XenstoreError(ENOMEM, f"domain {conn.domid} over its memory quota")
     watch = add_watch(path, token, relative, conn.domid)
     conn.watches.append(watch)
+    daemon.index_watch(conn, watch)
     daemon.row("xenstored/watches", daemon.watch_key(conn, watch), None, "watch")
     daemon.send_ack(conn, req)
     daemon.send_event(conn, get_watch_path(watch, watch.node), token)
@@ -88,12 +91,13 @@ def do_unwatch(daemon: Daemon, conn: Connection, req: Message, tx: Transaction |
     if len(strings) != 2:
         raise XenstoreError(EINVAL, "UNWATCH wants path and token")
     node = canonicalize(strings[0], conn.domid)
-    for w in conn.watches:
-        if w.node == node and w.token == strings[1]:
-            conn.watches.remove(w)
-            daemon.row("xenstored/watches", daemon.watch_key(conn, w), "watch", None)
-            daemon.send_ack(conn, req)
-            return
+    w = daemon.find_watch(conn, node, strings[1])
+    if w is not None:
+        conn.watches.remove(w)
+        daemon.unindex_watch(conn, w)
+        daemon.row("xenstored/watches", daemon.watch_key(conn, w), "watch", None)
+        daemon.send_ack(conn, req)
+        return
     raise XenstoreError(ENOENT, f"no watch {node} {strings[1]}")
 
 
