@@ -14,11 +14,14 @@ end of the stage of the same name.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xenlab.base.trace import Trace
 from xenlab.views.picture import Picture
 from xenlab.views.stepper import Context
+
+if TYPE_CHECKING:
+    from xenlab.linux.kernel import Kernel
 
 COLS = 16
 KINDS = {  # irq_info type -> (label, colour)
@@ -83,7 +86,7 @@ class IrqMap(Picture):
         self.title = f"the IRQ map of {kernel}"
 
     @classmethod
-    def of(cls, kernel: Any, **kw: Any) -> IrqMap:
+    def of(cls, kernel: Kernel, **kw: Any) -> IrqMap:
         """The map of a Kernel: its DYNIRQ window if it has one, else the first 64 dynamic numbers."""
         ranges = kernel.irq_ranges()
         if "DYNIRQ" in ranges:
