@@ -83,7 +83,8 @@ def evtchn_case(rng: random.Random) -> list[Obs]:
             what, rc = "bind_listening_port_to_irq(remote_domain 0)", l18.bind_listening_port_to_irq(k, 0)
         elif roll < 0.75:
             virq = rng.choice([VIRQ_TIMER, VIRQ_DEBUG])
-            what, rc = f"bind_virq_to_irq({virq}, cpu 0)", l18.bind_virq_to_irq(k, virq, 0)
+            name = "VIRQ_TIMER" if virq == VIRQ_TIMER else "VIRQ_DEBUG"
+            what, rc = f"bind_virq_to_irq({name}, cpu 0)", l18.bind_virq_to_irq(k, virq, 0)
         elif bound:
             irq = rng.choice(bound)
             l18.unbind_from_irq(k, irq)
