@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from types import FrameType, ModuleType
 from typing import Any
 
+from xenlab.linux.kernel import Kernel
+
 #: lines the student's function may execute per call before it is stopped
 LINE_BUDGET = 200_000
 
@@ -73,8 +75,8 @@ class Guard:
 
     def __call__(self, *args: Any) -> Any:
         self.calls += 1
-        shown = ", ".join(_short(a) for a in args[1:])  # args[0] is the kernel
-        where = f"call {self.calls}: {self.name}(kernel{', ' if shown else ''}{shown})"
+        shown = ", ".join("kernel" if isinstance(a, Kernel) else _short(a) for a in args)
+        where = f"call {self.calls}: {self.name}({shown})"
         left = [self.budget]
 
         def local(frame: FrameType, event: str, arg: object) -> Any:
