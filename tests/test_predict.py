@@ -50,3 +50,25 @@ def test_predict_irqs_never_prints_an_answer_in_its_text() -> None:
     for seed in range(10):
         p = pr.problem_predict_irqs(seed)
         assert "unbind_from_irq(2" not in p.text
+
+
+def test_the_student_plays_the_block_hotplug_script_to_connected() -> None:
+    from xenlab.exercises.handshake import Handshake, check_handshake
+
+    hs = Handshake("2.6.18")
+    v = check_handshake(hs)
+    assert not v.ok
+    assert v.lines[:2] == [f"frontend {hs.frontend}: Initialised", f"backend {hs.backend}: InitWait"]
+    assert "watches physical-device, written as major:minor of the block device in HEX" in v.text
+    hs.write(f"{hs.backend}/physical-device", "7:0")  # /dev/loop0, as the block script writes it
+    assert check_handshake(hs).ok
+
+
+def test_a_wrong_physical_device_fails_the_device_and_says_why() -> None:
+    from xenlab.exercises.handshake import Handshake, check_handshake
+
+    hs = Handshake("modern")
+    hs.write(f"{hs.backend}/physical-device", "7:1")
+    v = check_handshake(hs)
+    assert v.lines[1] == f"backend {hs.backend}: Closed"
+    assert "physical-device '7:1' is not the block device holding the image" in v.text

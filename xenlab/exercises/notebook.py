@@ -1,9 +1,11 @@
 """What the student notebooks (notebooks/exercises/) call: ``problem(kind, seed)`` and ``check(...)``.
 
+``handshake()`` a domU whose disk waits for the hotplug script's keys;
 ``check("find_unbound_irq", my_function)`` runs an implement-the-kernel task (seeds 0-2 and
 the boot, ``kernel_tasks.check_kernel``); ``check(problem, {"part": answer, ...})`` checks a
-predict-or-decode answer (``predict.check_answer``). Both return a ``Verdict`` whose text is
-the checker's message (shown as the cell's output), never the whole answer.
+predict-or-decode answer (``predict.check_answer``); ``check(hs)`` the handshake you drove.
+All return a ``Verdict`` whose text is the checker's message (the cell's output), never the whole
+answer.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from xenlab.exercises import predict
+from xenlab.exercises.handshake import Handshake, check_handshake
 from xenlab.exercises.kernel_tasks import TASKS, Verdict, check_kernel
 
 PROBLEMS: dict[str, Callable[[int], predict.Problem]] = {
@@ -29,8 +32,17 @@ def problem(kind: str, seed: int = 0) -> predict.Problem:
     return PROBLEMS[kind](seed)
 
 
-def check(what: str | predict.Problem, answer: Callable[..., Any] | dict[str, object]) -> Verdict:
-    """Check a kernel function (task name, function) or a problem's answer (Problem, dict of parts)."""
+def handshake(flavour: str = "2.6.18") -> Handshake:
+    """A domU whose disk waits for the block hotplug script's xenstore writes: yours."""
+    return Handshake(flavour)
+
+
+def check(what: str | predict.Problem | Handshake,
+          answer: Callable[..., Any] | dict[str, object] | None = None) -> Verdict:
+    """Check a kernel function (task name, function), a problem's answer (Problem, dict of parts)
+    or a handshake you drove (Handshake)."""
+    if isinstance(what, Handshake):
+        return check_handshake(what)
     if isinstance(what, predict.Problem):
         if not isinstance(answer, dict):
             raise TypeError("a problem's answer is a dict: {part: value}")
