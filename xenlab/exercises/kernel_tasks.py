@@ -3,7 +3,7 @@
 ``check_kernel(task, fn)`` runs the task's generated cases (``kernel_cases``) twice per
 seed on fresh rigs, once with the model's function and once with *fn* swapped in
 (``substitute``), and compares the observations in order. Where the task's function is on
-the boot path it also boots a Machine (dom0 + a PV domU with a disk, XenLinux 2.6.18) both
+the boot path it also boots a Machine (dom0 + a PV domU with a disk, on the function's kernel) both
 ways and compares the two traces step by step (the function's own steps left out: the
 student's code records nothing), and the disk's frontend must reach Connected.
 
@@ -51,6 +51,8 @@ class KernelTask:
     diagnose: tuple[Diagnose, ...] = ()
     #: said when the student's function never returns (a loop)
     loop_hint: str = ""
+    #: the kernel the boot check runs (the function's own)
+    flavour: str = "2.6.18"
 
 
 @dataclass
@@ -137,7 +139,7 @@ TASKS: dict[str, KernelTask] = {t.name: t for t in (
                boot=(), diagnose=(_index_masked, _kicks(KICK_2618)), loop_hint=WRAP),
     KernelTask("xb_write_6.1", comms61, "xb_write", (int,), lambda rng: kc.write_case("modern", rng),
                "copy chunk by chunk, never sleep (return the bytes written), kick by the 6.1 rule",
-               diagnose=(_index_masked, _kicks(KICK_61)), loop_hint=WRAP),
+               boot=(), diagnose=(_index_masked, _kicks(KICK_61)), loop_hint=WRAP, flavour="modern"),
     KernelTask("xb_read", comms18, "xb_read", (bytes, int), kc.read_case,
                "sleep until bytes come, copy chunk by chunk, kick after every chunk; the bytes or -EIO",
                boot=(), diagnose=(_index_masked, _kicks(KICK_2618)), loop_hint=WRAP),
@@ -207,12 +209,12 @@ def _compare(task: KernelTask, where: str, exp: list[kc.Obs], got: list[kc.Obs],
 
 
 def boot_run(task: KernelTask, fn: Callable[..., Any] | None = None) -> tuple[list[kc.Obs], str | None]:
-    """Boot dom0 + a domU with one disk (XenLinux 2.6.18), the model's function or *fn* in place;
+    """Boot dom0 + a domU with one disk (the task's kernel), the model's function or *fn* in place;
     the trace's steps (the task's function left out) and the disk frontend's states."""
     guard = Guard(fn, task.function, task.returns) if fn is not None else None
     obs: list[kc.Obs] = []
     error: str | None = None
-    m = Machine(flavour="2.6.18", seed=0, faults=task.boot or ())
+    m = Machine(flavour=task.flavour, seed=0, faults=task.boot or ())
     try:
         if guard is not None:
             with substitute(task.module, task.function, guard):
@@ -251,11 +253,13 @@ def check_kernel(name: str, fn: Callable[..., Any], seeds: range | list[int] = r
             v.ok = False
             v.lines += bad
             return v
-        v.lines.append(f"{name}, case {seed}: {len(exp)} step{'s' * (len(exp) != 1)} match the kernel's")
+        verb = "steps match" if len(exp) != 1 else "step matches"
+        v.lines.append(f"{name}, case {seed}: {len(exp)} {verb} the kernel's")
     if boot and task.boot is not None:
         exp, _ = boot_run(task)
         got, fault = boot_run(task, fn)
-        where = "boot dom0 + domU" + (f" (fault {', '.join(task.boot)})" if task.boot else "")
+        kernel = "XenLinux 2.6.18" if task.flavour == "2.6.18" else "Linux 6.1"
+        where = f"boot dom0 + domU ({kernel}" + (f", fault {', '.join(task.boot)})" if task.boot else ")")
         bad = _compare(task, where, exp, got, fault)
         if bad:
             v.ok = False

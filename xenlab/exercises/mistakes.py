@@ -16,6 +16,8 @@ from xenlab.abi.xs_wire import XENSTORE_RING_SIZE
 from xenlab.exercises import kernel_tasks as kt
 from xenlab.exercises.kernel_cases import ring_put
 from xenlab.linux.kernel import KERN_ERR, KERN_WARNING
+from xenlab.linux.pvops import events_base
+from xenlab.linux.pvops.kernel import PvopsKernel
 from xenlab.linux.xenlinux import evtchn as l18
 from xenlab.linux.xenlinux import xenbus_comms as c18
 from xenlab.linux.xenlinux.kernel import XenLinuxKernel
@@ -61,6 +63,27 @@ def masked_too_early(kernel: XenLinuxKernel, data: bytes) -> int:
 def kicks_once(kernel: XenLinuxKernel, data: bytes) -> int:
     """xb_write (2.6.18) that notifies once, after the whole copy."""
     return _write_2618(kernel, data, kick_each=False)
+
+
+def kicks_every_chunk_on_61(kernel: PvopsKernel, data: bytes) -> int:
+    """Linux 6.1's xb_write with 2.6.18's rule: a kick after every chunk."""
+    intf = kernel.xb.xen_store_interface
+    assert intf is not None
+    done = 0
+    while done < len(data):
+        cons, prod = intf.req_cons, intf.req_prod
+        if ((prod - cons) & U32) > XENSTORE_RING_SIZE:
+            intf.req_cons = intf.req_prod = 0
+            return -EIO
+        if ((prod - cons) & U32) == XENSTORE_RING_SIZE:
+            return done
+        off = prod % XENSTORE_RING_SIZE
+        n = min(XENSTORE_RING_SIZE - off, XENSTORE_RING_SIZE - ((prod - cons) & U32), len(data) - done)
+        ring_put(intf, "req", off, data[done:done + n])
+        done += n
+        intf.req_prod = (prod + n) & U32
+        events_base.notify_remote_via_evtchn(kernel, kernel.xb.xen_store_evtchn)
+    return done
 
 
 def forgets_bindcount(kernel: XenLinuxKernel, caller_port: int) -> int:
@@ -119,6 +142,7 @@ CATALOGUE: tuple[Mistake, ...] = (
     Mistake("off-by-one at the wrap", "xb_write_2.6.18", off_by_one_at_the_wrap, kt.WRAP),
     Mistake("masking the index too early", "xb_write_2.6.18", masked_too_early, kt.MASKED),
     Mistake("kicking only once in 2.6.18", "xb_write_2.6.18", kicks_once, kt.KICK_2618),
+    Mistake("2.6.18's kick rule on 6.1", "xb_write_6.1", kicks_every_chunk_on_61, kt.KICK_61),
     Mistake("forgetting irq_bindcount", "bind_caller_port_to_irq", forgets_bindcount, kt.BINDCOUNT),
     Mistake("resetting req like rsp", "xb_init_comms", resets_req_like_rsp, kt.REQ_LIKE_RSP),
     Mistake("prod - cons without uint32", "check_indexes", check_indexes_no_u32, kt.U32_HINT),
