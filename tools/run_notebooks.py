@@ -30,10 +30,11 @@ TIMEOUT = 120
 
 
 def notebooks(names: list[str] | None = None) -> list[Path]:
-    """The notebooks to run: the named ones, or every notebooks/NN_*.ipynb."""
+    """The notebooks to run: the named ones, or every notebooks/NN_*.ipynb, then exercises/NN_*.ipynb."""
     if names:
         return [Path(n).resolve() for n in names]
-    return sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+    pattern = "[0-9][0-9]_*.ipynb"
+    return sorted(NOTEBOOK_DIR.glob(pattern)) + sorted((NOTEBOOK_DIR / "exercises").glob(pattern))
 
 
 def execute(path: Path) -> nbformat.NotebookNode:
@@ -119,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     """Rewrite (or, with --check, verify) the notebooks' stored outputs."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="verify, do not write; exit 1 when stale")
-    parser.add_argument("notebooks", nargs="*", help="notebooks to run (default: notebooks/NN_*.ipynb)")
+    parser.add_argument("notebooks", nargs="*",
+                        help="notebooks to run (default: notebooks/NN_*.ipynb and exercises/NN_*.ipynb)")
     args = parser.parse_args(argv)
     stale = 0
     for path in notebooks(args.notebooks):
