@@ -169,7 +169,13 @@ class PvopsKernel(Kernel):
             irq_proc.register_proc_interrupts(self)
 
         def xenbus() -> None:
+            # postcore_initcall(xenbus_init); then the subsys_initcalls in drivers/xen/Makefile's
+            # link order: balloon.o and manage.o come before xenbus/, so their xenstore notifiers
+            # are called first (memory/target, control/... before the backend/ and device/ probes).
             xenbus_probe.xenbus_init(self)
+            self._xen_subsys_init()
+            xen_balloon.xen_balloon_init(self)
+            manage.xen_setup_shutdown_event(self)
             xenbus_probe_backend.xenbus_probe_backend_init(self)
             xenbus_probe_frontend.xenbus_probe_frontend_init(self)
 
@@ -185,14 +191,12 @@ class PvopsKernel(Kernel):
 
         def drivers() -> None:
             self._xen_subsys_init()
-            xen_balloon.xen_balloon_init(self)
-            manage.xen_setup_shutdown_event(self)
-            cpu_hotplug.setup_vcpu_hotplug_event(self)
-            self._xen_subsys_init()
             hvc_xen.xencons_driver_register(self)
             xen_kbdfront.xenkbd_init(self)
             xen_fbfront.xenfb_init(self)
             xenbus_probe.xenbus_probe_initcall(self)
+            # late_initcalls: cpu_hotplug.o links before xenbus/ (drivers/xen/Makefile)
+            cpu_hotplug.setup_vcpu_hotplug_event(self)
             if not initdomain:
                 xenbus_probe_frontend.boot_wait_for_devices(self)
 
