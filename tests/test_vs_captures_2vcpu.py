@@ -143,3 +143,86 @@ def test_spinlock_ports_masked_in_xl_debug_keys_e(domu_2v: Machine) -> None:
     masked = {d: [p for p, m, _ in ports if m == "1"] for d, ports in real.items()}
     assert masked == {0: [2, 12], 1: [4, 14]}
     assert {d: [p for p, m, _ in ports if m == "1"] for d, ports in lab.items()} == masked
+
+
+# -- which vCPU each port is bound to (select_target_cpu) ---------------------------------------
+SETS_2V = ["oxenstored-2vcpu", "cxenstored-2vcpu", "oxenstored-2vcpu-2disk-2vif"]
+
+
+def machine_for(kind: str, scenario: str) -> Machine:
+    two = "2disk" in kind
+    return build(scenario, flavour="modern", seed=0, dom0_vcpus=2, guest_vcpus=2, disks=2 if two else 1,
+                 vifs=2 if two else 1, xenstored="cxenstored" if kind.startswith("c") else "oxenstored")
+
+
+@pytest.mark.parametrize("kind", SETS_2V)
+def test_lsevtchn_before_and_after_xenstored(kind: str) -> None:
+    """The xenbus port (13) goes to VCPU 1 when xenbus_init requests it: vcpu 0 counts one more
+    channel then, the port itself (bind_evtchn_to_irq_chip binds it to vcpu 0 first)."""
+    early, dom0 = machine_for(kind, "dom0-early"), machine_for(kind, "dom0")
+    try:
+        assert early.dom0.run("lsevtchn 0").splitlines() == capture(kind, "11-")
+        assert dom0.dom0.run("lsevtchn 0").splitlines() == capture(kind, "16-")
+    finally:
+        early.shutdown()
+        dom0.shutdown()
+
+
+@pytest.mark.parametrize("kind", SETS_2V)
+def test_lsevtchn_of_dom0_and_the_guest(kind: str, domu_2v: Machine, domu_2v_2d2v: Machine) -> None:
+    """dom0's ports to the guest alternate VCPU 1, 0, ... (each goes where fewer channels are)."""
+    m = domu_2v_2d2v if "2disk" in kind else domu_2v
+    real = capture(kind, "D07-")
+    i = real.index("== domU")
+    assert m.dom0.run("lsevtchn 0").splitlines() == real[1:i]
+    assert m.dom0.run("lsevtchn 1").splitlines() == real[i + 1:]
+
+
+@pytest.mark.parametrize("kind", SETS_2V)
+def test_xl_debug_keys_e_notify_vcpus_and_masks(kind: str, domu_2v: Machine, domu_2v_2d2v: Machine) -> None:
+    """`n=` is Xen's notify_vcpu_id, the same fact as lsevtchn's VCPU; the masked bit too."""
+    m = domu_2v_2d2v if "2disk" in kind else domu_2v
+    assert evtchn_dump(dump_evtchn_info(m.hv).splitlines()) == evtchn_dump(capture(kind, "D08-"))
+
+
+# -- the per-CPU columns of /proc/interrupts -----------------------------------------------------
+UNMODELLED = re.compile(r"xen-percpu|xen-pirq|hvc_console|xenconsoled|blkif|vif")
+
+
+def per_cpu(lines: list[str]) -> list[tuple[str, str, str]]:
+    """Each IRQ row as (irq, name, which CPUs counted): '01' = only CPU1, '10' = only CPU0, ...
+
+    The counts themselves are masked (the real ones depend on timing and load). Rows whose
+    events the lab does not model are left out of the pattern ("--"): the per-cpu timers and
+    IPIs, the i8042/rtc/acpi PIRQs, the consoles, and the block and net rings (the real
+    counts follow the guest's I/O and packets: a partition scan, DHCP and IPv6 traffic; the
+    same vif queue shows "1 0" in one real run and "0 1" in another). Their vCPUs are
+    compared through lsevtchn and `xl debug-keys e` above.
+    """
+    rows = []
+    for ln in lines:
+        m = re.match(r"\s*(\d+):\s+(\d+)\s+(\d+)\s+(\S+)\s+-\S+\s+(.*)$", ln)
+        if m:
+            name = m[5].strip()
+            cols = "".join("1" if int(c) else "0" for c in (m[2], m[3]))
+            if UNMODELLED.search(ln):
+                cols = "--"
+            rows.append((m[1], name, cols))
+    return rows
+
+
+@pytest.mark.parametrize("kind", SETS_2V)
+def test_proc_interrupts_per_cpu_columns(kind: str, domu_2v: Machine, domu_2v_2d2v: Machine) -> None:
+    """xenbus counts on CPU1 only; xenstored's end of the guest's store port once on CPU0 (an event
+    already pending when request_irq unmasked it), then on CPU1."""
+    m = domu_2v_2d2v if "2disk" in kind else domu_2v if kind.startswith("o") else machine_for(kind, "domU")
+    try:
+        lab = per_cpu(m.dom0.run("cat /proc/interrupts").splitlines())
+        assert lab == per_cpu(capture(kind, "D06-"))
+        daemon = "evtchn:oxenstored" if kind.startswith("o") else "evtchn:xenstored"
+        assert ("36", "xenbus", "01") in lab and ("42", daemon, "11") in lab
+        guest = m.domain(1).run("cat /proc/interrupts").splitlines()
+        assert per_cpu(guest) == per_cpu(capture(kind, "domU-06"))
+    finally:
+        if m not in (domu_2v, domu_2v_2d2v):
+            m.shutdown()

@@ -105,6 +105,8 @@ class PvopsKernel(Kernel):
     netfront_driver: xenbus_driver | None = None
     blkback_driver: xenbus_driver | None = None
     netback_driver: xenbus_driver | None = None
+    #: hvc_xen.c's console IRQ (xencons_info->irq), bound by xen_hvc_init, requested when hvc0 opens
+    hvc_irq: int = -1
     #: the xen.fifo_events boot parameter (default on: Xen 4.17 offers FIFO; off: 2-level, a debug VIRQ)
     fifo_events: bool = True
     #: booted with dyndbg="file drivers/xen/xenbus/* +p" (as the reference machine was)
@@ -199,6 +201,8 @@ class PvopsKernel(Kernel):
             cpu_hotplug.setup_vcpu_hotplug_event(self)
             if not initdomain:
                 xenbus_probe_frontend.boot_wait_for_devices(self)
+            # kernel_init_freeable: console_on_rootfs opens /dev/console (hvc0) after the initcalls
+            hvc_xen.notifier_add_irq(self)
 
         return [("early IRQs", early), ("xenbus init", xenbus), ("late IRQs", late_irqs),
                 ("drivers", drivers)]
