@@ -226,3 +226,30 @@ def test_proc_interrupts_per_cpu_columns(kind: str, domu_2v: Machine, domu_2v_2d
     finally:
         if m not in (domu_2v, domu_2v_2d2v):
             m.shutdown()
+
+
+# -- the IRQ space of a PV dom0 (arch_probe_nr_irqs, pci_xen_initial_domain) ----------------------
+def dmesg_nr_irqs(kind: str, name: str) -> int:
+    (line,) = [ln for ln in capture(kind, name) if "nr_irqs:" in ln]
+    return int(re.search(r"nr_irqs: (\d+)", line)[1])  # type: ignore[index]
+
+
+@pytest.mark.parametrize("kind", SETS_2V)
+def test_nr_irqs_as_early_irq_init_prints_it(kind: str, domu_2v: Machine) -> None:
+    """dom0: 24 GSIs + 16 legacy + 8/cpu + 16/GSI (440 with 2 cpus, capped at 256/cpu: 256 with
+    one); the domU counts the 16 legacy IRQs too (its PIC probe fails only afterwards): 48."""
+    assert domu_2v.dom0.kernel.irq.nr_irqs == dmesg_nr_irqs(kind, "26-")
+    assert domu_2v.domain(1).kernel.irq.nr_irqs == dmesg_nr_irqs(kind, "domU-09")
+
+
+def test_legacy_gsis_registered_before_timer0() -> None:
+    """pci_xen_initial_domain runs at the end of xen_init_IRQ: GSIs 1..15 (2 is where ISA IRQ 0 is
+    wired), before the timer VIRQ takes IRQ 24."""
+    m = build("dom0-early", flavour="modern", seed=0)
+    try:
+        descs = m.dom0.kernel.irq.core.descs
+        assert sorted(i for i in descs if i < 16) == list(range(1, 16))
+        fns = [s.function for s in m.trace.steps]
+        assert fns.index("pci_xen_initial_domain") < fns.index("bind_virq_to_irq")
+    finally:
+        m.shutdown()

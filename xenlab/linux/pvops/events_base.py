@@ -79,6 +79,7 @@ XEN_NR_IPIS = 6
 EVTCHN_PER_ROW = 4096 // 4  # PAGE_SIZE / sizeof(*evtchn_to_irq[0])
 IOAPIC_PINS = 24  # one IO-APIC with 24 pins (what a PC, and qemu's pc/q35, has)
 NR_IRQS_LEGACY = 16
+NR_VECTORS = 256  # arch/x86/include/asm/irq_vectors.h
 XEN_EOI_FLAG_SPURIOUS = 1  # include/xen/events.h: the event brought no work
 
 
@@ -133,10 +134,15 @@ class EventsState:
 
     @property
     def nr_irqs(self) -> int:
-        """nr_irqs as x86 arch_probe_nr_irqs sizes it, grown when descriptors go past it."""
-        legacy = NR_IRQS_LEGACY if self.gsi_top else 0
-        nr = self.gsi_top + legacy + 8 * self.nr_cpus
-        nr += 8 * self.nr_cpus if self.gsi_top <= NR_IRQS_LEGACY else self.gsi_top * 16
+        """nr_irqs as x86 arch_probe_nr_irqs sizes it, grown when descriptors go past it.
+
+        At early_irq_init the legacy PIC is still the default one (16 IRQs, a domU's too: its
+        probe finds no PIC only afterwards, "preallocated irqs: 0"); nr_irqs starts at NR_IRQS
+        capped to NR_VECTORS (256) per possible cpu, and only a smaller estimate lowers it.
+        """
+        nr = self.gsi_top + NR_IRQS_LEGACY + 8 * self.nr_cpus
+        nr += 8 * self.nr_cpus if self.gsi_top <= NR_IRQS_LEGACY else self.gsi_top * 16  # CONFIG_PCI_MSI
+        nr = min(nr, NR_VECTORS * self.nr_cpus)
         return max(nr, max(self.core.descs, default=-1) + 1)
 
 

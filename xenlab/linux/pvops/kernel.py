@@ -165,6 +165,8 @@ class PvopsKernel(Kernel):
         """early IRQs, xenbus_init + the bus inits, late IRQs, built-in drivers + xenbus_probe_initcall."""
         def early() -> None:
             st = events_base.xen_init_IRQ(self, events_2l.xen_evtchn_2l_init, fifo_events=self.fifo_events)
+            if self.xen_initial_domain():
+                pci_xen.pci_xen_initial_domain(self)  # xen_init_IRQ's tail (PV dom0), before timer0
             for cpu in range(st.nr_cpus):
                 self._setup_cpu_irqs(cpu)
                 xen_asm.xen_irq_enable_direct(self, cpu)
@@ -183,7 +185,6 @@ class PvopsKernel(Kernel):
 
         def late_irqs() -> None:
             if self.xen_initial_domain():
-                pci_xen.pci_xen_initial_domain(self)
                 pcpu.xen_pcpu_init(self)
                 legacy_irqs.acpi_os_install_interrupt_handler(self)
                 mcelog.bind_virq_for_mce(self)
