@@ -253,3 +253,24 @@ def test_legacy_gsis_registered_before_timer0() -> None:
         assert fns.index("pci_xen_initial_domain") < fns.index("bind_virq_to_irq")
     finally:
         m.shutdown()
+
+
+# -- the boot lines of the steps the lab models ------------------------------------------------
+MODELLED_LINES = ["xen:grant_table: Grant tables using version 1 layout", "Grant table initialized",
+                  "xen:xen_evtchn: Event-channel device installed",
+                  "xenbus: xenbus_probe (xenbus_probe_thread:817) probing."]
+
+
+def in_order(lines: list[str]) -> list[str]:
+    """The MODELLED_LINES found in *lines* (timestamps dropped), in the order they were printed."""
+    texts = [re.sub(r"^\[[\d. ]+\] ", "", ln).rstrip() for ln in lines]
+    return [t for t in texts if t in MODELLED_LINES]
+
+
+@pytest.mark.parametrize("kind", SETS_2V)
+def test_dom0_and_domu_dmesg_lines_of_modelled_steps(kind: str, domu_2v: Machine) -> None:
+    """gnttab_init (core_initcall_sync) before xenbus; xen-evtchn's module_init when /init loads it
+    (dom0 only: the guest's /init does not); then xenstored starts and xenbus probes."""
+    real = in_order(capture(kind, "26-"))
+    assert in_order(domu_2v.dom0.run("dmesg").splitlines()) == real == MODELLED_LINES
+    assert in_order(domu_2v.domain(1).run("dmesg").splitlines()) == in_order(capture(kind, "domU-09"))

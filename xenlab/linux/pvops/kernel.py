@@ -39,6 +39,7 @@ from xenlab.linux.pvops import (
     events_2l,
     events_base,
     evtchn,
+    grant_table,
     hvc_xen,
     irq_proc,
     legacy_irqs,
@@ -176,6 +177,7 @@ class PvopsKernel(Kernel):
             # postcore_initcall(xenbus_init); then the subsys_initcalls in drivers/xen/Makefile's
             # link order: balloon.o and manage.o come before xenbus/, so their xenstore notifiers
             # are called first (memory/target, control/... before the backend/ and device/ probes).
+            grant_table.gnttab_init(self)  # core_initcall_sync(__gnttab_init)
             xenbus_probe.xenbus_init(self)
             self._xen_subsys_init()
             xen_balloon.xen_balloon_init(self)
@@ -212,6 +214,7 @@ class PvopsKernel(Kernel):
         """dom0: mount xenfs on /proc/xen, modprobe xen-blkback, xen-netback; a domU: the frontends."""
         if initdomain:
             xenfs_super.xenfs_fill_super(self)
+            evtchn.evtchn_init(self)  # modprobe xen-evtchn
             blkback_xenbus.xen_blkif_init(self)
             netback_xenbus.xenvif_xenbus_init(self)
         else:
