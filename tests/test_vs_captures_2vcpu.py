@@ -274,3 +274,23 @@ def test_dom0_and_domu_dmesg_lines_of_modelled_steps(kind: str, domu_2v: Machine
     real = in_order(capture(kind, "26-"))
     assert in_order(domu_2v.dom0.run("dmesg").splitlines()) == real == MODELLED_LINES
     assert in_order(domu_2v.domain(1).run("dmesg").splitlines()) == in_order(capture(kind, "domU-09"))
+
+
+# -- a vif joining xenbr0 (net/bridge/br_if.c) ------------------------------------------------------
+BRIDGE = re.compile(r"xenbr0: |device vif\S+ entered promiscuous mode|: Guest Rx ready")
+
+
+def bridge_lines(lines: list[str]) -> list[str]:
+    """The bridge's messages and netback's "Guest Rx ready", timestamps dropped, up to the last
+    "entered forwarding state" (what follows is xl destroy's teardown, which the lab does not print)."""
+    texts = [re.sub(r"^\[[\d. ]+\] ", "", ln).rstrip() for ln in lines if BRIDGE.search(ln)]
+    last = max(i for i, t in enumerate(texts) if t.endswith("entered forwarding state"))
+    return texts[: last + 1]
+
+
+@pytest.mark.parametrize("kind", ["domU", "oxenstored-2vcpu", "cxenstored-2vcpu"])
+def test_vif_joins_the_bridge_then_forwards_once_connected(kind: str, domu_2v: Machine) -> None:
+    """vif-bridge's `brctl addif` (blocking, disabled, promiscuous) at InitWait; the carrier at
+    Connected: netback's Guest Rx ready, then blocking and forwarding (STP off)."""
+    name = "D10-" if kind == "domU" else "26-"
+    assert bridge_lines(domu_2v.dom0.run("dmesg").splitlines()) == bridge_lines(capture(kind, name))

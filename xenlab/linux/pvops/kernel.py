@@ -106,6 +106,8 @@ class PvopsKernel(Kernel):
     netfront_driver: xenbus_driver | None = None
     blkback_driver: xenbus_driver | None = None
     netback_driver: xenbus_driver | None = None
+    #: the bridges' ports (br_if.c): bridge -> {net device: port number}
+    bridges: dict[str, dict[str, int]] = field(default_factory=dict)
     #: hvc_xen.c's console IRQ (xencons_info->irq), bound by xen_hvc_init, requested when hvc0 opens
     hvc_irq: int = -1
     #: the xen.fifo_events boot parameter (default on: Xen 4.17 offers FIFO; off: 2-level, a debug VIRQ)
