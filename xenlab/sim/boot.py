@@ -5,14 +5,19 @@ learner sees follows from it (each is the lowest free one at the moment of bindi
 Each kernel says its own order (``Kernel.boot_stages``: ``xenlab.linux.xenlinux.kernel``
 and ``xenlab.linux.pvops.kernel``); for a PV kernel the stages are:
 
-1. early IRQs: ``xen_init_IRQ``, then per vcpu the timer VIRQ and the IPIs;
-2. xenbus: modern ``xenbus_init`` (postcore) + ``xenbus_probe_backend_init`` /
-   ``xenbus_probe_frontend_init`` (subsys); 2.6.18 ``xenbus_probe_init``;
-3. late IRQs: dom0's PIRQs and VIRQs, the console (``hvc_console_init``);
-4. built-in drivers and the device initcall: ``console_init`` (xenconsole, vfb, vkbd),
+1. early IRQs: ``xen_init_IRQ`` (modern dom0: with ``pci_xen_initial_domain``), then per
+   vcpu the timer VIRQ and the IPIs;
+2. (modern) grant table: ``gnttab_init`` (core_initcall_sync);
+3. xenbus: modern ``xenbus_init`` (postcore), then the subsys initcalls in link order:
+   balloon and manage (their xenstore notifiers come first), ``xenbus_probe_backend_init``
+   / ``xenbus_probe_frontend_init``; 2.6.18 ``xenbus_probe_init``;
+4. late IRQs: dom0's PIRQs and VIRQs, the console's binding;
+5. built-in drivers and the device initcall: ``console_init`` (xenconsole, vfb, vkbd),
    ``xenbus_probe_initcall`` (a domU probes now, dom0 starts "xenbus_probe", which waits
-   for xenstored's first event), and in a domU ``boot_wait_for_devices`` (late);
-5. user space: dom0's /init mounts xenfs and loads the backends (xen-blkback,
+   for xenstored's first event), the late initcalls (modern: cpu_hotplug's notifier; a
+   domU's ``boot_wait_for_devices``), and (modern) /dev/console's open, which requests the
+   console IRQ;
+6. user space: dom0's /init mounts xenfs and loads the backends (xen-blkback,
    xen-netback); a domU's /init loads the frontends (xen-blkfront, xen-netfront).
 
 Each step is a named stage of the trace (``trace.begin_stage``), so a stepper can jump to it.

@@ -165,7 +165,7 @@ class PvopsKernel(Kernel):
         return err or xen_balloon.register_balloon(self)
 
     def boot_stages(self, *, initdomain: bool) -> list[BootStage]:
-        """early IRQs, xenbus_init + the bus inits, late IRQs, built-in drivers + xenbus_probe_initcall."""
+        """early IRQs, gnttab_init, xenbus_init + subsys inits, late IRQs, drivers + the late initcalls."""
         def early() -> None:
             st = events_base.xen_init_IRQ(self, events_2l.xen_evtchn_2l_init, fifo_events=self.fifo_events)
             if self.xen_initial_domain():
@@ -179,7 +179,6 @@ class PvopsKernel(Kernel):
             # postcore_initcall(xenbus_init); then the subsys_initcalls in drivers/xen/Makefile's
             # link order: balloon.o and manage.o come before xenbus/, so their xenstore notifiers
             # are called first (memory/target, control/... before the backend/ and device/ probes).
-            grant_table.gnttab_init(self)  # core_initcall_sync(__gnttab_init)
             xenbus_probe.xenbus_init(self)
             self._xen_subsys_init()
             xen_balloon.xen_balloon_init(self)
@@ -209,8 +208,11 @@ class PvopsKernel(Kernel):
             # kernel_init_freeable: console_on_rootfs opens /dev/console (hvc0) after the initcalls
             hvc_xen.notifier_add_irq(self)
 
-        return [("early IRQs", early), ("xenbus init", xenbus), ("late IRQs", late_irqs),
-                ("drivers", drivers)]
+        def grant_table_init() -> None:
+            grant_table.gnttab_init(self)  # core_initcall_sync(__gnttab_init), before postcore
+
+        return [("early IRQs", early), ("grant table", grant_table_init), ("xenbus init", xenbus),
+                ("late IRQs", late_irqs), ("drivers", drivers)]
 
     def init_process(self, *, initdomain: bool) -> None:
         """dom0: mount xenfs on /proc/xen, modprobe xen-blkback, xen-netback; a domU: the frontends."""
