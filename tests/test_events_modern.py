@@ -18,6 +18,7 @@ from xenlab.linux.irq import IRQ_HANDLED
 from xenlab.linux.kernels import new_kernel
 from xenlab.linux.pvops import events_base as ev
 from xenlab.linux.pvops.evtchn import evtchn_open
+from xenlab.linux.pvops.hvc_xen import notifier_add_irq
 from xenlab.linux.pvops.irq_proc import show_interrupts
 from xenlab.linux.pvops.kernel import PvopsKernel
 from xenlab.sim.lsevtchn import lsevtchn
@@ -76,6 +77,7 @@ class Machine:
         boot_stage(k, "early IRQs")
         port_irq = self.xenbus_init(k)
         boot_stage(k, "late IRQs")
+        notifier_add_irq(k)  # kernel_init opens /dev/console: hvc_open requests "hvc_console"
         return port_irq
 
     def domU(self, domid: int = 1, vcpus: int = 1) -> tuple[PvopsKernel, int, int]:

@@ -3,11 +3,13 @@
 A real kernel runs its initcalls in a fixed order, and every IRQ and port number a
 learner sees follows from it (each is the lowest free one at the moment of binding).
 Each kernel says its own order (``Kernel.boot_stages``: ``xenlab.linux.xenlinux.kernel``
-and ``xenlab.linux.pvops.kernel``): first "early IRQs" (``xen_init_IRQ``, each vcpu's
-timer VIRQ and IPIs), then "xenbus init" and the kernel's later initcalls by level
-(XenLinux 2.6.18: arch, subsys, device and late initcalls; Linux 6.1: its own stages),
-then, after this module's ``boot_kernel`` has let the threads settle, "user space": dom0's
-/init mounts xenfs and loads the backends, a domU's /init loads the frontends.
+and ``xenlab.linux.pvops.kernel``): first "early IRQs" (``xen_init_IRQ``, modern dom0 with
+``pci_xen_initial_domain``, each vcpu's timer VIRQ and IPIs), then the kernel's initcalls
+by level in link order (XenLinux 2.6.18: "xenbus init" at postcore, then arch, subsys,
+device and late initcalls; Linux 6.1: "grant table", "xenbus init" with the subsys
+initcalls, "late IRQs", "drivers" with the device and late initcalls and /dev/console's
+open), then, after this module's ``boot_kernel`` has let the threads settle, "user space":
+dom0's /init mounts xenfs and loads the backends, a domU's /init loads the frontends.
 
 Each step is a named stage of the trace (``trace.begin_stage``), so a stepper can jump to it.
 """

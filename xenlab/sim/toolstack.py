@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 from xenlab.abi.xenbus import XenbusStateUnknown
 from xenlab.linux.genhd import BlockDevice, add_disk, del_gendisk
+from xenlab.linux.pvops.br_if import br_add_if
+from xenlab.linux.pvops.kernel import PvopsKernel
 from xenlab.linux.xenbus_transitions import TOOLSTACK, XENBUS_RULES, check_state_write
 from xenlab.sim.xsclient import XsClient, XsError, perms
 
@@ -369,6 +371,9 @@ class Toolstack:
 
     def hotplug_vif_bridge(self, domid: int, nic: NicConfig) -> None:
         """/etc/xen/scripts/vif-bridge online: add vif<D>.<N> to the bridge, hotplug-status connected."""
+        kernel = self.m.dom0.kernel
+        if isinstance(kernel, PvopsKernel):  # setup_virtual_bridge_port + add_to_bridge: `ip link set master`
+            br_add_if(kernel, nic.bridge, f"vif{domid}.{nic.devid}")
         for key, value in vif_hotplug_writes():
             self.xs.write(f"/local/domain/0/backend/vif/{domid}/{nic.devid}/{key}", value)
         self.record("hotplug vif-bridge online", f"vif{domid}.{nic.devid} added to {nic.bridge}",

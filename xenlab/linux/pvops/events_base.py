@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from xenlab.abi.errno import EINVAL, ENOENT, ENOMEM
 from xenlab.abi.event_channel import BIND_PIRQ__WILL_SHARE, NR_VIRQS
 from xenlab.linux import irq as irqcore
-from xenlab.linux.irq import IRQF_PERCPU, IRQF_SHARED, Handler, IrqChip, IrqCore
+from xenlab.linux.irq import IRQF_NOBALANCING, IRQF_PERCPU, IRQF_SHARED, Handler, IrqChip, IrqCore
 from xenlab.linux.kernel import ChangeRow
 from xenlab.linux.pvops.events_internal import (
     clear_evtchn,
@@ -79,6 +79,7 @@ XEN_NR_IPIS = 6
 EVTCHN_PER_ROW = 4096 // 4  # PAGE_SIZE / sizeof(*evtchn_to_irq[0])
 IOAPIC_PINS = 24  # one IO-APIC with 24 pins (what a PC, and qemu's pc/q35, has)
 NR_IRQS_LEGACY = 16
+NR_VECTORS = 256  # arch/x86/include/asm/irq_vectors.h
 XEN_EOI_FLAG_SPURIOUS = 1  # include/xen/events.h: the event brought no work
 
 
@@ -94,6 +95,7 @@ class irq_info:
     gsi: int = -1
     is_static: bool = False
     eoi_pending: bool = False  # mask_reason & EVT_MASK_REASON_EOI_PENDING
+    is_accounted: bool = False  # counted in channels_on_cpu[cpu]
 
     def row(self) -> tuple[str, int, int, int, int]:
         """The trace row: (type name, port, cpu, refcnt, VIRQ/IPI/PIRQ number)."""
@@ -121,6 +123,9 @@ class EventsState:
     this_cpu: int = 0
     in_upcall: bool = False
     chips: dict[str, IrqChip] = field(default_factory=dict)
+    #: channels_on_cpu[]: the ports bound to each vcpu (what select_target_cpu balances). Not a
+    #: trace table of its own: it is the count of irq_info rows per cpu with a port.
+    channels_on_cpu: list[int] = field(default_factory=list)
 
     def __repr__(self) -> str:
         dyn = sorted(i for i in self.core.descs if i >= self.gsi_top)
@@ -129,10 +134,15 @@ class EventsState:
 
     @property
     def nr_irqs(self) -> int:
-        """nr_irqs as x86 arch_probe_nr_irqs sizes it, grown when descriptors go past it."""
-        legacy = NR_IRQS_LEGACY if self.gsi_top else 0
-        nr = self.gsi_top + legacy + 8 * self.nr_cpus
-        nr += 8 * self.nr_cpus if self.gsi_top <= NR_IRQS_LEGACY else self.gsi_top * 16
+        """nr_irqs as x86 arch_probe_nr_irqs sizes it, grown when descriptors go past it.
+
+        At early_irq_init the legacy PIC is still the default one (16 IRQs, a domU's too: its
+        probe finds no PIC only afterwards, "preallocated irqs: 0"); nr_irqs starts at NR_IRQS
+        capped to NR_VECTORS (256) per possible cpu, and only a smaller estimate lowers it.
+        """
+        nr = self.gsi_top + NR_IRQS_LEGACY + 8 * self.nr_cpus
+        nr += 8 * self.nr_cpus if self.gsi_top <= NR_IRQS_LEGACY else self.gsi_top * 16  # CONFIG_PCI_MSI
+        nr = min(nr, NR_VECTORS * self.nr_cpus)
         return max(nr, max(self.core.descs, default=-1) + 1)
 
 
@@ -231,10 +241,36 @@ def do_unmask(kernel: PvopsKernel, info: irq_info, eoi_pending: bool = False) ->
     unmask_evtchn(kernel, info.evtchn)
 
 
-def bind_evtchn_to_cpu(kernel: PvopsKernel, info: irq_info, cpu: int) -> None:
-    """bind_evtchn_to_cpu: tell the ABI which vcpu's upcall delivers the port; info->cpu = cpu."""
+def channels_on_cpu_dec(kernel: PvopsKernel, info: irq_info) -> None:
+    """channels_on_cpu_dec: the port no longer counts on its vcpu."""
+    if not info.is_accounted:
+        return
+    info.is_accounted = False
+    st = _st(kernel)
+    st.channels_on_cpu[info.cpu] = max(0, st.channels_on_cpu[info.cpu] - 1)
+
+
+def channels_on_cpu_inc(kernel: PvopsKernel, info: irq_info) -> None:
+    """channels_on_cpu_inc: the port counts on info->cpu."""
+    _st(kernel).channels_on_cpu[info.cpu] += 1
+    info.is_accounted = True
+
+
+def bind_evtchn_to_cpu(kernel: PvopsKernel, info: irq_info, cpu: int, force_affinity: bool = False,
+                       irq: int = -1) -> None:
+    """bind_evtchn_to_cpu: tell the ABI which vcpu's upcall delivers the port; info->cpu = cpu, counted.
+
+    (*force_affinity*: the per-cpu IRQs also set their affinity masks, which the lab does not
+    print.) *irq*, when given, is the IRQ whose irq_info row the trace updates (a rebind).
+    """
     xen_evtchn_port_bind_to_cpu(kernel, info.evtchn, cpu, info.cpu)
+    channels_on_cpu_dec(kernel, info)
+    before = info.row()
     info.cpu = cpu
+    channels_on_cpu_inc(kernel, info)
+    if irq >= 0 and before != info.row():
+        _rec(kernel, "bind_evtchn_to_cpu", f"IRQ {irq} (port {info.evtchn}): vcpu {before[2]} -> {cpu}",
+             [(kernel.table("irq_info"), irq, before, info.row())])
 
 
 def notify_remote_via_evtchn(kernel: PvopsKernel, port: int) -> int:
@@ -335,8 +371,10 @@ def startup_pirq(kernel: PvopsKernel, irq: int) -> None:
         _rec(kernel, "startup_pirq", f"EVTCHNOP_bind_pirq(PIRQ {info.index}) -> {p}")
         if p < 0:
             return
-        set_info_for_irq(kernel, irq, irq_info(IRQT_PIRQ, info.refcnt, p, 0, info.index, info.gsi))
+        info = irq_info(IRQT_PIRQ, info.refcnt, p, 0, info.index, info.gsi)
+        set_info_for_irq(kernel, irq, info)
         set_evtchn_to_irq(kernel, p, irq)
+        bind_evtchn_to_cpu(kernel, info, 0)
     enable_dynirq(kernel, irq)
 
 
@@ -346,6 +384,7 @@ def shutdown_pirq(kernel: PvopsKernel, irq: int) -> None:
     if info.evtchn:
         mask_evtchn(kernel, info.evtchn)
         kernel.hv.evtchn_close(kernel.domid, info.evtchn)
+        channels_on_cpu_dec(kernel, info)  # xen_irq_info_cleanup
         set_evtchn_to_irq(kernel, info.evtchn, -1)
         set_info_for_irq(kernel, irq, irq_info(IRQT_PIRQ, info.refcnt, 0, 0, info.index, info.gsi))
 
@@ -381,6 +420,7 @@ def xen_irq_info_cleanup(kernel: PvopsKernel, info: irq_info) -> None:
     """xen_irq_info_cleanup: forget the port's IRQ and its vcpu binding (the irq_info itself goes next)."""
     set_evtchn_to_irq(kernel, info.evtchn, -1)
     xen_evtchn_port_remove(kernel, info.evtchn, info.cpu)
+    channels_on_cpu_dec(kernel, info)
 
 
 def xen_bind_pirq_gsi_to_irq(kernel: PvopsKernel, gsi: int, pirq: int, shareable: bool, name: str) -> int:
@@ -439,7 +479,7 @@ def bind_ipi_to_irq(kernel: PvopsKernel, ipi: int, cpu: int) -> int:
     st.ipi_to_irq[cpu][ipi] = irq
     _rec(kernel, "bind_ipi_to_irq", f"ipi_to_irq[cpu{cpu}][{ipi}] = {irq}",
          [(kernel.table("ipi_to_irq"), f"{cpu}/{ipi}", -1, irq)])
-    bind_evtchn_to_cpu(kernel, st.info[irq], cpu)
+    bind_evtchn_to_cpu(kernel, st.info[irq], cpu, True)
     return irq
 
 
@@ -477,7 +517,7 @@ def bind_virq_to_irq(kernel: PvopsKernel, virq: int, cpu: int, percpu: bool) -> 
     st.virq_to_irq[cpu][virq] = irq
     _rec(kernel, "bind_virq_to_irq", f"virq_to_irq[cpu{cpu}][{virq}] = {irq}",
          [(kernel.table("virq_to_irq"), f"{cpu}/{virq}", -1, irq)])
-    bind_evtchn_to_cpu(kernel, st.info[irq], cpu)
+    bind_evtchn_to_cpu(kernel, st.info[irq], cpu, percpu)
     return irq
 
 
@@ -637,6 +677,59 @@ def disable_dynirq(kernel: PvopsKernel, irq: int) -> None:
         do_mask(kernel, info)
 
 
+def xen_rebind_evtchn_to_cpu(kernel: PvopsKernel, irq: int, tcpu: int) -> int:
+    """xen_rebind_evtchn_to_cpu: mask, EVTCHNOP_bind_vcpu, move the binding (a VIRQ's slot too), unmask."""
+    st = _st(kernel)
+    info = st.info.get(irq)
+    if info is None or not info.evtchn:
+        return -1
+    do_mask(kernel, info)  # EVT_MASK_REASON_TEMPORARY: no delivery on an unexpected vcpu meanwhile
+    rc = kernel.hv.evtchn_bind_vcpu(kernel.domid, info.evtchn, tcpu)
+    _rec(kernel, "xen_rebind_evtchn_to_cpu", f"EVTCHNOP_bind_vcpu(port {info.evtchn}, vcpu {tcpu}) -> {rc}")
+    if rc >= 0:  # a per-vcpu VIRQ or an IPI refuses (-EINVAL): it stays where it is
+        old_cpu = info.cpu
+        bind_evtchn_to_cpu(kernel, info, tcpu, irq=irq)
+        if info.type == IRQT_VIRQ and old_cpu != tcpu:
+            virq = info.index
+            st.virq_to_irq[old_cpu][virq], st.virq_to_irq[tcpu][virq] = -1, irq
+            _rec(kernel, "xen_rebind_evtchn_to_cpu",
+                 f"VIRQ {virq}: virq_to_irq moves cpu{old_cpu} -> cpu{tcpu}",
+                 [(kernel.table("virq_to_irq"), f"{old_cpu}/{virq}", irq, -1),
+                  (kernel.table("virq_to_irq"), f"{tcpu}/{virq}", -1, irq)])
+    do_unmask(kernel, info)
+    return 0
+
+
+def select_target_cpu(kernel: PvopsKernel, dest: list[int]) -> int:
+    """select_target_cpu: the online cpu of *dest* with the fewest channels (the lowest on a tie)."""
+    st = _st(kernel)
+    online = [c for c in dest if c < st.nr_cpus]
+    if not online:
+        return select_target_cpu(kernel, list(range(st.nr_cpus)))
+    return min(online, key=lambda c: (st.channels_on_cpu[c], c))
+
+
+def set_affinity_irq(kernel: PvopsKernel, irq: int, dest: list[int]) -> int:
+    """set_affinity_irq (.irq_set_affinity of xen-dyn, -lateeoi, -pirq): rebind to select_target_cpu."""
+    tcpu = select_target_cpu(kernel, dest)
+    _rec(kernel, "select_target_cpu",
+         f"IRQ {irq}: channels_on_cpu {_st(kernel).channels_on_cpu} -> cpu {tcpu}")
+    return xen_rebind_evtchn_to_cpu(kernel, irq, tcpu)
+
+
+def irq_setup_affinity(kernel: PvopsKernel, irq: int) -> int:
+    """irq_setup_affinity (kernel/irq/manage.c): after startup, aim a balanceable IRQ at every online cpu.
+
+    irq_startup (kernel/irq/chip.c) calls it right after the chip's startup unmasked the
+    port, so an event already pending is delivered on vcpu 0 first; IRQF_PERCPU and
+    IRQF_NOBALANCING IRQs are left alone (__irq_can_set_affinity).
+    """
+    desc = _st(kernel).core.descs[irq]
+    if any(a.flags & (IRQF_PERCPU | IRQF_NOBALANCING) for a in desc.actions):
+        return 0
+    return set_affinity_irq(kernel, irq, list(range(kernel.num_online_cpus())))
+
+
 def ack_dynirq(kernel: PvopsKernel, irq: int) -> None:
     """ack_dynirq: event_handler_exit -> clear the port's pending bit."""
     info = _st(kernel).info.get(irq)
@@ -663,14 +756,23 @@ def _chips(kernel: PvopsKernel) -> dict[str, IrqChip]:
     def ack(irq: int) -> None:
         ack_dynirq(kernel, irq)
 
+    def startup(irq: int) -> None:  # irq_startup: __irq_startup (irq_enable), then irq_setup_affinity
+        enable_dynirq(kernel, irq)
+        irq_setup_affinity(kernel, irq)
+
+    def startup_pirq_affine(irq: int) -> None:  # irq_startup: the chip's irq_startup, then the affinity
+        startup_pirq(kernel, irq)
+        irq_setup_affinity(kernel, irq)
+
     return {
-        "xen-dyn": IrqChip("xen-dyn", startup=enable, shutdown=disable, ack=ack, mask=disable, unmask=enable),
-        "xen-dyn-lateeoi": IrqChip("xen-dyn-lateeoi", startup=enable, shutdown=disable,
+        "xen-dyn": IrqChip("xen-dyn", startup=startup, shutdown=disable, ack=ack, mask=disable,
+                           unmask=enable),
+        "xen-dyn-lateeoi": IrqChip("xen-dyn-lateeoi", startup=startup, shutdown=disable,
                                    ack=lambda irq: lateeoi_ack_dynirq(kernel, irq), mask=disable,
                                    unmask=enable),
         "xen-percpu": IrqChip("xen-percpu", startup=enable, shutdown=disable, ack=ack, mask=disable,
                               unmask=enable),
-        "xen-pirq": IrqChip("xen-pirq", startup=lambda irq: startup_pirq(kernel, irq),
+        "xen-pirq": IrqChip("xen-pirq", startup=startup_pirq_affine,
                             shutdown=lambda irq: shutdown_pirq(kernel, irq), ack=ack, end=enable,
                             mask=disable, unmask=enable),
     }
@@ -696,6 +798,7 @@ def xen_init_IRQ(kernel: PvopsKernel, port_abi_init: Callable[[PvopsKernel], evt
     st.virq_to_irq = [[-1] * NR_VIRQS for _ in range(n)]
     st.ipi_to_irq = [[-1] * XEN_NR_IPIS for _ in range(n)]
     st.chips = _chips(kernel)
+    st.channels_on_cpu = [0] * n
     nports = st.evtchn_ops.nr_channels(kernel)
     masks: list[ChangeRow] = [(kernel.table(t), f"{cpu}/{i}", None, -1)  # the per-cpu arrays as filled
                               for t, k in (("virq_to_irq", NR_VIRQS), ("ipi_to_irq", XEN_NR_IPIS))

@@ -25,6 +25,7 @@ from xenlab.abi.errno import EINVAL, ENOTCONN
 from xenlab.abi.event_channel import DOMID_SELF
 from xenlab.base.sched import WaitQueue
 from xenlab.linux.irq import IRQ_HANDLED, IRQF_SHARED
+from xenlab.linux.kernel import KERN_INFO
 from xenlab.linux.pvops.events_base import (
     bind_evtchn_to_irqhandler_lateeoi,
     evtchn_make_refcounted,
@@ -177,3 +178,11 @@ def evtchn_open(kernel: PvopsKernel, comm: str) -> per_user_data:
     kernel.evtchn_users.append(user)
     kernel.record("evtchn_open", f"/dev/xen/evtchn opened by {comm}", SRC)
     return user
+
+
+def evtchn_init(kernel: PvopsKernel) -> int:
+    """evtchn_init: module_init of xen-evtchn: misc_register /dev/xen/evtchn and say so."""
+    text = "xen:xen_evtchn: Event-channel device installed"  # pr_fmt "xen:" KBUILD_MODNAME ": "
+    kernel.printk(KERN_INFO, text)
+    kernel.record("evtchn_init", "misc_register(/dev/xen/evtchn)", SRC, printk=text)
+    return 0

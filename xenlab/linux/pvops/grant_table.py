@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from xenlab.abi.errno import ENOSPC
+from xenlab.linux.kernel import KERN_INFO, KERN_WARNING
 
 if TYPE_CHECKING:
     from xenlab.linux.pvops.kernel import PvopsKernel
@@ -107,3 +108,25 @@ def gnttab_free_grant_references(kernel: PvopsKernel, chain: list[int]) -> None:
         kernel.gnttab.put_free_entries(list(chain))
         kernel.record("gnttab_free_grant_references", f"returned {len(chain)} unclaimed refs", SRC)
         chain.clear()
+
+
+def gnttab_request_version(kernel: PvopsKernel) -> int:
+    """gnttab_request_version: no xen_gnttab_version=2 and no v2 need on a PV guest: version 1, said once."""
+    text = "xen:grant_table: Grant tables using version 1 layout"  # pr_fmt "xen:" KBUILD_MODNAME ": "
+    kernel.printk(KERN_INFO, text)
+    kernel.record("gnttab_request_version", "grant_table_version = 1 (gnttab_v1_ops)", SRC, printk=text)
+    return 1
+
+
+def gnttab_init(kernel: PvopsKernel) -> int:
+    """gnttab_init (from __gnttab_init, core_initcall_sync): pick the version, set up the free list.
+
+    The frames themselves (gnttab_setup's GNTTABOP_setup_table) are not modelled: the lab's
+    grant table is the free list and the granted rows (see the module docstring).
+    """
+    gnttab_request_version(kernel)
+    text = "Grant table initialized"  # a bare printk: no pr_fmt prefix, the default loglevel
+    kernel.printk(KERN_WARNING, text)
+    kernel.record("gnttab_init", f"{kernel.gnttab.nr_entries} entries, the first free ref "
+                  f"{GNTTAB_NR_RESERVED_ENTRIES}", SRC, printk=text)
+    return 0

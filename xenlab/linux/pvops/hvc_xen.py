@@ -4,8 +4,10 @@ The first PV console of a guest is not a xenbus device: ``xen_hvc_init`` takes i
 from start_info (dom0: VIRQ_CONSOLE) and binds it (a domU's with the lateeoi chip: its
 read path signals the late EOI); hvc_alloc then requests the IRQ as "hvc_console". The
 driver "xenconsole" (ids "console") is for extra consoles (device/console/<id>;
-console/0 is skipped by the frontend probe). The lab does the two halves at the times
-its boot records them: the IRQ with the late IRQs, the driver with the built-in drivers.
+console/0 is skipped by the frontend probe). The lab does the parts at the times
+its boot records them: the binding with the late IRQs, the driver with the built-in drivers,
+and request_irq (hvc_irq.c's ``notifier_add_irq``, from hvc_open) when kernel_init opens
+/dev/console after the initcalls: that is when select_target_cpu picks its vcpu.
 """
 
 from __future__ import annotations
@@ -33,26 +35,35 @@ def _check(kernel: PvopsKernel, rc: int, what: str) -> int:
 
 
 def xen_hvc_init(kernel: PvopsKernel) -> int:
-    """xen_hvc_init: bind the console port (dom0: VIRQ_CONSOLE; domU: start_info's), request "hvc_console"."""
+    """xen_hvc_init: bind the console port (dom0: VIRQ_CONSOLE; domU: start_info's) for hvc_alloc."""
     initial = kernel.xen_initial_domain()
     port = int(kernel.hv.domains[kernel.domid].start_info.console.domU.evtchn or 0)
     if not initial and not port:
         kernel.record("hvc_console_init", "no console event channel in start_info: no console IRQ", SRC)
         return 0
-
-    def hvc_handle_interrupt(irq: int, dev_id: Any) -> int:
-        if not initial:
-            xen_irq_lateeoi(kernel, irq)  # domU_read_console signals the late EOI
-        return IRQ_HANDLED
-
     if initial:
         irq = bind_virq_to_irq(kernel, VIRQ_CONSOLE, 0, False)  # xen_initial_domain_console_init
     else:
         irq = bind_evtchn_to_irq_chip(kernel, port, "xen-dyn-lateeoi")  # bind_evtchn_to_irq_lateeoi
     if irq < 0:
         return _check(kernel, irq, "xen_hvc_init")
-    rc = irqcore.request_irq(kernel, irq, hvc_handle_interrupt, IRQF_SHARED, "hvc_console", kernel)
-    return irq if rc == 0 else _check(kernel, rc, "hvc_console request_irq")
+    kernel.hvc_irq = irq
+    return irq
+
+
+def notifier_add_irq(kernel: PvopsKernel) -> int:
+    """notifier_add_irq (drivers/tty/hvc/hvc_irq.c, from hvc_open): request_irq "hvc_console"."""
+    if kernel.hvc_irq < 0:
+        return 0
+    initial = kernel.xen_initial_domain()
+
+    def hvc_handle_interrupt(irq: int, dev_id: Any) -> int:
+        if not initial:
+            xen_irq_lateeoi(kernel, irq)  # domU_read_console signals the late EOI
+        return IRQ_HANDLED
+
+    rc = irqcore.request_irq(kernel, kernel.hvc_irq, hvc_handle_interrupt, IRQF_SHARED, "hvc_console", kernel)
+    return rc if rc == 0 else _check(kernel, rc, "hvc_console request_irq")
 
 
 def xencons_probe(kernel: PvopsKernel, dev: xenbus_device) -> int:

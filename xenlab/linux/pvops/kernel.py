@@ -39,6 +39,7 @@ from xenlab.linux.pvops import (
     events_2l,
     events_base,
     evtchn,
+    grant_table,
     hvc_xen,
     irq_proc,
     legacy_irqs,
@@ -105,6 +106,10 @@ class PvopsKernel(Kernel):
     netfront_driver: xenbus_driver | None = None
     blkback_driver: xenbus_driver | None = None
     netback_driver: xenbus_driver | None = None
+    #: the bridges' ports (br_if.c): bridge -> {net device: port number}
+    bridges: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: hvc_xen.c's console IRQ (xencons_info->irq), bound by xen_hvc_init, requested when hvc0 opens
+    hvc_irq: int = -1
     #: the xen.fifo_events boot parameter (default on: Xen 4.17 offers FIFO; off: 2-level, a debug VIRQ)
     fifo_events: bool = True
     #: booted with dyndbg="file drivers/xen/xenbus/* +p" (as the reference machine was)
@@ -160,22 +165,29 @@ class PvopsKernel(Kernel):
         return err or xen_balloon.register_balloon(self)
 
     def boot_stages(self, *, initdomain: bool) -> list[BootStage]:
-        """early IRQs, xenbus_init + the bus inits, late IRQs, built-in drivers + xenbus_probe_initcall."""
+        """early IRQs, gnttab_init, xenbus_init + subsys inits, late IRQs, drivers + the late initcalls."""
         def early() -> None:
             st = events_base.xen_init_IRQ(self, events_2l.xen_evtchn_2l_init, fifo_events=self.fifo_events)
+            if self.xen_initial_domain():
+                pci_xen.pci_xen_initial_domain(self)  # xen_init_IRQ's tail (PV dom0), before timer0
             for cpu in range(st.nr_cpus):
                 self._setup_cpu_irqs(cpu)
                 xen_asm.xen_irq_enable_direct(self, cpu)
             irq_proc.register_proc_interrupts(self)
 
         def xenbus() -> None:
+            # postcore_initcall(xenbus_init); then the subsys_initcalls in drivers/xen/Makefile's
+            # link order: balloon.o and manage.o come before xenbus/, so their xenstore notifiers
+            # are called first (memory/target, control/... before the backend/ and device/ probes).
             xenbus_probe.xenbus_init(self)
+            self._xen_subsys_init()
+            xen_balloon.xen_balloon_init(self)
+            manage.xen_setup_shutdown_event(self)
             xenbus_probe_backend.xenbus_probe_backend_init(self)
             xenbus_probe_frontend.xenbus_probe_frontend_init(self)
 
         def late_irqs() -> None:
             if self.xen_initial_domain():
-                pci_xen.pci_xen_initial_domain(self)
                 pcpu.xen_pcpu_init(self)
                 legacy_irqs.acpi_os_install_interrupt_handler(self)
                 mcelog.bind_virq_for_mce(self)
@@ -185,24 +197,28 @@ class PvopsKernel(Kernel):
 
         def drivers() -> None:
             self._xen_subsys_init()
-            xen_balloon.xen_balloon_init(self)
-            manage.xen_setup_shutdown_event(self)
-            cpu_hotplug.setup_vcpu_hotplug_event(self)
-            self._xen_subsys_init()
             hvc_xen.xencons_driver_register(self)
             xen_kbdfront.xenkbd_init(self)
             xen_fbfront.xenfb_init(self)
             xenbus_probe.xenbus_probe_initcall(self)
+            # late_initcalls: cpu_hotplug.o links before xenbus/ (drivers/xen/Makefile)
+            cpu_hotplug.setup_vcpu_hotplug_event(self)
             if not initdomain:
                 xenbus_probe_frontend.boot_wait_for_devices(self)
+            # kernel_init_freeable: console_on_rootfs opens /dev/console (hvc0) after the initcalls
+            hvc_xen.notifier_add_irq(self)
 
-        return [("early IRQs", early), ("xenbus init", xenbus), ("late IRQs", late_irqs),
-                ("drivers", drivers)]
+        def grant_table_init() -> None:
+            grant_table.gnttab_init(self)  # core_initcall_sync(__gnttab_init), before postcore
+
+        return [("early IRQs", early), ("grant table", grant_table_init), ("xenbus init", xenbus),
+                ("late IRQs", late_irqs), ("drivers", drivers)]
 
     def init_process(self, *, initdomain: bool) -> None:
         """dom0: mount xenfs on /proc/xen, modprobe xen-blkback, xen-netback; a domU: the frontends."""
         if initdomain:
             xenfs_super.xenfs_fill_super(self)
+            evtchn.evtchn_init(self)  # modprobe xen-evtchn
             blkback_xenbus.xen_blkif_init(self)
             netback_xenbus.xenvif_xenbus_init(self)
         else:

@@ -27,6 +27,7 @@ from xenlab.abi.xenbus import (
 )
 from xenlab.linux.driver_model import device_unregister, kobject_uevent
 from xenlab.linux.kernel import KERN_INFO
+from xenlab.linux.pvops.br_if import br_port_carrier_check
 from xenlab.linux.pvops.events_base import (
     bind_interdomain_evtchn_to_irqhandler_lateeoi,
     unbind_from_irqhandler,
@@ -220,6 +221,7 @@ def hotplug_status_changed(kernel: PvopsKernel, be: backend_info) -> None:
         unregister_xenbus_watch(kernel, be.hotplug_status_watch)
     if be.state == XenbusStateConnected:
         kernel.printk(KERN_INFO, f"vif {be.dev.name} {be.vif}: Guest Rx ready")
+        br_port_carrier_check(kernel, be.vif)  # xenvif_carrier_on -> linkwatch: NETDEV_CHANGE
 
 
 def connect_data_rings(kernel: PvopsKernel, be: backend_info, q: xenvif_queue, xspath: str) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from xenlab.linux.irq import IRQ_HANDLED, IRQF_NOBALANCING, IRQF_PERCPU
-from xenlab.linux.pvops.events_base import XEN_SPIN_UNLOCK_VECTOR, bind_ipi_to_irqhandler
+from xenlab.linux.pvops.events_base import XEN_SPIN_UNLOCK_VECTOR, bind_ipi_to_irqhandler, disable_dynirq
 
 if TYPE_CHECKING:
     from xenlab.linux.pvops.kernel import PvopsKernel
@@ -16,6 +16,16 @@ def dummy_handler(irq: int, dev_id: Any) -> int:
     return IRQ_HANDLED
 
 
+def disable_irq(kernel: PvopsKernel, irq: int) -> None:
+    """disable_irq (kernel/irq/manage.c): depth+1, then the chip's irq_disable masks the port."""
+    assert kernel.irq_core is not None
+    desc = kernel.irq_core.descs[irq]
+    desc.depth += 1
+    if not desc.disabled:
+        desc.disabled = True
+        disable_dynirq(kernel, irq)  # xen_percpu_chip.irq_disable: masked, [p/1] in 'xl debug-keys e'
+
+
 def xen_init_lock_cpu(kernel: PvopsKernel, cpu: int) -> int:
     """xen_init_lock_cpu: bind "spinlock<cpu>" and disable it, if PV spinlocks are on (>1 possible cpu)."""
     if kernel.num_possible_cpus() == 1:
@@ -23,6 +33,5 @@ def xen_init_lock_cpu(kernel: PvopsKernel, cpu: int) -> int:
     irq = bind_ipi_to_irqhandler(kernel, XEN_SPIN_UNLOCK_VECTOR, cpu, dummy_handler,
                                  IRQF_PERCPU | IRQF_NOBALANCING, f"spinlock{cpu}", None)
     if irq >= 0:
-        assert kernel.irq_core is not None
-        kernel.irq_core.descs[irq].disabled = True  # disable_irq: "make sure it's never delivered"
+        disable_irq(kernel, irq)  # "make sure it's never delivered"
     return irq if irq < 0 else 0
