@@ -294,3 +294,19 @@ def test_vif_joins_the_bridge_then_forwards_once_connected(kind: str, domu_2v: M
     Connected: netback's Guest Rx ready, then blocking and forwarding (STP off)."""
     name = "D10-" if kind == "domU" else "26-"
     assert bridge_lines(domu_2v.dom0.run("dmesg").splitlines()) == bridge_lines(capture(kind, name))
+
+
+def banner(lines: list[str]) -> list[str]:
+    """xen_banner's two lines, without timestamps."""
+    return [ln[15:] for ln in lines if ln[15:].startswith(("Booting kernel on Xen", "Xen version:"))]
+
+
+def test_the_xen_banner_is_what_dom0_and_the_guest_print(domu_2v: Machine) -> None:
+    """xen_banner (enlighten_pv.c) asks HYPERVISOR_xen_version for the version, the extraversion and
+    the features: "4.17" from XENVER_version, ".7" from XENVER_extraversion, "(preserve-AD)" from
+    XENFEAT_mmu_pt_update_preserve_ad."""
+    want = banner(capture("oxenstored-2vcpu", "26-dmesg-full"))
+    assert want == ["Booting kernel on Xen", "Xen version: 4.17.7 (preserve-AD)"]
+    assert banner(domu_2v.dom0.run("dmesg").splitlines()) == want
+    assert banner(domu_2v.domain(1).run("dmesg").splitlines()) == banner(
+        capture("oxenstored-2vcpu", "domU-09-dmesg-full"))

@@ -13,7 +13,8 @@ from __future__ import annotations
 import ctypes
 
 from xenlab.abi import event_channel as ev
-from xenlab.abi.errno import EBUSY, EEXIST, ENOSYS
+from xenlab.abi import version as ver
+from xenlab.abi.errno import EBUSY, EEXIST, ENOSYS, ESRCH
 from xenlab.abi.event_channel import DOMID_FIRST_RESERVED, ECS
 from xenlab.base.trace import Trace
 from xenlab.xen.domain import Channel, Domain
@@ -41,9 +42,31 @@ class Hypervisor(DomainControl):
         self.global_virq_handlers: dict[int, int] = {}  # virq -> domid (default: the hardware domain)
         self.memory.domains = self.domains  # a domain's own frames get pfns in its p2m
 
+    #: the build the lab simulates: Xen 4.17.7 (xen/Makefile's XEN_VERSION, XEN_SUBVERSION, XEN_EXTRAVERSION)
+    XEN_VERSION, XEN_SUBVERSION, XEN_EXTRAVERSION = 4, 17, ".7"
+
     def __repr__(self) -> str:
         doms = ", ".join(f"d{d} {self.domains[d].name!r}" for d in sorted(self.domains))
         return f"Hypervisor({self.bits}-bit, {len(self.memory.frames)} frame(s), domains: {doms or 'none'})"
+
+    # -- HYPERVISOR_xen_version ------------------------------------------------------------
+    def xen_version(self, caller: int, cmd: int) -> int | str:
+        """do_xen_version (xen/common/kernel.c): XENVER_version -> (major << 16) | minor,
+        XENVER_extraversion -> the extraversion string, XENVER_get_features -> submap 0; -ENOSYS else."""
+        if cmd == ver.XENVER_version:
+            return (self.XEN_VERSION << 16) | self.XEN_SUBVERSION
+        if cmd == ver.XENVER_extraversion:
+            return self.XEN_EXTRAVERSION
+        if cmd == ver.XENVER_get_features:
+            d = self.domains.get(caller)
+            if d is None:
+                return -ESRCH
+            if d.hvm:  # the lab models PV guests' features only
+                return 0
+            # a PV guest on x86: writable page/descriptor tables, preserve A/D, map avail bits
+            return ((1 << ver.XENFEAT_writable_page_tables) | (1 << ver.XENFEAT_writable_descriptor_tables)
+                    | (1 << ver.XENFEAT_mmu_pt_update_preserve_ad) | (1 << ver.XENFEAT_gnttab_map_avail_bits))
+        return -ENOSYS
 
     # -- domains ----------------------------------------------------------------------
     def domain_create(self, domid: int, name: str, vcpus: int = 1, privileged: bool = False,

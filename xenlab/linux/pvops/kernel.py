@@ -167,6 +167,7 @@ class PvopsKernel(Kernel):
     def boot_stages(self, *, initdomain: bool) -> list[BootStage]:
         """early IRQs, gnttab_init, xenbus_init + subsys inits, late IRQs, drivers + the late initcalls."""
         def early() -> None:
+            enlighten_pv.xen_banner(self)  # xen_start_kernel, long before init_IRQ
             st = events_base.xen_init_IRQ(self, events_2l.xen_evtchn_2l_init, fifo_events=self.fifo_events)
             if self.xen_initial_domain():
                 pci_xen.pci_xen_initial_domain(self)  # xen_init_IRQ's tail (PV dom0), before timer0
