@@ -57,6 +57,7 @@ from xenlab.linux.pvops.events_internal import (
 
 if TYPE_CHECKING:
     from xenlab.linux.pvops.events_2l import Evtchn2lState
+    from xenlab.linux.pvops.events_fifo import EvtchnFifoState
     from xenlab.linux.pvops.kernel import PvopsKernel
     from xenlab.linux.pvops.xenbus_probe import xenbus_device
 
@@ -112,6 +113,8 @@ class EventsState:
     evtchn_ops: evtchn_ops | None = None
     #: the 2-level ABI's per-kernel state (events_2l.c), set by xen_evtchn_2l_init
     events_2l: Evtchn2lState | None = None
+    #: the FIFO ABI's per-kernel state (events_fifo.c), set by xen_evtchn_fifo_init
+    events_fifo: EvtchnFifoState | None = None
     info: dict[int, irq_info] = field(default_factory=dict)
     evtchn_rows: dict[int, list[int]] = field(default_factory=dict)
     virq_to_irq: list[list[int]] = field(default_factory=list)
