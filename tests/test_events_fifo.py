@@ -6,20 +6,14 @@ through xen_init_IRQ's port-ABI seam and bind IPI ports by hand.
 
 from __future__ import annotations
 
+import pytest
+
 from xenlab.base.trace import Trace
 from xenlab.linux.irq import IRQ_HANDLED
 from xenlab.linux.kernels import new_kernel
 from xenlab.linux.pvops import events_2l, events_base, events_fifo
-from xenlab.linux.pvops.events_internal import evtchn_ops
 from xenlab.linux.pvops.kernel import PvopsKernel
 from xenlab.xen.hypervisor import Hypervisor
-
-
-def fifo_then_2l(k: PvopsKernel) -> evtchn_ops:
-    """xen_init_IRQ's choice: FIFO when it initialises, else 2-level."""
-    if events_fifo.xen_evtchn_fifo_init(k) == 0:
-        return events_fifo.evtchn_ops_fifo
-    return events_2l.xen_evtchn_2l_init(k)
 
 
 def fifo_domU() -> tuple[Hypervisor, PvopsKernel, list[int], list[int]]:
@@ -28,12 +22,11 @@ def fifo_domU() -> tuple[Hypervisor, PvopsKernel, list[int], list[int]]:
     hv.domain_create(1, "guest")
     k = new_kernel(hv, 1, flavour="modern", trace=hv.trace)
     assert isinstance(k, PvopsKernel)
-    events_base.xen_init_IRQ(k, fifo_then_2l)
+    events_base.xen_init_IRQ(k, events_fifo.xen_evtchn_fifo_or_2l_init)
     seen: list[int] = []
     ports = []
     for _ in range(3):
-        port = hv.evtchn_bind_ipi(1, 0)
-        assert events_fifo.evtchn_fifo_setup(k, port) == 0
+        port = hv.evtchn_bind_ipi(1, 0)  # the binding's xen_evtchn_port_setup grows the array
         irq = events_base.bind_evtchn_to_irqhandler(
             k, port, lambda i, d: (seen.append(i), IRQ_HANDLED)[1], 0, f"t{port}", None)
         assert irq >= 0
@@ -85,8 +78,22 @@ def test_masked_event_is_not_handled_and_unmask_delivers_it() -> None:
     assert seen == [events_base.irq_from_evtchn(k, ports[0])]
 
 
+def test_a_failed_fifo_init_falls_back_to_2_level(monkeypatch: pytest.MonkeyPatch) -> None:
+    hv = Hypervisor(trace=Trace(), bits=64)
+    hv.domain_create(0, "Domain-0", privileged=True, initdomain=True)
+    hv.domain_create(1, "guest")
+    k = new_kernel(hv, 1, flavour="modern", trace=hv.trace)
+    assert isinstance(k, PvopsKernel)
+    monkeypatch.setattr(hv, "event_channel_op", lambda *a: -38)  # a Xen without FIFO: -ENOSYS
+    st = events_base.xen_init_IRQ(k, events_fifo.xen_evtchn_fifo_or_2l_init)
+    assert st.evtchn_ops is events_2l.evtchn_ops_2l and not st.fifo_events
+    assert "FIFO" not in k.dmesg()
+
+
 def test_array_grows_a_page_for_a_port_past_the_first() -> None:
     hv, k, ports, _ = fifo_domU()
+    assert events_fifo.evtchn_fifo_nr_channels(k) == 1024
     assert events_fifo.evtchn_fifo_setup(k, 1024) == 0
     assert events_fifo.evtchn_fifo_nr_channels(k) == 2048
+    assert events_fifo.evtchn_fifo_setup(k, 1 << 17) == -22  # past MAX_EVENT_ARRAY_PAGES: -EINVAL
     assert events_fifo.evtchn_fifo_is_masked(k, 1500)

@@ -53,6 +53,7 @@ from xenlab.linux.pvops.events_internal import (
     xen_evtchn_max_channels,
     xen_evtchn_port_bind_to_cpu,
     xen_evtchn_port_remove,
+    xen_evtchn_port_setup,
 )
 
 if TYPE_CHECKING:
@@ -169,7 +170,7 @@ def set_evtchn_to_irq(kernel: PvopsKernel, port: int, irq: int) -> int:
     row[c] = irq
     _rec(kernel, "set_evtchn_to_irq", f"evtchn_to_irq[{port}] = {irq}",
          [(kernel.table("evtchn_to_irq"), port, old, irq)])
-    return 0
+    return xen_evtchn_port_setup(kernel, port) if irq != -1 else 0  # xen_irq_info_common_setup's
 
 
 def set_info_for_irq(kernel: PvopsKernel, irq: int, info: irq_info | None) -> None:
@@ -695,6 +696,7 @@ def xen_init_IRQ(kernel: PvopsKernel, port_abi_init: Callable[[PvopsKernel], evt
     kernel.irq = st
     kernel.irq_core = st.core
     st.evtchn_ops = port_abi_init(kernel)
+    st.fifo_events = fifo_events and st.evtchn_ops.name == "FIFO"  # a failed FIFO init leaves 2-level
     st.next_irq = gsi_top
     st.virq_to_irq = [[-1] * NR_VIRQS for _ in range(n)]
     st.ipi_to_irq = [[-1] * XEN_NR_IPIS for _ in range(n)]
@@ -707,8 +709,7 @@ def xen_init_IRQ(kernel: PvopsKernel, port_abi_init: Callable[[PvopsKernel], evt
         mask_evtchn(kernel, evtchn, masks)
     d.upcall = lambda vcpu: xen_evtchn_do_upcall(kernel, vcpu)
     _rec(kernel, "xen_init_IRQ",
-         f"{'FIFO' if fifo_events else '2-level'} event ABI chosen (delivery modelled "
-         f"2-level); all {nports} ports masked; dynamic IRQs from {gsi_top} "
+         f"{st.evtchn_ops.name} event ABI chosen; all {nports} ports masked; dynamic IRQs from {gsi_top} "
          + (f"(GSIs 0..{gsi_top - 1} are the IO-APIC's)" if gsi_top else "(no legacy IRQs in a PV domU)"),
          masks)
     return st

@@ -16,8 +16,6 @@ EVTCHNOP_unmask lets Xen link the waiting event.
 Trace: every write to an event word is a row on ``xen/dN/event_word``; the READY word
 taken, on ``xen/dN/vcpuV`` ("fifo_ready"); a consumed event, on ``xen/dN/fifo_queue/vV``
 (DEVELOPERS.md, "FIFO event channels").
-
-Not yet wired as the default ABI (see the module's tests for what it does on its own).
 """
 
 from __future__ import annotations
@@ -253,11 +251,12 @@ evtchn_ops_fifo = evtchn_ops(
     mask=evtchn_fifo_mask,
     unmask=evtchn_fifo_unmask,
     handle_events=evtchn_fifo_handle_events,
+    setup=evtchn_fifo_setup,
 )
 
 
 def xen_evtchn_fifo_init(kernel: PvopsKernel) -> int:
-    """xen_evtchn_fifo_init: this cpu's control block, "Using FIFO-based ABI"; <0 leaves 2-level to the caller."""
+    """xen_evtchn_fifo_init: this cpu's control block, "Using FIFO-based ABI"; <0: the caller uses 2-level."""
     assert kernel.irq is not None
     kernel.irq.events_fifo = EvtchnFifoState()
     rc = init_control_block(kernel, kernel.irq.this_cpu)
@@ -267,3 +266,12 @@ def xen_evtchn_fifo_init(kernel: PvopsKernel) -> int:
     kernel.printk(KERN_INFO, "xen:events: Using FIFO-based ABI")
     kernel.irq.evtchn_ops = evtchn_ops_fifo
     return 0
+
+
+def xen_evtchn_fifo_or_2l_init(kernel: PvopsKernel) -> evtchn_ops:
+    """xen_init_IRQ's choice with fifo_events: xen_evtchn_fifo_init, and xen_evtchn_2l_init if it fails."""
+    from xenlab.linux.pvops.events_2l import xen_evtchn_2l_init  # events_2l imports events_base too
+
+    if xen_evtchn_fifo_init(kernel) == 0:
+        return evtchn_ops_fifo
+    return xen_evtchn_2l_init(kernel)
