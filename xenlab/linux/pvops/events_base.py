@@ -696,7 +696,6 @@ def xen_init_IRQ(kernel: PvopsKernel, port_abi_init: Callable[[PvopsKernel], evt
     kernel.irq = st
     kernel.irq_core = st.core
     st.evtchn_ops = port_abi_init(kernel)
-    st.fifo_events = fifo_events and st.evtchn_ops.name == "FIFO"  # a failed FIFO init leaves 2-level
     st.next_irq = gsi_top
     st.virq_to_irq = [[-1] * NR_VIRQS for _ in range(n)]
     st.ipi_to_irq = [[-1] * XEN_NR_IPIS for _ in range(n)]

@@ -272,6 +272,8 @@ def xen_evtchn_fifo_or_2l_init(kernel: PvopsKernel) -> evtchn_ops:
     """xen_init_IRQ's choice with fifo_events: xen_evtchn_fifo_init, and xen_evtchn_2l_init if it fails."""
     from xenlab.linux.pvops.events_2l import xen_evtchn_2l_init  # events_2l imports events_base too
 
+    assert kernel.irq is not None
     if xen_evtchn_fifo_init(kernel) == 0:
         return evtchn_ops_fifo
+    kernel.irq.fifo_events = False  # xen_init_IRQ: fifo_events = false
     return xen_evtchn_2l_init(kernel)
