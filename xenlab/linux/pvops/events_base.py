@@ -53,10 +53,12 @@ from xenlab.linux.pvops.events_internal import (
     xen_evtchn_max_channels,
     xen_evtchn_port_bind_to_cpu,
     xen_evtchn_port_remove,
+    xen_evtchn_port_setup,
 )
 
 if TYPE_CHECKING:
     from xenlab.linux.pvops.events_2l import Evtchn2lState
+    from xenlab.linux.pvops.events_fifo import EvtchnFifoState
     from xenlab.linux.pvops.kernel import PvopsKernel
     from xenlab.linux.pvops.xenbus_probe import xenbus_device
 
@@ -114,6 +116,8 @@ class EventsState:
     evtchn_ops: evtchn_ops | None = None
     #: the 2-level ABI's per-kernel state (events_2l.c), set by xen_evtchn_2l_init
     events_2l: Evtchn2lState | None = None
+    #: the FIFO ABI's per-kernel state (events_fifo.c), set by xen_evtchn_fifo_init
+    events_fifo: EvtchnFifoState | None = None
     info: dict[int, irq_info] = field(default_factory=dict)
     evtchn_rows: dict[int, list[int]] = field(default_factory=dict)
     virq_to_irq: list[list[int]] = field(default_factory=list)
@@ -176,7 +180,7 @@ def set_evtchn_to_irq(kernel: PvopsKernel, port: int, irq: int) -> int:
     row[c] = irq
     _rec(kernel, "set_evtchn_to_irq", f"evtchn_to_irq[{port}] = {irq}",
          [(kernel.table("evtchn_to_irq"), port, old, irq)])
-    return 0
+    return xen_evtchn_port_setup(kernel, port) if irq != -1 else 0  # xen_irq_info_common_setup's
 
 
 def set_info_for_irq(kernel: PvopsKernel, irq: int, info: irq_info | None) -> None:
@@ -807,8 +811,7 @@ def xen_init_IRQ(kernel: PvopsKernel, port_abi_init: Callable[[PvopsKernel], evt
         mask_evtchn(kernel, evtchn, masks)
     d.upcall = lambda vcpu: xen_evtchn_do_upcall(kernel, vcpu)
     _rec(kernel, "xen_init_IRQ",
-         f"{'FIFO' if fifo_events else '2-level'} event ABI chosen (delivery modelled "
-         f"2-level); all {nports} ports masked; dynamic IRQs from {gsi_top} "
+         f"{st.evtchn_ops.name} event ABI chosen; all {nports} ports masked; dynamic IRQs from {gsi_top} "
          + (f"(GSIs 0..{gsi_top - 1} are the IO-APIC's)" if gsi_top else "(no legacy IRQs in a PV domU)"),
          masks)
     return st

@@ -35,6 +35,8 @@ class evtchn_ops:
     mask: Callable[[PvopsKernel, int, list[ChangeRow] | None], None]
     unmask: PortOp
     handle_events: Callable[[PvopsKernel, int], int]
+    #: .setup (FIFO: grow the event array to cover the port); 2-level has none
+    setup: Callable[[PvopsKernel, int], int] | None = None
 
 
 def _ops(kernel: PvopsKernel) -> evtchn_ops:
@@ -45,6 +47,12 @@ def _ops(kernel: PvopsKernel) -> evtchn_ops:
 def xen_evtchn_max_channels(kernel: PvopsKernel) -> int:
     """xen_evtchn_max_channels: how many ports the chosen ABI can name."""
     return _ops(kernel).max_channels(kernel)
+
+
+def xen_evtchn_port_setup(kernel: PvopsKernel, evtchn: int) -> int:
+    """xen_evtchn_port_setup: let the ABI prepare a newly bound port (0 when it has no .setup)."""
+    setup = _ops(kernel).setup
+    return setup(kernel, evtchn) if setup is not None else 0
 
 
 def xen_evtchn_port_remove(kernel: PvopsKernel, evtchn: int, cpu: int) -> None:
