@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,10 @@ from typing import Any
 BASES = ("dec", "hex", "text")
 BASE_NOTE = {"dec": "decimal, or hex with 0x", "hex": "hex: 0x optional, bare digits are read as hex",
              "text": ""}
+
+
+#: the knobs of a generator that was given none (every knob then comes from the seed)
+NO_KNOBS: Mapping[str, Any] = {}
 
 
 class KnobError(ValueError):

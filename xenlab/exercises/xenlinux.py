@@ -19,7 +19,7 @@ from typing import Any
 from xenlab.abi.errno import EIO
 from xenlab.abi.event_channel import VIRQ_DEBUG, VIRQ_TIMER
 from xenlab.abi.xs_wire import XENSTORE_RING_SIZE
-from xenlab.exercises.common import KnobError, Question, yes_no
+from xenlab.exercises.common import NO_KNOBS, KnobError, Question, yes_no
 from xenlab.exercises.machine import irq_of
 from xenlab.exercises.ports import two_domains
 from xenlab.exercises.ring import _write_steps
@@ -29,7 +29,6 @@ from xenlab.linux.xenlinux.kernel import XenLinuxKernel
 from xenlab.sim.machine import Machine
 
 U32 = 0xFFFFFFFF
-NO_KNOBS: Mapping[str, Any] = {}
 
 
 def guest_2618_with_store_page(ports_in_use: int = 0) -> XenLinuxKernel:
