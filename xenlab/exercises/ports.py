@@ -161,7 +161,8 @@ def gen_irq(rng: random.Random, knobs: Mapping[str, Any] = NO_KNOBS) -> Question
         if not text.startswith("unbind"):
             q.expect(f"b{i}", irq, "the IRQ it returned")
     q.expect("next_irq", nxt, "what find_unbound_irq returns now")
-    q.expect(f"irq_info[{ask}]", f"{st.irq_info[ask]:#010x}", "type<<24 | index<<16 | port", base="hex")
+    q.expect(f"irq_info[{ask}]", f"{st.irq_info[ask]:#010x}", "type<<24 | index<<16 | port", points=2,
+             base="hex")
     q.expect(f"bindcount[{ask}]", st.irq_bindcount[ask], "irq_bindcount of that IRQ")
     w = ["find_unbound_irq scans DYNIRQ_BASE upward for the first IRQ with irq_bindcount 0. A VIRQ/IPI "
          "already bound on that cpu, or a caller port already mapped, shares its IRQ (bindcount + 1); "

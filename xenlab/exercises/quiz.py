@@ -326,8 +326,12 @@ def sheet_from(header: Mapping[str, str], given: Given | None = None, where: str
         topic = topic if topic is not None else given.topic
         count = count if count is not None else given.count
         knobs = knobs if knobs is not None else given.knobs
-    sheet = Sheet(seed, topic or "all", count or DEFAULT_COUNT, dict(knobs or {}), student, assign)
-    _validate(sheet.topic, sheet.count, sheet.knobs)
+    sheet = Sheet(seed, topic or "all", DEFAULT_COUNT if count is None else count, dict(knobs or {}),
+                  student, assign)
+    try:
+        _validate(sheet.topic, sheet.count, sheet.knobs)
+    except QuizError as e:
+        raise QuizError(f"{where}: {e}") from None
     return sheet
 
 
