@@ -256,8 +256,9 @@ def test_perms_questions_include_refusals() -> None:
 
 
 # -- the checker -------------------------------------------------------------------------------
-def test_the_checker_marks_right_wrong_and_missing_with_the_expected_value() -> None:
-    expected = quiz.expected_answers(quiz.generate(1, "ring", 2))
+def test_the_checker_marks_right_wrong_and_missing_and_shows_expected_values_only_with_reveal() -> None:
+    questions = quiz.generate(1, "ring", 2)
+    expected = quiz.expected_answers(questions)
     assert quiz.check(1, "ring", expected, 2).all_right
     given = dict(expected)
     given["Q1.kicks"] = str(int(expected["Q1.kicks"]) + 1)
@@ -266,11 +267,18 @@ def test_the_checker_marks_right_wrong_and_missing_with_the_expected_value() -> 
     report = quiz.check(1, "ring", given, 2)
     assert not report.all_right
     assert report.wrong() == ["Q1.kicks", "Q2.chunks"]
+    # kicks and chunks are worth 2 points each in a ring question
+    assert (report.score, report.max_score) == (report.max_score - 4, sum(q.worth(n) for q in questions
+                                                                           for n, _, _ in q.parts))
     text = report.text()
-    assert f"Q1.kicks: WRONG: you said {given['Q1.kicks']}; expected {expected['Q1.kicks']}" in text
-    assert f"Q2.chunks: missing; expected {expected['Q2.chunks']}" in text
+    assert f"Q1.kicks: WRONG (0/2): you said {given['Q1.kicks']}\n" in text
+    assert "Q2.chunks: missing (0/2)\n" in text
     assert "Q9.nothing: not a part of this quiz" in text
-    assert f"score: {len(expected) - 2}/{len(expected)} right" in text
+    assert f"Score: {report.max_score - 4}/{report.max_score}" in text
+    assert "expected" not in text.replace("(expected values are not shown; --reveal shows them)", "")
+    shown = report.text(reveal=True)
+    assert f"Q1.kicks: WRONG (0/2): you said {given['Q1.kicks']}; expected {expected['Q1.kicks']}" in shown
+    assert f"Q2.chunks: missing (0/2); expected {expected['Q2.chunks']}" in shown
 
 
 def test_the_checker_ignores_case_spacing_and_number_base() -> None:
@@ -291,13 +299,17 @@ def test_check_from_an_answers_file_on_the_command_line(tmp_path: Path,
     bad.write_text("Q1.count: 99\n")
     assert main(["quiz", "--seed", "2", "--topic", "framing", "-n", "1", "--check", str(bad)]) == 1
     out = capsys.readouterr().out
-    assert f"Q1.count: WRONG: you said 99; expected {expected['Q1.count']}" in out
+    assert "Q1.count: WRONG (0/1): you said 99\n" in out and f"expected {expected['Q1.count']}" not in out
+    argv = ["quiz", "--seed", "2", "--topic", "framing", "-n", "1", "--check", str(bad), "--reveal"]
+    assert main(argv) == 1
+    assert f"Q1.count: WRONG (0/1): you said 99; expected {expected['Q1.count']}" in capsys.readouterr().out
 
 
 # -- bad input -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("argv,needle", [
     (["--topic", "rings"],
-     "unknown topic 'rings'; valid: ring, framing, evtchn, irq, numbering, xenbus, perms, all"),
+     "unknown topic 'rings'; valid: ring2618, ring, quiesce, numbering, ready, framing, irq, evtchn, "
+     "procxen, perms, irqinfo, xenbus, all"),
     (["-n", "-2"], "count must be 1..100 (got -2)"),
     (["-n", "0"], "count must be 1..100 (got 0)"),
     (["--seed", "abc"], "--seed must be an integer (got 'abc')"),

@@ -1,4 +1,4 @@
-"""The xenlab command line: `xenlab lab`, `xenlab serve`, `xenlab exec`, `xenlab trace`.
+"""The xenlab command line: `xenlab lab`, `serve`, `exec`, `trace`, `quiz`, `grade`.
 
 Each subcommand lives in its own module providing ``add_parser(subparsers)`` and
 ``run(args) -> int``; only the chosen one is imported, so one subcommand's import error
@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "exec": ("xenlab.sim.execcmd", "boot a simulated machine and run commands in one of its domains"),
     "trace": ("xenlab.sim.tracecmd", "print the boot trace of a scenario"),
     "quiz": ("xenlab.exercises.quiz", "generate exercises from a seed; -c shows the worked answers"),
+    "grade": ("xenlab.exercises.grade", "mark answer files (one, or a class): points, Score: N/M, CSV/JSON"),
 }
 
 

@@ -7,9 +7,12 @@ The answers are what the booted machine shows: ``cat /proc/interrupts`` and
 
 from __future__ import annotations
 
+import functools
 import random
+from collections.abc import Mapping
+from typing import Any
 
-from xenlab.exercises.common import Question
+from xenlab.exercises.common import NO_KNOBS, KnobError, Question
 from xenlab.sim.machine import Machine
 
 
@@ -22,9 +25,11 @@ def irq_of(interrupts: str, name: str) -> int | None:
     return None
 
 
-def gen_numbering(rng: random.Random) -> Question:
+def gen_numbering(rng: random.Random, knobs: Mapping[str, Any] = NO_KNOBS) -> Question:
     """Linux 6.1 dom0 with V vcpus: the xenbus IRQ, the store port, the last vcpu's timer IRQ."""
-    v = rng.randint(1, 6)
+    v = int(knobs.get("vcpus", rng.randint(1, 6)))
+    if not 1 <= v <= 16:
+        raise KnobError(f"--vcpus must be 1..16 (got {v})")
     m = Machine(flavour="modern", seed=0, dom0_vcpus=v)
     interrupts = m.dom0.run("cat /proc/interrupts")
     port = int(m.dom0.run("cat /proc/xen/xsd_port"))
@@ -72,34 +77,54 @@ def state_sequence(m: Machine, table: str, path: str) -> str:
     return " -> ".join(seq) or "none"
 
 
-def gen_xenbus(rng: random.Random) -> Question:
-    """xl create with D disks and N vifs: which xen/xen-backend devices appear, which states they pass."""
-    flavour = rng.choice(["modern", "2.6.18"])
-    disks = ["xvda", "xvdb", "xvdc"][: rng.randint(1, 3)]
-    vifs = rng.randint(0, 2)
+@functools.cache
+def xenbus_boot(flavour: str, disks: tuple[str, ...], vifs: int) -> dict[str, Any]:
+    """xl create on a booted *flavour* machine: the guest's domid and kernel name, both buses' `ls`,
+    the xenbus_state sequences and the handshake's trace lines (cached: the same every time)."""
     m = Machine(flavour=flavour, seed=0)
     m.start_xenstored()
-    dom = m.create_domU(disks=disks, vifs=vifs)
+    dom = m.create_domU(disks=list(disks), vifs=vifs)
     d = dom.domid
     front = " ".join(m.domain(d).run("ls /sys/bus/xen/devices").split())
+    table = f"{dom.kernel.name}/xenbus_state"
+    states = {dev: state_sequence(m, table, f"device/{dev.replace('-', '/')}") for dev in front.split()}
+    states.update({dev: state_sequence(m, "dom0/xenbus_state", "backend/" + dev.replace("-", "/"))
+                   for dev in m.dom0.run("ls /sys/bus/xen-backend/devices").split()})
+    switches = [f"  [{step.actor}] {step.summary}" for step in m.trace.steps
+                if step.function == "xenbus_switch_state" and (step.actor == dom.kernel.name
+                                                                 or f"/{d}/" in step.summary)]
     back = " ".join(m.dom0.run("ls /sys/bus/xen-backend/devices").split())
+    return {"domid": d, "front": front, "back": back, "states": states, "switches": switches}
+
+
+def gen_xenbus(rng: random.Random, knobs: Mapping[str, Any] = NO_KNOBS) -> Question:
+    """xl create with D disks and N vifs: which xen/xen-backend devices appear, which states they pass."""
+    flavour = knobs.get("flavour", rng.choice(["modern", "2.6.18"]))
+    disks = ["xvda", "xvdb", "xvdc"][: rng.randint(1, 3)]
+    vifs = int(knobs.get("vifs", rng.randint(0, 2)))
+    if flavour not in ("modern", "2.6.18"):
+        raise KnobError(f"--flavour must be 2.6.18 or modern (got {flavour!r})")
+    if not 0 <= vifs <= 4:
+        raise KnobError(f"--vifs must be 0..4 (got {vifs})")
+    boot = xenbus_boot(flavour, tuple(disks), vifs)
+    d, front, back = boot["domid"], boot["front"], boot["back"]
     kernel = "Linux 6.1" if flavour == "modern" else "XenLinux 2.6.18"
     q = Question("xenbus", (
         f"dom0 and a PV guest both run {kernel}. `xl create` makes the guest (domid {d}) with "
         f"disk = [{', '.join(repr(x) for x in disks)}] and {vifs} vif(s); the guest boots and loads "
         "its frontend drivers."))
     q.setup = {"flavour": flavour, "disks": disks, "vifs": vifs}
-    q.expect("frontends", front, "ls /sys/bus/xen/devices in the guest (bus ids, space separated)")
-    q.expect("backends", back, "ls /sys/bus/xen-backend/devices in dom0")
+    q.expect("frontends", front, "ls /sys/bus/xen/devices in the guest (bus ids, space separated)",
+             base="text")
+    q.expect("backends", back, "ls /sys/bus/xen-backend/devices in dom0", base="text")
     vbd = next(x for x in front.split() if x.startswith("vbd-"))
     devid = vbd.split("-")[1]
-    q.expect(f"{vbd}.states", state_sequence(m, f"{dom.kernel.name}/xenbus_state", f"device/vbd/{devid}"),
-             "the frontend's states, A -> B -> C (XenbusState names without the prefix)")
-    q.expect(f"vbd-{d}-{devid}.states", state_sequence(m, "dom0/xenbus_state", f"backend/vbd/{d}/{devid}"),
-             "the backend's states, same form")
+    q.expect(f"{vbd}.states", boot["states"][vbd],
+             "the frontend's states, A -> B -> C (XenbusState names without the prefix)", base="text")
+    q.expect(f"vbd-{d}-{devid}.states", boot["states"][f"vbd-{d}-{devid}"],
+             "the backend's states, same form", base="text")
     if vifs:
-        q.expect("vif-0.states", state_sequence(m, f"{dom.kernel.name}/xenbus_state", "device/vif/0"),
-                 "netfront's states, same form")
+        q.expect("vif-0.states", boot["states"]["vif-0"], "netfront's states, same form", base="text")
     q.worked = [
         "The toolstack writes /local/domain/<d>/device/<type>/<devid> (frontend) and "
         "/local/domain/0/backend/<type>/<d>/<devid> (backend); xenbus_probe_devices walks device/ in the "
@@ -112,9 +137,6 @@ def gen_xenbus(rng: random.Random) -> Question:
         + (f" dom0's console-{d}-0 is the console backend the toolstack also adds."
            if f"console-{d}-0" in back else ""),
         "The handshake as the lab's drivers ran it (xenbus_switch_state rows):",
+        *boot["switches"],
     ]
-    for step in m.trace.steps:
-        mine = step.actor == dom.kernel.name or f"/{d}/" in step.summary
-        if step.function == "xenbus_switch_state" and mine:
-            q.worked.append(f"  [{step.actor}] {step.summary}")
     return q

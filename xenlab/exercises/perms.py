@@ -8,9 +8,11 @@ answer is the daemon's reply: OK, or the error name it sent (EACCES, ...).
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
+from typing import Any
 
 from xenlab.abi.xs_wire import xsd_sockmsg_type as T
-from xenlab.exercises.common import Question
+from xenlab.exercises.common import NO_KNOBS, Question
 from xenlab.xenstored.daemon import Daemon
 from xenlab.xenstored.wire import Message
 
@@ -36,7 +38,7 @@ def ask(perms: list[str], late: int | None, domid: int, op: str) -> str:
     return reply.payload.rstrip(b"\0").decode() if reply.type == T.XS_ERROR else "OK"
 
 
-def gen_perms(rng: random.Random) -> Question:
+def gen_perms(rng: random.Random, knobs: Mapping[str, Any] = NO_KNOBS) -> Question:
     """Who may read or write a node with a given permission list."""
     owner = rng.choice([0, 0, 1, 2])
     perms = [f"{rng.choice('nrwb')}{owner}"]
@@ -59,7 +61,8 @@ def gen_perms(rng: random.Random) -> Question:
     for domid, op in queries:
         result = ask(perms, late, domid, op)
         answers.append((domid, op, result))
-        q.expect(f"d{domid}.{op}", result, "OK, or the error name xenstored replies with (e.g. EACCES)")
+        q.expect(f"d{domid}.{op}", result, "OK, or the error name xenstored replies with (e.g. EACCES)",
+                 base="text")
     q.worked = [
         "perm_for_conn (xenstored_core.c): a privileged connection (dom0) and the owner (the first "
         "entry's domid) get everything; otherwise the first later entry naming the domain gives its "

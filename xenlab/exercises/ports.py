@@ -10,11 +10,12 @@ packed irq_info word of an IRQ holds.
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from typing import Any
 
 from xenlab.abi.event_channel import VIRQ_DEBUG, VIRQ_TIMER
 from xenlab.base.trace import Trace
-from xenlab.exercises.common import Question
+from xenlab.exercises.common import NO_KNOBS, KnobError, Question
 from xenlab.linux.xenlinux import evtchn as l18
 from xenlab.linux.xenlinux.kernel import XenLinuxKernel
 from xenlab.xen.hypervisor import Hypervisor
@@ -38,7 +39,7 @@ def port_states(hv: Hypervisor, domid: int) -> str:
     return " ".join(out) or "none"
 
 
-def gen_evtchn(rng: random.Random) -> Question:
+def gen_evtchn(rng: random.Random, knobs: Mapping[str, Any] = NO_KNOBS) -> Question:
     """alloc_unbound / bind_interdomain / close between dom0 and a guest: returns and final states."""
     g = rng.randint(1, 4)
     hv = two_domains(g)
@@ -94,9 +95,14 @@ def guest_2618(guest: int = 1) -> XenLinuxKernel:
     return k
 
 
-def gen_irq(rng: random.Random) -> Question:
+def gen_irq(rng: random.Random, knobs: Mapping[str, Any] = NO_KNOBS) -> Question:
     """Binds and unbinds on XenLinux 2.6.18: IRQs returned, the next find_unbound_irq, an irq_info word."""
     k = guest_2618()
+    ports = int(knobs.get("ports", 0))
+    if not 0 <= ports <= 200:
+        raise KnobError(f"--ports must be 0..200 (got {ports})")
+    for _ in range(ports):  # event channels the guest already uses for something else
+        k.hv.evtchn_alloc_unbound(k.domid, k.domid, 0)
     st = l18.evtchn_state(k)
     store = k.hv.evtchn_alloc_unbound(0, k.domid, 0)  # the toolstack's store port, given to the guest
     lines: list[str] = []
@@ -145,14 +151,18 @@ def gen_irq(rng: random.Random) -> Question:
     ask = rng.choice(sorted(set(bound))) if bound else nxt
     q = Question("irq", (
         f"A XenLinux 2.6.18 domU (L18: DYNIRQ_BASE {st.space.DYNIRQ_BASE}, {st.space.NR_DYNIRQS} dynamic "
-        f"IRQs) has just run xen_init_IRQ. dom0 made port {store} for xenstored. The guest then calls:\n"
+        f"IRQs) has just run xen_init_IRQ. "
+        + (f"{ports} of its event channels are already in use (unbound, for other purposes). "
+           if ports else "")
+        + f"dom0 made port {store} for xenstored. The guest then calls:\n"
         + "\n".join(f"  b{i}. {t}" for i, t in enumerate(lines, 1))))
-    q.setup = {"calls": calls, "asked": ask}
+    q.setup = {"calls": calls, "asked": ask, "ports": ports}
     for i, (text, irq) in enumerate(zip(lines, results, strict=True), 1):
         if not text.startswith("unbind"):
             q.expect(f"b{i}", irq, "the IRQ it returned")
     q.expect("next_irq", nxt, "what find_unbound_irq returns now")
-    q.expect(f"irq_info[{ask}]", f"{st.irq_info[ask]:#010x}", "hex, type<<24 | index<<16 | port")
+    q.expect(f"irq_info[{ask}]", f"{st.irq_info[ask]:#010x}", "type<<24 | index<<16 | port", points=2,
+             base="hex")
     q.expect(f"bindcount[{ask}]", st.irq_bindcount[ask], "irq_bindcount of that IRQ")
     w = ["find_unbound_irq scans DYNIRQ_BASE upward for the first IRQ with irq_bindcount 0. A VIRQ/IPI "
          "already bound on that cpu, or a caller port already mapped, shares its IRQ (bindcount + 1); "

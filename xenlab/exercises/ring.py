@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import ctypes
 import random
+from collections.abc import Mapping
 from typing import Any
 
 from xenlab.abi.errno import EIO
 from xenlab.abi.xs_wire import XENSTORE_RING_SIZE, xenstore_domain_interface
 from xenlab.abi.xs_wire import xsd_sockmsg_type as T
 from xenlab.base.trace import Trace
-from xenlab.exercises.common import Question, yes_no
+from xenlab.exercises.common import NO_KNOBS, KnobError, Question, yes_no
 from xenlab.linux.kernels import new_kernel
 from xenlab.linux.pvops import xenbus_comms as comms
 from xenlab.linux.pvops.kernel import PvopsKernel
@@ -62,7 +63,7 @@ def _write_steps(k: PvopsKernel, start: int) -> tuple[list[tuple[int, int, int, 
     return chunks, kicks
 
 
-def gen_ring(rng: random.Random) -> Question:
+def gen_ring(rng: random.Random, knobs: Mapping[str, Any] = NO_KNOBS) -> Question:
     """How xb_write (modern) copies N bytes into req[] from given indices, and what it leaves."""
     kind = rng.random()
     fill = XENSTORE_RING_SIZE + rng.randint(1, 300) if kind < 0.15 else rng.randint(0, 900)
@@ -74,6 +75,12 @@ def gen_ring(rng: random.Random) -> Question:
     cons = (prod - fill) & U32
     free = XENSTORE_RING_SIZE - fill
     n = rng.randint(16, 200) if kind < 0.15 or free <= 16 else rng.randint(16, min(free + 60, 400))
+    cons, prod, n = int(knobs.get("cons", cons)), int(knobs.get("prod", prod)), int(knobs.get("len", n))
+    for name, value in (("cons", cons), ("prod", prod)):
+        if not 0 <= value <= U32:
+            raise KnobError(f"--{name} must be a uint32, 0..0xffffffff (got {value})")
+    if not 1 <= n <= 4096:
+        raise KnobError(f"--len must be 1..4096 (got {n})")
     k, intf = guest_with_store_page()
     intf.req_cons, intf.req_prod = cons, prod
     start = len(k.trace)
@@ -86,10 +93,10 @@ def gen_ring(rng: random.Random) -> Question:
     q.setup = {"cons": cons, "prod": prod, "n": n}
     q.expect("check_indexes", yes_no(comms.check_indexes(cons, prod)), "yes/no: are the indices sane?")
     q.expect("chunks", ", ".join(f"{c[0]}+{c[1]}" for c in chunks) or "none",
-             "each copy as OFFSET+LENGTH into req[], comma separated, or none")
+             "each copy as OFFSET+LENGTH into req[], comma separated, or none", points=2)
     q.expect("return", rc, "what xb_write returns (bytes written, or -5 for -EIO)")
-    q.expect("req_prod", f"{intf.req_prod:#010x}", "req_prod afterwards, hex")
-    q.expect("kicks", kicks, "how many EVTCHNOP_send notifications")
+    q.expect("req_prod", f"{intf.req_prod:#010x}", "req_prod afterwards", base="hex")
+    q.expect("kicks", kicks, "how many EVTCHNOP_send notifications", points=2)
     inflight = (prod - cons) & U32
     w = [f"prod - cons = {inflight} (mod 2^32); check_indexes wants <= XENSTORE_RING_SIZE "
          f"({XENSTORE_RING_SIZE})."]
@@ -147,7 +154,7 @@ def hexdump(data: bytes) -> list[str]:
     return out
 
 
-def gen_framing(rng: random.Random) -> Question:
+def gen_framing(rng: random.Random, knobs: Mapping[str, Any] = NO_KNOBS) -> Question:
     """Decode the bytes waiting in req[] into xsd_sockmsg messages."""
     msgs = [_random_message(rng) for _ in range(rng.randint(1, 3))]
     k, intf = guest_with_store_page()
@@ -164,9 +171,10 @@ def gen_framing(rng: random.Random) -> Question:
     q.expect("count", len(decoded), "how many whole messages")
     for i, m in enumerate(decoded, 1):
         q.expect(f"m{i}.type", m.type_name, "the xsd_sockmsg_type name, e.g. XS_READ")
-        q.expect(f"m{i}.req_id", m.req_id, "decimal")
-        q.expect(f"m{i}.tx_id", m.tx_id, "decimal")
-        q.expect(f"m{i}.payload", show_payload(m.payload), "the payload with each NUL written \\0")
+        q.expect(f"m{i}.req_id", m.req_id, "a number")
+        q.expect(f"m{i}.tx_id", m.tx_id, "a number")
+        q.expect(f"m{i}.payload", show_payload(m.payload), "the payload with each NUL written \\0",
+                 base="text")
     w = ["struct xsd_sockmsg is four little-endian uint32: type, req_id, tx_id, len; then len payload bytes."]
     pos = 0
     for i, m in enumerate(decoded, 1):
