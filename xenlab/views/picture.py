@@ -156,7 +156,9 @@ class Picture(TablePanel):
         import ipywidgets as W
 
         if self._image is None:
-            self._image = image_widget_class()(format="png", layout=W.Layout(max_width="100%", align_self="flex-start"))
+            # flex-start: the picture keeps its own size (a VBox would stretch it to the cell's width)
+            layout = W.Layout(max_width="100%", align_self="flex-start")
+            self._image = image_widget_class()(format="png", layout=layout)
             self._image.add_class("xenlab-picture")
         return [self._image]
 
