@@ -7,8 +7,10 @@ driven: play/pause, previous/next, the slider (keyboard), the stage menu and the
 box, including each defect issue 12 found (the current stage in the menu did nothing, a
 menu with nothing to choose, the box ignoring a value typed twice, offering stages
 outside the stepper, an old error staying, three numbering schemes, stop rewinding,
-buttons without tooltips, bad input reverted silently, 01 opening mid-way). A screenshot
-of each notebook's first stepper goes to docs/screenshots/ (the README shows them).
+buttons without tooltips, bad input reverted silently, 01 opening mid-way). Every picture
+(issue 12) is checked drawn, described and redrawn in place, and one exercise is done end
+to end (issue 13). A screenshot of each notebook's first stepper (02: its ring picture)
+goes to docs/screenshots/ (the README shows them).
 Uses Debian's /usr/bin/chromium; never downloads a browser. Timings are printed, never
 asserted.
 """
@@ -63,6 +65,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     work = tmp_path_factory.mktemp("lab")
     for nb in NOTEBOOKS:
         shutil.copy(nb, work / nb.name)
+    shutil.copytree(ROOT / "notebooks" / "exercises", work / "exercises")
     port, token = _free_port(), secrets.token_hex(16)
     log = work / ".jupyterlab.log"
     # PYTHONPATH: the kernels import this checkout's xenlab, whatever the venv has installed
@@ -251,6 +254,8 @@ def test_lesson_runs_in_jupyterlab_with_every_widget(lessons: dict[str, Any], na
     page = lessons[name]
     text = page.inner_text(".jp-Notebook")
     assert "Error displaying widget" not in text
+    # a widget whose view failed (e.g. ipywidgets 8's Image with a tooltip) shows an error icon instead
+    assert not page.locator(".jupyter-widgets-error-widget").count(), "a widget failed to render"
     assert "Traceback" not in text
     errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']")
     assert errors.count() == 0
@@ -461,16 +466,162 @@ def test_the_lab_config_turns_off_the_news_popup(lab: tuple[str, str], lessons: 
     assert not page.locator(".jp-Notification-Toast, .Toastify__toast").filter(has_text="news").count()
 
 
+PICTURE_MAKERS = re.compile(r"\b(?:RingPicture|SequenceDiagram|HandshakeDiagram|IrqMap(?:\.of)?)\(")
+
+PICTURE_JS = """async (img) => {
+  const bytes = new Uint8Array(await (await fetch(img.src)).arrayBuffer());
+  let h = 0;
+  for (let i = 0; i < bytes.length; i++) h = (Math.imul(h, 31) + bytes[i]) >>> 0;
+  return {hash: h, size: bytes.length, width: img.naturalWidth, same: img.__xlTag === 'xl',
+          removed: img.closest('.xenlab-stepper').__xlRemoved};
+}"""
+
+WATCH_JS = """(root) => {
+  root.__xlRemoved = 0;
+  for (const img of root.querySelectorAll('img.xenlab-picture')) img.__xlTag = 'xl';
+  new MutationObserver((ms) => ms.forEach((m) => m.removedNodes.forEach((n) => {
+    if (n.nodeName === 'IMG' || (n.querySelector && n.querySelector('img'))) root.__xlRemoved++;
+  }))).observe(root, {childList: true, subtree: true});
+}"""
+
+
+def _picture_now(s: StepperUI, k: int, old_src: str | None = None) -> dict[str, Any]:
+    """The k-th picture of stepper *s* once drawn (and, after a move, once its src was replaced)."""
+    s.until("(el, [k, old]) => { const img = el.querySelectorAll('img.xenlab-picture')[k];"
+            " return img && img.src && img.src !== old && img.complete && img.naturalWidth > 0; }",
+            [k, old_src])
+    img = s.root.locator("img.xenlab-picture").nth(k)
+    got = img.evaluate(PICTURE_JS)
+    got["src"], got["title"] = img.get_attribute("src"), img.get_attribute("title") or ""
+    return got
+
+
+@pytest.mark.parametrize("name", IDS)
+def test_every_picture_is_drawn_described_and_redrawn_in_place(lessons: dict[str, Any], name: str) -> None:
+    """Each picture of the lesson (issue 12): drawn, described (the caption and the image's tooltip carry
+    the alt text), its bytes changing when the step moves, and the same <img> element after the redraw
+    (nothing replaced: no flicker). A picture of every step is saved in tests/artifacts/pictures/."""
+    page = lessons[name]
+    cells = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())["cells"]
+    made = sum(len(PICTURE_MAKERS.findall("".join(c["source"]))) for c in cells if c["cell_type"] == "code")
+    static = page.locator(".jp-OutputArea-output .xl-box img")  # Picture.at(...) shown in a cell
+    for k in range(static.count()):
+        assert (static.nth(k).get_attribute("alt") or "").strip(), "a drawn picture without alt text"
+        assert static.nth(k).evaluate("img => img.complete && img.naturalWidth > 0")
+    live = 0
+    shots = ARTIFACTS / "pictures"
+    shots.mkdir(parents=True, exist_ok=True)
+    for s in _steppers(page):
+        images = s.root.locator("img.xenlab-picture")
+        if not images.count():
+            continue
+        s.root.scroll_into_view_if_needed()
+        step, count, first, last = s.where()
+        if step == last and count > 1:
+            s.click(".xl-prev")
+            step = s.until_moved(step)
+        s.root.evaluate(WATCH_JS)
+        for k in range(images.count()):
+            live += 1
+            before = _picture_now(s, k)
+            captions = [c.strip() for c in s.root.locator(".xl-body [role=note]").all_text_contents()]
+            alt = before["title"].strip()
+            assert alt and f"picture: {alt}" in captions, f"picture {k} has no alt text: {captions}"
+            s.root.screenshot(path=str(shots / f"{name}-{live}-step{step}.png"))
+            if count < 2:
+                continue
+            s.click(".xl-next")
+            after_step = s.until_moved(step)
+            after = _picture_now(s, k, before["src"])
+            s.root.screenshot(path=str(shots / f"{name}-{live}-step{after_step}.png"))
+            assert after["same"] and after["removed"] == 0, "the picture's <img> was replaced (flicker)"
+            assert after["hash"] != before["hash"], f"step {step} -> {after_step}: the picture did not change"
+            assert after["title"].strip(), "the alt text is gone after a step"
+            s.click(".xl-prev")
+            step = s.until_moved(after_step)
+            again = _picture_now(s, k, after["src"])
+            assert again["hash"] == before["hash"] and again["same"], "back on a step: the same picture"
+    assert live + static.count() == made, f"{made} pictures made, {live} live and {static.count()} drawn"
+    print(f"\n{name}: {live} live pictures and {static.count()} drawn in cells checked", end="")
+
+
+EXERCISE = "exercises/03_evtchn_irq_ex"
+#: A typical wrong find_unbound_irq (xenlab/exercises/kernel_tasks.BINDCOUNT's mistake): it looks at
+#: irq_info, so an IRQ still shared after one unbind looks free.
+WRONG = """def find_unbound_irq(kernel):
+    st = l18.evtchn_state(kernel)
+    first = st.space.DYNIRQ_BASE
+    for irq in range(first, first + st.space.NR_DYNIRQS):
+        if st.irq_info[irq] == 0:
+            return irq
+    return -ENOSPC
+"""
+RIGHT = """from xenlab.abi.errno import ENOSPC
+
+
+def find_unbound_irq(kernel):
+    st = l18.evtchn_state(kernel)
+    first = st.space.DYNIRQ_BASE
+    for irq in range(first, first + st.space.NR_DYNIRQS):
+        if st.irq_bindcount[irq] == 0:
+            return irq
+    if not st.warned:
+        st.warned = True
+        kernel.printk(KERN_WARNING, "No available IRQ to bind to: increase NR_DYNIRQS.")
+    return -ENOSPC
+"""
+
+
+def test_one_exercise_end_to_end_wrong_answer_hint_right_answer(
+        lab: tuple[str, str], browser: Any) -> None:
+    """Issue 13: a learner types a wrong find_unbound_irq into the task cell, runs its check cell and
+    reads the hint; then types the right one and sees it boot the machine to Connected."""
+    base, token = lab
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    try:
+        page.goto(f"{base}/lab/tree/{EXERCISE}.ipynb?token={token}&reset")
+        _run_all(page)
+        cells = page.locator(".jp-Notebook .jp-Cell")
+        task = next(i for i in range(cells.count())
+                    if "def find_unbound_irq(kernel)" in (cells.nth(i).locator(".jp-InputArea").inner_text()))
+        checker = cells.nth(task + 1)
+        assert 'check("find_unbound_irq"' in checker.locator(".jp-InputArea").inner_text()
+        assert "NotImplementedError" in checker.locator(".jp-OutputArea").inner_text()  # not written yet
+
+        def answer(source: str, expect: str) -> str:
+            cells.nth(task).locator(".cm-content").click()
+            page.keyboard.press("Control+a")
+            page.keyboard.insert_text(source)  # as pasted: no auto-indent
+            page.keyboard.press("Shift+Enter")  # run the task cell, on to its check cell
+            page.keyboard.press("Shift+Enter")  # run the check
+            checker.locator(".jp-OutputArea").filter(has_text=expect).wait_for(timeout=WAIT)
+            return checker.locator(".jp-OutputArea").inner_text()
+
+        wrong = answer(WRONG, "find_unbound_irq looks for irq_bindcount == 0")
+        assert "diverged at step" in wrong and "expected -28, got 257" in wrong
+        assert "find_unbound_irq: correct" not in wrong
+        right = answer(RIGHT, "find_unbound_irq: correct")
+        assert "hint:" not in right and "diverged" not in right
+        assert "frontend is Connected" in right
+        errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']")
+        assert errors.count() == 0
+    finally:
+        page.close()
+
+
 #: The README's screenshot of each lesson: its first stepper, moved on to the step calling this function.
 SHOT_AT = {"01_bus_registration": "xb_init_comms()", "02_store_ring": "ml_interface_read()",
            "03_evtchn_irq": "request_irq()"}
+#: ... or, for these, the first stepper whose title has this text (a picture makes the better screenshot)
+SHOT_IN = {"02_store_ring": "as a ring"}
 
 
 @pytest.mark.parametrize("name", IDS)
 def test_readme_screenshots(lessons: dict[str, Any], name: str) -> None:
-    """Last, once every control was driven: each lesson's first stepper at an instructive step."""
+    """Last, once every control was driven: each lesson's first or SHOT_IN stepper at an instructive step."""
     page = lessons[name]
-    s = _steppers(page)[0]
+    want = SHOT_IN.get(name, "")
+    s = next(s for s in _steppers(page) if want in (s.root.locator(".xl-body h4").first.text_content() or ""))
     s.root.scroll_into_view_if_needed()
     step, count, first, last = s.where()
     s.goto(str(first))

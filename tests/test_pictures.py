@@ -6,8 +6,11 @@ summaries), then asks a picture what it shows at a step, as text, as alt text an
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -189,7 +192,9 @@ def test_a_picture_in_a_stepper_updates_its_image_in_place():
     t = ring_trace()
     s = Stepper(t, [RingPicture("dom0")])
     image = s.widget.children[-1]
-    assert type(image).__name__ == "Image" and image.format == "png"
+    state = image.get_state()
+    assert state["_view_name"] == "ImageView" and image.format == "png"
+    assert state["description"] == ""  # ipywidgets 8 renders an Image's tooltip only with one: picture.py
     first = bytes(image.value)
     s["slider"].value = 2
     assert s.widget.children[-1] is image and bytes(image.value) != first
@@ -244,3 +249,34 @@ def test_table_view_shows_proc_xen_modes_and_marks_what_the_step_changed():
     assert any(line.startswith("  xen/xsd_kva ") and "0600" in line for line in lines)
     assert any(line.startswith("* xen/xsd_port") and "0400" in line and "was None" in line for line in lines)
     assert "xen/xsd_port" not in view.text_at(t, 0)  # one step back: not created yet
+
+
+LESSONS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+PICTURE_MAKERS = re.compile(r"\b(?:RingPicture|SequenceDiagram|HandshakeDiagram|IrqMap(?:\.of)?)\(")
+#: the heading of each picture's text form in a Stepper's text (its panel title)
+PICTURE_TITLE = re.compile("^== (" + "|".join([
+    r"the store ring of \S+, drawn as a ring", r"the IRQ map of \S+", r"the bring-up as a sequence diagram",
+    r"the XenbusState handshake \(\S+\), drawn from the transition table"]) + ") ==$", re.M)
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=[n.stem for n in LESSONS])
+def test_every_picture_in_a_lesson_has_its_text_form_in_the_stored_output(lesson: Path) -> None:
+    """What nbval compares (text/plain, and text/html with the PNG masked) carries each picture's text."""
+    sanitize = (lesson.parent / "sanitize.cfg").read_text()
+    png = re.compile(sanitize.split("[inline_png]", 1)[1].split("regex: ", 1)[1].splitlines()[0])
+    for cell in json.loads(lesson.read_text())["cells"]:
+        source = "".join(cell["source"])
+        made = len(PICTURE_MAKERS.findall(source)) if cell["cell_type"] == "code" else 0
+        if not made:
+            continue
+        data = [o["data"] for o in cell["outputs"] if "data" in o]
+        plain = "".join("".join(d.get("text/plain", "")) for d in data)
+        alone = source.count(").at(")  # Picture(...).at(trace, step) shows its text form as the cell's text
+        assert len(PICTURE_TITLE.findall(plain)) >= made - alone, source[:80]
+        if alone:
+            assert plain.count("\n") >= 2 and " object at 0x" not in plain
+        assert "base64" not in plain and "<img" not in plain
+        for d in data:
+            html = "".join(d.get("text/html", ""))
+            for img in re.findall(r"<img[^>]*>", html):
+                assert re.search(r"alt='[^']+'", img) and png.search(img), img[:80]

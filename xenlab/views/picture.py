@@ -44,6 +44,30 @@ DPI = 80
 PNG_METADATA: dict[str, Any] = {"Software": None}
 
 
+_IMAGE: list[Any] = []  # the Image widget class, made on first use (ipywidgets is imported lazily)
+
+
+def image_widget_class() -> Any:
+    """ipywidgets.Image with a (hidden, empty) ``description``, so that its tooltip, the alt text, shows.
+
+    ipywidgets 8's DOMWidgetView.updateTooltip reads ``description.length``; a plain Image has no
+    description, so an Image with a tooltip fails to render in JupyterLab ("Failed to create view for
+    'ImageView'... Cannot read properties of undefined (reading 'length')"). With it, the <img> gets the
+    alt text as its title (its accessible name: the widget cannot set an ``alt`` attribute).
+    """
+    if not _IMAGE:
+        import ipywidgets as W
+        from traitlets import Unicode
+
+        class PictureImage(W.Image):  # type: ignore[misc]
+            """An Image whose tooltip renders (see image_widget_class)."""
+
+            description = Unicode("").tag(sync=True)
+
+        _IMAGE.append(PictureImage)
+    return _IMAGE[0]
+
+
 def have_matplotlib() -> bool:
     """True if matplotlib can be imported here (the JupyterLite build has none)."""
     try:
@@ -132,7 +156,9 @@ class Picture(TablePanel):
         import ipywidgets as W
 
         if self._image is None:
-            self._image = W.Image(format="png", layout=W.Layout(max_width="100%"))
+            # flex-start: the picture keeps its own size (a VBox would stretch it to the cell's width)
+            layout = W.Layout(max_width="100%", align_self="flex-start")
+            self._image = image_widget_class()(format="png", layout=layout)
             self._image.add_class("xenlab-picture")
         return [self._image]
 

@@ -34,6 +34,10 @@ RADII = {"req": (1.0, 0.22), "rsp": (0.68, 0.22)}  # outer radius, width
 FLIGHT = {"req": "#f4a742", "rsp": "#6fa8dc"}
 
 
+#: hands closer than this many slots share one label (two 2-line labels at r=1.2 would overlap)
+NEAR = 64
+
+
 def slots_text(start: int, n: int) -> str:
     """The slots n bytes from free-running index *start* occupy, split at the wrap."""
     if n <= 0:
@@ -188,6 +192,8 @@ class RingPicture(Picture):
             outer, width = RADII[ring]
             cons, prod = ix[f"{ring}_cons"], ix[f"{ring}_prod"]
             same = MASK_XENSTORE_IDX(cons) == MASK_XENSTORE_IDX(prod)
+            gap = (MASK_XENSTORE_IDX(prod) - MASK_XENSTORE_IDX(cons)) % XENSTORE_RING_SIZE
+            near = not same and min(gap, XENSTORE_RING_SIZE - gap) < NEAR  # two labels would overlap
             for f, color, idx in ((f"{ring}_cons", "#c00000", cons), (f"{ring}_prod", "#008000", prod)):
                 th = math.radians(_angle(MASK_XENSTORE_IDX(idx)))
                 tip, base = outer + (0.06 if ring == "req" else 0.0), outer - width - 0.03
@@ -195,13 +201,17 @@ class RingPicture(Picture):
                                              (tip * math.cos(th), tip * math.sin(th)),
                                              arrowstyle="-|>", mutation_scale=8, color=color,
                                              linewidth=2.2 if f in moved else 1.0, alpha=0.9))
-                if same and f.endswith("cons"):
+                if (same or near) and f.endswith("cons"):
                     continue  # one label for both hands
-                label = (f"{ring}_cons = {ring}_prod\n{idx:#x} (slot {MASK_XENSTORE_IDX(idx)})" if same
-                         else f"{f}\n{idx:#x} (slot {MASK_XENSTORE_IDX(idx)})")
+                if near:  # both hands' values in one label, at the producer's hand
+                    label = "\n".join(f"{ring}_{h} {v:#x} (slot {MASK_XENSTORE_IDX(v)})"
+                                       for h, v in (("cons", cons), ("prod", prod)))
+                else:
+                    label = (f"{ring}_cons = {ring}_prod\n{idx:#x} (slot {MASK_XENSTORE_IDX(idx)})" if same
+                             else f"{f}\n{idx:#x} (slot {MASK_XENSTORE_IDX(idx)})")
                 r = 1.2 if ring == "req" else 0.3
                 ax.text(r * math.cos(th), r * math.sin(th), label, ha="center", va="center", fontsize=7.5,
-                        color=color if not same else "#333",
+                        color="#333" if same or near else color,
                         bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})
         # slot numbers around the outside and the wrap
         for s in range(128, XENSTORE_RING_SIZE, 128):
