@@ -34,9 +34,10 @@ The trace (actor "xen"; N = domid, V = vcpu): ``xen/dN/evtchn_port_ops`` ("abi" 
 bitmask, ``fifo_head[P]``), ``xen/dN/fifo_queue/vV`` (priority -> tuple of ports
 from the head the guest reads next to the tail), ``xen/dN/fifo_tail/vV`` (priority ->
 Xen's tail port), ``xen/dN/evtchn_priority`` and ``xen/dN/fifo_lastq`` (port ->
-priority / (vcpu, priority) last queued on), ``xen/dN/fifo_pending_saved`` (port -> 1:
-raised with no event word). A guest that changes a word, READY, or consumes a queue
-records the same tables itself (DEVELOPERS.md, "FIFO event channels").
+priority / (vcpu, priority) last queued on; absent = 0 / (0, 0), a zeroed struct
+evtchn's), ``xen/dN/fifo_pending_saved`` (port -> 1: raised with no event word). A
+guest that changes a word, READY, or consumes a queue records the same tables itself
+(DEVELOPERS.md, "FIFO event channels").
 """
 
 from __future__ import annotations
@@ -265,7 +266,8 @@ class EventFifo(XenPart):
             if old_q.tail == port:  # it was the old queue's tail: that queue is empty now
                 old_q.tail = 0
             if old_q is not q:
-                rows.append((domain_table(d, "fifo_lastq"), port, chn.fifo_lastq, (vcpu_id, q.priority)))
+                rows.append((domain_table(d, "fifo_lastq"), port, _lastq_row(chn.fifo_lastq),
+                             _lastq_row((vcpu_id, q.priority))))
                 chn.fifo_lastq = (vcpu_id, q.priority)
             linked = False
             if q.tail:
@@ -480,10 +482,15 @@ class EventFifo(XenPart):
         return rc
 
 
+def _lastq_row(lastq: tuple[int, int]) -> tuple[int, int] | None:
+    """A fifo_lastq value as the trace writes it: (0, 0), the zeroed struct evtchn's, is absent."""
+    return lastq if lastq != (0, 0) else None
+
+
 def _set_priority(d: Domain, chn: Channel, priority: int, rows: Rows) -> None:
-    """chn->priority = *priority*, with its trace row when it changes."""
+    """chn->priority = *priority*, with its trace row when it changes (0, the zeroed struct's, is absent)."""
     if chn.priority != priority:
-        rows.append((domain_table(d, "evtchn_priority"), chn.port, chn.priority, priority))
+        rows.append((domain_table(d, "evtchn_priority"), chn.port, chn.priority or None, priority or None))
         chn.priority = priority
 
 

@@ -353,7 +353,7 @@ class EventChannels(EventTwoLevel, EventFifo):
             return self._fail(fn, f"{what}: {why}", rc)
         rows: list[Row] = []
         if chn.priority != before:
-            rows.append((domain_table(d, "evtchn_priority"), port, before, chn.priority))
+            rows.append((domain_table(d, "evtchn_priority"), port, before or None, chn.priority or None))
         self._rec(fn, f"{what}: its next events queue at priority {priority}", rows, source=SRC)
         return 0
 
