@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from xenlab.abi.domctl import SHUTDOWN_NAMES
+from xenlab.abi.event_channel import EVTCHN_FIFO_LINK_MASK, EVTCHN_FIFO_LINKED, event_word_bits
 from xenlab.abi.grant_table import GTF_type_mask
 from xenlab.abi.xs_wire import xenstore_domain_interface
 from xenlab.linux.driver_model import _dev_key
@@ -46,6 +47,9 @@ FAMILIES = (
     "xen/dN/evtchn", "xen/dN/evtchn_vcpu", "xen/dN/evtchn_pending", "xen/dN/evtchn_mask",
     "xen/dN/vcpuN", "xen/dN/vcpuN_virq", "xen/dN/pirq", "xen/dN/p2m", "xen/dN/start_info",
     "xen/dN/grant", "xen/dN/grant_frames", "xen/dN/maptrack", "xen/dN/state",
+    "xen/dN/evtchn_port_ops", "xen/dN/fifo_control_block", "xen/dN/fifo_event_array", "xen/dN/event_word",
+    "xen/dN/fifo_queue/vN", "xen/dN/fifo_tail/vN", "xen/dN/evtchn_priority", "xen/dN/fifo_lastq",
+    "xen/dN/fifo_pending_saved",
     "K/evtchn_to_irq", "K/irq_info", "K/irq_bindcount", "K/virq_to_irq", "K/ipi_to_irq",
     "K/irq_action", "K/kstat_irqs",
     "K/xenbus", "K/ring", "K/watches", "K/watch_events", "K/xenbus_state",
@@ -57,9 +61,12 @@ FAMILIES = (
 
 
 def family(table: str) -> str:
-    """A table's family: a kernel's name becomes K, numbers N (``xen/d1/vcpu0`` -> ``xen/dN/vcpuN``)."""
+    """A table's family: a kernel's name becomes K, numbers N (``xen/d1/vcpu0`` -> ``xen/dN/vcpuN``,
+    ``xen/d1/fifo_queue/v1`` -> ``xen/dN/fifo_queue/vN``)."""
     head, _, rest = table.partition("/")
-    return f"K/{rest}" if head.startswith("dom") else re.sub(r"(?<=/d)\d+|(?<=vcpu)\d+", "N", table)
+    if head.startswith("dom"):
+        return f"K/{rest}"
+    return re.sub(r"(?<=/d)\d+|(?<=vcpu)\d+|(?<=/v)\d+", "N", table)
 
 
 def _put(state: State, table: str, key: object, value: Any, initial: Any = None) -> None:
@@ -68,12 +75,18 @@ def _put(state: State, table: str, key: object, value: Any, initial: Any = None)
 
 
 # -- xen ---------------------------------------------------------------------------------------
-def xen_state(hv: Hypervisor) -> State:
-    """xen/domains, xen/frames, xen/global_virq_handlers and every domain's xen/dN/* tables."""
+def xen_state(hv: Hypervisor, fifo_heads: dict[int, dict[int, list[int]]] | None = None) -> State:
+    """xen/domains, xen/frames, xen/global_virq_handlers and every domain's xen/dN/* tables.
+
+    *fifo_heads*: per domid, its FIFO guest's own per-vcpu queue heads (events_fifo.c's
+    ``cpu_queue``), where the guest reads on from after it consumed an event.
+    """
     out: State = {}
     for domid, d in hv.domains.items():
         _put(out, "xen/domains", domid, d.name)
         out.update(xen_domain_state(d))
+        if d.evtchn_fifo is not None:
+            fifo_state(out, d, (fifo_heads or {}).get(domid, {}))
     for mfn, page in hv.memory.frames.items():
         _put(out, "xen/frames", f"{mfn:#x}", f"d{page.owner}")
     for virq, domid in hv.global_virq_handlers.items():
@@ -118,6 +131,45 @@ def xen_domain_state(d: XenDomain) -> State:
     if d.is_shut_down and d.shutdown_code is not None:
         _put(out, f"{t}/state", "shutdown", SHUTDOWN_NAMES[d.shutdown_code])
     return out
+
+
+def fifo_state(out: State, d: XenDomain, heads: dict[int, list[int]]) -> None:
+    """The FIFO ABI's tables: control blocks, array pages, event words, READY and head[], the queues.
+
+    Each queue is read as the guest reads it: from its own head (*heads*: vcpu -> head per
+    priority), or the control block's head[] when that is 0, LINK by LINK while LINKED.
+    """
+    fifo = d.evtchn_fifo
+    assert fifo is not None
+    t = f"xen/d{d.domid}"
+    _put(out, f"{t}/evtchn_port_ops", "abi", d.evtchn_port_ops.name)
+    for slot, gfn in enumerate(fifo.event_array_gfns):
+        _put(out, f"{t}/fifo_event_array", slot, gfn)
+    words = {}
+    for slot, page in enumerate(fifo.event_array):
+        for i, w in enumerate(page):
+            if w:
+                words[slot * len(page) + i] = int(w)
+                _put(out, f"{t}/event_word", slot * len(page) + i, event_word_bits(int(w)))
+    for efv in fifo.vcpu:
+        v, cb = efv.vcpu_id, efv.control_block
+        if cb is not None:
+            _put(out, f"{t}/fifo_control_block", v, (efv.control_gfn, efv.control_offset))
+            _put(out, f"{t}/vcpu{v}", "fifo_ready", int(cb.ready), 0)
+        for q in efv.queue:
+            _put(out, f"{t}/fifo_tail/v{v}", q.priority, q.tail, 0)
+            if cb is None:
+                continue
+            _put(out, f"{t}/vcpu{v}", f"fifo_head[{q.priority}]", int(cb.head[q.priority]), 0)
+            port, chain = heads.get(v, [0] * len(efv.queue))[q.priority] or int(cb.head[q.priority]), []
+            while port and words.get(port, 0) & 1 << EVTCHN_FIFO_LINKED:
+                chain.append(port)
+                port = words[port] & EVTCHN_FIFO_LINK_MASK
+            _put(out, f"{t}/fifo_queue/v{v}", q.priority, tuple(chain) or None)
+    for chn in d.chns:
+        _put(out, f"{t}/evtchn_priority", chn.port, chn.priority, 0)
+        _put(out, f"{t}/fifo_lastq", chn.port, chn.fifo_lastq, (0, 0))
+        _put(out, f"{t}/fifo_pending_saved", chn.port, 1 if chn.pending else None)
 
 
 # -- a guest kernel ------------------------------------------------------------------------------
@@ -323,7 +375,10 @@ def xenstored_state(daemon: Daemon, rings: RingServer | None) -> State:
 # -- the machine -----------------------------------------------------------------------------------
 def machine_state(m: Any) -> State:
     """Every owner's tables of a booted Machine."""
-    out = xen_state(m.hv)
+    heads = {dom.domid: dom.kernel.irq.events_fifo.head for dom in m.domains.values()
+             if isinstance(dom.kernel, PvopsKernel) and dom.kernel.irq is not None
+             and dom.kernel.irq.events_fifo is not None}
+    out = xen_state(m.hv, heads)
     for dom in m.domains.values():
         out.update(kernel_state(dom.kernel))
     if m.daemon is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from real_captures import CAPTURES
 
 from xenlab.abi.event_channel import DOMID_SELF, VIRQ_DOM_EXC
@@ -22,6 +23,7 @@ from xenlab.linux.pvops.hvc_xen import notifier_add_irq
 from xenlab.linux.pvops.irq_proc import show_interrupts
 from xenlab.linux.pvops.kernel import PvopsKernel
 from xenlab.sim.lsevtchn import lsevtchn
+from xenlab.xen.event import evtchn_is_masked
 from xenlab.xen.hypervisor import Hypervisor
 
 
@@ -41,11 +43,18 @@ def zero_counts(text: str) -> str:
     return "\n".join(re.sub(r"^(\s*\w+:)((?: +\d+)+)", zero, ln) for ln in text.splitlines()) + "\n"
 
 
-def pvops(hv: Hypervisor, domid: int, trace: Trace) -> PvopsKernel:
-    """A Linux 6.1 kernel for domain *domid* (not booted)."""
-    k = new_kernel(hv, domid, flavour="modern", trace=trace)
-    assert isinstance(k, PvopsKernel)
+def pvops(hv: Hypervisor, domid: int, trace: Trace, fifo_events: bool = True) -> PvopsKernel:
+    """A Linux 6.1 kernel for domain *domid* (not booted); *fifo_events* False: ``xen.fifo_events=0``."""
+    cmdline = "" if fifo_events else "xen.fifo_events=0"
+    k = new_kernel(hv, domid, flavour="modern", trace=trace, cmdline=cmdline)
+    assert isinstance(k, PvopsKernel) and k.fifo_events == fifo_events
     return k
+
+
+def masked(hv: Hypervisor, domid: int, port: int) -> bool:
+    """Xen's evtchn_is_masked: the port's mask in whichever ABI the domain runs (2-level bit, FIFO word)."""
+    d = hv.domains[domid]
+    return evtchn_is_masked(d, d.chns[port])
 
 
 def boot_stage(k: PvopsKernel, name: str) -> None:
@@ -56,11 +65,11 @@ def boot_stage(k: PvopsKernel, name: str) -> None:
 class Machine:
     """The smallest stand-in for the machine: a hypervisor, kernels booted in order, a store port."""
 
-    def __init__(self, dom0_vcpus: int = 1) -> None:
+    def __init__(self, dom0_vcpus: int = 1, fifo_events: bool = True) -> None:
         self.trace = Trace()
         self.hv = Hypervisor(trace=self.trace, bits=64)
         self.hv.domain_create(0, "Domain-0", vcpus=dom0_vcpus, privileged=True, initdomain=True)
-        self.dom0 = pvops(self.hv, 0, self.trace)
+        self.dom0 = pvops(self.hv, 0, self.trace, fifo_events)
         self.xb_waitq = WaitQueue("xb_waitq")
         self.dom0_store_port, self.dom0_xenbus_irq = self.boot(self.dom0)
 
@@ -129,8 +138,7 @@ def test_two_level_events_add_the_debug_virq() -> None:
     trace = Trace()
     hv = Hypervisor(trace=trace, bits=64)
     hv.domain_create(0, "Domain-0", vcpus=1, privileged=True, initdomain=True)
-    k = pvops(hv, 0, trace)
-    k.fifo_events = False  # xen.fifo_events=0 on the kernel command line
+    k = pvops(hv, 0, trace, fifo_events=False)  # xen.fifo_events=0 on the kernel command line
     boot_stage(k, "early IRQs")
     names = [d.actions[0].name for _, d in sorted(k.irq.core.descs.items()) if d.actions]
     assert names == ["timer0", "resched0", "callfunc0", "debug0", "callfuncsingle0", "irqwork0"]
@@ -183,7 +191,8 @@ def test_domU_proc_interrupts_and_lsevtchn_match_capture() -> None:
 
 # -- mechanics ---------------------------------------------------------------------------------
 def test_evtchn_to_irq_rows_are_allocated_on_demand_and_every_port_binds() -> None:
-    m = Machine()
+    """On the 2-level ABI (xen.fifo_events=0) a 64-bit guest has 64 x 64 ports: the last is 4095."""
+    m = Machine(fifo_events=False)
     k = m.dom0
     assert sorted(k.irq.evtchn_rows) == [0]
     with m.trace.muted():
@@ -200,17 +209,24 @@ def test_evtchn_to_irq_rows_are_allocated_on_demand_and_every_port_binds() -> No
     assert ev.bind_evtchn_to_irqhandler(k, p, lambda i, d: 1, 0, "again", "x") == irqs[0]
 
 
-def test_lateeoi_port_stays_masked_until_the_eoi() -> None:
-    m = Machine()
-    u = start_xenstored(m)
-    sh = m.hv.domains[0].shared_info
-    assert u.read_pending() == [15]  # bind_interdomain left the new port pending: it fired at once
-    assert sh.evtchn_mask[15]  # lateeoi: masked until user space writes it back
-    ev.notify_remote_via_evtchn(m.dom0, 6)  # the kernel's xenbus kicks xenstored
+@pytest.mark.parametrize("fifo_events", [True, False])
+def test_lateeoi_port_stays_masked_until_the_eoi(fifo_events: bool) -> None:
+    """Both ABIs (2-level: the port's shared_info mask bit; FIFO: its event word's MASKED)."""
+    m = Machine(fifo_events=fifo_events)
+    if fifo_events:
+        u, port = start_xenstored(m), 15
+    else:  # 2-level binds one more VIRQ per cpu (debug0): the ports come one later
+        u = evtchn_open(m.dom0, "oxenstored")
+        u.bind_virq(VIRQ_DOM_EXC)
+        port = u.bind_interdomain(0, m.dom0_store_port)
+    irq = ev.irq_from_evtchn(m.dom0, port)
+    assert u.read_pending() == [port]  # bind_interdomain left the new port pending: it fired at once
+    assert masked(m.hv, 0, port)  # lateeoi: masked until user space writes it back
+    ev.notify_remote_via_evtchn(m.dom0, m.dom0_store_port)  # the kernel's xenbus kicks xenstored
     assert u.read_pending() == []  # still masked: the event waits
-    u.write_ports([15])  # the late EOI unmasks and the pending event is delivered now
-    assert u.read_pending() == [15]
-    assert m.dom0.irq.core.descs[34].kstat == [2]
+    u.write_ports([port])  # the late EOI unmasks and the pending event is delivered now
+    assert u.read_pending() == [port]
+    assert m.dom0.irq.core.descs[irq].kstat == [2]
 
 
 def test_no_irq_descriptor_left_fails_cleanly() -> None:

@@ -25,6 +25,21 @@ def test_exec_unknown_scenario_fault_or_command_is_one_line(capsys: pytest.Captu
         assert needle in err and err.count("\n") == 1
 
 
+def test_exec_fifo_events_0_boots_the_2_level_abi(capsys: pytest.CaptureFixture[str]) -> None:
+    """--fifo-events 0 is xen.fifo_events=0: no "Using FIFO-based ABI", a debug VIRQ per cpu."""
+    assert main(["exec", "--fifo-events", "0", "--", "cat /proc/interrupts", "dmesg"]) == 0
+    out = capsys.readouterr().out
+    assert "debug0" in out and "Using FIFO-based ABI" not in out and "xen:events: Using 2-level ABI" in out
+    assert main(["exec", "--", "cat /proc/interrupts", "dmesg"]) == 0
+    out = capsys.readouterr().out
+    assert "debug0" not in out and "xen:events: Using FIFO-based ABI" in out
+
+
+def test_exec_refuses_fifo_events_for_2_6_18(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["exec", "--flavour", "2.6.18", "--fifo-events", "1"]) == 1
+    assert "no FIFO event channels" in capsys.readouterr().err
+
+
 def test_exec_list_shows_scenarios_faults_and_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["exec", "--list"]) == 0
     out = capsys.readouterr().out

@@ -1,6 +1,7 @@
 """The trace is the truth: replaying it gives exactly the state the machine had.
 
-Each scenario boots once (module-scoped) and is checked two ways:
+Each scenario boots once (module-scoped) and is checked two ways (Linux 6.1 both on FIFO, its
+default, and on the 2-level ABI with ``xen.fifo_events=0``):
 
 - step by step, every change row's *before* equals what replaying the steps before it
   gives (a write somebody forgot to record shows up as the next recorded write's wrong
@@ -15,6 +16,7 @@ import pytest
 from replay import FAMILIES, family, machine_state
 
 from xenlab.base.trace import Trace
+from xenlab.linux.pvops.kernel import PvopsKernel
 from xenlab.linux.xenlinux.kernel import XenLinuxKernel
 from xenlab.sim.machine import Machine
 from xenlab.sim.scenarios import build
@@ -27,10 +29,14 @@ EXEMPT = {
     "K/xs_requests": "a numbered log of requests, not kernel state",
 }
 
+#: Linux 6.1 runs FIFO event channels by default (Xen's queues, event words and READY bits
+#: are trace tables) and the 2-level ABI with xen.fifo_events=0 (the shared_info bits);
+#: XenLinux 2.6.18 has only the 2-level ABI.
 SCENARIOS = [
-    pytest.param((name, flavour, daemon, vcpus), id=f"{name}-{flavour}-{daemon}-{vcpus}vcpu")
+    pytest.param((name, flavour, daemon, vcpus, fifo),
+                 id=f"{name}-{flavour}{'-2level' if fifo is False else ''}-{daemon}-{vcpus}vcpu")
     for name in ("dom0", "domU")
-    for flavour in ("modern", "2.6.18")
+    for flavour, fifo in (("modern", None), ("modern", False), ("2.6.18", None))
     for daemon in ("oxenstored", "cxenstored")
     for vcpus in (1, 2)
 ]
@@ -38,8 +44,13 @@ SCENARIOS = [
 
 @pytest.fixture(scope="module", params=SCENARIOS)
 def booted(request: pytest.FixtureRequest) -> Machine:
-    name, flavour, daemon, vcpus = request.param
-    return build(name, flavour=flavour, xenstored=daemon, dom0_vcpus=vcpus, guest_vcpus=vcpus, seed=0)
+    name, flavour, daemon, vcpus, fifo = request.param
+    m = build(name, flavour=flavour, xenstored=daemon, dom0_vcpus=vcpus, guest_vcpus=vcpus, seed=0,
+              fifo_events=fifo)
+    abi = {d.domid: d.kernel.irq.evtchn_ops.name for d in m.domains.values()
+           if isinstance(d.kernel, PvopsKernel)}
+    assert set(abi.values()) <= {"2-level" if fifo is False else "FIFO"}, abi
+    return m
 
 
 def test_every_change_row_starts_from_the_replayed_value(booted: Machine) -> None:
@@ -92,11 +103,12 @@ def _plain_replay_disagreements(trace: Trace) -> list[str]:
     return bad
 
 
-@pytest.mark.parametrize("flavour", ["modern", "2.6.18"])
-def test_rows_agree_through_destroy_and_a_new_domU_also_without_initial_values(flavour: str) -> None:
+@pytest.mark.parametrize(("flavour", "fifo"), [("modern", None), ("modern", False), ("2.6.18", None)])
+def test_rows_agree_through_destroy_and_a_new_domU_also_without_initial_values(flavour: str,
+                                                                               fifo: bool | None) -> None:
     # the owners record their tables' fill (-1, 0) where their code does it, so even a replay that
     # knows nothing of set_initial agrees; a freed IRQ takes its counters with it
-    m = Machine(flavour=flavour, seed=0)
+    m = Machine(flavour=flavour, seed=0, fifo_events=fifo)
     m.start_xenstored()
     m.create_domU()
     m.destroy_domU(1)

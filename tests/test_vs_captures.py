@@ -329,6 +329,19 @@ def test_dom0_probe_runs_when_xenstored_first_kicks(dom0: Machine, early: Machin
     assert xenbus_lines(dom0.dom0.run("dmesg").splitlines()) == xenbus_lines(capture("oxenstored", "13-"))
 
 
+def test_dom0_and_guest_choose_fifo_in_init_irq(early: Machine, domu: Machine) -> None:
+    """01 / domU-01: xen_init_IRQ's xen_evtchn_fifo_init prints "Using FIFO-based ABI" after
+    xen_banner's "Xen version" and before gnttab_init's "Grant tables using version 1 layout"."""
+    def order(lines: list[str]) -> list[str]:
+        keys = ("Xen version", "xen:events: Using", "xen:grant_table: Grant tables using")
+        return [ln for ln in log_text(lines) if ln.startswith(keys)]
+
+    for lab_log, real_log in ((early.dom0.run("dmesg"), capture("oxenstored", "01-")),
+                              (domu.domain(1).run("dmesg"), capture("domU", "domU-01"))):
+        assert order(lab_log.splitlines()) == order(real_log)
+        assert "xen:events: Using FIFO-based ABI" in order(real_log)
+
+
 # -- the guest before and after it loads its frontends ------------------------------------------------
 def test_guest_before_and_after_insmod_of_the_frontends() -> None:
     """domU-02/03: before insmod the devices exist in Initialising, no vbd/vif driver, no device

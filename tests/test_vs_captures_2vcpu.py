@@ -145,6 +145,29 @@ def test_spinlock_ports_masked_in_xl_debug_keys_e(domu_2v: Machine) -> None:
     assert {d: [p for p, m, _ in ports if m == "1"] for d, ports in lab.items()} == masked
 
 
+def fifo_columns(lines: list[str]) -> dict[int, dict[int, str]]:
+    """{domid: {port: the ABI's part of [p/m/s]}} of an `xl debug-keys e` dump."""
+    row = re.compile(r"^\s*(?:\(XEN\) \[[\d. ]+\])?\s+(\d+) \[\d/\d/([^\]]*)\]:")
+    out: dict[int, dict[int, str]] = {}
+    dom = -1
+    for ln in lines:
+        if (d := re.search(r"Event channel information for domain (\d+):", ln)):
+            dom = int(d[1])
+        elif (p := row.search(ln)) and dom >= 0:
+            out.setdefault(dom, {})[int(p[1])] = p[2]
+    return out
+
+
+@pytest.mark.parametrize("kind", ["oxenstored-2vcpu", "oxenstored-2vcpu-2disk-2vif"])
+def test_xl_debug_keys_e_prints_the_fifo_column_of_every_port(kind: str, domu_2v: Machine,
+                                                            domu_2v_2d2v: Machine) -> None:
+    """evtchn_fifo_print_state on both vCPUs' ports: "  -   " (an event word, not LINKED on a
+    queue), not 2-level's selector bit: both kernels registered a control block per vCPU."""
+    m = domu_2v_2d2v if "2disk" in kind else domu_2v
+    lab, real = fifo_columns(dump_evtchn_info(m.hv).splitlines()), fifo_columns(capture(kind, "D08-"))
+    assert lab == real and {c for ports in real.values() for c in ports.values()} == {"  -   "}
+
+
 # -- which vCPU each port is bound to (select_target_cpu) ---------------------------------------
 SETS_2V = ["oxenstored-2vcpu", "cxenstored-2vcpu", "oxenstored-2vcpu-2disk-2vif"]
 
@@ -256,7 +279,8 @@ def test_legacy_gsis_registered_before_timer0() -> None:
 
 
 # -- the boot lines of the steps the lab models ------------------------------------------------
-MODELLED_LINES = ["xen:grant_table: Grant tables using version 1 layout", "Grant table initialized",
+MODELLED_LINES = ["xen:events: Using FIFO-based ABI",  # xen_init_IRQ -> xen_evtchn_fifo_init (init_IRQ)
+                  "xen:grant_table: Grant tables using version 1 layout", "Grant table initialized",
                   "xen:xen_evtchn: Event-channel device installed",
                   "xenbus: xenbus_probe (xenbus_probe_thread:817) probing."]
 
@@ -269,8 +293,9 @@ def in_order(lines: list[str]) -> list[str]:
 
 @pytest.mark.parametrize("kind", SETS_2V)
 def test_dom0_and_domu_dmesg_lines_of_modelled_steps(kind: str, domu_2v: Machine) -> None:
-    """gnttab_init (core_initcall_sync) before xenbus; xen-evtchn's module_init when /init loads it
-    (dom0 only: the guest's /init does not); then xenstored starts and xenbus probes."""
+    """The FIFO ABI in init_IRQ, long before the initcalls; gnttab_init (core_initcall_sync) before
+    xenbus; xen-evtchn's module_init when /init loads it (dom0 only: the guest's /init does not);
+    then xenstored starts and xenbus probes."""
     real = in_order(capture(kind, "26-"))
     assert in_order(domu_2v.dom0.run("dmesg").splitlines()) == real == MODELLED_LINES
     assert in_order(domu_2v.domain(1).run("dmesg").splitlines()) == in_order(capture(kind, "domU-09"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from fifo_guest import WORDS, B, FifoGuest, L, M, P, fifo_domain
 from real_captures import CAPTURES
 
@@ -38,15 +39,19 @@ def test_two_level_is_the_default_until_the_guest_asks() -> None:
     assert d.shared_info.test_pending(port)  # delivered through the 2-level bits
 
 
-def test_a_booted_machine_still_runs_two_level() -> None:
-    """Until Linux's side calls init_control, both kernels' domains stay on the 2-level ABI."""
+@pytest.mark.parametrize(("flavour", "fifo", "abi"), [
+    ("modern", None, "FIFO"),  # Linux 6.1's xen_init_IRQ: xen_evtchn_fifo_init, as on the real machines
+    ("modern", False, "2-level"),  # xen.fifo_events=0: xen_evtchn_2l_init
+    ("2.6.18", None, "2-level"),  # XenLinux 2.6.18 never calls EVTCHNOP_init_control
+])
+def test_a_booted_machine_runs_the_abi_its_kernels_choose(flavour: str, fifo: bool | None, abi: str) -> None:
     from xenlab import Machine
 
-    m = Machine(flavour="modern", seed=0)
+    m = Machine(flavour=flavour, seed=0, fifo_events=fifo)
     try:
         m.start_xenstored()
-        assert [(d.domid, d.evtchn_port_ops and d.evtchn_port_ops.name) for d in m.hv.domains.values()] == [
-            (0, "2-level")]
+        m.create_domU()
+        assert {d.domid: d.evtchn_port_ops.name for d in m.hv.domains.values()} == {0: abi, 1: abi}
     finally:
         m.shutdown()
 

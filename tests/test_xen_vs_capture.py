@@ -3,9 +3,10 @@
 The lab's machine (modern dom0 + one PV guest, as captured) boots, then Xen's own view
 of every domain's event channels is printed in domain_dump_evtchn_info's format and
 compared with tests/captures/domU/D08-xen-evtchn-dump.txt: the same ports,
-states (s=), notify vcpus (n=), peers (d= p=), VIRQs (v=) and PIRQs (p= i=). Only the
-"[p/m/s]" column is left out: the real kernel ran the FIFO ABI, whose dump prints the
-FIFO word there, while the lab delivers events through the 2-level bits.
+states (s=), notify vcpus (n=), peers (d= p=), VIRQs (v=) and PIRQs (p= i=), and the
+"[p/m/s]" column in its FIFO form: both the real Linux 6.1 and the lab's run the FIFO ABI,
+so Xen prints each port's event word there (evtchn_fifo_print_state: PENDING, MASKED,
+then BUSY and LINK, "-" when the word is not LINKED on a queue).
 """
 
 from __future__ import annotations
@@ -24,19 +25,21 @@ from xenlab.xen import dump_evtchn_info
 CAPTURE = CAPTURES / "domU" / "D08-xen-evtchn-dump.txt"
 
 
-def without_pms(lines: list[str], keep_pm: bool = False) -> list[str]:
+def without_pms(lines: list[str], keep_pm: bool = False, keep_pms: bool = False) -> list[str]:
     """Dump lines with the console prefix and the [p/m/s] column (or only its s part) taken out."""
     out = []
     for line in lines:
         line = re.sub(r"^\(XEN\) \[\s*[\d.]+\] ", "", line)
-        if keep_pm:  # pending and masked mean the same in both ABIs; s is the 2-level selector / FIFO link
+        if keep_pms:
+            out.append(line)
+        elif keep_pm:  # pending and masked mean the same in both ABIs; s is the 2-level selector / FIFO link
             out.append(re.sub(r"^(\s+\d+ \[\d/\d)/[^\]]*\]:", r"\1]:", line))
         else:
             out.append(re.sub(r"^(\s+\d+) \[[^\]]*\]:", r"\1:", line))
     return out
 
 
-def real_dump(keep_pm: bool = False, path: Path = CAPTURE) -> list[str]:
+def real_dump(keep_pm: bool = False, path: Path = CAPTURE, keep_pms: bool = False) -> list[str]:
     """The first 'e' dump in a capture file, normalised like ours."""
     lines = path.read_text().splitlines()
     starts = [i for i, ln in enumerate(lines) if "'e' pressed" in ln]  # the file shows the dump twice
@@ -45,7 +48,7 @@ def real_dump(keep_pm: bool = False, path: Path = CAPTURE) -> list[str]:
     # the 'q' key's output may follow in the same file: keep the event-channel part only
     stop = next((i for i, ln in enumerate(dump) if "'q' pressed" in ln), len(dump))
     dump = dump[:stop]
-    return without_pms(dump, keep_pm)
+    return without_pms(dump, keep_pm, keep_pms)
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +61,25 @@ def domu() -> Iterator[Machine]:
 def test_xl_debug_keys_e_matches_the_real_machine(domu: Machine) -> None:
     ours = without_pms(dump_evtchn_info(domu.hv).splitlines())
     assert ours == real_dump()
+
+
+def test_the_fifo_column_matches_too(domu: Machine) -> None:
+    """Every line as the real Xen printed it (timestamps aside): "[0/0/  -   ]" is the FIFO
+    form (2-level would print the selector bit, "[0/0/0]"): no port is left LINKED on a queue."""
+    ours = without_pms(dump_evtchn_info(domu.hv).splitlines(), keep_pms=True)
+    assert ours == real_dump(keep_pms=True)
+    assert all(d.evtchn_port_ops.name == "FIFO" for d in domu.hv.domains.values())
+
+
+def test_the_2_level_fallback_prints_the_selector_column() -> None:
+    """xen.fifo_events=0: the same machine on the 2-level ABI, whose column is the selector bit."""
+    m = build("domU", flavour="modern", seed=0, fifo_events=False)
+    try:
+        lines = without_pms(dump_evtchn_info(m.hv).splitlines(), keep_pms=True)
+    finally:
+        m.shutdown()
+    ports = [ln for ln in lines if re.match(r"^\s+\d+ \[", ln)]
+    assert ports and all(re.match(r"^\s+\d+ \[\d/\d/[01]\]:", ln) for ln in ports)
 
 
 def test_pending_and_masked_bits_match_too(domu: Machine) -> None:
@@ -83,7 +105,7 @@ def test_dom0_ports_after_xenstored_match_including_pending_and_mask(xenstored: 
     """dom0 alone, after xenstored started: every port, state and bit as on the real machine."""
     m = build("dom0", flavour="modern", seed=0, xenstored=xenstored)
     try:
-        ours = without_pms(dump_evtchn_info(m.hv).splitlines(), keep_pm=True)
+        ours = without_pms(dump_evtchn_info(m.hv).splitlines(), keep_pms=True)
     finally:
         m.shutdown()
-    assert ours == real_dump(keep_pm=True, path=CAPTURES / xenstored / "24-xl-debug-keys-e-q.txt")
+    assert ours == real_dump(keep_pms=True, path=CAPTURES / xenstored / "24-xl-debug-keys-e-q.txt")

@@ -20,6 +20,7 @@ a kernel -- boot through its initcalls, run its /init, serve /dev/xen/xenbus, op
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -129,12 +130,16 @@ class Kernel:
     KOBJ_BIND_UEVENTS: ClassVar[bool] = False
     #: the kernel faults this kernel checks, (name, what it does) (sim/faults.py offers them)
     FAULTS: ClassVar[tuple[tuple[str, str], ...]] = ()
+    #: the boot parameters this kernel reads from its command line, (name, what it does)
+    BOOT_PARAMS: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     hv: Hypervisor
     domid: int
     sched: Scheduler = field(default_factory=Scheduler)
     trace: Trace = field(default_factory=Trace)
     name: str = ""
+    #: the kernel command line (what the builder put in start_info->cmd_line); boot_param reads it
+    cmdline: str = ""
     faults: set[str] = field(default_factory=set)
     log: list[LogLine] = field(default_factory=list)
     proc: dict[str, ProcEntry] = field(default_factory=dict)
@@ -159,6 +164,15 @@ class Kernel:
         self.sysfs = Sysfs(self)
         for table, value in TABLE_INITIAL.items():
             self.trace.set_initial(f"{self.name}/{table}", value)
+
+    def boot_param(self, name: str) -> str | None:
+        """The value of ``name=value`` on the command line (the last one wins, as parse_args), else None."""
+        value = None
+        for word in shlex.split(self.cmdline):  # next_arg: a "quoted value" is one word
+            key, eq, val = word.partition("=")
+            if key == name:
+                value = val if eq else ""
+        return value
 
     # -- messages ----------------------------------------------------------
     def printk(self, level: str, text: str) -> None:

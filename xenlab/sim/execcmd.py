@@ -32,6 +32,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--disks", type=int, default=1, help="number of guest disks (xvda, xvdb, ...)")
     p.add_argument("--vifs", type=int, default=1, help="number of guest vifs")
     p.add_argument("--xenstored", default="oxenstored", choices=("oxenstored", "cxenstored"))
+    p.add_argument("--fifo-events", type=int, choices=(0, 1), default=None, metavar="0|1",
+                   help="Linux 6.1's xen.fifo_events: 1 FIFO event channels (the default), 0 the "
+                        "2-level ABI; XenLinux 2.6.18 has only 2-level (1 is refused)")
     p.add_argument("--list", action="store_true", help="list scenarios, faults and commands")
     p.add_argument("commands", nargs="*", metavar="COMMAND")
     return p
@@ -70,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         m = build(args.scenario, flavour=args.flavour, seed=args.seed, dom0_vcpus=args.dom0_vcpus,
                   guest_vcpus=args.guest_vcpus, disks=args.disks, vifs=args.vifs, faults=args.fault,
-                  xenstored=args.xenstored)
+                  xenstored=args.xenstored,
+                  fifo_events=None if args.fifo_events is None else bool(args.fifo_events))
     except (MachineError, ValueError) as e:
         print(f"xenlab exec: {e}", file=sys.stderr)
         return 1

@@ -109,6 +109,7 @@ def create_domU(m: Machine, *, name: str, vcpus: int, memory_mb: int, disks: int
 
     domid = m.alloc_domid()
     cfg = make_config(m, name, vcpus, memory_mb, disks, vifs, **kw)
+    cfg.cmdline = m.kernel_cmdline(cfg.cmdline)  # extra= in the xl config: xen.fifo_events=0
     ts = toolstack(m)
 
     m.trace.begin_stage(f"xl create d{domid}: domain")
@@ -119,7 +120,8 @@ def create_domU(m: Machine, *, name: str, vcpus: int, memory_mb: int, disks: int
     ts.built[domid] = b
     if m.has_fault("ring-not-quiescent"):
         boot.dirty_store_page(m, b.store_page)
-    kernel = new_kernel(m.hv, domid, m.flavour, sched=m.sched, trace=m.trace, name=f"domU{domid}")
+    kernel = new_kernel(m.hv, domid, m.flavour, sched=m.sched, trace=m.trace, name=f"domU{domid}",
+                        cmdline=cfg.cmdline)
     kernel.faults |= m.kernel_faults("domU")
     dom = Domain(m, domid, name, kernel, memory_mb, vcpus, info=b)
     m.add_domain(dom)

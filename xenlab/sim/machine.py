@@ -30,7 +30,7 @@ from xenlab.abi.xs_wire import xenstore_domain_interface
 from xenlab.base.sched import Scheduler
 from xenlab.base.trace import Trace
 from xenlab.linux.kernel import Kernel
-from xenlab.linux.kernels import new_kernel
+from xenlab.linux.kernels import KERNELS, new_kernel
 from xenlab.sim import boot
 from xenlab.sim.daemons import XENSTORED_PATHS
 from xenlab.sim.faults import MACHINE_FAULTS, Fault, check_fault
@@ -89,6 +89,11 @@ class Machine:
     dom0_mem_mb: int = 1024
     faults: Iterable[str] = ()
     xenstored: str = "oxenstored"
+    #: Linux 6.1's xen.fifo_events boot parameter for every kernel the machine boots: None (the
+    #: default) or True: FIFO event channels, as Xen 4.17 and Debian 12 run; False: the kernels boot
+    #: with ``xen.fifo_events=0`` and stay on the 2-level ABI. XenLinux 2.6.18 has only the 2-level
+    #: ABI (drivers/xen/core/evtchn.c knows no FIFO): True is refused there, False changes nothing.
+    fifo_events: bool | None = None
     trace: Trace = field(default_factory=Trace, repr=False)
     sched: Scheduler = field(default_factory=Scheduler, repr=False)
 
@@ -118,6 +123,10 @@ class Machine:
         if self.xenstored not in XENSTORED_BINARIES:
             raise MachineError(f"unknown xenstored {self.xenstored!r}; choose one of "
                                f"{', '.join(XENSTORED_BINARIES)}")
+        if self.fifo_events and self.flavour in KERNELS and not self._kernel_knows("xen.fifo_events"):
+            raise MachineError(f"fifo_events: the {self.flavour} kernel has no FIFO event channels (XenLinux "
+                               "2.6.18's drivers/xen/core/evtchn.c is 2-level only); leave fifo_events unset "
+                               "or False")
         if self.dom0_mem_mb < 1:
             raise MachineError(f"dom0_mem_mb must be at least 1 (MiB), not {self.dom0_mem_mb}")
         self.faults = tuple(self.faults)
@@ -156,11 +165,22 @@ class Machine:
                               upcalls_masked=True)
         # dom0_construct_pv (xen/arch/x86/pv/dom0_build.c) gives dom0 its memory in start_info
         self.hv.domains[0].start_info.nr_pages = self.dom0_mem_mb * 256
-        kernel = new_kernel(self.hv, 0, self.flavour, sched=self.sched, trace=self.trace, name="dom0")
+        kernel = new_kernel(self.hv, 0, self.flavour, sched=self.sched, trace=self.trace, name="dom0",
+                            cmdline=self.kernel_cmdline())
         kernel.faults |= self.kernel_faults("dom0")
         self.domains[0] = Domain(self, 0, "Domain-0", kernel, self.dom0_mem_mb, self.dom0_vcpus)
         boot.boot_kernel(self, kernel, initdomain=True)
         self.settle()
+
+    def kernel_cmdline(self, cmdline: str = "") -> str:
+        """*cmdline* with the boot parameters the machine's options add (``xen.fifo_events=0``)."""
+        if self.fifo_events is False and self._kernel_knows("xen.fifo_events"):
+            cmdline = f"{cmdline} xen.fifo_events=0".lstrip()
+        return cmdline
+
+    def _kernel_knows(self, param: str) -> bool:
+        kernel = KERNELS.get(self.flavour)
+        return kernel is not None and any(name == param for name, _ in kernel.BOOT_PARAMS)
 
     @property
     def dom0(self) -> Domain:

@@ -1,7 +1,8 @@
 """Scenarios: ready-made machines, parameterised the way an xl config is.
 
 ``build("domU", flavour="modern", seed=0, dom0_vcpus=1, guest_vcpus=1, disks=1, vifs=1)``
-boots a Machine to the named point:
+boots a Machine to the named point (``fifo_events=False``: Linux 6.1 on the 2-level ABI,
+``xen.fifo_events=0``; the default is FIFO, as Xen 4.17 and Debian 12 run):
 
 - ``dom0-early``: dom0 booted, xenstored not started (xenbus waits for its first event);
 - ``dom0``: xenstored, xen-init-dom0 and xenconsoled running, dom0's probe done;
@@ -67,9 +68,10 @@ def check_scenario(name: str) -> Scenario:
 
 def build(name: str, *, flavour: str = "modern", seed: int = 0, dom0_vcpus: int = 1,
           guest_vcpus: int = 1, disks: int = 1, vifs: int = 1, faults: Iterable[str] = (),
-          xenstored: str = "oxenstored") -> Machine:
-    """A Machine brought up to scenario *name*."""
+          xenstored: str = "oxenstored", fifo_events: bool | None = None) -> Machine:
+    """A Machine brought up to scenario *name* (*fifo_events*: see ``Machine.fifo_events``)."""
     scen = check_scenario(name)
-    m = Machine(flavour=flavour, seed=seed, dom0_vcpus=dom0_vcpus, faults=faults, xenstored=xenstored)
+    m = Machine(flavour=flavour, seed=seed, dom0_vcpus=dom0_vcpus, faults=faults, xenstored=xenstored,
+                fifo_events=fifo_events)
     scen.run(m, {"guest_vcpus": guest_vcpus, "disks": disks, "vifs": vifs})
     return m

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from xenlab.abi.event_channel import VIRQ_TIMER
-from xenlab.linux.kernel import ChangeRow
+from xenlab.linux.kernel import KERN_INFO, ChangeRow
 from xenlab.linux.pvops.events_base import (
     cpu_from_evtchn,
     handle_irq_for_port,
@@ -297,4 +297,5 @@ def xen_evtchn_2l_init(kernel: PvopsKernel) -> evtchn_ops:
     assert kernel.irq is not None
     n = kernel.irq.nr_cpus
     kernel.irq.events_2l = Evtchn2lState(SharedBits(kernel), [set() for _ in range(n)], [0] * n, [0] * n)
+    kernel.printk(KERN_INFO, "xen:events: Using 2-level ABI")
     return evtchn_ops_2l

@@ -19,17 +19,19 @@ filled with -1. The chips: "xen-dyn" (edge, ordinary ports and global VIRQs),
 space signals late: /dev/xen/evtchn, hvc, blkback/netback). A lateeoi chip's ack masks
 the port for EVT_MASK_REASON_EOI_PENDING; it stays masked until ``xen_irq_lateeoi``.
 
-The port ABI is behind ``evtchn_ops`` (events_internal.h). The kernel on the captured
-machine used the FIFO ABI (Xen 4.17 offers it); that is why ``xen_smp_intr_init`` bound
-no "debug%d" VIRQ. ``EventsState.fifo_events`` keeps that choice (default True) for what
-the kernel binds; the ABI the lab installs is the 2-level one (events_2l.c), whose bits the
-upcall scans.
+The port ABI is behind ``evtchn_ops`` (events_internal.h). ``xen_init_IRQ`` tries the FIFO
+ABI first (events_fifo.c: what the captured dom0 and domU run, "Using FIFO-based ABI") and
+takes the 2-level one (events_2l.c) when ``xen.fifo_events=0`` or FIFO's init fails;
+``EventsState.fifo_events`` keeps the outcome (with 2-level, ``xen_smp_intr_init`` also binds
+a "debug%d" VIRQ per cpu). Each cpu that comes up later gets the ABI's per-cpu state from
+``xen_evtchn_cpu_prepare`` (CPUHP_XEN_EVTCHN_PREPARE: FIFO's control block).
 
 Trace tables: ``<kernel>/evtchn_to_irq`` (port -> IRQ, rows recorded when allocated),
 ``/irq_info`` (IRQ -> (type, port, cpu, refcnt, index)), ``/virq_to_irq``, ``/ipi_to_irq``,
-``/irq_action``, ``/kstat_irqs``; mask and pending bits are rows on Xen's
-``xen/d<N>/evtchn_mask`` and ``/evtchn_pending``, the upcall flag and selector on
-``xen/d<N>/vcpu<V>`` (the shared_info page), recorded in this kernel's own steps.
+``/irq_action``, ``/kstat_irqs``; the upcall flag on ``xen/d<N>/vcpu<V>``; mask and pending
+state where it lives, recorded in this kernel's own steps: on FIFO the event words
+(``xen/d<N>/event_word``), READY and the queues (events_fifo.py); on 2-level the bits of
+the shared_info page (``xen/d<N>/evtchn_mask``, ``/evtchn_pending``, the selector).
 """
 
 from __future__ import annotations
@@ -40,7 +42,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from xenlab.abi.errno import EINVAL, ENOENT, ENOMEM
-from xenlab.abi.event_channel import BIND_PIRQ__WILL_SHARE, NR_VIRQS
+from xenlab.abi.event_channel import (
+    BIND_PIRQ__WILL_SHARE,
+    EVTCHN_FIFO_PRIORITY_MAX,
+    NR_VIRQS,
+    EVTCHNOP_set_priority,
+    evtchn_set_priority,
+)
 from xenlab.linux import irq as irqcore
 from xenlab.linux.irq import IRQF_NOBALANCING, IRQF_PERCPU, IRQF_SHARED, Handler, IrqChip, IrqCore
 from xenlab.linux.kernel import ChangeRow
@@ -83,6 +91,7 @@ IOAPIC_PINS = 24  # one IO-APIC with 24 pins (what a PC, and qemu's pc/q35, has)
 NR_IRQS_LEGACY = 16
 NR_VECTORS = 256  # arch/x86/include/asm/irq_vectors.h
 XEN_EOI_FLAG_SPURIOUS = 1  # include/xen/events.h: the event brought no work
+XEN_IRQ_PRIORITY_MAX = EVTCHN_FIFO_PRIORITY_MAX  # include/xen/events.h: 0, the highest
 
 
 @dataclass
@@ -617,6 +626,16 @@ def unbind_from_irqhandler(kernel: PvopsKernel, irq: int, dev_id: Any) -> None:
     unbind_from_irq(kernel, irq)
 
 
+def xen_set_irq_priority(kernel: PvopsKernel, irq: int, priority: int) -> int:
+    """xen_set_irq_priority: EVTCHNOP_set_priority on the IRQ's port (FIFO; 2-level answers -ENOSYS)."""
+    port = evtchn_from_irq(kernel, irq)
+    rc = kernel.hv.event_channel_op(kernel.domid, EVTCHNOP_set_priority,
+                                    evtchn_set_priority(port=port, priority=priority))
+    _rec(kernel, "xen_set_irq_priority",
+         f"IRQ {irq} (port {port}): EVTCHNOP_set_priority({priority}) -> {rc}")
+    return rc
+
+
 def evtchn_make_refcounted(kernel: PvopsKernel, evtchn: int) -> int:
     """evtchn_make_refcounted: refcnt -1 ("not counted") -> 1 (the evtchn device's ports)."""
     irq = irq_from_evtchn(kernel, evtchn)
@@ -656,8 +675,9 @@ def xen_evtchn_do_upcall(kernel: PvopsKernel, cpu: int = 0) -> int:
             if vcpu.evtchn_upcall_pending:  # a write to Xen's vcpu_info, recorded on its table
                 vcpu.evtchn_upcall_pending = 0
                 rows.append((f"xen/d{kernel.domid}/vcpu{cpu}", "evtchn_upcall_pending", 1, None))
+            sel = int(vcpu.evtchn_pending_sel)  # 2-level's selector; FIFO leaves it 0 (READY is its own)
             _rec(kernel, "xen_evtchn_do_upcall",
-                 f"vcpu {cpu}: upcall_pending cleared, pending_sel {int(vcpu.evtchn_pending_sel):#x}", rows)
+                 f"vcpu {cpu}: upcall_pending cleared" + (f", pending_sel {sel:#x}" if sel else ""), rows)
             handled += xen_evtchn_handle_events(kernel, cpu)
             if not vcpu.evtchn_upcall_pending:
                 break
@@ -783,12 +803,25 @@ def _chips(kernel: PvopsKernel) -> dict[str, IrqChip]:
 
 
 # -- init ---------------------------------------------------------------------------------
+def xen_evtchn_cpu_prepare(kernel: PvopsKernel, cpu: int) -> int:
+    """xen_evtchn_cpu_prepare (CPUHP_XEN_EVTCHN_PREPARE): the ABI's percpu_init for a cpu coming up."""
+    ops = _st(kernel).evtchn_ops
+    assert ops is not None
+    if ops.percpu_init is None:
+        return 0
+    rc = ops.percpu_init(kernel, cpu)
+    _rec(kernel, "xen_evtchn_cpu_prepare", f"cpu{cpu}: {ops.name} percpu_init -> {rc}")
+    return rc
+
+
 def xen_init_IRQ(kernel: PvopsKernel, port_abi_init: Callable[[PvopsKernel], evtchn_ops], *,
                  fifo_events: bool = True) -> EventsState:
     """xen_init_IRQ: pick the event ABI, mask every port, set the upcall; IRQs below gsi_top stay legacy.
 
-    *port_abi_init* is the ABI's init (``events_2l.xen_evtchn_2l_init``): it returns the
-    ``evtchn_ops`` the kernel uses from now on.
+    *port_abi_init* is the ABI's init: ``events_fifo.xen_evtchn_fifo_or_2l_init`` (xen_fifo_events:
+    FIFO, 2-level if its init fails) or ``events_2l.xen_evtchn_2l_init`` (xen.fifo_events=0); it
+    returns the ``evtchn_ops`` the kernel uses from now on. With FIFO no event array page exists
+    yet (nr_channels 0), so no port is masked here: each page is MASKED as a binding needs it.
     """
     d = kernel.hv.domains[kernel.domid]
     pv_dom0 = d.initdomain and not d.hvm

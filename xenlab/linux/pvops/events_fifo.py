@@ -35,11 +35,13 @@ from xenlab.abi.event_channel import (
     event_word_bits,
 )
 from xenlab.linux.kernel import KERN_INFO, ChangeRow
+from xenlab.linux.mm import get_zeroed_page
 from xenlab.linux.pvops.events_base import handle_irq_for_port
 from xenlab.linux.pvops.events_internal import evtchn_ops
 
 if TYPE_CHECKING:
     from xenlab.linux.pvops.kernel import PvopsKernel
+    from xenlab.xen.memory import Page
 
 SRC = "drivers/xen/events/events_fifo.c"
 EVENT_WORDS_PER_PAGE = 4096 // 4
@@ -75,6 +77,12 @@ def _write(kernel: PvopsKernel, port: int, new: int, rows: list[ChangeRow]) -> i
     return old
 
 
+def virt_to_gfn(kernel: PvopsKernel, page: Page) -> int:
+    """virt_to_gfn (include/xen/page.h): a PV guest's gfn is the machine frame, an HVM guest's its pfn."""
+    d = kernel.hv.domains[kernel.domid]
+    return d.mfn_to_pfn(page.mfn) if d.hvm else page.mfn
+
+
 def evtchn_fifo_max_channels(kernel: PvopsKernel) -> int:
     """evtchn_fifo_max_channels: EVTCHN_FIFO_NR_CHANNELS (1 << 17)."""
     return EVTCHN_FIFO_NR_CHANNELS
@@ -88,12 +96,11 @@ def evtchn_fifo_nr_channels(kernel: PvopsKernel) -> int:
 def init_control_block(kernel: PvopsKernel, cpu: int) -> int:
     """init_control_block: a zeroed page, local heads reset, EVTCHNOP_init_control for *cpu*."""
     st = _st(kernel)
-    page = kernel.hv.populate_physmap(kernel.domid)
+    page = get_zeroed_page(kernel)  # evtchn_fifo_alloc_control_block's page; clear_page
     st.head[cpu] = [0] * EVTCHN_FIFO_MAX_QUEUES
-    d = kernel.hv.domains[kernel.domid]
-    gfn = page.pfn if d.hvm else page.mfn  # virt_to_gfn: a PV guest's gfn is the mfn
     rc = kernel.hv.event_channel_op(kernel.domid, ev.EVTCHNOP_init_control,
-                                    ev.evtchn_init_control(control_gfn=gfn, offset=0, vcpu=cpu))
+                                    ev.evtchn_init_control(control_gfn=virt_to_gfn(kernel, page), offset=0,
+                                                           vcpu=cpu))
     if rc == 0:
         st.control_block[cpu] = ev.evtchn_fifo_control_block.from_buffer(page.buf, 0)
     return rc
@@ -111,7 +118,7 @@ def evtchn_fifo_setup(kernel: PvopsKernel, port: int) -> int:
     if new_array_pages > MAX_EVENT_ARRAY_PAGES:
         return -22  # -EINVAL
     while len(st.event_array) < new_array_pages:
-        page = kernel.hv.populate_physmap(kernel.domid)
+        page = get_zeroed_page(kernel)  # __get_free_page
         words = (ctypes.c_uint32 * EVENT_WORDS_PER_PAGE).from_buffer(page.buf)
         base = len(st.event_array) * EVENT_WORDS_PER_PAGE
         rows: list[ChangeRow] = []
@@ -120,10 +127,8 @@ def evtchn_fifo_setup(kernel: PvopsKernel, port: int) -> int:
             rows.append((f"xen/d{kernel.domid}/event_word", base + i, None, event_word_bits(M)))
         kernel.record("init_array_page", f"ports {base}..{base + EVENT_WORDS_PER_PAGE - 1} masked", SRC,
                       changes=rows)
-        d = kernel.hv.domains[kernel.domid]
-        gfn = page.pfn if d.hvm else page.mfn
         rc = kernel.hv.event_channel_op(kernel.domid, ev.EVTCHNOP_expand_array,
-                                        ev.evtchn_expand_array(array_gfn=gfn))
+                                        ev.evtchn_expand_array(array_gfn=virt_to_gfn(kernel, page)))
         if rc < 0:
             return rc
         st.event_array.append(words)
@@ -252,6 +257,7 @@ evtchn_ops_fifo = evtchn_ops(
     unmask=evtchn_fifo_unmask,
     handle_events=evtchn_fifo_handle_events,
     setup=evtchn_fifo_setup,
+    percpu_init=evtchn_fifo_percpu_init,
 )
 
 

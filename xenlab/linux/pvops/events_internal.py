@@ -37,6 +37,8 @@ class evtchn_ops:
     handle_events: Callable[[PvopsKernel, int], int]
     #: .setup (FIFO: grow the event array to cover the port); 2-level has none
     setup: Callable[[PvopsKernel, int], int] | None = None
+    #: .percpu_init (FIFO: a control block for a cpu coming up); 2-level has none
+    percpu_init: Callable[[PvopsKernel, int], int] | None = None
 
 
 def _ops(kernel: PvopsKernel) -> evtchn_ops:

@@ -5,12 +5,14 @@ mirrored functions of this package. The IRQ and port numbers a real machine show
 not constants: each is the lowest free number at the moment of binding, so they follow
 from this order:
 
-1. early IRQs, before any initcall: ``xen_init_IRQ`` (tables, masks, upcall); cpu0's
-   timer0 (time_init), then ``xen_pv_smp_prepare_cpus``: [spinlock0 when PV spinlocks
-   are on, i.e. more than one vcpu], resched0, callfunc0, [debug0 only with 2-level
-   events], callfuncsingle0, irqwork0; each secondary cpu N as it comes up: timerN,
-   reschedN, callfuncN, [debugN], callfuncsingleN, irqworkN (CPUHP prepare), then
-   spinlockN (CPUHP online); interrupts go on on each vcpu.
+1. early IRQs, before any initcall: ``xen_init_IRQ`` (the event ABI: FIFO with cpu0's
+   control block, "Using FIFO-based ABI", or 2-level with ``xen.fifo_events=0``; tables,
+   masks, upcall); cpu0's timer0 (time_init), then ``xen_pv_smp_prepare_cpus``: [spinlock0
+   when PV spinlocks are on, i.e. more than one vcpu], resched0, callfunc0, [debug0 only with
+   2-level events], callfuncsingle0, irqwork0; each secondary cpu N as it comes up: timerN,
+   reschedN, callfuncN, [debugN], callfuncsingleN, irqworkN (CPUHP_XEN_PREPARE), its FIFO
+   control block (CPUHP_XEN_EVTCHN_PREPARE), then spinlockN (CPUHP online); interrupts go
+   on on each vcpu.
 2. ``xenbus_init`` (postcore), the bus inits (subsys). A PV dom0 allocates its store port
    with alloc_unbound (the next free port), a domU binds the port the toolstack allocated
    before it booted; either way the "xenbus" IRQ is the next free IRQ after step 1.
@@ -38,6 +40,7 @@ from xenlab.linux.pvops import (
     enlighten_pv,
     events_2l,
     events_base,
+    events_fifo,
     evtchn,
     grant_table,
     hvc_xen,
@@ -74,6 +77,15 @@ from xenlab.linux.pvops.xenbus_xs import XsState
 from xenlab.xen.memory import Page
 
 
+def kstrtobool(s: str, default: bool) -> bool:
+    """kstrtobool (lib/kstrtox.c) as a bool module_param parses it: y/Y/1/on, n/N/0/off; else *default*."""
+    if s[:1] in ("y", "Y", "1") or s.lower() == "on":
+        return True
+    if s[:1] in ("n", "N", "0") or s.lower() == "off":
+        return False
+    return default
+
+
 @dataclass
 class PvopsKernel(Kernel):
     """A Linux 6.1 kernel as Debian 12 ships it, running as a Xen PV dom0 or domU."""
@@ -83,6 +95,8 @@ class PvopsKernel(Kernel):
     KOBJ_BIND_UEVENTS: ClassVar[bool] = True
     #: the faults this kernel checks (kernel.fault(name)), with what each does
     FAULTS: ClassVar[tuple[tuple[str, str], ...]] = xenbus_probe.FAULTS
+    BOOT_PARAMS: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("xen.fifo_events", "0: the 2-level event-channel ABI instead of FIFO (events_base.c)"),)
 
     #: events_base.c + the port ABI's state, made by xen_init_IRQ
     irq: EventsState | None = None
@@ -110,7 +124,8 @@ class PvopsKernel(Kernel):
     bridges: dict[str, dict[str, int]] = field(default_factory=dict)
     #: hvc_xen.c's console IRQ (xencons_info->irq), bound by xen_hvc_init, requested when hvc0 opens
     hvc_irq: int = -1
-    #: the xen.fifo_events boot parameter (default on: Xen 4.17 offers FIFO; off: 2-level, a debug VIRQ)
+    #: the xen.fifo_events boot parameter (events_base.c's xen_fifo_events; default on: xen_init_IRQ
+    #: tries FIFO and keeps 2-level only if its init fails; =0: 2-level, and a debug VIRQ per cpu)
     fifo_events: bool = True
     #: booted with dyndbg="file drivers/xen/xenbus/* +p" (as the reference machine was)
     xenbus_dyndbg: bool = True
@@ -119,6 +134,9 @@ class PvopsKernel(Kernel):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        fifo = self.boot_param("xen.fifo_events")  # module_param_named(fifo_events, ...) in events_base.c
+        if fifo is not None:
+            self.fifo_events = kstrtobool(fifo, self.fifo_events)
         self.comms = xenbus_comms.new_comms(self)
         self.xs = xenbus_xs.new_xs_state(self)
         self.xenbus_frontend = xenbus_probe_frontend.new_xenbus_frontend(self)
@@ -152,7 +170,10 @@ class PvopsKernel(Kernel):
         if cpu == 0:
             rc = time.xen_setup_timer(self, 0)  # time_init -> xen_time_init
             return rc if rc < 0 else smp_pv.xen_pv_smp_prepare_cpus(self)
+        # the cpuhp states in include/linux/cpuhotplug.h's order: CPUHP_XEN_PREPARE,
+        # CPUHP_XEN_EVTCHN_PREPARE (xen_init_IRQ registered it), then the online state
         rc = enlighten_pv.xen_cpu_up_prepare_pv(self, cpu)
+        rc = rc if rc < 0 else events_base.xen_evtchn_cpu_prepare(self, cpu)
         return rc if rc < 0 else enlighten.xen_cpu_up_online(self, cpu)
 
     def _xen_subsys_init(self) -> int:
@@ -168,7 +189,10 @@ class PvopsKernel(Kernel):
         """early IRQs, gnttab_init, xenbus_init + subsys inits, late IRQs, drivers + the late initcalls."""
         def early() -> None:
             enlighten_pv.xen_banner(self)  # xen_start_kernel, long before init_IRQ
-            st = events_base.xen_init_IRQ(self, events_2l.xen_evtchn_2l_init, fifo_events=self.fifo_events)
+            # xen_init_IRQ: FIFO if xen.fifo_events (falling back to 2-level if its init fails), else 2-level
+            abi_init = (events_fifo.xen_evtchn_fifo_or_2l_init if self.fifo_events
+                        else events_2l.xen_evtchn_2l_init)
+            st = events_base.xen_init_IRQ(self, abi_init, fifo_events=self.fifo_events)
             if self.xen_initial_domain():
                 pci_xen.pci_xen_initial_domain(self)  # xen_init_IRQ's tail (PV dom0), before timer0
             for cpu in range(st.nr_cpus):

@@ -14,7 +14,7 @@ from xenlab.linux.irq import (
     IRQF_TIMER,
 )
 from xenlab.linux.kernel import KERN_ERR
-from xenlab.linux.pvops.events_base import bind_virq_to_irqhandler
+from xenlab.linux.pvops.events_base import XEN_IRQ_PRIORITY_MAX, bind_virq_to_irqhandler, xen_set_irq_priority
 
 if TYPE_CHECKING:
     from xenlab.linux.pvops.kernel import PvopsKernel
@@ -26,9 +26,11 @@ def xen_timer_interrupt(irq: int, dev_id: Any) -> int:
 
 
 def xen_setup_timer(kernel: PvopsKernel, cpu: int) -> int:
-    """xen_setup_timer: bind VIRQ_TIMER on *cpu* as the per-cpu IRQ "timer<cpu>"; the IRQ or -errno."""
+    """xen_setup_timer: VIRQ_TIMER on *cpu* as the per-cpu IRQ "timer<cpu>", priority 0; the IRQ or -errno."""
     flags = IRQF_PERCPU | IRQF_NOBALANCING | IRQF_TIMER | IRQF_FORCE_RESUME | IRQF_EARLY_RESUME
     irq = bind_virq_to_irqhandler(kernel, VIRQ_TIMER, cpu, xen_timer_interrupt, flags, f"timer{cpu}", None)
     if irq < 0:
         kernel.printk(KERN_ERR, f"xen_setup_timer failed: {irq}")
+        return irq
+    xen_set_irq_priority(kernel, irq, XEN_IRQ_PRIORITY_MAX)  # (void): 2-level's -ENOSYS is ignored
     return irq

@@ -1,4 +1,4 @@
-"""arch/x86/xen/xen-asm.S, Linux 6.1: local_irq_enable on a Xen PV vcpu (xen_irq_enable_direct)."""
+"""arch/x86/xen/xen-asm.S, Linux 6.1: local_irq_disable / _enable on a Xen PV vcpu (the upcall mask)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,13 @@ from xenlab.linux.pvops.events_base import xen_evtchn_do_upcall
 
 if TYPE_CHECKING:
     from xenlab.linux.pvops.kernel import PvopsKernel
+
+
+def xen_irq_disable_direct(kernel: PvopsKernel, cpu: int) -> None:
+    """xen_irq_disable_direct: set evtchn_upcall_mask (Xen still marks events pending, but no upcall)."""
+    kernel.hv.domains[kernel.domid].shared_info.vcpu_info[cpu].evtchn_upcall_mask = 1
+    kernel.record("xen_irq_disable", f"vcpu {cpu}: evtchn_upcall_mask set (interrupts off)",
+                  "arch/x86/xen/xen-asm.S")
 
 
 def xen_irq_enable_direct(kernel: PvopsKernel, cpu: int) -> None:
