@@ -9,6 +9,8 @@ costs nothing without a notebook.
     Stepper(trace, panels)   play/pause, previous/next, slider, stage menu, go-to box
     StoreView()              xenstore tree, permissions, watches (panel)
     IrqView("dom0")          IRQ space, evtchn_to_irq, port tables (panel)
+    FifoView(1)              a domain's event delivery: FIFO control block, queues, event words
+                             (or, on the 2-level ABI, the shared_info bits) (panel)
     BusView()                buses, drivers, devices, xenbus states (panel)
     RingView(buf)            req/rsp rings of a store page (panel or standalone)
     TableView({label: table}) a few trace tables row by row (/proc/xen modes, xenbus globals...)
@@ -24,6 +26,7 @@ Pictures (matplotlib, imported only when one is drawn; text form only without it
 from __future__ import annotations
 
 from xenlab.views.bus import BusView
+from xenlab.views.fifo import FifoView
 from xenlab.views.handshake import HandshakeDiagram
 from xenlab.views.irq import IrqView
 from xenlab.views.irq_map import IrqMap
@@ -35,5 +38,5 @@ from xenlab.views.stepper import Context, Stepper, TablePanel
 from xenlab.views.store import StoreView
 from xenlab.views.tables import TableView
 
-__all__ = ["BusView", "Context", "HandshakeDiagram", "IrqMap", "IrqView", "Picture", "RingPicture",
-           "RingView", "SequenceDiagram", "Stepper", "StoreView", "TablePanel", "TableView"]
+__all__ = ["BusView", "Context", "FifoView", "HandshakeDiagram", "IrqMap", "IrqView", "Picture",
+           "RingPicture", "RingView", "SequenceDiagram", "Stepper", "StoreView", "TablePanel", "TableView"]

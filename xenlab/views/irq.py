@@ -188,8 +188,12 @@ class IrqView(TablePanel):
         return out
 
     def port_rows(self, ctx: Context, tables: list[str]) -> tuple[list[str], list[list[str]], list[str]]:
-        """(headers, rows, marks) of one domain's ports (a port only masked is not listed: all start so)."""
-        ports = sorted({n for t in tables if not t.endswith("/evtchn_mask")
+        """(headers, rows, marks) of one domain's ports.
+
+        A port only masked, or with only a FIFO priority, is not listed: every port starts masked,
+        and EVTCHNOP_init_control gives every allocated port the default priority.
+        """
+        ports = sorted({n for t in tables if not t.endswith(("/evtchn_mask", "/evtchn_priority"))
                         for k in ctx.table(t) if (n := _num(k)) is not None})
         headers = ["port"] + [t.rsplit("/", 1)[1] for t in tables]
         rows, marks = [], []
