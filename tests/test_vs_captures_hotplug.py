@@ -5,7 +5,8 @@ forks the hotplug scripts in (the traced run's `xl -vvv` log), the device groups
 scripts, then the vifs). What dom0's scheduler decides is masked: the scripts libxl forked run
 at once, so which one takes the block script's lock first (and `losetup -f`'s lowest loop
 device) or joins the bridge first is a race; real runs differ (xvdb got loop0 in the 2-disk
-run, xvda, xvdc, xvdb got loop0, 1, 2 in the traced 3-disk run). The lab runs them in fork
+run, xvda, xvdc, xvdb got loop0, 1, 2 in the traced 3-disk run, xvdc, xvdb, xvda in the
+untraced one). The lab runs them in fork
 order. Masked therefore: which disk has which loop device, which vif has which bridge port.
 """
 
@@ -22,7 +23,7 @@ from xenlab.sim.machine import Machine
 from xenlab.sim.scenarios import build
 
 SETS = {"oxenstored-2vcpu": (1, 1), "oxenstored-2vcpu-2disk-2vif": (2, 2),
-        "oxenstored-2vcpu-3disk-3vif-traced": (3, 3)}
+        "oxenstored-2vcpu-3disk-3vif-traced": (3, 3), "oxenstored-2vcpu-3disk-3vif": (3, 3)}
 TRACED = "oxenstored-2vcpu-3disk-3vif-traced"
 
 
