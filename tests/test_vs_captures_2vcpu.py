@@ -335,3 +335,24 @@ def test_the_xen_banner_is_what_dom0_and_the_guest_print(domu_2v: Machine) -> No
     assert banner(domu_2v.dom0.run("dmesg").splitlines()) == want
     assert banner(domu_2v.domain(1).run("dmesg").splitlines()) == banner(
         capture("oxenstored-2vcpu", "domU-09-dmesg-full"))
+
+
+# -- dom0 alone with 2 vCPUs: the files the 1-vCPU tests compare (test_vs_captures.py) -------------
+@pytest.mark.parametrize("kind", ["oxenstored-2vcpu", "cxenstored-2vcpu"])
+def test_dom0_tree_ring_before_and_irqs_after_xenstored(kind: str, dom0_2v: Machine,
+                                                         cdom0_2v: Machine) -> None:
+    """17/18 (the tree after xen-init-dom0), 10 (the ring before xenstored: all 0), 14 (the IRQ
+    rows after xenstored, as per_cpu reads them: which CPU counted, the unmodelled rows masked)."""
+    from test_vs_captures import tree
+
+    m = dom0_2v if kind.startswith("o") else cdom0_2v
+    assert tree(m.dom0.run("xenstore-ls -f").splitlines()) == tree(capture(kind, "17-"))
+    assert tree(m.dom0.run("xenstore-ls -f -p").splitlines()) == tree(capture(kind, "18-"))
+    assert per_cpu(m.dom0.run("cat /proc/interrupts").splitlines()) == per_cpu(capture(kind, "14-"))
+    early = machine_for(kind, "dom0-early")
+    try:
+        lab_before = ring_fields(early.dom0.run("xsring before"))
+        real_before = ring_fields(capture(kind, "10-")[0])
+        assert {k: lab_before[k] for k in real_before} == real_before
+    finally:
+        early.shutdown()

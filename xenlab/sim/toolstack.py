@@ -21,6 +21,15 @@ libxl builds a PV guest in this order (libxl_create.c, libxl_dom.c, libxl_device
 5. When a backend reaches InitWait, libxl runs its hotplug script (block, vif-bridge),
    which writes ``physical-device`` / ``hotplug-status``; then the guest runs.
 
+The devices come in libxl_create.c's order, each group a ``libxl__multidev`` that waits for
+all of its devices: the disks (``domcreate_rebuild_done``: each disk's transaction, then a
+watch on its backend's state), and only when every disk's block script has exited the
+console (``domcreate_launch_dm``), then the vifs (``domcreate_attach_devices``, the
+``device_type_tbl`` order). A device's script is forked from the watch callback that sees
+its backend in InitWait (``libxl__wait_device_connection`` -> ``device_backend_callback``
+-> ``device_hotplug``); ``xenlab.sim.libxl_event`` is the loop that delivers those events
+and reaps the scripts.
+
 Everything is written through an XsClient (a real xenstored connection from dom0), so
 the permissions a learner sees with ``xenstore-ls -p`` are what xenstored stored.
 """
@@ -28,6 +37,7 @@ the permissions a learner sees with ``xenstore-ls -p`` are what xenstored stored
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -35,10 +45,13 @@ from xenlab.abi.xenbus import XenbusStateUnknown
 from xenlab.linux.genhd import BlockDevice, add_disk, del_gendisk
 from xenlab.linux.pvops.br_if import br_add_if
 from xenlab.linux.pvops.kernel import PvopsKernel
+from xenlab.linux.pvops.loop import loop_configure
 from xenlab.linux.xenbus_transitions import TOOLSTACK, XENBUS_RULES, check_state_write
+from xenlab.sim.libxl_event import LibxlCtx, Multidev, XsWait
 from xenlab.sim.xsclient import XsClient, XsError, perms
 
 if TYPE_CHECKING:
+    from xenlab.sim.daemons import SocketClient
     from xenlab.sim.machine import Machine
 
 LIBXL_XENCONSOLE_LIMIT = 1048576
@@ -46,6 +59,9 @@ LIBXL_XENCONSOLE_PROTOCOL = "vt100"
 LOOP_MAJOR = 7
 XVD_MAJOR = 202
 XVD_EXT = 1 << 28
+XenbusStateInitWait = 2
+ERROR_FAIL = -3  # libxl_types.idl
+SCRIPTS = "/etc/xen/scripts"
 
 
 def libxl__device_disk_dev_number(vdev: str) -> int:
@@ -137,6 +153,25 @@ def libxl_random_mac(rng: random.Random) -> str:
 
 
 @dataclass
+class AoDevice:
+    """libxl__ao_device: one device add in flight, from its backend's InitWait to its script's exit."""
+
+    kind: str
+    domid: int
+    devid: int
+    what: str  # the hotplug script and its action, as libxl logs them ("/etc/xen/scripts/block add")
+    script: Callable[[], int]  # what the forked script does; returns its exit status
+    callback: Callable[[int], None]  # the multidev's one-callback
+    num_exec: int = 0
+    rc: int = 0
+
+    @property
+    def backend(self) -> str:
+        """libxl__device_backend_path."""
+        return f"/local/domain/0/backend/{self.kind}/{self.domid}/{self.devid}"
+
+
+@dataclass
 class BuiltDomain:
     """What libxl knows about a domain it created."""
 
@@ -154,9 +189,10 @@ class BuiltDomain:
 class Toolstack:
     """libxl in dom0: builds domains through the hypervisor and a xenstored connection."""
 
-    def __init__(self, machine: Machine, xs: XsClient) -> None:
+    def __init__(self, machine: Machine, xs: SocketClient) -> None:
         self.m = machine
-        self.xs = xs
+        self.xs: XsClient = xs
+        self.ctx = LibxlCtx(machine, xs)  # the event loop: watches, devstate waits, children
         self.built: dict[int, BuiltDomain] = {}
         self.loops: dict[tuple[int, int], int] = {}  # (domid, vbd devid) -> N of its /dev/loopN
 
@@ -190,7 +226,8 @@ class Toolstack:
             xs.mknod(path, p, t)
         xs.mknod(f"{libxl_path}/device", noperm, t)
         xs.write(f"{dom_path}/vm", vm_path, t)
-        xs.write(f"{dom_path}/name", cfg.name, t)  # libxl__domain_rename
+        xs.write(f"{dom_path}/name", cfg.name, t)  # libxl__domain_rename: the domain's name ...
+        xs.write(f"{vm_path}/name", cfg.name, t)  # ... and /vm/<uuid>/name (read back through "vm")
         for sub in ("cpu", "memory", "device", "control"):
             xs.mknod(f"{dom_path}/{sub}", roperm, t)
         for sub in ("control/shutdown", "control/feature-poweroff", "control/feature-reboot",
@@ -308,11 +345,14 @@ class Toolstack:
 
     def libxl__device_disk_add(self, domid: int, disk: DiskConfig) -> None:
         """libxl__device_disk_add: a phy vbd for a raw image (the block script sets up a loop device)."""
-        bents = {"frontend-id": str(domid), "online": "1", "removable": "0", "bootable": "1", "state": "1",
+        # device_disk_add's flexarray order: params and script first
+        bents = {"params": disk.target, "script": "/etc/xen/scripts/block",
+                 "frontend-id": str(domid), "online": "1", "removable": "0", "bootable": "1", "state": "1",
                  "dev": disk.vdev, "type": "phy", "mode": "w", "device-type": "disk", "discard-enable": "1",
-                 "specification": "xen", "params": disk.target, "script": "/etc/xen/scripts/block"}
-        fents = {"backend-id": "0", "virtual-device": str(disk.devid), "device-type": "disk",
-                 "trusted": "1", "state": "1"}
+                 "specification": "xen"}
+        fents = {"backend-id": "0", "state": "1", "virtual-device": str(disk.devid), "device-type": "disk",
+                 "trusted": "1",
+                 "protocol": "x86_64-abi"}  # PV: xc_domain_get_native_protocol (XEN_IO_PROTO_ABI_X86_64)
         self.libxl__device_generic_add(domid, "vbd", disk.devid, bents, fents, {})
 
     def libxl__device_nic_add(self, domid: int, nic: NicConfig) -> None:
@@ -321,8 +361,108 @@ class Toolstack:
                  "script": "/etc/xen/scripts/vif-bridge",
                  "mac": nic.mac, "bridge": nic.bridge, "handle": str(nic.devid), "type": "vif",
                  "hotplug-status": ""}
-        fents = {"backend-id": "0", "handle": str(nic.devid), "mac": nic.mac, "trusted": "1", "state": "1"}
+        fents = {"backend-id": "0", "state": "1", "handle": str(nic.devid), "mac": nic.mac, "trusted": "1"}
         self.libxl__device_generic_add(domid, "vif", nic.devid, bents, fents, {"mtu": "1500"})
+
+    # -- 4b. the device groups, each a multidev waiting for its hotplug scripts ----------------
+    def domcreate_devices(self, domid: int, b: BuiltDomain) -> int:
+        """domcreate_rebuild_done -> domcreate_launch_dm -> domcreate_attach_devices (libxl_create.c):
+        the disks and their scripts, the console, then the vifs and theirs. 0 or the first error."""
+        cfg = b.config
+        md = Multidev(lambda rc: None)
+        self.libxl__add_disks(domid, cfg.disks, md)
+        md.libxl__multidev_prepared(0)
+        self.ctx.libxl__ao_inprogress(lambda: md.done)
+        if md.rc:
+            self.record("domcreate_launch_dm", f"d{domid}: unable to add disk devices",
+                        "tools/libs/light/libxl_create.c")
+            return md.rc
+        self.libxl__device_console_add(domid, b)
+        if cfg.nics:  # domcreate_attach_devices skips a type with no devices
+            md = Multidev(lambda rc: None)
+            self.libxl__add_nics(domid, cfg.nics, md)
+            md.libxl__multidev_prepared(0)
+            self.ctx.libxl__ao_inprogress(lambda: md.done)
+            if md.rc:
+                self.record("domcreate_attach_devices", f"d{domid}: unable to add vif devices",
+                            "tools/libs/light/libxl_create.c")
+                return md.rc
+        return self.console_xswait(domid)
+
+    def console_xswait(self, domid: int) -> int:
+        """domcreate_attach_devices' end: an xswait until xenconsoled wrote console/tty."""
+        result: list[int] = []
+        holder: list[XsWait] = []
+
+        def console_xswait_callback(rc: int, tty: str | None) -> None:
+            """console_xswait_callback: the tty is written (or the wait timed out): done."""
+            if rc or tty:  # "domain %d console tty" timed out, or the pty is there
+                self.ctx.libxl__xswait_stop(holder[0])
+                result.append(rc)
+
+        path = f"/local/domain/{domid}/console/tty"
+        holder.append(self.ctx.libxl__xswait_start(path, console_xswait_callback))
+        self.ctx.libxl__ao_inprogress(lambda: bool(result))
+        return result[0] if result else 0
+
+    def libxl__add_disks(self, domid: int, disks: list[DiskConfig], multidev: Multidev) -> None:
+        """libxl__add_disks (LIBXL_DEFINE_DEVICES_ADD): each disk in config order, one aodev each."""
+        for disk in disks:
+            multidev.libxl__multidev_prepare()
+            self.libxl__device_disk_add(domid, disk)
+            self.libxl__wait_device_connection(AoDevice(
+                "vbd", domid, disk.devid, f"{SCRIPTS}/block add",
+                lambda disk=disk: self.hotplug_block(domid, disk, self.losetup_find()),
+                multidev.multidev_one_callback))
+
+    def libxl__add_nics(self, domid: int, nics: list[NicConfig], multidev: Multidev) -> None:
+        """libxl__add_nics (LIBXL_DEFINE_DEVICES_ADD): each vif in config order, one aodev each."""
+        for nic in nics:
+            multidev.libxl__multidev_prepare()
+            self.libxl__device_nic_add(domid, nic)
+            self.libxl__wait_device_connection(AoDevice(
+                "vif", domid, nic.devid, f"{SCRIPTS}/vif-bridge online",
+                lambda nic=nic: self.hotplug_vif_bridge(domid, nic),
+                multidev.multidev_one_callback))
+
+    def libxl__wait_device_connection(self, aodev: AoDevice) -> None:
+        """libxl__wait_device_connection: wait for the backend's InitWait (LIBXL_INIT_TIMEOUT)."""
+        self.m.trace.record("libxl__wait_device_connection", f"{aodev.kind} {aodev.devid}: wait for "
+                            f"{aodev.backend}/state = {XenbusStateInitWait}", actor="toolstack",
+                            source="tools/libs/light/libxl_device.c")
+        self.ctx.libxl__ev_devstate_wait(f"{aodev.backend}/state", XenbusStateInitWait,
+                                         lambda rc: self.device_backend_callback(aodev, rc))
+
+    def device_backend_callback(self, aodev: AoDevice, rc: int) -> None:
+        """device_backend_callback: the backend is in InitWait (or the wait failed): on to the script."""
+        if rc:
+            self.record("device_backend_callback", f"unable to add device with path {aodev.backend}",
+                        "tools/libs/light/libxl_device.c")
+            aodev.rc = rc
+            self.device_hotplug_done(aodev)
+            return
+        self.device_hotplug(aodev)
+
+    def device_hotplug(self, aodev: AoDevice) -> None:
+        """device_hotplug: libxl__get_hotplug_script_info says run the script (num_exec 0) or not; fork it."""
+        if aodev.num_exec != 0:  # libxl_linux.c: "num_exec 1, not running hotplug scripts"
+            self.device_hotplug_done(aodev)
+            return
+        self.ctx.libxl__ev_child_fork(f"{aodev.what} ({aodev.backend})", aodev.script,
+                                      lambda status: self.device_hotplug_child_death_cb(aodev, status))
+
+    def device_hotplug_child_death_cb(self, aodev: AoDevice, status: int) -> None:
+        """device_hotplug_child_death_cb: a failed script fails the add; else ask device_hotplug again."""
+        if status:
+            aodev.rc = ERROR_FAIL
+            self.device_hotplug_done(aodev)
+            return
+        aodev.num_exec += 1
+        self.device_hotplug(aodev)
+
+    def device_hotplug_done(self, aodev: AoDevice) -> None:
+        """device_hotplug_done: the add is over; the multidev hears of it."""
+        aodev.callback(aodev.rc)
 
     # -- teardown (xl destroy) ---------------------------------------------------------
     def libxl__device_destroy(self, domid: int, kind: str, devid: int, frontend_path: str | None) -> None:
@@ -348,18 +488,23 @@ class Toolstack:
                     f"/libxl/{domid}", "tools/libs/light/libxl_domain.c")
 
     # -- 5. hotplug scripts ------------------------------------------------------------
-    def hotplug_block(self, domid: int, disk: DiskConfig, loop_index: int) -> None:
+    def hotplug_block(self, domid: int, disk: DiskConfig, loop_index: int) -> int:
         """/etc/xen/scripts/block add: losetup the image on /dev/loopN, then the script's xenstore writes."""
         be = f"/local/domain/0/backend/vbd/{domid}/{disk.devid}"
         dev = f"/dev/loop{loop_index}"
         bdev = BlockDevice(f"loop{loop_index}", disk.sectors)
-        add_disk(self.m.dom0.kernel, LOOP_MAJOR, loop_index, bdev)
+        kernel = self.m.dom0.kernel
+        if isinstance(kernel, PvopsKernel):  # `losetup`: LOOP_CONFIGURE
+            loop_configure(kernel, loop_index, bdev)
+        else:
+            add_disk(kernel, LOOP_MAJOR, loop_index, bdev)
         self.loops[(domid, disk.devid)] = loop_index
         for key, value in block_hotplug_writes(LOOP_MAJOR, loop_index, dev):
             self.xs.write(f"{be}/{key}", value)
         self.record("hotplug block add", f"{disk.target} on {dev}: physical-device "
                     f"{LOOP_MAJOR:x}:{loop_index:x}, hotplug-status connected",
                     "tools/hotplug/Linux/block")
+        return 0
 
     def hotplug_block_remove(self, domid: int, devid: int) -> None:
         """/etc/xen/scripts/block remove: `losetup -d` the vbd's loop device (its number is free again)."""
@@ -369,7 +514,7 @@ class Toolstack:
         del_gendisk(self.m.dom0.kernel, LOOP_MAJOR, loop_index)
         self.record("hotplug block remove", f"losetup -d /dev/loop{loop_index}", "tools/hotplug/Linux/block")
 
-    def hotplug_vif_bridge(self, domid: int, nic: NicConfig) -> None:
+    def hotplug_vif_bridge(self, domid: int, nic: NicConfig) -> int:
         """/etc/xen/scripts/vif-bridge online: add vif<D>.<N> to the bridge, hotplug-status connected."""
         kernel = self.m.dom0.kernel
         if isinstance(kernel, PvopsKernel):  # setup_virtual_bridge_port + add_to_bridge: `ip link set master`
@@ -378,6 +523,7 @@ class Toolstack:
             self.xs.write(f"/local/domain/0/backend/vif/{domid}/{nic.devid}/{key}", value)
         self.record("hotplug vif-bridge online", f"vif{domid}.{nic.devid} added to {nic.bridge}",
                     "tools/hotplug/Linux/vif-bridge")
+        return 0
 
 
 def libxl__xs_path_cleanup(xs: XsClient, t: int, path: str) -> None:
@@ -405,11 +551,12 @@ def _rm_quiet(xs: XsClient, path: str, t: int) -> None:
 def block_hotplug_writes(major: int, minor: int, node: str) -> list[tuple[str, str]]:
     """What /etc/xen/scripts/block writes under the backend for a file it attached to *node*.
 
-    write_dev: physical-device ("%x:%x"), physical-device-path, the loop "node"; then
-    success: hotplug-status = connected. The toolstack (libxl runs the script once the
-    backend is in InitWait) performs these writes through its xenstore client.
+    The loop "node" (right after `losetup`), then write_dev: physical-device ("%x:%x"),
+    physical-device-path; then success: hotplug-status = connected. The toolstack (libxl runs
+    the script once the backend is in InitWait) performs these writes through its xenstore
+    client.
     """
-    return [("physical-device", f"{major:x}:{minor:x}"), ("physical-device-path", node), ("node", node),
+    return [("node", node), ("physical-device", f"{major:x}:{minor:x}"), ("physical-device-path", node),
             ("hotplug-status", "connected")]
 
 

@@ -49,6 +49,7 @@ xen_netfront               drivers/net/xen-netfront.c
 netback_xenbus             drivers/net/xen-netback/xenbus.c
 netback_interface          drivers/net/xen-netback/interface.c
 br_if                      net/bridge/br_if.c (a vif joining xenbr0: the bridge's messages)
+loop                       drivers/block/loop.c (`losetup` in the block hotplug script)
 legacy_irqs                (not a mirror) dom0's platform drivers' request_irq calls
 =========================  ======================================================
 
