@@ -46,6 +46,7 @@ FAMILIES = (
     "xen/dN/evtchn", "xen/dN/evtchn_vcpu", "xen/dN/evtchn_pending", "xen/dN/evtchn_mask",
     "xen/dN/vcpuN", "xen/dN/vcpuN_virq", "xen/dN/pirq", "xen/dN/p2m", "xen/dN/start_info",
     "xen/dN/grant", "xen/dN/grant_frames", "xen/dN/maptrack", "xen/dN/state",
+    "xen/dN/hvm_params", "xen/dN/upcall_vector",
     "K/evtchn_to_irq", "K/irq_info", "K/irq_bindcount", "K/virq_to_irq", "K/ipi_to_irq",
     "K/irq_action", "K/kstat_irqs",
     "K/xenbus", "K/ring", "K/watches", "K/watch_events", "K/xenbus_state",
@@ -107,6 +108,10 @@ def xen_domain_state(d: XenDomain) -> State:
     if d.domid:
         _put(out, f"{t}/start_info", "store_evtchn", int(d.start_info.store_evtchn), 0)
         _put(out, f"{t}/start_info", "console.domU.evtchn", int(d.start_info.console.domU.evtchn), 0)
+    for index, value in d.hvm_params.items():  # HVMOP_set_param (hvm.c)
+        _put(out, f"{t}/hvm_params", index, value)
+    for vcpu, vector in d.evtchn_upcall_vector.items():
+        _put(out, f"{t}/upcall_vector", vcpu, vector)
     for n, page in enumerate(d.grant_frames):
         _put(out, f"{t}/grant_frames", n, page.mfn)
     for ref in range(nr_grant_entries(d) if d.grant_frames else 0):
