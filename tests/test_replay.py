@@ -28,18 +28,22 @@ EXEMPT = {
 }
 
 SCENARIOS = [
-    pytest.param((name, flavour, daemon, vcpus), id=f"{name}-{flavour}-{daemon}-{vcpus}vcpu")
+    pytest.param((name, flavour, daemon, vcpus, "pv"), id=f"{name}-{flavour}-{daemon}-{vcpus}vcpu")
     for name in ("dom0", "domU")
     for flavour in ("modern", "2.6.18")
     for daemon in ("oxenstored", "cxenstored")
     for vcpus in (1, 2)
+] + [  # an HVM guest running the PV drivers: HVM params, the store by pfn (both kernels' HVM branch)
+    pytest.param(("domU", flavour, "oxenstored", 1, "hvm"), id=f"domU-hvm-{flavour}-oxenstored-1vcpu")
+    for flavour in ("modern", "2.6.18")
 ]
 
 
 @pytest.fixture(scope="module", params=SCENARIOS)
 def booted(request: pytest.FixtureRequest) -> Machine:
-    name, flavour, daemon, vcpus = request.param
-    return build(name, flavour=flavour, xenstored=daemon, dom0_vcpus=vcpus, guest_vcpus=vcpus, seed=0)
+    name, flavour, daemon, vcpus, guest_type = request.param
+    return build(name, flavour=flavour, xenstored=daemon, dom0_vcpus=vcpus, guest_vcpus=vcpus, seed=0,
+                 guest_type=guest_type)
 
 
 def test_every_change_row_starts_from_the_replayed_value(booted: Machine) -> None:
