@@ -50,6 +50,7 @@ FAMILIES = (
     "xen/dN/evtchn_port_ops", "xen/dN/fifo_control_block", "xen/dN/fifo_event_array", "xen/dN/event_word",
     "xen/dN/fifo_queue/vN", "xen/dN/fifo_tail/vN", "xen/dN/evtchn_priority", "xen/dN/fifo_lastq",
     "xen/dN/fifo_pending_saved",
+    "xen/dN/hvm_params", "xen/dN/upcall_vector",
     "K/evtchn_to_irq", "K/irq_info", "K/irq_bindcount", "K/virq_to_irq", "K/ipi_to_irq",
     "K/irq_action", "K/kstat_irqs",
     "K/xenbus", "K/ring", "K/watches", "K/watch_events", "K/xenbus_state",
@@ -120,6 +121,10 @@ def xen_domain_state(d: XenDomain) -> State:
     if d.domid:
         _put(out, f"{t}/start_info", "store_evtchn", int(d.start_info.store_evtchn), 0)
         _put(out, f"{t}/start_info", "console.domU.evtchn", int(d.start_info.console.domU.evtchn), 0)
+    for index, value in d.hvm_params.items():  # HVMOP_set_param (hvm.c)
+        _put(out, f"{t}/hvm_params", index, value)
+    for vcpu, vector in d.evtchn_upcall_vector.items():
+        _put(out, f"{t}/upcall_vector", vcpu, vector)
     for n, page in enumerate(d.grant_frames):
         _put(out, f"{t}/grant_frames", n, page.mfn)
     for ref in range(nr_grant_entries(d) if d.grant_frames else 0):

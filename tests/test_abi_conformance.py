@@ -31,11 +31,11 @@ from types import ModuleType
 import pytest
 from conftest import require_deb
 
-from xenlab.abi import domctl, event_channel, grant_table, shared_info, start_info, xenbus, xs_wire
+from xenlab.abi import domctl, event_channel, grant_table, hvm, shared_info, start_info, xenbus, xs_wire
 from xenlab.abi import errno as abi_errno
 
 MODULES: tuple[ModuleType, ...] = (xs_wire, event_channel, xenbus, start_info, shared_info, domctl,
-                                   grant_table, abi_errno)
+                                   grant_table, hvm, abi_errno)
 
 HEADERS = """\
 #include <stddef.h>
@@ -46,17 +46,22 @@ HEADERS = """\
 #include <xen/event_channel.h>
 #include <xen/grant_table.h>
 #include <xen/hvm/params.h>
+#include <xen/hvm/hvm_op.h>
+#include <xen/hvm/e820.h>
+#include <xen/arch-x86/cpuid.h>
 #include <xen/io/xenbus.h>
 #include <xen/io/xs_wire.h>
 #include <xen/sched.h>
 #include <xen/domctl.h>
 #include <xen/arch-x86/xen-mca.h>
 #include <xenctrl.h>
+#include <xenguest.h>
 """
 #: The i386 build has no 32-bit libc: only the freestanding headers and Xen's own.
 HEADERS_32 = "\n".join(line for line in HEADERS.splitlines() if "errno.h>" not in line
-                       and "xenctrl.h" not in line) + "\n"
-HEADER_FILES = ("xen.h", "event_channel.h", "grant_table.h", "hvm/params.h", "io/xenbus.h", "io/xs_wire.h",
+                       and "xenctrl.h" not in line and "xenguest.h" not in line) + "\n"
+HEADER_FILES = ("xen.h", "event_channel.h", "grant_table.h", "hvm/params.h", "hvm/hvm_op.h", "io/xenbus.h",
+                "io/xs_wire.h",
                 "errno.h", "arch-x86/xen.h", "arch-x86/xen-x86_64.h", "arch-x86/xen-x86_32.h")
 
 #: Our names whose C spelling differs.

@@ -52,3 +52,14 @@ def test_trace_prints_the_boot_steps(capsys: pytest.CaptureFixture[str]) -> None
     out = capsys.readouterr().out
     assert out.startswith("#0 [")
     assert "xenbus" in out
+
+
+def test_exec_boots_an_hvm_guest(capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["exec", "--scenario", "domU", "--guest-type", "hvm", "--domain", "0", "--",
+               "xenstore-read /local/domain/1/store/ring-ref", "xenstore-read /libxl/1/type"])
+    out = capsys.readouterr().out.splitlines()
+    assert rc == 0
+    assert out[1] == str(0xFF000 - 8 + 4)  # special_pfn(SPECIALPAGE_XENSTORE), not a machine frame
+    assert out[3] == "hvm"
+    with pytest.raises(SystemExit, match="2"):  # argparse: not one of pv, hvm
+        main(["exec", "--guest-type", "pvh"])

@@ -33,20 +33,23 @@ EXEMPT = {
 #: are trace tables) and the 2-level ABI with xen.fifo_events=0 (the shared_info bits);
 #: XenLinux 2.6.18 has only the 2-level ABI.
 SCENARIOS = [
-    pytest.param((name, flavour, daemon, vcpus, fifo),
+    pytest.param((name, flavour, daemon, vcpus, fifo, "pv"),
                  id=f"{name}-{flavour}{'-2level' if fifo is False else ''}-{daemon}-{vcpus}vcpu")
     for name in ("dom0", "domU")
     for flavour, fifo in (("modern", None), ("modern", False), ("2.6.18", None))
     for daemon in ("oxenstored", "cxenstored")
     for vcpus in (1, 2)
+] + [  # an HVM guest running the PV drivers: HVM params, the store by pfn (both kernels' HVM branch)
+    pytest.param(("domU", flavour, "oxenstored", 1, None, "hvm"), id=f"domU-hvm-{flavour}-oxenstored-1vcpu")
+    for flavour in ("modern", "2.6.18")
 ]
 
 
 @pytest.fixture(scope="module", params=SCENARIOS)
 def booted(request: pytest.FixtureRequest) -> Machine:
-    name, flavour, daemon, vcpus, fifo = request.param
+    name, flavour, daemon, vcpus, fifo, guest_type = request.param
     m = build(name, flavour=flavour, xenstored=daemon, dom0_vcpus=vcpus, guest_vcpus=vcpus, seed=0,
-              fifo_events=fifo)
+              fifo_events=fifo, guest_type=guest_type)
     abi = {d.domid: d.kernel.irq.evtchn_ops.name for d in m.domains.values()
            if isinstance(d.kernel, PvopsKernel)}
     assert set(abi.values()) <= {"2-level" if fifo is False else "FIFO"}, abi

@@ -8,7 +8,8 @@ import pytest
 
 from xenlab.abi import event_channel as ev
 from xenlab.abi.errno import EBUSY, EINVAL, ENOSYS, ESRCH
-from xenlab.abi.start_info import HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN, SIF_INITDOMAIN, SIF_PRIVILEGED
+from xenlab.abi.hvm import HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN
+from xenlab.abi.start_info import SIF_INITDOMAIN, SIF_PRIVILEGED
 from xenlab.xen import Hypervisor, XenError, xen_check
 from xenlab.xen.keyhandler import dump_evtchn_info
 

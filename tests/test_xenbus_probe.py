@@ -165,17 +165,23 @@ def test_device_register_of_the_backend_root_fails() -> None:
 
 
 def test_pv_on_hvm_takes_the_store_from_hvm_params() -> None:
-    from xenlab.abi.start_info import HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN
+    from xenlab.abi.hvm import HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN
 
     rig = Rig("2.6.18")
     k = rig.create_domU(2, hvm=True)
     rig.boot(k, until="xenbus init")
     d, guest = rig.hv.domains[2], rig.guests[2]
-    assert d.hvm_params[HVM_PARAM_STORE_PFN] == d.mfn_to_pfn(guest.store_mfn)
+    pfn = d.mfn_to_pfn(guest.store_mfn)
+    assert d.hvm_params[HVM_PARAM_STORE_PFN] == pfn
+    first = len(k.trace)
     assert xenbus_probe_init(k) == 0
+    # the #else branch: two HVMOP_get_param hypercalls, then ioremap of the pfn (not the mfn)
+    ours = [(s.actor, s.function) for s in list(k.trace)[first:] if s.function in (
+        "hvmop_get_param", "hvm_get_parameter", "ioremap")]
+    assert ours == [("xen", "hvmop_get_param"), ("domU2", "hvm_get_parameter")] * 2 + [("domU2", "ioremap")]
     assert (k.xb.xen_store_mfn, k.xb.xen_store_evtchn, k.xb.xenstored_ready) == (
-        guest.store_mfn, d.hvm_params[HVM_PARAM_STORE_EVTCHN], 1)
-    assert any(s.function == "ioremap" for s in k.trace)
+        pfn, d.hvm_params[HVM_PARAM_STORE_EVTCHN], 1)
+    assert k.xb.xen_store_page is rig.hv.memory.page(guest.store_mfn)  # the hardware's translation
     assert xenbus_probe_ran(k)
 
 

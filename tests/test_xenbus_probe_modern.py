@@ -13,7 +13,7 @@ from real_captures import CAPTURES
 from xenbus_harness import BE, FE, Rig, load_frontends, make_pair, tasks_of
 
 from xenlab.abi.errno import ENOENT, ENOMEM
-from xenlab.abi.start_info import HVM_PARAM_STORE_PFN
+from xenlab.abi.hvm import HVM_PARAM_STORE_PFN
 from xenlab.linux.kernel import Kernel
 from xenlab.linux.pvops.xen_blkfront import xlblk_init
 from xenlab.linux.pvops.xen_netfront import netif_init
@@ -183,7 +183,7 @@ def test_xs_init_failure_is_reported_with_the_modern_prefix() -> None:
 def test_an_hvm_guest_without_a_store_pfn_gets_enoent() -> None:
     rig = Rig("modern")
     k = rig.create_domU(3, hvm=True)
-    del rig.hv.domains[3].hvm_params[HVM_PARAM_STORE_PFN]  # the builder set no store page
+    assert rig.hv.hvm_set_param(0, 3, HVM_PARAM_STORE_PFN, 0) == 0  # a builder that set no store page
     rig.boot(k, until="xenbus init")
     assert xenbus_init(k) == -ENOENT
     assert k.xb.xen_store_domain_type == XS_UNKNOWN
@@ -234,8 +234,10 @@ def test_modern_dom0_store_setup_failures_leave_xenbus_unknown(fault: str, err: 
     assert [line.text for line in k.log[logged:]] == []  # xenstored_local_init fails silently
     assert xenbus_probe_backend_init(k) == 0 and xenbus_probe_frontend_init(k) == 0  # buses still come
     rig.boot(k, after="xenbus init")  # late IRQs, then the drivers' stage runs xenbus_probe_initcall
-    assert xenbus_probe_initcall(k) == 0  # (nothing to do a second time)
-    assert tasks_of(k) == []  # neither xenwatch nor xenbus_probe
+    # no xen_store_interface: !XS_INTERFACE_READY, so the initcall starts a "xenbus_probe" thread that
+    # waits on xb_waitq (no xenwatch: xs_init never ran)
+    assert tasks_of(k) == ["xenbus_probe"]
+    assert k.xb.probed == 0
     assert fault != "alloc_unbound_enosys" or len(k.free_pages) == 1
 
 
@@ -263,7 +265,7 @@ def test_an_hvm_guest_defers_xs_init_to_xenbus_probe() -> None:
     rig.boot(k, until="xenbus init")
     assert xenbus_init(k) == 0
     assert (k.xb.xen_store_domain_type, k.xb.xenstored_ready, k.xb.xen_store_mfn) == (
-        XS_HVM, 0, guest.store_mfn)
+        XS_HVM, 0, d.mfn_to_pfn(guest.store_mfn))  # xen_store_gfn: an HVM guest's is the pfn
     assert tasks_of(k) == []  # no xs_init yet: the callback may not work this early
     assert xenbus_probe_initcall(k) == 0
     assert k.xb.xenstored_ready == 1 and tasks_of(k) == ["xenbus", "xenwatch"]

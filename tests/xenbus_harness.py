@@ -25,7 +25,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from xenlab.abi.start_info import HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN
+from xenlab.abi.hvm import (
+    HVM_PARAM_CONSOLE_EVTCHN,
+    HVM_PARAM_CONSOLE_PFN,
+    HVM_PARAM_STORE_EVTCHN,
+    HVM_PARAM_STORE_PFN,
+)
 from xenlab.base.sched import Scheduler
 from xenlab.base.trace import Trace
 from xenlab.linux.genhd import BlockDevice, add_disk
@@ -33,6 +38,7 @@ from xenlab.linux.kernel import Kernel
 from xenlab.linux.kernels import new_kernel
 from xenlab.sim.daemons import SocketConnection
 from xenlab.sim.host import EvtchnDevHost
+from xenlab.sim.hvm_build import SPECIALPAGE_CONSOLE, SPECIALPAGE_XENSTORE, special_pfn
 from xenlab.sim.toolstack import block_hotplug_writes, vif_hotplug_writes
 from xenlab.sim.xsclient import XsClient, XsError, perms
 from xenlab.xen.hypervisor import Hypervisor
@@ -199,18 +205,24 @@ class Rig:
                              max_evtchn_port=1023, upcalls_masked=True)
         store_port = hv.evtchn_alloc_unbound(0, domid, 0)
         console_port = hv.evtchn_alloc_unbound(0, domid, 0)
-        store, console = hv.memory.alloc_page(domid), hv.memory.alloc_page(domid)
-        if hvm:
-            d.hvm_params[HVM_PARAM_STORE_PFN] = d.mfn_to_pfn(store.mfn)
-            d.hvm_params[HVM_PARAM_STORE_EVTCHN] = store_port
+        if hvm:  # the special pages and HVM params, set by dom0 (xg_dom_x86.c; frames named by gfn)
+            store = hv.populate_physmap(domid, special_pfn(SPECIALPAGE_XENSTORE))
+            console = hv.populate_physmap(domid, special_pfn(SPECIALPAGE_CONSOLE))
+            store_frame, console_frame = d.mfn_to_pfn(store.mfn), d.mfn_to_pfn(console.mfn)
+            for index, value in ((HVM_PARAM_STORE_PFN, store_frame), (HVM_PARAM_CONSOLE_PFN, console_frame),
+                                 (HVM_PARAM_CONSOLE_EVTCHN, console_port),
+                                 (HVM_PARAM_STORE_EVTCHN, store_port)):
+                assert hv.hvm_set_param(0, domid, index, value) == 0
         else:
+            store, console = hv.memory.alloc_page(domid), hv.memory.alloc_page(domid)
+            store_frame, console_frame = store.mfn, console.mfn
             si = d.start_info
             si.store_mfn, si.store_evtchn = store.mfn, store_port
             si.console.domU.mfn, si.console.domU.evtchn = console.mfn, console_port
-        hv.gnttab_seed(domid, console.mfn, store.mfn)  # xc_dom_gnttab_init: refs 0 and 1, for dom0
+        hv.gnttab_seed(domid, console_frame, store_frame)  # xc_dom_gnttab_init: refs 0 and 1, for dom0
         self.guests[domid] = Guest(domid, store.mfn, store_port, console.mfn, console_port)
         kernel = self.new_kernel(domid, faults)
-        self.tools.introduce_domain(domid, store.mfn, store_port)
+        self.tools.introduce_domain(domid, store_frame, store_port)
         self.settle()
         return kernel
 

@@ -1,4 +1,4 @@
-"""start_info (xen/include/public/xen.h) and HVM parameters (hvm/params.h) used by xenbus."""
+"""start_info (xen/include/public/xen.h): what a PV guest starts from (HVM parameters: abi/hvm.py)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,6 @@ SIF_MULTIBOOT_MOD = 1 << 2
 SIF_MOD_START_PFN = 1 << 3
 SIF_VIRT_P2M_4TOOLS = 1 << 4
 SIF_PM_MASK = 0xFF << 8  # a byte reserved for xen-pm options
-
-HVM_PARAM_CALLBACK_IRQ = 0
-HVM_PARAM_STORE_PFN = 1
-HVM_PARAM_STORE_EVTCHN = 2
-HVM_PARAM_CONSOLE_PFN = 17
-HVM_PARAM_CONSOLE_EVTCHN = 18
 
 GNTTAB_RESERVED_CONSOLE = 0
 GNTTAB_RESERVED_XENSTORE = 1

@@ -16,3 +16,6 @@ XENFEAT_supervisor_mode_kernel = 3
 XENFEAT_pae_pgdir_above_4gb = 4
 XENFEAT_mmu_pt_update_preserve_ad = 5
 XENFEAT_gnttab_map_avail_bits = 7
+XENFEAT_hvm_callback_vector = 8
+XENFEAT_hvm_safe_pvclock = 9
+XENFEAT_hvm_pirqs = 10

@@ -16,6 +16,7 @@ from xenlab.sim.commands import COMMANDS, EXAMPLES, command_name, run_command, u
 from xenlab.sim.faults import all_faults, check_fault
 from xenlab.sim.machine import MachineError
 from xenlab.sim.scenarios import SCENARIOS, build, check_scenario
+from xenlab.sim.toolstack import GUEST_TYPES
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -31,6 +32,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--guest-vcpus", type=int, default=1)
     p.add_argument("--disks", type=int, default=1, help="number of guest disks (xvda, xvdb, ...)")
     p.add_argument("--vifs", type=int, default=1, help="number of guest vifs")
+    p.add_argument("--guest-type", default="pv", choices=GUEST_TYPES,
+                   help="the guest's xl type: pv, or hvm (an HVM guest running the PV drivers)")
     p.add_argument("--xenstored", default="oxenstored", choices=("oxenstored", "cxenstored"))
     p.add_argument("--fifo-events", type=int, choices=(0, 1), default=None, metavar="0|1",
                    help="Linux 6.1's xen.fifo_events: 1 FIFO event channels (the default), 0 the "
@@ -73,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         m = build(args.scenario, flavour=args.flavour, seed=args.seed, dom0_vcpus=args.dom0_vcpus,
                   guest_vcpus=args.guest_vcpus, disks=args.disks, vifs=args.vifs, faults=args.fault,
-                  xenstored=args.xenstored,
+                  xenstored=args.xenstored, guest_type=args.guest_type,
                   fifo_events=None if args.fifo_events is None else bool(args.fifo_events))
     except (MachineError, ValueError) as e:
         print(f"xenlab exec: {e}", file=sys.stderr)

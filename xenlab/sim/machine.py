@@ -266,14 +266,20 @@ class Machine:
         self._guest_xs.pop(domid, None)
 
     def create_domU(self, name: str = "xenlab-domu", vcpus: int = 1, memory_mb: int = 256,
-                    disks: int | list[str] = 1, vifs: int | list[int] = 1, **kw: Any) -> Domain:
-        """`xl create` of a PV guest (see xenlab.sim.guest); returns the running, Connected domain."""
+                    disks: int | list[str] = 1, vifs: int | list[int] = 1, guest_type: str = "pv",
+                    **kw: Any) -> Domain:
+        """`xl create` of a guest (see xenlab.sim.guest); returns the running, Connected domain.
+
+        *guest_type* is the xl config's ``type``: "pv", or "hvm" for an HVM guest whose kernel
+        runs the PV drivers (its store and console come from HVM params; xenlab.sim.hvm_build).
+        """
         from xenlab.sim.guest import create_domU
 
         if self.daemon is None:
             why = f" ({self.xenstored_error})" if self.xenstored_error else ": call start_xenstored() first"
             raise MachineError(f"create_domU needs a running xenstored{why}")
-        return create_domU(self, name=name, vcpus=vcpus, memory_mb=memory_mb, disks=disks, vifs=vifs, **kw)
+        return create_domU(self, name=name, vcpus=vcpus, memory_mb=memory_mb, disks=disks, vifs=vifs,
+                           type=guest_type, **kw)
 
     def destroy_domU(self, domid: int) -> None:
         """`xl destroy`: tear the guest down the way libxl does (see xenlab.sim.guest.destroy_domU)."""

@@ -1,8 +1,8 @@
 """Scenarios: ready-made machines, parameterised the way an xl config is.
 
-``build("domU", flavour="modern", seed=0, dom0_vcpus=1, guest_vcpus=1, disks=1, vifs=1)``
-boots a Machine to the named point (``fifo_events=False``: Linux 6.1 on the 2-level ABI,
-``xen.fifo_events=0``; the default is FIFO, as Xen 4.17 and Debian 12 run):
+``build("domU", flavour="modern", seed=0, dom0_vcpus=1, guest_vcpus=1, disks=1, vifs=1,
+guest_type="pv")`` boots a Machine to the named point (``fifo_events=False``: Linux 6.1 on the
+2-level ABI, ``xen.fifo_events=0``; the default is FIFO, as Xen 4.17 and Debian 12 run):
 
 - ``dom0-early``: dom0 booted, xenstored not started (xenbus waits for its first event);
 - ``dom0``: xenstored, xen-init-dom0 and xenconsoled running, dom0's probe done;
@@ -10,6 +10,9 @@ boots a Machine to the named point (``fifo_events=False``: Linux 6.1 on the 2-le
   (0, 1, ...), all Connected on both ends;
 - ``domU-early``: the same guest booted, before its /init loads the frontend modules
   (``machine.load_frontends(1)`` does that step).
+
+*guest_type* "hvm" makes the guest an HVM guest running the PV drivers (xl's ``type =
+"hvm"``): its kernel finds the store and console in HVM params, not in start_info.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from xenlab.sim.machine import Machine
+from xenlab.sim.toolstack import GUEST_TYPES
 
 
 @dataclass(frozen=True)
@@ -26,27 +30,27 @@ class Scenario:
 
     name: str
     what: str
-    run: Callable[[Machine, dict[str, int]], None]
+    run: Callable[[Machine, dict[str, int | str]], None]
 
 
-def _dom0_early(m: Machine, p: dict[str, int]) -> None:
+def _dom0_early(m: Machine, p: dict[str, int | str]) -> None:
     """Nothing more: dom0 booted, no xenstored."""
 
 
-def _dom0(m: Machine, p: dict[str, int]) -> None:
+def _dom0(m: Machine, p: dict[str, int | str]) -> None:
     m.start_xenstored()
 
 
-def _domU(m: Machine, p: dict[str, int], frontends: bool = True) -> None:
+def _domU(m: Machine, p: dict[str, int | str], frontends: bool = True) -> None:
     m.start_xenstored()
     if m.daemon is None:  # a fault stopped xenstored: xl create would hang; the machine stays as it is
         m.errors.append("no guest created: xenstored is not running")
         return
-    m.create_domU(vcpus=p.get("guest_vcpus", 1), disks=p.get("disks", 1), vifs=p.get("vifs", 1),
-                  frontends=frontends)
+    m.create_domU(vcpus=int(p.get("guest_vcpus", 1)), disks=int(p.get("disks", 1)),
+                  vifs=int(p.get("vifs", 1)), guest_type=str(p.get("guest_type", "pv")), frontends=frontends)
 
 
-def _domU_early(m: Machine, p: dict[str, int]) -> None:
+def _domU_early(m: Machine, p: dict[str, int | str]) -> None:
     _domU(m, p, frontends=False)
 
 
@@ -68,10 +72,14 @@ def check_scenario(name: str) -> Scenario:
 
 def build(name: str, *, flavour: str = "modern", seed: int = 0, dom0_vcpus: int = 1,
           guest_vcpus: int = 1, disks: int = 1, vifs: int = 1, faults: Iterable[str] = (),
-          xenstored: str = "oxenstored", fifo_events: bool | None = None) -> Machine:
-    """A Machine brought up to scenario *name* (*fifo_events*: see ``Machine.fifo_events``)."""
+          xenstored: str = "oxenstored", guest_type: str = "pv",
+          fifo_events: bool | None = None) -> Machine:
+    """A Machine brought up to scenario *name* (*guest_type*: "pv" or "hvm", for the guest;
+    *fifo_events*: see ``Machine.fifo_events``)."""
     scen = check_scenario(name)
+    if guest_type not in GUEST_TYPES:
+        raise ValueError(f"unknown guest type {guest_type!r}; choose one of {', '.join(GUEST_TYPES)}")
     m = Machine(flavour=flavour, seed=seed, dom0_vcpus=dom0_vcpus, faults=faults, xenstored=xenstored,
                 fifo_events=fifo_events)
-    scen.run(m, {"guest_vcpus": guest_vcpus, "disks": disks, "vifs": vifs})
+    scen.run(m, {"guest_vcpus": guest_vcpus, "disks": disks, "vifs": vifs, "guest_type": guest_type})
     return m

@@ -1,4 +1,4 @@
-"""The toolstack: `xl create` of a PV domU the way libxl does it (tools/libs/light/).
+"""The toolstack: `xl create` of a domU the way libxl does it (tools/libs/light/).
 
 Theory of operation
 -------------------
@@ -30,6 +30,10 @@ its backend in InitWait (``libxl__wait_device_connection`` -> ``device_backend_c
 -> ``device_hotplug``); ``xenlab.sim.libxl_event`` is the loop that delivers those events
 and reaps the scripts.
 
+An HVM guest (``type = "hvm"``) differs in step 2 and in what step 3 writes: see
+``xenlab.sim.hvm_build`` (special pages and HVM params instead of start_info; ring-ref
+and INTRODUCE name the store page's pfn).
+
 Everything is written through an XsClient (a real xenstored connection from dom0), so
 the permissions a learner sees with ``xenstore-ls -p`` are what xenstored stored.
 """
@@ -47,6 +51,7 @@ from xenlab.linux.pvops.br_if import br_add_if
 from xenlab.linux.pvops.kernel import PvopsKernel
 from xenlab.linux.pvops.loop import loop_configure
 from xenlab.linux.xenbus_transitions import TOOLSTACK, XENBUS_RULES, check_state_write
+from xenlab.sim.hvm_build import libxl__build_hvm
 from xenlab.sim.libxl_event import LibxlCtx, Multidev, XsWait
 from xenlab.sim.xsclient import XsClient, XsError, perms
 
@@ -118,6 +123,7 @@ class NicConfig:
     bridge: str = "xenbr0"
 
 
+GUEST_TYPES = ("pv", "hvm")
 LIBXL_EVENT_CHANNELS_DEFAULT = 1023  # libxl__domain_build_info_setdefault: event_channels unset -> 1023
 
 
@@ -135,6 +141,11 @@ class DomainConfig:
     nics: list[NicConfig] = field(default_factory=list)
     uuid: str = ""
     event_channels: int = LIBXL_EVENT_CHANNELS_DEFAULT  # max_event_channels = ... in the xl config
+    type: str = "pv"  # type = "pv" | "hvm" (an HVM guest running PV drivers)
+
+    def __post_init__(self) -> None:
+        if self.type not in GUEST_TYPES:
+            raise ValueError(f"unknown guest type {self.type!r}; choose one of {', '.join(GUEST_TYPES)}")
 
 
 def libxl_uuid_generate(rng: random.Random) -> str:
@@ -179,7 +190,7 @@ class BuiltDomain:
     config: DomainConfig
     store_port: int = 0
     console_port: int = 0
-    store_mfn: int = 0
+    store_mfn: int = 0  # libxl's state->store_mfn: an HVM guest's store pfn (it is translated)
     console_mfn: int = 0
     store_page: Any = None
     console_page: Any = None
@@ -212,8 +223,8 @@ class Toolstack:
         The domain builder (xg_dom_x86.c) starts every vcpu with evtchn_upcall_mask = 1;
         the guest clears it when it enables interrupts.
         """
-        self.m.hv.domain_create(domid, cfg.name, vcpus=cfg.vcpus, max_evtchn_port=cfg.event_channels,
-                                upcalls_masked=True)
+        self.m.hv.domain_create(domid, cfg.name, vcpus=cfg.vcpus, hvm=cfg.type == "hvm",
+                                max_evtchn_port=cfg.event_channels, upcalls_masked=True)
 
     def libxl__domain_make(self, domid: int, cfg: DomainConfig) -> None:
         """libxl__domain_make: the /local/domain, /vm and /libxl skeleton in one transaction."""
@@ -238,7 +249,7 @@ class Toolstack:
         xs.write(f"{vm_path}/name", cfg.name, t)
         xs.write(f"{dom_path}/control/platform-feature-multiprocessor-suspend", "1", t)
         xs.write(f"{dom_path}/control/platform-feature-xs_reset_watches", "1", t)
-        xs.write(f"{libxl_path}/type", "pv", t)
+        xs.write(f"{libxl_path}/type", cfg.type, t)
         xs.transaction_end(t)
         xs.write(f"{libxl_path}/dm-version", "qemu_xen")  # store_libxl_entry
         self.record("libxl__domain_make", f"wrote {dom_path}, {vm_path} and {libxl_path} with their "
@@ -246,13 +257,17 @@ class Toolstack:
 
     # -- 2. the domain builder --------------------------------------------------
     def xc_dom_build(self, domid: int, b: BuiltDomain) -> None:
-        """xc_dom_boot_mem_init/xc_dom_alloc_page + alloc_unbound: store and console pages and ports."""
+        """libxl__build_pre's ports (alloc_unbound), then libxl__build_pv (store and console pages in
+        start_info) or libxl__build_hvm (xenlab.sim.hvm_build)."""
         hv = self.m.hv
         for attr in ("store_port", "console_port"):
             port = hv.evtchn_alloc_unbound(0, domid, 0)
             if port < 0:
                 raise RuntimeError(f"xc_evtchn_alloc_unbound(dom={domid}, remote=0) failed: {port}")
             setattr(b, attr, port)
+        if b.config.type == "hvm":
+            libxl__build_hvm(self, domid, b)
+            return
         b.store_page = hv.memory.alloc_page(domid)
         b.console_page = hv.memory.alloc_page(domid)
         b.store_mfn, b.console_mfn = b.store_page.mfn, b.console_page.mfn
@@ -281,6 +296,10 @@ class Toolstack:
         b.start_time = f"{secs}.{ns // 10_000_000:02d}"
         vm_ents = {"image/ostype": "linux", "image/kernel": cfg.kernel, "image/ramdisk": cfg.ramdisk,
                    "image/cmdline": cfg.cmdline, "start_time": b.start_time}
+        if cfg.type == "hvm":  # libxl__domain_build: the HVM case's vments and localents
+            vm_ents = {"rtc/timeoffset": "", "image/ostype": "hvm", "start_time": b.start_time}
+            ents |= {"platform/acpi": "1", "platform/acpi_s3": "1", "platform/acpi_s4": "1",
+                     "platform/acpi_laptop_slate": "0", "platform/device-model": "qemu_xen"}
         t = xs.transaction_start()
         for k, v in ents.items():
             xs.write(f"{dom_path}/{k}", v, t)

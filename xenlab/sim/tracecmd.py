@@ -9,6 +9,7 @@ from typing import Any
 
 from xenlab.sim.faults import check_fault
 from xenlab.sim.scenarios import build, check_scenario
+from xenlab.sim.toolstack import GUEST_TYPES
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -19,6 +20,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--scenario", default="dom0")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fault", action="append", default=[], metavar="NAME")
+    p.add_argument("--guest-type", default="pv", choices=GUEST_TYPES, help="the guest's xl type: pv or hvm")
     p.add_argument("--changes", action="store_true", help="also print the state each step changed")
     p.add_argument("--stage", default=None, help="print only this stage")
     p.add_argument("--stages", action="store_true", help="list the stages and where they begin")
@@ -34,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"xenlab trace: {e}", file=sys.stderr)
         return 2
-    m = build(args.scenario, flavour=args.flavour, seed=args.seed, faults=args.fault)
+    m = build(args.scenario, flavour=args.flavour, seed=args.seed, faults=args.fault,
+              guest_type=args.guest_type)
     try:
         tr = m.trace
         if args.stages:

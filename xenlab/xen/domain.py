@@ -80,7 +80,11 @@ class Domain:
     max_evtchn_port: int  # highest port this domain may use (libxl: event_channels, 1023)
     p2m: dict[int, int] = field(default_factory=dict)
     m2p: dict[int, int] = field(default_factory=dict)
-    hvm_params: dict[int, int] = field(default_factory=dict)
+    hvm_params: dict[int, int] = field(default_factory=dict)  # d->arch.hvm.params (absent: 0)
+    evtchn_upcall_vector: dict[int, int] = field(default_factory=dict)  # vcpu -> vector (HVMOP)
+    #: HVM: the first pfn of the MMIO hole below 4G (libxl's mmio_start); the lab hands out the
+    #: guest's own pages lazily, numbered below it (the special pages lie inside the hole)
+    mmio_start_pfn: int | None = None
     chns: list[Channel] = field(default_factory=list)
     virq_to_evtchn: list[dict[int, int]] = field(default_factory=list)  # per vcpu: virq -> port
     pirq_to_evtchn: dict[int, int] = field(default_factory=dict)

@@ -140,7 +140,9 @@ class GrantTables(XenPart):
                                f"to d{caller}", GNTST_general_error), 0, None
         if not readonly and e.flags & GTF_readonly:
             return self._gfail(fn, f"{what}: write-pin of a read-only grant", GNTST_general_error), 0, None
-        page = self.memory.page(int(e.frame))
+        # get_paged_frame: a translated (HVM) granter names a gfn, which its p2m turns into the frame
+        mfn = rd.p2m.get(int(e.frame), -1) if rd.hvm else int(e.frame)
+        page = self.memory.page(mfn)
         if page is None or page.owner != dom:
             why = f"{what}: frame {int(e.frame):#x} is not d{dom}'s"
             return self._gfail(fn, why, GNTST_bad_page), 0, None

@@ -5,7 +5,8 @@ domains (``domains``, ``domain_create``; life cycle in ``domctl.py``), the EVTCH
 operations (``evtchn.py``; delivery through the domain's port ops, ``event_2l.py`` until
 the guest switches itself to ``event_fifo.py``; and ``event_channel_op``, the
 ctypes-level hypercall entry that fills the OUT fields of the argument struct as
-HYPERVISOR_event_channel_op does) and grant tables (``grant_table.py``).
+HYPERVISOR_event_channel_op does), grant tables (``grant_table.py``) and an HVM domain's
+parameters (``hvm.py``: HYPERVISOR_hvm_op).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from xenlab.xen.domain import Channel, Domain
 from xenlab.xen.domctl import DomainControl
 from xenlab.xen.errors import XenError
 from xenlab.xen.event_2l import SRC
+from xenlab.xen.hvm import HvmOps
 from xenlab.xen.memory import DEFAULT_MFN_BASE, MachineMemory, Page
 
 SRC_DOMAIN = "xen/common/domain.c"
@@ -28,8 +30,8 @@ SRC_DOMAIN = "xen/common/domain.c"
 INT_MAX = 2**31 - 1
 
 
-class Hypervisor(DomainControl):
-    """Xen: machine memory, the domain list, event channels (2-level and FIFO) and grant tables (v1)."""
+class Hypervisor(DomainControl, HvmOps):
+    """Xen: memory, domains, event channels (2-level and FIFO), grant tables (v1), HVM params."""
 
     def __init__(self, trace: Trace | None = None, bits: int = 64, *, real: bool = False,
                  mfn_base: int = DEFAULT_MFN_BASE, directory: str | None = None) -> None:
@@ -61,8 +63,10 @@ class Hypervisor(DomainControl):
             d = self.domains.get(caller)
             if d is None:
                 return -ESRCH
-            if d.hvm:  # the lab models PV guests' features only
-                return 0
+            if d.hvm:  # translated paging; the HVM bits (libxl's HVM guests have pirqs)
+                return ((1 << ver.XENFEAT_writable_page_tables) | (1 << ver.XENFEAT_auto_translated_physmap)
+                        | (1 << ver.XENFEAT_hvm_safe_pvclock) | (1 << ver.XENFEAT_hvm_callback_vector)
+                        | (1 << ver.XENFEAT_hvm_pirqs))
             # a PV guest on x86: writable page/descriptor tables, preserve A/D, map avail bits
             return ((1 << ver.XENFEAT_writable_page_tables) | (1 << ver.XENFEAT_writable_descriptor_tables)
                     | (1 << ver.XENFEAT_mmu_pt_update_preserve_ad) | (1 << ver.XENFEAT_gnttab_map_avail_bits))

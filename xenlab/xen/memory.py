@@ -142,8 +142,9 @@ class MachineMemory:
         rows: list[tuple[str, Any, Any, Any]] = [("xen/frames", f"{mfn:#x}", None, f"d{owner_domid}")]
         where = ""
         if d is not None:
-            if pfn is None:
-                pfn = max(d.p2m, default=-1) + 1
+            if pfn is None:  # the next RAM pfn (an HVM guest's special pages sit in its MMIO hole)
+                hole = d.mmio_start_pfn
+                pfn = max((p for p in d.p2m if hole is None or p < hole), default=-1) + 1
             d.p2m[pfn], d.m2p[mfn] = mfn, pfn
             rows.append((f"xen/d{owner_domid}/p2m", f"{pfn:#x}", None, mfn))
             where = f" at pfn {pfn:#x}"

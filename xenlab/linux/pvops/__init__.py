@@ -1,4 +1,5 @@
-"""Linux 6.1 (Debian's linux-source-6.1) as a Xen PV guest: one module per source file.
+"""Linux 6.1 (Debian's linux-source-6.1) as a Xen PV guest or an HVM guest with PV drivers: one module
+per source file.
 
 ``kernel.PvopsKernel`` is the kernel (its typed state, its boot order, its /init); every
 other module mirrors one C file of Linux 6.1 (its docstring names it), with that file's
@@ -18,6 +19,9 @@ smp_pv                     arch/x86/xen/smp_pv.c
 spinlock                   arch/x86/xen/spinlock.c
 enlighten                  arch/x86/xen/enlighten.c
 enlighten_pv               arch/x86/xen/enlighten_pv.c
+enlighten_hvm              arch/x86/xen/enlighten_hvm.c
+hvm                        include/xen/hvm.h (hvm_get_parameter)
+xen_page                   arch/x86/include/asm/xen/page.h (pfn_to_gfn, virt_to_gfn)
 xen_asm                    arch/x86/xen/xen-asm.S
 pci_xen                    arch/x86/pci/xen.c
 mce_core                   arch/x86/kernel/cpu/mce/core.c

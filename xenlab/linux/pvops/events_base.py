@@ -44,14 +44,25 @@ from typing import TYPE_CHECKING, Any
 from xenlab.abi.errno import EINVAL, ENOENT, ENOMEM
 from xenlab.abi.event_channel import (
     BIND_PIRQ__WILL_SHARE,
+    DOMID_SELF,
     EVTCHN_FIFO_PRIORITY_MAX,
     NR_VIRQS,
     EVTCHNOP_set_priority,
     evtchn_set_priority,
 )
+from xenlab.abi.hvm import (
+    HVM_PARAM_CALLBACK_IRQ,
+    HVM_PARAM_CALLBACK_TYPE_VECTOR,
+    XEN_HVM_CPUID_UPCALL_VECTOR,
+    HVMOP_set_evtchn_upcall_vector,
+    HVMOP_set_param,
+    xen_hvm_evtchn_upcall_vector,
+    xen_hvm_param,
+)
+from xenlab.abi.version import XENFEAT_hvm_callback_vector, XENVER_get_features
 from xenlab.linux import irq as irqcore
 from xenlab.linux.irq import IRQF_NOBALANCING, IRQF_PERCPU, IRQF_SHARED, Handler, IrqChip, IrqCore
-from xenlab.linux.kernel import ChangeRow
+from xenlab.linux.kernel import KERN_ERR, KERN_INFO, ChangeRow
 from xenlab.linux.pvops.events_internal import (
     clear_evtchn,
     evtchn_ops,
@@ -842,6 +853,9 @@ def xen_init_IRQ(kernel: PvopsKernel, port_abi_init: Callable[[PvopsKernel], evt
                               for cpu in range(n) for i in range(k)]
     for evtchn in range(nports):
         mask_evtchn(kernel, evtchn, masks)
+    if d.hvm:  # CONFIG_X86: the vector events arrive on (a PV guest's upcall is its callback)
+        xen_init_setup_upcall_vector(kernel)
+        xen_alloc_callback_vector(kernel)
     d.upcall = lambda vcpu: xen_evtchn_do_upcall(kernel, vcpu)
     _rec(kernel, "xen_init_IRQ",
          f"{st.evtchn_ops.name} event ABI chosen; all {nports} ports masked; dynamic IRQs from {gsi_top} "
@@ -849,3 +863,68 @@ def xen_init_IRQ(kernel: PvopsKernel, port_abi_init: Callable[[PvopsKernel], evt
          masks)
     return st
 
+
+
+# -- CONFIG_XEN_PVHVM: how events reach an HVM guest ---------------------------------------------
+HYPERVISOR_CALLBACK_VECTOR = 0xF3  # arch/x86/include/asm/irq_vectors.h
+HVM_CALLBACK_VIA_TYPE_SHIFT = 56  # include/xen/hvm.h
+
+
+def HVM_CALLBACK_VECTOR(x: int) -> int:  # noqa: N802 (the C macro's name)
+    """HVM_CALLBACK_VECTOR (include/xen/hvm.h): a callback via of type vector."""
+    return (HVM_PARAM_CALLBACK_TYPE_VECTOR << HVM_CALLBACK_VIA_TYPE_SHIFT) | x
+
+
+def xen_set_callback_via(kernel: PvopsKernel, via: int) -> int:
+    """xen_set_callback_via: HVMOP_set_param HVM_PARAM_CALLBACK_IRQ = via on DOMID_SELF; 0 or -errno."""
+    a = xen_hvm_param(domid=DOMID_SELF, index=HVM_PARAM_CALLBACK_IRQ, value=via)
+    ret = kernel.hv.hvm_op(kernel.domid, HVMOP_set_param, a)
+    _rec(kernel, "xen_set_callback_via", f"HVM_PARAM_CALLBACK_IRQ = {via:#x}: {ret}")
+    return ret
+
+
+def xen_setup_callback_vector(kernel: PvopsKernel) -> None:
+    """xen_setup_callback_vector: the domain-wide callback via, a vector (HYPERVISOR_CALLBACK_VECTOR)."""
+    if kernel.xen_have_vector_callback:
+        if xen_set_callback_via(kernel, HVM_CALLBACK_VECTOR(HYPERVISOR_CALLBACK_VECTOR)):
+            kernel.printk(KERN_ERR, "Request for Xen HVM callback vector failed")
+            kernel.xen_have_vector_callback = False
+
+
+def xen_init_setup_upcall_vector(kernel: PvopsKernel) -> None:
+    """xen_init_setup_upcall_vector: a per-vCPU vector if Xen's CPUID offers it, else the global one."""
+    if not kernel.xen_have_vector_callback:
+        return
+    eax, _, _ = kernel.hv.cpuid_hypervisor_leaf4(kernel.domid, 0)  # cpuid_eax(xen_cpuid_base() + 4)
+    features = kernel.hv.xen_version(kernel.domid, XENVER_get_features)
+    assert isinstance(features, int)
+    if eax & XEN_HVM_CPUID_UPCALL_VECTOR and not xen_set_upcall_vector(kernel, 0):
+        kernel.xen_percpu_upcall = True
+    elif features >> XENFEAT_hvm_callback_vector & 1:
+        xen_setup_callback_vector(kernel)
+    else:
+        kernel.xen_have_vector_callback = False
+    _rec(kernel, "xen_init_setup_upcall_vector",
+         "per-vCPU upcall vector" if kernel.xen_percpu_upcall else
+         "global callback vector" if kernel.xen_have_vector_callback else "no vector callback")
+
+
+def xen_set_upcall_vector(kernel: PvopsKernel, cpu: int) -> int:
+    """xen_set_upcall_vector: HVMOP_set_evtchn_upcall_vector for *cpu*; cpu 0 also sets CALLBACK_IRQ to 1
+    ("trick toolstack to think we are enlightened"). 0 or -errno."""
+    op = xen_hvm_evtchn_upcall_vector(vcpu=cpu, vector=HYPERVISOR_CALLBACK_VECTOR)
+    rc = kernel.hv.hvm_op(kernel.domid, HVMOP_set_evtchn_upcall_vector, op)
+    if rc:
+        return rc
+    if not cpu:
+        rc = xen_set_callback_via(kernel, 1)
+    return rc
+
+
+def xen_alloc_callback_vector(kernel: PvopsKernel) -> None:
+    """xen_alloc_callback_vector: pr_info that the vector is on; its gate runs the upcall (d.upcall)."""
+    if not kernel.xen_have_vector_callback:
+        return
+    line = "Xen HVM callback vector for event delivery is enabled"
+    kernel.printk(KERN_INFO, line)
+    _rec(kernel, "xen_alloc_callback_vector", f"alloc_intr_gate({HYPERVISOR_CALLBACK_VECTOR:#x})", ())

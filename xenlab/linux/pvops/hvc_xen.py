@@ -1,12 +1,12 @@
 """drivers/tty/hvc/hvc_xen.c, Linux 6.1: the Xen console's IRQ and the "xenconsole" frontend driver.
 
 The first PV console of a guest is not a xenbus device: ``xen_hvc_init`` takes its port
-from start_info (dom0: VIRQ_CONSOLE) and binds it (a domU's with the lateeoi chip: its
-read path signals the late EOI); hvc_alloc then requests the IRQ as "hvc_console". The
-driver "xenconsole" (ids "console") is for extra consoles (device/console/<id>;
-console/0 is skipped by the frontend probe). The lab does the parts at the times
-its boot records them: the binding with the late IRQs, the driver with the built-in drivers,
-and request_irq (hvc_irq.c's ``notifier_add_irq``, from hvc_open) when kernel_init opens
+from start_info (dom0: VIRQ_CONSOLE; an HVM guest: HVM_PARAM_CONSOLE_EVTCHN/_PFN) and binds
+it (a domU's with the lateeoi chip: its read path signals the late EOI); hvc_alloc then
+requests the IRQ as "hvc_console". The driver "xenconsole" (ids "console") is for extra
+consoles (device/console/<id>; console/0 is skipped by the frontend probe). The lab does the
+parts at the times its boot records them: the binding with the late IRQs, the driver with the
+built-in drivers, and request_irq (hvc_irq.c's ``notifier_add_irq``, from hvc_open) when kernel_init opens
 /dev/console after the initcalls: that is when select_target_cpu picks its vcpu.
 """
 
@@ -14,11 +14,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from xenlab.abi.errno import ENODEV
 from xenlab.abi.event_channel import VIRQ_CONSOLE
+from xenlab.abi.hvm import HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN
 from xenlab.linux import irq as irqcore
 from xenlab.linux.irq import IRQ_HANDLED, IRQF_SHARED
 from xenlab.linux.kernel import KERN_ERR
 from xenlab.linux.pvops.events_base import bind_evtchn_to_irq_chip, bind_virq_to_irq, xen_irq_lateeoi
+from xenlab.linux.pvops.hvm import hvm_get_parameter
 from xenlab.linux.pvops.xenbus_probe import xenbus_device, xenbus_driver
 from xenlab.linux.pvops.xenbus_probe_frontend import xenbus_register_frontend
 
@@ -34,10 +37,33 @@ def _check(kernel: PvopsKernel, rc: int, what: str) -> int:
     return rc
 
 
+def xen_hvm_console_init(kernel: PvopsKernel) -> int:
+    """xen_hvm_console_init: HVM_PARAM_CONSOLE_EVTCHN and _PFN (0: a toolstack that set up no PV
+    console, -ENODEV), the ring memremapped at the pfn; the port, or -ENODEV."""
+    r, evtchn = hvm_get_parameter(kernel, HVM_PARAM_CONSOLE_EVTCHN)
+    if r < 0 or not evtchn:
+        return -ENODEV
+    r, gfn = hvm_get_parameter(kernel, HVM_PARAM_CONSOLE_PFN)
+    if r < 0 or not gfn:
+        return -ENODEV
+    if gfn not in kernel.hv.domains[kernel.domid].p2m:
+        return -ENODEV
+    kernel.record("memremap", f"console ring: phys {gfn << 12:#x} (pfn {gfn:#x}), MEMREMAP_WB", SRC)
+    return evtchn
+
+
 def xen_hvc_init(kernel: PvopsKernel) -> int:
-    """xen_hvc_init: bind the console port (dom0: VIRQ_CONSOLE; domU: start_info's) for hvc_alloc."""
+    """xen_hvc_init: bind the console port (dom0: VIRQ_CONSOLE; a PV domU: start_info's; an HVM domU:
+    its HVM params') for hvc_alloc."""
     initial = kernel.xen_initial_domain()
-    port = int(kernel.hv.domains[kernel.domid].start_info.console.domU.evtchn or 0)
+    d = kernel.hv.domains[kernel.domid]
+    if not initial and d.hvm:
+        port = xen_hvm_console_init(kernel)
+        if port < 0:
+            kernel.record("hvc_console_init", "no PV console in the HVM params: no console IRQ", SRC)
+            return 0
+    else:
+        port = int(d.start_info.console.domU.evtchn or 0)
     if not initial and not port:
         kernel.record("hvc_console_init", "no console event channel in start_info: no console IRQ", SRC)
         return 0

@@ -37,6 +37,7 @@ from xenlab.linux.pvops import (
     blkback_xenbus,
     cpu_hotplug,
     enlighten,
+    enlighten_hvm,
     enlighten_pv,
     events_2l,
     events_base,
@@ -131,6 +132,10 @@ class PvopsKernel(Kernel):
     xenbus_dyndbg: bool = True
     #: the reset_devices boot parameter (xb_init_comms leaves a non-quiescent ring alone)
     reset_devices: bool = False
+    #: HVM (enlighten.c / events_base.c): events come on a vector (off: xen_no_vector_callback),
+    #: per vCPU (HVMOP_set_evtchn_upcall_vector) when Xen offers it
+    xen_have_vector_callback: bool = True
+    xen_percpu_upcall: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -188,7 +193,10 @@ class PvopsKernel(Kernel):
     def boot_stages(self, *, initdomain: bool) -> list[BootStage]:
         """early IRQs, gnttab_init, xenbus_init + subsys inits, late IRQs, drivers + the late initcalls."""
         def early() -> None:
-            enlighten_pv.xen_banner(self)  # xen_start_kernel, long before init_IRQ
+            if self.hv.domains[self.domid].hvm:
+                enlighten_hvm.xen_hvm_guest_init(self)  # init_hypervisor_platform, long before init_IRQ
+            else:
+                enlighten_pv.xen_banner(self)  # xen_start_kernel, long before init_IRQ
             # xen_init_IRQ: FIFO if xen.fifo_events (falling back to 2-level if its init fails), else 2-level
             abi_init = (events_fifo.xen_evtchn_fifo_or_2l_init if self.fifo_events
                         else events_2l.xen_evtchn_2l_init)

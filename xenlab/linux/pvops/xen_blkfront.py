@@ -41,6 +41,7 @@ from xenlab.linux.pvops.grant_table import (
     gnttab_free_grant_references,
     gnttab_grant_foreign_access_ref,
 )
+from xenlab.linux.pvops.xen_page import virt_to_gfn
 from xenlab.linux.pvops.xenbus_client import (
     xenbus_alloc_evtchn,
     xenbus_dev_fatal,
@@ -262,7 +263,7 @@ def read_partition_table(kernel: PvopsKernel, dev: xenbus_device, info: blkfront
         return
     ref = gnttab_claim_grant_reference(chain)
     page = get_zeroed_page(kernel)
-    gnttab_grant_foreign_access_ref(kernel, ref, dev.otherend_id, page.mfn, False)
+    gnttab_grant_foreign_access_ref(kernel, ref, dev.otherend_id, virt_to_gfn(kernel, page), False)
     gnttab_free_grant_references(kernel, chain)
     if not info.feature_persistent:
         gnttab_end_foreign_access(kernel, ref)

@@ -18,6 +18,7 @@ from xenlab.linux.driver_model import dev_printk
 from xenlab.linux.kernel import KERN_ERR
 from xenlab.linux.mm import get_zeroed_page
 from xenlab.linux.pvops.grant_table import gnttab_end_foreign_access, gnttab_grant_foreign_access
+from xenlab.linux.pvops.xen_page import virt_to_gfn
 from xenlab.linux.pvops.xenbus_xs import (
     XBT_NIL,
     register_xenbus_watch,
@@ -143,7 +144,7 @@ def xenbus_setup_ring(kernel: PvopsKernel, dev: xenbus_device,
     grefs: list[int] = []
     for page in pages:
         kernel.record("xenbus_setup_ring", f"{dev.nodename}: ring page mfn {page.mfn:#x}", SRC)
-        ref = gnttab_grant_foreign_access(kernel, dev.otherend_id, page.mfn, False)
+        ref = gnttab_grant_foreign_access(kernel, dev.otherend_id, virt_to_gfn(kernel, page), False)
         if ref < 0:
             xenbus_dev_fatal(kernel, dev, ref, "granting access to ring page")
             xenbus_teardown_ring(kernel, grefs)

@@ -30,11 +30,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from xenlab.abi.errno import ENODEV, ENOENT, ENOMEM, ENOSYS
+from xenlab.abi.errno import EINVAL, ENODEV, ENOENT, ENOMEM, ENOSYS
 from xenlab.abi.event_channel import DOMID_SELF
-from xenlab.abi.start_info import HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN
+from xenlab.abi.hvm import HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN
 from xenlab.abi.xenbus import XenbusStateClosed, XenbusStateInitialising
-from xenlab.abi.xs_wire import xenstore_domain_interface
+from xenlab.abi.xs_wire import XENSTORE_CONNECTED, xenstore_domain_interface
 from xenlab.base.sched import Task
 from xenlab.linux.driver_model import (
     bus_for_each_dev,
@@ -46,8 +46,11 @@ from xenlab.linux.driver_model import (
     device_unregister,
     driver_register,
 )
-from xenlab.linux.kernel import KERN_WARNING, ChangeRow
+from xenlab.linux.irq import IRQ_HANDLED, free_irq
+from xenlab.linux.kernel import KERN_ERR, KERN_WARNING, ChangeRow
 from xenlab.linux.mm import free_page, get_zeroed_page
+from xenlab.linux.pvops.events_base import bind_evtchn_to_irqhandler
+from xenlab.linux.pvops.hvm import hvm_get_parameter
 from xenlab.linux.pvops.proc_generic import proc_create_mount_point
 from xenlab.linux.pvops.xenbus_client import (
     xenbus_dev_error,
@@ -74,6 +77,7 @@ if TYPE_CHECKING:
 SRC = "drivers/xen/xenbus/xenbus_probe.c"
 XEN_BUS_ID_SIZE = 20
 XS_UNKNOWN, XS_PV, XS_HVM, XS_LOCAL = 0, 1, 2, 3
+ALL_ONES = (1 << 64) - 1  # an HVM_PARAM_STORE_PFN of ~0ULL: "invalid/uninitialized", wait for it
 XS_DOMAIN_TYPE_NAMES = {XS_UNKNOWN: "XS_UNKNOWN", XS_PV: "XS_PV", XS_HVM: "XS_HVM", XS_LOCAL: "XS_LOCAL"}
 
 #: Faults this kernel's xenbus bring-up checks (kernel.faults), with what each does.
@@ -95,7 +99,7 @@ class XenbusGlobals:
     """
 
     xen_store_evtchn: int = 0
-    xen_store_mfn: int = 0  # xen_store_gfn (a PV guest's gfn is its mfn)
+    xen_store_mfn: int = 0  # xen_store_gfn (a PV guest's gfn is its mfn, an HVM guest's its pfn)
     xen_store_page: Page | None = None
     xen_store_interface: xenstore_domain_interface | None = None
     xenstored_ready: int = 0
@@ -104,6 +108,7 @@ class XenbusGlobals:
     probe_task: Task | None = None
     probed: int = 0
     ready_to_wait_for_devices: bool = False
+    xs_init_irq: int = -1  # the "xenstore_late_init" IRQ while an HVM guest waits for its store
 
 
 @dataclass(eq=False)
@@ -400,7 +405,12 @@ def xenbus_probe(kernel: PvopsKernel) -> None:
     xb.xenstored_ready = 1
     kernel.record("xenbus_probe", "xenstored_ready = 1; run the xenstore notifier chain", SRC,
                   changes=[(kernel.table("xenbus"), "xenstored_ready", old, 1)])
-    if xb.xen_store_domain_type == XS_HVM:
+    if xb.xen_store_interface is None:  # an HVM guest that waited: its pfn came with the late event
+        memremap_store(kernel, xb.xen_store_mfn, xb.xen_store_evtchn)
+    if xb.xs_init_irq >= 0:  # not unbound: xb_init_comms binds the port again at once
+        free_irq(kernel, xb.xs_init_irq, kernel.comms.xb_waitq)
+        xb.xs_init_irq = -1
+    if xb.xen_store_domain_type == XS_HVM:  # deferred by xenbus_init: the callback works by now
         xs_init(kernel)
     for fn in list(xb.xenstore_chain):
         fn(kernel)
@@ -425,13 +435,25 @@ def _first_wake_up() -> Callable[[], bool]:
     return woken
 
 
+def xs_interface_ready(kernel: PvopsKernel) -> bool:
+    """XS_INTERFACE_READY: the store page is mapped and its connection field says XENSTORE_CONNECTED."""
+    intf = kernel.xb.xen_store_interface
+    return intf is not None and intf.connection == XENSTORE_CONNECTED
+
+
+def xs_hvm_defer_init_for_callback(kernel: PvopsKernel) -> bool:
+    """xs_hvm_defer_init_for_callback: an HVM guest without the vector callback waits for platform-pci."""
+    return kernel.xb.xen_store_domain_type == XS_HVM and not kernel.xen_have_vector_callback
+
+
 def xenbus_probe_initcall(kernel: PvopsKernel) -> int:
-    """xenbus_probe_initcall (device_initcall): probe now (XS_PV, XS_HVM) or start "xenbus_probe"."""
+    """xenbus_probe_initcall (device_initcall): probe now (XS_PV, a ready XS_HVM) or start "xenbus_probe"."""
     xb = kernel.xb
     kernel.record("xenbus_probe_initcall", "device_initcall", SRC)
-    if xb.xen_store_domain_type in (XS_PV, XS_HVM):  # HVM: the lab's guests have the vector callback
+    kind, ready = xb.xen_store_domain_type, xs_interface_ready(kernel)
+    if kind == XS_PV or (kind == XS_HVM and not xs_hvm_defer_init_for_callback(kernel) and ready):
         xenbus_probe(kernel)
-    if xb.xen_store_domain_type == XS_LOCAL:
+    if kind == XS_LOCAL or not ready:
         xb.probe_task = kernel.sched.kthread_run(xenbus_probe_thread, "xenbus_probe", kernel,
                                                  owner=kernel.name,
                                                  wait=(kernel.comms.xb_waitq, _first_wake_up()))
@@ -443,19 +465,82 @@ def xenbus_probe_ran(kernel: PvopsKernel) -> bool:
     return kernel.xb.probed > 0
 
 
-def _set_store(kernel: PvopsKernel, page: Page, evtchn: int) -> None:
+def _set_store(kernel: PvopsKernel, page: Page, evtchn: int, gfn: int | None = None) -> None:
+    """xen_store_gfn, xen_store_evtchn, xen_store_interface (*gfn*: an HVM guest's pfn; else the mfn)."""
     xb = kernel.xb
-    rows = [(kernel.table("xenbus"), "xen_store_mfn", xb.xen_store_mfn or None, page.mfn),
-            (kernel.table("xenbus"), "xen_store_evtchn", xb.xen_store_evtchn or None, evtchn)]
+    gfn = page.mfn if gfn is None else gfn
+    rows = [row for row in ((kernel.table("xenbus"), "xen_store_mfn", xb.xen_store_mfn or None, gfn),
+                            (kernel.table("xenbus"), "xen_store_evtchn", xb.xen_store_evtchn or None, evtchn))
+            if row[2] != row[3]]
     xb.xen_store_page = page
-    xb.xen_store_mfn = page.mfn
+    xb.xen_store_mfn = gfn
     xb.xen_store_evtchn = evtchn
     xb.xen_store_interface = xenstore_domain_interface.from_buffer(page.buf)
     intf = xb.xen_store_interface  # the indices as the page holds them (a zeroed page: all 0)
     rows += [(kernel.table("ring"), k, None, int(getattr(intf, k)))
              for k in ("req_cons", "req_prod", "rsp_cons", "rsp_prod")]
-    kernel.record("xen_store_interface", f"store page mfn {page.mfn:#x}, event channel {evtchn}", SRC,
-                  changes=rows)
+    what = f"pfn {gfn:#x}" if gfn != page.mfn else f"mfn {page.mfn:#x}"
+    kernel.record("xen_store_interface", f"store page {what}, event channel {evtchn}", SRC, changes=rows)
+
+
+def memremap_store(kernel: PvopsKernel, gfn: int, evtchn: int) -> int:
+    """memremap(xen_store_gfn << XEN_PAGE_SHIFT, XEN_PAGE_SIZE, MEMREMAP_WB): an HVM guest maps its own
+    guest-physical page (no p2m lookup in the guest: the hardware's second-stage tables translate).
+    0, or -EINVAL when nothing is mapped there ("cannot map HVM_PARAM_STORE_PFN")."""
+    d = kernel.hv.domains[kernel.domid]
+    mfn = d.p2m.get(gfn)
+    page = None if mfn is None else kernel.hv.memory.page(mfn)
+    if page is None:
+        line = f"xenbus_init: cannot map HVM_PARAM_STORE_PFN={gfn:x}"
+        kernel.printk(KERN_ERR, line)
+        kernel.record("memremap", f"{gfn << 12:#x}: nothing there", "kernel/iomem.c", printk=line)
+        return -EINVAL
+    kernel.record("memremap", f"phys {gfn << 12:#x} (pfn {gfn:#x}), 4096 bytes, MEMREMAP_WB",
+                  "kernel/iomem.c")
+    _set_store(kernel, page, evtchn, gfn)
+    return 0
+
+
+def xenbus_late_init(kernel: PvopsKernel, irq: int, dev_id: Any) -> int:
+    """xenbus_late_init ("xenstore_late_init" IRQ): once HVM_PARAM_STORE_PFN is valid, wake xb_waitq."""
+    err, v = hvm_get_parameter(kernel, HVM_PARAM_STORE_PFN)
+    if err or not v or v == ALL_ONES:
+        return IRQ_HANDLED
+    xb = kernel.xb
+    kernel.record("xenbus_late_init", f"xen_store_gfn = {v:#x}; wake_up(&xb_waitq)", SRC,
+                  changes=[(kernel.table("xenbus"), "xen_store_mfn", xb.xen_store_mfn or None, v)])
+    xb.xen_store_mfn = v
+    kernel.sched.wake_up(kernel.comms.xb_waitq)
+    return IRQ_HANDLED
+
+
+def _xenbus_init_hvm(kernel: PvopsKernel) -> int:
+    """xenbus_init's case XS_HVM: HVM_PARAM_STORE_PFN, memremap, or wait for xenstore_late_init."""
+    xb = kernel.xb
+    err, v = hvm_get_parameter(kernel, HVM_PARAM_STORE_PFN)
+    if err:
+        return err
+    if not v:  # "Uninitialized hvm_params are zero": xenstore was not set up
+        kernel.record("xenbus_init", "HVM_PARAM_STORE_PFN is 0: -ENOENT", SRC)
+        return -ENOENT
+    wait = v == ALL_ONES
+    if not wait:
+        err = memremap_store(kernel, v, xb.xen_store_evtchn)
+        if err:
+            return err
+        wait = not xs_interface_ready(kernel)
+    if wait:
+        err = bind_evtchn_to_irqhandler(kernel, xb.xen_store_evtchn,
+                                        lambda irq, dev_id: xenbus_late_init(kernel, irq, dev_id), 0,
+                                        "xenstore_late_init", kernel.comms.xb_waitq)
+        if err < 0:
+            line = f"xenstore_late_init couldn't bind irq err={err}"
+            kernel.printk(KERN_ERR, line)
+            kernel.record("xenbus_init", line, SRC, printk=line)
+            return err
+        xb.xs_init_irq = err
+        kernel.record("xenbus_init", f"store not ready: irq {err} \"xenstore_late_init\" waits for it", SRC)
+    return 0
 
 
 def xenstored_local_init(kernel: PvopsKernel) -> int:
@@ -481,37 +566,52 @@ def xenstored_local_init(kernel: PvopsKernel) -> int:
 
 
 def xenbus_init(kernel: PvopsKernel) -> int:
-    """xenbus_init (postcore_initcall): store kind, store page and port, xs_init, /proc/xen."""
+    """xenbus_init (postcore_initcall): store kind, store page and port, xs_init, /proc/xen.
+
+    PV: the store is in start_info. HVM (xen_hvm_domain()): HVM_PARAM_STORE_EVTCHN, then
+    HVM_PARAM_STORE_PFN through hvm_get_parameter; pfn 0 is -ENOENT; all ones (a dom0less
+    guest whose store comes later), or a page whose ``connection`` is not XENSTORE_CONNECTED,
+    means: bind the port to "xenstore_late_init" and let xenbus_probe_initcall's thread wait;
+    else memremap the pfn. xs_init is left to xenbus_probe (the callback may not work yet).
+    """
     xb = kernel.xb
     xb.xen_store_domain_type = XS_UNKNOWN
     d = kernel.hv.domains[kernel.domid]
-    hvm = d.hvm
+    hvm = d.hvm  # xen_hvm_domain(); a PV kernel is xen_pv_domain()
     initial = kernel.xen_initial_domain()
-    kind = XS_HVM if hvm else XS_PV
-    if (hvm and initial) or (not hvm and not d.start_info.store_evtchn):
+    statics: list[ChangeRow] = [  # the statics as the image holds them
+        (kernel.table("xenbus"), "xenstored_ready", None, xb.xenstored_ready),
+        (kernel.table("xenbus"), "xenbus_irq", None, kernel.comms.xenbus_irq)]
+    kind = XS_PV
+    rows: list[ChangeRow] = []
+    if hvm:
+        kind = XS_HVM
+        kernel.record("xenbus_init", "postcore_initcall: xen_hvm_domain()", SRC, changes=statics)
+        statics = []
+        err, v = hvm_get_parameter(kernel, HVM_PARAM_STORE_EVTCHN)
+        if err:
+            return err  # out_error: xen_store_domain_type stays XS_UNKNOWN
+        rows.append((kernel.table("xenbus"), "xen_store_evtchn", xb.xen_store_evtchn or None, v or None))
+        xb.xen_store_evtchn = v
+        if not v and initial:
+            kind = XS_LOCAL
+    if not hvm and not d.start_info.store_evtchn:
         kind = XS_LOCAL
     name = XS_DOMAIN_TYPE_NAMES[kind]
-    rows: list[ChangeRow] = [  # the statics as the image holds them, then what xenbus_init sets
-        (kernel.table("xenbus"), "xenstored_ready", None, xb.xenstored_ready),
-        (kernel.table("xenbus"), "xenbus_irq", None, kernel.comms.xenbus_irq),
-        (kernel.table("xenbus"), "xen_store_domain_type", None, name)]
+    rows = statics + [(kernel.table("xenbus"), "xen_store_domain_type", None, name)] + rows
     if not hvm and d.start_info.store_evtchn:
         rows.append((kernel.table("xenbus"), "xenstored_ready", xb.xenstored_ready, 1))
         xb.xenstored_ready = 1
     xb.xen_store_domain_type = kind
-    kernel.record("xenbus_init", f"postcore_initcall: store kind {name}", SRC, changes=rows)
+    kernel.record("xenbus_init", f"postcore_initcall: store kind {name}", SRC,
+                  changes=[r for r in rows if r[2] != r[3]])
     err = 0
     if kind == XS_LOCAL:
         err = xenstored_local_init(kernel)
     elif kind == XS_PV:
         _set_store(kernel, kernel.hv.memory.page(d.start_info.store_mfn), d.start_info.store_evtchn)
     else:
-        evtchn = d.hvm_params.get(HVM_PARAM_STORE_EVTCHN, 0)
-        pfn = d.hvm_params.get(HVM_PARAM_STORE_PFN, 0)
-        if not pfn or pfn == (1 << 64) - 1:
-            err = -ENOENT
-        else:
-            _set_store(kernel, kernel.hv.memory.page(d.pfn_to_mfn(pfn)), evtchn)
+        err = _xenbus_init_hvm(kernel)
     if not err and kind != XS_HVM:
         err = -ENOMEM if kernel.fault("xs_init") else xs_init(kernel)
         if err:

@@ -10,6 +10,9 @@ evtchn                     drivers/xen/core/evtchn.c (+ the inlines of include/x
 evtchn_dev                 drivers/xen/evtchn/evtchn.c (/dev/xen/evtchn)
 gnttab                     drivers/xen/core/gnttab.c
 xen_proc                   drivers/xen/core/xen_proc.c (/proc/xen)
+hvm                        include/xen/hvm.h (hvm_get_parameter, for the PV-on-HVM build)
+page                       include/asm-x86_64/mach-xen/asm/page.h (pfn_to_mfn, virt_to_mfn)
+platform_pci               unmodified_drivers/linux-2.6/platform-pci/platform-pci.c (Xen 4.1; PV-on-HVM)
 smpboot                    drivers/xen/core/smpboot.c (cpu_present_map, __cpu_up: each vcpu's IPIs)
 reboot                     drivers/xen/core/reboot.c (control/shutdown and control/sysrq watches)
 cpu_hotplug                drivers/xen/core/cpu_hotplug.c (the "cpu" watch: a domU's vcpus come up)

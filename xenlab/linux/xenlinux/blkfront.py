@@ -39,6 +39,7 @@ from xenlab.linux.xenlinux.gnttab import (
     gnttab_free_grant_references,
     gnttab_grant_foreign_access_ref,
 )
+from xenlab.linux.xenlinux.page import virt_to_mfn
 from xenlab.linux.xenlinux.xenbus_client import (
     xenbus_dev_fatal,
     xenbus_frontend_closed,
@@ -145,7 +146,7 @@ def setup_blkring(kernel: XenLinuxKernel, dev: xenbus_device, info: blkfront_inf
     """setup_blkring: a ring page granted to the backend, a port for it bound as IRQ "blkif"."""
     page = get_zeroed_page(kernel)
     kernel.record("setup_blkring", f"{dev.nodename}: ring page mfn {page.mfn:#x}", SRC)
-    err = xenbus_grant_ring(kernel, dev, page.mfn)
+    err = xenbus_grant_ring(kernel, dev, virt_to_mfn(kernel, page))
     if err < 0:
         return err
     info.ring_ref, info.ring_page = err, page
@@ -205,7 +206,7 @@ def blkif_queue_request(kernel: XenLinuxKernel, dev: xenbus_device, info: blkfro
         return
     ref = gnttab_claim_grant_reference(gref_head)
     page = get_zeroed_page(kernel)
-    gnttab_grant_foreign_access_ref(kernel, ref, dev.otherend_id, page.mfn, 0)
+    gnttab_grant_foreign_access_ref(kernel, ref, dev.otherend_id, virt_to_mfn(kernel, page), 0)
     gnttab_free_grant_references(kernel, gref_head)
     gnttab_end_foreign_access(kernel, ref)  # blkif_completion
     kernel.record("blkif_queue_request", f"{info.disk_name}: read sector 0 (partition table), data page "

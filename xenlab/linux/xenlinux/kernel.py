@@ -35,6 +35,7 @@ from xenlab.linux.xenlinux import (
     irq_xen,
     netback_xenbus,
     netfront,
+    platform_pci,
     privcmd,
     reboot,
     smpboot,
@@ -75,6 +76,9 @@ class XenLinuxConfig:
     CONFIG_HOTPLUG_CPU: bool
     #: drivers/char/rtc.c is built: dom0's rtc_init binds PIRQ 8
     CONFIG_RTC: bool
+    #: a XenLinux (PV) kernel; off: a native kernel in an HVM guest with the PV-on-HVM drivers
+    #: (unmodified_drivers: xen-platform-pci.ko builds xenbus as a MODULE, no console/, evtchn/, privcmd/)
+    CONFIG_XEN: bool = True
 
 
 #: The config each variant (evtchn.VARIANTS) stands for, as (dom0's, a domU's). L18: the tree's
@@ -87,6 +91,9 @@ KCONFIGS: dict[str, tuple[XenLinuxConfig, XenLinuxConfig]] = {
     "RH5-274": (XenLinuxConfig("kernel-2.6.18-x86_64-xen.config (-274)", True, True),) * 2,
     "RH5-8.el5": (XenLinuxConfig("kernel-2.6.18-x86_64-xen.config (-8.el5)", True, True),) * 2,
 }
+#: An HVM domU's kernel: native x86_64 2.6.18 + xen-platform-pci.ko (CONFIG_HOTPLUG_CPU as the
+#: xenU build; the xen-vbd/xen-vnif frontends are the same drivers built as modules).
+PV_ON_HVM_CONFIG = XenLinuxConfig("x86_64 native + unmodified_drivers (PV-on-HVM)", True, False, False)
 
 
 def _legacy_handler(irq: int, dev_id: object) -> int:
@@ -179,7 +186,8 @@ class XenLinuxKernel(Kernel):
         """The build this kernel is: ``config`` if set, else its variant's defconfig for its domain."""
         if self.config is None:
             dom0, domu = KCONFIGS[self.irq_variant]
-            self.config = dom0 if self.hv.domains[self.domid].initdomain else domu
+            d = self.hv.domains[self.domid]
+            self.config = dom0 if d.initdomain else PV_ON_HVM_CONFIG if d.hvm else domu
         return self.config
 
     def local_irq_enable(self, cpu: int) -> None:
@@ -241,19 +249,27 @@ class XenLinuxKernel(Kernel):
         dom0's i8042_init (drivers/input/serio/)."""
         if initdomain and self.kconfig().CONFIG_RTC:
             self._request_legacy_irq(*RTC)
-        console.xencons_init(self)
-        evtchn_dev.evtchn_init(self)
-        privcmd.privcmd_init(self)
+        if self.kconfig().CONFIG_XEN:  # drivers/xen/{console,evtchn,privcmd}/ are XenLinux's own
+            console.xencons_init(self)
+            evtchn_dev.evtchn_init(self)
+            privcmd.privcmd_init(self)
         if initdomain:
             for irq, name, shared in I8042_PORTS:
                 self._request_legacy_irq(irq, name, shared)
+
+    def xenbus_init(self) -> int:
+        """postcore_initcall(xenbus_probe_init); the PV-on-HVM build (no CONFIG_XEN): xen-platform-pci.ko's
+        platform_pci_init, which calls xenbus_init() -> xenbus_probe_init."""
+        if self.kconfig().CONFIG_XEN:
+            return xenbus_probe.xenbus_probe_init(self)
+        return platform_pci.platform_pci_init(self)
 
     def boot_stages(self, *, initdomain: bool) -> list[BootStage]:
         """The initcalls of the modelled files by level, each level in link order (init/main.c
         do_initcalls): early IRQs (before the initcalls), xenbus_probe_init (postcore), arch,
         subsys, device, late (boot_wait_for_devices)."""
         return [("early IRQs", self.boot_early_irqs),
-                ("xenbus init", lambda: xenbus_probe.xenbus_probe_init(self)),
+                ("xenbus init", self.xenbus_init),
                 ("arch initcalls", self.arch_initcalls),
                 ("subsys initcalls", lambda: self.subsys_initcalls(initdomain=initdomain)),
                 ("device initcalls", lambda: self.device_initcalls(initdomain=initdomain)),

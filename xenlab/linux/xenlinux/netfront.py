@@ -35,6 +35,7 @@ from xenlab.linux.xenlinux.gnttab import (
     gnttab_end_foreign_access,
     gnttab_free_grant_references,
 )
+from xenlab.linux.xenlinux.page import virt_to_mfn
 from xenlab.linux.xenlinux.xenbus_client import (
     xenbus_dev_fatal,
     xenbus_frontend_closed,
@@ -134,7 +135,7 @@ def _grant_ring_page(kernel: XenLinuxKernel, dev: xenbus_device) -> int:
     """A zeroed ring page (__get_free_page) granted to the backend: its ref, or -errno."""
     page = get_zeroed_page(kernel)
     kernel.record("setup_device", f"{dev.nodename}: ring page mfn {page.mfn:#x}", SRC)
-    return xenbus_grant_ring(kernel, dev, page.mfn)
+    return xenbus_grant_ring(kernel, dev, virt_to_mfn(kernel, page))
 
 
 def setup_device(kernel: XenLinuxKernel, dev: xenbus_device, info: netfront_info) -> int:

@@ -37,7 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 from xenlab.abi.errno import EINVAL, ENODEV, ENOENT, ENOMEM, ENOSYS
 from xenlab.abi.event_channel import DOMID_SELF
-from xenlab.abi.start_info import HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN, SIF_INITDOMAIN
+from xenlab.abi.hvm import HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN
+from xenlab.abi.start_info import SIF_INITDOMAIN
 from xenlab.abi.xenbus import XenbusStateClosed, XenbusStateConnected, XenbusStateInitialising
 from xenlab.abi.xs_wire import xenstore_domain_interface
 from xenlab.linux.driver_model import (
@@ -53,6 +54,7 @@ from xenlab.linux.driver_model import (
 )
 from xenlab.linux.kernel import KERN_INFO, KERN_WARNING
 from xenlab.linux.mm import free_page, get_zeroed_page
+from xenlab.linux.xenlinux.hvm import hvm_get_parameter
 from xenlab.linux.xenlinux.xen_proc import create_xen_proc_entry
 from xenlab.linux.xenlinux.xenbus_client import (
     xenbus_dev_error,
@@ -82,6 +84,7 @@ if TYPE_CHECKING:
 SRC = "drivers/xen/xenbus/xenbus_probe.c"
 BUS_ID_SIZE = 20
 PAGE_OFFSET = 0xFFFF880000000000  # __PAGE_OFFSET of x86_64 XenLinux (mach-xen/asm/page.h): the direct map
+PAGE_SHIFT, PAGE_SIZE = 12, 4096  # asm/page.h
 
 #: Faults the probe checks (kernel.faults), with what each does.
 FAULTS: tuple[tuple[str, str], ...] = (
@@ -498,26 +501,42 @@ def xsd_port_read(kernel: XenLinuxKernel) -> str:
 
 
 # -- xenbus_probe_init ----------------------------------------------------------------------------
-def _set_store(kernel: XenLinuxKernel, page: Page, evtchn: int) -> None:
-    """xen_store_mfn, xen_store_evtchn, xen_store_interface = mfn_to_virt(xen_store_mfn)."""
+def _set_store(kernel: XenLinuxKernel, page: Page, evtchn: int, frame: int | None = None) -> None:
+    """xen_store_mfn, xen_store_evtchn, xen_store_interface = mfn_to_virt(xen_store_mfn) (PV-on-HVM:
+    xen_store_mfn holds the pfn the page was ioremapped from, *frame*)."""
     xb = kernel.xb
-    rows = [row for row in ((kernel.table("xenbus"), "xen_store_mfn", xb.xen_store_mfn or None, page.mfn),
+    frame = page.mfn if frame is None else frame
+    rows = [row for row in ((kernel.table("xenbus"), "xen_store_mfn", xb.xen_store_mfn or None, frame),
                             (kernel.table("xenbus"), "xen_store_evtchn", xb.xen_store_evtchn or None, evtchn))
             if row[2] != row[3]]
     xb.xen_store_page = page
-    xb.xen_store_mfn = page.mfn
+    xb.xen_store_mfn = frame
     xb.xen_store_evtchn = evtchn
     xb.xen_store_interface = xenstore_domain_interface.from_buffer(page.buf)
     intf = xb.xen_store_interface  # the indices as the page holds them (a zeroed page: all 0)
     rows += [(kernel.table("ring"), k, None, int(getattr(intf, k)))
              for k in ("req_cons", "req_prod", "rsp_cons", "rsp_prod")]
-    kernel.record("xen_store_interface", f"store page mfn {page.mfn:#x}, event channel {evtchn}", SRC,
-                  changes=rows)
+    what = f"pfn {frame:#x}" if frame != page.mfn else f"mfn {page.mfn:#x}"
+    kernel.record("xen_store_interface", f"store page {what}, event channel {evtchn}", SRC, changes=rows)
+
+
+def ioremap(kernel: XenLinuxKernel, phys_addr: int, size: int) -> Page | None:
+    """ioremap (arch/x86_64/mm/ioremap.c of the guest's native kernel): map guest-physical *phys_addr*.
+
+    An HVM guest's physical addresses are its pfns; the translation to a machine frame is
+    Xen's (the hardware's second-stage tables), not the guest's. None if nothing is there."""
+    d = kernel.hv.domains[kernel.domid]
+    mfn = d.p2m.get(phys_addr >> PAGE_SHIFT)
+    page = None if mfn is None else kernel.hv.memory.page(mfn)
+    where = "" if page else ": nothing mapped there"
+    kernel.record("ioremap", f"phys {phys_addr:#x}, {size} bytes{where}", "arch/x86_64/mm/ioremap.c")
+    return page
 
 
 def xenbus_probe_init(kernel: XenLinuxKernel) -> int:
     """xenbus_probe_init (postcore_initcall): buses, store page and port, xs_init, root devices."""
-    kernel.record("xenbus_probe_init", "postcore_initcall", SRC,  # the statics, as the image holds them
+    how = "postcore_initcall" if kernel.kconfig().CONFIG_XEN else "xenbus_init() from xen-platform-pci.ko"
+    kernel.record("xenbus_probe_init", how, SRC,  # the statics, as the image holds them
                   changes=[(kernel.table("xenbus"), "xenstored_ready", None, kernel.xb.xenstored_ready),
                            (kernel.table("xenbus"), "xenbus_irq", None, kernel.xb.xenbus_irq)])
     xb = kernel.xb
@@ -555,15 +574,17 @@ def xenbus_probe_init(kernel: XenLinuxKernel) -> int:
         d.start_info.store_evtchn = xb.xen_store_evtchn
         create_xen_proc_entry(kernel, "xsd_kva", 0o600, lambda: xsd_kva_read(kernel))
         create_xen_proc_entry(kernel, "xsd_port", 0o400, lambda: xsd_port_read(kernel))
-    elif d.hvm:  # the PV-on-HVM build (no CONFIG_XEN)
-        kernel.record("xenbus_probe_init", "HVM: xenstored_ready = 1", SRC,
-                      changes=[(kernel.table("xenbus"), "xenstored_ready", xb.xenstored_ready, 1)])
+    elif d.hvm:  # #else of #ifndef MODULE: xenbus built into xen-platform-pci.ko (PV-on-HVM)
+        kernel.record("xenbus_probe_init", "PV-on-HVM domU: xenstored_ready = 1; the store from HVM params",
+                      SRC, changes=[(kernel.table("xenbus"), "xenstored_ready", xb.xenstored_ready, 1)])
         xb.xenstored_ready = 1
-        evtchn = d.hvm_params.get(HVM_PARAM_STORE_EVTCHN, 0)
-        pfn = d.hvm_params.get(HVM_PARAM_STORE_PFN, 0)
-        kernel.record("ioremap", f"HVM_PARAM_STORE_PFN {pfn:#x} mapped (HVM_PARAM_STORE_EVTCHN {evtchn})",
-                      "arch/x86_64/mm/ioremap-xen.c")
-        _set_store(kernel, kernel.hv.memory.page(d.pfn_to_mfn(pfn)), evtchn)
+        evtchn = hvm_get_parameter(kernel, HVM_PARAM_STORE_EVTCHN)
+        pfn = hvm_get_parameter(kernel, HVM_PARAM_STORE_PFN)
+        store = ioremap(kernel, pfn << PAGE_SHIFT, PAGE_SIZE)
+        if store is None:  # the lab's stand-in for the oops of a NULL xen_store_interface
+            kernel.panic(f"Unable to handle kernel NULL pointer dereference: xen_store_interface "
+                         f"(HVM_PARAM_STORE_PFN {pfn:#x} maps nothing)")
+        _set_store(kernel, store, evtchn, pfn)
     else:
         old = xb.xenstored_ready
         xb.xenstored_ready = 1
