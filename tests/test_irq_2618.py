@@ -96,8 +96,9 @@ def test_caller_port_walk_rebind_unbind() -> None:
     assert irq == 256
     fns = [s.function for s in k.trace.steps[first:]]
     bind = "bind_caller_port_to_irq"
-    assert fns[:4] == ["find_unbound_irq", bind, bind, "request_irq"]  # map port->IRQ, then bindcount++
-    assert "scanned dynirq 0..255" in k.trace.steps[first].summary
+    # under irq_mapping_update_lock: map port->IRQ, then bindcount++; request_irq after the unlock
+    assert fns[:6] == ["spin_lock", "find_unbound_irq", bind, bind, "spin_unlock", "request_irq"]
+    assert "scanned dynirq 0..255" in k.trace.steps[first + 1].summary
     assert st.evtchn_to_irq[port] == 256
     assert st.irq_info[256] == 0x05000000 | port
     assert st.irq_bindcount[256] == 1

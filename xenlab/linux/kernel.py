@@ -55,6 +55,8 @@ TABLE_INITIAL: dict[str, Any] = {
     "evtchn_to_irq": -1, "virq_to_irq": -1, "ipi_to_irq": -1,  # -1: no IRQ
     "irq_info": 0,  # 2.6.18 mk_irq_info(IRQT_UNBOUND, 0, 0)
     "irq_bindcount": 0, "kstat_irqs": 0, "ring": 0, "xenbus": 0,
+    "locks": "free",  # a lock nobody holds (linux/locking.py)
+    "work": "idle",  # a work item never queued (probe_work)
 }
 
 
@@ -129,6 +131,13 @@ class Kernel:
     KOBJ_BIND_UEVENTS: ClassVar[bool] = False
     #: the kernel faults this kernel checks, (name, what it does) (sim/faults.py offers them)
     FAULTS: ClassVar[tuple[tuple[str, str], ...]] = ()
+    #: where this kernel's wait_event / wake_up live (the source of its "kthreads" steps)
+    SCHED_SOURCE: ClassVar[str] = "kernel/sched.c"
+    #: where this kernel's mutex_lock / mutex_unlock and down_read / up_read live
+    MUTEX_SOURCE: ClassVar[str] = "kernel/mutex.c"
+    RWSEM_SOURCE: ClassVar[str] = "kernel/rwsem.c"
+    #: __PAGE_OFFSET: where the direct map of the guest's pseudo-physical memory begins (x86_64)
+    PAGE_OFFSET: ClassVar[int] = 0
 
     hv: Hypervisor
     domid: int
@@ -159,6 +168,7 @@ class Kernel:
         self.sysfs = Sysfs(self)
         for table, value in TABLE_INITIAL.items():
             self.trace.set_initial(f"{self.name}/{table}", value)
+        self.sched.trace_tasks(self.name, self.trace, self.SCHED_SOURCE)
 
     # -- messages ----------------------------------------------------------
     def printk(self, level: str, text: str) -> None:

@@ -47,7 +47,7 @@ from xenlab.linux.driver_model import (
     driver_register,
 )
 from xenlab.linux.kernel import KERN_WARNING, ChangeRow
-from xenlab.linux.mm import free_page, get_zeroed_page
+from xenlab.linux.mm import free_page, get_zeroed_page, page_chain
 from xenlab.linux.pvops.proc_generic import proc_create_mount_point
 from xenlab.linux.pvops.xenbus_client import (
     xenbus_dev_error,
@@ -104,6 +104,10 @@ class XenbusGlobals:
     probe_task: Task | None = None
     probed: int = 0
     ready_to_wait_for_devices: bool = False
+    #: where xenbus_probe is (the "<kernel>/work" row "xenbus_probe"): idle, queued, running, done
+    probe_state: str = "idle"
+    #: the store page's (virt, phys, pfn, mfn) as xen_store_interface reaches it ("<kernel>/store_page")
+    store_chain: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(eq=False)
@@ -398,12 +402,17 @@ def xenbus_probe(kernel: PvopsKernel) -> None:
     xb.probed += 1
     old = xb.xenstored_ready
     xb.xenstored_ready = 1
+    work, xb.probe_state = xb.probe_state, "running"
     kernel.record("xenbus_probe", "xenstored_ready = 1; run the xenstore notifier chain", SRC,
-                  changes=[(kernel.table("xenbus"), "xenstored_ready", old, 1)])
+                  changes=[(kernel.table("xenbus"), "xenstored_ready", old, 1),
+                           (kernel.table("work"), "xenbus_probe", work, "running")])
     if xb.xen_store_domain_type == XS_HVM:
         xs_init(kernel)
     for fn in list(xb.xenstore_chain):
         fn(kernel)
+    xb.probe_state = "done"
+    kernel.record("xenbus_probe", "the xenstore notifier chain ran: probe done", SRC,
+                  changes=[(kernel.table("work"), "xenbus_probe", "running", "done")])
 
 
 def xenbus_probe_thread(kernel: PvopsKernel) -> None:
@@ -432,6 +441,10 @@ def xenbus_probe_initcall(kernel: PvopsKernel) -> int:
     if xb.xen_store_domain_type in (XS_PV, XS_HVM):  # HVM: the lab's guests have the vector callback
         xenbus_probe(kernel)
     if xb.xen_store_domain_type == XS_LOCAL:
+        old, xb.probe_state = xb.probe_state, "queued"
+        kernel.record("xenbus_probe_initcall", "xenbus_probe queued: the \"xenbus_probe\" thread runs it at "
+                      "the first wake-up of xb_waitq", SRC, changes=[(kernel.table("work"), "xenbus_probe",
+                                                                      old, "queued")])
         xb.probe_task = kernel.sched.kthread_run(xenbus_probe_thread, "xenbus_probe", kernel,
                                                  owner=kernel.name,
                                                  wait=(kernel.comms.xb_waitq, _first_wake_up()))
@@ -444,6 +457,9 @@ def xenbus_probe_ran(kernel: PvopsKernel) -> bool:
 
 
 def _set_store(kernel: PvopsKernel, page: Page, evtchn: int) -> None:
+    """xen_store_gfn, xen_store_evtchn, xen_store_interface: a PV kernel's gfn_to_virt (the direct map,
+    whose chain virt -> phys -> pfn -> mfn the step records on <kernel>/store_page); an HVM one's
+    xen_remap has none."""
     xb = kernel.xb
     rows = [(kernel.table("xenbus"), "xen_store_mfn", xb.xen_store_mfn or None, page.mfn),
             (kernel.table("xenbus"), "xen_store_evtchn", xb.xen_store_evtchn or None, evtchn)]
@@ -454,7 +470,13 @@ def _set_store(kernel: PvopsKernel, page: Page, evtchn: int) -> None:
     intf = xb.xen_store_interface  # the indices as the page holds them (a zeroed page: all 0)
     rows += [(kernel.table("ring"), k, None, int(getattr(intf, k)))
              for k in ("req_cons", "req_prod", "rsp_cons", "rsp_prod")]
-    kernel.record("xen_store_interface", f"store page mfn {page.mfn:#x}, event channel {evtchn}", SRC,
+    where = ""
+    if not kernel.hv.domains[kernel.domid].hvm:  # an HVM guest's page is ioremap'd, not direct-mapped
+        chain, old = page_chain(kernel, page.mfn), dict(xb.store_chain)
+        rows += [(kernel.table("store_page"), k, old.get(k), v) for k, v in chain if old.get(k) != v]
+        xb.store_chain = chain
+        where = " at " + " -> ".join(f"{k} {v:#x}" for k, v in chain)
+    kernel.record("xen_store_interface", f"store page mfn {page.mfn:#x}, event channel {evtchn}{where}", SRC,
                   changes=rows)
 
 
@@ -494,7 +516,10 @@ def xenbus_init(kernel: PvopsKernel) -> int:
     rows: list[ChangeRow] = [  # the statics as the image holds them, then what xenbus_init sets
         (kernel.table("xenbus"), "xenstored_ready", None, xb.xenstored_ready),
         (kernel.table("xenbus"), "xenbus_irq", None, kernel.comms.xenbus_irq),
-        (kernel.table("xenbus"), "xen_store_domain_type", None, name)]
+        (kernel.table("xenbus"), "xen_store_domain_type", None, name),
+        (kernel.table("work"), "xenbus_probe", None, "idle"),
+        *(lock.init_row() for lock in (kernel.comms.xb_write_mutex, kernel.comms.xs_response_mutex,
+                                       kernel.xs.xs_watch_rwsem, kernel.xs.xenwatch_mutex))]
     if not hvm and d.start_info.store_evtchn:
         rows.append((kernel.table("xenbus"), "xenstored_ready", xb.xenstored_ready, 1))
         xb.xenstored_ready = 1
