@@ -86,7 +86,8 @@ class KthreadView(TablePanel):
         lrows, lmarks = [], []
         for name in sorted(self._known(ctx, "locks"), key=lambda n: (order.get(n, len(order)), n)):
             c = ctx.changed.get((k("locks"), name))
-            lrows.append([name, str(locks.get(name, initial)), f"was {c.before}" if c else ""])
+            was = "" if c is None else ("new" if c.before is None else f"was {c.before}")
+            lrows.append([name, str(locks.get(name, initial)), was])
             lmarks.append("xl-new" if c is not None else "")
         out.append(("locks", ["lock", "state", "this step"], lrows, lmarks))
         other, omarks = [], []
