@@ -121,6 +121,8 @@ class Task:
     on_stack: bool = field(default=False, repr=False)
     overtook: bool = field(default=False, repr=False)  # resumed ahead of a woken task below it
     held_locks: list[object] = field(default_factory=list, repr=False)
+    key: str = field(default="", repr=False)  # "xenbus (pid 5)", made once by kthread_run
+
 
     def __repr__(self) -> str:
         return f"Task({self.name!r}, pid={self.pid}, {self.state}{' on ' + self.wchan if self.wchan else ''})"
@@ -128,7 +130,7 @@ class Task:
 
 def task_key(task: Task) -> str:
     """A task's key in its owner's "kthreads" table: "xenbus (pid 5)"."""
-    return f"{task.name} (pid {task.pid})"
+    return task.key or f"{task.name} (pid {task.pid})"
 
 
 def task_row(task: Task) -> str | None:
@@ -198,7 +200,7 @@ class Scheduler:
         user process run as a task (a daemon); its owner's "kthreads" table leaves it out.
         """
         task = Task(name=name, pid=self._next_pid, owner=owner, fn=fn, args=args, wait=wait, nests=nests,
-                    kthread=kthread)
+                    kthread=kthread, key=f"{name} (pid {self._next_pid})")
         self._next_pid += 1
         self.tasks.append(task)
         if self._shutdown:

@@ -51,14 +51,14 @@ class _Recorded:
     trace: Trace | None
     table: str
     source: str
+    key: str
+    actor: str
 
     def _setup(self, trace: Trace | None, table: str, source: str) -> None:
         self.trace, self.table, self.source = trace, table, source
-
-    @property
-    def key(self) -> str:
-        """The lock's key in its table: its name without the kernel's prefix ("request_mutex")."""
-        return self.name.rpartition(":")[2]
+        #: the lock's key in its table: its name without the kernel's prefix ("request_mutex")
+        self.key = self.name.rpartition(":")[2]
+        self.actor = table.partition("/")[0]
 
     def row(self) -> str:
         """The lock's row now ("free", "held by ...")."""
@@ -71,8 +71,8 @@ class _Recorded:
     def _rec(self, function: str, before: str) -> None:
         if self.trace is not None:
             after = self.row()
-            self.trace.record(function, f"{self.key}: {after}", actor=self.table.partition("/")[0],
-                              source=self.source, changes=[(self.table, self.key, before, after)])
+            self.trace.record(function, f"{self.key}: {after}", actor=self.actor, source=self.source,
+                              changes=[(self.table, self.key, before, after)])
 
 
 class Mutex(_Recorded):
