@@ -17,6 +17,7 @@ from xenlab.abi.domctl import SHUTDOWN_NAMES
 from xenlab.abi.event_channel import EVTCHN_FIFO_LINK_MASK, EVTCHN_FIFO_LINKED, event_word_bits
 from xenlab.abi.grant_table import GTF_type_mask
 from xenlab.abi.xs_wire import xenstore_domain_interface
+from xenlab.base.sched import task_key, task_row
 from xenlab.linux.driver_model import _dev_key
 from xenlab.linux.irq import IrqCore
 from xenlab.linux.kernel import TABLE_INITIAL, Kernel
@@ -56,6 +57,7 @@ FAMILIES = (
     "K/xenbus", "K/ring", "K/watches", "K/watch_events", "K/xenbus_state",
     "K/cpu_present_map", "K/cpu_online_map",
     "K/bus", "K/device", "K/driver", "K/device_driver", "K/block", "K/netdev", "K/proc", "K/grant_table",
+    "K/locks", "K/kthreads", "K/work", "K/store_page", "K/xs_state",
     "xenstored/tree", "xenstored/perms", "xenstored/domains", "xenstored/transactions",
     "xenstored/watches", "xenstored/ring/dN", "xenstored/virq",
 )
@@ -189,6 +191,17 @@ def kernel_state(kernel: Kernel) -> State:
     else:
         raise TypeError(f"no live reader for {type(kernel).__name__}")
     out.update(driver_model_state(kernel))
+    out.update(kthreads_state(kernel))
+    return out
+
+
+def kthreads_state(kernel: Kernel) -> State:
+    """<kernel>/kthreads: each live kernel thread of the kernel as the scheduler has it (running, or
+    sleeping on its wait queue)."""
+    out: State = {}
+    for task in kernel.sched.tasks:
+        if task.owner == kernel.name and task.kthread:
+            _put(out, f"{kernel.name}/kthreads", task_key(task), task_row(task))
     return out
 
 
@@ -269,7 +282,16 @@ def xenlinux_xenbus_state(kernel: XenLinuxKernel) -> State:
     xb = kernel.xb
     _store_state(out, n, xb.xenstored_ready, xb.xen_store_mfn, xb.xen_store_evtchn, xb.xen_store_interface)
     _put(out, f"{n}/xenbus", "xenbus_irq", xb.xenbus_irq, 0)
+    put = _putter(out, kernel)
+    put("work", "probe_work", xb.probe_work_state)
+    for key, value in xb.store_chain:
+        put("store_page", key, value)
     xs = kernel.xs_state
+    put("xs_state", "reply_list", xs.queued_replies())
+    locks = list(xs.locks()) + ([kernel.evtchn.irq_mapping_update_lock] if kernel.evtchn else [])
+    for lock in locks:
+        if lock is not None:
+            put("locks", lock.key, lock.row())
     for w in xs.watches:
         _put(out, f"{n}/watches", l18_xs.watch_token(kernel, w), w.node)
     _put(out, f"{n}/watch_events", "queue", xs.queued_events())
@@ -292,6 +314,18 @@ def pvops_xenbus_state(kernel: PvopsKernel) -> State:
         _put(out, f"{n}/xenbus", "xen_store_domain_type", kind)
     _store_state(out, n, xb.xenstored_ready, xb.xen_store_mfn, xb.xen_store_evtchn, xb.xen_store_interface)
     _put(out, f"{n}/xenbus", "xenbus_irq", kernel.comms.xenbus_irq, 0)
+    put = _putter(out, kernel)
+    put("work", "xenbus_probe", xb.probe_state)
+    for key, value in xb.store_chain:
+        put("store_page", key, value)
+    c = kernel.comms
+    for which in ("xb_write_list", "xs_reply_list"):
+        put("xs_state", which, c.queued(which))
+    locks = [c.xb_write_mutex, c.xs_response_mutex, kernel.xs.xs_watch_rwsem, kernel.xs.xenwatch_mutex]
+    if kernel.irq is not None and kernel.irq.irq_mapping_update_lock is not None:
+        locks.append(kernel.irq.irq_mapping_update_lock)
+    for lock in locks:
+        put("locks", lock.key, lock.row())
     xs = kernel.xs
     for w in xs.watches:
         _put(out, f"{n}/watches", pv_xs.watch_token(kernel, w), w.node)

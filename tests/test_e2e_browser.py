@@ -10,7 +10,8 @@ outside the stepper, an old error staying, three numbering schemes, stop rewindi
 buttons without tooltips, bad input reverted silently, 01 opening mid-way). Every picture
 (issue 12) is checked drawn, described and redrawn in place, and one exercise is done end
 to end (issue 13). A screenshot of each notebook's first stepper (02: its ring picture)
-goes to docs/screenshots/ (the README shows them).
+goes to docs/screenshots/ (the README shows them). Every thread/lock and store-page panel is
+checked drawn, following the step and coming back on prev.
 Uses Debian's /usr/bin/chromium; never downloads a browser. Timings are printed, never
 asserted.
 """
@@ -451,6 +452,53 @@ def test_each_move_redraws_and_its_time_is_printed(lessons: dict[str, Any], name
         title = (s.root.locator(".xl-body h4").first.text_content() or "")[:48]
         print(f"\n{name} {title!r}: {moves} moves, worst {max(times):.0f} ms, "
               f"mean {sum(times) / moves:.0f} ms (click to redraw)", end="")
+
+
+STATE_PANELS = ".xl-body .xl-kthreads, .xl-body .xl-storepage"
+STATE_MAKERS = re.compile(r"\b(?:KthreadView|StorePageView)\(")
+
+
+def _panel_texts(panels: Any, n: int) -> list[str]:
+    return [panels.nth(k).inner_text() for k in range(n)]
+
+
+@pytest.mark.parametrize("name", IDS)
+def test_every_thread_and_store_page_panel_follows_the_step_and_comes_back(
+        lessons: dict[str, Any], name: str) -> None:
+    """Each KthreadView / StorePageView of the lesson (issue 12, "every step of the seed, live"): drawn,
+    changed by stepping on (within 40 steps of the stepper's first), and the same text again after as
+    many steps back (replayed, not re-run)."""
+    page = lessons[name]
+    cells = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())["cells"]
+    made = sum(len(STATE_MAKERS.findall("".join(c["source"]))) for c in cells if c["cell_type"] == "code")
+    checked = 0
+    for s in _steppers(page):
+        panels = s.root.locator(STATE_PANELS)
+        n = panels.count()
+        if not n:
+            continue
+        s.root.scroll_into_view_if_needed()
+        step, count, first, last = s.where()
+        assert count > 1, "a state panel in a stepper of one step cannot show a change"
+        s.goto(str(first))
+        s.until_step(first)
+        step = first
+        before = _panel_texts(panels, n)
+        assert all(t.strip() for t in before), f"an empty state panel at step {first}"
+        moved, changed = 0, set()
+        while len(changed) < n and moved < 40 and step < last:
+            s.click(".xl-next")
+            step = s.until_moved(step)
+            moved += 1
+            now = _panel_texts(panels, n)
+            changed |= {k for k in range(n) if now[k] != before[k]}
+        assert changed == set(range(n)), f"panels {set(range(n)) - changed} never changed in {moved} steps"
+        for _ in range(moved):
+            s.click(".xl-prev")
+            step = s.until_moved(step)
+        assert step == first and _panel_texts(panels, n) == before, "back at the first step: not the same"
+        checked += n
+    assert checked == made, f"{made} state panels made, {checked} checked"
 
 
 def test_the_lab_config_turns_off_the_news_popup(lab: tuple[str, str], lessons: dict[str, Any]) -> None:

@@ -96,8 +96,9 @@ def test_caller_port_walk_rebind_unbind() -> None:
     assert irq == 256
     fns = [s.function for s in k.trace.steps[first:]]
     bind = "bind_caller_port_to_irq"
-    assert fns[:4] == ["find_unbound_irq", bind, bind, "request_irq"]  # map port->IRQ, then bindcount++
-    assert "scanned dynirq 0..255" in k.trace.steps[first].summary
+    # under irq_mapping_update_lock: map port->IRQ, then bindcount++; request_irq after the unlock
+    assert fns[:6] == ["spin_lock", "find_unbound_irq", bind, bind, "spin_unlock", "request_irq"]
+    assert "scanned dynirq 0..255" in k.trace.steps[first + 1].summary
     assert st.evtchn_to_irq[port] == 256
     assert st.irq_info[256] == 0x05000000 | port
     assert st.irq_bindcount[256] == 1
@@ -123,11 +124,12 @@ def test_rebind_shares_irq_when_both_shared_and_request_irq_failure_unbinds() ->
     assert st.irq_bindcount[256] == 2
     assert [a.name for a in st.core.descs[256].actions] == ["xenbus", "watch"]
     # Not IRQF_SHARED: bindcount goes to 3, request_irq says -EBUSY, unbind_from_irq takes it back to 2.
+    third = len(k.trace)
     rc = l18.bind_caller_port_to_irqhandler(k, port, handler([]), 0, "greedy", "c")
     assert rc == -EBUSY
     assert st.irq_bindcount[256] == 2 and st.evtchn_to_irq[port] == 256
     assert "IRQ handler type mismatch for IRQ 256" in k.dmesg()
-    changes = [c for s in k.trace.steps[-3:] for c in s.changes if c.table == "domU1/irq_bindcount"]
+    changes = [c for s in k.trace.steps[third:] for c in s.changes if c.table == "domU1/irq_bindcount"]
     assert [(c.before, c.after) for c in changes] == [(2, 3), (3, 2)]
 
 

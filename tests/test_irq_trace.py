@@ -30,9 +30,11 @@ def test_modern_bind_is_replayable_step_by_step(cmdline: str) -> None:
     start = len(k.trace)
     irq = ev.bind_evtchn_to_irqhandler(k, port, lambda i, d: 1, 0, "xenbus", None)
     steps = k.trace.steps[start:]
-    assert [s.function for s in steps][:4] == [
-        "xen_allocate_irqs_dynamic", "xen_irq_init", "xen_irq_info_common_setup", "set_evtchn_to_irq"]
-    assert "lowest" in steps[0].summary or "next never-used" in steps[0].summary
+    assert [s.function for s in steps][:5] == [  # under irq_mapping_update_lock
+        "mutex_lock", "xen_allocate_irqs_dynamic", "xen_irq_init", "xen_irq_info_common_setup",
+        "set_evtchn_to_irq"]
+    assert steps[0].summary == "irq_mapping_update_lock: held by the caller (no kthread)"
+    assert "lowest" in steps[1].summary or "next never-used" in steps[1].summary
     before = k.trace.state_at(start - 1)
     after = k.trace.state_at(len(k.trace) - 1)
     assert str(port) not in before.get("dom0/evtchn_to_irq", {})
@@ -58,7 +60,9 @@ def test_2618_tables_replay_and_find_unbound_irq_summary() -> None:
     start = len(k.trace)
     irq = l18.bind_caller_port_to_irqhandler(k, port, lambda i, d: 1, 0, "xenbus", None)
     assert irq == 259  # timer0, resched0, callfunc0 took 256..258
-    scan = k.trace.steps[start]
+    lock, scan = k.trace.steps[start:start + 2]
+    assert lock.function == "spin_lock"
+    assert lock.summary == "irq_mapping_update_lock: held by the caller (no kthread)"
     assert scan.function == "find_unbound_irq"
     assert scan.summary == ("scanned dynirq 0..255 (IRQ 256..511): 3 in use before IRQ 259, "
                             "which has bindcount 0 -> IRQ 259")

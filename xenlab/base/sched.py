@@ -73,7 +73,10 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:  # the trace is a sibling in base/; only the annotations need it
+    from xenlab.base.trace import Trace
 
 
 class Deadlock(RuntimeError):
@@ -112,17 +115,42 @@ class Task:
     args: tuple[Any, ...] = field(default=(), repr=False)
     wait: tuple[WaitQueue, Callable[[], bool]] | None = field(default=None, repr=False)
     nests: bool = False
+    #: a kernel thread (False: a user process the lab runs as a task, e.g. xenstored in dom0)
+    kthread: bool = True
     should_stop: bool = False
     on_stack: bool = field(default=False, repr=False)
     overtook: bool = field(default=False, repr=False)  # resumed ahead of a woken task below it
     held_locks: list[object] = field(default_factory=list, repr=False)
+    key: str = field(default="", repr=False)  # "xenbus (pid 5)", made once by kthread_run
+
 
     def __repr__(self) -> str:
         return f"Task({self.name!r}, pid={self.pid}, {self.state}{' on ' + self.wchan if self.wchan else ''})"
 
 
+def task_key(task: Task) -> str:
+    """A task's key in its owner's "kthreads" table: "xenbus (pid 5)"."""
+    return task.key or f"{task.name} (pid {task.pid})"
+
+
+def task_row(task: Task) -> str | None:
+    """What the "kthreads" table holds for a task: TASK_RUNNING (runnable or on a CPU) is "running",
+    a sleep names its wait queue without the kernel's prefix ("sleeping on xb_waitq"); None once done."""
+    state = task.state
+    if state == "sleeping":
+        return f"sleeping on {task.wchan.rpartition(':')[2]}"
+    if state == "hung":
+        return f"hung on {task.wchan.rpartition(':')[2]}"
+    return None if state == "done" else "running"
+
+
 class Scheduler:
-    """Runs tasks one at a time in a fixed order, on the caller's thread; virtual time in ns."""
+    """Runs tasks one at a time in a fixed order, on the caller's thread; virtual time in ns.
+
+    ``trace_tasks(owner, trace, source)`` makes every state change of *owner*'s tasks a step of
+    *trace* on the table "<owner>/kthreads" (``task_key`` -> ``task_row``): created, asleep on a
+    wait queue, woken, ended. Recording never changes what runs when.
+    """
 
     def __init__(self, *, first_pid: int = 1) -> None:
         self.tasks: list[Task] = []
@@ -136,6 +164,25 @@ class Scheduler:
         self._outside_locks: list[object] = []  # held by code outside any task
         self._outside_done: Callable[[], bool] | None = None  # what the caller outside is waiting for
         self._shutdown = False
+        self._traced: dict[str, tuple[Trace, str]] = {}  # owner -> (trace, source of its scheduler)
+
+    # -- the "kthreads" tables ---------------------------------------------
+    def trace_tasks(self, owner: str, trace: Trace, source: str) -> None:
+        """Record the tasks of *owner* (a kernel's name) on *trace*'s "<owner>/kthreads" table."""
+        self._traced[owner] = (trace, source)
+
+    def _record(self, function: str, summary: str, rows: list[tuple[Task, str | None]],
+                source: str = "") -> None:
+        """One step per owner: each (task, row before) whose row changed."""
+        by_owner: dict[str, list[tuple[str, str, str | None, str | None]]] = {}
+        for task, before in rows:
+            after = task_row(task)
+            if after != before and (task.kthread and task.owner in self._traced):
+                by_owner.setdefault(task.owner, []).append(
+                    (f"{task.owner}/kthreads", task_key(task), before, after))
+        for owner, changes in by_owner.items():
+            trace, src = self._traced[owner]
+            trace.record(function, summary, actor=owner, source=source or src, changes=changes)
 
     # -- tasks -------------------------------------------------------------
     @property
@@ -144,19 +191,25 @@ class Scheduler:
         return self._stack[-1] if self._stack else None
 
     def kthread_run(self, fn: Callable[..., Any], name: str, *args: Any, owner: str = "",
-                    wait: tuple[WaitQueue, Callable[[], bool]] | None = None, nests: bool = False) -> Task:
+                    wait: tuple[WaitQueue, Callable[[], bool]] | None = None, nests: bool = False,
+                    kthread: bool = True) -> Task:
         """kthread_run: a runnable task; fn(*args) runs once, or (wait=(wq, cond)) is one loop turn.
 
         *nests*: the body never waits for another process-context task, so the task may run
-        inside any wait (see "The nesting hazard" in the module docstring).
+        inside any wait (see "The nesting hazard" in the module docstring). *kthread* False: a
+        user process run as a task (a daemon); its owner's "kthreads" table leaves it out.
         """
-        task = Task(name=name, pid=self._next_pid, owner=owner, fn=fn, args=args, wait=wait, nests=nests)
+        task = Task(name=name, pid=self._next_pid, owner=owner, fn=fn, args=args, wait=wait, nests=nests,
+                    kthread=kthread, key=f"{name} (pid {self._next_pid})")
         self._next_pid += 1
         self.tasks.append(task)
         if self._shutdown:
             task.state = "done"
         else:
             self.runqueue.append(task)
+            if kthread and owner in self._traced:
+                self._record("kthread_run", f"{task_key(task)}: created, runnable", [(task, None)],
+                             "kernel/kthread.c")
         return task
 
     def kthread_should_stop(self) -> bool:
@@ -170,8 +223,10 @@ class Scheduler:
             return
         task.should_stop = True
         if not task.on_stack:  # asleep or not yet run: its loop would only see should_stop
+            before = task_row(task)
             self._forget(task)
             task.state, task.wchan = "done", ""
+            self._record("kthread_stop", f"{task_key(task)} stopped", [(task, before)], "kernel/kthread.c")
 
     def kthread_exit(self) -> NoReturn:
         """kthread_exit: end the current task now (its thread function returns)."""
@@ -229,18 +284,29 @@ class Scheduler:
         self._drive(woken_and_true, task, wq.name)
 
     def _sleep(self, task: Task, wq: WaitQueue) -> None:
+        traced = task.kthread and task.owner in self._traced
+        before = task_row(task) if traced else None
         task.state, task.wchan = "sleeping", wq.name
         wq.sleepers.append(task)
+        if traced:
+            self._record("wait_event", f"{task_key(task)} sleeps on {wq.name.rpartition(':')[2]}",
+                         [(task, before)])
 
     def wake_up(self, wq: WaitQueue) -> int:
         """wake_up: make every task sleeping on wq runnable; returns how many woke."""
         woken = 0
+        rows: list[tuple[Task, str | None]] = []
         while wq.sleepers:
             task = wq.sleepers.pop(0)
             if task.state == "sleeping":
+                if task.kthread and task.owner in self._traced:
+                    rows.append((task, task_row(task)))
                 task.state, task.wchan = "runnable", ""
                 self.runqueue.append(task)
                 woken += 1
+        if rows:
+            self._record("wake_up", f"{wq.name.rpartition(':')[2]}: wakes "
+                         + ", ".join(task_key(t) for t, _ in rows), rows)
         return woken
 
     def schedule(self) -> None:
@@ -263,7 +329,9 @@ class Scheduler:
         self._seq += 1
         self.timers.append((deadline, self._seq, task))
         self.timers.sort(key=lambda t: (t[0], t[1]))
+        before = task_row(task)
         task.state, task.wchan = "sleeping", "msleep"
+        self._record("msleep", f"{task_key(task)} sleeps {ms} ms", [(task, before)])
         self._drive(lambda: True, task, "a timer")
 
     # -- running -----------------------------------------------------------
@@ -326,13 +394,20 @@ class Scheduler:
                     self._sleep(task, wq)
                     return
             task.state = "done"
+            self._record("do_exit", f"{task_key(task)} returned", [(task, "running")])
         except _KthreadExit:
+            before = task_row(task)
             task.state, task.wchan = "done", ""
+            self._record("do_exit", f"{task_key(task)}: kthread_exit", [(task, before)])
         except (Deadlock, TaskFailed):
+            before = task_row(task)
             task.state = "hung"  # unwound by a wait that could not finish; keeps its wchan
+            self._record("hung", f"{task_key(task)} can never be woken", [(task, before)])
             raise
         except BaseException as exc:
+            before = task_row(task)
             task.state, task.wchan = "done", ""
+            self._record("do_exit", f"{task_key(task)} failed", [(task, before)])
             raise TaskFailed(f"task {task.name} (pid {task.pid}) failed: {exc!r}") from exc
         finally:
             self._stack.pop()
@@ -349,8 +424,10 @@ class Scheduler:
         while self.timers and self.timers[0][0] <= self.now_ns:
             _, _, task = self.timers.pop(0)
             if task.state == "sleeping":
+                before = task_row(task)
                 task.state, task.wchan = "runnable", ""
                 self.runqueue.append(task)
+                self._record("wake_up_process", f"{task_key(task)}: its timer fired", [(task, before)])
         return True
 
     def _drive(self, done: Callable[[], bool], me: Task | None, what: str,
@@ -420,8 +497,11 @@ class Scheduler:
         self._shutdown = True
         for task in self.tasks:
             if not task.on_stack and task.state not in ("done", "hung"):
+                before = task_row(task)
                 self._forget(task)
                 task.state, task.wchan = "done", ""
+                self._record("kthread_stop", f"{task_key(task)} stopped (shutdown)", [(task, before)],
+                             "kernel/kthread.c")
         self.runqueue.clear()
         self.timers.clear()
 

@@ -56,6 +56,8 @@ TABLE_INITIAL: dict[str, Any] = {
     "evtchn_to_irq": -1, "virq_to_irq": -1, "ipi_to_irq": -1,  # -1: no IRQ
     "irq_info": 0,  # 2.6.18 mk_irq_info(IRQT_UNBOUND, 0, 0)
     "irq_bindcount": 0, "kstat_irqs": 0, "ring": 0, "xenbus": 0,
+    "locks": "free",  # a lock nobody holds (linux/locking.py)
+    "work": "idle",  # a work item never queued (probe_work)
 }
 
 
@@ -132,6 +134,13 @@ class Kernel:
     FAULTS: ClassVar[tuple[tuple[str, str], ...]] = ()
     #: the boot parameters this kernel reads from its command line, (name, what it does)
     BOOT_PARAMS: ClassVar[tuple[tuple[str, str], ...]] = ()
+    #: where this kernel's wait_event / wake_up live (the source of its "kthreads" steps)
+    SCHED_SOURCE: ClassVar[str] = "kernel/sched.c"
+    #: where this kernel's mutex_lock / mutex_unlock and down_read / up_read live
+    MUTEX_SOURCE: ClassVar[str] = "kernel/mutex.c"
+    RWSEM_SOURCE: ClassVar[str] = "kernel/rwsem.c"
+    #: __PAGE_OFFSET: where the direct map of the guest's pseudo-physical memory begins (x86_64)
+    PAGE_OFFSET: ClassVar[int] = 0
 
     hv: Hypervisor
     domid: int
@@ -164,6 +173,7 @@ class Kernel:
         self.sysfs = Sysfs(self)
         for table, value in TABLE_INITIAL.items():
             self.trace.set_initial(f"{self.name}/{table}", value)
+        self.sched.trace_tasks(self.name, self.trace, self.SCHED_SOURCE)
 
     def boot_param(self, name: str) -> str | None:
         """The value of ``name=value`` on the command line (the last one wins, as parse_args), else None."""

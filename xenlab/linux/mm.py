@@ -16,6 +16,23 @@ if TYPE_CHECKING:
     from xenlab.xen.memory import Page
 
 SRC = "mm/page_alloc.c"
+PAGE_SHIFT = 12
+#: the keys of a "<kernel>/store_page" row set, in the order a learner follows them
+CHAIN = ("virt", "phys", "pfn", "mfn")
+
+
+def mfn_to_virt(kernel: Kernel, mfn: int) -> int:
+    """mfn_to_virt: __va(mfn_to_pfn(mfn) << PAGE_SHIFT), the frame's address in the direct map."""
+    pfn = kernel.hv.domains[kernel.domid].mfn_to_pfn(mfn)
+    return kernel.PAGE_OFFSET + (pfn << PAGE_SHIFT)
+
+
+def page_chain(kernel: Kernel, mfn: int) -> tuple[tuple[str, int], ...]:
+    """A PV guest's page, both ways round: kernel virtual (direct map) -> pseudo-physical -> pfn -> mfn
+    (the p2m; m2p goes back), as ((key, value), ...) in CHAIN's order."""
+    virt = mfn_to_virt(kernel, mfn)
+    phys = virt - kernel.PAGE_OFFSET  # __pa: a direct-map address less PAGE_OFFSET
+    return (("virt", virt), ("phys", phys), ("pfn", phys >> PAGE_SHIFT), ("mfn", mfn))
 
 
 def get_zeroed_page(kernel: Kernel) -> Page:

@@ -168,7 +168,7 @@ def start_xenstored(m: Machine, personality: str) -> None:
 
     # between turns it sleeps in poll() on /dev/xen/evtchn (host.wait) and its sockets;
     # the first turn runs at once
-    m.sched.kthread_run(xenstored_main, comm, owner="dom0",
+    m.sched.kthread_run(xenstored_main, comm, owner="dom0", kthread=False,
                         wait=(wq, lambda: not started[0] or socket_input[0] or has_event()), nests=True)
 
 

@@ -14,6 +14,8 @@ costs nothing without a notebook.
     BusView()                buses, drivers, devices, xenbus states (panel)
     RingView(buf)            req/rsp rings of a store page (panel or standalone)
     TableView({label: table}) a few trace tables row by row (/proc/xen modes, xenbus globals...)
+    KthreadView("dom0")      kernel threads and the wait queue each sleeps on, locks, probe_work, lists
+    StorePageView("dom0")    the store page: virt -> phys -> pfn -> mfn, beside Xen's p2m
 
 Pictures (matplotlib, imported only when one is drawn; text form only without it):
     RingPicture("dom0")      the store ring drawn as two rings of 1024 slots, cons/prod hands
@@ -30,6 +32,7 @@ from xenlab.views.fifo import FifoView
 from xenlab.views.handshake import HandshakeDiagram
 from xenlab.views.irq import IrqView
 from xenlab.views.irq_map import IrqMap
+from xenlab.views.kthreads import KthreadView, StorePageView
 from xenlab.views.picture import Picture
 from xenlab.views.ring import RingView
 from xenlab.views.ring_picture import RingPicture
@@ -38,5 +41,6 @@ from xenlab.views.stepper import Context, Stepper, TablePanel
 from xenlab.views.store import StoreView
 from xenlab.views.tables import TableView
 
-__all__ = ["BusView", "Context", "FifoView", "HandshakeDiagram", "IrqMap", "IrqView", "Picture",
-           "RingPicture", "RingView", "SequenceDiagram", "Stepper", "StoreView", "TablePanel", "TableView"]
+__all__ = ["BusView", "Context", "FifoView", "HandshakeDiagram", "IrqMap", "IrqView", "KthreadView",
+           "Picture", "RingPicture", "RingView", "SequenceDiagram", "Stepper", "StorePageView", "StoreView",
+           "TablePanel", "TableView"]

@@ -63,6 +63,7 @@ from xenlab.abi.version import XENFEAT_hvm_callback_vector, XENVER_get_features
 from xenlab.linux import irq as irqcore
 from xenlab.linux.irq import IRQF_NOBALANCING, IRQF_PERCPU, IRQF_SHARED, Handler, IrqChip, IrqCore
 from xenlab.linux.kernel import KERN_ERR, KERN_INFO, ChangeRow
+from xenlab.linux.locking import Mutex
 from xenlab.linux.pvops.events_internal import (
     clear_evtchn,
     evtchn_ops,
@@ -150,6 +151,8 @@ class EventsState:
     #: channels_on_cpu[]: the ports bound to each vcpu (what select_target_cpu balances). Not a
     #: trace table of its own: it is the count of irq_info rows per cpu with a port.
     channels_on_cpu: list[int] = field(default_factory=list)
+    #: static DEFINE_MUTEX(irq_mapping_update_lock): held by every bind_* / unbind_from_irq
+    irq_mapping_update_lock: Mutex | None = None
 
     def __repr__(self) -> str:
         dyn = sorted(i for i in self.core.descs if i >= self.gsi_top)
@@ -448,10 +451,15 @@ def xen_irq_info_cleanup(kernel: PvopsKernel, info: irq_info) -> None:
 
 
 def xen_bind_pirq_gsi_to_irq(kernel: PvopsKernel, gsi: int, pirq: int, shareable: bool, name: str) -> int:
-    """xen_bind_pirq_gsi_to_irq: IRQ = GSI for legacy pins, chip "xen-pirq" named ioapic-edge/-level."""
+    """xen_bind_pirq_gsi_to_irq: IRQ = GSI for legacy pins, chip "xen-pirq" named ioapic-edge/-level
+    (under irq_mapping_update_lock)."""
+    lock = _st(kernel).irq_mapping_update_lock
+    assert lock is not None, "xen_init_IRQ makes it"
+    lock.lock()
     irq = xen_allocate_irq_gsi(kernel, gsi)
     _set_chip(kernel, irq, "xen-pirq", "fasteoi", name)
     set_info_for_irq(kernel, irq, irq_info(IRQT_PIRQ, -1, 0, 0, pirq, gsi))
+    lock.unlock()
     return irq
 
 
@@ -463,32 +471,45 @@ def _set_chip(kernel: PvopsKernel, irq: int, chip: str, flow: str, name: str) ->
 
 
 # -- binding ------------------------------------------------------------------------------
+def _lock(st: EventsState) -> Mutex:
+    assert st.irq_mapping_update_lock is not None, "xen_init_IRQ makes it"
+    return st.irq_mapping_update_lock
+
+
 def bind_evtchn_to_irq_chip(kernel: PvopsKernel, evtchn: int, chip: str) -> int:
     """bind_evtchn_to_irq_chip: the port's IRQ if it has one, else a new IRQ on *chip* bound to vcpu 0."""
     st = _st(kernel)
     if evtchn <= 0 or evtchn >= xen_evtchn_max_channels(kernel):
         return -EINVAL
+    _lock(st).lock()
     irq = irq_from_evtchn(kernel, evtchn)
     if irq != -1:
         _rec(kernel, "bind_evtchn_to_irq_chip", f"port {evtchn} already IRQ {irq}")
-        return irq
-    irq = xen_allocate_irq_dynamic(kernel)
-    if irq < 0:
-        return irq
-    _set_chip(kernel, irq, chip, "edge", "event")
-    info = irq_info(IRQT_EVTCHN, -1, evtchn, 0)
-    set_info_for_irq(kernel, irq, info)
-    set_evtchn_to_irq(kernel, evtchn, irq)
-    bind_evtchn_to_cpu(kernel, st.info[irq], 0)
+    else:
+        irq = xen_allocate_irq_dynamic(kernel)
+        if irq >= 0:
+            _set_chip(kernel, irq, chip, "edge", "event")
+            info = irq_info(IRQT_EVTCHN, -1, evtchn, 0)
+            set_info_for_irq(kernel, irq, info)
+            set_evtchn_to_irq(kernel, evtchn, irq)
+            bind_evtchn_to_cpu(kernel, st.info[irq], 0)
+    _lock(st).unlock()  # out:
     return irq
 
 
 def bind_ipi_to_irq(kernel: PvopsKernel, ipi: int, cpu: int) -> int:
     """bind_ipi_to_irq: reuse the per-cpu mapping or allocate (xen-percpu, "ipi") + EVTCHNOP_bind_ipi."""
     st = _st(kernel)
+    _lock(st).lock()
     irq = st.ipi_to_irq[cpu][ipi]
-    if irq != -1:
-        return irq
+    if irq == -1:
+        irq = _bind_ipi_to_irq_new(kernel, st, ipi, cpu)
+    _lock(st).unlock()  # out:
+    return irq
+
+
+def _bind_ipi_to_irq_new(kernel: PvopsKernel, st: EventsState, ipi: int, cpu: int) -> int:
+    """bind_ipi_to_irq for an IPI with no IRQ on this vcpu yet (under irq_mapping_update_lock)."""
     irq = xen_allocate_irq_dynamic(kernel)
     if irq < 0:
         return irq
@@ -521,9 +542,16 @@ def bind_interdomain_evtchn_to_irq_chip(kernel: PvopsKernel, dev: xenbus_device,
 def bind_virq_to_irq(kernel: PvopsKernel, virq: int, cpu: int, percpu: bool) -> int:
     """bind_virq_to_irq: reuse the per-cpu mapping or allocate + EVTCHNOP_bind_virq."""
     st = _st(kernel)
+    _lock(st).lock()
     irq = st.virq_to_irq[cpu][virq]
-    if irq != -1:
-        return irq
+    if irq == -1:
+        irq = _bind_virq_to_irq_new(kernel, st, virq, cpu, percpu)
+    _lock(st).unlock()  # out:
+    return irq
+
+
+def _bind_virq_to_irq_new(kernel: PvopsKernel, st: EventsState, virq: int, cpu: int, percpu: bool) -> int:
+    """bind_virq_to_irq for a VIRQ with no IRQ on this vcpu yet (under irq_mapping_update_lock)."""
     irq = xen_allocate_irq_dynamic(kernel)
     if irq < 0:
         return irq
@@ -546,10 +574,13 @@ def bind_virq_to_irq(kernel: PvopsKernel, virq: int, cpu: int, percpu: bool) -> 
 
 
 def unbind_from_irq(kernel: PvopsKernel, irq: int) -> None:
-    """unbind_from_irq: __unbind_from_irq of the IRQ's irq_info, if it has one."""
-    info = _st(kernel).info.get(irq)
+    """unbind_from_irq: __unbind_from_irq of the IRQ's irq_info (if any), under irq_mapping_update_lock."""
+    st = _st(kernel)
+    info = st.info.get(irq)
     if info is not None:
+        _lock(st).lock()
         __unbind_from_irq(kernel, info, irq)
+        _lock(st).unlock()
 
 
 def bind_evtchn_to_irqhandler_chip(kernel: PvopsKernel, evtchn: int, handler: Handler, irqflags: int,
@@ -847,10 +878,14 @@ def xen_init_IRQ(kernel: PvopsKernel, port_abi_init: Callable[[PvopsKernel], evt
     st.ipi_to_irq = [[-1] * XEN_NR_IPIS for _ in range(n)]
     st.chips = _chips(kernel)
     st.channels_on_cpu = [0] * n
+    st.irq_mapping_update_lock = Mutex(kernel.sched, f"{kernel.name}:irq_mapping_update_lock",
+                                       trace=kernel.trace, table=kernel.table("locks"),
+                                       source=kernel.MUTEX_SOURCE)
     nports = st.evtchn_ops.nr_channels(kernel)
     masks: list[ChangeRow] = [(kernel.table(t), f"{cpu}/{i}", None, -1)  # the per-cpu arrays as filled
                               for t, k in (("virq_to_irq", NR_VIRQS), ("ipi_to_irq", XEN_NR_IPIS))
                               for cpu in range(n) for i in range(k)]
+    masks.append(st.irq_mapping_update_lock.init_row())  # the static mutex, as the image holds it
     for evtchn in range(nports):
         mask_evtchn(kernel, evtchn, masks)
     if d.hvm:  # CONFIG_X86: the vector events arrive on (a PV guest's upcall is its callback)

@@ -94,6 +94,11 @@ class PvopsKernel(Kernel):
     flavour: ClassVar[str] = "modern"
     release: ClassVar[str] = "6.1.0"
     KOBJ_BIND_UEVENTS: ClassVar[bool] = True
+    SCHED_SOURCE: ClassVar[str] = "kernel/sched/wait.c"
+    MUTEX_SOURCE: ClassVar[str] = "kernel/locking/mutex.c"
+    RWSEM_SOURCE: ClassVar[str] = "kernel/locking/rwsem.c"
+    #: __PAGE_OFFSET_BASE_L4 of arch/x86/include/asm/page_64_types.h (4-level paging)
+    PAGE_OFFSET: ClassVar[int] = 0xFFFF888000000000
     #: the faults this kernel checks (kernel.fault(name)), with what each does
     FAULTS: ClassVar[tuple[tuple[str, str], ...]] = xenbus_probe.FAULTS
     BOOT_PARAMS: ClassVar[tuple[tuple[str, str], ...]] = (

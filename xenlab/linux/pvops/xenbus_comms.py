@@ -50,11 +50,11 @@ U32 = 0xFFFFFFFF
 HDR = struct.Struct("<IIII")  # struct xsd_sockmsg: type, req_id, tx_id, len
 
 
+_TNAMES = {int(m): m.name.removeprefix("XS_") for m in xsw.xsd_sockmsg_type}
+
+
 def _tname(t: int) -> str:
-    try:
-        return xsw.xsd_sockmsg_type(t).name.removeprefix("XS_")
-    except ValueError:
-        return str(t)
+    return _TNAMES.get(t) or str(t)
 
 
 @dataclass(eq=False)
@@ -91,12 +91,32 @@ class XbComms:
     msg: dict[str, Any] = field(default_factory=dict)  # process_msg's static state
     wr: dict[str, Any] = field(default_factory=dict)  # process_writes' static state
 
+    def queued(self, which: str) -> tuple[str, ...] | None:
+        """xb_write_list or xs_reply_list as the trace records it ("<kernel>/xs_state"): each request's
+        type and req_id, oldest first; None if empty."""
+        reqs = self.xb_write_list if which == "xb_write_list" else self.xs_reply_list
+        return tuple(f"{_tname(r.type)} req_id {r.req_id}" for r in reqs) or None
+
 
 def new_comms(kernel: PvopsKernel) -> XbComms:
-    """The statically initialised globals (LIST_HEAD, DECLARE_WAIT_QUEUE_HEAD, DEFINE_MUTEX)."""
+    """The statically initialised globals (LIST_HEAD, DECLARE_WAIT_QUEUE_HEAD, DEFINE_MUTEX); the
+    mutexes record on "<kernel>/locks"."""
     s, n = kernel.sched, kernel.name
-    return XbComms(WaitQueue(f"{n}:xb_waitq"), Mutex(s, f"{n}:xb_write_mutex"),
-                   Mutex(s, f"{n}:response_mutex"))
+    kw = {"trace": kernel.trace, "table": kernel.table("locks"), "source": kernel.MUTEX_SOURCE}
+    return XbComms(WaitQueue(f"{n}:xb_waitq"), Mutex(s, f"{n}:xb_write_mutex", **kw),
+                   Mutex(s, f"{n}:xs_response_mutex", **kw))
+
+
+def _lists(kernel: PvopsKernel, before: dict[str, tuple[str, ...] | None]) -> list[tuple[str, str, Any, Any]]:
+    """The "<kernel>/xs_state" rows of the two request lists that changed since *before*."""
+    c = kernel.comms
+    return [(kernel.table("xs_state"), k, v, c.queued(k)) for k, v in before.items() if c.queued(k) != v]
+
+
+def list_state(kernel: PvopsKernel) -> dict[str, tuple[str, ...] | None]:
+    """Both request lists as the trace records them, for a _lists() after a change."""
+    c = kernel.comms
+    return {"xb_write_list": c.queued("xb_write_list"), "xs_reply_list": c.queued("xs_reply_list")}
 
 
 def _intf(kernel: PvopsKernel) -> xenstore_domain_interface:
@@ -282,9 +302,10 @@ def process_msg(kernel: PvopsKernel) -> int:
             kernel.record("process_msg", f"{_tname(m['type'])} reply req_id {m['req_id']}: no such request",
                           SRC)
             return _msg_out(c, -ENOENT)
+        before = list_state(kernel)
         c.xs_reply_list.remove(req)
         kernel.record("process_msg", f"{_tname(m['type'])} reply req_id {m['req_id']} ({m['len']} bytes) "
-                      "matched", SRC)
+                      "matched", SRC, changes=_lists(kernel, before))
         if req.state == "wait_reply":
             req.req_id = req.caller_req_id
             req.reply_type, req.body, req.state = m["type"], m["body"], "got_reply"
@@ -323,15 +344,22 @@ def process_writes(kernel: PvopsKernel) -> int:
             w["idx"] += 1
             w["written"] = 0
         else:
+            before = list_state(kernel)
             c.xb_write_list.remove(req)
             req.state = "wait_reply"
             c.xs_reply_list.append(req)
+            kernel.record("process_writes", f"{_tname(req.type)} req_id {req.req_id} written: waits on "
+                          "xs_reply_list", SRC, changes=_lists(kernel, before))
             w["req"] = None
             c.xb_write_mutex.unlock()
             return 0
     # out_err: the request fails with the write error (or was abandoned by its caller)
     req.reply_type, req.err = xsw.XS_ERROR, err
+    before = list_state(kernel)
     c.xb_write_list.remove(req)
+    kernel.record("process_writes", f"{_tname(req.type)} req_id {req.req_id} "
+                  + ("abandoned by its caller" if req.state == "aborted" else f"failed: {err}"), SRC,
+                  changes=_lists(kernel, before))
     if req.state != "aborted":
         req.state = "got_reply"
         req.cb(req)

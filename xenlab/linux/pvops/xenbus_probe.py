@@ -48,7 +48,7 @@ from xenlab.linux.driver_model import (
 )
 from xenlab.linux.irq import IRQ_HANDLED, free_irq
 from xenlab.linux.kernel import KERN_ERR, KERN_WARNING, ChangeRow
-from xenlab.linux.mm import free_page, get_zeroed_page
+from xenlab.linux.mm import free_page, get_zeroed_page, page_chain
 from xenlab.linux.pvops.events_base import bind_evtchn_to_irqhandler
 from xenlab.linux.pvops.hvm import hvm_get_parameter
 from xenlab.linux.pvops.proc_generic import proc_create_mount_point
@@ -109,6 +109,10 @@ class XenbusGlobals:
     probed: int = 0
     ready_to_wait_for_devices: bool = False
     xs_init_irq: int = -1  # the "xenstore_late_init" IRQ while an HVM guest waits for its store
+    #: where xenbus_probe is (the "<kernel>/work" row "xenbus_probe"): idle, queued, running, done
+    probe_state: str = "idle"
+    #: the store page's (virt, phys, pfn, mfn) as xen_store_interface reaches it ("<kernel>/store_page")
+    store_chain: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(eq=False)
@@ -403,8 +407,10 @@ def xenbus_probe(kernel: PvopsKernel) -> None:
     xb.probed += 1
     old = xb.xenstored_ready
     xb.xenstored_ready = 1
+    work, xb.probe_state = xb.probe_state, "running"
     kernel.record("xenbus_probe", "xenstored_ready = 1; run the xenstore notifier chain", SRC,
-                  changes=[(kernel.table("xenbus"), "xenstored_ready", old, 1)])
+                  changes=[(kernel.table("xenbus"), "xenstored_ready", old, 1),
+                           (kernel.table("work"), "xenbus_probe", work, "running")])
     if xb.xen_store_interface is None:  # an HVM guest that waited: its pfn came with the late event
         memremap_store(kernel, xb.xen_store_mfn, xb.xen_store_evtchn)
     if xb.xs_init_irq >= 0:  # not unbound: xb_init_comms binds the port again at once
@@ -414,6 +420,9 @@ def xenbus_probe(kernel: PvopsKernel) -> None:
         xs_init(kernel)
     for fn in list(xb.xenstore_chain):
         fn(kernel)
+    xb.probe_state = "done"
+    kernel.record("xenbus_probe", "the xenstore notifier chain ran: probe done", SRC,
+                  changes=[(kernel.table("work"), "xenbus_probe", "running", "done")])
 
 
 def xenbus_probe_thread(kernel: PvopsKernel) -> None:
@@ -454,6 +463,10 @@ def xenbus_probe_initcall(kernel: PvopsKernel) -> int:
     if kind == XS_PV or (kind == XS_HVM and not xs_hvm_defer_init_for_callback(kernel) and ready):
         xenbus_probe(kernel)
     if kind == XS_LOCAL or not ready:
+        old, xb.probe_state = xb.probe_state, "queued"
+        kernel.record("xenbus_probe_initcall", "xenbus_probe queued: the \"xenbus_probe\" thread runs it at "
+                      "the first wake-up of xb_waitq", SRC, changes=[(kernel.table("work"), "xenbus_probe",
+                                                                      old, "queued")])
         xb.probe_task = kernel.sched.kthread_run(xenbus_probe_thread, "xenbus_probe", kernel,
                                                  owner=kernel.name,
                                                  wait=(kernel.comms.xb_waitq, _first_wake_up()))
@@ -466,7 +479,9 @@ def xenbus_probe_ran(kernel: PvopsKernel) -> bool:
 
 
 def _set_store(kernel: PvopsKernel, page: Page, evtchn: int, gfn: int | None = None) -> None:
-    """xen_store_gfn, xen_store_evtchn, xen_store_interface (*gfn*: an HVM guest's pfn; else the mfn)."""
+    """xen_store_gfn, xen_store_evtchn, xen_store_interface (*gfn*: an HVM guest's pfn; else the mfn):
+    a PV kernel's gfn_to_virt (the direct map, whose chain virt -> phys -> pfn -> mfn the step records
+    on <kernel>/store_page); an HVM one's memremap has none."""
     xb = kernel.xb
     gfn = page.mfn if gfn is None else gfn
     rows = [row for row in ((kernel.table("xenbus"), "xen_store_mfn", xb.xen_store_mfn or None, gfn),
@@ -480,6 +495,11 @@ def _set_store(kernel: PvopsKernel, page: Page, evtchn: int, gfn: int | None = N
     rows += [(kernel.table("ring"), k, None, int(getattr(intf, k)))
              for k in ("req_cons", "req_prod", "rsp_cons", "rsp_prod")]
     what = f"pfn {gfn:#x}" if gfn != page.mfn else f"mfn {page.mfn:#x}"
+    if not kernel.hv.domains[kernel.domid].hvm:  # an HVM guest's page is memremap'd, not direct-mapped
+        chain, old = page_chain(kernel, page.mfn), dict(xb.store_chain)
+        rows += [(kernel.table("store_page"), k, old.get(k), v) for k, v in chain if old.get(k) != v]
+        xb.store_chain = chain
+        what += " at " + " -> ".join(f"{k} {v:#x}" for k, v in chain)
     kernel.record("xen_store_interface", f"store page {what}, event channel {evtchn}", SRC, changes=rows)
 
 
@@ -598,7 +618,11 @@ def xenbus_init(kernel: PvopsKernel) -> int:
     if not hvm and not d.start_info.store_evtchn:
         kind = XS_LOCAL
     name = XS_DOMAIN_TYPE_NAMES[kind]
-    rows = statics + [(kernel.table("xenbus"), "xen_store_domain_type", None, name)] + rows
+    locks = (kernel.comms.xb_write_mutex, kernel.comms.xs_response_mutex, kernel.xs.xs_watch_rwsem,
+             kernel.xs.xenwatch_mutex)
+    rows = statics + [(kernel.table("xenbus"), "xen_store_domain_type", None, name),
+                      (kernel.table("work"), "xenbus_probe", None, "idle"),
+                      *(lock.init_row() for lock in locks)] + rows
     if not hvm and d.start_info.store_evtchn:
         rows.append((kernel.table("xenbus"), "xenstored_ready", xb.xenstored_ready, 1))
         xb.xenstored_ready = 1

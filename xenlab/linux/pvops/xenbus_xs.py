@@ -34,7 +34,7 @@ from xenlab.abi.errno import EEXIST, EINVAL, ERANGE
 from xenlab.base.sched import Task, WaitQueue
 from xenlab.linux.kernel import KERN_WARNING
 from xenlab.linux.locking import Mutex, RwSem
-from xenlab.linux.pvops.xenbus_comms import _tname, xb_init_comms, xb_req_data
+from xenlab.linux.pvops.xenbus_comms import _lists, _tname, list_state, xb_init_comms, xb_req_data
 
 if TYPE_CHECKING:
     from xenlab.linux.pvops.kernel import PvopsKernel
@@ -81,9 +81,12 @@ class XsState:
 
 
 def new_xs_state(kernel: PvopsKernel) -> XsState:
-    """The statically initialised globals (DECLARE_RWSEM, DEFINE_MUTEX, DECLARE_WAIT_QUEUE_HEAD)."""
+    """The statically initialised globals (DECLARE_RWSEM, DEFINE_MUTEX, DECLARE_WAIT_QUEUE_HEAD); the
+    locks record on "<kernel>/locks"."""
     s, n = kernel.sched, kernel.name
-    return XsState(RwSem(s, f"{n}:watch_mutex"), Mutex(s, f"{n}:xenwatch_mutex"),
+    kw = {"trace": kernel.trace, "table": kernel.table("locks")}
+    return XsState(RwSem(s, f"{n}:xs_watch_rwsem", source=kernel.RWSEM_SOURCE, **kw),
+                   Mutex(s, f"{n}:xenwatch_mutex", source=kernel.MUTEX_SOURCE, **kw),
                    WaitQueue(f"{n}:watch_events_waitq"))
 
 
@@ -116,7 +119,10 @@ def xs_send(kernel: PvopsKernel, req: xb_req_data) -> None:
     req.caller_req_id = req.req_id
     req.req_id, kernel.xs.xs_request_id = kernel.xs.xs_request_id, (kernel.xs.xs_request_id + 1) & 0xFFFFFFFF
     c.xb_write_mutex.lock()
+    before = list_state(kernel)
     c.xb_write_list.append(req)
+    kernel.record("xs_send", f"{_tname(req.type)} req_id {req.req_id} queued on xb_write_list", SRC,
+                  changes=_lists(kernel, before))
     notify = len(c.xb_write_list) == 1
     c.xb_write_mutex.unlock()
     if notify:

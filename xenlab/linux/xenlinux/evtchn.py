@@ -55,6 +55,7 @@ from xenlab.abi.errno import ENOSPC
 from xenlab.abi.event_channel import BIND_PIRQ__WILL_SHARE, DOMID_SELF, NR_VIRQS
 from xenlab.linux.irq import Handler, IrqChip, IrqCore, do_IRQ, free_irq, request_irq
 from xenlab.linux.kernel import KERN_INFO, KERN_WARNING, ChangeRow
+from xenlab.linux.locking import SpinLock
 
 if TYPE_CHECKING:
     from xenlab.linux.xenlinux.kernel import XenLinuxKernel
@@ -234,6 +235,8 @@ class EvtchnState:
     last_processed_l1i: list[int] = field(default_factory=list)
     last_processed_l2i: list[int] = field(default_factory=list)
     last_scan: int = 0  # IRQs find_unbound_irq looked at on its last call
+    #: static DEFINE_SPINLOCK(irq_mapping_update_lock): held by every bind_* / unbind_from_irq
+    irq_mapping_update_lock: SpinLock | None = None
 
     def __repr__(self) -> str:
         sp = self.space
@@ -434,13 +437,20 @@ def _bindcount_inc(kernel: XenLinuxKernel, fn: str, irq: int, why: str) -> None:
          [(kernel.table("irq_bindcount"), irq, old, old + 1)])
 
 
+def _lock(st: EvtchnState) -> SpinLock:
+    assert st.irq_mapping_update_lock is not None, "xen_init_IRQ makes it"
+    return st.irq_mapping_update_lock
+
+
 def bind_caller_port_to_irq(kernel: XenLinuxKernel, caller_port: int) -> int:
     """bind_caller_port_to_irq: map a port we were given (xenstore, console); a rebind shares the IRQ."""
     st = evtchn_state(kernel)
+    _lock(st).lock()
     irq = st.evtchn_to_irq[caller_port]
     if irq == -1:
         irq = find_unbound_irq(kernel)
         if irq < 0:
+            _lock(st).unlock()
             return irq
         _bind_port(kernel, "bind_caller_port_to_irq", caller_port, irq,
                    IRQT_CALLER_PORT if st.has_caller_port else IRQT_EVTCHN)
@@ -449,12 +459,14 @@ def bind_caller_port_to_irq(kernel: XenLinuxKernel, caller_port: int) -> int:
         _rec(kernel, "bind_caller_port_to_irq", f"port {caller_port} already on IRQ {irq}: share it")
         why = "rebind shares the IRQ"
     _bindcount_inc(kernel, "bind_caller_port_to_irq", irq, why)
+    _lock(st).unlock()
     return irq
 
 
 def bind_local_port_to_irq(kernel: XenLinuxKernel, local_port: int) -> int:
     """bind_local_port_to_irq: map a port we allocated; no free IRQ -> close the port, -ENOSPC."""
     st = evtchn_state(kernel)
+    _lock(st).lock()
     if st.evtchn_to_irq[local_port] != -1:
         kernel.panic(f"BUG() in bind_local_port_to_irq: port {local_port} already on IRQ "
                      f"{st.evtchn_to_irq[local_port]}")
@@ -464,10 +476,12 @@ def bind_local_port_to_irq(kernel: XenLinuxKernel, local_port: int) -> int:
         _rec(kernel, "bind_local_port_to_irq", f"no IRQ for port {local_port}: EVTCHNOP_close -> {rc}")
         if rc:
             kernel.panic(f"BUG() in bind_local_port_to_irq: EVTCHNOP_close({local_port}) -> {rc}")
+        _lock(st).unlock()
         return irq
     _bind_port(kernel, "bind_local_port_to_irq", local_port, irq,
                IRQT_LOCAL_PORT if st.has_caller_port else IRQT_EVTCHN)
     _bindcount_inc(kernel, "bind_local_port_to_irq", irq, "first binding")
+    _lock(st).unlock()
     return irq
 
 
@@ -489,10 +503,12 @@ def bind_interdomain_evtchn_to_irq(kernel: XenLinuxKernel, remote_domain: int, r
 def bind_virq_to_irq(kernel: XenLinuxKernel, virq: int, cpu: int) -> int:
     """bind_virq_to_irq: reuse the per-cpu VIRQ mapping or take an IRQ + EVTCHNOP_bind_virq."""
     st = evtchn_state(kernel)
+    _lock(st).lock()
     irq = st.virq_to_irq[cpu][virq]
     if irq == -1:
         irq = find_unbound_irq(kernel)
         if irq < 0:
+            _lock(st).unlock()
             return irq
         port = kernel.hv.evtchn_bind_virq(kernel.domid, virq, cpu)
         if port < 0:
@@ -504,16 +520,19 @@ def bind_virq_to_irq(kernel: XenLinuxKernel, virq: int, cpu: int) -> int:
              [(kernel.table("virq_to_irq"), f"{cpu}/{virq}", -1, irq)])
         bind_evtchn_to_cpu(kernel, port, cpu)
     _bindcount_inc(kernel, "bind_virq_to_irq", irq, f"VIRQ {virq} on cpu{cpu}")
+    _lock(st).unlock()
     return irq
 
 
 def bind_ipi_to_irq(kernel: XenLinuxKernel, ipi: int, cpu: int) -> int:
     """bind_ipi_to_irq: reuse the per-cpu IPI mapping or take an IRQ + EVTCHNOP_bind_ipi."""
     st = evtchn_state(kernel)
+    _lock(st).lock()
     irq = st.ipi_to_irq[cpu][ipi]
     if irq == -1:
         irq = find_unbound_irq(kernel)
         if irq < 0:
+            _lock(st).unlock()
             return irq
         port = kernel.hv.evtchn_bind_ipi(kernel.domid, cpu)
         if port < 0:
@@ -525,12 +544,14 @@ def bind_ipi_to_irq(kernel: XenLinuxKernel, ipi: int, cpu: int) -> int:
              [(kernel.table("ipi_to_irq"), f"{cpu}/{ipi}", -1, irq)])
         bind_evtchn_to_cpu(kernel, port, cpu)
     _bindcount_inc(kernel, "bind_ipi_to_irq", irq, f"IPI {ipi} on cpu{cpu}")
+    _lock(st).unlock()
     return irq
 
 
 def unbind_from_irq(kernel: XenLinuxKernel, irq: int) -> None:
     """unbind_from_irq: drop one binding; at 0 close the port (not a CALLER_PORT) and clear the maps."""
     st = evtchn_state(kernel)
+    _lock(st).lock()
     info = st.irq_info[irq]
     port = evtchn_from_irq_info(info)
     old = st.irq_bindcount[irq]
@@ -538,6 +559,7 @@ def unbind_from_irq(kernel: XenLinuxKernel, irq: int) -> None:
     changes: list[ChangeRow] = [(kernel.table("irq_bindcount"), irq, old, old - 1)]
     if st.irq_bindcount[irq] != 0 or not port:
         _rec(kernel, "unbind_from_irq", f"IRQ {irq}: bindcount {old} -> {old - 1}, still bound", changes)
+        _lock(st).unlock()
         return
     type_ = type_from_irq_info(info)
     if not (st.has_caller_port and type_ == IRQT_CALLER_PORT):
@@ -566,6 +588,7 @@ def unbind_from_irq(kernel: XenLinuxKernel, irq: int) -> None:
         desc.kstat[cpu_i] = 0
     _rec(kernel, "unbind_from_irq", f"IRQ {irq}: bindcount {old} -> 0: {note}; evtchn_to_irq[{port}] = -1, "
          "irq_info UNBOUND, stats zapped", changes)
+    _lock(st).unlock()
 
 
 def _request(kernel: XenLinuxKernel, irq: int, handler: Handler, irqflags: int, devname: str,
@@ -786,8 +809,12 @@ def xen_init_IRQ(kernel: XenLinuxKernel, variant: str = "L18", arch: str = "x86_
     st.upcall_count = [0] * nr_cpus
     st.last_processed_l1i = [bits - 1] * nr_cpus
     st.last_processed_l2i = [bits - 1] * nr_cpus
-    # the arrays as this function fills them (replay keeps only entries that differ later)
-    rows: list[ChangeRow] = [(kernel.table("evtchn_to_irq"), port, None, -1) for port in range(nports)]
+    st.irq_mapping_update_lock = SpinLock(kernel.sched, f"{kernel.name}:irq_mapping_update_lock",
+                                          trace=kernel.trace, table=kernel.table("locks"))
+    # the arrays as this function fills them (replay keeps only entries that differ later); the
+    # static spinlock as the image holds it
+    rows: list[ChangeRow] = [st.irq_mapping_update_lock.init_row()]
+    rows += [(kernel.table("evtchn_to_irq"), port, None, -1) for port in range(nports)]
     rows += [(kernel.table("irq_info"), irq, None, IRQ_UNBOUND) for irq in range(space.NR_IRQS)]
     rows += [(kernel.table(t), f"{cpu}/{i}", None, -1)
              for t, n in (("virq_to_irq", NR_VIRQS), ("ipi_to_irq", NR_IPIS))

@@ -108,6 +108,8 @@ class XenLinuxKernel(Kernel):
 
     flavour: ClassVar[str] = "2.6.18"
     release: ClassVar[str] = "2.6.18-xen"
+    #: __PAGE_OFFSET of include/asm-x86_64/mach-xen/asm/page.h
+    PAGE_OFFSET: ClassVar[int] = 0xFFFF880000000000
     #: the kernel faults this kernel checks (sim/faults.py offers them to a learner)
     FAULTS: ClassVar[tuple[tuple[str, str], ...]] = xenbus_probe.FAULTS
 

@@ -61,6 +61,10 @@ class XenbusGlobals:
     xenstored_ready: int = 0
     xenbus_irq: int = 0
     probe_work: Callable[[], None] | None = None  # DECLARE_WORK(probe_work, xenbus_probe)
+    #: where probe_work is (the "<kernel>/work" row): idle, queued, running, done
+    probe_work_state: str = "idle"
+    #: the store page's (virt, phys, pfn, mfn) as xen_store_interface reaches it ("<kernel>/store_page")
+    store_chain: tuple[tuple[str, int], ...] = ()
 
 
 def store_interface(buf: Any) -> xenstore_domain_interface:

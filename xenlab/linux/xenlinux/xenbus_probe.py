@@ -53,7 +53,7 @@ from xenlab.linux.driver_model import (
     driver_register,
 )
 from xenlab.linux.kernel import KERN_INFO, KERN_WARNING
-from xenlab.linux.mm import free_page, get_zeroed_page
+from xenlab.linux.mm import free_page, get_zeroed_page, page_chain
 from xenlab.linux.xenlinux.hvm import hvm_get_parameter
 from xenlab.linux.xenlinux.xen_proc import create_xen_proc_entry
 from xenlab.linux.xenlinux.xenbus_client import (
@@ -477,10 +477,25 @@ def xenbus_probe(kernel: XenLinuxKernel) -> None:
         fn(kernel)
 
 
+def _probe_work_state(kernel: XenLinuxKernel, function: str, summary: str, state: str) -> None:
+    """probe_work moves on (the "<kernel>/work" row): queued, running, done."""
+    xb = kernel.xb
+    old, xb.probe_work_state = xb.probe_work_state, state
+    kernel.record(function, summary, "kernel/workqueue.c",
+                  changes=[(kernel.table("work"), "probe_work", old, state)])
+
+
 def _schedule_probe_work(kernel: XenLinuxKernel) -> None:
     """schedule_work(&probe_work): run xenbus_probe on the events workqueue thread."""
-    kernel.record("schedule_work", "probe_work queued: xenbus_probe runs on events/0", "kernel/workqueue.c")
-    kernel.sched.kthread_run(xenbus_probe, "events/0", kernel, owner=kernel.name)
+    _probe_work_state(kernel, "schedule_work", "probe_work queued: xenbus_probe runs on events/0", "queued")
+    kernel.sched.kthread_run(_run_workqueue, "events/0", kernel, owner=kernel.name)
+
+
+def _run_workqueue(kernel: XenLinuxKernel) -> None:
+    """run_workqueue (kernel/workqueue.c) on events/0: take probe_work off the list, run xenbus_probe."""
+    _probe_work_state(kernel, "run_workqueue", "probe_work taken off the list: xenbus_probe runs", "running")
+    xenbus_probe(kernel)
+    _probe_work_state(kernel, "run_workqueue", "probe_work done: xenbus_probe returned", "done")
 
 
 def xenbus_probe_ran(kernel: XenLinuxKernel) -> bool:
@@ -503,7 +518,11 @@ def xsd_port_read(kernel: XenLinuxKernel) -> str:
 # -- xenbus_probe_init ----------------------------------------------------------------------------
 def _set_store(kernel: XenLinuxKernel, page: Page, evtchn: int, frame: int | None = None) -> None:
     """xen_store_mfn, xen_store_evtchn, xen_store_interface = mfn_to_virt(xen_store_mfn) (PV-on-HVM:
-    xen_store_mfn holds the pfn the page was ioremapped from, *frame*)."""
+    xen_store_mfn holds the pfn the page was ioremapped from, *frame*).
+
+    A PV kernel reaches the page through its direct map: the step records the whole chain
+    (<kernel>/store_page: virt -> phys -> pfn -> mfn); an HVM guest's ioremap'd page has none.
+    """
     xb = kernel.xb
     frame = page.mfn if frame is None else frame
     rows = [row for row in ((kernel.table("xenbus"), "xen_store_mfn", xb.xen_store_mfn or None, frame),
@@ -517,6 +536,12 @@ def _set_store(kernel: XenLinuxKernel, page: Page, evtchn: int, frame: int | Non
     rows += [(kernel.table("ring"), k, None, int(getattr(intf, k)))
              for k in ("req_cons", "req_prod", "rsp_cons", "rsp_prod")]
     what = f"pfn {frame:#x}" if frame != page.mfn else f"mfn {page.mfn:#x}"
+    if not kernel.hv.domains[kernel.domid].hvm:  # an HVM guest's page is ioremap'd, not direct-mapped
+        chain = page_chain(kernel, page.mfn)
+        old = dict(xb.store_chain)
+        rows += [(kernel.table("store_page"), k, old.get(k), v) for k, v in chain if old.get(k) != v]
+        xb.store_chain = chain
+        what += " at " + " -> ".join(f"{k} {v:#x}" for k, v in chain)
     kernel.record("xen_store_interface", f"store page {what}, event channel {evtchn}", SRC, changes=rows)
 
 
@@ -538,7 +563,9 @@ def xenbus_probe_init(kernel: XenLinuxKernel) -> int:
     how = "postcore_initcall" if kernel.kconfig().CONFIG_XEN else "xenbus_init() from xen-platform-pci.ko"
     kernel.record("xenbus_probe_init", how, SRC,  # the statics, as the image holds them
                   changes=[(kernel.table("xenbus"), "xenstored_ready", None, kernel.xb.xenstored_ready),
-                           (kernel.table("xenbus"), "xenbus_irq", None, kernel.xb.xenbus_irq)])
+                           (kernel.table("xenbus"), "xenbus_irq", None, kernel.xb.xenbus_irq),
+                           (kernel.table("work"), "probe_work", None, "idle"),  # DECLARE_WORK
+                           kernel.xs_state.xenwatch_mutex.init_row()])  # DEFINE_MUTEX
     xb = kernel.xb
     fe = kernel.xenbus_frontend
     fe.error = bus_register(kernel, fe.bus, fault="bus_register_frontend")

@@ -66,11 +66,11 @@ WATCH_ADDR_STEP = 0x80
 STATIC_WATCHES = ("shutdown_watch", "sysrq_watch", "cpu_watch", "fe_watch", "be_watch", "target_watch")
 
 
+_TNAMES = {int(m): m.name.removeprefix("XS_") for m in xsw.xsd_sockmsg_type}
+
+
 def _tname(t: int) -> str:
-    try:
-        return xsw.xsd_sockmsg_type(t).name.removeprefix("XS_")
-    except ValueError:
-        return str(t)
+    return _TNAMES.get(t) or str(t)
 
 
 @dataclass(eq=False)
@@ -111,14 +111,28 @@ class XsState:
         """watch_events as the trace records it: ((path, token), ...) oldest first; None if empty."""
         return tuple((path, token) for _, path, token in self.watch_events) or None
 
+    def queued_replies(self) -> tuple[str, ...] | None:
+        """reply_list as the trace records it ("<kernel>/xs_state"["reply_list"]): each reply's type and
+        length, oldest first; None if empty."""
+        return tuple(f"{_tname(t)} ({len(body)} bytes)" for t, body in self.reply_list) or None
+
+    def locks(self) -> tuple[Mutex | RwSem, ...]:
+        """The sleeping locks of xenbus_xs.c, in the order struct xs_handle declares them."""
+        return (self.request_mutex, self.response_mutex, self.transaction_mutex, self.watch_mutex,
+                self.xenwatch_mutex)
+
     @classmethod
     def new(cls, kernel: XenLinuxKernel) -> XsState:
-        """The statics as the kernel image holds them (named after the kernel, for the scheduler)."""
+        """The statics as the kernel image holds them (named after the kernel, for the scheduler); the
+        locks record on "<kernel>/locks"."""
         s, n = kernel.sched, kernel.name
-        return cls(deque(), WaitQueue(f"{n}:reply_waitq"), Mutex(s, f"{n}:request_mutex"),
-                   Mutex(s, f"{n}:response_mutex"), RwSem(s, f"{n}:transaction_mutex"),
-                   RwSem(s, f"{n}:watch_mutex"), WaitQueue(f"{n}:watch_events_waitq"),
-                   Mutex(s, f"{n}:xenwatch_mutex"))
+        kw = {"trace": kernel.trace, "table": kernel.table("locks")}
+        mutex, rwsem = kernel.MUTEX_SOURCE, kernel.RWSEM_SOURCE
+        return cls(deque(), WaitQueue(f"{n}:reply_waitq"), Mutex(s, f"{n}:request_mutex", source=mutex, **kw),
+                   Mutex(s, f"{n}:response_mutex", source=mutex, **kw),
+                   RwSem(s, f"{n}:transaction_mutex", source=rwsem, **kw),
+                   RwSem(s, f"{n}:watch_mutex", source=rwsem, **kw), WaitQueue(f"{n}:watch_events_waitq"),
+                   Mutex(s, f"{n}:xenwatch_mutex", source=mutex, **kw))
 
 
 def _warn(kernel: XenLinuxKernel, text: str) -> None:
@@ -141,7 +155,11 @@ def read_reply(kernel: XenLinuxKernel) -> tuple[int, bytes]:
     """read_reply: sleep until reply_list has a reply, take it: (type, body)."""
     st = kernel.xs_state
     kernel.sched.wait_event(st.reply_waitq, lambda: bool(st.reply_list))
-    return st.reply_list.popleft()
+    before = st.queued_replies()
+    reply = st.reply_list.popleft()
+    kernel.record("read_reply", f"{_tname(reply[0])} reply taken off reply_list", SRC,
+                  changes=[(kernel.table("xs_state"), "reply_list", before, st.queued_replies())])
+    return reply
 
 
 def _reply_summary(rtype: int, body: bytes) -> str:
@@ -535,8 +553,10 @@ def process_msg(kernel: XenLinuxKernel) -> int:
             else:
                 kernel.record("process_msg", f"WATCH_EVENT {path} token {token}: no such watch, dropped", SRC)
             return 0
+        before = st.queued_replies()
         st.reply_list.append((mtype, body))
-        kernel.record("process_msg", f"{_tname(mtype)} reply ({length} bytes) on reply_list", SRC)
+        kernel.record("process_msg", f"{_tname(mtype)} reply ({length} bytes) on reply_list", SRC,
+                      changes=[(kernel.table("xs_state"), "reply_list", before, st.queued_replies())])
         kernel.sched.wake_up(st.reply_waitq)
         return 0
     finally:
@@ -557,8 +577,10 @@ def xenbus_thread(kernel: XenLinuxKernel) -> None:
 def xs_init(kernel: XenLinuxKernel) -> int:
     """xs_init: set up xs_state, xb_init_comms, then the "xenwatch" and "xenbus" threads."""
     st = kernel.xs_state
-    kernel.record("xs_init", "xs_state: reply_list, request/response mutexes, transaction and watch "
-                  "rw-semaphores", SRC)
+    # INIT_LIST_HEAD(&xs_state.reply_list), mutex_init, init_rwsem: what the step shows as the table rows
+    kernel.record("xs_init", "xs_state: reply_list empty, request/response mutexes and transaction/watch "
+                  "rw-semaphores free", SRC,
+                  changes=[lock.init_row() for lock in st.locks()[:4]])
     err = xb_init_comms(kernel)
     if err:
         return err
