@@ -231,3 +231,23 @@ def test_a_wrong_submission_gets_partial_marks_and_feedback_naming_the_wrong_par
         rows = {r["student_id"]: r for r in csv.DictReader(f) if r["assignment"] == ASSIGNMENT}
     assert (float(rows["ada"]["raw_score"]), float(rows["bob"]["raw_score"])) == (16.0, 11.0)
     assert float(rows["bob"]["max_score"]) == 16.0
+
+
+@pytest.mark.slow
+def test_every_assignments_source_notebook_scores_full_marks(tmp_path: Path) -> None:
+    """The exported solution regions are working code: each source notebook, handed in as is and
+    autograded by nbgrader (hidden cases included), gets every point of its tests cells."""
+    from nbgrader.api import Gradebook
+
+    done = nbexport.export(tmp_path)
+    for d in done:
+        target = tmp_path / "submitted" / "instructor" / d.assignment / d.path.name
+        target.parent.mkdir(parents=True)
+        target.write_bytes(d.path.read_bytes())
+    run(["nbgrader", "generate_assignment", "*"], tmp_path)
+    run(["nbgrader", "autograde", "*"], tmp_path)
+    with Gradebook(f"sqlite:///{tmp_path / 'gradebook.db'}") as gb:
+        for d in done:
+            sub = gb.find_submission(d.assignment, "instructor")
+            got = {g.name: g.score for nb in sub.notebooks for g in nb.grades}
+            assert got == {k: float(v) for k, v in d.points.items()}, d.assignment
