@@ -11,8 +11,14 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
+# nbgrader (test extra: tests/test_nbgrader.py) brings JupyterLab and server extensions of its own and
+# notebook 7's; they are switched off in this venv so the lab looks and starts as without it.
+NBGRADER_SERVER_EXTS := formgrader validate_assignment assignment_list course_list
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[lab,test]'
+	$(BIN)/jupyter labextension disable --level=sys_prefix @jupyter/nbgrader @jupyter-notebook/lab-extension >/dev/null 2>&1
+	$(BIN)/jupyter server extension disable --sys-prefix notebook \
+	    $(addprefix nbgrader.server_extensions.,$(NBGRADER_SERVER_EXTS)) >/dev/null 2>&1
 	touch $@
 
 setup: $(VENV)/.installed

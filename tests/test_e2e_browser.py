@@ -34,6 +34,8 @@ from typing import Any
 import pytest
 from conftest import require_deb
 
+from xenlab.exercises.kernel_tasks import TASKS
+
 pytestmark = [pytest.mark.e2e, pytest.mark.threads]  # Playwright's driver and JupyterLab need threads
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -623,7 +625,8 @@ def find_unbound_irq(kernel):
 def test_one_exercise_end_to_end_wrong_answer_hint_right_answer(
         lab: tuple[str, str], browser: Any) -> None:
     """Issue 13: a learner types a wrong find_unbound_irq into the task cell, runs its check cell and
-    reads the hint; then types the right one and sees it boot the machine to Connected."""
+    reads the hint and its score (none of the task's points); then types the right one and sees it boot
+    the machine to Connected, with full points."""
     base, token = lab
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     try:
@@ -648,9 +651,12 @@ def test_one_exercise_end_to_end_wrong_answer_hint_right_answer(
         wrong = answer(WRONG, "find_unbound_irq looks for irq_bindcount == 0")
         assert "diverged at step" in wrong and "expected -28, got 257" in wrong
         assert "find_unbound_irq: correct" not in wrong
+        assert wrong.rstrip().endswith(f"Score: 0/{TASKS['find_unbound_irq'].points}")
         right = answer(RIGHT, "find_unbound_irq: correct")
         assert "hint:" not in right and "diverged" not in right
         assert "frontend is Connected" in right
+        points = TASKS["find_unbound_irq"].points
+        assert right.rstrip().endswith(f"Score: {points}/{points}")  # the Verdict carries the points
         errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']")
         assert errors.count() == 0
     finally:

@@ -1,4 +1,4 @@
-"""The xenlab command line: `xenlab lab`, `serve`, `exec`, `trace`, `quiz`, `grade`.
+"""The xenlab command line: `xenlab lab`, `serve`, `exec`, `trace`, `quiz`, `grade`, `export-nbgrader`.
 
 Each subcommand lives in its own module providing ``add_parser(subparsers)`` and
 ``run(args) -> int``; only the chosen one is imported, so one subcommand's import error
@@ -20,12 +20,14 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "trace": ("xenlab.sim.tracecmd", "print the boot trace of a scenario"),
     "quiz": ("xenlab.exercises.quiz", "generate exercises from a seed; -c shows the worked answers"),
     "grade": ("xenlab.exercises.grade", "mark answer files (one, or a class): points, Score: N/M, CSV/JSON"),
+    "export-nbgrader": ("xenlab.exercises.nbexport", "write the exercise notebooks as an nbgrader course"),
 }
 
 
 def _usage() -> str:
     lines = ["usage: xenlab COMMAND [ARGS...]", "", "commands:"]
-    lines += [f"  {name:8s} {help_}" for name, (_, help_) in SUBCOMMANDS.items()]
+    width = max(len(name) for name in SUBCOMMANDS)
+    lines += [f"  {name:{width}s} {help_}" for name, (_, help_) in SUBCOMMANDS.items()]
     lines += ["", "`xenlab COMMAND --help` describes one command."]
     return "\n".join(lines)
 

@@ -21,6 +21,8 @@ from xenlab.sim.machine import Domain, Machine
 from xenlab.sim.toolstack import LOOP_MAJOR, BuiltDomain
 from xenlab.sim.xsclient import XsError
 
+#: what driving the handshake to Connected earns (both ends Connected, or nothing)
+HANDSHAKE_POINTS = 3
 STATE_NAMES = {0: "Unknown", 1: "Initialising", 2: "InitWait", 3: "Initialised", 4: "Connected",
                5: "Closing", 6: "Closed", 7: "Reconfiguring", 8: "Reconfigured"}
 
@@ -92,7 +94,9 @@ class Handshake:
 def check_handshake(hs: Handshake) -> Verdict:
     """Connected at both ends, or where each end is and what its driver waits for."""
     fe, be = hs.states()
-    v = Verdict("handshake", (fe, be) == (XenbusStateConnected, XenbusStateConnected))
+    connected = (fe, be) == (XenbusStateConnected, XenbusStateConnected)
+    v = Verdict("handshake", connected, points=HANDSHAKE_POINTS)
+    v.earned = v.points if v.ok else 0
     v.lines.append(f"frontend {hs.frontend}: {STATE_NAMES[fe]}")
     v.lines.append(f"backend {hs.backend}: {STATE_NAMES[be]}")
     keys = hs.ls(hs.backend)

@@ -61,7 +61,8 @@ def irq_tables(k: XenLinuxKernel) -> dict[str, Any]:
 
 
 def evtchn_case(rng: random.Random) -> list[Obs]:
-    """Binds (a caller port twice: sharing), listening ports, VIRQs, unbinds, and sometimes exhaustion."""
+    """Binds (a caller port twice: sharing), listening ports, VIRQs, unbinds, and sometimes exhaustion
+    (then two binds of new ports: both find no IRQ, the kernel warns only the first time)."""
     hv = _hv()
     k = XenLinuxKernel(hv, 1, trace=hv.trace)
     l18.xen_init_IRQ(k)
@@ -69,13 +70,19 @@ def evtchn_case(rng: random.Random) -> list[Obs]:
     exhaust_at = rng.randint(3, 7) if rng.random() < 0.35 else -1
     bound: list[int] = []
     out: list[Obs] = []
-    for i in range(rng.randint(6, 10)):
+    scans_after_exhaust = 0  # new-port binds forced after the fault: the second must not warn again
+    ops = rng.randint(6, 10)
+    for i in range(max(ops, exhaust_at + 3)):
         log0 = len(k.log)
         if i == exhaust_at:
             k.exhaust_irqs()
             out.append(("fault exhaust-irqs: every free dynamic IRQ taken", irq_tables(k)))
+            scans_after_exhaust = 2
             continue
         roll = rng.random()
+        if scans_after_exhaust:
+            scans_after_exhaust -= 1
+            roll = 0.5  # bind_listening_port_to_irq: a new port, so find_unbound_irq scans
         if roll < 0.4:
             port = rng.choice(callers)
             what, rc = f"bind_caller_port_to_irq(port {port})", l18.bind_caller_port_to_irq(k, port)

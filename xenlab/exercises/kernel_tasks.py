@@ -53,19 +53,29 @@ class KernelTask:
     loop_hint: str = ""
     #: the kernel the boot check runs (the function's own)
     flavour: str = "2.6.18"
+    #: what a correct function earns (all or nothing: one step unlike the kernel's and it is not the kernel's)
+    points: int = 4
 
 
 @dataclass
 class Verdict:
-    """What check_kernel found: ok, and the text a student reads."""
+    """What a checker found: ok, the lines a student reads, and the points (earned of possible)."""
 
     task: str
     ok: bool
     lines: list[str] = field(default_factory=list)
+    #: what the check is worth, and what the answer earned (the score line and nbgrader's grade)
+    points: int = 0
+    earned: int = 0
+
+    @property
+    def score(self) -> str:
+        """`Score: N/M`, as `xenlab grade` prints it."""
+        return f"Score: {self.earned}/{self.points}"
 
     @property
     def text(self) -> str:
-        return "\n".join(self.lines)
+        return "\n".join([*self.lines, self.score])
 
     def __repr__(self) -> str:
         return self.text
@@ -86,6 +96,8 @@ BINDCOUNT = ("every binding counts: irq_bindcount[irq]++ for a new IRQ AND for a
 REQ_LIKE_RSP = ("xb_init_comms only REPORTS a busy request ring (KERN_ERR, indices left alone: those "
                 "requests are xenstored's to consume); it fixes up only the response ring "
                 "(rsp_cons = rsp_prod)")
+WARN_ONCE = ("the \"No available IRQ\" warning is printed once per boot, not on every exhausted scan: "
+             "set st.warned the first time and only return -ENOSPC after that")
 U32_HINT = "prod - cons is computed in uint32 ((prod - cons) & 0xFFFFFFFF): the counters wrap at 2^32"
 
 
@@ -114,6 +126,12 @@ def _bindcount(exp: dict[str, Any], got: dict[str, Any]) -> str | None:
     return None
 
 
+def _warns_again(exp: dict[str, Any], got: dict[str, Any]) -> str | None:
+    if exp.get("printk") != got.get("printk") and exp.get("return") == got.get("return"):
+        return WARN_ONCE
+    return None
+
+
 def _req_reset(exp: dict[str, Any], got: dict[str, Any]) -> str | None:
     if (exp.get("req_cons"), exp.get("req_prod")) != (got.get("req_cons"), got.get("req_prod")):
         return REQ_LIKE_RSP
@@ -127,13 +145,14 @@ def _u32(exp: dict[str, Any], got: dict[str, Any]) -> str | None:
 TASKS: dict[str, KernelTask] = {t.name: t for t in (
     KernelTask("find_unbound_irq", l18, "find_unbound_irq", (int,), kc.evtchn_case,
                "the lowest dynamic IRQ with irq_bindcount 0; none left: printk the warning once, -ENOSPC",
-               boot=(), diagnose=(_bindcount,)),
+               boot=(), diagnose=(_warns_again, _bindcount)),
     KernelTask("bind_caller_port_to_irq", l18, "bind_caller_port_to_irq", (int,), kc.evtchn_case,
                "a port already bound shares its IRQ; a new one takes find_unbound_irq's IRQ "
                "(irq_info = mk_irq_info(IRQT_CALLER_PORT, 0, port)); both count the binding",
                boot=(), diagnose=(_bindcount,)),
     KernelTask("check_indexes", comms18, "check_indexes", (bool,), kc.check_indexes_case,
-               "sane when at most XENSTORE_RING_SIZE bytes are in flight", boot=(), diagnose=(_u32,)),
+               "sane when at most XENSTORE_RING_SIZE bytes are in flight", boot=(), diagnose=(_u32,),
+               points=2),
     KernelTask("xb_write_2.6.18", comms18, "xb_write", (int,), lambda rng: kc.write_case("2.6.18", rng),
                "copy chunk by chunk, sleep while the ring is full, kick after every chunk; 0 or -EIO",
                boot=(), diagnose=(_index_masked, _kicks(KICK_2618)), loop_hint=WRAP),
@@ -246,7 +265,7 @@ def check_kernel(name: str, fn: Callable[..., Any], seeds: range | list[int] = r
                  boot: bool = True) -> Verdict:
     """Run *fn* in place of the model's *name* on the generated cases of *seeds* (and the boot)."""
     task = TASKS[name]
-    v = Verdict(name, True)
+    v = Verdict(name, True, points=task.points)
     for seed in seeds:
         exp, _ = _run_case(task, seed, None)
         guard = Guard(fn, task.function, task.returns)
@@ -271,4 +290,5 @@ def check_kernel(name: str, fn: Callable[..., Any], seeds: range | list[int] = r
         v.lines.append(f"{where}: {len(exp)} steps match; the disk's frontend is "
                        f"{exp[-1][1]['states'].rsplit(' -> ', 1)[-1]}")
     v.lines.append(f"{name}: correct")
+    v.earned = v.points
     return v

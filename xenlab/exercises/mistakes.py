@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from xenlab.abi.errno import EIO
+from xenlab.abi.errno import EIO, ENOSPC
 from xenlab.abi.xs_wire import XENSTORE_RING_SIZE
 from xenlab.exercises import kernel_tasks as kt
 from xenlab.exercises.kernel_cases import ring_put
@@ -86,6 +86,17 @@ def kicks_every_chunk_on_61(kernel: PvopsKernel, data: bytes) -> int:
     return done
 
 
+def warns_every_time(kernel: XenLinuxKernel) -> int:
+    """find_unbound_irq without the warned flag: it warns on every exhausted scan."""
+    st = l18.evtchn_state(kernel)
+    first = st.space.DYNIRQ_BASE
+    for irq in range(first, first + st.space.NR_DYNIRQS):
+        if st.irq_bindcount[irq] == 0:
+            return irq
+    kernel.printk(KERN_WARNING, "No available IRQ to bind to: increase NR_DYNIRQS.")
+    return -ENOSPC
+
+
 def forgets_bindcount(kernel: XenLinuxKernel, caller_port: int) -> int:
     """bind_caller_port_to_irq that never counts the binding."""
     st = l18.evtchn_state(kernel)
@@ -143,6 +154,7 @@ CATALOGUE: tuple[Mistake, ...] = (
     Mistake("masking the index too early", "xb_write_2.6.18", masked_too_early, kt.MASKED),
     Mistake("kicking only once in 2.6.18", "xb_write_2.6.18", kicks_once, kt.KICK_2618),
     Mistake("2.6.18's kick rule on 6.1", "xb_write_6.1", kicks_every_chunk_on_61, kt.KICK_61),
+    Mistake("warning on every exhausted scan", "find_unbound_irq", warns_every_time, kt.WARN_ONCE),
     Mistake("forgetting irq_bindcount", "bind_caller_port_to_irq", forgets_bindcount, kt.BINDCOUNT),
     Mistake("resetting req like rsp", "xb_init_comms", resets_req_like_rsp, kt.REQ_LIKE_RSP),
     Mistake("prod - cons without uint32", "check_indexes", check_indexes_no_u32, kt.U32_HINT),

@@ -5,7 +5,7 @@
 the boot, ``kernel_tasks.check_kernel``); ``check(problem, {"part": answer, ...})`` checks a
 predict-or-decode answer (``predict.check_answer``); ``check(hs)`` the handshake you drove.
 All return a ``Verdict`` whose text is the checker's message (the cell's output), never the whole
-answer.
+answer, ending with its score (``Score: N/M``; ``.earned`` of ``.points``).
 """
 
 from __future__ import annotations
@@ -38,9 +38,11 @@ def handshake(flavour: str = "2.6.18") -> Handshake:
 
 
 def check(what: str | predict.Problem | Handshake,
-          answer: Callable[..., Any] | dict[str, object] | None = None) -> Verdict:
-    """Check a kernel function (task name, function), a problem's answer (Problem, dict of parts)
-    or a handshake you drove (Handshake)."""
+          answer: Callable[..., Any] | dict[str, object] | None = None, *,
+          seeds: range | list[int] | None = None) -> Verdict:
+    """Check a kernel function (task name, function; on the cases of *seeds*, 0-2 unless given), a
+    problem's answer (Problem, dict of parts) or a handshake you drove (Handshake). The Verdict's
+    text ends with `Score: N/M`; `.earned` / `.points` are the numbers."""
     if isinstance(what, Handshake):
         return check_handshake(what)
     if isinstance(what, predict.Problem):
@@ -51,4 +53,4 @@ def check(what: str | predict.Problem | Handshake,
         raise ValueError(f"no task {what!r}; tasks: {', '.join(TASKS)}")
     if not callable(answer):
         raise TypeError(f"check({what!r}, f): f is your function, not its result")
-    return check_kernel(what, answer)
+    return check_kernel(what, answer) if seeds is None else check_kernel(what, answer, seeds=seeds)

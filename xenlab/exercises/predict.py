@@ -38,6 +38,17 @@ class Problem:
     tables: dict[str, list[str]] = field(default_factory=dict)
     #: part -> the hint for the typical mistake on it
     hints: dict[str, str] = field(default_factory=dict)
+    #: part -> its points (1 unless set): as in `xenlab quiz`, a number is worth 1, a list or a printk line 2
+    points: dict[str, int] = field(default_factory=dict)
+
+    def worth(self, part: str) -> int:
+        """The points of *part*."""
+        return self.points.get(part, 1)
+
+    @property
+    def max_points(self) -> int:
+        """What every part right earns."""
+        return sum(self.worth(part) for part in self.expected)
 
     def __repr__(self) -> str:
         return self.text + "\nParts: " + ", ".join(self.expected)
@@ -151,6 +162,7 @@ def problem_probe_order(seed: int) -> Problem:
                     and s.function not in seen:
                 seen.append(s.function)
         p.expected[who] = ", ".join(seen)
+        p.points[who] = 2
         p.hints[who] = ("dom0 allocates the store page itself (get_zeroed_page: no xenstored runs yet, "
                         "so it cannot probe); a domU finds its page in start_info, xenstored is already "
                         "there (xenstored_ready = 1), so it probes at once")
@@ -177,6 +189,7 @@ def problem_fault_printk(seed: int) -> Problem:
                 f"({'in the domU' if domu else 'in dom0'}). Which kernel message (one line of dmesg) does it "
                 "add? Quote the first one.")
     p.expected["printk"] = new[0] if new else "none"
+    p.points["printk"] = 2
     p.hints["printk"] = "find the function that fails in the source the lab mirrors and its printk"
     return p
 
@@ -184,7 +197,7 @@ def problem_fault_printk(seed: int) -> Problem:
 # -- checking ------------------------------------------------------------------------------------------------
 def check_answer(problem: Problem, answer: dict[str, object]) -> Verdict:
     """Each part right, wrong (expected vs got, the table, a hint) or missing (named only)."""
-    v = Verdict(problem.kind, True)
+    v = Verdict(problem.kind, True, points=problem.max_points)
     for part, expected in problem.expected.items():
         if part not in answer or answer[part] in (None, ""):
             v.ok = False
@@ -193,6 +206,7 @@ def check_answer(problem: Problem, answer: dict[str, object]) -> Verdict:
         got = str(answer[part])
         if same_answer(got, expected) or (problem.kind == "probe_order" and _same_list(got, expected)):
             v.lines.append(f"{part}: right")
+            v.earned += problem.worth(part)
             continue
         v.ok = False
         v.lines.append(f"{part}: expected {expected}, got {got}")

@@ -8,10 +8,12 @@ out of the notebooks; ``tests/test_kernel_tasks.py`` runs them for seeds 0-49.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from xenlab.abi.errno import EIO, ENOSPC
 from xenlab.abi.xs_wire import XENSTORE_RING_SIZE
+from xenlab.exercises.handshake import Handshake
 from xenlab.exercises.kernel_cases import ring_get, ring_put
 from xenlab.linux.kernel import KERN_ERR, KERN_WARNING
 from xenlab.linux.pvops import events_base
@@ -19,6 +21,7 @@ from xenlab.linux.pvops.kernel import PvopsKernel
 from xenlab.linux.xenlinux import evtchn as l18
 from xenlab.linux.xenlinux import xenbus_comms as c18
 from xenlab.linux.xenlinux.kernel import XenLinuxKernel
+from xenlab.sim.toolstack import LOOP_MAJOR
 
 U32 = 0xFFFFFFFF
 
@@ -154,3 +157,21 @@ def wake_waiting(kernel: XenLinuxKernel, irq: int, dev_id: Any) -> int:
             xb.probe_work()
     kernel.sched.wake_up(xb.xb_waitq)
     return 1  # IRQ_HANDLED
+
+
+def drive_handshake(hs: Handshake) -> None:
+    """The block hotplug script's step: the loop device holding the image, major:minor in hex."""
+    hs.write(hs.backend + "/physical-device", f"{LOOP_MAJOR:x}:{hs.loop:x}")
+
+
+#: kernel task (kernel_tasks.TASKS) -> its reference solution
+REFERENCE: dict[str, Callable[..., Any]] = {
+    "find_unbound_irq": find_unbound_irq,
+    "bind_caller_port_to_irq": bind_caller_port_to_irq,
+    "check_indexes": check_indexes,
+    "xb_write_2.6.18": xb_write_2618,
+    "xb_write_6.1": xb_write_61,
+    "xb_read": xb_read,
+    "xb_init_comms": xb_init_comms,
+    "wake_waiting": wake_waiting,
+}
