@@ -1,9 +1,10 @@
 """Write the whole trace of a few scenarios to files, every field of every step and change.
 
 Used to prove that a change to how the trace is recorded changes no byte of it: dump before,
-dump after, compare the files (``cmp``). tests/test_trace_identity.py builds on ``full_dump``.
+dump after, compare the files (``cmp``). tests/test_trace_identity.py compares the same text
+(``xenlab.base.trace.full_text``) between independently built machines.
 
-    python tools/dump_trace.py OUTDIR
+    PYTHONPATH=. python tools/dump_trace.py OUTDIR   (PYTHONPATH: this tree's xenlab, not the venv's)
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from xenlab.base.trace import Trace
+from xenlab.base.trace import full_text
 from xenlab.sim.scenarios import build
 
 # (file name, build arguments): dom0/domU x both kernels x 1/2 vCPUs, and an HVM guest
@@ -23,24 +24,13 @@ SCENARIOS: list[tuple[str, dict[str, object]]] = [
      for flavour in ("2.6.18", "modern")]
 
 
-def full_dump(trace: Trace) -> str:
-    """Every step's every field (repr, with types), its changes, the stages and initial values."""
-    out = [f"initial {sorted(trace.initial.items())!r}", f"stages {trace.stages!r}"]
-    for s in trace.steps:
-        out.append(f"{s.index!r} {s.actor!r} {s.function!r} {s.summary!r} {s.source!r} {s.stage!r} "
-                   f"{s.printk!r} {len(s.changes)!r}")
-        out.extend(f"  {c.table!r} {c.key!r} {type(c.before).__name__} {c.before!r} "
-                   f"{type(c.after).__name__} {c.after!r}" for c in s.changes)
-    return "\n".join(out) + "\n"
-
-
 def main(argv: list[str]) -> None:
     outdir = Path(argv[1])
     outdir.mkdir(parents=True, exist_ok=True)
     for fname, args in SCENARIOS:
         args = dict(args)
         m = build(str(args.pop("name")), **args)  # type: ignore[arg-type]
-        (outdir / f"{fname}.trace").write_text(full_dump(m.trace))
+        (outdir / f"{fname}.trace").write_text(full_text(m.trace))
         m.shutdown()
         print(fname, len(m.trace))
 

@@ -297,3 +297,15 @@ class Trace:
             if changes:
                 out.extend(f"    {c}" for c in step.changes)
         return "\n".join(out)
+
+
+def full_text(trace: Trace) -> str:
+    """The whole trace as text that differs if any byte of it does: every field of every step and
+    row (repr, with the values' types), the stages and the tables' initial values."""
+    out = [f"initial {sorted(trace.initial.items())!r}", f"stages {trace.stages!r}"]
+    for s in trace.steps:
+        out.append(f"{s.index!r} {s.actor!r} {s.function!r} {s.summary!r} {s.source!r} {s.stage!r} "
+                   f"{s.printk!r} {len(s.changes)!r}")
+        out.extend(f"  {c.table!r} {c.key!r} {type(c.before).__name__} {c.before!r} "
+                   f"{type(c.after).__name__} {c.after!r}" for c in s.changes)
+    return "\n".join(out) + "\n"
