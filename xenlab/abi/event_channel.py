@@ -246,11 +246,20 @@ EVENT_WORD_FLAGS = ((EVTCHN_FIFO_PENDING, "P"), (EVTCHN_FIFO_MASKED, "M"), (EVTC
                     (EVTCHN_FIFO_BUSY, "B"))
 
 
+_EVENT_WORD_FLAGS_MASK = sum(1 << b for b, _ in EVENT_WORD_FLAGS)
+#: the flag text of every combination of the four flags (a boot formats some ten thousand words)
+_EVENT_WORD_FLAG_TEXT = {
+    flags: "".join(c if flags >> b & 1 else "-" for b, c in EVENT_WORD_FLAGS)
+    for flags in (sum(1 << b for n, (b, _) in enumerate(EVENT_WORD_FLAGS) if combo >> n & 1)
+                  for combo in range(1 << len(EVENT_WORD_FLAGS)))
+}
+
+
 def event_word_bits(word: int) -> tuple[str, int] | None:
     """An event word as the trace table ``xen/d<N>/event_word`` holds it: ("P-L-", LINK); None for 0."""
     if not word:
         return None
-    return "".join(c if word >> b & 1 else "-" for b, c in EVENT_WORD_FLAGS), word & EVTCHN_FIFO_LINK_MASK
+    return _EVENT_WORD_FLAG_TEXT[word & _EVENT_WORD_FLAGS_MASK], word & EVTCHN_FIFO_LINK_MASK
 
 
 #: The argument struct of each EVTCHNOP_* command.

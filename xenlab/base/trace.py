@@ -29,6 +29,7 @@ is where a missing record is found fastest.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ _CHECKPOINT_EVERY = 256
 _MUTABLE = frozenset({list, dict, set, bytearray})  # a replayed state shares values with the steps
 
 
-@dataclass(frozen=True, init=False)
+@dataclass(frozen=True, slots=True, init=False)
 class Change:
     """One key of one table changed from *before* to *after* (None = absent)."""
 
@@ -49,15 +50,17 @@ class Change:
     after: Value
 
     def __init__(self, table: str, key: str, before: Value, after: Value) -> None:
-        # frozen, but filled in one go: a boot records tens of thousands of rows
-        d = self.__dict__
-        d["table"], d["key"], d["before"], d["after"] = table, key, before, after
+        # frozen, but filled in one go through the slots: a boot records tens of thousands of rows
+        _set_table(self, table)
+        _set_key(self, key)
+        _set_before(self, before)
+        _set_after(self, after)
 
     def __str__(self) -> str:
         return f"{self.table}[{self.key}]: {self.before!r} -> {self.after!r}"
 
 
-@dataclass(frozen=True, init=False)
+@dataclass(frozen=True, slots=True, init=False)
 class Step:
     """One recorded step of the machine."""
 
@@ -72,13 +75,27 @@ class Step:
 
     def __init__(self, index: int, actor: str, function: str, summary: str, source: str, stage: str,
                  changes: tuple[Change, ...] = (), printk: str | None = None) -> None:
-        d = self.__dict__  # frozen, but filled in one go: a boot records some 15,000 steps
-        d["index"], d["actor"], d["function"], d["summary"] = index, actor, function, summary
-        d["source"], d["stage"], d["changes"], d["printk"] = source, stage, changes, printk
+        # frozen, but filled in one go through the slots: a boot records some 20,000 steps
+        _set_index(self, index)
+        _set_actor(self, actor)
+        _set_function(self, function)
+        _set_summary(self, summary)
+        _set_source(self, source)
+        _set_stage(self, stage)
+        _set_changes(self, changes)
+        _set_printk(self, printk)
 
     def line(self) -> str:
         """The step as one stable line of text."""
         return f"#{self.index} [{self.actor}] {self.function}: {self.summary} ({self.source})"
+
+
+# The slots' own setters: a frozen class's __setattr__ refuses, these do not (and are the fastest way in).
+_set_table, _set_key, _set_before, _set_after = (
+    Change.__dict__[name].__set__ for name in ("table", "key", "before", "after"))
+(_set_index, _set_actor, _set_function, _set_summary, _set_source, _set_stage, _set_changes,
+ _set_printk) = (Step.__dict__[name].__set__ for name in (
+    "index", "actor", "function", "summary", "source", "stage", "changes", "printk"))
 
 
 @dataclass(frozen=True)
@@ -122,6 +139,26 @@ def _same(replayed: Value, before: Value, initial: Value) -> bool:
     return replayed == before
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Hold off Python's cyclic garbage collector for the block, then put it back as it was.
+
+    A machine's bring-up appends tens of thousands of steps and rows that live as long as the
+    trace, and makes next to no cyclic garbage; every automatic collection during it re-scans
+    all of them (the full ones the whole heap) and frees nothing: it was ~40% of a boot. Scoped:
+    the collector is enabled again on the way out only if it was enabled on the way in (nests),
+    thresholds are untouched, and it never changes what is recorded (nothing in xenlab has a
+    finalizer or a weak reference).
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 @dataclass
 class Trace:
     """An append-only list of steps with named stages and replayable state.
@@ -161,11 +198,16 @@ class Trace:
         """Append one step; *changes* are ``(table, key, before, after)`` tuples or ``Change``."""
         if not self.enabled:
             return None
-        rows = tuple([c if isinstance(c, Change) else Change(c[0], str(c[1]), c[2], c[3]) for c in changes])
-        for c in rows:
+        built: list[Change] = []
+        for c in changes:  # one pass: build each row and check it
+            if not isinstance(c, Change):
+                key = c[1]
+                c = Change(c[0], key if type(key) is str else str(key), c[2], c[3])
             if type(c.before) in _MUTABLE or type(c.after) in _MUTABLE:
                 raise TypeError(f"{function}: {c.table}[{c.key}] records a mutable value; "
                                 "record a tuple (a queue is a tuple, oldest first)")
+            built.append(c)
+        rows = tuple(built)
         step = Step(len(self.steps), actor, function, summary, source, self._stage, rows, printk)
         if self.checked:
             initial = self.initial
@@ -255,3 +297,15 @@ class Trace:
             if changes:
                 out.extend(f"    {c}" for c in step.changes)
         return "\n".join(out)
+
+
+def full_text(trace: Trace) -> str:
+    """The whole trace as text that differs if any byte of it does: every field of every step and
+    row (repr, with the values' types), the stages and the tables' initial values."""
+    out = [f"initial {sorted(trace.initial.items())!r}", f"stages {trace.stages!r}"]
+    for s in trace.steps:
+        out.append(f"{s.index!r} {s.actor!r} {s.function!r} {s.summary!r} {s.source!r} {s.stage!r} "
+                   f"{s.printk!r} {len(s.changes)!r}")
+        out.extend(f"  {c.table!r} {c.key!r} {type(c.before).__name__} {c.before!r} "
+                   f"{type(c.after).__name__} {c.after!r}" for c in s.changes)
+    return "\n".join(out) + "\n"

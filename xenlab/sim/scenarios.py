@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from xenlab.base.trace import gc_paused
 from xenlab.sim.machine import Machine
 from xenlab.sim.toolstack import GUEST_TYPES
 
@@ -79,7 +80,8 @@ def build(name: str, *, flavour: str = "modern", seed: int = 0, dom0_vcpus: int 
     scen = check_scenario(name)
     if guest_type not in GUEST_TYPES:
         raise ValueError(f"unknown guest type {guest_type!r}; choose one of {', '.join(GUEST_TYPES)}")
-    m = Machine(flavour=flavour, seed=seed, dom0_vcpus=dom0_vcpus, faults=faults, xenstored=xenstored,
-                fifo_events=fifo_events)
-    scen.run(m, {"guest_vcpus": guest_vcpus, "disks": disks, "vifs": vifs, "guest_type": guest_type})
+    with gc_paused():  # the bring-up only grows the trace: collecting during it frees nothing
+        m = Machine(flavour=flavour, seed=seed, dom0_vcpus=dom0_vcpus, faults=faults, xenstored=xenstored,
+                    fifo_events=fifo_events)
+        scen.run(m, {"guest_vcpus": guest_vcpus, "disks": disks, "vifs": vifs, "guest_type": guest_type})
     return m
