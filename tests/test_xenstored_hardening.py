@@ -66,7 +66,7 @@ def test_an_internal_error_is_logged_with_its_traceback_and_serving_goes_on(tmp_
         c.close()
     finally:
         proc.terminate()
-        _, err = proc.communicate(timeout=10)
+        _, err = proc.communicate(timeout=60)
     assert "xenstored: internal error in do_get_domain_path for socket1(d0) GET_DOMAIN_PATH '1'" in err
     assert "Traceback (most recent call last):" in err
     assert "RuntimeError: injected daemon bug" in err
