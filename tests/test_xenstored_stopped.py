@@ -125,7 +125,8 @@ def test_the_trace_replays_exactly(stopped: Machine) -> None:
     assert not trace.mismatches()
     replayed = {tb: rows for tb, rows in trace.state_at(len(trace) - 1).items()
                 if rows and family(tb) != "K/xs_requests" and tb != "toolstack/store_page"}
-    replayed["domU1/ring"] = {k: v for k, v in replayed["domU1/ring"].items() if k not in ("req_cons", "rsp_prod")}
+    replayed["domU1/ring"] = {k: v for k, v in replayed["domU1/ring"].items()
+                             if k not in ("req_cons", "rsp_prod")}
     live = {tb: rows for tb, rows in machine_state(stopped).items() if rows}
     assert replayed == live
 
