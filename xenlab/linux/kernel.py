@@ -151,6 +151,8 @@ class Kernel:
     cmdline: str = ""
     faults: set[str] = field(default_factory=set)
     log: list[LogLine] = field(default_factory=list)
+    # who reads the console as lines are printed (xl console; a debugger's user acting on what shows)
+    console_readers: list[Callable[[LogLine], None]] = field(default_factory=list, repr=False)
     proc: dict[str, ProcEntry] = field(default_factory=dict)
     #: the irq_desc table (kernel/irq), made by the kernel's xen_init_IRQ
     irq_core: IrqCore | None = None
@@ -187,7 +189,10 @@ class Kernel:
     # -- messages ----------------------------------------------------------
     def printk(self, level: str, text: str) -> None:
         """printk: append a message to the kernel log (what dmesg shows)."""
-        self.log.append(LogLine(self.sched.now_ns, level, text))
+        line = LogLine(self.sched.now_ns, level, text)
+        self.log.append(line)
+        for reader in list(self.console_readers):
+            reader(line)
 
     def panic(self, text: str) -> None:
         """panic: log the message and stop this kernel."""

@@ -60,13 +60,14 @@ def kernel_xs_client(m: Machine, kernel: Kernel) -> XsClient:
     return XsClient(kernel.xenbus_dev_request, name=f"{kernel.name}:/dev/xen/xenbus")
 
 
-def dirty_store_page(m: Machine, page: Page) -> None:
+def dirty_store_page(m: Machine, page: Page, domid: int | None = None) -> None:
     """Fault ring-not-quiescent: leave a stale request and stale response bytes in a guest's store page.
 
     The request (DIRECTORY "device", req_id 0) is well-formed and unread: xenstored, the
     consumer of ``req``, answers it as soon as the domain is introduced, so the guest's
     ``xb_init_comms`` finds ``req`` drained and ``rsp`` holding the 16 stale bytes and that
-    answer, which it skips.
+    answer, which it skips. With xenstored-stopped the bytes land after the introduce
+    (*domid*'s ring already mapped by xenstored: its view of the page changes too).
     """
     from xenlab.abi.xs_wire import XS_DIRECTORY, xenstore_domain_interface, xsd_sockmsg
 
@@ -74,14 +75,18 @@ def dirty_store_page(m: Machine, page: Page) -> None:
     stale = bytes(xsd_sockmsg(type=XS_DIRECTORY, req_id=0, tx_id=0, len=len(payload))) + payload
     intf = xenstore_domain_interface.from_buffer(page.buf)
     req_cons, req_prod = 24, 24 + len(stale)
+    new = {"req_prod": req_prod, "req_cons": req_cons, "rsp_prod": 32, "rsp_cons": 16}
+    old = {k: int(getattr(intf, k)) for k in new}
     at = xenstore_domain_interface.req.offset + req_cons
     page.buf[at:at + len(stale)] = stale
     intf.req_cons, intf.req_prod = req_cons, req_prod
-    intf.rsp_prod, intf.rsp_cons = 32, 16
+    intf.rsp_prod, intf.rsp_cons = new["rsp_prod"], new["rsp_cons"]
+    m.trace.set_initial("toolstack/store_page", 0)  # the fields of the page xc_dom_build cleared
+    changes = [("toolstack/store_page", k, old[k], v) for k, v in new.items()]
+    ring = m.ring_server.rings.get(domid) if m.ring_server is not None and domid is not None else None
+    if ring is not None:  # the daemon's own fields of the page (its table: req_cons, rsp_prod)
+        changes += [(ring.table, k, old[k], new[k]) for k in ("req_cons", "rsp_prod")]
     m.trace.record("fault ring-not-quiescent", f"stale store page: an unread DIRECTORY request in "
                    f"req[{req_cons}..{req_prod}) (req_cons {req_cons}, req_prod {req_prod}), 16 unread "
                    "response bytes (rsp_cons 16, rsp_prod 32)", actor="toolstack",
-                   source="xenlab/sim/faults.py",
-                   changes=[("toolstack/store_page", k, 0, v) for k, v in
-                            (("req_prod", req_prod), ("req_cons", req_cons), ("rsp_prod", 32),
-                             ("rsp_cons", 16))])
+                   source="xenlab/sim/faults.py", changes=changes)

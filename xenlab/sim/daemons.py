@@ -38,9 +38,11 @@ if TYPE_CHECKING:
 class SocketConnection:
     """A tool's connection to xenstored's Unix socket: requests in, replies and watch events out."""
 
-    def __init__(self, daemon: Daemon, label: str, readable: Callable[[], None] | None = None) -> None:
+    def __init__(self, daemon: Daemon, label: str, readable: Callable[[], None] | None = None,
+                 stopped: Callable[[], bool] = lambda: False) -> None:
         self.daemon = daemon
         self.readable = readable  # tells the daemon's poll() loop that this socket had input
+        self.stopped = stopped  # the daemon process is stopped (SIGSTOP): nothing answers
         self.conn = daemon.new_connection(domid=0, label=f"socket:{label}")
         self.label = label
         self.req_id = 0
@@ -58,6 +60,9 @@ class SocketConnection:
 
     def talk(self, mtype: int, tx_id: int, payload: bytes) -> tuple[int, bytes]:
         """xs_talkv over the socket: one request, its reply."""
+        if self.stopped():
+            # a real tool would block in read() until SIGCONT; the lab's tools are not tasks
+            raise RuntimeError(f"{self.label}: xenstored is stopped (SIGSTOP): the request would block")
         self.req_id += 1
         self.daemon.handle(self.conn, wire.Message(mtype, self.req_id, tx_id, payload))
         if self.readable is not None:
@@ -87,7 +92,9 @@ def socket_client(m: Machine, label: str) -> SocketClient:
     """An XsClient on a new socket connection of dom0 (what xs_open() gives a dom0 tool)."""
     if m.daemon is None:
         raise RuntimeError(f"{label}: xenstored is not running (no socket to connect to)")
-    return SocketClient(SocketConnection(m.daemon, label, m.xenstored_socket_readable), label)
+    signal = m.xenstored_signal
+    stopped = (lambda: signal("?") == "T") if signal is not None else (lambda: False)
+    return SocketClient(SocketConnection(m.daemon, label, m.xenstored_socket_readable, stopped), label)
 
 
 def make_daemon(m: Machine, personality: str) -> Daemon:
@@ -144,6 +151,19 @@ def start_xenstored(m: Machine, personality: str) -> None:
         m.sched.wake_up(wq)
 
     m.xenstored_socket_readable = socket_readable
+    stopped = [False]
+
+    def signal(sig: str) -> str:
+        """kill -STOP / kill -CONT (as a debugger does) to the daemon; "?" only asks: "T" (stopped) or "S"."""
+        if sig in ("SIGSTOP", "SIGCONT") and stopped[0] != (sig == "SIGSTOP"):
+            stopped[0] = sig == "SIGSTOP"
+            what = "stopped: its main loop does not run" if stopped[0] else "continued: back in its main loop"
+            m.trace.record(sig, f"{comm}: {what}", actor="debugger", source="kernel/signal.c")
+            if not stopped[0]:
+                m.sched.wake_up(wq)  # poll() returns for whatever became ready while it was stopped
+        return "T" if stopped[0] else "S"
+
+    m.xenstored_signal = signal
 
     def xenstored_main() -> None:
         """One turn of the daemon's main loop (service the rings); the first turn starts it up."""
@@ -169,7 +189,8 @@ def start_xenstored(m: Machine, personality: str) -> None:
     # between turns it sleeps in poll() on /dev/xen/evtchn (host.wait) and its sockets;
     # the first turn runs at once
     m.sched.kthread_run(xenstored_main, comm, owner="dom0", kthread=False,
-                        wait=(wq, lambda: not started[0] or socket_input[0] or has_event()), nests=True)
+                        wait=(wq, lambda: not stopped[0] and (not started[0] or socket_input[0]
+                                                              or has_event())), nests=True)
 
 
 def init_script_after_xenstored(m: Machine, personality: str) -> None:

@@ -28,6 +28,11 @@ MACHINE_FAULTS: tuple[Fault, ...] = (
           "the toolstack leaves a stale request and stale response bytes in the guest's store page: "
           "xenstored answers the request when the domain is introduced, and xb_init_comms reports "
           "the non-quiescent response ring and skips it all"),
+    Fault("xenstored-stopped", "domU",
+          "with ring-not-quiescent: a debugger stops xenstored (SIGSTOP) after the toolstack's last "
+          "request, the stale bytes land after that, and it is continued (SIGCONT) when the guest's "
+          "console shows xb_init_comms' quiescence lines: the request ring is still unread then, so the "
+          "guest only complains about it, and xenstored answers the stale request afterwards"),
     Fault("exhaust-irqs", "dom0",
           "every dynamic IRQ is taken before xenbus binds its store port: 2.6.18's find_unbound_irq "
           "finds none (-ENOSPC), a modern kernel's irq_alloc_descs fails (-ENOMEM)"),

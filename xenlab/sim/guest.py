@@ -31,7 +31,9 @@ from xenlab.sim.toolstack import (
 from xenlab.sim.xsclient import XsClient, XsError
 
 if TYPE_CHECKING:
+    from xenlab.linux.kernel import Kernel, LogLine
     from xenlab.sim.machine import Domain, Machine
+    from xenlab.xen.memory import Page
 
 XenbusStateInitWait, XenbusStateConnected = 2, 4
 MAX_ROUNDS = 50
@@ -119,7 +121,8 @@ def create_domU(m: Machine, *, name: str, vcpus: int, memory_mb: int, disks: int
     b = BuiltDomain(domid, cfg)
     ts.xc_dom_build(domid, b)
     ts.built[domid] = b
-    if m.has_fault("ring-not-quiescent"):
+    stop = m.has_fault("xenstored-stopped")
+    if m.has_fault("ring-not-quiescent") and not stop:
         boot.dirty_store_page(m, b.store_page)
     kernel = new_kernel(m.hv, domid, m.flavour, sched=m.sched, trace=m.trace, name=f"domU{domid}",
                         cmdline=cfg.cmdline)
@@ -137,11 +140,37 @@ def create_domU(m: Machine, *, name: str, vcpus: int, memory_mb: int, disks: int
             raise MachineError(msg)
         m.errors.append(msg)  # libxl would destroy the domain; the lab keeps it to show what is left
 
+    if stop:
+        debugger_stops_xenstored(m, kernel, b.store_page, domid)
     boot.boot_kernel(m, kernel, initdomain=False, userspace=frontends)
     m.settle()
     if frontends:
         wait_connected(m, domid)
     return dom
+
+
+def debugger_stops_xenstored(m: Machine, kernel: Kernel, page: Page, domid: int) -> None:
+    """Fault xenstored-stopped: SIGSTOP xenstored before the guest runs, SIGCONT once xb_init_comms spoke.
+
+    A debugger holds xenstored after the toolstack's last request (stopped any earlier, xl create
+    and dom0's backends would wait for it); the stale bytes of ring-not-quiescent land after that,
+    so no main-loop turn of xenstored reads the request ring before the guest's ``xb_init_comms``
+    looks at it. The debugger's user continues xenstored when the guest's console shows the
+    quiescence complaints (the last of them: the response ring's): "continue" is a task of its
+    own, so it runs at the next scheduling point, after that ``xb_init_comms`` has returned.
+    """
+    assert m.xenstored_signal is not None, "xenstored runs before any guest is created"
+    signal = m.xenstored_signal
+    m.settle()  # what the toolstack's last request set going (watch events, backends) runs first
+    signal("SIGSTOP")
+    boot.dirty_store_page(m, page, domid)
+
+    def reader(line: LogLine) -> None:
+        if "response ring is not quiescent" in line.text:
+            kernel.console_readers.remove(reader)
+            m.sched.kthread_run(signal, "gdb", "SIGCONT", owner="dom0", kthread=False, nests=True)
+
+    kernel.console_readers.append(reader)
 
 
 def load_frontends(m: Machine, domid: int) -> None:

@@ -111,6 +111,8 @@ class Machine:
     xenconsoled: Xenconsoled | None = field(init=False, repr=False)
     #: xenstored's poll() hears of socket input through this (None while no xenstored runs)
     xenstored_socket_readable: Callable[[], None] | None = field(init=False, repr=False)
+    # SIGSTOP / SIGCONT to the xenstored process (fault xenstored-stopped): set by start_xenstored
+    xenstored_signal: Callable[[str], None] | None = field(init=False, repr=False)
     # -- `xl`: made by the first create_domU (xenlab.sim.guest) ----------------------------------
     toolstack: Toolstack | None = field(init=False, repr=False)
 
@@ -131,6 +133,9 @@ class Machine:
             raise MachineError(f"dom0_mem_mb must be at least 1 (MiB), not {self.dom0_mem_mb}")
         self.faults = tuple(self.faults)
         self.fault_info = {name: check_fault(name) for name in self.faults}
+        if self.has_fault("xenstored-stopped") and not self.has_fault("ring-not-quiescent"):
+            raise MachineError("fault xenstored-stopped needs ring-not-quiescent: the debugger continues "
+                               "xenstored when the guest's xb_init_comms complains about its store ring")
         self.rng = random.Random(self.seed)
         self.hv = Hypervisor(trace=self.trace, bits=64)
         self.domains = {}
@@ -141,6 +146,7 @@ class Machine:
         self.host = None
         self.xenconsoled = None
         self.xenstored_socket_readable = None
+        self.xenstored_signal = None
         self.toolstack = None
         self._dom0_xs: XsClient | None = None
         self._guest_xs: dict[int, XsClient] = {}
