@@ -57,11 +57,12 @@ def test_xsd_port_is_the_port_dom0_allocated(dom0: Machine) -> None:
 
 
 # -- /proc/interrupts ------------------------------------------------------------------
-def irq_rows(lines: list[str]) -> list[tuple[str, ...]]:
-    """The numbered IRQ rows as (irq, chip, type, name), counts dropped."""
+def irq_rows(lines: list[str], cpus: int = 1) -> list[tuple[str, ...]]:
+    """The numbered IRQ rows of a *cpus*-CPU /proc/interrupts as (irq, chip, type, name), counts dropped."""
     rows = []
+    counts = r"\s+\d+" * cpus
     for ln in lines:
-        m = re.match(r"\s*(\d+):\s+\d+\s+(\S+)\s+-(\S+)\s+(.*)$", ln)
+        m = re.match(rf"\s*(\d+):{counts}\s+(\S+)\s+-(\S+)\s+(.*)$", ln)
         if m:
             rows.append((m[1], m[2], m[3], m[4].strip()))
     return rows

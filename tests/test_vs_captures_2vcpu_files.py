@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
+import test_vs_captures as vs1
 from real_captures import CAPTURES
 from test_vs_captures import log_text, ring_fields, sysfs_devices, tree
 from xenbus_harness import Rig
@@ -64,12 +65,7 @@ def lab(machines: dict[tuple[str, int, int, str], Machine], kind: str, scenario:
 
 def irq_rows(lines: list[str]) -> list[tuple[str, ...]]:
     """The numbered IRQ rows of a 2-CPU /proc/interrupts as (irq, chip, type, name), counts dropped."""
-    rows = []
-    for ln in lines:
-        m = re.match(r"\s*(\d+):\s+\d+\s+\d+\s+(\S+)\s+-(\S+)\s+(.*)$", ln)
-        if m:
-            rows.append((m[1], m[2], m[3], m[4].strip()))
-    return rows
+    return vs1.irq_rows(lines, cpus=2)
 
 
 # -- dom0 before and after xenstored (01, 02, 13) ---------------------------------------------------
